@@ -1,0 +1,171 @@
+/**
+ * The claim loop: while a slot is free, pull ONE doorbell from a pool this daemon serves,
+ * decide (claim.ts), and run won claims as Executions. Pulling one at a time matters: a
+ * prefetched doorbell would time out while the worker is busy.
+ */
+import type { Consumer, JsMsg } from "@nats-io/jetstream";
+import { errorMessage } from "../errors.js";
+import type { Logger } from "../log.js";
+import type { EventPublisher } from "../tasks/event-publisher.js";
+import { pause } from "../util/abort.js";
+import type { Slots } from "../util/slots.js";
+import type { Claimer, Decision } from "./claim.js";
+import type { Execution } from "./execution.js";
+
+export type ClaimLoopState = "new" | "running" | "stopping" | "stopped";
+
+export interface ClaimLoopDeps {
+  pools: string[];
+  slots: Slots;
+  claimer: Claimer;
+  consumer(pool: string): Promise<Consumer>;
+  /** Builds the execution for a won claim. */
+  execution(pool: string, d: Extract<Decision, { kind: "claimed" }>, msg: JsMsg): Execution;
+  events: EventPublisher;
+  log: Logger;
+  onClaim?(info: { pool: string; latencyMs: number; takeover: boolean }): void;
+  onDecision?(d: Decision): void;
+}
+
+export class ClaimLoop {
+  private state: ClaimLoopState = "new";
+  private readonly intake = new AbortController();
+  private loops: Promise<void>[] = [];
+  /** Pull requests in flight, stopped at once when intake stops. */
+  private readonly pulls = new Set<{ stop(): void }>();
+  readonly running = new Map<string, { execution: Execution; done: Promise<unknown> }>();
+
+  constructor(private readonly deps: ClaimLoopDeps) {}
+
+  get status(): ClaimLoopState {
+    return this.state;
+  }
+
+  start(): void {
+    if (this.state !== "new") throw new Error(`claim loop already ${this.state}`);
+    this.state = "running";
+    this.loops = this.deps.pools.map((pool) => this.poolLoop(pool));
+  }
+
+  /** Stops taking new work; running executions go on. Idempotent. */
+  async stopIntake(): Promise<void> {
+    if (this.state === "running") this.state = "stopping";
+    this.intake.abort();
+    for (const p of this.pulls) p.stop();
+    await Promise.allSettled(this.loops);
+  }
+
+  /** Waits for running executions, at most `ms`; returns whether all finished. */
+  async drain(ms: number): Promise<boolean> {
+    const all = Promise.allSettled([...this.running.values()].map((r) => r.done));
+    const timedOut = Symbol("timeout");
+    let t: NodeJS.Timeout | undefined;
+    const res = await Promise.race([
+      all,
+      new Promise((r) => {
+        t = setTimeout(() => r(timedOut), ms);
+      }),
+    ]);
+    clearTimeout(t);
+    return res !== timedOut;
+  }
+
+  /** Aborts every running execution with `reason` and waits for them to settle. */
+  async abortAll(reason: "shutdown" | "fenced"): Promise<void> {
+    for (const r of this.running.values()) r.execution.stop(reason);
+    await Promise.allSettled([...this.running.values()].map((r) => r.done));
+    this.state = "stopped";
+  }
+
+  cancel(taskId: string): boolean {
+    const r = this.running.get(taskId);
+    r?.execution.stop("cancelled");
+    return r !== undefined;
+  }
+
+  private async poolLoop(pool: string): Promise<void> {
+    const { slots, log } = this.deps;
+    const signal = this.intake.signal;
+    // With several pools a pending pull holds a slot, so keep pulls short.
+    const expires = this.deps.pools.length > 1 ? 1000 : 5000;
+    let backoff = 100;
+    while (!signal.aborted) {
+      if (!(await slots.acquire(signal))) break;
+      let handedOff = false;
+      try {
+        const consumer = await this.deps.consumer(pool);
+        const msg = await this.pullOne(consumer, expires);
+        if (msg && !signal.aborted) handedOff = await this.handle(pool, msg);
+        else if (msg) msg.nak(0); // stopping: give it straight back
+        backoff = 100;
+      } catch (err) {
+        if (signal.aborted) break;
+        log.warn({ pool, err: errorMessage(err) }, "pull failed; retrying");
+        await pause(backoff, signal);
+        backoff = Math.min(backoff * 2, 5000);
+      } finally {
+        if (!handedOff) slots.release();
+      }
+    }
+  }
+
+  /** One message or null; a fetch (not next) so that stopping intake can end the pull at once. */
+  private async pullOne(consumer: Consumer, expires: number): Promise<JsMsg | null> {
+    const iter = await consumer.fetch({ max_messages: 1, expires });
+    const handle = { stop: () => void iter.stop() };
+    this.pulls.add(handle);
+    try {
+      for await (const m of iter) return m;
+      return null;
+    } finally {
+      this.pulls.delete(handle);
+    }
+  }
+
+  /** Returns true when an execution took the slot. */
+  private async handle(pool: string, msg: JsMsg): Promise<boolean> {
+    const d = await this.deps.claimer.decide(msg, (id) => this.running.has(id));
+    this.deps.onDecision?.(d);
+    if (d.kind === "ours") {
+      this.running.get(d.taskId)?.execution.adopt(msg);
+      return false;
+    }
+    if (d.kind === "settled") {
+      const r = d.record;
+      this.deps.events.publish({
+        type: "state",
+        taskId: r.id,
+        at: r.updatedAt,
+        state: r.state,
+        attempt: r.attempt,
+        ...(r.reason ? { reason: r.reason } : {}),
+      });
+      return false;
+    }
+    if (d.kind !== "claimed") return false;
+    const r = d.claimed.record;
+    this.deps.onClaim?.({
+      pool,
+      latencyMs: Date.now() - Date.parse(r.attempts.length > 1 ? r.updatedAt : r.submittedAt),
+      takeover: d.takeoverFrom !== undefined,
+    });
+    this.deps.events.publish({
+      type: "state",
+      taskId: r.id,
+      at: r.updatedAt,
+      state: r.state,
+      attempt: r.attempt,
+      ...(r.owner ? { workerId: r.owner.workerId } : {}),
+    });
+    const execution = this.deps.execution(pool, d, msg);
+    const done = execution
+      .run()
+      .catch((err) => this.deps.log.error({ err, taskId: r.id }, "execution crashed"))
+      .finally(() => {
+        this.running.delete(r.id);
+        this.deps.slots.release();
+      });
+    this.running.set(r.id, { execution, done });
+    return true;
+  }
+}

@@ -1,0 +1,172 @@
+/**
+ * What to do with one doorbell: claim a queued task, adopt our own redelivery, wait on a live
+ * owner, take over from a dead one (its revision unchanged for a whole lease, timed locally),
+ * or just ack because the task is finished. The KV compare-and-set decides every race.
+ */
+import type { JsMsg } from "@nats-io/jetstream";
+import { MeshError } from "../errors.js";
+import { doorbellTaskId } from "../queue/doorbell.js";
+import { workerServes } from "../registry/worker-info.js";
+import { isTerminal, type TaskRecord, type VersionedRecord } from "../tasks/record.js";
+import type { TaskStore } from "../tasks/store.js";
+
+export interface ClaimerIdentity {
+  workerId: string;
+  host: string;
+  pools: string[];
+  labels: Record<string, string>;
+  runners: string[];
+}
+
+export type Decision =
+  | { kind: "claimed"; claimed: VersionedRecord; takeoverFrom?: string }
+  | { kind: "ours"; taskId: string } // our own task's doorbell came back: adopt it
+  | { kind: "skip"; taskId: string; why: string }
+  | { kind: "settled"; record: TaskRecord }; // a takeover found it exhausted or cancelled: now terminal
+
+export interface ClaimerOptions {
+  leaseMs: number;
+  now?: () => number;
+}
+
+export class Claimer {
+  /** task id -> (revision, when we first saw it) for staleness judged on our own clock. */
+  private seen = new Map<string, { revision: number; since: number }>();
+  private readonly now: () => number;
+
+  constructor(
+    private readonly store: TaskStore,
+    private readonly me: ClaimerIdentity,
+    private readonly opts: ClaimerOptions,
+  ) {
+    this.now = opts.now ?? Date.now;
+  }
+
+  /** Handles the doorbell's ack/nak itself except for "claimed"/"ours" (the execution keeps it). */
+  async decide(msg: JsMsg, isRunningHere: (id: string) => boolean): Promise<Decision> {
+    const id = doorbellTaskId(msg.subject);
+    const cur = await this.store.get(id);
+    if (!cur) {
+      msg.ack();
+      return { kind: "skip", taskId: id, why: "no record" };
+    }
+    const r = cur.record;
+    if (isTerminal(r.state)) {
+      this.seen.delete(id);
+      msg.ack();
+      return { kind: "skip", taskId: id, why: `already ${r.state}` };
+    }
+    if (r.state === "queued") {
+      this.seen.delete(id);
+      if (r.cancelRequested) {
+        msg.nak(1000);
+        return { kind: "skip", taskId: id, why: "cancel pending" };
+      }
+      if (!workerServes(this.me, r.spec.pool, r.spec.labels, r.spec.runner)) {
+        // Another worker may serve it; the record shows it as unschedulable if none does.
+        msg.nak(Math.min(2000, this.opts.leaseMs));
+        return { kind: "skip", taskId: id, why: "labels or runner not served here" };
+      }
+      const notBefore = r.notBefore ? Date.parse(r.notBefore) - Date.now() : 0;
+      if (notBefore > 0) {
+        msg.nak(notBefore);
+        return { kind: "skip", taskId: id, why: "retry back-off" };
+      }
+      return this.claim(cur, msg);
+    }
+    // claimed or running
+    if (r.owner?.workerId === this.me.workerId && isRunningHere(id)) return { kind: "ours", taskId: id };
+    const obs = this.seen.get(id);
+    const t = this.now();
+    if (!obs || obs.revision !== cur.revision) {
+      this.seen.set(id, { revision: cur.revision, since: t });
+      msg.nak(this.opts.leaseMs);
+      return { kind: "skip", taskId: id, why: "held by a live owner" };
+    }
+    const silent = t - obs.since;
+    if (silent < this.opts.leaseMs) {
+      msg.nak(Math.max(100, this.opts.leaseMs - silent + 50));
+      return { kind: "skip", taskId: id, why: "held; lease not yet expired" };
+    }
+    if (!workerServes(this.me, r.spec.pool, r.spec.labels, r.spec.runner)) {
+      msg.nak(1000);
+      return { kind: "skip", taskId: id, why: "stale, but labels or runner not served here" };
+    }
+    return this.takeover(cur, msg, silent);
+  }
+
+  private async claim(cur: VersionedRecord, msg: JsMsg): Promise<Decision> {
+    const next = structuredClone(cur.record);
+    next.state = "claimed";
+    this.own(next);
+    try {
+      return { kind: "claimed", claimed: await this.store.update(cur, next) };
+    } catch (err) {
+      if (err instanceof MeshError && err.code === "CONFLICT") {
+        msg.nak(this.opts.leaseMs);
+        return { kind: "skip", taskId: cur.record.id, why: "lost the claim race" };
+      }
+      throw err;
+    }
+  }
+
+  private async takeover(cur: VersionedRecord, msg: JsMsg, silentMs: number): Promise<Decision> {
+    const r = structuredClone(cur.record);
+    const prevOwner = r.owner?.workerId ?? "unknown";
+    const last = r.attempts[r.attempts.length - 1];
+    const at = new Date(this.now()).toISOString();
+    if (last && !last.outcome) {
+      last.outcome = "lost";
+      last.endedAt = at;
+      last.reason = `worker ${prevOwner} stopped heartbeating (silent ${Math.round(silentMs)} ms); lease expired`;
+    }
+    r.countedFailures += 1;
+    try {
+      if (r.countedFailures >= r.maxAttempts) {
+        r.state = "dead";
+        r.finishedAt = at;
+        r.reason = `attempts exhausted (${r.countedFailures}/${r.maxAttempts}); last: ${last?.reason ?? "lost"}`;
+        delete r.owner;
+        delete r.cancelRequested;
+        const written = await this.store.update(cur, r);
+        this.seen.delete(r.id);
+        await msg.ackAck().catch(() => undefined);
+        return { kind: "settled", record: written.record };
+      }
+      if (r.cancelRequested) {
+        r.state = "cancelled";
+        r.finishedAt = at;
+        r.reason = "cancelled by request (its worker had died)";
+        delete r.owner;
+        delete r.cancelRequested;
+        const written = await this.store.update(cur, r);
+        this.seen.delete(r.id);
+        await msg.ackAck().catch(() => undefined);
+        return { kind: "settled", record: written.record };
+      }
+      r.state = "claimed";
+      this.own(r);
+      const claimed = await this.store.update(cur, r);
+      this.seen.delete(r.id);
+      return { kind: "claimed", claimed, takeoverFrom: prevOwner };
+    } catch (err) {
+      if (err instanceof MeshError && err.code === "CONFLICT") {
+        msg.nak(this.opts.leaseMs);
+        return { kind: "skip", taskId: r.id, why: "lost the takeover race" };
+      }
+      throw err;
+    }
+  }
+
+  private own(r: TaskRecord): void {
+    r.attempt += 1;
+    r.owner = { workerId: this.me.workerId, host: this.me.host };
+    r.heartbeatAt = new Date(this.now()).toISOString();
+    r.attempts.push({
+      attempt: r.attempt,
+      workerId: this.me.workerId,
+      host: this.me.host,
+      claimedAt: new Date(this.now()).toISOString(),
+    });
+  }
+}

@@ -1,0 +1,332 @@
+/**
+ * One attempt of one task on this worker, from a won claim to its final fenced write:
+ * heartbeat the lease, prepare the workspace, run the runner, record the outcome, then ack or
+ * hand the doorbell back. Nothing is written after the fence is lost.
+ */
+import { mkdir, rm } from "node:fs/promises";
+import { join } from "node:path";
+import type { JsMsg } from "@nats-io/jetstream";
+import { errorMessage, MeshError } from "../errors.js";
+import type { Logger } from "../log.js";
+import type { AbortReason, Runner, RunnerEvent, RunOutcome } from "../runner/runner.js";
+import type { EventPublisher } from "../tasks/event-publisher.js";
+import type { AttemptOutcome, TaskRecord, VersionedRecord } from "../tasks/record.js";
+import type { TaskStore } from "../tasks/store.js";
+import type { WorkspaceProvider } from "../workspace/workspace.js";
+import { Lease } from "./lease.js";
+
+export interface ExecutionDeps {
+  store: TaskStore;
+  events: EventPublisher;
+  runner: Runner;
+  workspaces: WorkspaceProvider;
+  log: Logger;
+  workerId: string;
+  host: string;
+  pool: string;
+  stateDir: string;
+  leaseMs: number;
+  heartbeatMs: number;
+  retryDelayMs: number;
+  defaultTimeoutMs: number;
+  /** Called with the settled result for metrics. */
+  onFinished?(info: {
+    taskId: string;
+    outcome: AttemptOutcome | "fenced";
+    state: string;
+    durationMs: number;
+  }): void;
+}
+
+export type ExecutionResult = "done" | "requeued" | "fenced";
+
+export class Execution {
+  readonly taskId: string;
+  private readonly abort = new AbortController();
+  private readonly lease: Lease;
+  private finished: Promise<ExecutionResult> | undefined;
+
+  constructor(
+    private readonly deps: ExecutionDeps,
+    claimed: VersionedRecord,
+    msg: JsMsg,
+  ) {
+    this.taskId = claimed.record.id;
+    this.lease = new Lease(deps.store, claimed, msg, {
+      workerId: deps.workerId,
+      heartbeatMs: deps.heartbeatMs,
+      leaseMs: deps.leaseMs,
+      log: deps.log,
+      onLost: (reason) => {
+        deps.log.warn({ taskId: this.taskId, reason }, "lease lost; stopping the run");
+        this.stop("fenced");
+      },
+      onCancelRequested: () => this.stop("cancelled"),
+    });
+  }
+
+  get attempt(): number {
+    return this.lease.attempt;
+  }
+
+  adopt(msg: JsMsg): void {
+    this.lease.adopt(msg);
+  }
+
+  /** Aborts the run; the first reason wins. */
+  stop(reason: AbortReason): void {
+    if (!this.abort.signal.aborted) this.abort.abort(reason);
+  }
+
+  run(): Promise<ExecutionResult> {
+    this.finished ??= this.execute();
+    return this.finished;
+  }
+
+  private emit = (event: RunnerEvent): void => {
+    this.deps.events.publish({
+      ...event,
+      taskId: this.taskId,
+      at: new Date().toISOString(),
+      attempt: this.attempt,
+      workerId: this.deps.workerId,
+    });
+  };
+
+  private stateEvent(r: TaskRecord): void {
+    this.deps.events.publish({
+      type: "state",
+      taskId: r.id,
+      at: r.updatedAt,
+      state: r.state,
+      attempt: r.attempt,
+      workerId: this.deps.workerId,
+      ...(r.reason ? { reason: r.reason } : {}),
+    });
+  }
+
+  private async execute(): Promise<ExecutionResult> {
+    const { deps } = this;
+    const started = Date.now();
+    const spec = this.lease.record.spec;
+    const log = deps.log.child({ taskId: this.taskId, attempt: this.attempt });
+    this.lease.start();
+    const timeoutMs = spec.timeout ?? deps.defaultTimeoutMs;
+    const timer = setTimeout(() => this.stop("timeout"), timeoutMs);
+    let outcome: RunOutcome | undefined;
+    let failure: string | undefined;
+    let headCommit: string | undefined;
+    let branch: string | undefined;
+    let permanent = false;
+    const scratchDir = join(deps.stateDir, "scratch", this.taskId, `a${this.attempt}`);
+    try {
+      await rm(scratchDir, { recursive: true, force: true });
+      await mkdir(scratchDir, { recursive: true, mode: 0o700 });
+      let ws: Awaited<ReturnType<WorkspaceProvider["prepare"]>> | undefined;
+      try {
+        ws = await deps.workspaces.prepare(spec, this.attempt, this.abort.signal);
+      } catch (err) {
+        if (!this.abort.signal.aborted) {
+          failure = `workspace: ${errorMessage(err)}`;
+          permanent = err instanceof MeshError && err.code === "INVALID_ARGUMENT";
+        }
+      }
+      if (ws && !this.abort.signal.aborted) {
+        branch = ws.branch;
+        const running = await this.lease.write((r) => {
+          r.state = "running";
+          const a = r.attempts[r.attempts.length - 1];
+          if (a) a.startedAt = new Date().toISOString();
+          return r;
+        });
+        this.stateEvent(running.record);
+        log.info("running");
+        const previousSessionId = this.lease.record.result?.sessionId;
+        outcome = await deps.runner.run({
+          spec,
+          attempt: this.attempt,
+          workerId: deps.workerId,
+          pool: deps.pool,
+          workdir: ws.workdir,
+          scratchDir,
+          signal: this.abort.signal,
+          emit: this.emit,
+          ...(previousSessionId ? { previousSessionId } : {}),
+        });
+        if (!this.abort.signal.aborted || outcome.status === "succeeded") {
+          const fin = await ws.finish({
+            succeeded: outcome.status === "succeeded",
+            message: `${spec.title ?? this.taskId} (mesh task ${this.taskId}, attempt ${this.attempt})`,
+            signal: this.abort.signal,
+          });
+          headCommit = fin.headCommit;
+        }
+      }
+    } catch (err) {
+      if (err instanceof MeshError && err.code === "FENCED") {
+        clearTimeout(timer);
+        this.lease.stop();
+        return this.fenced(log, started);
+      }
+      failure = `internal: ${errorMessage(err)}`;
+      log.error({ err }, "attempt failed inside the daemon");
+    } finally {
+      clearTimeout(timer);
+      this.lease.stop();
+    }
+    if (this.lease.isLost) return this.fenced(log, started);
+    return this.finish(log, started, outcome, failure, permanent, headCommit, branch);
+  }
+
+  private fenced(log: Logger, started: number): ExecutionResult {
+    log.warn("fenced out: wrote no result");
+    this.deps.onFinished?.({
+      taskId: this.taskId,
+      outcome: "fenced",
+      state: "lost",
+      durationMs: Date.now() - started,
+    });
+    return "fenced";
+  }
+
+  private async finish(
+    log: Logger,
+    started: number,
+    outcome: RunOutcome | undefined,
+    failure: string | undefined,
+    permanent: boolean,
+    headCommit: string | undefined,
+    branch: string | undefined,
+  ): Promise<ExecutionResult> {
+    const { deps } = this;
+    const reason = this.abort.signal.reason as AbortReason | undefined;
+    const now = new Date();
+    let att: AttemptOutcome;
+    let why: string | undefined;
+    if (outcome?.status === "succeeded") att = "succeeded";
+    else if (reason === "cancelled") att = "cancelled";
+    else if (reason === "shutdown") att = "interrupted";
+    else if (reason === "timeout") {
+      att = "timeout";
+      why = `timed out after ${this.lease.record.spec.timeout ?? deps.defaultTimeoutMs} ms`;
+    } else if (outcome?.status === "rate_limited") {
+      att = "rate_limited";
+      why = outcome.reason ?? "rate limited";
+    } else {
+      att = "failed";
+      why = failure ?? outcome?.reason ?? "failed";
+    }
+    let result = "done" as ExecutionResult;
+    let written: VersionedRecord;
+    try {
+      written = await this.lease.write((r) => {
+        const a = r.attempts[r.attempts.length - 1];
+        if (a) {
+          a.endedAt = now.toISOString();
+          a.outcome = att;
+          if (why) a.reason = why;
+          if (outcome?.exitCode !== undefined) a.exitCode = outcome.exitCode;
+          if (outcome?.signal !== undefined) a.signal = outcome.signal;
+        }
+        if (outcome?.result || headCommit || branch) {
+          r.result = {
+            ...r.result,
+            ...outcome?.result,
+            ...(branch ? { branch } : {}),
+            ...(headCommit ? { headCommit } : {}),
+          };
+        }
+        delete r.notBefore;
+        switch (att) {
+          case "succeeded":
+            return terminal(r, "succeeded", undefined, now);
+          case "cancelled":
+            return terminal(r, "cancelled", "cancelled by request", now);
+          case "interrupted":
+            result = "requeued";
+            return requeue(r);
+          case "rate_limited": {
+            const limited = r.attempts.filter((x) => x.outcome === "rate_limited").length;
+            if (limited > r.maxAttempts * 5) return terminal(r, "dead", `rate limited ${limited} times`, now);
+            result = "requeued";
+            r.notBefore = new Date(
+              now.getTime() + (outcome?.retryAfterMs ?? deps.retryDelayMs),
+            ).toISOString();
+            return requeue(r);
+          }
+          default: {
+            r.countedFailures += 1;
+            if (permanent) return terminal(r, "failed", why, now);
+            if (r.countedFailures >= r.maxAttempts) {
+              return terminal(
+                r,
+                "dead",
+                `attempts exhausted (${r.countedFailures}/${r.maxAttempts}); last: ${why}`,
+                now,
+              );
+            }
+            result = "requeued";
+            r.notBefore = new Date(
+              now.getTime() + backoff(deps.retryDelayMs, r.countedFailures),
+            ).toISOString();
+            return requeue(r);
+          }
+        }
+      });
+    } catch (err) {
+      if (err instanceof MeshError && err.code === "FENCED") return this.fenced(log, started);
+      // Unknown (NATS unreachable): leave the doorbell unacked; the lease expires and another
+      // worker (or we) takes the task over and records this attempt as lost.
+      log.error({ err }, "could not record the attempt's outcome");
+      return "fenced";
+    }
+    this.stateEvent(written.record);
+    log.info({ state: written.record.state, outcome: att, reason: why }, "attempt finished");
+    const msg = this.lease.message;
+    try {
+      if (result === "requeued") {
+        const delay = written.record.notBefore
+          ? Math.max(0, Date.parse(written.record.notBefore) - Date.now())
+          : 0;
+        msg.nak(delay);
+      } else {
+        await msg.ackAck({ timeout: 5000 }).catch(() => msg.ack());
+      }
+    } catch (err) {
+      // The record is written; a redelivered doorbell is recognised and acked or claimed.
+      log.debug({ err }, "doorbell ack/nak failed");
+    }
+    deps.onFinished?.({
+      taskId: this.taskId,
+      outcome: att,
+      state: written.record.state,
+      durationMs: Date.now() - started,
+    });
+    return result;
+  }
+}
+
+function terminal(
+  r: TaskRecord,
+  state: TaskRecord["state"],
+  reason: string | undefined,
+  now: Date,
+): TaskRecord {
+  r.state = state;
+  r.finishedAt = now.toISOString();
+  if (reason) r.reason = reason;
+  delete r.owner;
+  delete r.cancelRequested;
+  return r;
+}
+
+function requeue(r: TaskRecord): TaskRecord {
+  r.state = "queued";
+  delete r.owner;
+  delete r.heartbeatAt;
+  return r;
+}
+
+function backoff(base: number, failures: number): number {
+  return Math.min(base * 2 ** Math.max(0, failures - 1), 5 * 60_000);
+}

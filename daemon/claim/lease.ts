@@ -1,0 +1,159 @@
+/**
+ * A fenced lease on one task attempt. The KV revision is the fencing token: every write is a
+ * compare-and-set; if another writer changed ownership, this holder is fenced out and must stop
+ * at once. If NATS cannot be reached for most of a lease period the holder fences itself, so it
+ * has stopped before anyone else may take over (takeover waits a full lease of silence).
+ */
+import type { JsMsg } from "@nats-io/jetstream";
+import { MeshError } from "../errors.js";
+import type { Logger } from "../log.js";
+import { isTerminal, type TaskRecord, type VersionedRecord } from "../tasks/record.js";
+import type { TaskStore } from "../tasks/store.js";
+
+export interface LeaseOptions {
+  workerId: string;
+  heartbeatMs: number;
+  leaseMs: number;
+  log: Logger;
+  /** The holder lost the task (fenced by another writer, or self-fenced). */
+  onLost(reason: string): void;
+  /** Someone asked to cancel this task. */
+  onCancelRequested(): void;
+  now?: () => number;
+}
+
+export class Lease {
+  private rec: VersionedRecord;
+  private msg: JsMsg;
+  private chain: Promise<unknown> = Promise.resolve();
+  private timer: NodeJS.Timeout | undefined;
+  private watchdog: NodeJS.Timeout | undefined;
+  private lastOkAt: number;
+  private lost = false;
+  private readonly now: () => number;
+  readonly attempt: number;
+
+  constructor(
+    private readonly store: TaskStore,
+    initial: VersionedRecord,
+    msg: JsMsg,
+    private readonly opts: LeaseOptions,
+  ) {
+    this.rec = initial;
+    this.msg = msg;
+    this.attempt = initial.record.attempt;
+    this.now = opts.now ?? Date.now;
+    this.lastOkAt = this.now();
+  }
+
+  get record(): TaskRecord {
+    return this.rec.record;
+  }
+  get revision(): number {
+    return this.rec.revision;
+  }
+  get isLost(): boolean {
+    return this.lost;
+  }
+  get message(): JsMsg {
+    return this.msg;
+  }
+
+  /** A redelivery of our own doorbell (e.g. after a NATS restart): ack through the newest one. */
+  adopt(msg: JsMsg): void {
+    this.msg = msg;
+    msg.working();
+  }
+
+  start(): void {
+    const tick = () => {
+      this.timer = setTimeout(() => {
+        void this.heartbeat().finally(() => {
+          if (!this.lost && this.timer) tick();
+        });
+      }, this.opts.heartbeatMs);
+    };
+    tick();
+    // Independent of pending writes (a hung request must not delay self-fencing).
+    this.watchdog = setInterval(
+      () => {
+        const silentFor = this.now() - this.lastOkAt;
+        if (silentFor > this.opts.leaseMs * 0.6) {
+          this.markLost(`self-fenced: no successful heartbeat for ${silentFor} ms`);
+        }
+      },
+      Math.max(50, Math.floor(this.opts.heartbeatMs / 4)),
+    );
+  }
+
+  stop(): void {
+    if (this.timer) clearTimeout(this.timer);
+    if (this.watchdog) clearInterval(this.watchdog);
+    this.timer = undefined;
+    this.watchdog = undefined;
+  }
+
+  private ours(r: TaskRecord): boolean {
+    return r.owner?.workerId === this.opts.workerId && r.attempt === this.attempt && !isTerminal(r.state);
+  }
+
+  /**
+   * Fenced write: applies `mutate` to the current record and writes it at the held revision.
+   * A conflict caused only by a cancel request is absorbed (re-read, still ours, retry);
+   * any change of owner or attempt throws FENCED.
+   */
+  write(mutate: (r: TaskRecord) => TaskRecord): Promise<VersionedRecord> {
+    const run = async (): Promise<VersionedRecord> => {
+      if (this.lost) throw new MeshError("FENCED", `task ${this.rec.record.id}: lease lost`);
+      for (let i = 0; i < 5; i++) {
+        try {
+          this.rec = await this.store.update(this.rec, mutate(structuredClone(this.rec.record)));
+          this.lastOkAt = this.now();
+          return this.rec;
+        } catch (err) {
+          if (!(err instanceof MeshError && err.code === "CONFLICT")) throw err;
+          const cur = await this.store.get(this.rec.record.id);
+          if (!cur || !this.ours(cur.record)) {
+            this.markLost(
+              `fenced: task ${this.rec.record.id} now held by ${cur?.record.owner?.workerId ?? "nobody"}`,
+            );
+            throw new MeshError("FENCED", `task ${this.rec.record.id}: another writer took over`, {
+              cause: err,
+            });
+          }
+          this.rec = cur;
+          if (cur.record.cancelRequested) this.opts.onCancelRequested();
+        }
+      }
+      throw new MeshError("CONFLICT", `task ${this.rec.record.id}: too much contention`);
+    };
+    const p = this.chain.then(run, run);
+    this.chain = p.catch(() => undefined);
+    return p;
+  }
+
+  private async heartbeat(): Promise<void> {
+    if (this.lost) return;
+    try {
+      this.msg.working();
+    } catch {
+      // connection trouble: the KV write below decides
+    }
+    try {
+      const at = new Date(this.now()).toISOString();
+      const r = await this.write((rec) => ({ ...rec, heartbeatAt: at }));
+      if (r.record.cancelRequested) this.opts.onCancelRequested();
+    } catch (err) {
+      if (err instanceof MeshError && err.code === "FENCED") return;
+      const silentFor = this.now() - this.lastOkAt;
+      this.opts.log.warn({ err, taskId: this.rec.record.id, silentFor }, "heartbeat failed");
+    }
+  }
+
+  private markLost(reason: string): void {
+    if (this.lost) return;
+    this.lost = true;
+    this.stop();
+    this.opts.onLost(reason);
+  }
+}

@@ -1,0 +1,225 @@
+/**
+ * Daemon configuration in two stages: `DaemonOptions` (what a user writes in a config file or
+ * passes as flags, validated once with zod) compiled to `DaemonConfig` (every field required,
+ * durations in ms).
+ */
+import { readFileSync } from "node:fs";
+import { homedir, hostname } from "node:os";
+import { join, resolve } from "node:path";
+import { parse as parseYaml } from "yaml";
+import { z } from "zod";
+import { MeshError } from "./errors.js";
+import { LABEL_KEY_RE, NAME_RE } from "./tasks/spec.js";
+import { parseDuration } from "./util/duration.js";
+
+const durationMs = z.union([z.number().int().positive(), z.string()]).transform((v, ctx) => {
+  if (typeof v === "number") return v;
+  const ms = parseDuration(v);
+  if (ms === undefined || ms <= 0) {
+    ctx.addIssue({ code: "custom", message: `"${v}" is not a duration; use e.g. 500ms, 15s, 2m` });
+    return z.NEVER;
+  }
+  return ms;
+});
+
+const natsUrl = z
+  .string()
+  .regex(/^(nats|tls|ws|wss):\/\/[^\s]+$|^[^\s:/]+:\d+$/, "expected a NATS url like nats://127.0.0.1:4222");
+
+export const daemonOptionsSchema = z.strictObject({
+  nats: z
+    .strictObject({
+      servers: z.array(natsUrl).min(1).default(["nats://127.0.0.1:4222"]),
+      user: z.string().min(1).optional(),
+      password: z.string().min(1).optional(),
+      token: z.string().min(1).optional(),
+      nkeySeedFile: z.string().min(1).optional(),
+      tlsCaFile: z.string().min(1).optional(),
+      tlsCertFile: z.string().min(1).optional(),
+      tlsKeyFile: z.string().min(1).optional(),
+      /** JetStream domain when connecting through a leaf node. */
+      domain: z.string().min(1).optional(),
+      /** Replicas for streams and buckets this daemon creates (3 on a cluster). */
+      replicas: z.number().int().min(1).max(5).default(1),
+    })
+    .default({ servers: ["nats://127.0.0.1:4222"], replicas: 1 }),
+  name: z.string().regex(NAME_RE, "names are 1-64 of A-Z a-z 0-9 _ -").optional(),
+  pools: z
+    .array(z.string().regex(NAME_RE, "pool names are 1-64 of A-Z a-z 0-9 _ -"))
+    .min(1)
+    .default(["default"]),
+  labels: z.record(z.string().regex(LABEL_KEY_RE, "bad label key"), z.string().max(128)).default({}),
+  slots: z.number().int().min(1).max(256).default(2),
+  stateDir: z.string().min(1).optional(),
+  runners: z
+    .array(z.enum(["claude", "command"]))
+    .min(1)
+    .default(["claude", "command"]),
+  lease: durationMs.default(15_000),
+  presenceInterval: durationMs.default(5_000),
+  shutdownGrace: durationMs.default(30_000),
+  retryDelay: durationMs.default(2_000),
+  /** Default timeout of a task that sets none. */
+  taskTimeout: durationMs.default(3_600_000),
+  grpc: z
+    .strictObject({
+      socket: z.string().min(1).optional(),
+      tcp: z
+        .strictObject({
+          host: z.string().default("127.0.0.1"),
+          port: z.number().int().min(0).max(65535),
+          tlsCertFile: z.string().min(1),
+          tlsKeyFile: z.string().min(1),
+          tlsCaFile: z.string().min(1).optional(),
+          tokenFile: z.string().min(1),
+        })
+        .optional(),
+    })
+    .default({}),
+  http: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      host: z.string().default("127.0.0.1"),
+      port: z.number().int().min(0).max(65535).default(0),
+      tokenFile: z.string().min(1).optional(),
+      /** Address other daemons and Prometheus use to reach this one (defaults to host:port). */
+      advertise: z.string().min(1).optional(),
+    })
+    .default({ enabled: true, host: "127.0.0.1", port: 0 }),
+  claude: z
+    .strictObject({
+      command: z.array(z.string().min(1)).min(1).default(["claude"]),
+      model: z.string().min(1).optional(),
+      permissionMode: z
+        .enum(["acceptEdits", "default", "plan", "dontAsk", "bypassPermissions"])
+        .default("acceptEdits"),
+      allowedTools: z.array(z.string()).optional(),
+      disallowedTools: z.array(z.string()).optional(),
+      env: z.record(z.string(), z.string()).default({}),
+      apiKeyFile: z.string().min(1).optional(),
+      hangTimeout: durationMs.default(300_000),
+      resume: z.enum(["auto", "never"]).default("auto"),
+    })
+    .default({
+      command: ["claude"],
+      permissionMode: "acceptEdits",
+      env: {},
+      hangTimeout: 300_000,
+      resume: "auto",
+    }),
+  workspaces: z
+    .strictObject({ retention: durationMs.default(86_400_000) })
+    .default({ retention: 86_400_000 }),
+  logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
+});
+
+export type DaemonOptions = z.input<typeof daemonOptionsSchema>;
+type Parsed = z.output<typeof daemonOptionsSchema>;
+
+export interface DaemonConfig
+  extends Omit<
+    Parsed,
+    "stateDir" | "name" | "lease" | "presenceInterval" | "shutdownGrace" | "retryDelay" | "taskTimeout"
+  > {
+  name: string;
+  host: string;
+  stateDir: string;
+  leaseMs: number;
+  heartbeatMs: number;
+  presenceIntervalMs: number;
+  presenceTtlMs: number;
+  shutdownGraceMs: number;
+  retryDelayMs: number;
+  taskTimeoutMs: number;
+  socketPath: string;
+}
+
+export const defaultStateDir = (): string => process.env.MESH_STATE_DIR ?? join(homedir(), ".agent-mesh");
+
+function issueToError(err: z.ZodError, source: string): MeshError {
+  const issue = err.issues[0]!;
+  let path = issue.path.map(String);
+  let msg = issue.message;
+  if (issue.code === "unrecognized_keys") {
+    path = [...path, issue.keys[0]!];
+    msg = `unknown option "${issue.keys[0]}"`;
+  }
+  const field = path.join(".") || "(root)";
+  return new MeshError("INVALID_ARGUMENT", `${source}: ${field}: ${msg}`, { field, cause: err });
+}
+
+export function compileConfig(input: unknown, source = "config"): DaemonConfig {
+  const res = daemonOptionsSchema.safeParse(input ?? {});
+  if (!res.success) throw issueToError(res.error, source);
+  const o = res.data;
+  if (o.nats.password && !o.nats.user) {
+    throw new MeshError("INVALID_ARGUMENT", `${source}: nats.password needs nats.user`, {
+      field: "nats.user",
+    });
+  }
+  if ((o.nats.tlsCertFile === undefined) !== (o.nats.tlsKeyFile === undefined)) {
+    throw new MeshError("INVALID_ARGUMENT", `${source}: nats.tlsCertFile and nats.tlsKeyFile go together`, {
+      field: "nats.tlsKeyFile",
+    });
+  }
+  if (o.lease < 1000) {
+    throw new MeshError(
+      "INVALID_ARGUMENT",
+      `${source}: lease: must be at least 1s (JetStream ack wait floor)`,
+      {
+        field: "lease",
+      },
+    );
+  }
+  const stateDir = resolve(o.stateDir ?? defaultStateDir());
+  const host = hostname();
+  const presenceTtlMs = o.presenceInterval * 3;
+  const { lease, presenceInterval, shutdownGrace, retryDelay, taskTimeout, ...rest } = o;
+  return {
+    ...rest,
+    name: o.name ?? host.replace(/[^A-Za-z0-9_-]/g, "-").slice(0, 48),
+    host,
+    stateDir,
+    leaseMs: lease,
+    heartbeatMs: Math.max(200, Math.floor(lease / 3)),
+    presenceIntervalMs: presenceInterval,
+    presenceTtlMs,
+    shutdownGraceMs: shutdownGrace,
+    retryDelayMs: retryDelay,
+    taskTimeoutMs: taskTimeout,
+    socketPath: o.grpc.socket ? resolve(o.grpc.socket) : join(stateDir, "meshd.sock"),
+  };
+}
+
+/** Read a YAML/JSON config file into raw options (validated later by compileConfig). */
+export function readConfigFile(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    throw new MeshError("INVALID_ARGUMENT", `config file ${path}: cannot read (${(err as Error).message})`, {
+      field: "config",
+      cause: err,
+    });
+  }
+  let value: unknown;
+  try {
+    value = parseYaml(text);
+  } catch (err) {
+    throw new MeshError(
+      "INVALID_ARGUMENT",
+      `config file ${path}: not valid YAML: ${(err as Error).message}`,
+      {
+        field: "config",
+        cause: err,
+      },
+    );
+  }
+  if (value === null || value === undefined) return {};
+  if (typeof value !== "object" || Array.isArray(value)) {
+    throw new MeshError("INVALID_ARGUMENT", `config file ${path}: must be a mapping of options`, {
+      field: "config",
+    });
+  }
+  return value as Record<string, unknown>;
+}

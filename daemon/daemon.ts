@@ -1,0 +1,308 @@
+/**
+ * The daemon: composes the rooms (NATS topology, presence registry, claim loop, runners,
+ * sweeper, servers) and owns their lifecycle. start() refuses a second start; stop() is
+ * idempotent: stop intake, let running tasks finish within the grace period, then hand the
+ * rest back to the queue.
+ */
+import { randomBytes } from "node:crypto";
+import { mkdir } from "node:fs/promises";
+import { join } from "node:path";
+import type { JsMsg } from "@nats-io/jetstream";
+import type { NatsConnection, Subscription } from "@nats-io/transport-node";
+import type { MeshApi } from "./api/mesh-api.js";
+import { Claimer } from "./claim/claim.js";
+import { ClaimLoop } from "./claim/claim-loop.js";
+import { Execution } from "./claim/execution.js";
+import type { DaemonConfig } from "./config.js";
+import { MeshError } from "./errors.js";
+import { createLogger, type Logger } from "./log.js";
+import { connectNats } from "./nats/connect.js";
+import { Sweeper } from "./queue/sweeper.js";
+import { ensureTopology, type Topology } from "./queue/topology.js";
+import { Presence } from "./registry/presence.js";
+import type { WorkerInfo } from "./registry/worker-info.js";
+import { CommandRunner } from "./runner/command-runner.js";
+import type { Runner } from "./runner/runner.js";
+import { cancelSubject, MeshService } from "./service.js";
+import { EventPublisher } from "./tasks/event-publisher.js";
+import { TaskStore } from "./tasks/store.js";
+import { Slots } from "./util/slots.js";
+import { VERSION } from "./version.js";
+import { DirWorkspaceProvider } from "./workspace/dir-workspace.js";
+import type { WorkspaceProvider } from "./workspace/workspace.js";
+
+export type DaemonState = "new" | "starting" | "running" | "stopping" | "stopped" | "failed";
+
+export interface DaemonDeps {
+  logger?: Logger;
+  /** Runners by kind; defaults to the built-in runners enabled in config. */
+  runners?: Runner[];
+  workspaces?: WorkspaceProvider;
+}
+
+/** A running daemon's side servers (gRPC, HTTP) plug in here. */
+export interface DaemonPlugin {
+  readonly name: string;
+  start(d: Daemon): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export class Daemon {
+  readonly workerId: string;
+  readonly log: Logger;
+  private _state: DaemonState = "new";
+  private nc: NatsConnection | undefined;
+  private topo: Topology | undefined;
+  private loop: ClaimLoop | undefined;
+  private presence: Presence | undefined;
+  private sweeper: Sweeper | undefined;
+  private service: MeshService | undefined;
+  private events: EventPublisher | undefined;
+  private cancelSub: Subscription | undefined;
+  private stopping: Promise<void> | undefined;
+  private readonly slots: Slots;
+  private readonly runners = new Map<string, Runner>();
+  private readonly startedAt = new Date().toISOString();
+  private readonly plugins: DaemonPlugin[] = [];
+  /** Extra presence fields set by plugins (e.g. the HTTP server's URL). */
+  readonly presenceExtras: Partial<WorkerInfo> = {};
+
+  constructor(
+    readonly config: DaemonConfig,
+    private readonly deps: DaemonDeps = {},
+  ) {
+    this.workerId = `${config.name}-${randomBytes(4).toString("hex")}`;
+    this.log = deps.logger ?? createLogger(config.logLevel, { component: "meshd", workerId: this.workerId });
+    this.slots = new Slots(config.slots);
+    for (const r of deps.runners ?? [
+      new CommandRunner({ hiddenEnv: ["MESH_NATS_PASSWORD", "MESH_NATS_TOKEN"] }),
+    ]) {
+      if (config.runners.includes(r.kind as "command" | "claude")) this.runners.set(r.kind, r);
+    }
+  }
+
+  get state(): DaemonState {
+    return this._state;
+  }
+  get api(): MeshApi {
+    if (!this.service) throw new MeshError("FAILED_PRECONDITION", "daemon not started");
+    return this.service;
+  }
+  get connection(): NatsConnection {
+    if (!this.nc) throw new MeshError("FAILED_PRECONDITION", "daemon not started");
+    return this.nc;
+  }
+  get topology(): Topology {
+    if (!this.topo) throw new MeshError("FAILED_PRECONDITION", "daemon not started");
+    return this.topo;
+  }
+  get slotsInfo(): { total: number; busy: number } {
+    return { total: this.slots.total, busy: this.slots.busy };
+  }
+  get runningTaskIds(): string[] {
+    return this.loop ? [...this.loop.running.keys()] : [];
+  }
+  /** Ready: connected to NATS and the pool consumers bound. */
+  get ready(): boolean {
+    return this._state === "running" && this.nc !== undefined && !this.nc.isClosed();
+  }
+
+  use(plugin: DaemonPlugin): this {
+    if (this._state !== "new") throw new Error("plugins are added before start()");
+    this.plugins.push(plugin);
+    return this;
+  }
+
+  private setState(s: DaemonState): void {
+    this.log.debug({ from: this._state, to: s }, "daemon state");
+    this._state = s;
+  }
+
+  snapshot(): WorkerInfo {
+    const running = this.runningTaskIds;
+    return {
+      v: 1,
+      workerId: this.workerId,
+      name: this.config.name,
+      host: this.config.host,
+      pools: this.config.pools,
+      labels: this.config.labels,
+      runners: [...this.runners.keys()],
+      slotsTotal: this.slots.total,
+      slotsFree: this.slots.total - running.length,
+      running,
+      version: VERSION,
+      startedAt: this.startedAt,
+      updatedAt: new Date().toISOString(),
+      ...(this._state === "stopping" ? { draining: true } : {}),
+      ...this.presenceExtras,
+    };
+  }
+
+  async start(): Promise<void> {
+    if (this._state !== "new") throw new Error(`daemon already ${this._state}`);
+    this.setState("starting");
+    const cfg = this.config;
+    try {
+      await mkdir(cfg.stateDir, { recursive: true, mode: 0o700 });
+      this.nc = await connectNats(cfg.nats, `meshd ${this.workerId}`);
+      void this.watchConnection(this.nc);
+      this.topo = await ensureTopology(this.nc, {
+        replicas: cfg.nats.replicas,
+        leaseMs: cfg.leaseMs,
+        presenceTtlMs: cfg.presenceTtlMs,
+        ...(cfg.nats.domain ? { domain: cfg.nats.domain } : {}),
+      });
+      for (const pool of cfg.pools) await this.topo.consumer(pool);
+      const topo = this.topo;
+      const store = new TaskStore(topo.tasks, topo.jsm);
+      this.events = new EventPublisher(topo.js, this.log);
+      const events = this.events;
+      this.service = new MeshService({
+        nc: this.nc,
+        js: topo.js,
+        jsm: topo.jsm,
+        store,
+        workersKv: topo.workers,
+        events,
+        log: this.log,
+        presenceTtlMs: cfg.presenceTtlMs,
+      });
+      const workspaces = this.deps.workspaces ?? new DirWorkspaceProvider(join(cfg.stateDir, "work"));
+      const claimer = new Claimer(
+        store,
+        {
+          workerId: this.workerId,
+          host: cfg.host,
+          pools: cfg.pools,
+          labels: cfg.labels,
+          runners: [...this.runners.keys()],
+        },
+        { leaseMs: cfg.leaseMs },
+      );
+      this.loop = new ClaimLoop({
+        pools: cfg.pools,
+        slots: this.slots,
+        claimer,
+        consumer: (pool) => topo.consumer(pool),
+        events,
+        log: this.log,
+        execution: (pool, d, msg: JsMsg) => {
+          const runner = this.runners.get(d.claimed.record.spec.runner);
+          if (!runner) throw new Error(`no runner ${d.claimed.record.spec.runner}`); // claimer checked
+          void this.presence?.beat();
+          return new Execution(
+            {
+              store,
+              events,
+              runner,
+              workspaces,
+              log: this.log,
+              workerId: this.workerId,
+              host: cfg.host,
+              pool,
+              stateDir: cfg.stateDir,
+              leaseMs: cfg.leaseMs,
+              heartbeatMs: cfg.heartbeatMs,
+              retryDelayMs: cfg.retryDelayMs,
+              defaultTimeoutMs: cfg.taskTimeoutMs,
+              onFinished: () => void this.presence?.beat(),
+            },
+            d.claimed,
+            msg,
+          );
+        },
+      });
+      this.presence = new Presence(topo.workers, () => this.snapshot(), cfg.presenceIntervalMs, this.log);
+      this.cancelSub = this.nc.subscribe(cancelSubject("*"), {
+        callback: (_err, m) => {
+          const id = m.subject.slice(m.subject.lastIndexOf(".") + 1);
+          if (this.loop?.cancel(id)) this.log.info({ taskId: id }, "cancel requested");
+        },
+      });
+      this.sweeper = new Sweeper(store, topo.js, topo.jsm, this.log, {
+        intervalMs: Math.max(cfg.leaseMs * 2, 10_000),
+        minAgeMs: Math.max(cfg.leaseMs, 5_000),
+      });
+      for (const p of this.plugins) await p.start(this);
+      this.setState("running");
+      await this.presence.start();
+      this.loop.start();
+      this.sweeper.start();
+      this.log.info(
+        {
+          pools: cfg.pools,
+          labels: cfg.labels,
+          slots: cfg.slots,
+          runners: [...this.runners.keys()],
+          nats: cfg.nats.servers,
+        },
+        "meshd started",
+      );
+    } catch (err) {
+      this.setState("failed");
+      await this.closeAll();
+      throw err;
+    }
+  }
+
+  private async watchConnection(nc: NatsConnection): Promise<void> {
+    for await (const s of nc.status()) {
+      if (s.type === "disconnect" || s.type === "reconnect")
+        this.log.info({ nats: s.type }, "NATS connection");
+    }
+  }
+
+  /**
+   * Graceful stop: no new claims; running tasks get `graceMs` to finish, then are aborted and
+   * handed back to the queue for another worker. Idempotent and memoized.
+   */
+  stop(graceMs = this.config.shutdownGraceMs): Promise<void> {
+    this.stopping ??= this.doStop(graceMs);
+    return this.stopping;
+  }
+
+  /** Second Ctrl-C: abort running tasks now (they are still handed back) and finish stopping. */
+  async force(): Promise<void> {
+    await this.loop?.abortAll("shutdown");
+  }
+
+  private async doStop(graceMs: number): Promise<void> {
+    if (this._state === "new") {
+      this.setState("stopped");
+      return;
+    }
+    this.setState("stopping");
+    this.log.info({ graceMs, running: this.runningTaskIds.length }, "stopping: no new claims");
+    await this.loop?.stopIntake();
+    void this.presence?.beat();
+    if (this.loop && this.loop.running.size > 0) {
+      const all = await this.loop.drain(graceMs);
+      if (!all)
+        this.log.warn({ running: this.runningTaskIds }, "grace period over: handing running tasks back");
+    }
+    await this.loop?.abortAll("shutdown");
+    await this.closeAll();
+    this.setState("stopped");
+    this.log.info("meshd stopped");
+  }
+
+  /** Runs every cleanup even when one fails. */
+  private async closeAll(): Promise<void> {
+    const steps: Array<[string, () => Promise<unknown> | unknown]> = [
+      ["sweeper", () => this.sweeper?.stop()],
+      ...this.plugins.map((p): [string, () => Promise<void>] => [p.name, () => p.stop()]),
+      ["presence", () => this.presence?.stop()],
+      ["cancel subscription", () => this.cancelSub?.unsubscribe()],
+      ["events", () => this.events?.flush()],
+      ["nats", () => (this.nc && !this.nc.isClosed() ? this.nc.drain() : undefined)],
+    ];
+    for (const [name, step] of steps) {
+      try {
+        await step();
+      } catch (err) {
+        this.log.warn({ err, step: name }, "cleanup step failed");
+      }
+    }
+  }
+}

@@ -1,0 +1,41 @@
+/** Public surface of the daemon folder. Other folders import from here only. */
+export type { MeshApi, MeshEvent, SubmitResult, TaskFilter, TaskView } from "./api/mesh-api.js";
+export {
+  compileConfig,
+  type DaemonConfig,
+  type DaemonOptions,
+  defaultStateDir,
+  readConfigFile,
+} from "./config.js";
+export { Daemon, type DaemonDeps, type DaemonPlugin, type DaemonState } from "./daemon.js";
+export { errorMessage, isMeshError, MeshError, type MeshErrorCode } from "./errors.js";
+export { createLogger, type Logger } from "./log.js";
+export type { WorkerInfo } from "./registry/worker-info.js";
+export {
+  CommandRunner,
+  type RunContext,
+  type Runner,
+  type RunnerEvent,
+  type RunOutcome,
+} from "./runner/index.js";
+export { startDaemon } from "./start.js";
+export type { TaskEvent } from "./tasks/events.js";
+export {
+  type AttemptInfo,
+  isTerminal,
+  TASK_STATES,
+  type TaskRecord,
+  type TaskResultInfo,
+  type TaskState,
+} from "./tasks/record.js";
+export {
+  MAX_PROMPT_BYTES,
+  newTaskId,
+  parseTaskDocument,
+  parseTaskSpecs,
+  type TaskSpec,
+  type TaskSpecInput,
+  validateTaskBatch,
+  validateTaskSpec,
+} from "./tasks/spec.js";
+export { VERSION } from "./version.js";

@@ -1,0 +1,138 @@
+#!/usr/bin/env node
+/**
+ * meshd: the agent-mesh daemon. Flags override the config file; everything is validated at
+ * start. Signals are handled here only: SIGTERM/SIGINT stop gracefully, a second SIGINT forces.
+ */
+import { readFileSync } from "node:fs";
+import { Command, InvalidArgumentError } from "commander";
+import { compileConfig, readConfigFile } from "./config.js";
+import { errorMessage, MeshError } from "./errors.js";
+import { startDaemon } from "./start.js";
+import { VERSION } from "./version.js";
+
+function parseList(v: string): string[] {
+  return v
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
+}
+
+export function parseLabels(v: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const kv of parseList(v)) {
+    const i = kv.indexOf("=");
+    if (i <= 0) throw new InvalidArgumentError(`"${kv}" is not k=v (e.g. --labels gpu=true,os=linux)`);
+    out[kv.slice(0, i)] = kv.slice(i + 1);
+  }
+  return out;
+}
+
+function int(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n)) throw new InvalidArgumentError(`"${v}" is not a whole number`);
+  return n;
+}
+
+const program = new Command("meshd")
+  .description("agent-mesh daemon: claims tasks from NATS JetStream and runs them on this machine")
+  .version(VERSION)
+  .option("-c, --config <file>", "YAML/JSON config file (flags override it)")
+  .option("--nats <urls>", "NATS server url(s), comma-separated (env MESH_NATS)", process.env.MESH_NATS)
+  .option("--nats-user <user>", "NATS user (env MESH_NATS_USER)", process.env.MESH_NATS_USER)
+  .option("--nats-password-file <file>", "file holding the NATS password (or env MESH_NATS_PASSWORD)")
+  .option("--nats-token-file <file>", "file holding a NATS token (or env MESH_NATS_TOKEN)")
+  .option("--nats-nkey <seedfile>", "NATS nkey seed file")
+  .option("--nats-tls-ca <file>", "CA bundle to verify the NATS server")
+  .option("--nats-tls-cert <file>", "client certificate for NATS (mutual TLS)")
+  .option("--nats-tls-key <file>", "client key for NATS (mutual TLS)")
+  .option("--nats-domain <domain>", "JetStream domain (when connecting through a leaf node)")
+  .option("--replicas <n>", "replicas for streams and buckets this daemon creates", int)
+  .option("--name <name>", "a readable name for this worker (default: host name)")
+  .option("--pools <pools>", "pools to serve, comma-separated (default: default)", parseList)
+  .option("--labels <k=v,...>", "labels tasks can require", parseLabels)
+  .option("--slots <n>", "tasks run at once (default 2)", int)
+  .option("--runners <kinds>", "runners to enable: claude,command", parseList)
+  .option("--lease <duration>", "task lease, e.g. 15s (a dead worker's task is taken over after it)")
+  .option("--state-dir <dir>", "state directory (default ~/.agent-mesh, env MESH_STATE_DIR)")
+  .option("--grpc-socket <path>", "gRPC Unix socket (default <state-dir>/meshd.sock)")
+  .option("--http-host <host>", "metrics/health listener address (default 127.0.0.1)")
+  .option("--http-port <port>", "metrics/health listener port (default: random)", int)
+  .option("--no-http", "do not start the metrics/health listener")
+  .option("--log-level <level>", "trace|debug|info|warn|error|silent");
+
+/** Secrets come from a file or the environment, never from argv (visible in `ps`). */
+function readSecret(file: string | undefined, envName: string): string | undefined {
+  if (!file) return process.env[envName];
+  try {
+    return readFileSync(file, "utf8").trim();
+  } catch (err) {
+    throw new MeshError("INVALID_ARGUMENT", `cannot read ${file}: ${errorMessage(err)}`, { field: file });
+  }
+}
+
+async function main(): Promise<void> {
+  program.parse();
+  const f = program.opts();
+  const raw: Record<string, unknown> = f.config ? readConfigFile(f.config) : {};
+  const nats = { ...((raw.nats as Record<string, unknown>) ?? {}) };
+  if (f.nats) nats.servers = parseList(f.nats);
+  if (f.natsUser) nats.user = f.natsUser;
+  const password = readSecret(f.natsPasswordFile, "MESH_NATS_PASSWORD");
+  if (password) nats.password = password;
+  const token = readSecret(f.natsTokenFile, "MESH_NATS_TOKEN");
+  if (token) nats.token = token;
+  if (f.natsNkey) nats.nkeySeedFile = f.natsNkey;
+  if (f.natsTlsCa) nats.tlsCaFile = f.natsTlsCa;
+  if (f.natsTlsCert) nats.tlsCertFile = f.natsTlsCert;
+  if (f.natsTlsKey) nats.tlsKeyFile = f.natsTlsKey;
+  if (f.natsDomain) nats.domain = f.natsDomain;
+  if (f.replicas !== undefined) nats.replicas = f.replicas;
+  if (Object.keys(nats).length > 0) raw.nats = nats;
+  const set = (key: string, v: unknown) => {
+    if (v !== undefined) raw[key] = v;
+  };
+  set("name", f.name);
+  set("pools", f.pools);
+  set("labels", f.labels);
+  set("slots", f.slots);
+  set("runners", f.runners);
+  set("lease", f.lease);
+  set("stateDir", f.stateDir);
+  set("logLevel", f.logLevel);
+  if (f.grpcSocket) raw.grpc = { ...((raw.grpc as object) ?? {}), socket: f.grpcSocket };
+  const http = { ...((raw.http as Record<string, unknown>) ?? {}) };
+  if (f.httpHost) http.host = f.httpHost;
+  if (f.httpPort !== undefined) http.port = f.httpPort;
+  if (f.http === false) http.enabled = false;
+  if (Object.keys(http).length > 0) raw.http = http;
+
+  const config = compileConfig(raw, f.config ? `config (${f.config} + flags)` : "options");
+  const daemon = await startDaemon(config);
+
+  let signals = 0;
+  const onSignal = (sig: NodeJS.Signals) => {
+    signals++;
+    if (signals === 1) {
+      daemon.log.info({ signal: sig }, "stopping (send SIGINT again to force)");
+      void daemon.stop().then(
+        () => process.exit(0),
+        (err) => {
+          daemon.log.error({ err }, "stop failed");
+          process.exit(1);
+        },
+      );
+    } else if (sig === "SIGINT" || signals > 2) {
+      daemon.log.warn("forcing: handing running tasks back now");
+      void daemon.force();
+    }
+  };
+  process.on("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
+}
+
+main().catch((err: unknown) => {
+  const code = err instanceof MeshError ? err.code : undefined;
+  process.stderr.write(`meshd: ${errorMessage(err)}\n`);
+  if (process.env.MESH_DEBUG) process.stderr.write(`${(err as Error)?.stack ?? ""}\n`);
+  process.exit(code === "INVALID_ARGUMENT" ? 2 : code === "UNAVAILABLE" ? 3 : 1);
+});

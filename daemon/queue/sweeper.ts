@@ -1,0 +1,59 @@
+/**
+ * The safety net under the doorbells: every so often, any task that is not terminal but has no
+ * doorbell in the stream (lost with a single-replica server, or a crash between writing the
+ * record and ringing) gets one again. A spare doorbell is harmless: the record decides.
+ */
+import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
+import { errorMessage } from "../errors.js";
+import type { Logger } from "../log.js";
+import { isTerminal } from "../tasks/record.js";
+import type { TaskStore } from "../tasks/store.js";
+import { hasDoorbell, ringDoorbell } from "./doorbell.js";
+
+export class Sweeper {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<number> | undefined;
+
+  constructor(
+    private readonly store: TaskStore,
+    private readonly js: JetStreamClient,
+    private readonly jsm: JetStreamManager,
+    private readonly log: Logger,
+    private readonly opts: { intervalMs: number; minAgeMs: number },
+  ) {}
+
+  start(): void {
+    this.timer = setInterval(() => void this.sweep(), this.opts.intervalMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  /** One pass; returns how many doorbells it rang. */
+  sweep(): Promise<number> {
+    this.running ??= this.pass().finally(() => {
+      this.running = undefined;
+    });
+    return this.running;
+  }
+
+  private async pass(): Promise<number> {
+    let rung = 0;
+    try {
+      const now = Date.now();
+      for (const { record: r } of await this.store.list()) {
+        if (isTerminal(r.state) || now - Date.parse(r.updatedAt) < this.opts.minAgeMs) continue;
+        if (await hasDoorbell(this.jsm, r.spec.pool, r.id)) continue;
+        await ringDoorbell(this.js, r.spec.pool, r.id, `${r.id}#sweep-${r.attempt}-${now}`);
+        this.log.warn({ taskId: r.id, state: r.state }, "task had no doorbell; rang it again");
+        rung++;
+      }
+    } catch (err) {
+      this.log.warn({ err: errorMessage(err) }, "sweep failed");
+    }
+    return rung;
+  }
+}

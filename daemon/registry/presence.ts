@@ -1,0 +1,78 @@
+/**
+ * Presence: each daemon re-puts its WorkerInfo into the `mesh-workers` bucket every interval;
+ * the bucket's TTL (3 intervals) drops a dead daemon's key. NATS 2.9 emits no event when a key
+ * expires, so discovery rescans instead of watching.
+ */
+import type { JetStreamManager } from "@nats-io/jetstream";
+import type { KV } from "@nats-io/kv";
+import { errorMessage } from "../errors.js";
+import type { Logger } from "../log.js";
+import { kvKeys } from "../nats/kv-keys.js";
+import { WORKERS_BUCKET } from "../queue/topology.js";
+import type { WorkerInfo } from "./worker-info.js";
+
+const dec = new TextDecoder();
+
+export class Presence {
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
+
+  constructor(
+    private readonly kv: KV,
+    private readonly snapshot: () => WorkerInfo,
+    private readonly intervalMs: number,
+    private readonly log: Logger,
+  ) {}
+
+  async start(): Promise<void> {
+    await this.beat();
+    this.timer = setInterval(() => void this.beat(), this.intervalMs);
+  }
+
+  /** Publishes now (e.g. right after a slot changes). */
+  async beat(): Promise<void> {
+    if (this.stopped) return;
+    const info = this.snapshot();
+    try {
+      await this.kv.put(info.workerId, JSON.stringify(info));
+    } catch (err) {
+      this.log.warn({ err: errorMessage(err) }, "presence update failed");
+    }
+  }
+
+  /** Removes our key so we leave discovery at once. Idempotent. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    try {
+      await this.kv.delete(this.snapshot().workerId);
+    } catch {
+      // the TTL removes it anyway
+    }
+  }
+}
+
+/** Live workers: the bucket's current keys, each older than `staleMs` filtered out. */
+export async function listWorkers(
+  kv: KV,
+  jsm: JetStreamManager,
+  staleMs: number,
+  now = Date.now(),
+): Promise<WorkerInfo[]> {
+  const keys = await kvKeys(jsm, WORKERS_BUCKET);
+  const out: WorkerInfo[] = [];
+  await Promise.all(
+    keys.map(async (k) => {
+      const e = await kv.get(k);
+      if (!e || e.operation !== "PUT" || e.value.length === 0) return;
+      try {
+        const w = JSON.parse(dec.decode(e.value)) as WorkerInfo;
+        if (now - Date.parse(w.updatedAt) <= staleMs) out.push(w);
+      } catch {
+        // a malformed key is not a worker
+      }
+    }),
+  );
+  return out.sort((a, b) => a.name.localeCompare(b.name) || a.workerId.localeCompare(b.workerId));
+}

@@ -1,0 +1,31 @@
+/** What a daemon says about itself in the presence bucket (`mesh-workers`, key = worker id). */
+export interface WorkerInfo {
+  v: 1;
+  workerId: string;
+  name: string;
+  host: string;
+  pools: string[];
+  labels: Record<string, string>;
+  runners: string[];
+  slotsTotal: number;
+  slotsFree: number;
+  running: string[];
+  version: string;
+  startedAt: string;
+  updatedAt: string;
+  /** Base URL of the daemon's HTTP side (metrics), when it has one. */
+  httpUrl?: string;
+  draining?: boolean;
+}
+
+/** Whether a worker can serve a task of `pool` needing `labels` with `runner`. */
+export function workerServes(
+  w: Pick<WorkerInfo, "pools" | "labels" | "runners">,
+  pool: string,
+  labels: Record<string, string>,
+  runner: string,
+): boolean {
+  if (!w.pools.includes(pool)) return false;
+  if (!w.runners.includes(runner)) return false;
+  return Object.entries(labels).every(([k, v]) => w.labels[k] === v);
+}

@@ -1,0 +1,454 @@
+/**
+ * The Claude Code runner: one `mesh-shim` process per attempt. The shim owns Claude Code
+ * (flags, stream parsing, hang detection, graceful interrupt); this side writes the job file,
+ * hands over the API key through the environment only, relays the shim's events, and turns
+ * its outcome line into a RunOutcome.
+ */
+import { randomUUID } from "node:crypto";
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { createRequire } from "node:module";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { execa } from "execa";
+import pino, { type Logger } from "pino";
+import { z } from "zod";
+import {
+  CREDENTIAL_ENV,
+  PERMISSION_MODES,
+  parseShimLine,
+  type ShimJobInput,
+  type ShimOutcome,
+} from "../../agent-shim/index.js";
+import { MeshError } from "../errors.js";
+import type { TaskResultInfo } from "../tasks/record.js";
+import type { RunContext, Runner, RunOutcome } from "./runner.js";
+
+/** Daemon variables that look like secrets are not handed to agents unless named in `passEnv`. */
+const SECRET_ENV_RE = /(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL)/i;
+/** A task's own env may not redirect the API, the key, or the isolation the shim sets up. */
+const RESERVED_TASK_ENV_RE =
+  /^(ANTHROPIC_|CLAUDE_|OTEL_)|^(NODE_OPTIONS|XDG_RUNTIME_DIR|DISABLE_AUTOUPDATER)$/;
+const STDERR_TAIL = 10;
+
+const apiKeySourceSchema = z.union([
+  z.literal("none"),
+  z.strictObject({ env: z.string().min(1), as: z.enum(CREDENTIAL_ENV).optional() }),
+  z.strictObject({ file: z.string().min(1), as: z.enum(CREDENTIAL_ENV).optional() }),
+]);
+
+const ms = z.number().int().positive();
+
+export const claudeRunnerOptionsSchema = z.strictObject({
+  /** argv of Claude Code; default `["claude"]` (from PATH). */
+  claudeCommand: z.array(z.string().min(1)).min(1).default(["claude"]),
+  /** argv of the shim, before the job path; default node + dist/agent-shim/main.js next to this module. */
+  shimCommand: z.array(z.string().min(1)).min(1).optional(),
+  defaultModel: z.string().min(1).optional(),
+  permissionMode: z.enum(PERMISSION_MODES).default("acceptEdits"),
+  allowedTools: z.array(z.string().min(1)).default([]),
+  disallowedTools: z.array(z.string().min(1)).default([]),
+  maxTurns: z.number().int().positive().optional(),
+  maxBudgetUsd: z.number().positive().optional(),
+  appendSystemPrompt: z.string().optional(),
+  /** `--settings`: a file path, inline JSON text, or an object (serialised inline). */
+  settings: z.union([z.string().min(1), z.record(z.string(), z.unknown())]).optional(),
+  /** Added to every session's environment (after the inherited daemon env). */
+  extraEnv: z.record(z.string(), z.string()).default({}),
+  /** Inherit the daemon's environment (minus secret-looking names); false: a minimal set only. */
+  inheritEnv: z.boolean().default(true),
+  /** Secret-looking daemon variables to hand to agents anyway (e.g. `GITHUB_TOKEN`). */
+  passEnv: z.array(z.string().min(1)).default([]),
+  /** Where the API key comes from, read at each run; it reaches Claude Code as env `as`. */
+  apiKey: apiKeySourceSchema.default({ env: "ANTHROPIC_API_KEY" }),
+  /** Per-task `CLAUDE_CONFIG_DIR`s live under `<configRoot>/<task id>/config` (kept across attempts). */
+  configRoot: z.string().min(1).default(join(tmpdir(), "agent-mesh-claude")),
+  hangTimeoutMs: ms.default(15 * 60_000),
+  heartbeatMs: ms.default(15_000),
+  /** `CLAUDE_CODE_MAX_RETRIES`. */
+  maxRetries: z.number().int().nonnegative().default(4),
+  interruptGraceMs: ms.default(10_000),
+  exitGraceMs: ms.default(5_000),
+  /** After SIGTERM to the shim (cancel): SIGKILL its process group this much later. */
+  killAfterMs: ms.optional(),
+  /** No line from the shim (not even a heartbeat) for this long: kill it. Default 4 heartbeats + 30 s. */
+  shimSilenceMs: ms.optional(),
+  /** Minimum wait before retrying a rate-limited attempt. */
+  rateLimitDelayMs: ms.default(60_000),
+  /** Relay shim heartbeats as `agent` events of kind `heartbeat`. */
+  emitHeartbeats: z.boolean().default(true),
+});
+
+export type ClaudeRunnerOptions = z.input<typeof claudeRunnerOptionsSchema> & {
+  logger?: Logger;
+  /** A tap on every raw line the shim prints (tests, debugging). */
+  onShimLine?: (stream: "stdout" | "stderr", line: string) => void;
+};
+type Config = z.output<typeof claudeRunnerOptionsSchema> & {
+  shimCommand: string[];
+  killAfterMs: number;
+  shimSilenceMs: number;
+};
+
+const MINIMAL_ENV = [
+  "PATH",
+  "HOME",
+  "USER",
+  "LOGNAME",
+  "SHELL",
+  "LANG",
+  "LC_ALL",
+  "LC_CTYPE",
+  "TZ",
+  "TERM",
+  "TMPDIR",
+  "NODE_EXTRA_CA_CERTS",
+  "SSL_CERT_FILE",
+  "SSL_CERT_DIR",
+  "HTTP_PROXY",
+  "HTTPS_PROXY",
+  "NO_PROXY",
+  "http_proxy",
+  "https_proxy",
+  "no_proxy",
+];
+
+/** The shim next to this module: built JS in dist/, or the TypeScript source through tsx. */
+export function defaultShimCommand(): string[] {
+  const here = fileURLToPath(import.meta.url);
+  const root = resolve(dirname(here), "..", "..");
+  if (here.endsWith(".ts")) {
+    const tsx = pathToFileURL(createRequire(import.meta.url).resolve("tsx")).href;
+    return [process.execPath, "--import", tsx, join(root, "agent-shim", "main.ts")];
+  }
+  return [process.execPath, join(root, "agent-shim", "main.js")];
+}
+
+function killGroup(pid: number | undefined, signal: NodeJS.Signals): void {
+  if (pid === undefined) return;
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    // ESRCH: the group is already gone
+  }
+}
+
+export class ClaudeRunner implements Runner {
+  readonly kind = "claude";
+  private readonly cfg: Config;
+  private readonly log: Logger;
+  private readonly onShimLine: ClaudeRunnerOptions["onShimLine"];
+
+  constructor(options: ClaudeRunnerOptions = {}) {
+    const { logger, onShimLine, ...rest } = options;
+    const parsed = claudeRunnerOptionsSchema.safeParse(rest);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      const field = `claudeRunner.${issue?.path.join(".") ?? ""}`;
+      throw new MeshError("INVALID_ARGUMENT", `${field}: ${issue?.message ?? "invalid"}`, {
+        field,
+        cause: parsed.error,
+      });
+    }
+    const o = parsed.data;
+    this.cfg = {
+      ...o,
+      shimCommand: o.shimCommand ?? defaultShimCommand(),
+      killAfterMs: o.killAfterMs ?? o.interruptGraceMs + 2 * o.exitGraceMs + 5_000,
+      shimSilenceMs: o.shimSilenceMs ?? 4 * o.heartbeatMs + 30_000,
+    };
+    this.log = (logger ?? pino({ level: "silent" })).child({ component: "claude-runner" });
+    this.onShimLine = onShimLine;
+  }
+
+  /** The folder holding a task's Claude Code config and transcripts. */
+  taskStateDir(taskId: string): string {
+    return join(this.cfg.configRoot, taskId);
+  }
+
+  /** Drops a task's Claude Code state (call once the task is terminal). */
+  async forgetTask(taskId: string): Promise<void> {
+    await rm(this.taskStateDir(taskId), { recursive: true, force: true });
+  }
+
+  private async readApiKey(): Promise<{ name: string; value: string } | undefined> {
+    const src = this.cfg.apiKey;
+    if (src === "none") return undefined;
+    const name = src.as ?? "ANTHROPIC_API_KEY";
+    if ("env" in src) {
+      const value = process.env[src.env];
+      return value ? { name, value } : undefined;
+    }
+    try {
+      const value = (await readFile(src.file, "utf8")).trim();
+      return value ? { name, value } : undefined;
+    } catch (err) {
+      // The error names the file, never its content.
+      throw new MeshError(
+        "FAILED_PRECONDITION",
+        `cannot read the API key file ${src.file}: ${(err as NodeJS.ErrnoException).code ?? "error"}`,
+        { cause: err },
+      );
+    }
+  }
+
+  private async shimEnv(): Promise<Record<string, string>> {
+    const env: Record<string, string> = {};
+    const pass = new Set(this.cfg.passEnv);
+    const credentials = new Set<string>(CREDENTIAL_ENV);
+    const names = this.cfg.inheritEnv ? Object.keys(process.env) : MINIMAL_ENV;
+    for (const k of names) {
+      const v = process.env[k];
+      if (v === undefined || credentials.has(k)) continue;
+      if (SECRET_ENV_RE.test(k) && !pass.has(k)) continue;
+      env[k] = v;
+    }
+    Object.assign(env, this.cfg.extraEnv);
+    const key = await this.readApiKey();
+    if (key) env[key.name] = key.value;
+    else this.log.warn("no API key configured for Claude Code sessions");
+    return env;
+  }
+
+  private taskEnv(ctx: RunContext): Record<string, string> {
+    const out: Record<string, string> = {};
+    for (const [k, v] of Object.entries(ctx.spec.env)) {
+      if (RESERVED_TASK_ENV_RE.test(k)) {
+        this.log.warn({ taskId: ctx.spec.id, name: k }, "task env variable is reserved; ignored");
+        continue;
+      }
+      out[k] = v;
+    }
+    return out;
+  }
+
+  private buildJob(ctx: RunContext): ShimJobInput {
+    const a = ctx.spec.agent;
+    const c = this.cfg;
+    const resume = ctx.previousSessionId && a.resume !== "never" ? ctx.previousSessionId : undefined;
+    const append = [c.appendSystemPrompt, a.appendSystemPrompt].filter((s): s is string => !!s).join("\n\n");
+    const job: ShimJobInput = {
+      v: 1,
+      taskId: ctx.spec.id,
+      attempt: ctx.attempt,
+      prompt: ctx.spec.prompt,
+      workdir: ctx.workdir,
+      claudeCommand: c.claudeCommand,
+      permissionMode: a.permissionMode ?? c.permissionMode,
+      allowedTools: a.allowedTools ?? c.allowedTools,
+      disallowedTools: a.disallowedTools ?? c.disallowedTools,
+      sessionId: randomUUID(),
+      configDir: join(this.taskStateDir(ctx.spec.id), "config"),
+      tmpDir: join(ctx.scratchDir, "claude-tmp"),
+      runtimeDir: join(ctx.scratchDir, "claude-run"),
+      maxRetries: c.maxRetries,
+      env: this.taskEnv(ctx),
+      hangTimeoutMs: c.hangTimeoutMs,
+      heartbeatMs: c.heartbeatMs,
+      interruptGraceMs: c.interruptGraceMs,
+      exitGraceMs: c.exitGraceMs,
+    };
+    const model = a.model ?? c.defaultModel;
+    if (model) job.model = model;
+    const maxTurns = a.maxTurns ?? c.maxTurns;
+    if (maxTurns !== undefined) job.maxTurns = maxTurns;
+    const budget = a.maxBudgetUsd ?? c.maxBudgetUsd;
+    if (budget !== undefined) job.maxBudgetUsd = budget;
+    if (append) job.appendSystemPrompt = append;
+    if (c.settings !== undefined) {
+      job.settings = typeof c.settings === "string" ? c.settings : JSON.stringify(c.settings);
+    }
+    if (resume) job.resumeSessionId = resume;
+    return job;
+  }
+
+  async run(ctx: RunContext): Promise<RunOutcome> {
+    const log = this.log.child({ taskId: ctx.spec.id, attempt: ctx.attempt });
+    if (ctx.signal.aborted)
+      return { status: "failed", reason: `aborted before start (${String(ctx.signal.reason)})` };
+
+    let env: Record<string, string>;
+    const jobPath = join(ctx.scratchDir, "shim-job.json");
+    try {
+      env = await this.shimEnv();
+      await mkdir(ctx.scratchDir, { recursive: true });
+      await writeFile(jobPath, JSON.stringify(this.buildJob(ctx)), { mode: 0o600 });
+    } catch (err) {
+      return { status: "failed", reason: `cannot prepare the claude session: ${(err as Error).message}` };
+    }
+
+    const [cmd, ...prefix] = this.cfg.shimCommand;
+    log.info({ shim: this.cfg.shimCommand, resume: ctx.previousSessionId ?? null }, "starting mesh-shim");
+    const proc = execa(cmd!, [...prefix, jobPath, "--parent-watch", "stdin"], {
+      cwd: ctx.scratchDir,
+      env,
+      extendEnv: false,
+      // stdin stays open and unused: its EOF tells the shim the daemon is gone.
+      stdin: "pipe",
+      stdout: "pipe",
+      stderr: "pipe",
+      buffer: false,
+      reject: false,
+      // Own process group, so a forced stop also reaches Claude Code and its tool processes.
+      detached: true,
+      forceKillAfterDelay: false,
+    });
+
+    let outcome: ShimOutcome | undefined;
+    let lastLineAt = Date.now();
+    const stderrTail: string[] = [];
+    let killedFor: string | undefined;
+    const forceKill = (why: string): void => {
+      killedFor ??= why;
+      log.warn({ why }, "killing mesh-shim process group");
+      killGroup(proc.pid, "SIGKILL");
+    };
+
+    const stdoutDone = new Promise<void>((res) => {
+      if (!proc.stdout) return res();
+      const rl = createInterface({ input: proc.stdout, crlfDelay: Number.POSITIVE_INFINITY });
+      rl.on("line", (line) => {
+        lastLineAt = Date.now();
+        this.onShimLine?.("stdout", line);
+        const msg = parseShimLine(line);
+        if (!msg) {
+          log.debug({ line }, "unexpected shim stdout");
+          return;
+        }
+        switch (msg.type) {
+          case "event": {
+            const { kind, ...data } = msg.event;
+            ctx.emit({ type: "agent", kind, data });
+            break;
+          }
+          case "heartbeat":
+            if (this.cfg.emitHeartbeats) {
+              ctx.emit({ type: "agent", kind: "heartbeat", data: { idleMs: msg.idleMs, pid: msg.pid } });
+            }
+            break;
+          case "started":
+            ctx.emit({
+              type: "agent",
+              kind: "shim_started",
+              data: {
+                pid: msg.pid,
+                resumed: msg.resumed,
+                ...(msg.sessionId ? { sessionId: msg.sessionId } : {}),
+              },
+            });
+            break;
+          case "outcome":
+            outcome = msg.outcome;
+            break;
+        }
+      });
+      rl.on("close", res);
+    });
+    const stderrDone = new Promise<void>((res) => {
+      if (!proc.stderr) return res();
+      const rl = createInterface({ input: proc.stderr, crlfDelay: Number.POSITIVE_INFINITY });
+      rl.on("line", (line) => {
+        this.onShimLine?.("stderr", line);
+        stderrTail.push(line);
+        if (stderrTail.length > STDERR_TAIL) stderrTail.shift();
+        log.debug({ line }, "shim stderr");
+      });
+      rl.on("close", res);
+    });
+
+    let killTimer: NodeJS.Timeout | undefined;
+    const onAbort = (): void => {
+      log.info({ reason: String(ctx.signal.reason) }, "aborting: SIGTERM to mesh-shim");
+      proc.kill("SIGTERM");
+      killTimer = setTimeout(() => forceKill("did not stop after SIGTERM"), this.cfg.killAfterMs);
+    };
+    ctx.signal.addEventListener("abort", onAbort, { once: true });
+    const watchdog = setInterval(
+      () => {
+        if (Date.now() - lastLineAt > this.cfg.shimSilenceMs) forceKill("stopped responding");
+      },
+      Math.min(this.cfg.heartbeatMs, 5_000),
+    );
+
+    const res = await proc;
+    await Promise.all([stdoutDone, stderrDone]);
+    clearInterval(watchdog);
+    clearTimeout(killTimer);
+    ctx.signal.removeEventListener("abort", onAbort);
+    // Whatever the shim left behind in its group (a tool's child process) goes with it.
+    killGroup(proc.pid, "SIGKILL");
+    log.info(
+      { exitCode: res.exitCode ?? null, signal: res.signal ?? null, status: outcome?.status },
+      "mesh-shim exited",
+    );
+
+    const mapped = this.mapOutcome(ctx, outcome, {
+      exitCode: res.exitCode ?? null,
+      signal: res.signal ?? null,
+      spawnError: res.failed && res.exitCode === undefined && !res.signal ? res.originalMessage : undefined,
+      stderrTail,
+      killedFor,
+    });
+    return mapped;
+  }
+
+  private mapOutcome(
+    ctx: RunContext,
+    outcome: ShimOutcome | undefined,
+    shim: {
+      exitCode: number | null;
+      signal: string | null;
+      spawnError: string | undefined;
+      stderrTail: string[];
+      killedFor: string | undefined;
+    },
+  ): RunOutcome {
+    const aborted = ctx.signal.aborted ? `aborted (${String(ctx.signal.reason)})` : undefined;
+    if (!outcome) {
+      const how = shim.spawnError
+        ? `could not start mesh-shim: ${shim.spawnError}`
+        : shim.killedFor
+          ? `mesh-shim ${shim.killedFor} and was killed`
+          : `mesh-shim ${shim.signal ? `was killed by ${shim.signal}` : `exited with code ${shim.exitCode}`} without an outcome`;
+      const tail = shim.stderrTail.at(-1);
+      return {
+        status: "failed",
+        reason: aborted
+          ? `${aborted}; ${how}`
+          : `${how}${tail && !shim.spawnError ? `: ${tail.slice(0, 300)}` : ""}`,
+        exitCode: shim.exitCode,
+        signal: shim.signal,
+      };
+    }
+    const base: RunOutcome = { status: "failed", exitCode: outcome.exitCode, signal: outcome.signal };
+    const result = toResultInfo(outcome);
+    if (result) base.result = result;
+    if (outcome.status === "succeeded" && outcome.result?.isError === false)
+      return { ...base, status: "succeeded" };
+    if (outcome.status === "rate_limited") {
+      return {
+        ...base,
+        status: "rate_limited",
+        reason: outcome.reason ?? "rate limited",
+        retryAfterMs: Math.max(outcome.retryAfterMs ?? 0, this.cfg.rateLimitDelayMs),
+      };
+    }
+    if (outcome.status === "cancelled") return { ...base, reason: aborted ?? outcome.reason ?? "cancelled" };
+    return { ...base, reason: outcome.reason ?? "claude session failed" };
+  }
+}
+
+function toResultInfo(outcome: ShimOutcome): TaskResultInfo | undefined {
+  const r = outcome.result;
+  if (!r) return undefined;
+  const info: TaskResultInfo = {};
+  if (r.summary) info.summary = r.summary;
+  if (r.costUsd !== undefined) info.costUsd = r.costUsd;
+  if (r.tokens) info.tokens = { ...r.tokens };
+  if (r.turns !== undefined) info.turns = r.turns;
+  if (r.sessionId) info.sessionId = r.sessionId;
+  if (r.durationMs !== undefined) info.durationMs = r.durationMs;
+  if (r.model) info.model = r.model;
+  return info;
+}

@@ -1,0 +1,90 @@
+/**
+ * The `command` runner: the task's argv (never a shell) in the attempt's working directory,
+ * with MESH_TASK_ID, MESH_ATTEMPT, MESH_WORKER_ID and MESH_PROMPT_FILE. Exit 0 = succeeded.
+ * On abort: SIGTERM to the process group, SIGKILL after `killGraceMs`.
+ */
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { execa } from "execa";
+import { signalTree, withParentDeath } from "./child.js";
+import type { RunContext, Runner, RunOutcome } from "./runner.js";
+
+export interface CommandRunnerOptions {
+  killGraceMs?: number;
+  /** Environment variables of the daemon not passed to tasks (secrets of the daemon itself). */
+  hiddenEnv?: string[];
+  /** At most this many output lines per attempt are published as events. */
+  maxLogLines?: number;
+}
+
+export class CommandRunner implements Runner {
+  readonly kind = "command";
+  private readonly killGraceMs: number;
+  private readonly hidden: Set<string>;
+  private readonly maxLogLines: number;
+
+  constructor(opts: CommandRunnerOptions = {}) {
+    this.killGraceMs = opts.killGraceMs ?? 5000;
+    this.hidden = new Set(opts.hiddenEnv ?? []);
+    this.maxLogLines = opts.maxLogLines ?? 1000;
+  }
+
+  async run(ctx: RunContext): Promise<RunOutcome> {
+    const argv = ctx.spec.command;
+    if (!argv || argv.length === 0) return { status: "failed", reason: "task has no command" };
+    const promptFile = join(ctx.scratchDir, "prompt.txt");
+    await writeFile(promptFile, ctx.spec.prompt, { mode: 0o600 });
+    const env: Record<string, string> = {};
+    for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !this.hidden.has(k)) env[k] = v;
+    Object.assign(env, ctx.spec.env, {
+      MESH_TASK_ID: ctx.spec.id,
+      MESH_ATTEMPT: String(ctx.attempt),
+      MESH_WORKER_ID: ctx.workerId,
+      MESH_PROMPT_FILE: promptFile,
+    });
+    const [file, ...args] = withParentDeath(argv as [string, ...string[]]);
+    const child = execa(file, args, {
+      cwd: ctx.workdir,
+      env,
+      extendEnv: false,
+      stdin: "ignore",
+      detached: true,
+      reject: false,
+      buffer: false,
+    });
+    let lines = 0;
+    for (const stream of ["stdout", "stderr"] as const) {
+      const s = child[stream];
+      if (!s) continue;
+      createInterface({ input: s }).on("line", (line) => {
+        if (lines++ < this.maxLogLines) ctx.emit({ type: "log", stream, line: line.slice(0, 4096) });
+      });
+    }
+    let killTimer: NodeJS.Timeout | undefined;
+    const onAbort = () => {
+      signalTree(child.pid, "SIGTERM");
+      killTimer = setTimeout(() => signalTree(child.pid, "SIGKILL"), this.killGraceMs);
+    };
+    if (ctx.signal.aborted) onAbort();
+    else ctx.signal.addEventListener("abort", onAbort, { once: true });
+    const res = await child;
+    ctx.signal.removeEventListener("abort", onAbort);
+    if (killTimer) clearTimeout(killTimer);
+    // Reap stragglers the command left in its group.
+    signalTree(child.pid, "SIGKILL");
+    if (res.failed && res.exitCode === undefined && !res.signal) {
+      return {
+        status: "failed",
+        reason: `could not start ${argv[0]}: ${res.shortMessage}`,
+        exitCode: null,
+        signal: null,
+      };
+    }
+    const exitCode = res.exitCode ?? null;
+    const signal = res.signal ?? null;
+    if (exitCode === 0 && !ctx.signal.aborted) return { status: "succeeded", exitCode, signal };
+    const reason = signal ? `killed by ${signal}` : `exit code ${exitCode}`;
+    return { status: "failed", reason, exitCode, signal };
+  }
+}

@@ -1,0 +1,47 @@
+/**
+ * The runner interface: how a claimed task is executed. The daemon owns claiming, fencing and
+ * records; a runner only runs one attempt in a prepared working directory and reports back.
+ */
+import type { TaskResultInfo } from "../tasks/record.js";
+import type { TaskSpec } from "../tasks/spec.js";
+
+export interface RunContext {
+  spec: TaskSpec;
+  attempt: number;
+  workerId: string;
+  pool: string;
+  /** Working directory prepared for this attempt (a git worktree when the task has a repo). */
+  workdir: string;
+  /** A private directory for this attempt's scratch files (prompt file, logs). */
+  scratchDir: string;
+  /** Aborted on cancel, timeout, lost fence, or shutdown. `signal.reason` says which. */
+  signal: AbortSignal;
+  /** Agent session id from an earlier attempt, when the runner may resume it. */
+  previousSessionId?: string;
+  /** Emit a progress event (published on the task's event subject). Never throws. */
+  emit(event: RunnerEvent): void;
+}
+
+/** Progress events a runner may emit; the shim adds agent events in its own issue. */
+export type RunnerEvent =
+  | { type: "log"; stream: "stdout" | "stderr"; line: string }
+  | { type: "agent"; kind: string; data: Record<string, unknown> };
+
+export interface RunOutcome {
+  status: "succeeded" | "failed" | "rate_limited";
+  reason?: string;
+  exitCode?: number | null;
+  signal?: string | null;
+  result?: TaskResultInfo;
+  /** For rate_limited: wait this long before the next attempt. */
+  retryAfterMs?: number;
+}
+
+export interface Runner {
+  readonly kind: string;
+  /** Runs one attempt. Must resolve (not reject) for task-level failure; reject only on bugs. */
+  run(ctx: RunContext): Promise<RunOutcome>;
+}
+
+/** Reasons carried by the AbortSignal given to runners. */
+export type AbortReason = "cancelled" | "timeout" | "fenced" | "shutdown";

@@ -1,0 +1,234 @@
+/**
+ * The daemon's gRPC server: MeshService (over MeshApi), grpc.health.v1 and server reflection.
+ *
+ * - Unix socket (default): parent dir created 0700, a stale socket from a crash removed before
+ *   binding, the socket chmod 0600 after binding. No auth: file permissions are the boundary.
+ * - TCP (optional): TLS is required (client certificates too when `caFile` is set) and every
+ *   call except Health must carry `authorization: Bearer <token>`.
+ * Each listener is its own grpc-js Server so the token check applies to TCP only.
+ */
+import { chmod, readFile } from "node:fs/promises";
+import { type ChannelOptions, Server, ServerCredentials } from "@grpc/grpc-js";
+import { HealthImplementation } from "grpc-health-check";
+import pino, { type Logger } from "pino";
+import { MESH_SERVICE_NAME, MeshServiceService } from "../../proto/index.js";
+import type { MeshApi } from "../api/mesh-api.js";
+import { errorMessage, MeshError } from "../errors.js";
+import { bearerTokenInterceptor } from "./grpc/auth.js";
+import { meshServiceHandlers } from "./grpc/handlers.js";
+import { reflectionService } from "./grpc/reflection.js";
+import { prepareSocketPath, removeSocket } from "./grpc/socket.js";
+
+export interface GrpcTcpOptions {
+  host: string;
+  /** 0 picks a free port (see the address `start()` returns). */
+  port: number;
+  tls: {
+    certFile: string;
+    keyFile: string /** When set, clients must present a certificate it signed. */;
+    caFile?: string;
+  };
+  /** Bearer token every TCP call (except Health) must present. */
+  token: string;
+}
+
+export interface GrpcServerOptions {
+  socketPath?: string;
+  tcp?: GrpcTcpOptions;
+  logger?: Logger;
+  /** Messages a streaming client may fall behind before its stream is ended. Default 10 000. */
+  maxStreamBacklog?: number;
+  /** How long `stop()` lets in-flight calls finish before forcing. Default 5 000 ms. */
+  shutdownGraceMs?: number;
+}
+
+export interface GrpcAddresses {
+  socketPath?: string;
+  tcpAddress?: string;
+}
+
+type State = "new" | "starting" | "running" | "stopping" | "stopped";
+
+/** Big enough for a full batch of large prompts (MAX_BATCH x prompt limit is far above gRPC's 4 MiB default). */
+const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
+
+const SERVER_OPTIONS: ChannelOptions = {
+  "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
+  "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
+  // Find vanished clients (no FIN) so their streams are torn down.
+  "grpc.keepalive_time_ms": 60_000,
+  "grpc.keepalive_timeout_ms": 20_000,
+};
+
+function bindAsync(server: Server, address: string, creds: ServerCredentials): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.bindAsync(address, creds, (err, port) => (err ? reject(err) : resolve(port)));
+  });
+}
+
+async function readTlsFile(path: string, what: string): Promise<Buffer> {
+  try {
+    return await readFile(path);
+  } catch (err) {
+    throw new MeshError("INVALID_ARGUMENT", `cannot read the TLS ${what} ${path}: ${errorMessage(err)}`, {
+      field: `tcp.tls.${what}`,
+      cause: err,
+    });
+  }
+}
+
+export class GrpcServer {
+  private state: State = "new";
+  private readonly log: Logger;
+  private readonly servers: Server[] = [];
+  private readonly streams = new Set<() => void>();
+  private readonly health = new HealthImplementation({
+    "": "NOT_SERVING",
+    [MESH_SERVICE_NAME]: "NOT_SERVING",
+  });
+  private stopping?: Promise<void>;
+  private boundSocket?: string;
+
+  constructor(
+    private readonly api: MeshApi,
+    private readonly opts: GrpcServerOptions,
+  ) {
+    this.log = (opts.logger ?? pino({ level: "silent" })).child({ component: "grpc" });
+  }
+
+  private setState(next: State): void {
+    this.log.debug({ from: this.state, to: next }, "grpc server state");
+    this.state = next;
+  }
+
+  private newServer(extra: ConstructorParameters<typeof Server>[0] = {}): Server {
+    const server = new Server({ ...SERVER_OPTIONS, ...extra });
+    server.addService(
+      MeshServiceService,
+      meshServiceHandlers({
+        api: this.api,
+        logger: this.log,
+        maxBacklog: this.opts.maxStreamBacklog ?? 10_000,
+        accepting: () => this.state === "running",
+        track: (end) => {
+          this.streams.add(end);
+          return () => this.streams.delete(end);
+        },
+      }),
+    );
+    this.health.addToServer(server);
+    reflectionService().addToServer(server);
+    this.servers.push(server);
+    return server;
+  }
+
+  async start(): Promise<GrpcAddresses> {
+    if (this.state !== "new")
+      throw new MeshError("FAILED_PRECONDITION", `grpc server cannot start: it is ${this.state}`);
+    const { socketPath, tcp } = this.opts;
+    if (!socketPath && !tcp) {
+      throw new MeshError("INVALID_ARGUMENT", "grpc server needs a socketPath or a tcp listener", {
+        field: "socketPath",
+      });
+    }
+    if (tcp) {
+      if (!tcp.token) {
+        throw new MeshError(
+          "INVALID_ARGUMENT",
+          "the TCP listener needs a bearer token; set one or serve on the Unix socket only",
+          {
+            field: "tcp.token",
+          },
+        );
+      }
+      if (!tcp.tls?.certFile || !tcp.tls.keyFile) {
+        throw new MeshError(
+          "INVALID_ARGUMENT",
+          "the TCP listener needs TLS: give tls.certFile and tls.keyFile",
+          {
+            field: "tcp.tls",
+          },
+        );
+      }
+    }
+    this.setState("starting");
+    const out: GrpcAddresses = {};
+    try {
+      if (socketPath) {
+        await prepareSocketPath(socketPath);
+        await bindAsync(this.newServer(), `unix:${socketPath}`, ServerCredentials.createInsecure());
+        this.boundSocket = socketPath;
+        await chmod(socketPath, 0o600);
+        out.socketPath = socketPath;
+      }
+      if (tcp) {
+        const [cert, key, ca] = await Promise.all([
+          readTlsFile(tcp.tls.certFile, "certFile"),
+          readTlsFile(tcp.tls.keyFile, "keyFile"),
+          tcp.tls.caFile ? readTlsFile(tcp.tls.caFile, "caFile") : Promise.resolve(null),
+        ]);
+        const creds = ServerCredentials.createSsl(ca, [{ private_key: key, cert_chain: cert }], ca !== null);
+        const host = tcp.host.includes(":") && !tcp.host.startsWith("[") ? `[${tcp.host}]` : tcp.host;
+        const server = this.newServer({ interceptors: [bearerTokenInterceptor(tcp.token)] });
+        const port = await bindAsync(server, `${host}:${tcp.port}`, creds);
+        out.tcpAddress = `${host}:${port}`;
+      }
+    } catch (err) {
+      this.log.error({ err }, "grpc server failed to start");
+      await this.shutdown();
+      this.setState("stopped");
+      if (err instanceof MeshError) throw err;
+      throw new MeshError("UNAVAILABLE", `gRPC server could not listen: ${errorMessage(err)}`, {
+        cause: err,
+      });
+    }
+    this.health.setStatus("", "SERVING");
+    this.health.setStatus(MESH_SERVICE_NAME, "SERVING");
+    this.setState("running");
+    this.log.info(out, "grpc server listening");
+    return out;
+  }
+
+  /** Idempotent: refuses new calls, ends open streams, lets unary calls finish, then forces. */
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      if (this.state === "new") {
+        this.setState("stopped");
+        return;
+      }
+      this.setState("stopping");
+      this.health.setStatus("", "NOT_SERVING");
+      this.health.setStatus(MESH_SERVICE_NAME, "NOT_SERVING");
+      await this.shutdown();
+      this.setState("stopped");
+      this.log.info("grpc server stopped");
+    })();
+    return this.stopping;
+  }
+
+  private async shutdown(): Promise<void> {
+    for (const end of [...this.streams]) end();
+    const graceMs = this.opts.shutdownGraceMs ?? 5_000;
+    await Promise.all(
+      this.servers.map(
+        (server) =>
+          new Promise<void>((resolve) => {
+            const force = setTimeout(() => {
+              this.log.warn({ graceMs }, "grpc calls still open after the grace period; forcing shutdown");
+              server.forceShutdown();
+              resolve();
+            }, graceMs);
+            server.tryShutdown(() => {
+              clearTimeout(force);
+              resolve();
+            });
+          }),
+      ),
+    );
+    if (this.boundSocket) {
+      await removeSocket(this.boundSocket).catch((err: unknown) =>
+        this.log.warn({ err, socketPath: this.boundSocket }, "could not remove the socket"),
+      );
+    }
+  }
+}

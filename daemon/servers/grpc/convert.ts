@@ -1,0 +1,132 @@
+/** Domain objects -> API messages. Typed fields for common needs plus the full object as JSON. */
+import {
+  type Attempt,
+  type Task,
+  type TaskEvent as TaskEventMsg,
+  type TaskResult,
+  TaskState as TaskStateMsg,
+  taskStateFromName,
+  type WatchMeshResponse,
+  type Worker,
+} from "../../../proto/index.js";
+import type { MeshEvent, SubmitResult, TaskView } from "../../api/mesh-api.js";
+import type { WorkerInfo } from "../../registry/worker-info.js";
+import type { TaskEvent } from "../../tasks/events.js";
+import type { AttemptInfo, TaskResultInfo, TaskState } from "../../tasks/record.js";
+
+export function stateToProto(s: TaskState): TaskStateMsg {
+  return taskStateFromName(s) ?? TaskStateMsg.TASK_STATE_UNSPECIFIED;
+}
+
+function attemptToProto(a: AttemptInfo): Attempt {
+  return {
+    attempt: a.attempt,
+    workerId: a.workerId,
+    host: a.host,
+    claimedAt: a.claimedAt,
+    startedAt: a.startedAt ?? "",
+    endedAt: a.endedAt ?? "",
+    outcome: a.outcome ?? "",
+    reason: a.reason ?? "",
+    ...(typeof a.exitCode === "number" ? { exitCode: a.exitCode } : {}),
+    signal: a.signal ?? "",
+  };
+}
+
+function resultToProto(r: TaskResultInfo): TaskResult {
+  return {
+    summary: r.summary ?? "",
+    ...(r.costUsd !== undefined ? { costUsd: r.costUsd } : {}),
+    ...(r.tokens ? { tokens: { ...r.tokens } } : {}),
+    ...(r.turns !== undefined ? { turns: r.turns } : {}),
+    sessionId: r.sessionId ?? "",
+    branch: r.branch ?? "",
+    headCommit: r.headCommit ?? "",
+    ...(r.durationMs !== undefined ? { durationMs: Math.round(r.durationMs) } : {}),
+    model: r.model ?? "",
+  };
+}
+
+export function taskToProto(view: TaskView): Task {
+  const r = view.record;
+  return {
+    id: r.id,
+    title: r.spec.title ?? "",
+    state: stateToProto(r.state),
+    pool: r.spec.pool,
+    labels: { ...r.spec.labels },
+    runner: r.spec.runner,
+    attempt: r.attempt,
+    maxAttempts: r.maxAttempts,
+    countedFailures: r.countedFailures,
+    ownerWorkerId: r.owner?.workerId ?? "",
+    ownerHost: r.owner?.host ?? "",
+    cancelRequested: r.cancelRequested ?? false,
+    submittedAt: r.submittedAt,
+    updatedAt: r.updatedAt,
+    finishedAt: r.finishedAt ?? "",
+    notBefore: r.notBefore ?? "",
+    reason: r.reason ?? "",
+    attempts: r.attempts.map(attemptToProto),
+    ...(r.result ? { result: resultToProto(r.result) } : {}),
+    unschedulableReason: view.unschedulable ?? "",
+    revision: view.revision,
+    recordJson: JSON.stringify(r),
+  };
+}
+
+export function workerToProto(w: WorkerInfo): Worker {
+  return {
+    workerId: w.workerId,
+    name: w.name,
+    host: w.host,
+    pools: [...w.pools],
+    labels: { ...w.labels },
+    runners: [...w.runners],
+    slotsTotal: w.slotsTotal,
+    slotsFree: w.slotsFree,
+    running: [...w.running],
+    version: w.version,
+    startedAt: w.startedAt,
+    updatedAt: w.updatedAt,
+    httpUrl: w.httpUrl ?? "",
+    draining: w.draining ?? false,
+    infoJson: JSON.stringify(w),
+  };
+}
+
+export function submitResultToProto(r: SubmitResult): { id: string; created: boolean; state: TaskStateMsg } {
+  return { id: r.id, created: r.created, state: stateToProto(r.state) };
+}
+
+export function taskEventToProto(e: TaskEvent): TaskEventMsg {
+  const base = {
+    taskId: e.taskId,
+    at: e.at,
+    attempt: e.attempt,
+    workerId: e.workerId ?? "",
+    eventJson: JSON.stringify(e),
+  };
+  switch (e.type) {
+    case "state":
+      return { ...base, state: { state: stateToProto(e.state), reason: e.reason ?? "" } };
+    case "log":
+      return { ...base, log: { stream: e.stream, line: e.line } };
+    case "agent":
+      return { ...base, agent: { kind: e.kind, dataJson: JSON.stringify(e.data) } };
+    default:
+      // an event kind newer than this server's mapping: still delivered via event_json
+      return base;
+  }
+}
+
+export function meshEventToProto(e: MeshEvent): WatchMeshResponse {
+  switch (e.type) {
+    case "task":
+      return { task: taskEventToProto(e.event) };
+    case "worker_joined":
+      return { workerJoined: workerToProto(e.worker) };
+    case "worker_left":
+      return { workerLeft: { workerId: e.workerId, at: e.at } };
+  }
+}

@@ -1,0 +1,131 @@
+/** The MeshService handlers: translate API messages <-> MeshApi calls; no logic of their own. */
+import { type handleUnaryCall, type ServerUnaryCall, status } from "@grpc/grpc-js";
+import type { Logger } from "pino";
+import {
+  type MeshServiceServer,
+  type TaskState as TaskStateMsg,
+  taskStateName,
+  type WatchMeshResponse,
+  type WatchTaskResponse,
+} from "../../../proto/index.js";
+import type { MeshApi, TaskFilter } from "../../api/mesh-api.js";
+import { MeshError } from "../../errors.js";
+import type { TaskState } from "../../tasks/record.js";
+import { parseTaskSpecs } from "../../tasks/spec.js";
+import {
+  meshEventToProto,
+  submitResultToProto,
+  taskEventToProto,
+  taskToProto,
+  workerToProto,
+} from "./convert.js";
+import { serviceError, toServiceError } from "./status.js";
+import { type PumpOptions, pumpStream } from "./stream.js";
+
+export interface HandlerContext {
+  api: MeshApi;
+  logger: Logger;
+  maxBacklog: number;
+  /** False once the server is stopping: new calls are refused with UNAVAILABLE. */
+  accepting(): boolean;
+  track: PumpOptions["track"];
+}
+
+function requireId(id: string): string {
+  if (!id) throw new MeshError("INVALID_ARGUMENT", "id: a task id is required", { field: "id" });
+  return id;
+}
+
+function statesFilter(states: TaskStateMsg[]): TaskState[] | undefined {
+  if (states.length === 0) return undefined;
+  return states.map((s, i) => {
+    const name = taskStateName(s);
+    if (name === "unknown") {
+      throw new MeshError("INVALID_ARGUMENT", `states[${i}]: ${s} is not a task state`, {
+        field: `states[${i}]`,
+      });
+    }
+    return name as TaskState;
+  });
+}
+
+const shuttingDown = () =>
+  serviceError(status.UNAVAILABLE, "meshd is shutting down; reconnect when it is back", "UNAVAILABLE");
+
+export function meshServiceHandlers(ctx: HandlerContext): MeshServiceServer {
+  const { api, logger } = ctx;
+
+  function unary<Req, Res>(name: string, fn: (req: Req, call: ServerUnaryCall<Req, Res>) => Promise<Res>) {
+    const handler: handleUnaryCall<Req, Res> = (call, callback) => {
+      if (!ctx.accepting()) return callback(shuttingDown());
+      fn(call.request, call).then(
+        (res) => callback(null, res),
+        (err: unknown) => {
+          const { error, internal } = toServiceError(err);
+          if (internal) logger.error({ err, method: name }, "grpc call failed");
+          else logger.debug({ method: name, code: error.code, msg: error.details }, "grpc call refused");
+          // After a deadline or a client cancel grpc-js drops this; nothing else to undo.
+          callback(error);
+        },
+      );
+    };
+    return handler;
+  }
+
+  const pump = { maxBacklog: ctx.maxBacklog, logger, track: ctx.track };
+
+  return {
+    submitTasks: unary("SubmitTasks", async (req) => {
+      if (!req.document.trim()) {
+        throw new MeshError("INVALID_ARGUMENT", "document: the task spec document is empty", {
+          field: "document",
+        });
+      }
+      // Validation lives in one place (parseTaskSpecs), all or nothing, before anything is written.
+      const specs = parseTaskSpecs(req.document, req.source || "input");
+      const results = await api.submit(specs);
+      return { results: results.map(submitResultToProto) };
+    }),
+    listWorkers: unary("ListWorkers", async () => ({
+      workers: (await api.listWorkers()).map(workerToProto),
+    })),
+    getTask: unary("GetTask", async (req) => ({ task: taskToProto(await api.getTask(requireId(req.id))) })),
+    listTasks: unary("ListTasks", async (req) => {
+      const filter: TaskFilter = {};
+      const states = statesFilter(req.states);
+      if (states) filter.state = states;
+      if (req.pool) filter.pool = req.pool;
+      if (req.workerId) filter.workerId = req.workerId;
+      if (req.limit > 0) filter.limit = req.limit;
+      return { tasks: (await api.listTasks(filter)).map(taskToProto) };
+    }),
+    watchTask: (call) => {
+      if (!ctx.accepting()) return void call.emit("error", shuttingDown());
+      let id: string;
+      try {
+        id = requireId(call.request.id);
+      } catch (err) {
+        return void call.emit("error", toServiceError(err).error);
+      }
+      void pumpStream(
+        call,
+        (signal) => api.watchTask(id, signal),
+        (ev): WatchTaskResponse => ({ event: taskEventToProto(ev) }),
+        pump,
+      );
+    },
+    watchMesh: (call) => {
+      if (!ctx.accepting()) return void call.emit("error", shuttingDown());
+      void pumpStream(
+        call,
+        (signal) => api.watchMesh(signal),
+        (ev): WatchMeshResponse => meshEventToProto(ev),
+        pump,
+      );
+    },
+    cancelTask: unary("CancelTask", async (req) => ({
+      task: taskToProto(await api.cancel(requireId(req.id))),
+    })),
+    retryTask: unary("RetryTask", async (req) => ({ task: taskToProto(await api.retry(requireId(req.id))) })),
+  };
+}

@@ -1,0 +1,286 @@
+/**
+ * MeshService: the daemon's answer for the whole mesh (implements MeshApi over NATS). The gRPC
+ * server only translates to and from it.
+ */
+import { DeliverPolicy, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import type { KV } from "@nats-io/kv";
+import type { NatsConnection } from "@nats-io/transport-node";
+import type { MeshApi, MeshEvent, SubmitResult, TaskFilter, TaskView } from "./api/mesh-api.js";
+import { MeshError } from "./errors.js";
+import type { Logger } from "./log.js";
+import { ringDoorbell } from "./queue/doorbell.js";
+import { listWorkers } from "./registry/presence.js";
+import { type WorkerInfo, workerServes } from "./registry/worker-info.js";
+import type { EventPublisher } from "./tasks/event-publisher.js";
+import { EVENTS_STREAM, type TaskEvent, taskEventSubject } from "./tasks/events.js";
+import { isTerminal, newTaskRecord, type TaskRecord, type VersionedRecord } from "./tasks/record.js";
+import type { TaskSpec } from "./tasks/spec.js";
+import type { TaskStore } from "./tasks/store.js";
+import { pause } from "./util/abort.js";
+import { Channel } from "./util/channel.js";
+
+export const cancelSubject = (taskId: string): string => `mesh.ctl.cancel.${taskId}`;
+
+export interface MeshServiceDeps {
+  nc: NatsConnection;
+  js: JetStreamClient;
+  jsm: JetStreamManager;
+  store: TaskStore;
+  workersKv: KV;
+  events: EventPublisher;
+  log: Logger;
+  presenceTtlMs: number;
+  /** How often watchers re-check records and presence (2.9 has no expiry events). */
+  pollMs?: number;
+}
+
+export class MeshService implements MeshApi {
+  private readonly pollMs: number;
+
+  constructor(private readonly d: MeshServiceDeps) {
+    this.pollMs = d.pollMs ?? 1000;
+  }
+
+  private stateEvent(r: TaskRecord): void {
+    this.d.events.publish({
+      type: "state",
+      taskId: r.id,
+      at: r.updatedAt,
+      state: r.state,
+      attempt: r.attempt,
+      ...(r.reason ? { reason: r.reason } : {}),
+    });
+  }
+
+  async submit(specs: TaskSpec[]): Promise<SubmitResult[]> {
+    const out: SubmitResult[] = [];
+    for (const spec of specs) {
+      const created = await this.d.store.create(newTaskRecord(spec, new Date()));
+      if (created) {
+        this.stateEvent(created.record);
+        await ringDoorbell(this.d.js, spec.pool, spec.id, `${spec.id}#submit`);
+        out.push({ id: spec.id, created: true, state: "queued" });
+        continue;
+      }
+      const existing = await this.d.store.get(spec.id);
+      if (!existing) throw new MeshError("CONFLICT", `task ${spec.id} exists but cannot be read; try again`);
+      // Re-ring a still-queued task's doorbell: deduplicated inside the window, harmless after it.
+      if (existing.record.state === "queued") {
+        await ringDoorbell(this.d.js, existing.record.spec.pool, spec.id, `${spec.id}#submit`);
+      }
+      out.push({ id: spec.id, created: false, state: existing.record.state });
+    }
+    return out;
+  }
+
+  listWorkers(): Promise<WorkerInfo[]> {
+    return listWorkers(this.d.workersKv, this.d.jsm, this.d.presenceTtlMs);
+  }
+
+  private view(v: VersionedRecord, workers: WorkerInfo[]): TaskView {
+    const r = v.record;
+    const out: TaskView = { record: r, revision: v.revision };
+    if (
+      !isTerminal(r.state) &&
+      !workers.some((w) => workerServes(w, r.spec.pool, r.spec.labels, r.spec.runner))
+    ) {
+      const labels = Object.entries(r.spec.labels).map(([k, val]) => `${k}=${val}`);
+      out.unschedulable = `no live worker serves pool "${r.spec.pool}"${labels.length ? ` with labels ${labels.join(",")}` : ""} and runner "${r.spec.runner}"`;
+    }
+    return out;
+  }
+
+  async getTask(id: string): Promise<TaskView> {
+    const v = await this.d.store.get(id);
+    if (!v) throw new MeshError("NOT_FOUND", `no task with id "${id}"; list them with \`mesh tasks\``);
+    return this.view(v, await this.listWorkers());
+  }
+
+  async listTasks(filter: TaskFilter = {}): Promise<TaskView[]> {
+    const [all, workers] = await Promise.all([this.d.store.list(), this.listWorkers()]);
+    const states = filter.state && filter.state.length > 0 ? new Set(filter.state) : undefined;
+    const picked = all
+      .filter(({ record: r }) => {
+        if (states && !states.has(r.state)) return false;
+        if (filter.pool && r.spec.pool !== filter.pool) return false;
+        if (filter.workerId && !r.attempts.some((a) => a.workerId === filter.workerId)) return false;
+        return true;
+      })
+      .sort(
+        (a, b) =>
+          b.record.submittedAt.localeCompare(a.record.submittedAt) || a.record.id.localeCompare(b.record.id),
+      );
+    const limited = filter.limit && filter.limit > 0 ? picked.slice(0, filter.limit) : picked;
+    return limited.map((v) => this.view(v, workers));
+  }
+
+  async cancel(id: string): Promise<TaskView> {
+    const { after, changed, before } = await this.d.store.mutate(id, (r) => {
+      if (isTerminal(r.state) || r.cancelRequested) return undefined;
+      if (r.state === "queued") {
+        r.state = "cancelled";
+        r.finishedAt = new Date().toISOString();
+        r.reason = "cancelled by request before it started";
+        return r;
+      }
+      r.cancelRequested = true;
+      return r;
+    });
+    if (!changed && isTerminal(before.record.state)) {
+      throw new MeshError(
+        "FAILED_PRECONDITION",
+        `task ${id} is already ${before.record.state}; nothing to cancel`,
+      );
+    }
+    if (after.record.state === "cancelled") this.stateEvent(after.record);
+    else this.d.nc.publish(cancelSubject(id));
+    return this.view(after, await this.listWorkers());
+  }
+
+  async retry(id: string): Promise<TaskView> {
+    const { after, changed, before } = await this.d.store.mutate(id, (r) => {
+      if (r.state !== "failed" && r.state !== "dead") return undefined;
+      r.state = "queued";
+      // One more attempt than have counted so far.
+      r.maxAttempts = Math.max(r.maxAttempts, r.countedFailures + 1);
+      delete r.finishedAt;
+      delete r.reason;
+      delete r.notBefore;
+      return r;
+    });
+    if (!changed) {
+      throw new MeshError(
+        "FAILED_PRECONDITION",
+        `task ${id} is ${before.record.state}; only failed or dead tasks can be retried`,
+      );
+    }
+    this.stateEvent(after.record);
+    await ringDoorbell(
+      this.d.js,
+      after.record.spec.pool,
+      id,
+      `${id}#retry-${after.record.attempt}-${after.revision}`,
+    );
+    return this.view(after, await this.listWorkers());
+  }
+
+  async *watchTask(id: string, signal: AbortSignal): AsyncIterable<TaskEvent> {
+    const first = await this.d.store.get(id);
+    if (!first) throw new MeshError("NOT_FOUND", `no task with id "${id}"; list them with \`mesh tasks\``);
+    const inner = linked(signal);
+    const ch = new Channel<TaskEvent | { type: "__check" }>();
+    const oc = await this.d.js.consumers.get(EVENTS_STREAM, {
+      filter_subjects: `${taskEventSubject(id)}.>`,
+      deliver_policy: DeliverPolicy.All,
+    });
+    const msgs = await oc.consume();
+    const pump = (async () => {
+      for await (const m of msgs) ch.push(m.json<TaskEvent>());
+    })().catch((err) => ch.close(err));
+    const stop = () => {
+      void msgs.close();
+      ch.close();
+    };
+    signal.addEventListener("abort", stop, { once: true });
+    // Events are best effort; the record is the truth. Re-check it so a watcher always ends.
+    const checker = (async () => {
+      while (!inner.signal.aborted) {
+        await pause(this.pollMs, inner.signal);
+        ch.push({ type: "__check" });
+      }
+    })();
+    let lastState: string | undefined;
+    try {
+      for await (const e of ch) {
+        if (e.type === "__check") {
+          const cur = await this.d.store.get(id);
+          if (cur && isTerminal(cur.record.state) && lastState !== cur.record.state) {
+            // Give in-flight events a moment: only synthesize after a quiet poll.
+            if (ch.size === 0) {
+              const r = cur.record;
+              yield {
+                type: "state",
+                taskId: id,
+                at: r.updatedAt,
+                state: r.state,
+                attempt: r.attempt,
+                ...(r.reason ? { reason: r.reason } : {}),
+              };
+              return;
+            }
+          }
+          continue;
+        }
+        yield e;
+        if (e.type === "state") {
+          lastState = e.state;
+          if (isTerminal(e.state)) {
+            const cur = await this.d.store.get(id);
+            if (cur && cur.record.state === e.state) return;
+          }
+        }
+      }
+    } finally {
+      signal.removeEventListener("abort", stop);
+      inner.abort();
+      void msgs.close();
+      ch.close();
+      await Promise.allSettled([pump, checker]);
+    }
+  }
+
+  async *watchMesh(signal: AbortSignal): AsyncIterable<MeshEvent> {
+    const inner = linked(signal);
+    const ch = new Channel<MeshEvent>();
+    const oc = await this.d.js.consumers.get(EVENTS_STREAM, {
+      filter_subjects: "mesh.events.task.*.state",
+      deliver_policy: DeliverPolicy.New,
+    });
+    const msgs = await oc.consume();
+    const pump = (async () => {
+      for await (const m of msgs) {
+        const e = m.json<TaskEvent>();
+        if (e.type === "state") ch.push({ type: "task", event: e });
+      }
+    })().catch((err) => ch.close(err));
+    const known = new Map((await this.listWorkers()).map((w) => [w.workerId, w]));
+    const scan = (async () => {
+      while (!inner.signal.aborted) {
+        await pause(this.pollMs, inner.signal);
+        if (inner.signal.aborted) break;
+        try {
+          const now = new Map((await this.listWorkers()).map((w) => [w.workerId, w]));
+          for (const [wid, w] of now) if (!known.has(wid)) ch.push({ type: "worker_joined", worker: w });
+          for (const wid of known.keys()) {
+            if (!now.has(wid)) ch.push({ type: "worker_left", workerId: wid, at: new Date().toISOString() });
+          }
+          known.clear();
+          for (const [k, v] of now) known.set(k, v);
+        } catch (err) {
+          this.d.log.debug({ err }, "worker scan failed");
+        }
+      }
+    })();
+    const stop = () => {
+      void msgs.close();
+      ch.close();
+    };
+    signal.addEventListener("abort", stop, { once: true });
+    try {
+      yield* ch;
+    } finally {
+      signal.removeEventListener("abort", stop);
+      inner.abort();
+      stop();
+      await Promise.allSettled([pump, scan]);
+    }
+  }
+}
+
+/** A controller aborted with `outer`, that the generator can also abort when it ends. */
+function linked(outer: AbortSignal): AbortController {
+  const c = new AbortController();
+  if (outer.aborted) c.abort();
+  else outer.addEventListener("abort", () => c.abort(), { once: true });
+  return c;
+}

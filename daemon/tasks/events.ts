@@ -1,0 +1,23 @@
+/**
+ * Events about tasks, published on the limits-retention stream `MESH_EVENTS` under
+ * `mesh.events.task.<id>` so a task can be replayed from its start.
+ */
+import type { RunnerEvent } from "../runner/runner.js";
+import type { TaskState } from "./record.js";
+
+export type TaskEvent =
+  | {
+      type: "state";
+      taskId: string;
+      at: string;
+      state: TaskState;
+      attempt: number;
+      workerId?: string;
+      reason?: string;
+    }
+  | ({ taskId: string; at: string; attempt: number; workerId: string } & RunnerEvent);
+
+export const EVENTS_STREAM = "MESH_EVENTS";
+/** Events of one task: `<subject>.state` for state changes, `<subject>.run` for runner/agent events. */
+export const taskEventSubject = (taskId: string): string => `mesh.events.task.${taskId}`;
+export const workerEventSubject = (workerId: string): string => `mesh.events.worker.${workerId}`;

@@ -1,0 +1,99 @@
+/**
+ * Task records in KV. Every write is compare-and-set on the revision read; a lost race surfaces
+ * as MeshError CONFLICT so callers decide: re-read and retry (API calls) or stop (fenced owner).
+ */
+import type { JetStreamManager } from "@nats-io/jetstream";
+import type { KV } from "@nats-io/kv";
+import { MeshError } from "../errors.js";
+import { kvKeys } from "../nats/kv-keys.js";
+import { TASKS_BUCKET } from "../queue/topology.js";
+import { assertTransition, type TaskRecord, type VersionedRecord } from "./record.js";
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+/** JetStream API error 10071: wrong last sequence (the compare in compare-and-set failed). */
+export function isCasConflict(err: unknown): boolean {
+  const e = err as { api_error?: { err_code?: number }; code?: number | string; message?: string };
+  return e?.api_error?.err_code === 10071 || /wrong last sequence/i.test(e?.message ?? String(err));
+}
+
+export class TaskStore {
+  constructor(
+    private readonly kv: KV,
+    private readonly jsm: JetStreamManager,
+    private readonly now: () => Date = () => new Date(),
+  ) {}
+
+  async get(id: string): Promise<VersionedRecord | undefined> {
+    const e = await this.kv.get(id);
+    if (!e || e.operation !== "PUT" || e.value.length === 0) return undefined;
+    return { record: JSON.parse(dec.decode(e.value)) as TaskRecord, revision: e.revision };
+  }
+
+  /** Creates the record; returns undefined when one with this id exists already. */
+  async create(record: TaskRecord): Promise<VersionedRecord | undefined> {
+    try {
+      const revision = await this.kv.create(record.id, enc.encode(JSON.stringify(record)));
+      return { record, revision };
+    } catch (err) {
+      if (isCasConflict(err) || /key exists/i.test(String(err))) return undefined;
+      throw err;
+    }
+  }
+
+  /**
+   * Writes `next` only if the record is still at `revision`. Checks the state machine.
+   * Throws CONFLICT when another writer got there first.
+   */
+  async update(prev: VersionedRecord, next: TaskRecord): Promise<VersionedRecord> {
+    if (next.state !== prev.record.state) assertTransition(next.id, prev.record.state, next.state);
+    next.updatedAt = this.now().toISOString();
+    try {
+      const revision = await this.kv.update(next.id, enc.encode(JSON.stringify(next)), prev.revision);
+      return { record: next, revision };
+    } catch (err) {
+      if (isCasConflict(err)) {
+        throw new MeshError("CONFLICT", `task ${next.id} changed concurrently (revision ${prev.revision})`, {
+          cause: err,
+        });
+      }
+      throw err;
+    }
+  }
+
+  /**
+   * Read-modify-write with retries on conflict, for writers that are not fenced owners
+   * (cancel, retry). `mutate` returns undefined to leave the record as it is.
+   */
+  async mutate(
+    id: string,
+    mutate: (r: TaskRecord) => TaskRecord | undefined,
+    attempts = 20,
+  ): Promise<{ before: VersionedRecord; after: VersionedRecord; changed: boolean }> {
+    for (let i = 0; i < attempts; i++) {
+      const cur = await this.get(id);
+      if (!cur) throw new MeshError("NOT_FOUND", `no task with id "${id}"; list them with \`mesh tasks\``);
+      const next = mutate(structuredClone(cur.record));
+      if (!next) return { before: cur, after: cur, changed: false };
+      try {
+        return { before: cur, after: await this.update(cur, next), changed: true };
+      } catch (err) {
+        if (!(err instanceof MeshError && err.code === "CONFLICT")) throw err;
+      }
+    }
+    throw new MeshError("CONFLICT", `task ${id}: too much contention; try again`);
+  }
+
+  /** All records (scan). Fine for thousands; a later index can narrow it. */
+  async list(): Promise<VersionedRecord[]> {
+    const keys = await kvKeys(this.jsm, TASKS_BUCKET);
+    const out: VersionedRecord[] = [];
+    const batch = 64;
+    for (let i = 0; i < keys.length; i += batch) {
+      const got = await Promise.all(keys.slice(i, i + batch).map((k) => this.get(k)));
+      for (const g of got) if (g) out.push(g);
+    }
+    return out;
+  }
+}

@@ -1,0 +1,138 @@
+/**
+ * Test support: in-process daemons, meshd child processes (the built bin, as users run it),
+ * and a submit-only client. All talk to a real nats-server from the harness.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import {
+  compileConfig,
+  Daemon,
+  type DaemonDeps,
+  type DaemonOptions,
+  type MeshApi,
+} from "../../daemon/index.js";
+import { createLogger } from "../../daemon/log.js";
+import { ensureTopology } from "../../daemon/queue/topology.js";
+import { MeshService } from "../../daemon/service.js";
+import { EventPublisher } from "../../daemon/tasks/event-publisher.js";
+import { TaskStore } from "../../daemon/tasks/store.js";
+import { makeTempDir, waitFor } from "../harness/index.js";
+
+export const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
+export const MESHD_BIN = `${REPO_ROOT}dist/daemon/main.js`;
+export const MESH_BIN = `${REPO_ROOT}dist/cli/main.js`;
+
+/** Fast timings for tests: short lease and presence so takeovers happen in seconds. */
+export const FAST = {
+  lease: "2s",
+  presenceInterval: "500ms",
+  retryDelay: "100ms",
+  shutdownGrace: "5s",
+} as const;
+
+export async function startDaemon(
+  natsUrl: string | string[],
+  opts: Partial<DaemonOptions> = {},
+  deps: DaemonDeps = {},
+): Promise<Daemon> {
+  const stateDir = opts.stateDir ?? (await makeTempDir("meshd-"));
+  const servers = Array.isArray(natsUrl) ? natsUrl : [natsUrl];
+  const config = compileConfig({
+    ...FAST,
+    logLevel: process.env.MESH_TEST_LOG ?? "silent",
+    http: { enabled: false },
+    ...opts,
+    nats: { servers, ...(opts.nats ?? {}) },
+    stateDir,
+  });
+  const d = new Daemon(config, deps);
+  await d.start();
+  return d;
+}
+
+export interface MeshClient {
+  api: MeshApi;
+  store: TaskStore;
+  nc: NatsConnection;
+  close(): Promise<void>;
+}
+
+/** A client that can submit and read records without running tasks. */
+export async function openClient(
+  natsUrl: string | string[],
+  opts: { replicas?: number; duplicateWindowMs?: number } = {},
+): Promise<MeshClient> {
+  const servers = Array.isArray(natsUrl) ? natsUrl : [natsUrl];
+  const nc = await connect({ servers, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
+  const topo = await ensureTopology(nc, {
+    replicas: opts.replicas ?? 1,
+    leaseMs: 2000,
+    presenceTtlMs: 1500,
+    ...(opts.duplicateWindowMs ? { duplicateWindowMs: opts.duplicateWindowMs } : {}),
+  });
+  const log = createLogger("silent");
+  const store = new TaskStore(topo.tasks, topo.jsm);
+  const events = new EventPublisher(topo.js, log);
+  const api = new MeshService({
+    nc,
+    js: topo.js,
+    jsm: topo.jsm,
+    store,
+    workersKv: topo.workers,
+    events,
+    log,
+    presenceTtlMs: 1500,
+    pollMs: 200,
+  });
+  return {
+    api,
+    store,
+    nc,
+    close: async () => {
+      await events.flush();
+      if (!nc.isClosed()) await nc.close();
+    },
+  };
+}
+
+export async function waitForState(api: MeshApi, id: string, states: string[], timeoutMs = 30_000) {
+  return waitFor(
+    async () => {
+      const v = await api.getTask(id);
+      return states.includes(v.record.state) ? v : undefined;
+    },
+    { name: `task ${id} in ${states.join("|")}`, timeoutMs, intervalMs: 50 },
+  );
+}
+
+export interface MeshdProcess {
+  child: ChildProcess;
+  stateDir: string;
+  stderr: () => string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  kill(signal?: NodeJS.Signals): void;
+}
+
+/** Runs the built `meshd` as a child process. */
+export async function spawnMeshd(args: string[], env: NodeJS.ProcessEnv = {}): Promise<MeshdProcess> {
+  if (!existsSync(MESHD_BIN)) throw new Error(`${MESHD_BIN} missing: run \`npm run build\` first`);
+  const stateDir = args.includes("--state-dir")
+    ? args[args.indexOf("--state-dir") + 1]!
+    : await makeTempDir("meshd-");
+  const fullArgs = args.includes("--state-dir") ? args : [...args, "--state-dir", stateDir];
+  const child = spawn(process.execPath, [MESHD_BIN, ...fullArgs], {
+    env: { ...process.env, MESH_STATE_DIR: stateDir, ...env },
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  let err = "";
+  child.stderr?.on("data", (b: Buffer) => {
+    err += b.toString();
+    if (err.length > 200_000) err = err.slice(-100_000);
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once("exit", (code, signal) => resolve({ code, signal })),
+  );
+  return { child, stateDir, stderr: () => err, exited, kill: (s = "SIGTERM") => void child.kill(s) };
+}
