@@ -55,6 +55,11 @@ const program = new Command("meshd")
   .option("--lease <duration>", "task lease, e.g. 15s (a dead worker's task is taken over after it)")
   .option("--state-dir <dir>", "state directory (default ~/.agent-mesh, env MESH_STATE_DIR)")
   .option("--grpc-socket <path>", "gRPC Unix socket (default <state-dir>/meshd.sock)")
+  .option("--grpc-tcp <host:port>", "also serve gRPC on TCP (requires --grpc-tls-cert/--grpc-tls-key and --grpc-token-file)")
+  .option("--grpc-tls-cert <file>", "TLS certificate for the gRPC TCP listener")
+  .option("--grpc-tls-key <file>", "TLS key for the gRPC TCP listener")
+  .option("--grpc-tls-ca <file>", "CA for client certificates on the gRPC TCP listener (mutual TLS)")
+  .option("--grpc-token-file <file>", "file holding the bearer token gRPC TCP clients must send")
   .option("--http-host <host>", "metrics/health listener address (default 127.0.0.1)")
   .option("--http-port <port>", "metrics/health listener port (default: random)", int)
   .option("--no-http", "do not start the metrics/health listener")
@@ -71,6 +76,10 @@ function readSecret(file: string | undefined, envName: string): string | undefin
 }
 
 async function main(): Promise<void> {
+  program.exitOverride((err) => {
+    // usage errors exit 2 (like validation errors); --help and --version exit 0
+    process.exit(err.exitCode === 0 ? 0 : 2);
+  });
   program.parse();
   const f = program.opts();
   const raw: Record<string, unknown> = f.config ? readConfigFile(f.config) : {};
@@ -99,7 +108,21 @@ async function main(): Promise<void> {
   set("lease", f.lease);
   set("stateDir", f.stateDir);
   set("logLevel", f.logLevel);
-  if (f.grpcSocket) raw.grpc = { ...((raw.grpc as object) ?? {}), socket: f.grpcSocket };
+  const grpc = { ...((raw.grpc as Record<string, unknown>) ?? {}) };
+  if (f.grpcSocket) grpc.socket = f.grpcSocket;
+  if (f.grpcTcp) {
+    const m = /^(.*):(\d+)$/.exec(f.grpcTcp);
+    if (!m) throw new MeshError("INVALID_ARGUMENT", `--grpc-tcp: "${f.grpcTcp}" is not host:port (e.g. 127.0.0.1:7443)`);
+    grpc.tcp = {
+      host: m[1],
+      port: Number(m[2]),
+      tlsCertFile: f.grpcTlsCert,
+      tlsKeyFile: f.grpcTlsKey,
+      tokenFile: f.grpcTokenFile,
+      ...(f.grpcTlsCa ? { tlsCaFile: f.grpcTlsCa } : {}),
+    };
+  }
+  if (Object.keys(grpc).length > 0) raw.grpc = grpc;
   const http = { ...((raw.http as Record<string, unknown>) ?? {}) };
   if (f.httpHost) http.host = f.httpHost;
   if (f.httpPort !== undefined) http.port = f.httpPort;

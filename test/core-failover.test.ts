@@ -1,0 +1,145 @@
+/**
+ * Failures the mesh must survive, with real processes: a daemon killed with SIGKILL (its task is
+ * taken over after the lease; its child dies with it), graceful shutdown handing work back,
+ * SIGTERM letting a task finish, a NATS restart, and a worker cut off from NATS fencing itself.
+ */
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import type { Daemon } from "../daemon/index.js";
+import { makeTempDir, NatsServer, waitFor } from "./harness/index.js";
+import { type MeshClient, type MeshdProcess, openClient, spawnMeshd, startDaemon, waitForState } from "./support/mesh.js";
+import { nodeTask } from "./support/tasks.js";
+
+let nats: NatsServer;
+let client: MeshClient;
+const daemons: Daemon[] = [];
+const children: MeshdProcess[] = [];
+
+beforeAll(async () => {
+  nats = await NatsServer.start();
+  client = await openClient(nats.url);
+});
+afterEach(async () => {
+  await Promise.allSettled(daemons.splice(0).map((d) => d.stop(500)));
+  for (const c of children.splice(0)) c.kill("SIGKILL");
+});
+afterAll(async () => {
+  await client?.close();
+  await nats?.cleanup();
+});
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Attempt 1 records its pid and hangs; later attempts succeed at once. */
+function hangOnFirstAttempt(pidFile: string, pool: string, extra: Record<string, unknown> = {}) {
+  return nodeTask(
+    `const fs=require("fs");if(process.env.MESH_ATTEMPT==="1"){fs.writeFileSync(${JSON.stringify(pidFile)},String(process.pid));setInterval(()=>{},1000)}`,
+    { pool, maxAttempts: 3, ...extra },
+  );
+}
+
+describe("failover", () => {
+  it("takes over a task whose daemon was killed with SIGKILL; the orphaned run dies too", async () => {
+    const child = await spawnMeshd(["--nats", nats.url, "--pools", "kill9", "--slots", "1", "--lease", "2s", "--no-http"]);
+    children.push(child);
+    const pidFile = join(await makeTempDir(), "pid");
+    const spec = hangOnFirstAttempt(pidFile, "kill9");
+    await client.api.submit([spec]);
+    const running = await waitForState(client.api, spec.id, ["running"]);
+    const firstWorker = running.record.owner?.workerId;
+    const pid = Number(await waitFor(() => readFile(pidFile, "utf8").catch(() => undefined), { name: "run started" }));
+    child.kill("SIGKILL");
+    await child.exited;
+    await waitFor(() => !alive(pid), { name: "orphaned run killed with its daemon", timeoutMs: 5000 });
+    const b = await startDaemon(nats.url, { pools: ["kill9"], slots: 1 });
+    daemons.push(b);
+    const done = await waitForState(client.api, spec.id, ["succeeded", "dead", "failed"]);
+    expect(done.record.state).toBe("succeeded");
+    expect(done.record.attempts).toHaveLength(2);
+    expect(done.record.attempts[0]).toMatchObject({ workerId: firstWorker, outcome: "lost" });
+    expect(done.record.attempts[0]?.reason).toMatch(/stopped heartbeating/);
+    expect(done.record.attempts[1]).toMatchObject({ workerId: b.workerId, outcome: "succeeded" });
+  });
+
+  it("graceful stop hands a running task back without counting the attempt", async () => {
+    const a = await startDaemon(nats.url, { pools: ["handback"], slots: 1, shutdownGrace: "300ms" });
+    const pidFile = join(await makeTempDir(), "pid");
+    const spec = hangOnFirstAttempt(pidFile, "handback", { maxAttempts: 1 });
+    await client.api.submit([spec]);
+    await waitForState(client.api, spec.id, ["running"]);
+    const pid = Number(await waitFor(() => readFile(pidFile, "utf8").catch(() => undefined), { name: "run started" }));
+    await a.stop();
+    expect(alive(pid)).toBe(false);
+    const back = await client.api.getTask(spec.id);
+    expect(back.record.state).toBe("queued");
+    expect(back.record.attempts[0]?.outcome).toBe("interrupted");
+    expect(back.record.countedFailures).toBe(0);
+    const b = await startDaemon(nats.url, { pools: ["handback"], slots: 1 });
+    daemons.push(b);
+    const done = await waitForState(client.api, spec.id, ["succeeded", "dead"]);
+    expect(done.record.state).toBe("succeeded");
+    expect(done.record.attempts.map((x) => x.outcome)).toEqual(["interrupted", "succeeded"]);
+  });
+
+  it("SIGTERM lets a running task finish within the grace period, then meshd exits 0", async () => {
+    const child = await spawnMeshd(["--nats", nats.url, "--pools", "term", "--slots", "1", "--no-http"]);
+    children.push(child);
+    const started = join(await makeTempDir(), "started");
+    const spec = nodeTask(
+      `require("fs").writeFileSync(${JSON.stringify(started)},"1");setTimeout(()=>process.exit(0),1500)`,
+      { pool: "term" },
+    );
+    await client.api.submit([spec]);
+    await waitFor(() => readFile(started, "utf8").catch(() => undefined), { name: "task started" });
+    child.kill("SIGTERM");
+    const exit = await child.exited;
+    expect(exit.code).toBe(0);
+    const v = await client.api.getTask(spec.id);
+    expect(v.record.state).toBe("succeeded");
+    expect(v.record.attempts).toHaveLength(1);
+  });
+
+  it("keeps going across a NATS restart", async () => {
+    const d = await startDaemon(nats.url, { pools: ["restart"], slots: 4 });
+    daemons.push(d);
+    const specs = Array.from({ length: 20 }, () => nodeTask("setTimeout(()=>{},300)", { pool: "restart", maxAttempts: 5 }));
+    await client.api.submit(specs.slice(0, 10));
+    await waitForState(client.api, specs[0]!.id, ["running", "succeeded"]);
+    await nats.restart();
+    // Submitting is idempotent, so a client may simply retry until JetStream answers again.
+    await waitFor(
+      () => client.api.submit(specs.slice(10)).then(() => true, () => false),
+      { name: "submit after restart", timeoutMs: 30_000, intervalMs: 200 },
+    );
+    for (const s of specs) {
+      const v = await waitForState(client.api, s.id, ["succeeded", "dead", "failed"], 45_000);
+      expect(v.record.state).toBe("succeeded");
+    }
+  });
+
+  it("a worker cut off from NATS longer than its lease stops its run (self-fencing)", async () => {
+    const d = await startDaemon(nats.url, { pools: ["fence"], slots: 1, lease: "2s" });
+    daemons.push(d);
+    const pidFile = join(await makeTempDir(), "pid");
+    const spec = hangOnFirstAttempt(pidFile, "fence");
+    await client.api.submit([spec]);
+    await waitForState(client.api, spec.id, ["running"]);
+    const pid = Number(await waitFor(() => readFile(pidFile, "utf8").catch(() => undefined), { name: "run started" }));
+    await nats.kill();
+    // Within the lease (2 s) the worker must have given up its run: nobody else may take over before.
+    await waitFor(() => !alive(pid), { name: "self-fenced run stopped", timeoutMs: 5000 });
+    await nats.restart();
+    const done = await waitForState(client.api, spec.id, ["succeeded", "dead", "failed"], 45_000);
+    expect(done.record.state).toBe("succeeded");
+    expect(done.record.attempts[0]?.outcome).toBe("lost");
+    expect(done.record.attempts.at(-1)?.outcome).toBe("succeeded");
+  });
+});
