@@ -16,13 +16,14 @@ import { Execution } from "./claim/execution.js";
 import type { DaemonConfig } from "./config.js";
 import { MeshError } from "./errors.js";
 import { createLogger, type Logger } from "./log.js";
+import { type MeshObserver, noopObserver } from "./metrics/observer.js";
 import { connectNats } from "./nats/connect.js";
 import { Sweeper } from "./queue/sweeper.js";
 import { ensureTopology, type Topology } from "./queue/topology.js";
 import { Presence } from "./registry/presence.js";
 import type { WorkerInfo } from "./registry/worker-info.js";
-import { CommandRunner } from "./runner/command-runner.js";
 import type { Runner } from "./runner/runner.js";
+import { defaultRunners } from "./runtime.js";
 import { cancelSubject, MeshService } from "./service.js";
 import { EventPublisher } from "./tasks/event-publisher.js";
 import { TaskStore } from "./tasks/store.js";
@@ -38,6 +39,7 @@ export interface DaemonDeps {
   /** Runners by kind; defaults to the built-in runners enabled in config. */
   runners?: Runner[];
   workspaces?: WorkspaceProvider;
+  observer?: MeshObserver;
 }
 
 /** A running daemon's side servers (gRPC, HTTP) plug in here. */
@@ -61,6 +63,7 @@ export class Daemon {
   private cancelSub: Subscription | undefined;
   private stopping: Promise<void> | undefined;
   private readonly slots: Slots;
+  readonly observer: MeshObserver;
   private readonly runners = new Map<string, Runner>();
   private readonly startedAt = new Date().toISOString();
   private readonly plugins: DaemonPlugin[] = [];
@@ -74,9 +77,8 @@ export class Daemon {
     this.workerId = `${config.name}-${randomBytes(4).toString("hex")}`;
     this.log = deps.logger ?? createLogger(config.logLevel, { component: "meshd", workerId: this.workerId });
     this.slots = new Slots(config.slots);
-    for (const r of deps.runners ?? [
-      new CommandRunner({ hiddenEnv: ["MESH_NATS_PASSWORD", "MESH_NATS_TOKEN"] }),
-    ]) {
+    this.observer = deps.observer ?? noopObserver;
+    for (const r of deps.runners ?? defaultRunners(config, this.log)) {
       if (config.runners.includes(r.kind as "command" | "claude")) this.runners.set(r.kind, r);
     }
   }
@@ -167,6 +169,7 @@ export class Daemon {
         events,
         log: this.log,
         presenceTtlMs: cfg.presenceTtlMs,
+        observer: this.observer,
       });
       const workspaces = this.deps.workspaces ?? new DirWorkspaceProvider(join(cfg.stateDir, "work"));
       const claimer = new Claimer(
@@ -187,6 +190,7 @@ export class Daemon {
         consumer: (pool) => topo.consumer(pool),
         events,
         log: this.log,
+        observer: this.observer,
         execution: (pool, d, msg: JsMsg) => {
           const runner = this.runners.get(d.claimed.record.spec.runner);
           if (!runner) throw new Error(`no runner ${d.claimed.record.spec.runner}`); // claimer checked
@@ -206,6 +210,7 @@ export class Daemon {
               heartbeatMs: cfg.heartbeatMs,
               retryDelayMs: cfg.retryDelayMs,
               defaultTimeoutMs: cfg.taskTimeoutMs,
+              observer: this.observer,
               onFinished: () => void this.presence?.beat(),
             },
             d.claimed,

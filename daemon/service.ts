@@ -8,6 +8,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import type { MeshApi, MeshEvent, SubmitResult, TaskFilter, TaskView } from "./api/mesh-api.js";
 import { MeshError } from "./errors.js";
 import type { Logger } from "./log.js";
+import type { MeshObserver } from "./metrics/observer.js";
 import { ringDoorbell } from "./queue/doorbell.js";
 import { listWorkers } from "./registry/presence.js";
 import { type WorkerInfo, workerServes } from "./registry/worker-info.js";
@@ -32,6 +33,7 @@ export interface MeshServiceDeps {
   presenceTtlMs: number;
   /** How often watchers re-check records and presence (2.9 has no expiry events). */
   pollMs?: number;
+  observer?: MeshObserver;
 }
 
 export class MeshService implements MeshApi {
@@ -42,6 +44,7 @@ export class MeshService implements MeshApi {
   }
 
   private stateEvent(r: TaskRecord): void {
+    this.d.observer?.transition({ pool: r.spec.pool, to: r.state });
     this.d.events.publish({
       type: "state",
       taskId: r.id,

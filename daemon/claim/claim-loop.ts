@@ -6,6 +6,7 @@
 import type { Consumer, JsMsg } from "@nats-io/jetstream";
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
+import type { MeshObserver } from "../metrics/observer.js";
 import type { EventPublisher } from "../tasks/event-publisher.js";
 import { pause } from "../util/abort.js";
 import type { Slots } from "../util/slots.js";
@@ -23,8 +24,7 @@ export interface ClaimLoopDeps {
   execution(pool: string, d: Extract<Decision, { kind: "claimed" }>, msg: JsMsg): Execution;
   events: EventPublisher;
   log: Logger;
-  onClaim?(info: { pool: string; latencyMs: number; takeover: boolean }): void;
-  onDecision?(d: Decision): void;
+  observer: MeshObserver;
 }
 
 export class ClaimLoop {
@@ -124,14 +124,15 @@ export class ClaimLoop {
 
   /** Returns true when an execution took the slot. */
   private async handle(pool: string, msg: JsMsg): Promise<boolean> {
+    if (msg.info.deliveryCount > 1) this.deps.observer.redelivered({ pool });
     const d = await this.deps.claimer.decide(msg, (id) => this.running.has(id));
-    this.deps.onDecision?.(d);
     if (d.kind === "ours") {
       this.running.get(d.taskId)?.execution.adopt(msg);
       return false;
     }
     if (d.kind === "settled") {
       const r = d.record;
+      this.deps.observer.transition({ pool, to: r.state });
       this.deps.events.publish({
         type: "state",
         taskId: r.id,
@@ -144,11 +145,12 @@ export class ClaimLoop {
     }
     if (d.kind !== "claimed") return false;
     const r = d.claimed.record;
-    this.deps.onClaim?.({
+    this.deps.observer.claimed({
       pool,
-      latencyMs: Date.now() - Date.parse(r.attempts.length > 1 ? r.updatedAt : r.submittedAt),
+      latencyMs: Math.max(0, Date.now() - Date.parse(queuedSince(r))),
       takeover: d.takeoverFrom !== undefined,
     });
+    this.deps.observer.transition({ pool, to: r.state });
     this.deps.events.publish({
       type: "state",
       taskId: r.id,
@@ -168,4 +170,11 @@ export class ClaimLoop {
     this.running.set(r.id, { execution, done });
     return true;
   }
+}
+
+/** When the task last became claimable: submit, or the end of its previous attempt. */
+function queuedSince(r: { submittedAt: string; notBefore?: string; attempts: { endedAt?: string }[] }): string {
+  const prev = r.attempts.length > 1 ? r.attempts[r.attempts.length - 2]?.endedAt : undefined;
+  const since = prev ?? r.submittedAt;
+  return r.notBefore && r.notBefore > since ? r.notBefore : since;
 }

@@ -13,6 +13,7 @@ import type { EventPublisher } from "../tasks/event-publisher.js";
 import type { AttemptOutcome, TaskRecord, VersionedRecord } from "../tasks/record.js";
 import type { TaskStore } from "../tasks/store.js";
 import type { WorkspaceProvider } from "../workspace/workspace.js";
+import type { MeshObserver } from "../metrics/observer.js";
 import { Lease } from "./lease.js";
 
 export interface ExecutionDeps {
@@ -29,13 +30,9 @@ export interface ExecutionDeps {
   heartbeatMs: number;
   retryDelayMs: number;
   defaultTimeoutMs: number;
-  /** Called with the settled result for metrics. */
-  onFinished?(info: {
-    taskId: string;
-    outcome: AttemptOutcome | "fenced";
-    state: string;
-    durationMs: number;
-  }): void;
+  observer: MeshObserver;
+  /** Called when the attempt has settled (e.g. to refresh presence). */
+  onFinished?(): void;
 }
 
 export type ExecutionResult = "done" | "requeued" | "fenced";
@@ -84,6 +81,8 @@ export class Execution {
   }
 
   private emit = (event: RunnerEvent): void => {
+    const model = this.lease.record.spec.agent.model;
+    this.deps.observer.runnerEvent({ pool: this.deps.pool, event, ...(model ? { model } : {}) });
     this.deps.events.publish({
       ...event,
       taskId: this.taskId,
@@ -94,6 +93,7 @@ export class Execution {
   };
 
   private stateEvent(r: TaskRecord): void {
+    this.deps.observer.transition({ pool: this.deps.pool, to: r.state });
     this.deps.events.publish({
       type: "state",
       taskId: r.id,
@@ -180,12 +180,9 @@ export class Execution {
 
   private fenced(log: Logger, started: number): ExecutionResult {
     log.warn("fenced out: wrote no result");
-    this.deps.onFinished?.({
-      taskId: this.taskId,
-      outcome: "fenced",
-      state: "lost",
-      durationMs: Date.now() - started,
-    });
+    this.deps.observer.fenceLost({ pool: this.deps.pool });
+    this.deps.observer.attemptFinished({ pool: this.deps.pool, outcome: "fenced", durationMs: Date.now() - started });
+    this.deps.onFinished?.();
     return "fenced";
   }
 
@@ -296,12 +293,8 @@ export class Execution {
       // The record is written; a redelivered doorbell is recognised and acked or claimed.
       log.debug({ err }, "doorbell ack/nak failed");
     }
-    deps.onFinished?.({
-      taskId: this.taskId,
-      outcome: att,
-      state: written.record.state,
-      durationMs: Date.now() - started,
-    });
+    deps.observer.attemptFinished({ pool: deps.pool, outcome: att, durationMs: Date.now() - started });
+    deps.onFinished?.();
     return result;
   }
 }

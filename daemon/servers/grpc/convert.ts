@@ -49,6 +49,9 @@ function resultToProto(r: TaskResultInfo): TaskResult {
 
 export function taskToProto(view: TaskView): Task {
   const r = view.record;
+  // The record drops its owner when the task ends; the last attempt still says who ran it.
+  const last = r.attempts.at(-1);
+  const owner = r.owner ?? (last ? { workerId: last.workerId, host: last.host } : undefined);
   return {
     id: r.id,
     title: r.spec.title ?? "",
@@ -59,8 +62,8 @@ export function taskToProto(view: TaskView): Task {
     attempt: r.attempt,
     maxAttempts: r.maxAttempts,
     countedFailures: r.countedFailures,
-    ownerWorkerId: r.owner?.workerId ?? "",
-    ownerHost: r.owner?.host ?? "",
+    ownerWorkerId: owner?.workerId ?? "",
+    ownerHost: owner?.host ?? "",
     cancelRequested: r.cancelRequested ?? false,
     submittedAt: r.submittedAt,
     updatedAt: r.updatedAt,

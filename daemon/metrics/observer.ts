@@ -1,0 +1,31 @@
+/**
+ * What the core reports as it works. The metrics room implements it with prom-client; tests
+ * and the default use a no-op. Calls are synchronous and must never throw.
+ */
+import type { RunnerEvent } from "../runner/runner.js";
+import type { AttemptOutcome, TaskState } from "../tasks/record.js";
+
+export interface MeshObserver {
+  /** A task record moved to `to` (written by this daemon). */
+  transition(e: { pool: string; to: TaskState }): void;
+  /** This daemon won a claim; latency from submit (or re-queue) to claim. */
+  claimed(e: { pool: string; latencyMs: number; takeover: boolean }): void;
+  /** A doorbell arrived with delivery count > 1. */
+  redelivered(e: { pool: string }): void;
+  /** A running attempt lost its fence (another writer or self-fencing). */
+  fenceLost(e: { pool: string }): void;
+  attemptFinished(e: { pool: string; outcome: AttemptOutcome | "fenced"; durationMs: number }): void;
+  /** A runner event (agent events carry tokens, cost, tool calls, API retries). */
+  runnerEvent(e: { pool: string; model?: string; event: RunnerEvent }): void;
+  natsStatus(e: { type: string }): void;
+}
+
+export const noopObserver: MeshObserver = {
+  transition() {},
+  claimed() {},
+  redelivered() {},
+  fenceLost() {},
+  attemptFinished() {},
+  runnerEvent() {},
+  natsStatus() {},
+};

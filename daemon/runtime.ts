@@ -1,0 +1,34 @@
+/** The built-in runners and workspace provider a daemon uses, built from its config. */
+import { join } from "node:path";
+import type { DaemonConfig } from "./config.js";
+import type { Logger } from "./log.js";
+import { ClaudeRunner } from "./runner/claude-runner.js";
+import { CommandRunner } from "./runner/command-runner.js";
+import type { Runner } from "./runner/runner.js";
+
+/** Daemon secrets in the environment that tasks never inherit. */
+export const DAEMON_SECRET_ENV = ["MESH_NATS_PASSWORD", "MESH_NATS_TOKEN", "MESH_TOKEN"];
+
+export function defaultRunners(config: DaemonConfig, log: Logger): Runner[] {
+  const runners: Runner[] = [];
+  if (config.runners.includes("command")) runners.push(new CommandRunner({ hiddenEnv: DAEMON_SECRET_ENV }));
+  if (config.runners.includes("claude")) {
+    const c = config.claude;
+    runners.push(
+      new ClaudeRunner({
+        claudeCommand: c.command,
+        permissionMode: c.permissionMode,
+        ...(c.model ? { defaultModel: c.model } : {}),
+        ...(c.allowedTools ? { allowedTools: c.allowedTools } : {}),
+        ...(c.disallowedTools ? { disallowedTools: c.disallowedTools } : {}),
+        extraEnv: c.env,
+        apiKey: c.apiKeyFile ? { file: c.apiKeyFile } : { env: "ANTHROPIC_API_KEY" },
+        configRoot: join(config.stateDir, "claude"),
+        hangTimeoutMs: c.hangTimeout,
+        heartbeatMs: Math.max(1000, Math.min(15_000, config.heartbeatMs)),
+        logger: log.child({ component: "claude-runner" }),
+      }),
+    );
+  }
+  return runners;
+}
