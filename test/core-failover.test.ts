@@ -8,7 +8,14 @@ import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { Daemon } from "../daemon/index.js";
 import { makeTempDir, NatsServer, waitFor } from "./harness/index.js";
-import { type MeshClient, type MeshdProcess, openClient, spawnMeshd, startDaemon, waitForState } from "./support/mesh.js";
+import {
+  type MeshClient,
+  type MeshdProcess,
+  openClient,
+  spawnMeshd,
+  startDaemon,
+  waitForState,
+} from "./support/mesh.js";
 import { nodeTask } from "./support/tasks.js";
 
 let nats: NatsServer;
@@ -48,14 +55,26 @@ function hangOnFirstAttempt(pidFile: string, pool: string, extra: Record<string,
 
 describe("failover", () => {
   it("takes over a task whose daemon was killed with SIGKILL; the orphaned run dies too", async () => {
-    const child = await spawnMeshd(["--nats", nats.url, "--pools", "kill9", "--slots", "1", "--lease", "2s", "--no-http"]);
+    const child = await spawnMeshd([
+      "--nats",
+      nats.url,
+      "--pools",
+      "kill9",
+      "--slots",
+      "1",
+      "--lease",
+      "2s",
+      "--no-http",
+    ]);
     children.push(child);
     const pidFile = join(await makeTempDir(), "pid");
     const spec = hangOnFirstAttempt(pidFile, "kill9");
     await client.api.submit([spec]);
     const running = await waitForState(client.api, spec.id, ["running"]);
     const firstWorker = running.record.owner?.workerId;
-    const pid = Number(await waitFor(() => readFile(pidFile, "utf8").catch(() => undefined), { name: "run started" }));
+    const pid = Number(
+      await waitFor(() => readFile(pidFile, "utf8").catch(() => undefined), { name: "run started" }),
+    );
     child.kill("SIGKILL");
     await child.exited;
     await waitFor(() => !alive(pid), { name: "orphaned run killed with its daemon", timeoutMs: 5000 });
@@ -75,7 +94,9 @@ describe("failover", () => {
     const spec = hangOnFirstAttempt(pidFile, "handback", { maxAttempts: 1 });
     await client.api.submit([spec]);
     await waitForState(client.api, spec.id, ["running"]);
-    const pid = Number(await waitFor(() => readFile(pidFile, "utf8").catch(() => undefined), { name: "run started" }));
+    const pid = Number(
+      await waitFor(() => readFile(pidFile, "utf8").catch(() => undefined), { name: "run started" }),
+    );
     await a.stop();
     expect(alive(pid)).toBe(false);
     const back = await client.api.getTask(spec.id);
@@ -110,13 +131,19 @@ describe("failover", () => {
   it("keeps going across a NATS restart", async () => {
     const d = await startDaemon(nats.url, { pools: ["restart"], slots: 4 });
     daemons.push(d);
-    const specs = Array.from({ length: 20 }, () => nodeTask("setTimeout(()=>{},300)", { pool: "restart", maxAttempts: 5 }));
+    const specs = Array.from({ length: 20 }, () =>
+      nodeTask("setTimeout(()=>{},300)", { pool: "restart", maxAttempts: 5 }),
+    );
     await client.api.submit(specs.slice(0, 10));
     await waitForState(client.api, specs[0]!.id, ["running", "succeeded"]);
     await nats.restart();
     // Submitting is idempotent, so a client may simply retry until JetStream answers again.
     await waitFor(
-      () => client.api.submit(specs.slice(10)).then(() => true, () => false),
+      () =>
+        client.api.submit(specs.slice(10)).then(
+          () => true,
+          () => false,
+        ),
       { name: "submit after restart", timeoutMs: 30_000, intervalMs: 200 },
     );
     for (const s of specs) {
@@ -132,7 +159,9 @@ describe("failover", () => {
     const spec = hangOnFirstAttempt(pidFile, "fence");
     await client.api.submit([spec]);
     await waitForState(client.api, spec.id, ["running"]);
-    const pid = Number(await waitFor(() => readFile(pidFile, "utf8").catch(() => undefined), { name: "run started" }));
+    const pid = Number(
+      await waitFor(() => readFile(pidFile, "utf8").catch(() => undefined), { name: "run started" }),
+    );
     await nats.kill();
     // Within the lease (2 s) the worker must have given up its run: nobody else may take over before.
     await waitFor(() => !alive(pid), { name: "self-fenced run stopped", timeoutMs: 5000 });

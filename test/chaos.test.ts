@@ -1,0 +1,196 @@
+/**
+ * Chaos, sized for CI: 4 meshd processes x 4 slots run a few hundred tasks while daemons are
+ * killed with SIGKILL and restarted at random and NATS itself is restarted (single node) or
+ * loses its stream leader (3-node cluster, R3). An independent checker then reads the tasks'
+ * side-effect log and the raw records.
+ */
+import { join } from "node:path";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { connect } from "@nats-io/transport-node";
+import { afterEach, describe, expect, it } from "vitest";
+import { pause } from "../daemon/util/abort.js";
+import { makeTempDir, NatsCluster, NatsServer, waitFor } from "./harness/index.js";
+import { checkChaos, readRecords, writeChaosScript } from "./support/chaos.js";
+import { type MeshdProcess, openClient, spawnMeshd } from "./support/mesh.js";
+import { nodeTask } from "./support/tasks.js";
+
+const DAEMONS = 4;
+const SLOTS = 4;
+const KILLS = 8;
+
+interface FleetMember {
+  name: string;
+  proc: MeshdProcess;
+}
+
+class Fleet {
+  private gen = 0;
+  readonly members: FleetMember[] = [];
+  readonly killedNames = new Set<string>();
+
+  constructor(
+    private readonly urls: string[],
+    private readonly replicas: number,
+  ) {}
+
+  async startOne(): Promise<FleetMember> {
+    const name = `chaos${this.gen++}`;
+    const proc = await spawnMeshd([
+      "--nats",
+      this.urls.join(","),
+      "--pools",
+      "chaos",
+      "--slots",
+      String(SLOTS),
+      "--lease",
+      "3s",
+      "--name",
+      name,
+      "--replicas",
+      String(this.replicas),
+      "--runners",
+      "command",
+      "--no-http",
+      "--log-level",
+      "warn",
+    ]);
+    const m = { name, proc };
+    this.members.push(m);
+    return m;
+  }
+
+  async killRandom(): Promise<void> {
+    const i = Math.floor(Math.random() * this.members.length);
+    const [victim] = this.members.splice(i, 1);
+    if (!victim) return;
+    this.killedNames.add(victim.name);
+    victim.proc.kill("SIGKILL");
+    await victim.proc.exited;
+    await this.startOne();
+  }
+
+  /** Worker ids are `<name>-<hex>`. */
+  wasKilled(workerId: string): boolean {
+    return this.killedNames.has(workerId.slice(0, workerId.lastIndexOf("-")));
+  }
+
+  async stopAll(): Promise<void> {
+    for (const m of this.members) m.proc.kill("SIGTERM");
+    await Promise.all(this.members.map((m) => m.proc.exited));
+  }
+
+  killAll(): void {
+    for (const m of this.members) m.proc.kill("SIGKILL");
+  }
+}
+
+let cleanup: Array<() => Promise<unknown> | unknown> = [];
+afterEach(async () => {
+  for (const c of cleanup.reverse()) await Promise.resolve(c()).catch(() => undefined);
+  cleanup = [];
+});
+
+async function chaosRun(opts: {
+  urls: string[];
+  replicas: number;
+  tasks: number;
+  /** Called once mid-run: restart NATS / kill the leader. */
+  disruptNats: () => Promise<void>;
+}) {
+  const dir = await makeTempDir("chaos-");
+  const script = await writeChaosScript(dir);
+  const logFile = join(dir, "side-effects.log");
+  const fleet = new Fleet(opts.urls, opts.replicas);
+  cleanup.push(() => fleet.killAll());
+  const client = await openClient(opts.urls, { replicas: opts.replicas });
+  cleanup.push(() => client.close());
+  for (let i = 0; i < DAEMONS; i++) await fleet.startOne();
+
+  const specs = Array.from({ length: opts.tasks }, () =>
+    nodeTask("", {
+      pool: "chaos",
+      maxAttempts: 25,
+      command: [process.execPath, script],
+      env: { CHAOS_LOG: logFile, CHAOS_MS: String(200 + Math.floor(Math.random() * 600)) },
+    }),
+  );
+  const ids = specs.map((s) => s.id);
+  for (let i = 0; i < specs.length; i += 50) {
+    const batch = specs.slice(i, i + 50);
+    // Submitting is idempotent: retry through a NATS blip.
+    await waitFor(
+      () =>
+        client.api.submit(batch).then(
+          () => true,
+          () => false,
+        ),
+      {
+        name: "submit batch",
+        timeoutMs: 30_000,
+      },
+    );
+  }
+
+  // The chaos schedule: a kill every ~1.5 s, NATS disrupted after the third.
+  for (let k = 0; k < KILLS; k++) {
+    await pause(1000 + Math.random() * 1000); // pacing of the fault schedule, not a wait on a condition
+    await fleet.killRandom();
+    if (k === 2) await opts.disruptNats();
+  }
+
+  await waitFor(
+    async () => {
+      const recs = await readRecords(opts.urls, ids).catch(() => undefined);
+      if (!recs) return false;
+      const open = ids.filter(
+        (id) => !["succeeded", "failed", "dead", "cancelled"].includes(recs.get(id)?.state ?? ""),
+      );
+      return open.length === 0 ? recs : false;
+    },
+    { name: "every task terminal", timeoutMs: 240_000, intervalMs: 1000 },
+  );
+  await fleet.stopAll();
+  const records = await readRecords(opts.urls, ids);
+  const report = await checkChaos(logFile, ids, records, (w) => fleet.wasKilled(w));
+  console.log(`chaos report: ${JSON.stringify({ ...report, problems: report.problems.slice(0, 20) })}`);
+  expect(report.problems).toEqual([]);
+  expect(report.tasks).toBe(opts.tasks);
+  expect(fleet.killedNames.size).toBe(KILLS);
+  return report;
+}
+
+describe("chaos", () => {
+  it("single node: SIGKILLed daemons and a NATS restart lose nothing and run nothing twice at once", async () => {
+    const nats = await NatsServer.start();
+    cleanup.push(() => nats.cleanup());
+    const report = await chaosRun({
+      urls: [nats.url],
+      replicas: 1,
+      tasks: 300,
+      disruptNats: () => nats.restart(),
+    });
+    expect(report.runs).toBeGreaterThanOrEqual(300);
+  }, 400_000);
+
+  it("3-node cluster, R3: SIGKILLed daemons and a killed stream leader lose nothing", async () => {
+    const cluster = await NatsCluster.start({ size: 3 });
+    cleanup.push(() => cluster.cleanup());
+    await cluster.waitForJetStream();
+    const report = await chaosRun({
+      urls: cluster.urls,
+      replicas: 3,
+      tasks: 200,
+      disruptNats: async () => {
+        const nc = await connect({ servers: cluster.urls });
+        const jsm = await jetstreamManager(nc);
+        const leader = (await jsm.streams.info("MESH_TASKS")).cluster?.leader;
+        await nc.close();
+        const victim = cluster.servers.find((s) => s.serverName === leader) ?? cluster.servers[0]!;
+        await victim.kill();
+        await pause(2000); // keep it down long enough for a new leader to take over
+        await victim.restart();
+      },
+    });
+    expect(report.runs).toBeGreaterThanOrEqual(200);
+  }, 400_000);
+});
