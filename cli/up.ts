@@ -1,6 +1,127 @@
-// placeholder: `mesh up` is written by the lead (starts nats-server + meshd in the foreground)
-import { Command } from "commander";
+/**
+ * `mesh up`: a working local mesh in the foreground: a nats-server child with JetStream (data
+ * under the state dir) and one meshd in this process. Ctrl-C stops both cleanly; a second
+ * Ctrl-C hands running tasks back at once. `--nats <url>` joins an existing NATS instead.
+ */
+import { Command, InvalidArgumentError, Option } from "commander";
+import { compileConfig, defaultStateDir, readConfigFile, startDaemon } from "../daemon/index.js";
+import { startLocalNats } from "./local-nats.js";
+
+function list(v: string): string[] {
+  return v
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
+}
+
+function labels(v: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const kv of list(v)) {
+    const i = kv.indexOf("=");
+    if (i <= 0) throw new InvalidArgumentError(`"${kv}" is not k=v (e.g. --labels gpu=true)`);
+    out[kv.slice(0, i)] = kv.slice(i + 1);
+  }
+  return out;
+}
+
+function int(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n)) throw new InvalidArgumentError(`"${v}" is not a whole number`);
+  return n;
+}
+
+interface UpOptions {
+  stateDir?: string;
+  nats?: string;
+  natsPort: number;
+  pools?: string[];
+  labels?: Record<string, string>;
+  slots?: number;
+  name?: string;
+  config?: string;
+  httpPort?: number;
+  logLevel?: string;
+}
 
 export function upCommand(): Command {
-  return new Command("up").description("start a local mesh: a nats-server child with JetStream and one meshd");
+  return new Command("up")
+    .description("start a local mesh in the foreground: a nats-server child with JetStream and one meshd")
+    .addOption(
+      new Option("--state-dir <dir>", "where NATS data, the socket and workspaces live").env(
+        "MESH_STATE_DIR",
+      ),
+    )
+    .option("--nats <url>", "join this NATS instead of starting one")
+    .option("--nats-port <port>", "port of the local nats-server (loopback only)", int, 4222)
+    .option("-c, --config <file>", "meshd config file (YAML/JSON); flags override it")
+    .option("--pools <pools>", "pools this daemon serves", list)
+    .option("--labels <k=v,...>", "labels tasks can require", labels)
+    .option("--slots <n>", "tasks run at once", int)
+    .option("--name <name>", "worker name (default: host name)")
+    .option("--http-port <port>", "metrics/health port on 127.0.0.1 (default: random)", int)
+    .option("--log-level <level>", "daemon log level", "info")
+    .addHelpText(
+      "after",
+      '\nWith --json, one line {"nats","socket","workerId","stateDir"} is printed once the mesh is up.\nStop with Ctrl-C (twice to force).',
+    )
+    .action(async (o: UpOptions, cmd: Command) => {
+      const json = Boolean(cmd.optsWithGlobals().json);
+      const raw: Record<string, unknown> = o.config ? readConfigFile(o.config) : {};
+      const stateDir = o.stateDir ?? (raw.stateDir as string | undefined) ?? defaultStateDir();
+      const nats = o.nats
+        ? undefined
+        : await startLocalNats({ stateDir, host: "127.0.0.1", port: o.natsPort });
+      try {
+        const url = o.nats ?? nats!.url;
+        const natsCfg = { ...((raw.nats as Record<string, unknown>) ?? {}), servers: [url] };
+        const http = {
+          ...((raw.http as Record<string, unknown>) ?? {}),
+          ...(o.httpPort !== undefined ? { port: o.httpPort } : {}),
+        };
+        const config = compileConfig(
+          {
+            ...raw,
+            nats: natsCfg,
+            stateDir,
+            http,
+            logLevel: o.logLevel,
+            ...(o.pools ? { pools: o.pools } : {}),
+            ...(o.labels ? { labels: o.labels } : {}),
+            ...(o.slots !== undefined ? { slots: o.slots } : {}),
+            ...(o.name ? { name: o.name } : {}),
+          },
+          o.config ? `${o.config} + flags` : "options",
+        );
+        const daemon = await startDaemon(config);
+        const info = {
+          nats: url,
+          socket: config.socketPath,
+          workerId: daemon.workerId,
+          stateDir: config.stateDir,
+        };
+        if (json) process.stdout.write(`${JSON.stringify(info)}\n`);
+        else {
+          process.stdout.write(
+            `agent-mesh is up\n  NATS    ${url}${nats ? ` (JetStream, data in ${stateDir}/nats, log ${nats.logFile})` : ""}\n` +
+              `  meshd   ${daemon.workerId} (pools ${config.pools.join(",")}, ${config.slots} slots)\n` +
+              `  socket  ${config.socketPath}\n` +
+              "Try: mesh workers   |   mesh submit task.yaml --wait   |   Ctrl-C to stop\n",
+          );
+        }
+        await new Promise<void>((resolve) => {
+          let n = 0;
+          const onSignal = () => {
+            n++;
+            if (n === 1) {
+              process.stderr.write("stopping (Ctrl-C again to hand running tasks back now)...\n");
+              void daemon.stop().finally(resolve);
+            } else void daemon.force();
+          };
+          process.on("SIGINT", onSignal);
+          process.on("SIGTERM", onSignal);
+        });
+      } finally {
+        await nats?.stop();
+      }
+    });
 }
