@@ -52,9 +52,9 @@ export const daemonOptionsSchema = z.strictObject({
   slots: z.number().int().min(1).max(256).default(2),
   stateDir: z.string().min(1).optional(),
   runners: z
-    .array(z.enum(["claude", "command"]))
+    .array(z.enum(["claude", "command", "noop"]))
     .min(1)
-    .default(["claude", "command"]),
+    .default(["claude", "command", "noop"]),
   lease: durationMs.default(15_000),
   presenceInterval: durationMs.default(5_000),
   shutdownGrace: durationMs.default(30_000),

@@ -6,7 +6,6 @@
  */
 import { randomBytes } from "node:crypto";
 import { mkdir } from "node:fs/promises";
-import { join } from "node:path";
 import type { JsMsg } from "@nats-io/jetstream";
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import type { MeshApi } from "./api/mesh-api.js";
@@ -23,13 +22,12 @@ import { ensureTopology, type Topology } from "./queue/topology.js";
 import { Presence } from "./registry/presence.js";
 import type { WorkerInfo } from "./registry/worker-info.js";
 import type { Runner } from "./runner/runner.js";
-import { defaultRunners } from "./runtime.js";
+import { defaultRunners, defaultWorkspaces } from "./runtime.js";
 import { cancelSubject, MeshService } from "./service.js";
 import { EventPublisher } from "./tasks/event-publisher.js";
 import { TaskStore } from "./tasks/store.js";
 import { Slots } from "./util/slots.js";
 import { VERSION } from "./version.js";
-import { DirWorkspaceProvider } from "./workspace/dir-workspace.js";
 import type { WorkspaceProvider } from "./workspace/workspace.js";
 
 export type DaemonState = "new" | "starting" | "running" | "stopping" | "stopped" | "failed";
@@ -79,7 +77,7 @@ export class Daemon {
     this.slots = new Slots(config.slots);
     this.observer = deps.observer ?? noopObserver;
     for (const r of deps.runners ?? defaultRunners(config, this.log)) {
-      if (config.runners.includes(r.kind as "command" | "claude")) this.runners.set(r.kind, r);
+      if ((config.runners as string[]).includes(r.kind)) this.runners.set(r.kind, r);
     }
   }
 
@@ -171,7 +169,7 @@ export class Daemon {
         presenceTtlMs: cfg.presenceTtlMs,
         observer: this.observer,
       });
-      const workspaces = this.deps.workspaces ?? new DirWorkspaceProvider(join(cfg.stateDir, "work"));
+      const workspaces = this.deps.workspaces ?? defaultWorkspaces(cfg, this.log);
       const claimer = new Claimer(
         store,
         {
@@ -194,7 +192,7 @@ export class Daemon {
         execution: (pool, d, msg: JsMsg) => {
           const runner = this.runners.get(d.claimed.record.spec.runner);
           if (!runner) throw new Error(`no runner ${d.claimed.record.spec.runner}`); // claimer checked
-          void this.presence?.beat();
+          this.presence?.beatSoon();
           return new Execution(
             {
               store,
@@ -211,7 +209,7 @@ export class Daemon {
               retryDelayMs: cfg.retryDelayMs,
               defaultTimeoutMs: cfg.taskTimeoutMs,
               observer: this.observer,
-              onFinished: () => void this.presence?.beat(),
+              onFinished: () => this.presence?.beatSoon(),
             },
             d.claimed,
             msg,

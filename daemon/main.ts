@@ -51,11 +51,14 @@ const program = new Command("meshd")
   .option("--pools <pools>", "pools to serve, comma-separated (default: default)", parseList)
   .option("--labels <k=v,...>", "labels tasks can require", parseLabels)
   .option("--slots <n>", "tasks run at once (default 2)", int)
-  .option("--runners <kinds>", "runners to enable: claude,command", parseList)
+  .option("--runners <kinds>", "runners to enable: claude,command,noop (default all)", parseList)
   .option("--lease <duration>", "task lease, e.g. 15s (a dead worker's task is taken over after it)")
   .option("--state-dir <dir>", "state directory (default ~/.agent-mesh, env MESH_STATE_DIR)")
   .option("--grpc-socket <path>", "gRPC Unix socket (default <state-dir>/meshd.sock)")
-  .option("--grpc-tcp <host:port>", "also serve gRPC on TCP (requires --grpc-tls-cert/--grpc-tls-key and --grpc-token-file)")
+  .option(
+    "--grpc-tcp <host:port>",
+    "also serve gRPC on TCP (requires --grpc-tls-cert/--grpc-tls-key and --grpc-token-file)",
+  )
   .option("--grpc-tls-cert <file>", "TLS certificate for the gRPC TCP listener")
   .option("--grpc-tls-key <file>", "TLS key for the gRPC TCP listener")
   .option("--grpc-tls-ca <file>", "CA for client certificates on the gRPC TCP listener (mutual TLS)")
@@ -112,7 +115,11 @@ async function main(): Promise<void> {
   if (f.grpcSocket) grpc.socket = f.grpcSocket;
   if (f.grpcTcp) {
     const m = /^(.*):(\d+)$/.exec(f.grpcTcp);
-    if (!m) throw new MeshError("INVALID_ARGUMENT", `--grpc-tcp: "${f.grpcTcp}" is not host:port (e.g. 127.0.0.1:7443)`);
+    if (!m)
+      throw new MeshError(
+        "INVALID_ARGUMENT",
+        `--grpc-tcp: "${f.grpcTcp}" is not host:port (e.g. 127.0.0.1:7443)`,
+      );
     grpc.tcp = {
       host: m[1],
       port: Number(m[2]),

@@ -4,13 +4,17 @@ import type { DaemonConfig } from "./config.js";
 import type { Logger } from "./log.js";
 import { ClaudeRunner } from "./runner/claude-runner.js";
 import { CommandRunner } from "./runner/command-runner.js";
+import { NoopRunner } from "./runner/noop-runner.js";
 import type { Runner } from "./runner/runner.js";
+import { MeshWorkspaces } from "./workspace/index.js";
+import type { WorkspaceProvider } from "./workspace/workspace.js";
 
 /** Daemon secrets in the environment that tasks never inherit. */
 export const DAEMON_SECRET_ENV = ["MESH_NATS_PASSWORD", "MESH_NATS_TOKEN", "MESH_TOKEN"];
 
 export function defaultRunners(config: DaemonConfig, log: Logger): Runner[] {
   const runners: Runner[] = [];
+  if (config.runners.includes("noop")) runners.push(new NoopRunner());
   if (config.runners.includes("command")) runners.push(new CommandRunner({ hiddenEnv: DAEMON_SECRET_ENV }));
   if (config.runners.includes("claude")) {
     const c = config.claude;
@@ -31,4 +35,16 @@ export function defaultRunners(config: DaemonConfig, log: Logger): Runner[] {
     );
   }
   return runners;
+}
+
+/**
+ * Where attempts run: a git worktree on `mesh/<task id>` for tasks with a repo, an empty folder
+ * for the rest; idle ones are removed after `workspaces.retention`.
+ */
+export function defaultWorkspaces(config: DaemonConfig, log: Logger): WorkspaceProvider {
+  return new MeshWorkspaces({
+    stateDir: config.stateDir,
+    retentionMs: config.workspaces.retention,
+    log,
+  });
 }

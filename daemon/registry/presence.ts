@@ -29,7 +29,18 @@ export class Presence {
     this.timer = setInterval(() => void this.beat(), this.intervalMs);
   }
 
-  /** Publishes now (e.g. right after a slot changes). */
+  private soon: NodeJS.Timeout | undefined;
+
+  /** Publishes shortly, coalescing bursts (slot changes under load would be a write per task). */
+  beatSoon(delayMs = 250): void {
+    if (this.soon || this.stopped) return;
+    this.soon = setTimeout(() => {
+      this.soon = undefined;
+      void this.beat();
+    }, delayMs);
+  }
+
+  /** Publishes now. */
   async beat(): Promise<void> {
     if (this.stopped) return;
     const info = this.snapshot();
@@ -45,6 +56,7 @@ export class Presence {
     if (this.stopped) return;
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
+    if (this.soon) clearTimeout(this.soon);
     try {
       await this.kv.delete(this.snapshot().workerId);
     } catch {

@@ -62,7 +62,7 @@ export const taskSpecSchema = z
     labels: z.record(z.string().regex(LABEL_KEY_RE, "bad label key"), z.string().max(128)).default({}),
     timeout: duration.optional(),
     maxAttempts: z.number().int().min(1).max(100).default(3),
-    runner: z.enum(["claude", "command"]).default("claude"),
+    runner: z.enum(["claude", "command", "noop"]).default("claude"),
     command: z.array(z.string()).min(1).max(1000).optional(),
     agent: agentSettingsSchema.default({}),
     env: z

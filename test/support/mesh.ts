@@ -20,7 +20,9 @@ import { EventPublisher } from "../../daemon/tasks/event-publisher.js";
 import { TaskStore } from "../../daemon/tasks/store.js";
 import { makeTempDir, waitFor } from "../harness/index.js";
 
-export const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
+const HERE_ROOT = fileURLToPath(new URL("../../", import.meta.url));
+/** The repository root, whether this runs from source (vitest) or from dist/ (bench). */
+export const REPO_ROOT = HERE_ROOT.endsWith("/dist/") ? HERE_ROOT.slice(0, -"dist/".length) : HERE_ROOT;
 export const MESHD_BIN = `${REPO_ROOT}dist/daemon/main.js`;
 export const MESH_BIN = `${REPO_ROOT}dist/cli/main.js`;
 

@@ -1,0 +1,33 @@
+/**
+ * `npm run bench [-- <scenario...>] [--count N]`: runs benchmark scenarios, prints a table and
+ * writes bench/results/<scenario>-<time>.json. Numbers are measured, never asserted.
+ */
+import { mkdir, writeFile } from "node:fs/promises";
+import { fileURLToPath } from "node:url";
+import { claimsScenario } from "./claims.js";
+import { table } from "./stats.js";
+
+const args = process.argv.slice(2);
+const countArg = args.indexOf("--count");
+const count = countArg >= 0 ? Number(args[countArg + 1]) : 2000;
+const wanted = args.filter((a, i) => !a.startsWith("--") && args[i - 1] !== "--count");
+const scenarios = wanted.length > 0 ? wanted : ["claims"];
+const resultsDir = fileURLToPath(new URL("../../bench/results/", import.meta.url));
+
+for (const name of scenarios) {
+  let result: { rows?: object[] } & Record<string, unknown>;
+  if (name === "claims") result = await claimsScenario({ count, lightCount: 200 });
+  else {
+    process.stderr.write(`unknown scenario "${name}"; known: claims\n`);
+    process.exit(2);
+  }
+  const stamp = new Date().toISOString().replace(/[:.]/g, "-");
+  await mkdir(resultsDir, { recursive: true });
+  const file = `${resultsDir}${name}-${stamp}.json`;
+  await writeFile(file, `${JSON.stringify({ ...result, at: new Date().toISOString() }, null, 2)}\n`);
+  process.stdout.write(
+    `\n${name}\n${table((result.rows ?? []) as Array<Record<string, string | number>>)}\n`,
+  );
+  const { rows: _rows, ...rest } = result;
+  process.stdout.write(`${JSON.stringify(rest, null, 2)}\nwritten to ${file}\n`);
+}
