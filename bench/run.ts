@@ -5,20 +5,22 @@
 import { mkdir, writeFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { claimsScenario } from "./claims.js";
+import { shimScenario } from "./shim.js";
 import { table } from "./stats.js";
 
 const args = process.argv.slice(2);
 const countArg = args.indexOf("--count");
 const count = countArg >= 0 ? Number(args[countArg + 1]) : 2000;
 const wanted = args.filter((a, i) => !a.startsWith("--") && args[i - 1] !== "--count");
-const scenarios = wanted.length > 0 ? wanted : ["claims"];
+const scenarios = wanted.length > 0 ? wanted : ["claims", "shim"];
 const resultsDir = fileURLToPath(new URL("../../bench/results/", import.meta.url));
 
 for (const name of scenarios) {
   let result: { rows?: object[] } & Record<string, unknown>;
   if (name === "claims") result = await claimsScenario({ count, lightCount: 200 });
+  else if (name === "shim") result = await shimScenario({ runs: Math.min(count, 20) });
   else {
-    process.stderr.write(`unknown scenario "${name}"; known: claims\n`);
+    process.stderr.write(`unknown scenario "${name}"; known: claims, shim\n`);
     process.exit(2);
   }
   const stamp = new Date().toISOString().replace(/[:.]/g, "-");

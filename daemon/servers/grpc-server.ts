@@ -109,7 +109,8 @@ export class GrpcServer {
         api: this.api,
         logger: this.log,
         maxBacklog: this.opts.maxStreamBacklog ?? 10_000,
-        accepting: () => this.state === "running",
+        // calls may arrive between bind and "running": the api is ready before the server starts
+        accepting: () => this.state === "running" || this.state === "starting",
         track: (end) => {
           this.streams.add(end);
           return () => this.streams.delete(end);

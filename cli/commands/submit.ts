@@ -1,0 +1,170 @@
+/** `mesh submit <file|->`: validate here (fail fast, exit 2), send the document, optionally wait. */
+import { readFile } from "node:fs/promises";
+import { Command } from "commander";
+import { isMeshError } from "../../daemon/errors.js";
+// Pure module, imported directly (daemon/index.js would load the whole daemon).
+import { parseTaskDocument, validateTaskBatch } from "../../daemon/tasks/spec.js";
+import { type Ctx, parseDurationFlag } from "../context.js";
+import { CliError, EXIT } from "../errors.js";
+import { taskEventLine } from "../events.js";
+import { dash, paint, paintState, table } from "../format.js";
+import { eventJson, type SubmitJson, submitJson } from "../json.js";
+import { run } from "../run.js";
+import { eachLimited, FAILED, type Final, watchUntilTerminal } from "../watching.js";
+
+/** Tasks watched at once while waiting: each is one stream on the daemon. */
+const WATCH_CONCURRENCY = 16;
+
+async function readInput(file: string): Promise<{ text: string; source: string }> {
+  try {
+    if (file === "-") {
+      if (process.stdin.isTTY) process.stderr.write("reading tasks from stdin (end with Ctrl-D)\n");
+      const chunks: Buffer[] = [];
+      for await (const c of process.stdin) chunks.push(c as Buffer);
+      return { text: Buffer.concat(chunks).toString("utf8"), source: "stdin" };
+    }
+    return { text: await readFile(file, "utf8"), source: file };
+  } catch (err) {
+    const why = (err as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (err as Error).message;
+    throw new CliError(
+      EXIT.USAGE,
+      `cannot read ${file}: ${why}; give a YAML/JSON task file, or - for stdin`,
+      "INVALID_ARGUMENT",
+      {
+        cause: err,
+        field: "file",
+      },
+    );
+  }
+}
+
+/** All or nothing, exactly as the daemon will judge it, before anything is sent. */
+function validate(text: string, source: string): number {
+  try {
+    return validateTaskBatch(parseTaskDocument(text, source)).length;
+  } catch (err) {
+    if (!isMeshError(err)) throw err;
+    const msg = err.message.replace(/:\s*$/, "");
+    const where = msg.startsWith(`${source}:`) ? msg : `${source}: ${msg}`;
+    throw new CliError(EXIT.USAGE, `invalid task spec: ${where}; nothing was submitted`, err.code, {
+      cause: err,
+      ...(err.field ? { field: err.field } : {}),
+    });
+  }
+}
+
+interface Opts {
+  wait?: boolean;
+  follow?: boolean;
+  waitTimeout: string;
+}
+
+async function submit(ctx: Ctx, file: string, opts: Opts): Promise<void> {
+  const waitMs = parseDurationFlag(opts.waitTimeout, "--wait-timeout");
+  const { text, source } = await readInput(file);
+  validate(text, source);
+  const res = await ctx.client().submitTasks(text, source);
+  const submitted = res.results.map(submitJson);
+  const waiting = Boolean(opts.wait || opts.follow);
+
+  if (!waiting) {
+    if (ctx.json) return ctx.printJson({ tasks: submitted });
+    ctx.print(
+      table(
+        ["ID", "STATE", "NEW"],
+        submitted.map((t) => [
+          t.id,
+          paintState(ctx.style, t.state),
+          t.created ? "yes" : "no (already submitted)",
+        ]),
+        ctx.style,
+      ),
+    );
+    return;
+  }
+
+  const created = submitted.filter((t) => t.created).length;
+  ctx.note(
+    `submitted ${submitted.length} task(s) (${created} new); waiting for them to finish (Ctrl-C stops waiting, not the tasks)`,
+  );
+  const finals = new Map<string, Final>();
+  await eachLimited(submitted, WATCH_CONCURRENCY, async (t) => {
+    const final = await watchUntilTerminal(ctx, t.id, waitMs, (e) => {
+      if (opts.follow) {
+        if (ctx.json) ctx.printJson(eventJson(e));
+        else ctx.print(taskEventLine(ctx.style, e, true));
+      } else if (e.state && !ctx.json) {
+        ctx.print(taskEventLine(ctx.style, e, true));
+      }
+    });
+    if (final) finals.set(t.id, final);
+  });
+  if (ctx.signal.aborted) {
+    throw new CliError(
+      EXIT.INTERRUPTED,
+      "stopped waiting (interrupted); the tasks keep running: `mesh tasks` shows them",
+      "INTERRUPTED",
+    );
+  }
+
+  const rows = submitted.map((t): SubmitJson & Omit<Final, "id" | "state"> => {
+    const f = finals.get(t.id);
+    return {
+      ...t,
+      state: f?.state ?? t.state,
+      attempt: f?.attempt ?? 0,
+      workerId: f?.workerId ?? null,
+      reason: f?.reason ?? null,
+    };
+  });
+  if (ctx.json) {
+    ctx.printJson(opts.follow ? { type: "summary", tasks: rows } : { tasks: rows });
+  } else {
+    ctx.print("");
+    ctx.print(
+      table(
+        ["ID", "STATE", "ATTEMPT", "WORKER", "REASON"],
+        rows.map((r) => [
+          r.id,
+          paintState(ctx.style, r.state),
+          String(r.attempt),
+          dash(r.workerId),
+          dash(r.reason),
+        ]),
+        ctx.style,
+      ),
+    );
+  }
+  const bad = rows.filter((r) => FAILED.has(r.state));
+  if (bad.length > 0) {
+    const first = bad[0] as (typeof rows)[number];
+    throw new CliError(
+      EXIT.TASK_FAILED,
+      `${bad.length} of ${rows.length} task(s) did not succeed (${first.id} ${first.state}${first.reason ? `: ${first.reason}` : ""}); see \`mesh task ${first.id}\``,
+      "TASK_FAILED",
+    );
+  }
+  if (!ctx.json) ctx.note(paint(ctx.style, "green", `all ${rows.length} task(s) succeeded`));
+}
+
+export function submitCommand(): Command {
+  return new Command("submit")
+    .description("submit one task or a list of tasks from a YAML/JSON file (- reads stdin); all or nothing")
+    .argument("<file>", "task spec file (YAML or JSON: one task, a list, or {tasks: [...]}), or - for stdin")
+    .option(
+      "--wait",
+      "show state changes until every task is terminal; exit 1 if any failed, died or was cancelled",
+    )
+    .option("--follow", "like --wait, and stream every event (log lines, agent events)")
+    .option("--wait-timeout <duration>", "give up waiting after this long (exit 5)", "24h")
+    .addHelpText(
+      "after",
+      `
+--json output:
+  {"tasks":[{"id","created","state"}]}
+  with --wait: {"tasks":[{"id","created","state","attempt","workerId","reason"}]} once all are terminal
+  with --follow: one event object per line (see \`mesh watch --help\`), then
+                 {"type":"summary","tasks":[...as with --wait]}`,
+    )
+    .action(run<[string, Opts]>((ctx, file, opts) => submit(ctx, file, opts)));
+}

@@ -1,0 +1,172 @@
+/** `mesh tasks` (filtered list) and `mesh task <id>` (one task in detail). */
+import { Command, InvalidArgumentError } from "commander";
+import { type TaskState, taskStateFromName } from "../../proto/index.js";
+import type { Ctx } from "../context.js";
+import { ago, dash, labelsText, paintState, table } from "../format.js";
+import { type TaskJson, taskDetailJson, taskJson } from "../json.js";
+import { run } from "../run.js";
+
+const STATE_NAMES = ["queued", "claimed", "running", "succeeded", "failed", "cancelled", "dead"];
+
+function collectStates(value: string, prev: TaskState[] = []): TaskState[] {
+  const out = [...prev];
+  for (const name of value
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean)) {
+    const s = taskStateFromName(name);
+    if (s === undefined)
+      throw new InvalidArgumentError(`"${name}" is not a task state; use ${STATE_NAMES.join(", ")}`);
+    out.push(s);
+  }
+  return out;
+}
+
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1)
+    throw new InvalidArgumentError(`"${value}" is not a whole number above 0`);
+  return n;
+}
+
+interface ListOpts {
+  state?: TaskState[];
+  pool?: string;
+  worker?: string;
+  limit?: number;
+}
+
+function note(t: TaskJson): string {
+  return dash(t.unschedulable ? `unschedulable: ${t.unschedulable}` : (t.reason ?? t.title));
+}
+
+async function list(ctx: Ctx, o: ListOpts): Promise<void> {
+  const { tasks } = await ctx.client().listTasks({
+    states: o.state ?? [],
+    pool: o.pool ?? "",
+    workerId: o.worker ?? "",
+    limit: o.limit ?? 0,
+  });
+  const rows = tasks.map(taskJson);
+  if (ctx.json) return ctx.printJson({ tasks: rows });
+  if (rows.length === 0) return ctx.note("no tasks match");
+  ctx.print(
+    table(
+      ["ID", "STATE", "POOL", "ATTEMPT", "WORKER", "UPDATED", "NOTE"],
+      rows.map((t) => [
+        t.id,
+        paintState(ctx.style, t.state),
+        t.pool,
+        `${t.attempt}/${t.maxAttempts}`,
+        dash(t.workerId),
+        ago(t.updatedAt),
+        note(t),
+      ]),
+      ctx.style,
+    ),
+  );
+}
+
+/** The human detail view, shared with cancel/retry. */
+export function printTask(ctx: Ctx, t: TaskJson): void {
+  const lines: Array<[string, string]> = [
+    ["id", t.id],
+    ["title", dash(t.title)],
+    [
+      "state",
+      `${paintState(ctx.style, t.state)}${t.cancelRequested && t.state !== "cancelled" ? " (cancel requested)" : ""}`,
+    ],
+    ["attempt", `${t.attempt} of ${t.maxAttempts} (${t.countedFailures} counted failure(s))`],
+    ["pool", t.pool],
+    ["labels", labelsText(t.labels)],
+    ["runner", t.runner],
+    ["worker", t.workerId ? `${t.workerId} on ${dash(t.host)}` : "-"],
+    ["submitted", `${t.submittedAt} (${ago(t.submittedAt)})`],
+    ["updated", `${t.updatedAt} (${ago(t.updatedAt)})`],
+  ];
+  if (t.finishedAt) lines.push(["finished", t.finishedAt]);
+  if (t.notBefore) lines.push(["not before", t.notBefore]);
+  if (t.reason) lines.push(["reason", t.reason]);
+  if (t.unschedulable) lines.push(["unschedulable", t.unschedulable]);
+  const r = t.result;
+  if (r) {
+    if (r.summary) lines.push(["summary", r.summary]);
+    if (r.costUsd !== null) lines.push(["cost", `$${r.costUsd.toFixed(4)}`]);
+    if (r.tokens) {
+      lines.push([
+        "tokens",
+        `in ${r.tokens.input}, out ${r.tokens.output}, cache read ${r.tokens.cacheRead}, cache write ${r.tokens.cacheCreation}`,
+      ]);
+    }
+    if (r.turns !== null) lines.push(["turns", String(r.turns)]);
+    if (r.model) lines.push(["model", r.model]);
+    if (r.sessionId) lines.push(["session", r.sessionId]);
+    if (r.branch) lines.push(["branch", r.branch]);
+    if (r.headCommit) lines.push(["head", r.headCommit]);
+    if (r.durationMs !== null) lines.push(["duration", `${(r.durationMs / 1000).toFixed(1)}s`]);
+  }
+  const width = Math.max(...lines.map(([k]) => k.length)) + 1;
+  for (const [k, v] of lines) ctx.print(`${`${k}:`.padEnd(width)}  ${v}`);
+  if (t.attempts.length > 0) {
+    ctx.print("");
+    ctx.print(
+      table(
+        ["#", "WORKER", "HOST", "OUTCOME", "EXIT", "STARTED", "ENDED", "REASON"],
+        t.attempts.map((a) => [
+          String(a.attempt),
+          a.workerId,
+          a.host,
+          dash(a.outcome),
+          a.exitCode === null ? "-" : String(a.exitCode),
+          dash(a.startedAt ?? a.claimedAt),
+          dash(a.endedAt),
+          dash(a.reason),
+        ]),
+        ctx.style,
+      ),
+    );
+  }
+}
+
+async function show(ctx: Ctx, id: string): Promise<void> {
+  const { task } = await ctx.client().getTask(id);
+  if (!task) throw new Error(`the daemon answered GetTask(${id}) without a task`);
+  if (ctx.json) return ctx.printJson({ task: taskDetailJson(task) });
+  printTask(ctx, taskJson(task));
+}
+
+const TASK_FIELDS = `{"id","title","state","pool","labels","runner","attempt","maxAttempts","countedFailures",
+   "workerId","host","cancelRequested","submittedAt","updatedAt","finishedAt","notBefore","reason",
+   "unschedulable","revision",
+   "attempts":[{"attempt","workerId","host","claimedAt","startedAt","endedAt","outcome","reason","exitCode","signal"}],
+   "result":{"summary","costUsd","tokens":{"input","output","cacheRead","cacheCreation"},"turns","sessionId",
+             "branch","headCommit","durationMs","model"} or null}
+  absent values are null; states: ${STATE_NAMES.join(", ")}`;
+
+export function tasksCommand(): Command {
+  return new Command("tasks")
+    .description("list tasks across the mesh, newest first")
+    .option(
+      "--state <states>",
+      `only these states, comma-separated or repeated (${STATE_NAMES.join(", ")})`,
+      collectStates,
+    )
+    .option("--pool <pool>", "only this pool")
+    .option("--worker <id>", "only tasks owned (now or last) by this worker")
+    .option("--limit <n>", "at most n tasks", positiveInt)
+    .addHelpText("after", `\n--json output:\n  {"tasks":[TASK]} where TASK is\n  ${TASK_FIELDS}`)
+    .action(run<[ListOpts]>((ctx, o) => list(ctx, o)));
+}
+
+export function taskCommand(): Command {
+  return new Command("task")
+    .description("show one task: state, attempts, result")
+    .argument("<id>", "task id")
+    .addHelpText(
+      "after",
+      `\n--json output:\n  {"task":TASK} where TASK is as in \`mesh tasks --help\`, plus "record": the daemon's full\n  record (its fields are not covered by the stability promise)`,
+    )
+    .action(run<[string]>((ctx, id) => show(ctx, id)));
+}
+
+export { TASK_FIELDS };

@@ -1,0 +1,75 @@
+/** `mesh watch <id>`: one task's events to its end. `mesh watch`: the whole mesh, until Ctrl-C. */
+import { Command } from "commander";
+import { type Ctx, parseDurationFlag } from "../context.js";
+import { CliError, EXIT } from "../errors.js";
+import { meshEventLine, taskEventLine } from "../events.js";
+import { eventJson, meshEventJson } from "../json.js";
+import { run } from "../run.js";
+import { FAILED, watchUntilTerminal } from "../watching.js";
+
+interface Opts {
+  waitTimeout: string;
+}
+
+async function watchTask(ctx: Ctx, id: string, deadlineMs: number): Promise<void> {
+  const final = await watchUntilTerminal(ctx, id, deadlineMs, (e) => {
+    if (ctx.json) ctx.printJson(eventJson(e));
+    else ctx.print(taskEventLine(ctx.style, e, false));
+  });
+  if (!final)
+    throw new CliError(
+      EXIT.INTERRUPTED,
+      `stopped watching ${id} (interrupted); the task keeps running`,
+      "INTERRUPTED",
+    );
+  if (FAILED.has(final.state)) {
+    throw new CliError(
+      EXIT.TASK_FAILED,
+      `task ${id} ended ${final.state}${final.reason ? `: ${final.reason}` : ""}; see \`mesh task ${id}\``,
+      "TASK_FAILED",
+    );
+  }
+}
+
+async function watchMesh(ctx: Ctx, deadlineMs: number): Promise<void> {
+  ctx.note("watching the mesh: task state changes and workers joining and leaving (Ctrl-C to stop)");
+  try {
+    for await (const m of ctx.client().watchMesh({ signal: ctx.signal, deadlineMs })) {
+      if (ctx.json) ctx.printJson(meshEventJson(m));
+      else ctx.print(meshEventLine(ctx.style, m));
+    }
+  } catch (err) {
+    // Reaching --wait-timeout is the planned end of a mesh watch.
+    if (err instanceof CliError && err.code === "TIMEOUT") return;
+    throw err;
+  }
+}
+
+async function watch(ctx: Ctx, id: string | undefined, opts: Opts): Promise<void> {
+  const deadlineMs = parseDurationFlag(opts.waitTimeout, "--wait-timeout");
+  if (id) await watchTask(ctx, id, deadlineMs);
+  else await watchMesh(ctx, deadlineMs);
+}
+
+export function watchCommand(): Command {
+  return new Command("watch")
+    .description(
+      "follow a task's events from its start until it ends (exit 1 unless it succeeded); without an id, follow the whole mesh until Ctrl-C",
+    )
+    .argument("[id]", "task id")
+    .option("--wait-timeout <duration>", "stop after this long (with an id: exit 5)", "24h")
+    .addHelpText(
+      "after",
+      `
+--json output: one object per line.
+  with an id, task events:
+    {"type":"state","taskId","at","attempt","workerId","state","reason"}
+    {"type":"log","taskId","at","attempt","workerId","stream","line"}
+    {"type":"agent","taskId","at","attempt","workerId","kind","data"}
+  without an id, mesh events:
+    {"type":"task_state","taskId","at","attempt","workerId","state","reason"}
+    {"type":"worker_joined","worker":WORKER}   (see \`mesh workers --help\`)
+    {"type":"worker_left","workerId","at"}`,
+    )
+    .action(run<[string | undefined, Opts]>((ctx, id, opts) => watch(ctx, id, opts)));
+}

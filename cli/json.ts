@@ -1,0 +1,249 @@
+/**
+ * The CLI's --json shapes. These field names are a stable interface (documented in
+ * cli/README-fields.md): add fields, never rename or remove them. Absent values are null,
+ * so every key is always present.
+ */
+import {
+  type Attempt,
+  type SubmitResult,
+  type Task,
+  type TaskEvent,
+  taskStateName,
+  type WatchMeshResponse,
+  type Worker,
+} from "../proto/index.js";
+
+const orNull = (s: string): string | null => (s === "" ? null : s);
+
+export interface TaskJson {
+  id: string;
+  title: string | null;
+  state: string;
+  pool: string;
+  labels: Record<string, string>;
+  runner: string;
+  attempt: number;
+  maxAttempts: number;
+  countedFailures: number;
+  workerId: string | null;
+  host: string | null;
+  cancelRequested: boolean;
+  submittedAt: string;
+  updatedAt: string;
+  finishedAt: string | null;
+  notBefore: string | null;
+  reason: string | null;
+  unschedulable: string | null;
+  attempts: AttemptJson[];
+  result: ResultJson | null;
+  revision: number;
+}
+
+export interface AttemptJson {
+  attempt: number;
+  workerId: string;
+  host: string;
+  claimedAt: string;
+  startedAt: string | null;
+  endedAt: string | null;
+  outcome: string | null;
+  reason: string | null;
+  exitCode: number | null;
+  signal: string | null;
+}
+
+export interface ResultJson {
+  summary: string | null;
+  costUsd: number | null;
+  tokens: { input: number; output: number; cacheRead: number; cacheCreation: number } | null;
+  turns: number | null;
+  sessionId: string | null;
+  branch: string | null;
+  headCommit: string | null;
+  durationMs: number | null;
+  model: string | null;
+}
+
+function attemptJson(a: Attempt): AttemptJson {
+  return {
+    attempt: a.attempt,
+    workerId: a.workerId,
+    host: a.host,
+    claimedAt: a.claimedAt,
+    startedAt: orNull(a.startedAt),
+    endedAt: orNull(a.endedAt),
+    outcome: orNull(a.outcome),
+    reason: orNull(a.reason),
+    exitCode: a.exitCode ?? null,
+    signal: orNull(a.signal),
+  };
+}
+
+export function taskJson(t: Task): TaskJson {
+  const r = t.result;
+  return {
+    id: t.id,
+    title: orNull(t.title),
+    state: taskStateName(t.state),
+    pool: t.pool,
+    labels: t.labels,
+    runner: t.runner,
+    attempt: t.attempt,
+    maxAttempts: t.maxAttempts,
+    countedFailures: t.countedFailures,
+    workerId: orNull(t.ownerWorkerId),
+    host: orNull(t.ownerHost),
+    cancelRequested: t.cancelRequested,
+    submittedAt: t.submittedAt,
+    updatedAt: t.updatedAt,
+    finishedAt: orNull(t.finishedAt),
+    notBefore: orNull(t.notBefore),
+    reason: orNull(t.reason),
+    unschedulable: orNull(t.unschedulableReason),
+    attempts: t.attempts.map(attemptJson),
+    result: r
+      ? {
+          summary: orNull(r.summary),
+          costUsd: r.costUsd ?? null,
+          tokens: r.tokens
+            ? {
+                input: r.tokens.input,
+                output: r.tokens.output,
+                cacheRead: r.tokens.cacheRead,
+                cacheCreation: r.tokens.cacheCreation,
+              }
+            : null,
+          turns: r.turns ?? null,
+          sessionId: orNull(r.sessionId),
+          branch: orNull(r.branch),
+          headCommit: orNull(r.headCommit),
+          durationMs: r.durationMs ?? null,
+          model: orNull(r.model),
+        }
+      : null,
+    revision: t.revision,
+  };
+}
+
+/** `mesh task <id> --json` adds the daemon's full record (not covered by the stability promise). */
+export function taskDetailJson(t: Task): TaskJson & { record: unknown } {
+  let record: unknown = null;
+  try {
+    record = t.recordJson ? JSON.parse(t.recordJson) : null;
+  } catch {
+    record = null;
+  }
+  return { ...taskJson(t), record };
+}
+
+export interface WorkerJson {
+  workerId: string;
+  name: string;
+  host: string;
+  pools: string[];
+  labels: Record<string, string>;
+  runners: string[];
+  slotsTotal: number;
+  slotsFree: number;
+  running: string[];
+  version: string;
+  startedAt: string;
+  lastSeen: string;
+  draining: boolean;
+  httpUrl: string | null;
+}
+
+export function workerJson(w: Worker): WorkerJson {
+  return {
+    workerId: w.workerId,
+    name: w.name,
+    host: w.host,
+    pools: w.pools,
+    labels: w.labels,
+    runners: w.runners,
+    slotsTotal: w.slotsTotal,
+    slotsFree: w.slotsFree,
+    running: w.running,
+    version: w.version,
+    startedAt: w.startedAt,
+    lastSeen: w.updatedAt,
+    draining: w.draining,
+    httpUrl: orNull(w.httpUrl),
+  };
+}
+
+export interface SubmitJson {
+  id: string;
+  created: boolean;
+  state: string;
+}
+
+export function submitJson(r: SubmitResult): SubmitJson {
+  return { id: r.id, created: r.created, state: taskStateName(r.state) };
+}
+
+export type EventJson =
+  | {
+      type: "state";
+      taskId: string;
+      at: string;
+      attempt: number;
+      workerId: string | null;
+      state: string;
+      reason: string | null;
+    }
+  | {
+      type: "log";
+      taskId: string;
+      at: string;
+      attempt: number;
+      workerId: string | null;
+      stream: string;
+      line: string;
+    }
+  | {
+      type: "agent";
+      taskId: string;
+      at: string;
+      attempt: number;
+      workerId: string | null;
+      kind: string;
+      data: unknown;
+    }
+  | { type: "unknown"; taskId: string; at: string; attempt: number; workerId: string | null; event: unknown };
+
+function parseJson(text: string): unknown {
+  try {
+    return text ? JSON.parse(text) : null;
+  } catch {
+    return text;
+  }
+}
+
+export function eventJson(e: TaskEvent): EventJson {
+  const base = { taskId: e.taskId, at: e.at, attempt: e.attempt, workerId: orNull(e.workerId) };
+  if (e.state)
+    return { type: "state", ...base, state: taskStateName(e.state.state), reason: orNull(e.state.reason) };
+  if (e.log) return { type: "log", ...base, stream: e.log.stream, line: e.log.line };
+  if (e.agent) return { type: "agent", ...base, kind: e.agent.kind, data: parseJson(e.agent.dataJson) };
+  return { type: "unknown", ...base, event: parseJson(e.eventJson) };
+}
+
+export type MeshEventJson =
+  | ({ type: "task_state" } & Omit<Extract<EventJson, { type: "state" }>, "type">)
+  | { type: "worker_joined"; worker: WorkerJson }
+  | { type: "worker_left"; workerId: string; at: string }
+  | { type: "unknown" };
+
+export function meshEventJson(m: WatchMeshResponse): MeshEventJson {
+  if (m.task) {
+    const e = eventJson(m.task);
+    if (e.type === "state") {
+      const { type: _type, ...rest } = e;
+      return { type: "task_state", ...rest };
+    }
+  }
+  if (m.workerJoined) return { type: "worker_joined", worker: workerJson(m.workerJoined) };
+  if (m.workerLeft) return { type: "worker_left", workerId: m.workerLeft.workerId, at: m.workerLeft.at };
+  return { type: "unknown" };
+}

@@ -1,0 +1,161 @@
+#!/usr/bin/env node
+/**
+ * mesh: the agent-mesh CLI. A thin gRPC client of the local meshd, which answers for the
+ * whole mesh. Every failure ends as one line on stderr and a documented exit code.
+ */
+import { Command, CommanderError, Option } from "commander";
+import { isMeshError } from "../daemon/errors.js";
+import { VERSION } from "../daemon/version.js";
+import { cancelCommand, retryCommand } from "./commands/control.js";
+import { submitCommand } from "./commands/submit.js";
+import { taskCommand, tasksCommand } from "./commands/tasks.js";
+import { watchCommand } from "./commands/watch.js";
+import { workersCommand } from "./commands/workers.js";
+import { CliError, EXIT, EXIT_CODES_HELP } from "./errors.js";
+import { defaultSocketPath } from "./target.js";
+import { upCommand } from "./up.js";
+
+// grpc-js passes the host as the TLS server name; for `--daemon 10.0.0.5:7443` Node then prints
+// DEP0123 on every connection, breaking "errors are one line". The certificate is still
+// checked against the IP address, so this warning carries nothing for a CLI user.
+const emitWarning = process.emitWarning.bind(process) as (...args: unknown[]) => void;
+process.emitWarning = ((warning: unknown, ...rest: unknown[]) => {
+  const opt = rest[0];
+  const code = typeof opt === "object" && opt !== null ? (opt as { code?: unknown }).code : rest[1];
+  if (code === "DEP0123") return;
+  emitWarning(warning, ...rest);
+}) as typeof process.emitWarning;
+
+function buildProgram(): Command {
+  const program = new Command("mesh")
+    .description(
+      "agent-mesh: submit, discover, watch and cancel Claude Code work on every machine of the mesh",
+    )
+    .version(VERSION)
+    .option("--json", "machine-readable output with stable field names (see each command's --help)")
+    .addOption(
+      new Option("--daemon <socket|host:port>", `meshd to talk to (default ${defaultSocketPath()})`).env(
+        "MESH_DAEMON",
+      ),
+    )
+    .addOption(
+      new Option("--tls-ca <file>", "CA bundle to verify a TCP daemon's certificate").env("MESH_TLS_CA"),
+    )
+    .addOption(
+      new Option("--tls-cert <file>", "client certificate for a daemon that requires one").env(
+        "MESH_TLS_CERT",
+      ),
+    )
+    .addOption(new Option("--tls-key <file>", "key of --tls-cert").env("MESH_TLS_KEY"))
+    .addOption(
+      new Option("--token <token>", "bearer token for a TCP daemon (prefer MESH_TOKEN or --token-file)").env(
+        "MESH_TOKEN",
+      ),
+    )
+    .addOption(new Option("--token-file <file>", "read the bearer token from a file"))
+    .option("--timeout <duration>", "deadline of each request to the daemon", "30s")
+    .option("--no-color", "no colour (also: NO_COLOR=1; colour is only used on a terminal)")
+    .option("--debug", "print stack traces with errors")
+    .addHelpText(
+      "after",
+      `
+Environment:
+  MESH_DAEMON     same as --daemon          MESH_STATE_DIR  state dir of the default socket (~/.agent-mesh)
+  MESH_TOKEN      same as --token           MESH_TLS_CA / MESH_TLS_CERT / MESH_TLS_KEY  TLS files
+  NO_COLOR        disable colour
+
+${EXIT_CODES_HELP}
+
+Errors are one line on stderr (with --json: {"error":{"code","message","field","exitCode"}}).
+JSON field names are listed in each command's --help and in cli/README-fields.md.`,
+    );
+  for (const cmd of [
+    submitCommand(),
+    workersCommand(),
+    tasksCommand(),
+    taskCommand(),
+    watchCommand(),
+    cancelCommand(),
+    retryCommand(),
+    upCommand(),
+  ]) {
+    program.addCommand(cmd);
+  }
+  // Usage errors become exit 2 (commander would exit 1, which means "a task failed" here).
+  const configure = (c: Command) => {
+    c.exitOverride();
+    c.configureOutput({
+      outputError: (str, write) =>
+        write(`${str.trimEnd()} (see mesh ${c === program ? "" : `${c.name()} `}--help)\n`),
+    });
+    c.showSuggestionAfterError(true);
+    for (const sub of c.commands) configure(sub);
+  };
+  configure(program);
+  return program;
+}
+
+function toCliError(err: unknown): CliError {
+  if (err instanceof CliError) return err;
+  if (isMeshError(err)) {
+    const exit =
+      err.code === "INVALID_ARGUMENT" ? EXIT.USAGE : err.code === "NOT_FOUND" ? EXIT.NOT_FOUND : EXIT.OTHER;
+    return new CliError(exit, err.message, err.code, {
+      cause: err,
+      ...(err.field ? { field: err.field } : {}),
+    });
+  }
+  const msg = err instanceof Error ? err.message : String(err);
+  return new CliError(
+    EXIT.OTHER,
+    `unexpected error: ${msg} (run with --debug for the stack trace)`,
+    "INTERNAL",
+    {
+      cause: err,
+    },
+  );
+}
+
+function report(err: unknown, argv: string[]): number {
+  const e = toCliError(err);
+  if (argv.includes("--json")) {
+    const error = { code: e.code, message: e.message, field: e.field ?? null, exitCode: e.exitCode };
+    process.stderr.write(`${JSON.stringify({ error })}\n`);
+  } else {
+    process.stderr.write(`error: ${e.message}\n`);
+  }
+  if (argv.includes("--debug")) {
+    let cause: unknown = err instanceof CliError && err.cause !== undefined ? err.cause : err;
+    while (cause) {
+      process.stderr.write(`${cause instanceof Error ? (cause.stack ?? cause.message) : String(cause)}\n`);
+      cause = cause instanceof Error ? cause.cause : undefined;
+      if (cause) process.stderr.write("caused by: ");
+    }
+  }
+  return e.exitCode;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv, { from: "user" });
+    return EXIT.OK;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // help and --version exit 0; commander already printed its one-line error otherwise
+      return err.exitCode === 0 ? EXIT.OK : EXIT.USAGE;
+    }
+    return report(err, argv);
+  }
+}
+
+const argv = process.argv.slice(2);
+main(argv).then(
+  (code) => {
+    // Let stdout drain (a piped `--json` consumer must get everything) and open handles close.
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.exitCode = report(err, argv);
+  },
+);

@@ -1,0 +1,100 @@
+/**
+ * The daemon's HTTP side: Prometheus metrics, health and readiness probes, and service
+ * discovery for the whole mesh. Binds loopback by default; port 0 picks a free port (see the
+ * address `start()` returns). start() refuses a second start; stop() is idempotent.
+ */
+import type { Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { createAdaptorServer } from "@hono/node-server";
+import pino, { type Logger } from "pino";
+import { errorMessage, MeshError } from "../errors.js";
+import { buildApp, type HttpRoutes } from "./http/routes.js";
+
+export interface HttpServerOptions {
+  host: string;
+  port: number;
+  /** When set, /metrics and /sd require `Authorization: Bearer <token>`. */
+  token?: string;
+  routes: HttpRoutes;
+  logger?: Logger;
+}
+
+export interface HttpAddress {
+  host: string;
+  port: number;
+}
+
+type State = "new" | "starting" | "running" | "stopping" | "stopped";
+
+export class HttpServer {
+  private state: State = "new";
+  private server: Server | undefined;
+  private stopping: Promise<void> | undefined;
+  private readonly log: Logger;
+
+  constructor(private readonly opts: HttpServerOptions) {
+    this.log = (opts.logger ?? pino({ level: "silent" })).child({ component: "http" });
+  }
+
+  private setState(next: State): void {
+    this.log.debug({ from: this.state, to: next }, "http server state");
+    this.state = next;
+  }
+
+  async start(): Promise<HttpAddress> {
+    if (this.state !== "new") throw new Error(`http server already ${this.state}`);
+    this.setState("starting");
+    const app = buildApp(this.opts.routes, {
+      log: this.log,
+      ...(this.opts.token ? { token: this.opts.token } : {}),
+    });
+    // overrideGlobalObjects: false leaves the process' global Request/Response alone.
+    const server = createAdaptorServer({ fetch: app.fetch, overrideGlobalObjects: false }) as Server;
+    this.server = server;
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once("error", reject);
+        server.listen(this.opts.port, this.opts.host, () => {
+          server.off("error", reject);
+          resolve();
+        });
+      });
+    } catch (err) {
+      this.setState("stopped");
+      throw new MeshError(
+        "UNAVAILABLE",
+        `http: cannot listen on ${this.opts.host}:${this.opts.port}: ${errorMessage(err)}`,
+        { field: "http.port", cause: err },
+      );
+    }
+    server.on("error", (err) => this.log.warn({ err: errorMessage(err) }, "http server error"));
+    this.setState("running");
+    return this.address();
+  }
+
+  address(): HttpAddress {
+    const a = this.server?.address() as AddressInfo | null | undefined;
+    if (!a || typeof a === "string") throw new Error("http server is not listening");
+    return { host: a.address, port: a.port };
+  }
+
+  stop(): Promise<void> {
+    this.stopping ??= this.doStop();
+    return this.stopping;
+  }
+
+  private async doStop(): Promise<void> {
+    const server = this.server;
+    if (this.state === "new" || this.state === "stopped" || !server) {
+      this.setState("stopped");
+      return;
+    }
+    this.setState("stopping");
+    await new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      // Prometheus keeps connections alive between scrapes: do not wait for them.
+      server.closeAllConnections();
+    });
+    this.setState("stopped");
+  }
+}

@@ -1,0 +1,94 @@
+/**
+ * The HTTP side as a daemon plugin: serves the daemon's MeshMetrics, readiness from the daemon
+ * and JetStream, and /sd from the presence registry; advertises its URL in presence
+ * (`httpUrl`) so any daemon's /sd lists every daemon.
+ */
+import { readFile } from "node:fs/promises";
+import type { DaemonConfig } from "../../config.js";
+import type { Daemon, DaemonPlugin } from "../../daemon.js";
+import { errorMessage, MeshError } from "../../errors.js";
+import type { MeshMetrics } from "../../metrics/mesh-metrics.js";
+import { poolConsumerName, TASKS_STREAM } from "../../queue/topology.js";
+import { HttpServer } from "../http-server.js";
+import type { Readiness } from "./routes.js";
+import { advertisedUrl, targetGroups } from "./sd.js";
+
+const READY_CHECK_TIMEOUT_MS = 2000;
+
+async function readToken(file: string): Promise<string> {
+  let token: string;
+  try {
+    token = (await readFile(file, "utf8")).trim();
+  } catch (err) {
+    throw new MeshError("INVALID_ARGUMENT", `http.tokenFile: cannot read ${file}: ${errorMessage(err)}`, {
+      field: "http.tokenFile",
+      cause: err,
+    });
+  }
+  if (!token) throw new MeshError("INVALID_ARGUMENT", `http.tokenFile: ${file} is empty`, { field: "http.tokenFile" });
+  return token;
+}
+
+function within<T>(p: Promise<T>, ms: number): Promise<T> {
+  let t: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p,
+    new Promise<never>((_, reject) => {
+      t = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(t));
+}
+
+/** Running, NATS up (as last reported), and every pool's consumer answering. */
+export async function readiness(d: Daemon, metrics: MeshMetrics | undefined): Promise<Readiness> {
+  const checks: Readiness["checks"] = {};
+  checks.daemon = d.ready ? { ok: true } : { ok: false, detail: `daemon is ${d.state}` };
+  const natsUp = d.ready && (metrics ? metrics.natsConnected : true);
+  checks.nats = natsUp ? { ok: true } : { ok: false, detail: "not connected" };
+  if (natsUp) {
+    const jsm = d.topology.jsm;
+    await Promise.all(
+      d.config.pools.map(async (pool) => {
+        const name = poolConsumerName(pool);
+        try {
+          await within(jsm.consumers.info(TASKS_STREAM, name), READY_CHECK_TIMEOUT_MS);
+          checks[`consumer:${name}`] = { ok: true };
+        } catch (err) {
+          checks[`consumer:${name}`] = { ok: false, detail: errorMessage(err) };
+        }
+      }),
+    );
+  }
+  return { ready: Object.values(checks).every((c) => c.ok), checks };
+}
+
+export function httpPlugin(config: DaemonConfig, metrics?: MeshMetrics): DaemonPlugin {
+  let server: HttpServer | undefined;
+  return {
+    name: "http",
+    async start(d) {
+      const token = config.http.tokenFile ? await readToken(config.http.tokenFile) : undefined;
+      server = new HttpServer({
+        host: config.http.host,
+        port: config.http.port,
+        logger: d.log,
+        ...(token ? { token } : {}),
+        routes: {
+          ...(metrics ? { metrics: () => metrics.render() } : {}),
+          readiness: () => readiness(d, metrics),
+          targets: async () => targetGroups(await d.api.listWorkers()),
+        },
+      });
+      const addr = await server.start();
+      const url = advertisedUrl(
+        { bindHost: config.http.host, port: addr.port, advertise: config.http.advertise },
+        config.host,
+      );
+      d.presenceExtras.httpUrl = url;
+      d.log.info({ address: `${addr.host}:${addr.port}`, url, auth: token ? "bearer" : "none" }, "HTTP listening");
+    },
+    async stop() {
+      await server?.stop();
+    },
+  };
+}
