@@ -1,9 +1,9 @@
 /** What every command gets: output mode, the (lazily opened) client, and the Ctrl-C signal. */
 import { readFileSync } from "node:fs";
 import type { Command } from "commander";
-// Deep imports on purpose: daemon/index.js pulls in the whole daemon (NATS, pino, ...) and
-// adds ~150 ms to every CLI start; these modules are pure.
-import { parseDuration } from "../daemon/util/duration.js";
+// daemon/lite.js, not daemon/index.js: the full surface pulls in NATS, pino, ... and adds
+// ~150 ms to every CLI start.
+import { parseDuration } from "../daemon/lite.js";
 import { MeshClient } from "./client.js";
 import { CliError, EXIT } from "./errors.js";
 import { type Style, useColor } from "./format.js";

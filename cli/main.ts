@@ -4,8 +4,7 @@
  * whole mesh. Every failure ends as one line on stderr and a documented exit code.
  */
 import { Command, CommanderError, Option } from "commander";
-import { isMeshError } from "../daemon/errors.js";
-import { VERSION } from "../daemon/version.js";
+import { isMeshError, VERSION } from "../daemon/lite.js";
 import { cancelCommand, retryCommand } from "./commands/control.js";
 import { submitCommand } from "./commands/submit.js";
 import { taskCommand, tasksCommand } from "./commands/tasks.js";

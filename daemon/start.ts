@@ -3,7 +3,9 @@ import { readFile } from "node:fs/promises";
 import type { DaemonConfig } from "./config.js";
 import { Daemon, type DaemonDeps, type DaemonPlugin } from "./daemon.js";
 import { errorMessage, MeshError } from "./errors.js";
+import { MeshMetrics, metricsPlugin } from "./metrics/index.js";
 import { GrpcServer } from "./servers/grpc-server.js";
+import { httpPlugin } from "./servers/http/plugin.js";
 
 /** The gRPC API (Unix socket, optional TLS+token TCP) as a daemon plugin. */
 export function grpcPlugin(config: DaemonConfig): DaemonPlugin {
@@ -16,22 +18,31 @@ export function grpcPlugin(config: DaemonConfig): DaemonPlugin {
       if (tcp) {
         try {
           token = (await readFile(tcp.tokenFile, "utf8")).trim();
+          if (!token) throw new Error("the file is empty");
         } catch (err) {
-          throw new MeshError("INVALID_ARGUMENT", `grpc.tcp.tokenFile: cannot read ${tcp.tokenFile}: ${errorMessage(err)}`, {
-            field: "grpc.tcp.tokenFile",
-          });
+          throw new MeshError(
+            "INVALID_ARGUMENT",
+            `grpc.tcp.tokenFile: cannot read ${tcp.tokenFile}: ${errorMessage(err)}`,
+            {
+              field: "grpc.tcp.tokenFile",
+            },
+          );
         }
       }
       server = new GrpcServer(d.api, {
         socketPath: config.socketPath,
-        logger: d.log.child({ component: "grpc" }),
-        ...(tcp && token
+        logger: d.log,
+        ...(tcp
           ? {
               tcp: {
                 host: tcp.host,
                 port: tcp.port,
-                token,
-                tls: { certFile: tcp.tlsCertFile, keyFile: tcp.tlsKeyFile, ...(tcp.tlsCaFile ? { caFile: tcp.tlsCaFile } : {}) },
+                token: token ?? "",
+                tls: {
+                  certFile: tcp.tlsCertFile,
+                  keyFile: tcp.tlsKeyFile,
+                  ...(tcp.tlsCaFile ? { caFile: tcp.tlsCaFile } : {}),
+                },
               },
             }
           : {}),
@@ -46,8 +57,17 @@ export function grpcPlugin(config: DaemonConfig): DaemonPlugin {
 }
 
 export async function startDaemon(config: DaemonConfig, deps: DaemonDeps = {}): Promise<Daemon> {
-  const daemon = new Daemon(config, deps);
+  // Prometheus metrics unless the caller brings its own observer (a MeshMetrics one is served too).
+  const metrics =
+    deps.observer === undefined
+      ? new MeshMetrics({ worker: config.name })
+      : deps.observer instanceof MeshMetrics
+        ? deps.observer
+        : undefined;
+  const daemon = new Daemon(config, metrics ? { ...deps, observer: metrics } : deps);
   daemon.use(grpcPlugin(config));
+  if (metrics) daemon.use(metricsPlugin(metrics));
+  if (config.http.enabled) daemon.use(httpPlugin(config, metrics));
   await daemon.start();
   return daemon;
 }

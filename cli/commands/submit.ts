@@ -1,9 +1,8 @@
 /** `mesh submit <file|->`: validate here (fail fast, exit 2), send the document, optionally wait. */
 import { readFile } from "node:fs/promises";
 import { Command } from "commander";
-import { isMeshError } from "../../daemon/errors.js";
 // Pure module, imported directly (daemon/index.js would load the whole daemon).
-import { parseTaskDocument, validateTaskBatch } from "../../daemon/tasks/spec.js";
+import { isMeshError, parseTaskDocument, validateTaskBatch } from "../../daemon/lite.js";
 import { type Ctx, parseDurationFlag } from "../context.js";
 import { CliError, EXIT } from "../errors.js";
 import { taskEventLine } from "../events.js";

@@ -1,0 +1,23 @@
+export { buildClaudeArgs, buildClaudeEnv, type SessionChoice } from "./claude-args.js";
+export type { AgentEvent, AgentEventKind, ResultEvent, TokenCounts } from "./events.js";
+export { StreamParser } from "./events.js";
+export {
+  PERMISSION_MODES,
+  type PermissionMode,
+  parseShimJob,
+  type ShimJob,
+  type ShimJobInput,
+  shimJobSchema,
+} from "./job.js";
+export { classifyEnd } from "./outcome.js";
+export {
+  parseShimLine,
+  SHIM_EXIT,
+  SHIM_PROTOCOL_VERSION,
+  type ShimLine,
+  type ShimOutcome,
+  type ShimResult,
+  type ShimStatus,
+} from "./protocol.js";
+export { CREDENTIAL_ENV, makeRedactor } from "./redact.js";
+export { projectSlug } from "./transcript.js";

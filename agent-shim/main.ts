@@ -1,0 +1,119 @@
+#!/usr/bin/env node
+/**
+ * `mesh-shim <job.json> [--parent-watch stdin|ipc|none]`: runs one Claude Code session for the
+ * daemon. stdout carries the line protocol (protocol.ts), stderr the logs. SIGTERM/SIGINT, or
+ * the parent going away, cancel gracefully. Exit code: 0 succeeded, 1 failed, 2 bad job,
+ * 75 rate limited, 130 cancelled.
+ */
+import { parseArgs } from "node:util";
+import pino from "pino";
+import { readShimJob, type ShimJob, ShimJobError } from "./job.js";
+import { SHIM_EXIT, type ShimLine, type ShimOutcome } from "./protocol.js";
+import { credentialValues, makeRedactor } from "./redact.js";
+import { runShim } from "./run-shim.js";
+
+const USAGE = "usage: mesh-shim <job.json> [--parent-watch stdin|ipc|none]";
+
+type ParentWatch = "stdin" | "ipc" | "none";
+
+/** The parsed command line, or what is wrong with it. */
+function parseCli(argv: string[]): { jobPath: string; watch: ParentWatch } | string {
+  let parsed: { values: { "parent-watch"?: string | undefined }; positionals: string[] };
+  try {
+    parsed = parseArgs({
+      args: argv,
+      options: { "parent-watch": { type: "string" } },
+      allowPositionals: true,
+    });
+  } catch (err) {
+    return (err as Error).message;
+  }
+  const [jobPath, ...extra] = parsed.positionals;
+  if (!jobPath || extra.length) return "expected exactly one job file";
+  const watch = parsed.values["parent-watch"] ?? (process.send ? "ipc" : "none");
+  if (watch !== "stdin" && watch !== "ipc" && watch !== "none") return `bad --parent-watch ${watch}`;
+  return { jobPath, watch };
+}
+
+async function main(argv: string[]): Promise<number> {
+  const redact = makeRedactor(credentialValues(process.env));
+  const write = (line: ShimLine): void => {
+    process.stdout.write(`${redact(JSON.stringify(line))}\n`);
+  };
+  // Every log line passes the redactor too, whatever a message carries.
+  const log = pino(
+    { base: { component: "mesh-shim", pid: process.pid }, level: process.env.MESH_SHIM_LOG_LEVEL ?? "info" },
+    { write: (s: string) => process.stderr.write(redact(s)) },
+  );
+  const finish = (outcome: ShimOutcome): number => {
+    write({ type: "outcome", outcome });
+    return SHIM_EXIT[outcome.status];
+  };
+
+  const cli = parseCli(argv);
+  if (typeof cli === "string") {
+    log.error({ problem: cli }, USAGE);
+    return SHIM_EXIT.usage;
+  }
+  const { jobPath, watch } = cli;
+
+  let job: ShimJob;
+  try {
+    job = await readShimJob(jobPath);
+  } catch (err) {
+    const reason = err instanceof ShimJobError ? err.message : `cannot load job: ${String(err)}`;
+    log.error({ jobPath }, reason);
+    write({ type: "outcome", outcome: { status: "failed", reason, exitCode: null, signal: null } });
+    return SHIM_EXIT.usage;
+  }
+  const jobLog = log.child({ taskId: job.taskId, attempt: job.attempt });
+
+  const controller = new AbortController();
+  const cancel = (why: string): void => {
+    if (controller.signal.aborted) return;
+    jobLog.info({ why }, "cancel requested");
+    controller.abort(why);
+  };
+  const onSignal = (sig: NodeJS.Signals): void => cancel(`cancelled (${sig})`);
+  process.on("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
+  // No orphan Claude Code: when the daemon dies, its end of our stdin (or IPC channel) closes.
+  if (watch === "stdin") {
+    process.stdin.on("data", () => {});
+    process.stdin.on("end", () => cancel("cancelled: the parent process went away"));
+    process.stdin.on("error", () => cancel("cancelled: the parent process went away"));
+    process.stdin.resume();
+  } else if (watch === "ipc") {
+    process.on("disconnect", () => cancel("cancelled: the parent process went away"));
+  }
+
+  try {
+    const outcome = await runShim(job, {
+      log: jobLog,
+      redact,
+      write,
+      env: process.env,
+      signal: controller.signal,
+    });
+    return finish(outcome);
+  } catch (err) {
+    jobLog.error({ err: err instanceof Error ? err.message : String(err) }, "shim error");
+    return finish({
+      status: "failed",
+      reason: `shim error: ${err instanceof Error ? err.message : String(err)}`,
+      exitCode: null,
+      signal: null,
+    });
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    // stdout/stderr writes to pipes and files are synchronous on Linux: nothing is lost here.
+    process.exit(code);
+  },
+  (err: unknown) => {
+    process.stderr.write(`mesh-shim: fatal: ${String(err)}\n`);
+    process.exit(SHIM_EXIT.failed);
+  },
+);

@@ -1,0 +1,68 @@
+/**
+ * How a session ended, judged once: success only on a result line with `is_error: false`;
+ * an exhausted 429/529 is a rate limit (retried later, not a failure); other API errors fail
+ * with their status; a session the shim stopped fails (hung) or is cancelled.
+ */
+
+import type { SessionEnd } from "./claude-session.js";
+import { clip } from "./events.js";
+import type { ShimOutcome, ShimResult } from "./protocol.js";
+
+const RATE_LIMIT_STATUSES = new Set([429, 529]);
+const REASON_TEXT = 300;
+
+function resultInfo(end: SessionEnd): ShimResult | undefined {
+  const r = end.result;
+  if (!r) return end.sessionId ? { sessionId: end.sessionId } : undefined;
+  const info: ShimResult = {
+    sessionId: r.sessionId || end.sessionId,
+    costUsd: r.costUsd,
+    tokens: r.tokens,
+    turns: r.turns,
+    durationMs: r.durationMs,
+    summary: r.summary,
+    subtype: r.subtype,
+    isError: r.isError,
+  };
+  if (r.model) info.model = r.model;
+  if (r.terminalReason) info.terminalReason = r.terminalReason;
+  return info;
+}
+
+function exitText(end: SessionEnd): string {
+  return end.signal ? `was killed by ${end.signal}` : `exited with code ${end.exitCode ?? "?"}`;
+}
+
+export function classifyEnd(end: SessionEnd): ShimOutcome {
+  const base = { exitCode: end.exitCode, signal: end.signal };
+  const result = resultInfo(end);
+  const withResult = <T extends ShimOutcome>(o: T): T => (result ? { ...o, result } : o);
+
+  if (end.spawnError)
+    return withResult({ ...base, status: "failed", reason: `cannot start claude: ${end.spawnError}` });
+  if (end.stop?.beforeResult) {
+    const status = end.stop.kind === "hung" ? "failed" : "cancelled";
+    return withResult({ ...base, status, reason: end.stop.detail });
+  }
+  const r = end.result;
+  if (!r) {
+    const tail = end.stderrTail.slice(-3).join(" | ");
+    const reason = `claude ${exitText(end)} without a result line${tail ? `: ${clip(tail, REASON_TEXT).text}` : ""}`;
+    return withResult({ ...base, status: "failed", reason });
+  }
+  if (!r.isError) return withResult({ ...base, status: "succeeded" });
+  const text = clip(r.summary.replace(/\s+/g, " ").trim(), REASON_TEXT).text;
+  const status = r.apiErrorStatus;
+  if (status !== null) {
+    const rateLimited = RATE_LIMIT_STATUSES.has(status);
+    const o: ShimOutcome = {
+      ...base,
+      status: rateLimited ? "rate_limited" : "failed",
+      apiErrorStatus: status,
+      reason: `api error ${status}${status === 429 ? " (rate limited)" : status === 529 ? " (overloaded)" : ""}: ${text}`,
+    };
+    if (rateLimited && end.lastRetry?.retryDelayMs !== undefined) o.retryAfterMs = end.lastRetry.retryDelayMs;
+    return withResult(o);
+  }
+  return withResult({ ...base, status: "failed", reason: `${r.subtype}${text ? `: ${text}` : ""}` });
+}

@@ -1,0 +1,9 @@
+/**
+ * The daemon folder's light public surface: pure modules with no NATS, pino or server imports,
+ * for the CLI, whose start-up time users feel on every command. Everything here is also
+ * exported from index.ts.
+ */
+export { errorMessage, isMeshError, MeshError, type MeshErrorCode } from "./errors.js";
+export { MAX_PROMPT_BYTES, parseTaskDocument, type TaskSpec, validateTaskBatch } from "./tasks/spec.js";
+export { parseDuration } from "./util/duration.js";
+export { VERSION } from "./version.js";
