@@ -208,7 +208,7 @@ export function readConfigFile(path: string): Record<string, unknown> {
   } catch (err) {
     throw new MeshError(
       "INVALID_ARGUMENT",
-      `config file ${path}: not valid YAML: ${(err as Error).message}`,
+      `config file ${path}: not valid YAML: ${(err as Error).message.split("\n")[0]}`,
       {
         field: "config",
         cause: err,

@@ -53,6 +53,7 @@ const program = new Command("meshd")
   .option("--slots <n>", "tasks run at once (default 2)", int)
   .option("--runners <kinds>", "runners to enable: claude,command,noop (default all)", parseList)
   .option("--lease <duration>", "task lease, e.g. 15s (a dead worker's task is taken over after it)")
+  .option("--presence-interval <duration>", "how often this daemon refreshes its presence (default 5s)")
   .option("--state-dir <dir>", "state directory (default ~/.agent-mesh, env MESH_STATE_DIR)")
   .option("--grpc-socket <path>", "gRPC Unix socket (default <state-dir>/meshd.sock)")
   .option(
@@ -109,6 +110,7 @@ async function main(): Promise<void> {
   set("slots", f.slots);
   set("runners", f.runners);
   set("lease", f.lease);
+  set("presenceInterval", f.presenceInterval);
   set("stateDir", f.stateDir);
   set("logLevel", f.logLevel);
   const grpc = { ...((raw.grpc as Record<string, unknown>) ?? {}) };
