@@ -12,6 +12,9 @@ import { SHIM_EXIT, type ShimLine, type ShimOutcome } from "./protocol.js";
 import { credentialValues, makeRedactor } from "./redact.js";
 import { runShim } from "./run-shim.js";
 
+/** After the parent is gone: how long the graceful stop may take before everything is killed. */
+const PARENT_GONE_KILL_MS = 3000;
+
 const USAGE = "usage: mesh-shim <job.json> [--parent-watch stdin|ipc|none]";
 
 type ParentWatch = "stdin" | "ipc" | "none";
@@ -78,13 +81,26 @@ async function main(argv: string[]): Promise<number> {
   process.on("SIGTERM", onSignal);
   process.on("SIGINT", onSignal);
   // No orphan Claude Code: when the daemon dies, its end of our stdin (or IPC channel) closes.
+  // Nobody can record a result any more and another worker will take the task over after the
+  // lease, so after a short graceful try the whole process group (us and Claude Code's tree)
+  // is killed: the session must be gone long before the lease runs out.
+  const parentGone = (): void => {
+    cancel("cancelled: the parent process went away");
+    setTimeout(() => {
+      try {
+        process.kill(-process.pid, "SIGKILL");
+      } catch {
+        process.exit(SHIM_EXIT.failed);
+      }
+    }, PARENT_GONE_KILL_MS).unref();
+  };
   if (watch === "stdin") {
     process.stdin.on("data", () => {});
-    process.stdin.on("end", () => cancel("cancelled: the parent process went away"));
-    process.stdin.on("error", () => cancel("cancelled: the parent process went away"));
+    process.stdin.on("end", parentGone);
+    process.stdin.on("error", parentGone);
     process.stdin.resume();
   } else if (watch === "ipc") {
-    process.on("disconnect", () => cancel("cancelled: the parent process went away"));
+    process.on("disconnect", parentGone);
   }
 
   try {

@@ -79,9 +79,6 @@ export const taskSpecSchema = z
           }
         }
       }),
-    /** Later issues: plans with dependencies and file ownership. Kept open here. */
-    dependsOn: z.array(z.string().regex(ID_RE)).optional(),
-    owns: z.array(z.string().min(1)).optional(),
   })
   .superRefine((t, ctx) => {
     if (t.runner === "command" && !t.command) {
