@@ -193,13 +193,17 @@ export class MeshService implements MeshApi {
       }
     })();
     let lastState: string | undefined;
+    let eventsSinceCheck = 0;
     try {
       for await (const e of ch) {
         if (e.type === "__check") {
+          const quiet = eventsSinceCheck === 0 && ch.size === 0;
+          eventsSinceCheck = 0;
           const cur = await this.d.store.get(id);
           if (cur && isTerminal(cur.record.state) && lastState !== cur.record.state) {
-            // Give in-flight events a moment: only synthesize after a quiet poll.
-            if (ch.size === 0) {
+            // The terminal event may have been lost (events are best effort): after a whole
+            // quiet poll period, end from the record instead of waiting forever.
+            if (quiet) {
               const r = cur.record;
               yield {
                 type: "state",
@@ -214,6 +218,7 @@ export class MeshService implements MeshApi {
           }
           continue;
         }
+        eventsSinceCheck++;
         yield e;
         if (e.type === "state") {
           lastState = e.state;

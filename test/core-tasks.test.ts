@@ -227,6 +227,14 @@ describe("core: tasks on a real nats-server", () => {
     await d.stop(1000);
   });
 
+  it("a watcher ends from the record when a terminal event was lost", async () => {
+    const spec = nodeTask("0", { pool: "nobody-serves-this-either" });
+    const created = (await client.store.create(newTaskRecord(spec, new Date())))!;
+    // Written behind the events' back, as if the daemon had crashed before publishing.
+    await client.store.update(created, { ...created.record, state: "cancelled", reason: "test" });
+    expect(await eventsOf(spec.id)).toEqual(["cancelled"]);
+  });
+
   it("presence lists live workers and drops a stopped one", async () => {
     const d = await daemon({ pools: ["p1", "p2"], slots: 3, labels: { os: "linux" } });
     const w = await waitFor(
