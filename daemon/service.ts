@@ -60,6 +60,7 @@ export class MeshService implements MeshApi {
     for (const spec of specs) {
       const created = await this.d.store.create(newTaskRecord(spec, new Date()));
       if (created) {
+        this.d.observer?.submitted({ pool: spec.pool });
         this.stateEvent(created.record);
         await ringDoorbell(this.d.js, spec.pool, spec.id, `${spec.id}#submit`);
         out.push({ id: spec.id, created: true, state: "queued" });

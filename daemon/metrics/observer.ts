@@ -6,6 +6,8 @@ import type { RunnerEvent } from "../runner/runner.js";
 import type { AttemptOutcome, TaskState } from "../tasks/record.js";
 
 export interface MeshObserver {
+  /** A new task was accepted through this daemon's API (not counted again on re-submit). */
+  submitted(e: { pool: string }): void;
   /** A task record moved to `to` (written by this daemon). */
   transition(e: { pool: string; to: TaskState }): void;
   /** This daemon won a claim; latency from submit (or re-queue) to claim. */
@@ -21,6 +23,7 @@ export interface MeshObserver {
 }
 
 export const noopObserver: MeshObserver = {
+  submitted() {},
   transition() {},
   claimed() {},
   redelivered() {},

@@ -25,7 +25,8 @@ async function readToken(file: string): Promise<string> {
       cause: err,
     });
   }
-  if (!token) throw new MeshError("INVALID_ARGUMENT", `http.tokenFile: ${file} is empty`, { field: "http.tokenFile" });
+  if (!token)
+    throw new MeshError("INVALID_ARGUMENT", `http.tokenFile: ${file} is empty`, { field: "http.tokenFile" });
   return token;
 }
 
@@ -85,7 +86,10 @@ export function httpPlugin(config: DaemonConfig, metrics?: MeshMetrics): DaemonP
         config.host,
       );
       d.presenceExtras.httpUrl = url;
-      d.log.info({ address: `${addr.host}:${addr.port}`, url, auth: token ? "bearer" : "none" }, "HTTP listening");
+      d.log.info(
+        { address: `${addr.host}:${addr.port}`, url, auth: token ? "bearer" : "none" },
+        "HTTP listening",
+      );
     },
     async stop() {
       await server?.stop();

@@ -1,0 +1,148 @@
+/**
+ * Agent metrics from the runner events of the shims this daemon runs (see agent-shim/events.ts):
+ * `result` carries the session totals (tokens, cost, turns, duration); `tool_use`,
+ * `tool_denied` and `api_retry` are counted as they happen; any agent event, heartbeats
+ * included, proves the agent alive.
+ */
+import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import type { RunnerEvent } from "../runner/runner.js";
+import { BoundedLabel, num, statusLabel } from "./labels.js";
+
+export const SESSION_BUCKETS = [1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400];
+
+const TOKEN_TYPES = [
+  ["input", "input"],
+  ["output", "output"],
+  ["cacheRead", "cache_read"],
+  ["cacheCreation", "cache_creation"],
+] as const;
+
+export interface AgentMetricsOptions {
+  maxModels?: number;
+  maxTools?: number;
+  now?: () => number;
+}
+
+export class AgentMetrics {
+  private readonly models: BoundedLabel;
+  private readonly tools: BoundedLabel;
+  private readonly now: () => number;
+  private readonly tokens: Counter<"pool" | "model" | "type">;
+  private readonly cost: Counter<"pool" | "model">;
+  private readonly turns: Counter<"pool" | "model">;
+  private readonly sessions: Counter<"pool" | "model" | "result">;
+  private readonly sessionDuration: Histogram<"pool" | "model">;
+  private readonly toolCalls: Counter<"pool" | "tool">;
+  private readonly toolDenials: Counter<"pool" | "tool">;
+  private readonly apiRetries: Counter<"pool" | "status">;
+  private readonly apiErrors: Counter<"pool" | "status">;
+  private readonly lastSeen: Gauge<"pool">;
+
+  constructor(registry: Registry, opts: AgentMetricsOptions = {}) {
+    const registers = [registry];
+    this.models = new BoundedLabel(opts.maxModels ?? 32);
+    this.tools = new BoundedLabel(opts.maxTools ?? 64);
+    this.now = opts.now ?? Date.now;
+    this.tokens = new Counter({
+      name: "agentmesh_agent_tokens_total",
+      help: "Tokens used by agent sessions, by type (input, output, cache_read, cache_creation).",
+      labelNames: ["pool", "model", "type"],
+      registers,
+    });
+    this.cost = new Counter({
+      name: "agentmesh_agent_cost_usd_total",
+      help: "Cost of agent sessions in US dollars, as reported by Claude Code.",
+      labelNames: ["pool", "model"],
+      registers,
+    });
+    this.turns = new Counter({
+      name: "agentmesh_agent_turns_total",
+      help: "Agent turns (model round trips) of finished sessions.",
+      labelNames: ["pool", "model"],
+      registers,
+    });
+    this.sessions = new Counter({
+      name: "agentmesh_agent_sessions_total",
+      help: "Agent sessions that reported a result, by result (success or error).",
+      labelNames: ["pool", "model", "result"],
+      registers,
+    });
+    this.sessionDuration = new Histogram({
+      name: "agentmesh_agent_session_duration_seconds",
+      help: "Wall-clock duration of agent sessions, as reported in their result.",
+      labelNames: ["pool", "model"],
+      buckets: SESSION_BUCKETS,
+      registers,
+    });
+    this.toolCalls = new Counter({
+      name: "agentmesh_agent_tool_calls_total",
+      help: "Tool calls made by agents, by tool name.",
+      labelNames: ["pool", "tool"],
+      registers,
+    });
+    this.toolDenials = new Counter({
+      name: "agentmesh_agent_tool_denials_total",
+      help: "Tool calls refused by the agent's permission settings, by tool name.",
+      labelNames: ["pool", "tool"],
+      registers,
+    });
+    this.apiRetries = new Counter({
+      name: "agentmesh_agent_api_retries_total",
+      help: "API requests an agent retried, by the HTTP status that caused the retry.",
+      labelNames: ["pool", "status"],
+      registers,
+    });
+    this.apiErrors = new Counter({
+      name: "agentmesh_agent_api_errors_total",
+      help: "Agent sessions that ended on an API error after retries, by HTTP status.",
+      labelNames: ["pool", "status"],
+      registers,
+    });
+    this.lastSeen = new Gauge({
+      name: "agentmesh_agent_last_heartbeat_timestamp_seconds",
+      help: "Unix time of the last heartbeat (or any other event) from an agent this daemon runs.",
+      labelNames: ["pool"],
+      registers,
+    });
+  }
+
+  record(pool: string, specModel: string | undefined, event: RunnerEvent): void {
+    if (event.type !== "agent") return;
+    this.lastSeen.set({ pool }, this.now() / 1000);
+    const d = event.data;
+    switch (event.kind) {
+      case "result":
+        this.result(pool, this.models.value(d.model ?? specModel), d);
+        break;
+      case "tool_use":
+        this.toolCalls.inc({ pool, tool: this.tools.value(d.tool) });
+        break;
+      case "tool_denied":
+        this.toolDenials.inc({ pool, tool: this.tools.value(d.tool) });
+        break;
+      case "api_retry":
+        this.apiRetries.inc({ pool, status: statusLabel(d.status) });
+        break;
+    }
+  }
+
+  private result(pool: string, model: string, d: Record<string, unknown>): void {
+    const tokens =
+      typeof d.tokens === "object" && d.tokens !== null ? (d.tokens as Record<string, unknown>) : {};
+    for (const [field, type] of TOKEN_TYPES) {
+      const n = num(tokens[field]);
+      if (n !== undefined) this.tokens.inc({ pool, model, type }, n);
+    }
+    const cost = num(d.costUsd);
+    if (cost !== undefined) this.cost.inc({ pool, model }, cost);
+    const turns = num(d.turns);
+    if (turns !== undefined) this.turns.inc({ pool, model }, turns);
+    const durationMs = num(d.durationMs);
+    if (durationMs !== undefined) this.sessionDuration.observe({ pool, model }, durationMs / 1000);
+    const isError = d.isError === true;
+    this.sessions.inc({ pool, model, result: isError ? "error" : "success" });
+    if (isError && d.apiErrorStatus !== null && d.apiErrorStatus !== undefined) {
+      this.apiErrors.inc({ pool, status: statusLabel(d.apiErrorStatus) });
+    }
+  }
+}

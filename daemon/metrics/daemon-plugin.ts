@@ -1,0 +1,39 @@
+/**
+ * Binds MeshMetrics to a running daemon: the scrape-time source (slots, running tasks, queue
+ * depth from JetStream, presence) and the NATS connection's status events.
+ */
+import type { Daemon, DaemonPlugin } from "../daemon.js";
+import { VERSION } from "../version.js";
+import type { LiveSource } from "./live-metrics.js";
+import type { MeshMetrics } from "./mesh-metrics.js";
+import { readQueueStats } from "./queue-stats.js";
+
+export function daemonSource(d: Daemon): LiveSource {
+  return {
+    workerId: d.workerId,
+    host: d.config.host,
+    version: VERSION,
+    pools: d.config.pools,
+    slots: () => d.slotsInfo,
+    running: () => d.runningTaskIds.length,
+    ready: () => d.ready,
+    queue: (pool) => readQueueStats(d.topology.jsm, pool),
+    workers: () => d.api.listWorkers(),
+  };
+}
+
+export function metricsPlugin(metrics: MeshMetrics): DaemonPlugin {
+  return {
+    name: "metrics",
+    async start(d) {
+      metrics.bind(daemonSource(d));
+      // The core does not report NATS status to its observer; this plugin does. The iterator
+      // ends when the daemon closes its connection, after every plugin has stopped.
+      const status = d.connection.status();
+      void (async () => {
+        for await (const s of status) metrics.natsStatus({ type: s.type });
+      })().catch((err) => d.log.debug({ err }, "NATS status watch ended"));
+    },
+    async stop() {},
+  };
+}

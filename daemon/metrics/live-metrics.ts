@@ -1,0 +1,153 @@
+/**
+ * Gauges read at scrape time: slots and running tasks from the daemon, queue depth per pool
+ * from JetStream, live workers from the presence registry. Remote reads have a time budget so
+ * a slow JetStream cannot hang a scrape.
+ */
+import { Counter, Gauge, type Registry } from "prom-client";
+import type { WorkerInfo } from "../registry/worker-info.js";
+import type { QueueStats } from "./queue-stats.js";
+
+/** What the scrape-time gauges read; the daemon adapter is daemonSource() in daemon-plugin.ts. */
+export interface LiveSource {
+  readonly workerId: string;
+  readonly host: string;
+  readonly version: string;
+  readonly pools: readonly string[];
+  slots(): { total: number; busy: number };
+  running(): number;
+  ready(): boolean;
+  queue(pool: string): Promise<QueueStats>;
+  workers(): Promise<WorkerInfo[]>;
+}
+
+class CollectTimeout extends Error {
+  override readonly name = "CollectTimeout";
+}
+
+export class LiveMetrics {
+  private readonly queuePending: Gauge<"pool">;
+  private readonly queueAckPending: Gauge<"pool">;
+  private readonly queueRedelivered: Gauge<"pool">;
+  private readonly queueOldestAge: Gauge<"pool">;
+  private readonly workersAlive: Gauge;
+  private readonly poolWorkersAlive: Gauge<"pool">;
+  private readonly slotsTotal: Gauge;
+  private readonly slotsBusy: Gauge;
+  private readonly tasksRunning: Gauge;
+  private readonly ready: Gauge;
+  private readonly info: Gauge<"worker_id" | "host" | "version">;
+  private readonly collectErrors: Counter<"source">;
+
+  constructor(
+    registry: Registry,
+    private readonly timeoutMs: number,
+  ) {
+    const registers = [registry];
+    const perPool = (name: string, help: string) =>
+      new Gauge({ name, help, labelNames: ["pool"], registers });
+    this.queuePending = perPool(
+      "agentmesh_queue_pending_messages",
+      "Doorbells waiting in the pool's queue, not yet delivered to any worker (queue depth).",
+    );
+    this.queueAckPending = perPool(
+      "agentmesh_queue_ack_pending_messages",
+      "Doorbells delivered but not yet acknowledged (claimed or running tasks, nak back-offs).",
+    );
+    this.queueRedelivered = perPool(
+      "agentmesh_queue_redelivered_messages",
+      "Unacknowledged doorbells that were delivered more than once.",
+    );
+    this.queueOldestAge = perPool(
+      "agentmesh_queue_oldest_pending_age_seconds",
+      "Age of the oldest undelivered doorbell in the pool (0 when the queue is empty).",
+    );
+    this.poolWorkersAlive = perPool(
+      "agentmesh_pool_workers_alive",
+      "Daemons in the presence registry serving each pool, as seen by this daemon.",
+    );
+    const single = (name: string, help: string) => new Gauge({ name, help, registers });
+    this.workersAlive = single(
+      "agentmesh_workers_alive",
+      "Daemons in the mesh's presence registry, as seen by this daemon.",
+    );
+    this.slotsTotal = single("agentmesh_slots", "Task slots of this daemon (tasks it runs at once).");
+    this.slotsBusy = single(
+      "agentmesh_slots_busy",
+      "Slots in use: running tasks plus pulls waiting for a doorbell.",
+    );
+    this.tasksRunning = single("agentmesh_tasks_running", "Tasks this daemon is running now.");
+    this.ready = single(
+      "agentmesh_ready",
+      "1 when the daemon is running with its NATS connection up, else 0.",
+    );
+    this.info = new Gauge({
+      name: "agentmesh_worker_info",
+      help: "Always 1; identifies the daemon (worker id, host, version).",
+      labelNames: ["worker_id", "host", "version"],
+      registers,
+    });
+    this.collectErrors = new Counter({
+      name: "agentmesh_collect_errors_total",
+      help: "Scrape-time reads that failed or timed out (queue: JetStream, presence: worker registry).",
+      labelNames: ["source"],
+      registers,
+    });
+  }
+
+  identify(src: LiveSource): void {
+    this.info.reset();
+    this.info.set({ worker_id: src.workerId, host: src.host, version: src.version }, 1);
+    this.collectErrors.inc({ source: "queue" }, 0);
+    this.collectErrors.inc({ source: "presence" }, 0);
+  }
+
+  async collect(src: LiveSource, natsConnected: boolean): Promise<void> {
+    const slots = src.slots();
+    this.slotsTotal.set(slots.total);
+    this.slotsBusy.set(slots.busy);
+    this.tasksRunning.set(src.running());
+    this.ready.set(src.ready() && natsConnected ? 1 : 0);
+    await Promise.all([...src.pools.map((pool) => this.collectQueue(src, pool)), this.collectWorkers(src)]);
+  }
+
+  private async collectQueue(src: LiveSource, pool: string): Promise<void> {
+    try {
+      const q = await this.bounded(src.queue(pool));
+      this.queuePending.set({ pool }, q.pending);
+      this.queueAckPending.set({ pool }, q.ackPending);
+      this.queueRedelivered.set({ pool }, q.redelivered);
+      this.queueOldestAge.set({ pool }, q.oldestPendingAgeSeconds);
+    } catch {
+      // A stale depth would look like a healthy queue: drop the pool's series until JetStream answers.
+      this.collectErrors.inc({ source: "queue" });
+      for (const g of [this.queuePending, this.queueAckPending, this.queueRedelivered, this.queueOldestAge]) {
+        g.remove({ pool });
+      }
+    }
+  }
+
+  private async collectWorkers(src: LiveSource): Promise<void> {
+    try {
+      const workers = await this.bounded(src.workers());
+      this.workersAlive.set(workers.length);
+      const perPool = new Map<string, number>(src.pools.map((p) => [p, 0]));
+      for (const w of workers) for (const p of w.pools) perPool.set(p, (perPool.get(p) ?? 0) + 1);
+      this.poolWorkersAlive.reset();
+      for (const [pool, n] of perPool) this.poolWorkersAlive.set({ pool }, n);
+    } catch {
+      // Keep the last counts: a missed registry read is not "no workers" (alert on the error count).
+      this.collectErrors.inc({ source: "presence" });
+    }
+  }
+
+  private bounded<T>(p: Promise<T>): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new CollectTimeout(`no answer within ${this.timeoutMs} ms`)),
+        this.timeoutMs,
+      );
+    });
+    return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+  }
+}
