@@ -62,7 +62,7 @@ export function upCommand(): Command {
     .option("--log-level <level>", "daemon log level", "info")
     .addHelpText(
       "after",
-      '\nWith --json, one line {"nats","socket","workerId","stateDir"} is printed once the mesh is up.\nStop with Ctrl-C (twice to force).',
+      '\nWith --json, one line {"nats","socket","workerId","stateDir","metrics"} is printed once the mesh is up.\nStop with Ctrl-C (twice to force).',
     )
     .action(async (o: UpOptions, cmd: Command) => {
       const json = Boolean(cmd.optsWithGlobals().json);
@@ -93,11 +93,13 @@ export function upCommand(): Command {
           o.config ? `${o.config} + flags` : "options",
         );
         const daemon = await startDaemon(config);
+        const metricsUrl = daemon.presenceExtras.httpUrl;
         const info = {
           nats: url,
           socket: config.socketPath,
           workerId: daemon.workerId,
           stateDir: config.stateDir,
+          metrics: metricsUrl ? `${metricsUrl}/metrics` : null,
         };
         if (json) process.stdout.write(`${JSON.stringify(info)}\n`);
         else {
@@ -105,6 +107,9 @@ export function upCommand(): Command {
             `agent-mesh is up\n  NATS    ${url}${nats ? ` (JetStream, data in ${stateDir}/nats, log ${nats.logFile})` : ""}\n` +
               `  meshd   ${daemon.workerId} (pools ${config.pools.join(",")}, ${config.slots} slots)\n` +
               `  socket  ${config.socketPath}\n` +
+              (metricsUrl
+                ? `  metrics ${metricsUrl}/metrics  (Prometheus service discovery: ${metricsUrl}/sd)\n`
+                : "") +
               "Try: mesh workers   |   mesh submit task.yaml --wait   |   Ctrl-C to stop\n",
           );
         }
