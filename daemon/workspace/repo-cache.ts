@@ -1,0 +1,208 @@
+/**
+ * The per-daemon cache of task repos: one bare clone per origin under `<stateDir>/repos/<hash>`,
+ * fetched before each task. Task branches (`mesh/<id>`) live as local branches of the cache;
+ * origin branches are fetched to `refs/remotes/origin/*` so a fetch never touches task work.
+ * Callers serialize on the cache directory (KeyedLock).
+ */
+import { createHash, randomBytes } from "node:crypto";
+import { access, mkdir, rename, rm, stat } from "node:fs/promises";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { MeshError } from "../errors.js";
+import { ALLOWED_PROTOCOLS, type Git, GitCommandError, redactUrlCredentials } from "./git-cmd.js";
+
+/** Where fetch leaves the origin's default branch (its HEAD). */
+const ORIGIN_HEAD = "refs/mesh/origin-head";
+
+export interface RepoSource {
+  /** What git is given as the remote URL. */
+  url: string;
+  /** For a local origin: its absolute path. */
+  localPath?: string;
+  /** Identity of the origin; the cache folder is named after its hash. */
+  key: string;
+  /** For messages: the URL without credentials. */
+  display: string;
+}
+
+function invalid(message: string, field = "repo"): MeshError {
+  return new MeshError("INVALID_ARGUMENT", message, { field });
+}
+
+function hasControlChars(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x20 || c === 0x7f) return true;
+  }
+  return false;
+}
+
+const SCP_LIKE = /^([A-Za-z0-9._~-]+@)?[A-Za-z0-9.-]+:(?!\/\/)[^\s]/;
+
+/** A task's `repo`: an absolute path, a `file|git|http|https|ssh` URL, or `user@host:path`. */
+export function parseRepo(repo: string): RepoSource {
+  if (repo.startsWith("-") || repo.trim() !== repo || hasControlChars(repo)) {
+    throw invalid(
+      `repo "${redactUrlCredentials(repo)}": must not start with "-", hold control characters or surrounding spaces`,
+    );
+  }
+  const display = redactUrlCredentials(repo);
+  if (/^[A-Za-z0-9+.-]+::/.test(repo)) {
+    throw invalid(`repo "${display}": remote helpers (<transport>::<address>) are not allowed`);
+  }
+  const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):\/\//.exec(repo)?.[1]?.toLowerCase();
+  if (scheme) {
+    if (!ALLOWED_PROTOCOLS.includes(scheme)) {
+      throw invalid(
+        `repo "${display}": protocol "${scheme}" is not allowed (${ALLOWED_PROTOCOLS.join(", ")})`,
+      );
+    }
+    if (scheme === "file") {
+      let path: string;
+      try {
+        path = fileURLToPath(repo);
+      } catch {
+        throw invalid(`repo "${display}": not a valid file:// URL`);
+      }
+      return { url: path, localPath: path, key: `file:${path}`, display };
+    }
+    return { url: repo, key: repo.replace(/\/+$/, ""), display };
+  }
+  if (repo.startsWith("/")) {
+    const path = resolve(repo);
+    return { url: path, localPath: path, key: `file:${path}`, display: path };
+  }
+  if (SCP_LIKE.test(repo)) return { url: repo, key: repo.replace(/\/+$/, ""), display };
+  throw invalid(
+    `repo "${display}": expected an absolute path or a URL (https://, ssh://, git@host:path, file://); relative paths mean nothing on another machine`,
+  );
+}
+
+const REF_RE = /^[A-Za-z0-9._/@{}^~+-]+$/;
+
+export function validateRef(ref: string): void {
+  if (ref.startsWith("-")) throw invalid(`ref "${ref}": must not start with "-"`, "ref");
+  if (!REF_RE.test(ref)) throw invalid(`ref "${ref}": not a branch, tag or commit name`, "ref");
+}
+
+export function cacheDirFor(reposRoot: string, src: RepoSource): string {
+  return join(reposRoot, createHash("sha256").update(src.key).digest("hex").slice(0, 24));
+}
+
+const exists = (p: string): Promise<boolean> =>
+  access(p).then(
+    () => true,
+    () => false,
+  );
+
+/** Patterns of git failures that another try cannot fix. */
+const PERMANENT: Array<[RegExp, string]> = [
+  [/does not appear to be a git repository/i, "is not a git repository"],
+  [/repository '.*' not found|repository not found/i, "was not found"],
+  [/not a git repository/i, "is not a git repository"],
+  [/dubious ownership/i, "is owned by another user (git safe.directory)"],
+  [/unable to find remote helper|transport '.*' not allowed/i, "uses a transport git may not use here"],
+  [
+    /authentication failed|could not read (username|password)|permission denied \(publickey/i,
+    "cannot be accessed with this daemon's credentials",
+  ],
+];
+
+function fetchError(err: unknown, src: RepoSource): MeshError {
+  if (err instanceof GitCommandError && err.kind === "failed") {
+    if (/couldn't find remote ref HEAD/i.test(err.stderr)) {
+      return invalid(`repo ${src.display} has no default branch (is it empty?); give a ref`);
+    }
+    for (const [re, what] of PERMANENT) {
+      if (re.test(err.stderr)) return invalid(`repo ${src.display} ${what} (${err.message})`);
+    }
+  }
+  const msg = err instanceof Error ? err.message : String(err);
+  return new MeshError("UNAVAILABLE", `cannot fetch ${src.display}: ${msg}`, { cause: err });
+}
+
+export interface SyncOptions {
+  signal?: AbortSignal;
+  timeoutMs: number;
+  /** Also fetch the origin's HEAD (needed when the task names no ref). */
+  wantHead: boolean;
+}
+
+/** Makes sure the bare cache of `src` exists at `dir` and is fetched. Call under the repo lock. */
+export async function syncCache(git: Git, dir: string, src: RepoSource, opts: SyncOptions): Promise<void> {
+  if (src.localPath) {
+    const st = await stat(src.localPath).catch(() => undefined);
+    if (!st?.isDirectory()) throw invalid(`repo ${src.display} does not exist (no such directory)`);
+  }
+  await ensureCache(git, dir, src, opts.signal);
+  const args = [
+    "fetch",
+    "--prune",
+    "--progress",
+    "--no-write-fetch-head",
+    "origin",
+    "+refs/heads/*:refs/remotes/origin/*",
+    "+refs/tags/*:refs/tags/*",
+  ];
+  if (opts.wantHead) args.push(`+HEAD:${ORIGIN_HEAD}`);
+  try {
+    await git.run(args, {
+      cwd: dir,
+      timeoutMs: opts.timeoutMs,
+      ...(opts.signal ? { signal: opts.signal } : {}),
+    });
+  } catch (err) {
+    throw fetchError(err, src);
+  }
+}
+
+async function ensureCache(git: Git, dir: string, src: RepoSource, signal?: AbortSignal): Promise<void> {
+  const sig = signal ? { signal } : {};
+  if ((await exists(join(dir, "HEAD"))) && (await exists(join(dir, "objects")))) {
+    const url = (await git.tryRun(["config", "--get", "remote.origin.url"], { cwd: dir, ...sig }))?.trim();
+    if (url === src.url) return;
+    if (url !== undefined) {
+      await git.run(["remote", "set-url", "--", "origin", src.url], { cwd: dir, ...sig });
+      return;
+    }
+  }
+  // Missing or half-made (a crash during creation): build it aside, then move it in place.
+  await rm(dir, { recursive: true, force: true });
+  const root = dirname(dir);
+  await mkdir(root, { recursive: true, mode: 0o700 });
+  const tmp = `${dir}.tmp-${randomBytes(4).toString("hex")}`;
+  try {
+    await git.run(["init", "--quiet", "--bare", "--", tmp], { cwd: root, ...sig });
+    await git.run(["remote", "add", "--", "origin", src.url], { cwd: tmp, ...sig });
+    await rename(tmp, dir);
+  } catch (err) {
+    await rm(tmp, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+/** The commit a new task branch starts from. Throws INVALID_ARGUMENT for a ref that is not there. */
+export async function resolveBase(
+  git: Git,
+  dir: string,
+  src: RepoSource,
+  ref: string | undefined,
+  signal?: AbortSignal,
+): Promise<string> {
+  const candidates = ref
+    ? [
+        `refs/remotes/origin/${ref.replace(/^refs\/heads\//, "")}`,
+        `refs/tags/${ref.replace(/^refs\/tags\//, "")}`,
+        ref,
+      ]
+    : [ORIGIN_HEAD];
+  for (const c of candidates) {
+    const sha = await git.tryRun(["rev-parse", "--verify", "--quiet", `${c}^{commit}`], {
+      cwd: dir,
+      ...(signal ? { signal } : {}),
+    });
+    if (sha?.trim()) return sha.trim();
+  }
+  if (!ref) throw invalid(`repo ${src.display}: cannot find its default branch; give a ref`);
+  throw invalid(`ref "${ref}" not found in ${src.display} (not a branch, tag or commit there)`, "ref");
+}
