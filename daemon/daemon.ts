@@ -209,6 +209,7 @@ export class Daemon {
               retryDelayMs: cfg.retryDelayMs,
               defaultTimeoutMs: cfg.taskTimeoutMs,
               observer: this.observer,
+              defaultResume: cfg.claude.resume,
               onFinished: () => this.presence?.beatSoon(),
             },
             d.claimed,

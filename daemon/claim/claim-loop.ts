@@ -173,7 +173,11 @@ export class ClaimLoop {
 }
 
 /** When the task last became claimable: submit, or the end of its previous attempt. */
-function queuedSince(r: { submittedAt: string; notBefore?: string; attempts: { endedAt?: string }[] }): string {
+function queuedSince(r: {
+  submittedAt: string;
+  notBefore?: string;
+  attempts: { endedAt?: string }[];
+}): string {
   const prev = r.attempts.length > 1 ? r.attempts[r.attempts.length - 2]?.endedAt : undefined;
   const since = prev ?? r.submittedAt;
   return r.notBefore && r.notBefore > since ? r.notBefore : since;

@@ -8,12 +8,12 @@ import { join } from "node:path";
 import type { JsMsg } from "@nats-io/jetstream";
 import { errorMessage, MeshError } from "../errors.js";
 import type { Logger } from "../log.js";
+import type { MeshObserver } from "../metrics/observer.js";
 import type { AbortReason, Runner, RunnerEvent, RunOutcome } from "../runner/runner.js";
 import type { EventPublisher } from "../tasks/event-publisher.js";
 import type { AttemptOutcome, TaskRecord, VersionedRecord } from "../tasks/record.js";
 import type { TaskStore } from "../tasks/store.js";
 import type { WorkspaceProvider } from "../workspace/workspace.js";
-import type { MeshObserver } from "../metrics/observer.js";
 import { Lease } from "./lease.js";
 
 export interface ExecutionDeps {
@@ -31,6 +31,8 @@ export interface ExecutionDeps {
   retryDelayMs: number;
   defaultTimeoutMs: number;
   observer: MeshObserver;
+  /** Whether a new attempt resumes the agent session of an earlier one (a task's agent.resume wins). */
+  defaultResume?: "auto" | "never";
   /** Called when the attempt has settled (e.g. to refresh presence). */
   onFinished?(): void;
 }
@@ -90,7 +92,21 @@ export class Execution {
       attempt: this.attempt,
       workerId: this.deps.workerId,
     });
+    if (event.type === "agent" && (event.kind === "shim_started" || event.kind === "session_started")) {
+      this.recordSessionId(event.data.sessionId);
+    }
   };
+
+  /** The agent's session id goes into the record at once: a takeover after a crash can resume it. */
+  private recordSessionId(sessionId: unknown): void {
+    if (typeof sessionId !== "string" || !sessionId) return;
+    if (this.lease.record.result?.sessionId === sessionId) return;
+    this.lease
+      .write((r) => ({ ...r, result: { ...r.result, sessionId } }))
+      .catch((err: unknown) =>
+        this.deps.log.debug({ err, taskId: this.taskId }, "could not record the session id"),
+      );
+  }
 
   private stateEvent(r: TaskRecord): void {
     this.deps.observer.transition({ pool: this.deps.pool, to: r.state });
@@ -141,7 +157,8 @@ export class Execution {
         });
         this.stateEvent(running.record);
         log.info("running");
-        const previousSessionId = this.lease.record.result?.sessionId;
+        const resume = (spec.agent.resume ?? deps.defaultResume ?? "auto") === "auto";
+        const previousSessionId = resume ? this.lease.record.result?.sessionId : undefined;
         outcome = await deps.runner.run({
           spec,
           attempt: this.attempt,
@@ -154,12 +171,21 @@ export class Execution {
           ...(previousSessionId ? { previousSessionId } : {}),
         });
         if (!this.abort.signal.aborted || outcome.status === "succeeded") {
-          const fin = await ws.finish({
-            succeeded: outcome.status === "succeeded",
-            message: `${spec.title ?? this.taskId} (mesh task ${this.taskId}, attempt ${this.attempt})`,
-            signal: this.abort.signal,
-          });
-          headCommit = fin.headCommit;
+          try {
+            const fin = await ws.finish({
+              succeeded: outcome.status === "succeeded",
+              message: `${spec.title ?? this.taskId} (mesh task ${this.taskId}, attempt ${this.attempt})`,
+              signal: this.abort.signal,
+            });
+            headCommit = fin.headCommit;
+          } catch (err) {
+            if (err instanceof MeshError && err.code === "FENCED") throw err;
+            // The result could not be committed or pushed: this attempt did not succeed.
+            if (outcome.status === "succeeded") {
+              outcome = { ...outcome, status: "failed", reason: `workspace: ${errorMessage(err)}` };
+            }
+            log.warn({ err: errorMessage(err) }, "finishing the workspace failed");
+          }
         }
       }
     } catch (err) {
@@ -181,7 +207,11 @@ export class Execution {
   private fenced(log: Logger, started: number): ExecutionResult {
     log.warn("fenced out: wrote no result");
     this.deps.observer.fenceLost({ pool: this.deps.pool });
-    this.deps.observer.attemptFinished({ pool: this.deps.pool, outcome: "fenced", durationMs: Date.now() - started });
+    this.deps.observer.attemptFinished({
+      pool: this.deps.pool,
+      outcome: "fenced",
+      durationMs: Date.now() - started,
+    });
     this.deps.onFinished?.();
     return "fenced";
   }
