@@ -15,7 +15,8 @@ import { runShim } from "./run-shim.js";
 /** After the parent is gone: how long the graceful stop may take before everything is killed. */
 const PARENT_GONE_KILL_MS = 3000;
 
-const USAGE = "usage: mesh-shim <job.json> [--parent-watch stdin|ipc|none]";
+const USAGE =
+  "usage: mesh-shim <job.json | -> [--parent-watch stdin|ipc|none]  (- : the job file's path is the first line of stdin)";
 
 type ParentWatch = "stdin" | "ipc" | "none";
 
@@ -58,10 +59,13 @@ async function main(argv: string[]): Promise<number> {
     log.error({ problem: cli }, USAGE);
     return SHIM_EXIT.usage;
   }
-  const { jobPath, watch } = cli;
+  let { jobPath } = cli;
+  const { watch } = cli;
 
   let job: ShimJob;
   try {
+    // A pre-started ("warm") shim has loaded everything already and waits for its job here.
+    if (jobPath === "-") jobPath = await firstStdinLine();
     job = await readShimJob(jobPath);
   } catch (err) {
     const reason = err instanceof ShimJobError ? err.message : `cannot load job: ${String(err)}`;
@@ -133,3 +137,28 @@ main(process.argv.slice(2)).then(
     process.exit(SHIM_EXIT.failed);
   },
 );
+
+/** The first line of stdin; the rest of stdin stays open (its end means the parent is gone). */
+function firstStdinLine(): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let buf = "";
+    const onData = (chunk: Buffer): void => {
+      buf += chunk.toString("utf8");
+      const nl = buf.indexOf("\n");
+      if (nl < 0) return;
+      cleanup();
+      resolve(buf.slice(0, nl).trim());
+    };
+    const onEnd = (): void => {
+      cleanup();
+      reject(new ShimJobError("stdin ended before a job path arrived"));
+    };
+    const cleanup = (): void => {
+      process.stdin.off("data", onData);
+      process.stdin.off("end", onEnd);
+    };
+    process.stdin.on("data", onData);
+    process.stdin.on("end", onEnd);
+    process.stdin.resume();
+  });
+}

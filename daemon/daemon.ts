@@ -297,6 +297,7 @@ export class Daemon {
       ["sweeper", () => this.sweeper?.stop()],
       ...this.plugins.map((p): [string, () => Promise<void>] => [p.name, () => p.stop()]),
       ["presence", () => this.presence?.stop()],
+      ["runners", () => Promise.all([...this.runners.values()].map((r) => r.close?.()))],
       ["cancel subscription", () => this.cancelSub?.unsubscribe()],
       ["events", () => this.events?.flush()],
       ["nats", () => (this.nc && !this.nc.isClosed() ? this.nc.drain() : undefined)],

@@ -2,6 +2,7 @@
  * ClaudeRunner -> mesh-shim (TypeScript through tsx) -> the real Claude Code CLI -> the mock
  * Messages API. No NATS: the runner is called directly with a hand-made RunContext.
  */
+import { readdirSync, readlinkSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, rm, writeFile as writeFs } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
@@ -80,6 +81,7 @@ async function harness(script: MockScript, opts: Partial<ClaudeRunnerOptions> = 
     onShimLine: (_stream, line) => shimLines.push(line),
     ...opts,
   });
+  cleanups.push(() => runner.close());
   return { mock, root, runner, shimLines };
 }
 
@@ -507,4 +509,40 @@ describe("stream-json parsing and outcome rules", () => {
     expect(outcome.status).toBe("failed");
     expect(outcome.reason).toBe("api error 401: auth");
   });
+
+  it("keeps one shim pre-started after a task, uses it for the next, and closes it", async () => {
+    const h = await harness(() => answer("ok"));
+    const shimPids = (): number[] =>
+      h.shimLines
+        .filter((l) => l.includes('"msg":"starting claude"'))
+        .map((l) => (JSON.parse(l) as { pid: number }).pid);
+    const first = await attempt(h, { taskId: "warm-1" });
+    expect((await first.run()).status).toBe("succeeded");
+    // The pre-started shim waits with its working directory in the runner's config root.
+    const warmPid = await waitFor(() => shimsIn(join(h.root, "claude-state"))[0], {
+      name: "a pre-started shim",
+      timeoutMs: 30_000,
+    });
+    const second = await attempt(h, { taskId: "warm-2" });
+    expect((await second.run()).status).toBe("succeeded");
+    expect(shimPids()).toHaveLength(2);
+    expect(shimPids()[1]).toBe(warmPid);
+    await h.runner.close();
+    await waitFor(() => shimsIn(join(h.root, "claude-state")).length === 0, {
+      name: "pre-started shim closed",
+    });
+  });
 });
+
+/** Processes whose working directory is `dir` (the runner starts warm shims there). */
+function shimsIn(dir: string): number[] {
+  const out: number[] = [];
+  for (const pid of readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {
+    try {
+      if (readlinkSync(`/proc/${pid}/cwd`) === dir) out.push(Number(pid));
+    } catch {
+      // gone, or not ours to read
+    }
+  }
+  return out;
+}

@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { execa } from "execa";
+import { execa, type ResultPromise } from "execa";
 import pino, { type Logger } from "pino";
 import { z } from "zod";
 import {
@@ -78,6 +78,8 @@ export const claudeRunnerOptionsSchema = z.strictObject({
   rateLimitDelayMs: ms.default(60_000),
   /** Relay shim heartbeats as `agent` events of kind `heartbeat`. */
   emitHeartbeats: z.boolean().default(true),
+  /** Keep one mesh-shim started and waiting after the first task, so the next one starts at once. */
+  prewarm: z.boolean().default(true),
 });
 
 export type ClaudeRunnerOptions = z.input<typeof claudeRunnerOptionsSchema> & {
@@ -134,6 +136,19 @@ function killGroup(pid: number | undefined, signal: NodeJS.Signals): void {
   }
 }
 
+type ShimProcess = ResultPromise<{
+  stdin: "pipe";
+  stdout: "pipe";
+  stderr: "pipe";
+  buffer: false;
+  reject: false;
+  detached: true;
+  extendEnv: false;
+  forceKillAfterDelay: false;
+  cwd: string;
+  env: Record<string, string>;
+}>;
+
 export class ClaudeRunner implements Runner {
   readonly kind = "claude";
   private readonly cfg: Config;
@@ -160,6 +175,67 @@ export class ClaudeRunner implements Runner {
     };
     this.log = (logger ?? pino({ level: "silent" })).child({ component: "claude-runner" });
     this.onShimLine = onShimLine;
+  }
+
+  private warm: ShimProcess | undefined;
+  private warming: Promise<void> | undefined;
+  private closed = false;
+
+  /**
+   * Starts mesh-shim. With `jobPath` "-" it loads and then waits for the path on stdin. stdin
+   * stays open otherwise unused: its EOF tells the shim the daemon is gone.
+   */
+  private spawnShim(env: Record<string, string>, cwd: string, jobPath: string): ShimProcess {
+    const [cmd, ...prefix] = this.cfg.shimCommand;
+    return execa(cmd!, [...prefix, jobPath, "--parent-watch", "stdin"], {
+      cwd,
+      env,
+      extendEnv: false,
+      stdin: "pipe",
+      stdout: "pipe",
+      stderr: "pipe",
+      buffer: false,
+      reject: false,
+      // Own process group, so a forced stop also reaches Claude Code and its tool processes.
+      detached: true,
+      forceKillAfterDelay: false,
+    });
+  }
+
+  private takeWarmShim(): ShimProcess | undefined {
+    const w = this.warm;
+    this.warm = undefined;
+    return w && w.exitCode === null && w.signalCode === null && w.pid !== undefined ? w : undefined;
+  }
+
+  /** Keeps one shim started and waiting, once this runner has run a task (idle daemons hold none). */
+  private prewarmSoon(): void {
+    if (this.closed || this.warm || this.warming) return;
+    this.warming = (async () => {
+      try {
+        await mkdir(this.cfg.configRoot, { recursive: true, mode: 0o700 });
+        const w = this.spawnShim(await this.shimEnv(), this.cfg.configRoot, "-");
+        w.catch(() => undefined);
+        if (this.closed) killGroup(w.pid, "SIGKILL");
+        else this.warm = w;
+      } catch (err) {
+        this.log.debug({ err: String(err) }, "could not pre-start a shim");
+      } finally {
+        this.warming = undefined;
+      }
+    })();
+  }
+
+  /** Stops the pre-started shim. */
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.warming;
+    const w = this.takeWarmShim();
+    if (w) {
+      w.stdin?.end();
+      killGroup(w.pid, "SIGKILL");
+      await w.catch(() => undefined);
+    }
   }
 
   /** The folder holding a task's Claude Code config and transcripts. */
@@ -278,22 +354,12 @@ export class ClaudeRunner implements Runner {
       return { status: "failed", reason: `cannot prepare the claude session: ${(err as Error).message}` };
     }
 
-    const [cmd, ...prefix] = this.cfg.shimCommand;
     log.info({ shim: this.cfg.shimCommand, resume: ctx.previousSessionId ?? null }, "starting mesh-shim");
-    const proc = execa(cmd!, [...prefix, jobPath, "--parent-watch", "stdin"], {
-      cwd: ctx.scratchDir,
-      env,
-      extendEnv: false,
-      // stdin stays open and unused: its EOF tells the shim the daemon is gone.
-      stdin: "pipe",
-      stdout: "pipe",
-      stderr: "pipe",
-      buffer: false,
-      reject: false,
-      // Own process group, so a forced stop also reaches Claude Code and its tool processes.
-      detached: true,
-      forceKillAfterDelay: false,
-    });
+    // A pre-started shim skips Node's start-up and module loading on this task's critical path.
+    const warm = this.takeWarmShim();
+    const proc = warm ?? this.spawnShim(env, ctx.scratchDir, jobPath);
+    if (warm) warm.stdin?.write(`${jobPath}\n`);
+    if (this.cfg.prewarm) this.prewarmSoon();
 
     let outcome: ShimOutcome | undefined;
     let lastLineAt = Date.now();

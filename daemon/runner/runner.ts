@@ -41,6 +41,8 @@ export interface Runner {
   readonly kind: string;
   /** Runs one attempt. Must resolve (not reject) for task-level failure; reject only on bugs. */
   run(ctx: RunContext): Promise<RunOutcome>;
+  /** Releases what the runner keeps between attempts (called once when the daemon stops). */
+  close?(): Promise<void>;
 }
 
 /** Reasons carried by the AbortSignal given to runners. */
