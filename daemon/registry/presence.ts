@@ -77,7 +77,7 @@ export async function listWorkers(
   await Promise.all(
     keys.map(async (k) => {
       const e = await kv.get(k);
-      if (!e || e.operation !== "PUT" || e.value.length === 0) return;
+      if (e?.operation !== "PUT" || e.value.length === 0) return;
       try {
         const w = JSON.parse(dec.decode(e.value)) as WorkerInfo;
         if (now - Date.parse(w.updatedAt) <= staleMs) out.push(w);

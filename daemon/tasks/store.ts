@@ -27,7 +27,7 @@ export class TaskStore {
 
   async get(id: string): Promise<VersionedRecord | undefined> {
     const e = await this.kv.get(id);
-    if (!e || e.operation !== "PUT" || e.value.length === 0) return undefined;
+    if (e?.operation !== "PUT" || e.value.length === 0) return undefined;
     return { record: JSON.parse(dec.decode(e.value)) as TaskRecord, revision: e.revision };
   }
 
