@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { execa } from "execa";
+import { buildClaudeArgs, parseShimJob } from "../agent-shim/index.js";
 import { ClaudeRunner } from "../daemon/runner/claude-runner.js";
 import { validateTaskSpec } from "../daemon/tasks/spec.js";
 import { answer, FAKE_API_KEY, isolatedClaudeEnv, startMockAnthropic } from "../test/mock-anthropic/index.js";
@@ -94,22 +95,25 @@ async function direct(runs: number, mockUrl: string, root: string) {
     await mkdir(dir, { recursive: true });
     const env = await isolatedClaudeEnv(dir, mockUrl);
     const t0 = performance.now();
-    const child = execa(
-      CLAUDE,
-      [
-        "-p",
-        "--input-format",
-        "stream-json",
-        "--output-format",
-        "stream-json",
-        "--verbose",
-        "--permission-mode",
-        "acceptEdits",
-        "--session-id",
-        randomUUID(),
-      ],
-      { cwd: dir, env, extendEnv: false, stdin: "pipe", reject: false },
-    );
+    // Exactly the command line the shim builds, started straight from here.
+    const job = parseShimJob({
+      v: 1,
+      taskId: `direct-${i}`,
+      attempt: 1,
+      prompt: "say ok",
+      workdir: dir,
+      claudeCommand: [CLAUDE],
+      configDir: env.CLAUDE_CONFIG_DIR,
+      tmpDir: env.CLAUDE_CODE_TMPDIR,
+      runtimeDir: env.XDG_RUNTIME_DIR,
+    });
+    const child = execa(CLAUDE, buildClaudeArgs(job, { sessionId: randomUUID() }), {
+      cwd: dir,
+      env,
+      extendEnv: false,
+      stdin: "pipe",
+      reject: false,
+    });
     let tRunning = 0;
     let tInit = 0;
     child.once("spawn", () => {

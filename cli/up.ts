@@ -3,32 +3,10 @@
  * under the state dir) and one meshd in this process. Ctrl-C stops both cleanly; a second
  * Ctrl-C hands running tasks back at once. `--nats <url>` joins an existing NATS instead.
  */
-import { Command, InvalidArgumentError, Option } from "commander";
+import { Command, Option } from "commander";
 import { compileConfig, defaultStateDir, readConfigFile, startDaemon } from "../daemon/index.js";
+import { parseWholeNumber as int, parseLabels as labels, parseList as list } from "../daemon/lite.js";
 import { startLocalNats } from "./local-nats.js";
-
-function list(v: string): string[] {
-  return v
-    .split(",")
-    .map((s) => s.trim())
-    .filter(Boolean);
-}
-
-function labels(v: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const kv of list(v)) {
-    const i = kv.indexOf("=");
-    if (i <= 0) throw new InvalidArgumentError(`"${kv}" is not k=v (e.g. --labels gpu=true)`);
-    out[kv.slice(0, i)] = kv.slice(i + 1);
-  }
-  return out;
-}
-
-function int(v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n)) throw new InvalidArgumentError(`"${v}" is not a whole number`);
-  return n;
-}
 
 interface UpOptions {
   stateDir?: string;

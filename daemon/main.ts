@@ -4,34 +4,12 @@
  * start. Signals are handled here only: SIGTERM/SIGINT stop gracefully, a second SIGINT forces.
  */
 import { readFileSync } from "node:fs";
-import { Command, InvalidArgumentError } from "commander";
+import { Command } from "commander";
 import { compileConfig, readConfigFile } from "./config.js";
 import { errorMessage, MeshError } from "./errors.js";
 import { startDaemon } from "./start.js";
+import { parseWholeNumber as int, parseLabels, parseList } from "./util/flags.js";
 import { VERSION } from "./version.js";
-
-function parseList(v: string): string[] {
-  return v
-    .split(",")
-    .map((s) => s.trim())
-    .filter(Boolean);
-}
-
-export function parseLabels(v: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const kv of parseList(v)) {
-    const i = kv.indexOf("=");
-    if (i <= 0) throw new InvalidArgumentError(`"${kv}" is not k=v (e.g. --labels gpu=true,os=linux)`);
-    out[kv.slice(0, i)] = kv.slice(i + 1);
-  }
-  return out;
-}
-
-function int(v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n)) throw new InvalidArgumentError(`"${v}" is not a whole number`);
-  return n;
-}
 
 const program = new Command("meshd")
   .description("agent-mesh daemon: claims tasks from NATS JetStream and runs them on this machine")

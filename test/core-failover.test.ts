@@ -7,7 +7,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { Daemon } from "../daemon/index.js";
-import { makeTempDir, NatsServer, waitFor } from "./harness/index.js";
+import { isAlive, makeTempDir, NatsServer, waitFor } from "./harness/index.js";
 import {
   type MeshClient,
   type MeshdProcess,
@@ -35,15 +35,6 @@ afterAll(async () => {
   await client?.close();
   await nats?.cleanup();
 });
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** Attempt 1 records its pid and hangs; later attempts succeed at once. */
 function hangOnFirstAttempt(pidFile: string, pool: string, extra: Record<string, unknown> = {}) {
@@ -77,7 +68,7 @@ describe("failover", () => {
     );
     child.kill("SIGKILL");
     await child.exited;
-    await waitFor(() => !alive(pid), { name: "orphaned run killed with its daemon", timeoutMs: 5000 });
+    await waitFor(() => !isAlive(pid), { name: "orphaned run killed with its daemon", timeoutMs: 5000 });
     const b = await startDaemon(nats.url, { pools: ["kill9"], slots: 1 });
     daemons.push(b);
     const done = await waitForState(client.api, spec.id, ["succeeded", "dead", "failed"]);
@@ -98,7 +89,7 @@ describe("failover", () => {
       await waitFor(() => readFile(pidFile, "utf8").catch(() => undefined), { name: "run started" }),
     );
     await a.stop();
-    expect(alive(pid)).toBe(false);
+    expect(isAlive(pid)).toBe(false);
     const back = await client.api.getTask(spec.id);
     expect(back.record.state).toBe("queued");
     expect(back.record.attempts[0]?.outcome).toBe("interrupted");
@@ -164,7 +155,7 @@ describe("failover", () => {
     );
     await nats.kill();
     // Within the lease (2 s) the worker must have given up its run: nobody else may take over before.
-    await waitFor(() => !alive(pid), { name: "self-fenced run stopped", timeoutMs: 5000 });
+    await waitFor(() => !isAlive(pid), { name: "self-fenced run stopped", timeoutMs: 5000 });
     await nats.restart();
     const done = await waitForState(client.api, spec.id, ["succeeded", "dead", "failed"], 45_000);
     expect(done.record.state).toBe("succeeded");

@@ -9,7 +9,7 @@ import type { Daemon } from "../daemon/index.js";
 import { MeshError } from "../daemon/index.js";
 import { TASKS_STREAM, taskSubject } from "../daemon/queue/topology.js";
 import { newTaskRecord } from "../daemon/tasks/record.js";
-import { makeTempDir, NatsServer, waitFor } from "./harness/index.js";
+import { isAlive, makeTempDir, NatsServer, waitFor } from "./harness/index.js";
 import { type MeshClient, openClient, startDaemon, waitForState } from "./support/mesh.js";
 import { nodeTask, uniqueId } from "./support/tasks.js";
 
@@ -189,7 +189,7 @@ describe("core: tasks on a real nats-server", () => {
     const done = await waitForState(client.api, running.id, ["cancelled", "succeeded", "failed", "dead"]);
     expect(done.record.state).toBe("cancelled");
     expect(done.record.attempts[0]?.outcome).toBe("cancelled");
-    await waitFor(() => !alive(pid), { name: "cancelled task's process gone" });
+    await waitFor(() => !isAlive(pid), { name: "cancelled task's process gone" });
     await expect(readFile(marker, "utf8")).rejects.toThrow();
     expect((await client.api.getTask(queued.id)).record.attempts).toHaveLength(0);
     await d.stop(1000);
@@ -256,12 +256,3 @@ describe("core: tasks on a real nats-server", () => {
     });
   });
 });
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}

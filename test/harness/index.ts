@@ -13,5 +13,6 @@ export {
   type NatsServerOptions,
   NatsServerStartError,
 } from "./nats-server.js";
+export { isAlive } from "./process.js";
 export { makeTempDir, removeTempDir, removeTempDirs } from "./tmp.js";
 export { Deferred, type WaitForOptions, waitFor, withTimeout } from "./wait.js";

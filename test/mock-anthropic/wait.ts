@@ -1,6 +1,9 @@
-/** Waiting on conditions, never on the clock. */
+/** The harness's condition waits, with defaults for the mock's callers. */
+import { waitFor as harnessWaitFor } from "../harness/index.js";
 
-export async function waitFor<T>(
+export { isAlive } from "../harness/index.js";
+
+export function waitFor<T>(
   cond: () => T | undefined | false | Promise<T | undefined | false>,
   {
     timeoutMs = 30_000,
@@ -8,21 +11,5 @@ export async function waitFor<T>(
     name = "condition",
   }: { timeoutMs?: number; intervalMs?: number; name?: string } = {},
 ): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await cond();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${name}`);
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
-}
-
-/** True while a process with this pid exists. */
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
+  return harnessWaitFor(cond, { timeoutMs, intervalMs, name });
 }
