@@ -368,17 +368,21 @@ describe("MeshWorkspaces (the daemon's default)", () => {
 
       const scratch = join(stateDir, "scratch", plain.id, "a1");
       await mkdir(scratch, { recursive: true });
+      // The Claude runner's per-task state goes with the task's last work folder.
+      const claudeState = join(stateDir, "claude", repo.id, "config");
+      await mkdir(claudeState, { recursive: true });
       const old = new Date(Date.now() - 3_600_000);
       for (const p of [wp.workdir, wr.workdir, scratch]) await utimes(p, old, old);
       // Still running: nothing goes.
       await ws.sweep();
-      expect([wp.workdir, wr.workdir, scratch].every((p) => existsSync(p))).toBe(true);
+      expect([wp.workdir, wr.workdir, scratch, claudeState].every((p) => existsSync(p))).toBe(true);
 
       await wp.finish({ succeeded: true, message: "m" });
       await wr.finish({ succeeded: false, message: "m" });
       for (const p of [wp.workdir, wr.workdir, scratch]) await utimes(p, old, old);
       await ws.sweep();
       expect([wp.workdir, wr.workdir, scratch].some((p) => existsSync(p))).toBe(false);
+      expect(existsSync(join(stateDir, "claude", repo.id))).toBe(false);
     } finally {
       ws.close();
     }

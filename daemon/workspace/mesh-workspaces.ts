@@ -24,6 +24,7 @@ export class MeshWorkspaces implements WorkspaceProvider {
   private readonly log: Logger;
   private readonly workRoot: string;
   private readonly scratchRoot: string;
+  private readonly claudeRoot: string;
   private timer: NodeJS.Timeout | undefined;
   private sweeping: Promise<void> | undefined;
 
@@ -31,6 +32,8 @@ export class MeshWorkspaces implements WorkspaceProvider {
     this.git = new GitWorkspaceProvider(opts);
     this.workRoot = join(resolve(opts.stateDir), "work");
     this.scratchRoot = join(resolve(opts.stateDir), "scratch");
+    // Where the Claude runner keeps each task's config and transcripts (see runtime.ts).
+    this.claudeRoot = join(resolve(opts.stateDir), "claude");
     this.dir = new DirWorkspaceProvider(this.workRoot);
     this.log = opts.log.child({ component: "workspaces" });
   }
@@ -66,6 +69,7 @@ export class MeshWorkspaces implements WorkspaceProvider {
     const removed = await sweepAttempts({
       workRoot: this.workRoot,
       scratchRoot: this.scratchRoot,
+      taskStateRoots: [this.claudeRoot],
       retentionMs: this.opts.retentionMs,
       isActive: (p) => this.activeDirs.has(p) || this.git.isActive(p),
       removeWorktree: (p) => this.git.removeWorktree(p),

@@ -10,6 +10,11 @@ export interface SweepOptions {
   /** Per-attempt scratch folders laid out like the work root (`<task>/a<n>`). */
   scratchRoot?: string;
   retentionMs: number;
+  /**
+   * Folders holding per-task state (e.g. Claude Code's config and transcripts, `<root>/<task>`):
+   * removed once the task's last work folder is gone, since nothing can resume without it.
+   */
+  taskStateRoots?: string[];
   /** In use by a running attempt: never removed, whatever its age. */
   isActive(workdir: string): boolean;
   removeWorktree(workdir: string): Promise<void>;
@@ -50,7 +55,15 @@ export async function sweepAttempts(opts: SweepOptions): Promise<string[]> {
         if (root === opts.workRoot) removed.push(p);
       }
       // Only when empty; a folder that got a new attempt meanwhile stays.
-      await rmdir(taskDir).catch(() => undefined);
+      const gone = await rmdir(taskDir).then(
+        () => true,
+        () => false,
+      );
+      if (gone && root === opts.workRoot) {
+        for (const stateRoot of opts.taskStateRoots ?? []) {
+          await rm(join(stateRoot, task), { recursive: true, force: true });
+        }
+      }
     }
   }
   return removed;
