@@ -3,7 +3,7 @@
  * taken over after the lease; its child dies with it), graceful shutdown handing work back,
  * SIGTERM letting a task finish, a NATS restart, and a worker cut off from NATS fencing itself.
  */
-import { readFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { Daemon } from "../daemon/index.js";
@@ -117,6 +117,40 @@ describe("failover", () => {
     const v = await client.api.getTask(spec.id);
     expect(v.record.state).toBe("succeeded");
     expect(v.record.attempts).toHaveLength(1);
+  });
+
+  it("a second SIGINT forces: running tasks are handed back at once instead of after the grace", async () => {
+    const cfg = join(await makeTempDir(), "meshd.yaml");
+    await writeFile(cfg, "shutdownGrace: 10m\n");
+    const child = await spawnMeshd([
+      "-c",
+      cfg,
+      "--nats",
+      nats.url,
+      "--pools",
+      "force",
+      "--slots",
+      "1",
+      "--no-http",
+    ]);
+    children.push(child);
+    const pidFile = join(await makeTempDir(), "pid");
+    const spec = hangOnFirstAttempt(pidFile, "force");
+    await client.api.submit([spec]);
+    const pid = Number(
+      await waitFor(() => readFile(pidFile, "utf8").catch(() => undefined), { name: "run started" }),
+    );
+    child.kill("SIGINT");
+    await waitFor(() => child.stderr().includes("send SIGINT again to force"), {
+      name: "graceful stop begun",
+    });
+    child.kill("SIGINT");
+    // With a 10 minute grace, only the forced path can end it within the test's time.
+    expect((await child.exited).code).toBe(0);
+    expect(isAlive(pid)).toBe(false);
+    const v = await client.api.getTask(spec.id);
+    expect(v.record.state).toBe("queued");
+    expect(v.record.attempts[0]?.outcome).toBe("interrupted");
   });
 
   it("keeps going across a NATS restart", async () => {
