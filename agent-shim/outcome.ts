@@ -64,5 +64,7 @@ export function classifyEnd(end: SessionEnd): ShimOutcome {
     if (rateLimited && end.lastRetry?.retryDelayMs !== undefined) o.retryAfterMs = end.lastRetry.retryDelayMs;
     return withResult(o);
   }
-  return withResult({ ...base, status: "failed", reason: `${r.subtype}${text ? `: ${text}` : ""}` });
+  // An exhausted error without an API status still says subtype "success": name it plainly.
+  const what = r.subtype === "success" ? "claude ended with an error" : `claude ended with ${r.subtype}`;
+  return withResult({ ...base, status: "failed", reason: `${what}${text ? `: ${text}` : ""}` });
 }

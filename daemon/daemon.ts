@@ -154,6 +154,14 @@ export class Daemon {
         ...(cfg.nats.domain ? { domain: cfg.nats.domain } : {}),
       });
       for (const pool of cfg.pools) await this.topo.consumer(pool);
+      // Offer only runners that can work here; their tasks then wait for a worker that can.
+      for (const [kind, runner] of [...this.runners]) {
+        const why = await runner.unavailable?.();
+        if (why) {
+          this.log.warn({ runner: kind, why }, "runner not offered by this worker");
+          this.runners.delete(kind);
+        }
+      }
       const topo = this.topo;
       const store = new TaskStore(topo.tasks, topo.jsm);
       this.events = new EventPublisher(topo.js, this.log);

@@ -6,7 +6,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Daemon } from "../daemon/index.js";
-import { MeshError } from "../daemon/index.js";
+import { MeshError, validateTaskSpec } from "../daemon/index.js";
 import { TASKS_STREAM, taskSubject } from "../daemon/queue/topology.js";
 import { newTaskRecord } from "../daemon/tasks/record.js";
 import { isAlive, makeTempDir, NatsServer, waitFor } from "./harness/index.js";
@@ -193,6 +193,48 @@ describe("core: tasks on a real nats-server", () => {
     await expect(readFile(marker, "utf8")).rejects.toThrow();
     expect((await client.api.getTask(queued.id)).record.attempts).toHaveLength(0);
     await d.stop(1000);
+  });
+
+  it("a command that does not exist fails at once (not retried) and says so", async () => {
+    const d = await daemon({ pools: ["nocmd"], slots: 1 });
+    const spec = validateTaskSpec({
+      id: uniqueId(),
+      prompt: "p",
+      pool: "nocmd",
+      runner: "command",
+      command: ["definitely-not-a-command-xyz", "--flag"],
+      maxAttempts: 3,
+    });
+    await client.api.submit([spec]);
+    const done = await waitForState(client.api, spec.id, ["failed", "dead", "succeeded"]);
+    expect(done.record.state).toBe("failed");
+    expect(done.record.attempts).toHaveLength(1);
+    expect(done.record.attempts[0]?.reason).toMatch(/command not found: definitely-not-a-command-xyz/);
+    await d.stop(1000);
+  });
+
+  it("does not offer the claude runner where Claude Code or its API key is missing", async () => {
+    const noBinary = await daemon({
+      pools: ["noclaude"],
+      runners: ["claude", "command"],
+      claude: { command: ["/nonexistent/claude"] },
+    });
+    const w = (await client.api.listWorkers()).find((x) => x.workerId === noBinary.workerId);
+    expect(w?.runners).toEqual(["command"]);
+    const spec = validateTaskSpec({ id: uniqueId(), prompt: "p", pool: "noclaude" });
+    await client.api.submit([spec]);
+    const v = await client.api.getTask(spec.id);
+    expect(v.unschedulable).toMatch(/runner "claude"/);
+    await client.api.cancel(spec.id);
+    await noBinary.stop(1000);
+    const keyless = await daemon({
+      pools: ["noclaude"],
+      runners: ["claude"],
+      claude: { command: [process.execPath], apiKeyFile: join(await makeTempDir(), "missing-key") },
+    });
+    const k = (await client.api.listWorkers()).find((x) => x.workerId === keyless.workerId);
+    expect(k?.runners).toEqual([]);
+    await keyless.stop(1000);
   });
 
   it("enforces a task timeout", async () => {

@@ -246,7 +246,7 @@ describe("ClaudeRunner with the real Claude Code CLI", () => {
     const a = await attempt(h, { agent: { model: "claude-mesh-test-model", maxTurns: 1 } });
     const outcome = await a.run();
     expect(outcome.status).toBe("failed");
-    expect(outcome.reason).toMatch(/^error_max_turns/);
+    expect(outcome.reason).toMatch(/^claude ended with error_max_turns/);
     expect(h.mock.messages()[0]?.view?.model).toBe("claude-mesh-test-model");
     expect(outcome.result?.turns).toBeGreaterThanOrEqual(1);
   });

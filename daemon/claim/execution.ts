@@ -283,7 +283,7 @@ export class Execution {
           }
           default: {
             r.countedFailures += 1;
-            if (permanent) return terminal(r, "failed", why, now);
+            if (permanent || outcome?.permanent) return terminal(r, "failed", why, now);
             if (r.countedFailures >= r.maxAttempts) {
               return terminal(
                 r,

@@ -24,6 +24,7 @@ import {
 import { MeshError } from "../errors.js";
 import type { TaskResultInfo } from "../tasks/record.js";
 import type { RunContext, Runner, RunOutcome } from "./runner.js";
+import { resolveExecutable } from "./which.js";
 
 /** Daemon variables that look like secrets are not handed to agents unless named in `passEnv`. */
 const SECRET_ENV_RE = /(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL)/i;
@@ -283,8 +284,25 @@ export class ClaudeRunner implements Runner {
     Object.assign(env, this.cfg.extraEnv);
     const key = await this.readApiKey();
     if (key) env[key.name] = key.value;
-    else this.log.warn("no API key configured for Claude Code sessions");
+    else if (this.cfg.apiKey !== "none") throw new MeshError("FAILED_PRECONDITION", this.noKeyHint());
     return env;
+  }
+
+  private noKeyHint(): string {
+    const src = this.cfg.apiKey;
+    const where = src === "none" ? "" : "env" in src ? `$${src.env} is not set` : `${src.file} is empty`;
+    return `no Anthropic API key for Claude Code on this worker (${where}): set ANTHROPIC_API_KEY in meshd's environment or claude.apiKeyFile in its config`;
+  }
+
+  /** Why Claude Code cannot run here: its command is missing, or there is no API key. */
+  async unavailable(): Promise<string | undefined> {
+    const [cmd] = this.cfg.claudeCommand;
+    if (!resolveExecutable(cmd!, process.cwd())) {
+      return `${cmd} not found on this worker (install Claude Code or set claude.command in meshd's config)`;
+    }
+    if (this.cfg.apiKey !== "none" && !(await this.readApiKey().catch(() => undefined)))
+      return this.noKeyHint();
+    return undefined;
   }
 
   private taskEnv(ctx: RunContext): Record<string, string> {
@@ -351,7 +369,12 @@ export class ClaudeRunner implements Runner {
       await mkdir(ctx.scratchDir, { recursive: true });
       await writeFile(jobPath, JSON.stringify(this.buildJob(ctx)), { mode: 0o600 });
     } catch (err) {
-      return { status: "failed", reason: `cannot prepare the claude session: ${(err as Error).message}` };
+      const permanent = err instanceof MeshError && err.code === "FAILED_PRECONDITION";
+      return {
+        status: "failed",
+        reason: `cannot prepare the claude session: ${(err as Error).message}`,
+        permanent,
+      };
     }
 
     log.info({ shim: this.cfg.shimCommand, resume: ctx.previousSessionId ?? null }, "starting mesh-shim");
@@ -501,7 +524,19 @@ export class ClaudeRunner implements Runner {
       };
     }
     if (outcome.status === "cancelled") return { ...base, reason: aborted ?? outcome.reason ?? "cancelled" };
-    return { ...base, reason: outcome.reason ?? "claude session failed" };
+    const reason = outcome.reason ?? "claude session failed";
+    // Retrying cannot fix these: the program is missing, or the credentials are refused.
+    if (/^cannot start claude:.*ENOENT/.test(reason)) {
+      return { ...base, permanent: true, reason: `${reason} (install Claude Code or set claude.command)` };
+    }
+    if (outcome.apiErrorStatus === 401 || /not logged in/i.test(reason)) {
+      return {
+        ...base,
+        permanent: true,
+        reason: `Claude Code was not authenticated (${reason}): ${this.noKeyHint().replace(/^no Anthropic API key for Claude Code on this worker \([^)]*\): /, "")}`,
+      };
+    }
+    return { ...base, reason };
   }
 }
 

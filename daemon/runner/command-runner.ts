@@ -9,6 +9,7 @@ import { createInterface } from "node:readline";
 import { execa } from "execa";
 import { signalTree, withParentDeath } from "./child.js";
 import type { RunContext, Runner, RunOutcome } from "./runner.js";
+import { resolveExecutable } from "./which.js";
 
 export interface CommandRunnerOptions {
   killGraceMs?: number;
@@ -32,7 +33,17 @@ export class CommandRunner implements Runner {
 
   async run(ctx: RunContext): Promise<RunOutcome> {
     const argv = ctx.spec.command;
-    if (!argv || argv.length === 0) return { status: "failed", reason: "task has no command" };
+    if (!argv || argv.length === 0)
+      return { status: "failed", reason: "task has no command", permanent: true };
+    if (!resolveExecutable(argv[0]!, ctx.workdir, ctx.spec.env.PATH ?? process.env.PATH)) {
+      return {
+        status: "failed",
+        reason: `command not found: ${argv[0]} (not an executable on this worker's PATH)`,
+        permanent: true,
+        exitCode: null,
+        signal: null,
+      };
+    }
     const promptFile = join(ctx.scratchDir, "prompt.txt");
     await writeFile(promptFile, ctx.spec.prompt, { mode: 0o600 });
     const env: Record<string, string> = {};

@@ -35,6 +35,8 @@ export interface RunOutcome {
   result?: TaskResultInfo;
   /** For rate_limited: wait this long before the next attempt. */
   retryAfterMs?: number;
+  /** A failure that retrying cannot fix (the command does not exist, no API key): ends `failed`. */
+  permanent?: boolean;
 }
 
 export interface Runner {
@@ -43,6 +45,11 @@ export interface Runner {
   run(ctx: RunContext): Promise<RunOutcome>;
   /** Releases what the runner keeps between attempts (called once when the daemon stops). */
   close?(): Promise<void>;
+  /**
+   * Why this runner cannot work on this machine (e.g. its program is missing), or undefined.
+   * A daemon does not offer an unavailable runner, so its tasks go to workers that can run them.
+   */
+  unavailable?(): Promise<string | undefined>;
 }
 
 /** Reasons carried by the AbortSignal given to runners. */
