@@ -3,9 +3,12 @@
  * under the state dir) and one meshd in this process. Ctrl-C stops both cleanly; a second
  * Ctrl-C hands running tasks back at once. `--nats <url>` joins an existing NATS instead.
  */
+import { connect } from "node:net";
+import { join } from "node:path";
 import { Command, Option } from "commander";
 import { compileConfig, defaultStateDir, readConfigFile, startDaemon } from "../daemon/index.js";
 import { parseWholeNumber as int, parseLabels as labels, parseList as list } from "../daemon/lite.js";
+import { CliError, EXIT } from "./errors.js";
 import { startLocalNats } from "./local-nats.js";
 
 interface UpOptions {
@@ -46,6 +49,9 @@ export function upCommand(): Command {
       const json = Boolean(cmd.optsWithGlobals().json);
       const raw: Record<string, unknown> = o.config ? readConfigFile(o.config) : {};
       const stateDir = o.stateDir ?? (raw.stateDir as string | undefined) ?? defaultStateDir();
+      const socketPath =
+        (raw.grpc as { socket?: string } | undefined)?.socket ?? join(stateDir, "meshd.sock");
+      await refuseIfRunning(socketPath, stateDir);
       const nats = o.nats
         ? undefined
         : await startLocalNats({ stateDir, host: "127.0.0.1", port: o.natsPort });
@@ -107,4 +113,23 @@ export function upCommand(): Command {
         await nats?.stop();
       }
     });
+}
+
+/** A second `mesh up` on a state dir in use must not start another nats-server on its data. */
+async function refuseIfRunning(socketPath: string, stateDir: string): Promise<void> {
+  const live = await new Promise<boolean>((resolve) => {
+    const sock = connect(socketPath);
+    sock.once("connect", () => {
+      sock.destroy();
+      resolve(true);
+    });
+    sock.once("error", () => resolve(false));
+  });
+  if (live) {
+    throw new CliError(
+      EXIT.OTHER,
+      `a mesh is already running with state dir ${stateDir} (its daemon answers on ${socketPath}); use it, stop it, or pass another --state-dir`,
+      "ALREADY_EXISTS",
+    );
+  }
 }

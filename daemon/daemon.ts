@@ -5,7 +5,7 @@
  * rest back to the queue.
  */
 import { randomBytes } from "node:crypto";
-import { mkdir } from "node:fs/promises";
+import { chmod, mkdir } from "node:fs/promises";
 import type { JsMsg } from "@nats-io/jetstream";
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import type { MeshApi } from "./api/mesh-api.js";
@@ -73,7 +73,7 @@ export class Daemon {
     private readonly deps: DaemonDeps = {},
   ) {
     this.workerId = `${config.name}-${randomBytes(4).toString("hex")}`;
-    this.log = deps.logger ?? createLogger(config.logLevel, { component: "meshd", workerId: this.workerId });
+    this.log = deps.logger ?? createLogger(config.logLevel, { workerId: this.workerId });
     this.slots = new Slots(config.slots);
     this.observer = deps.observer ?? noopObserver;
     for (const r of deps.runners ?? defaultRunners(config, this.log)) {
@@ -145,6 +145,10 @@ export class Daemon {
     const cfg = this.config;
     try {
       await mkdir(cfg.stateDir, { recursive: true, mode: 0o700 });
+      // The socket, worktrees and agent transcripts live here: private to this user.
+      await chmod(cfg.stateDir, 0o700).catch((err) =>
+        this.log.warn({ err, stateDir: cfg.stateDir }, "cannot make the state dir private"),
+      );
       this.nc = await connectNats(cfg.nats, `meshd ${this.workerId}`);
       void this.watchConnection(this.nc);
       this.topo = await ensureTopology(this.nc, {

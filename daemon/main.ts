@@ -24,13 +24,17 @@ const program = new Command("meshd")
   .option("--nats-tls-cert <file>", "client certificate for NATS (mutual TLS)")
   .option("--nats-tls-key <file>", "client key for NATS (mutual TLS)")
   .option("--nats-domain <domain>", "JetStream domain (when connecting through a leaf node)")
-  .option("--replicas <n>", "replicas for streams and buckets this daemon creates", int)
+  .option(
+    "--replicas <n>",
+    "replicas for streams and buckets this daemon creates (default 1; 3 on a cluster)",
+    int,
+  )
   .option("--name <name>", "a readable name for this worker (default: host name)")
   .option("--pools <pools>", "pools to serve, comma-separated (default: default)", parseList)
   .option("--labels <k=v,...>", "labels tasks can require", parseLabels)
   .option("--slots <n>", "tasks run at once (default 2)", int)
   .option("--runners <kinds>", "runners to enable: claude,command,noop (default all)", parseList)
-  .option("--lease <duration>", "task lease, e.g. 15s (a dead worker's task is taken over after it)")
+  .option("--lease <duration>", "task lease (default 15s): a dead worker's task is taken over after it")
   .option("--presence-interval <duration>", "how often this daemon refreshes its presence (default 5s)")
   .option("--state-dir <dir>", "state directory (default ~/.agent-mesh, env MESH_STATE_DIR)")
   .option("--grpc-socket <path>", "gRPC Unix socket (default <state-dir>/meshd.sock)")
@@ -123,7 +127,10 @@ async function main(): Promise<void> {
   const onSignal = (sig: NodeJS.Signals) => {
     signals++;
     if (signals === 1) {
-      daemon.log.info({ signal: sig }, "stopping (send SIGINT again to force)");
+      daemon.log.info(
+        { signal: sig },
+        "stopping gracefully (a second SIGINT hands running tasks back at once)",
+      );
       void daemon.stop().then(
         () => process.exit(0),
         (err) => {

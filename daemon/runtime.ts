@@ -30,7 +30,7 @@ export function defaultRunners(config: DaemonConfig, log: Logger): Runner[] {
         configRoot: join(config.stateDir, "claude"),
         hangTimeoutMs: c.hangTimeout,
         heartbeatMs: Math.max(1000, Math.min(15_000, config.heartbeatMs)),
-        logger: log.child({ component: "claude-runner" }),
+        logger: log,
       }),
     );
   }

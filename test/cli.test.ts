@@ -614,7 +614,7 @@ describe("mesh CLI, end to end", () => {
       {
         name: "missing prompt",
         text: "id: bad-noprompt\ntitle: no prompt here\n",
-        error: /prompt: /,
+        error: /prompt: is required/,
         ids: ["bad-noprompt"],
       },
       {

@@ -141,7 +141,7 @@ describe("failover", () => {
       await waitFor(() => readFile(pidFile, "utf8").catch(() => undefined), { name: "run started" }),
     );
     child.kill("SIGINT");
-    await waitFor(() => child.stderr().includes("send SIGINT again to force"), {
+    await waitFor(() => child.stderr().includes("a second SIGINT hands running tasks back"), {
       name: "graceful stop begun",
     });
     child.kill("SIGINT");

@@ -46,6 +46,19 @@ describe("mesh up", () => {
       (await run(process.execPath, [MESH_BIN, "workers", "--json"], { env })).stdout,
     );
     expect(workers.workers.map((w: { workerId: string }) => w.workerId)).toContain(info.workerId);
+    // A second `mesh up` on the same state dir refuses before touching the NATS data.
+    const again = await run(
+      process.execPath,
+      [MESH_BIN, "up", "--state-dir", stateDir, "--nats-port", String(await freePort())],
+      {
+        env,
+      },
+    ).then(
+      () => ({ code: 0, stderr: "" }),
+      (e: { code: number; stderr: string }) => e,
+    );
+    expect(again.code).toBe(5);
+    expect(again.stderr).toMatch(/a mesh is already running with state dir/);
     const natsPid = Number(
       (await run("pgrep", ["-f", `nats-server.*-p ${port}`])).stdout.trim().split("\n")[0],
     );

@@ -107,20 +107,28 @@ function formatPath(prefix: string, path: ReadonlyArray<PropertyKey>): string {
   return out || "(root)";
 }
 
-function zodToMeshError(err: z.ZodError, prefix: string): MeshError {
-  const issue = err.issues[0]!;
+function describeIssue(issue: z.core.$ZodIssue, prefix: string): { field: string; text: string } {
   let path = issue.path;
   let msg = issue.message;
   if (issue.code === "unrecognized_keys") {
     const key = issue.keys[0]!;
     path = [...issue.path, key];
     msg = `unknown field "${key}"; check the spelling (see the task spec in README)`;
+  } else if (issue.code === "invalid_type" && /received undefined$/.test(msg)) {
+    msg = "is required";
   } else if (issue.code === "invalid_type" && msg.startsWith("Invalid input: expected")) {
-    msg = `${msg.replace("Invalid input: ", "")}`;
+    msg = msg.replace("Invalid input: ", "");
   }
   const field = formatPath(prefix, path);
-  const more = err.issues.length > 1 ? ` (and ${err.issues.length - 1} more problem(s))` : "";
-  return new MeshError("INVALID_ARGUMENT", `${field}: ${msg}${more}`, { field, cause: err });
+  return { field, text: `${field}: ${msg}` };
+}
+
+/** One line naming every problem (up to a few), the first problem's field as the error's field. */
+function zodToMeshError(err: z.ZodError, prefix: string): MeshError {
+  const all = err.issues.map((i) => describeIssue(i, prefix));
+  const shown = all.slice(0, 4).map((d) => d.text);
+  if (all.length > 4) shown.push(`and ${all.length - 4} more`);
+  return new MeshError("INVALID_ARGUMENT", shown.join("; "), { field: all[0]!.field, cause: err });
 }
 
 export function newTaskId(): string {
