@@ -19,6 +19,7 @@ import { type MeshObserver, noopObserver } from "./metrics/observer.js";
 import { connectNats } from "./nats/connect.js";
 import { Sweeper } from "./queue/sweeper.js";
 import { ensureTopology, type Topology } from "./queue/topology.js";
+import { WorkerDirectory } from "./registry/directory.js";
 import { Presence } from "./registry/presence.js";
 import type { WorkerInfo } from "./registry/worker-info.js";
 import type { Runner } from "./runner/runner.js";
@@ -55,6 +56,7 @@ export class Daemon {
   private topo: Topology | undefined;
   private loop: ClaimLoop | undefined;
   private presence: Presence | undefined;
+  private directory: WorkerDirectory | undefined;
   private sweeper: Sweeper | undefined;
   private service: MeshService | undefined;
   private events: EventPublisher | undefined;
@@ -191,7 +193,11 @@ export class Daemon {
           labels: cfg.labels,
           runners: [...this.runners.keys()],
         },
-        { leaseMs: cfg.leaseMs },
+        {
+          leaseMs: cfg.leaseMs,
+          servedByAnother: (pool, labels, runner) =>
+            this.directory?.servedByAnother(this.workerId, pool, labels, runner) ?? true,
+        },
       );
       this.loop = new ClaimLoop({
         pools: cfg.pools,
@@ -243,6 +249,12 @@ export class Daemon {
       for (const p of this.plugins) await p.start(this);
       this.setState("running");
       await this.presence.start();
+      this.directory = new WorkerDirectory(topo.workers, topo.jsm, {
+        refreshMs: cfg.presenceIntervalMs,
+        staleMs: cfg.presenceTtlMs,
+        log: this.log,
+      });
+      await this.directory.start();
       this.loop.start();
       this.sweeper.start();
       this.log.info(
@@ -307,6 +319,7 @@ export class Daemon {
   private async closeAll(): Promise<void> {
     const steps: Array<[string, () => Promise<unknown> | unknown]> = [
       ["sweeper", () => this.sweeper?.stop()],
+      ["worker directory", () => this.directory?.stop()],
       ...this.plugins.map((p): [string, () => Promise<void>] => [p.name, () => p.stop()]),
       ["presence", () => this.presence?.stop()],
       ["runners", () => Promise.all([...this.runners.values()].map((r) => r.close?.()))],

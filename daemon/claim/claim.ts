@@ -27,7 +27,13 @@ export type Decision =
 export interface ClaimerOptions {
   leaseMs: number;
   now?: () => number;
+  /** Whether another live worker serves this kind of task (see WorkerDirectory). */
+  servedByAnother?: (pool: string, labels: Record<string, string>, runner: string) => boolean;
 }
+
+/** Hand-back delays for a task this worker cannot serve: soon if another worker can, else slowly. */
+export const HANDBACK_TO_ANOTHER_MS = 200;
+export const HANDBACK_UNSERVED_MS = 1000;
 
 export class Claimer {
   /** task id -> (revision, when we first saw it) for staleness judged on our own clock. */
@@ -63,8 +69,10 @@ export class Claimer {
         return { kind: "skip", taskId: id, why: "cancel pending" };
       }
       if (!workerServes(this.me, r.spec.pool, r.spec.labels, r.spec.runner)) {
-        // Another worker may serve it; the record shows it as unschedulable if none does.
-        msg.nak(Math.min(2000, this.opts.leaseMs));
+        // Hand it back soon when another live worker can run it; slowly when none can (the
+        // record is then shown as unschedulable, and the doorbell waits for such a worker).
+        const other = this.opts.servedByAnother?.(r.spec.pool, r.spec.labels, r.spec.runner) ?? true;
+        msg.nak(other ? HANDBACK_TO_ANOTHER_MS : HANDBACK_UNSERVED_MS);
         return { kind: "skip", taskId: id, why: "labels or runner not served here" };
       }
       const notBefore = r.notBefore ? Date.parse(r.notBefore) - Date.now() : 0;

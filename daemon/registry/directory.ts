@@ -1,0 +1,58 @@
+/**
+ * A cached view of the live workers, refreshed in the background. The claim loop asks it
+ * whether some other worker can serve a task it cannot, to decide how soon to hand it back.
+ */
+import type { JetStreamManager } from "@nats-io/jetstream";
+import type { KV } from "@nats-io/kv";
+import { errorMessage } from "../errors.js";
+import type { Logger } from "../log.js";
+import { listWorkers } from "./presence.js";
+import { type WorkerInfo, workerServes } from "./worker-info.js";
+
+export class WorkerDirectory {
+  private workers: WorkerInfo[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private refreshing: Promise<void> | undefined;
+  private lastRefresh = 0;
+
+  constructor(
+    private readonly kv: KV,
+    private readonly jsm: JetStreamManager,
+    private readonly opts: { refreshMs: number; staleMs: number; log: Logger },
+  ) {}
+
+  async start(): Promise<void> {
+    await this.refresh();
+    this.timer = setInterval(() => void this.refresh(), this.opts.refreshMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  refresh(): Promise<void> {
+    this.refreshing ??= (async () => {
+      try {
+        this.workers = await listWorkers(this.kv, this.jsm, this.opts.staleMs);
+        this.lastRefresh = Date.now();
+      } catch (err) {
+        this.opts.log.debug({ err: errorMessage(err) }, "worker directory refresh failed");
+      } finally {
+        this.refreshing = undefined;
+      }
+    })();
+    return this.refreshing;
+  }
+
+  /** Whether a live worker other than `self` serves this kind of task (as last seen). */
+  servedByAnother(self: string, pool: string, labels: Record<string, string>, runner: string): boolean {
+    const found = this.workers.some(
+      (w) => w.workerId !== self && !w.draining && workerServes(w, pool, labels, runner),
+    );
+    // A worker that just joined may not be cached yet: look again soon (at most every 250 ms).
+    if (!found && Date.now() - this.lastRefresh > 250) void this.refresh();
+    return found;
+  }
+}
