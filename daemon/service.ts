@@ -107,7 +107,9 @@ export class MeshService implements MeshApi {
       .filter(({ record: r }) => {
         if (states && !states.has(r.state)) return false;
         if (filter.pool && r.spec.pool !== filter.pool) return false;
-        if (filter.workerId && !r.attempts.some((a) => a.workerId === filter.workerId)) return false;
+        // A worker id, or a worker name (ids are `<name>-<random>`).
+        const w = filter.workerId;
+        if (w && !r.attempts.some((a) => a.workerId === w || a.workerId.startsWith(`${w}-`))) return false;
         return true;
       })
       .sort(

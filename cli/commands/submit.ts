@@ -58,6 +58,9 @@ interface Opts {
   waitTimeout: string;
 }
 
+/** When `--wait` mentions tasks that no live worker can serve. */
+const UNSCHEDULABLE_HINT_MS = 2000;
+
 async function submit(ctx: Ctx, file: string, opts: Opts): Promise<void> {
   const waitMs = parseDurationFlag(opts.waitTimeout, "--wait-timeout");
   const { text, source } = await readInput(file);
@@ -87,6 +90,17 @@ async function submit(ctx: Ctx, file: string, opts: Opts): Promise<void> {
     `submitted ${submitted.length} task(s) (${created} new); waiting for them to finish (Ctrl-C stops waiting, not the tasks)`,
   );
   const finals = new Map<string, Final>();
+  // A task nobody can run would otherwise wait silently: say so once, early.
+  const hint = setTimeout(() => {
+    void (async () => {
+      for (const t of submitted) {
+        if (finals.has(t.id) || ctx.signal.aborted) continue;
+        const { task } = await ctx.client().getTask(t.id);
+        if (task?.unschedulableReason) ctx.note(`${t.id} is waiting: ${task.unschedulableReason}`);
+      }
+    })().catch(() => undefined);
+  }, UNSCHEDULABLE_HINT_MS);
+  hint.unref();
   await eachLimited(submitted, WATCH_CONCURRENCY, async (t) => {
     const final = await watchUntilTerminal(ctx, t.id, waitMs, (e) => {
       if (opts.follow) {
@@ -98,6 +112,7 @@ async function submit(ctx: Ctx, file: string, opts: Opts): Promise<void> {
     });
     if (final) finals.set(t.id, final);
   });
+  clearTimeout(hint);
   if (ctx.signal.aborted) {
     throw new CliError(
       EXIT.INTERRUPTED,

@@ -152,7 +152,7 @@ export function tasksCommand(): Command {
       collectStates,
     )
     .option("--pool <pool>", "only this pool")
-    .option("--worker <id>", "only tasks owned (now or last) by this worker")
+    .option("--worker <id|name>", "only tasks run (in any attempt) by this worker id or worker name")
     .option("--limit <n>", "at most n tasks", positiveInt)
     .addHelpText("after", `\n--json output:\n  {"tasks":[TASK]} where TASK is\n  ${TASK_FIELDS}`)
     .action(run<[ListOpts]>((ctx, o) => list(ctx, o)));
