@@ -82,6 +82,9 @@ export const daemonOptionsSchema = z.strictObject({
       host: z.string().default("127.0.0.1"),
       port: z.number().int().min(0).max(65535).default(0),
       tokenFile: z.string().min(1).optional(),
+      /** Serve HTTPS (both or neither). */
+      tlsCertFile: z.string().min(1).optional(),
+      tlsKeyFile: z.string().min(1).optional(),
       /** Address other daemons and Prometheus use to reach this one (defaults to host:port). */
       advertise: z.string().min(1).optional(),
     })
@@ -160,6 +163,11 @@ export function compileConfig(input: unknown, source = "config"): DaemonConfig {
   if ((o.nats.tlsCertFile === undefined) !== (o.nats.tlsKeyFile === undefined)) {
     throw new MeshError("INVALID_ARGUMENT", `${source}: nats.tlsCertFile and nats.tlsKeyFile go together`, {
       field: "nats.tlsKeyFile",
+    });
+  }
+  if ((o.http.tlsCertFile === undefined) !== (o.http.tlsKeyFile === undefined)) {
+    throw new MeshError("INVALID_ARGUMENT", `${source}: http.tlsCertFile and http.tlsKeyFile go together`, {
+      field: "http.tlsKeyFile",
     });
   }
   if (o.lease < 1000) {

@@ -48,6 +48,9 @@ const program = new Command("meshd")
   .option("--grpc-token-file <file>", "file holding the bearer token gRPC TCP clients must send")
   .option("--http-host <host>", "metrics/health listener address (default 127.0.0.1)")
   .option("--http-port <port>", "metrics/health listener port (default: random)", int)
+  .option("--http-token-file <file>", "require this bearer token for /metrics and /sd")
+  .option("--http-tls-cert <file>", "serve the metrics/health listener over HTTPS with this certificate")
+  .option("--http-tls-key <file>", "key of --http-tls-cert")
   .option("--no-http", "do not start the metrics/health listener")
   .option("--log-level <level>", "trace|debug|info|warn|error|silent");
 
@@ -117,6 +120,9 @@ async function main(): Promise<void> {
   const http = { ...((raw.http as Record<string, unknown>) ?? {}) };
   if (f.httpHost) http.host = f.httpHost;
   if (f.httpPort !== undefined) http.port = f.httpPort;
+  if (f.httpTokenFile) http.tokenFile = f.httpTokenFile;
+  if (f.httpTlsCert) http.tlsCertFile = f.httpTlsCert;
+  if (f.httpTlsKey) http.tlsKeyFile = f.httpTlsKey;
   if (f.http === false) http.enabled = false;
   if (Object.keys(http).length > 0) raw.http = http;
 

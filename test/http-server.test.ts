@@ -3,9 +3,12 @@
  * nats-server, the bearer token, readiness following NATS, discovery following presence, and
  * the server's lifecycle on its own.
  */
-import { writeFile } from "node:fs/promises";
+import { execFile } from "node:child_process";
+import { readFile, writeFile } from "node:fs/promises";
+import { request as httpsRequest } from "node:https";
 import { createServer } from "node:net";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { compileConfig, type Daemon, type DaemonOptions, MeshError, startDaemon } from "../daemon/index.js";
 import type { WorkerInfo } from "../daemon/registry/worker-info.js";
@@ -14,6 +17,8 @@ import { HttpServer } from "../daemon/servers/http-server.js";
 import { makeTempDir, NatsServer, removeTempDirs, waitFor } from "./harness/index.js";
 import { FAST, type MeshClient, openClient, waitForState } from "./support/mesh.js";
 import { nodeTask } from "./support/tasks.js";
+
+const run = promisify(execFile);
 
 let nats: NatsServer;
 let client: MeshClient;
@@ -161,6 +166,68 @@ describe("HTTP endpoints of a running daemon", () => {
     }
     expect((await get(`${base}/healthz`)).status).toBe(200);
     expect((await get(`${base}/readyz`)).status).toBe(200);
+  });
+
+  it("serves HTTPS with a certificate, advertising an https URL; plain HTTP is refused", async () => {
+    const dir = await makeTempDir("meshd-tls-");
+    const sh = (args: string[]) => run("openssl", args, { cwd: dir });
+    await sh([
+      "req",
+      "-x509",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-days",
+      "1",
+      "-subj",
+      "/CN=127.0.0.1",
+      "-addext",
+      "subjectAltName=IP:127.0.0.1",
+      "-keyout",
+      "key.pem",
+      "-out",
+      "cert.pem",
+    ]);
+    const tokenFile = join(dir, "token");
+    await writeFile(tokenFile, "tls-token\n", { mode: 0o600 });
+    const d = await meshd({
+      name: "http-tls",
+      pools: ["h-tls"],
+      http: { tokenFile, tlsCertFile: join(dir, "cert.pem"), tlsKeyFile: join(dir, "key.pem") },
+    });
+    const url = urlOf(d);
+    expect(url).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
+    const ca = await readFile(join(dir, "cert.pem"));
+    const body = await new Promise<{ status: number; text: string }>((resolve, reject) => {
+      const req = httpsRequest(
+        `${url}/metrics`,
+        { ca, headers: { authorization: "Bearer tls-token" } },
+        (res) => {
+          let text = "";
+          res.on("data", (c: Buffer) => {
+            text += c.toString();
+          });
+          res.on("end", () => resolve({ status: res.statusCode ?? 0, text }));
+        },
+      );
+      req.on("error", reject);
+      req.end();
+    });
+    expect(body.status).toBe(200);
+    expect(body.text).toContain("agentmesh_slots");
+    await expect(fetch(`${url.replace("https:", "http:")}/healthz`)).rejects.toThrow();
+    const groups = await new Promise<string>((resolve, reject) => {
+      httpsRequest(`${url}/sd`, { ca, headers: { authorization: "Bearer tls-token" } }, (res) => {
+        let text = "";
+        res.on("data", (c: Buffer) => {
+          text += c.toString();
+        });
+        res.on("end", () => resolve(text));
+      })
+        .on("error", reject)
+        .end();
+    });
+    expect(JSON.parse(groups).some((g: TargetGroup) => g.labels.__scheme__ === "https")).toBe(true);
   });
 
   it("refuses to start when the token file cannot be read", async () => {

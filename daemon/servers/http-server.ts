@@ -4,6 +4,7 @@
  * address `start()` returns). start() refuses a second start; stop() is idempotent.
  */
 import type { Server } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import { createAdaptorServer } from "@hono/node-server";
 import pino, { type Logger } from "pino";
@@ -15,6 +16,8 @@ export interface HttpServerOptions {
   port: number;
   /** When set, /metrics and /sd require `Authorization: Bearer <token>`. */
   token?: string;
+  /** Serve HTTPS with this certificate and key (PEM). */
+  tls?: { cert: Buffer; key: Buffer };
   routes: HttpRoutes;
   logger?: Logger;
 }
@@ -49,7 +52,16 @@ export class HttpServer {
       ...(this.opts.token ? { token: this.opts.token } : {}),
     });
     // overrideGlobalObjects: false leaves the process' global Request/Response alone.
-    const server = createAdaptorServer({ fetch: app.fetch, overrideGlobalObjects: false }) as Server;
+    const server = (
+      this.opts.tls
+        ? createAdaptorServer({
+            fetch: app.fetch,
+            overrideGlobalObjects: false,
+            createServer: createHttpsServer,
+            serverOptions: { cert: this.opts.tls.cert, key: this.opts.tls.key },
+          })
+        : createAdaptorServer({ fetch: app.fetch, overrideGlobalObjects: false })
+    ) as Server;
     this.server = server;
     try {
       await new Promise<void>((resolve, reject) => {

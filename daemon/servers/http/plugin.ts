@@ -30,6 +30,17 @@ async function readToken(file: string): Promise<string> {
   return token;
 }
 
+async function readPem(file: string, field: string): Promise<Buffer> {
+  try {
+    return await readFile(file);
+  } catch (err) {
+    throw new MeshError("INVALID_ARGUMENT", `${field}: cannot read ${file}: ${errorMessage(err)}`, {
+      field,
+      cause: err,
+    });
+  }
+}
+
 function within<T>(p: Promise<T>, ms: number): Promise<T> {
   let t: NodeJS.Timeout | undefined;
   return Promise.race([
@@ -69,11 +80,19 @@ export function httpPlugin(config: DaemonConfig, metrics?: MeshMetrics): DaemonP
     name: "http",
     async start(d) {
       const token = config.http.tokenFile ? await readToken(config.http.tokenFile) : undefined;
+      const tls =
+        config.http.tlsCertFile && config.http.tlsKeyFile
+          ? {
+              cert: await readPem(config.http.tlsCertFile, "http.tlsCertFile"),
+              key: await readPem(config.http.tlsKeyFile, "http.tlsKeyFile"),
+            }
+          : undefined;
       server = new HttpServer({
         host: config.http.host,
         port: config.http.port,
         logger: d.log,
         ...(token ? { token } : {}),
+        ...(tls ? { tls } : {}),
         routes: {
           ...(metrics ? { metrics: () => metrics.render() } : {}),
           readiness: () => readiness(d, metrics),
@@ -82,7 +101,12 @@ export function httpPlugin(config: DaemonConfig, metrics?: MeshMetrics): DaemonP
       });
       const addr = await server.start();
       const url = advertisedUrl(
-        { bindHost: config.http.host, port: addr.port, advertise: config.http.advertise },
+        {
+          bindHost: config.http.host,
+          port: addr.port,
+          advertise: config.http.advertise,
+          tls: tls !== undefined,
+        },
         config.host,
       );
       d.presenceExtras.httpUrl = url;

@@ -53,17 +53,18 @@ const WILDCARD_HOSTS = new Set(["0.0.0.0", "::", "[::]", ""]);
  * with a wildcard bind replaced by the machine's host name.
  */
 export function advertisedUrl(
-  opts: { bindHost: string; port: number; advertise?: string | undefined },
+  opts: { bindHost: string; port: number; advertise?: string | undefined; tls?: boolean },
   machineHost: string,
 ): string {
+  const scheme = opts.tls ? "https" : "http";
   const a = opts.advertise?.trim();
   if (a) {
     if (/^[a-z][a-z0-9+.-]*:\/\//i.test(a)) return a.replace(/\/+$/, "");
-    if (/^(\[[^\]]+\]|[^:]+):\d+$/.test(a)) return `http://${a}`;
-    return `http://${bracket(a)}:${opts.port}`;
+    if (/^(\[[^\]]+\]|[^:]+):\d+$/.test(a)) return `${scheme}://${a}`;
+    return `${scheme}://${bracket(a)}:${opts.port}`;
   }
   const host = WILDCARD_HOSTS.has(opts.bindHost) ? machineHost : opts.bindHost;
-  return `http://${bracket(host)}:${opts.port}`;
+  return `${scheme}://${bracket(host)}:${opts.port}`;
 }
 
 /** IPv6 literals need brackets in a URL. */
