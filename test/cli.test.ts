@@ -3,7 +3,7 @@
 // process against real `meshd` children (node dist/daemon/main.js) on a real nats-server.
 // Two daemons share one NATS: A has no labels, B has gpu=true; the CLI talks to A only.
 // Needs `npm run build` first (npm test does it).
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -13,6 +13,7 @@ import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MeshServiceClient } from "../proto/index.js";
 import { freePort, makeTempDir, NatsServer, removeTempDirs, waitFor } from "./harness/index.js";
+import { selfSignedCert } from "./support/tls.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const CLI = join(ROOT, "dist", "cli", "main.js");
@@ -162,31 +163,7 @@ beforeAll(async () => {
 
   // Daemon A also serves TCP with TLS and a bearer token, to prove the remote path end to end.
   const tlsDir = await makeTempDir("mesh-e2e-tls-");
-  const cert = join(tlsDir, "cert.pem");
-  const key = join(tlsDir, "key.pem");
-  execFileSync(
-    "openssl",
-    [
-      "req",
-      "-x509",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:prime256v1",
-      "-nodes",
-      "-keyout",
-      key,
-      "-out",
-      cert,
-      "-days",
-      "2",
-      "-subj",
-      "/CN=localhost",
-      "-addext",
-      "subjectAltName=DNS:localhost,IP:127.0.0.1",
-    ],
-    { stdio: "ignore" },
-  );
+  const { cert, key } = selfSignedCert(tlsDir);
   const token = "e2e-token-0123456789abcdef";
   const tokenFile = join(tlsDir, "token");
   await writeFile(tokenFile, `${token}\n`, { mode: 0o600 });

@@ -1,7 +1,7 @@
 // Transport mechanics of the daemon's gRPC server, against a small in-test MeshApi: status
 // mapping, deadlines, cancellation, backpressure, socket hygiene, TLS + token, health and
 // reflection. The real daemon behind the same server is covered end to end in cli.test.ts.
-import { execFileSync, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { lstat, stat, writeFile } from "node:fs/promises";
 import http2 from "node:http2";
@@ -38,6 +38,7 @@ import {
   type WatchTaskResponse,
 } from "../proto/index.js";
 import { makeTempDir, removeTempDirs, waitFor } from "./harness/index.js";
+import { selfSignedCert } from "./support/tls.js";
 
 // ---------------------------------------------------------------- the in-test MeshApi
 
@@ -642,31 +643,7 @@ describe("TCP listener", () => {
 
   beforeAll(async () => {
     const tlsDir = await makeTempDir("mesh-tls-");
-    certFile = join(tlsDir, "cert.pem");
-    keyFile = join(tlsDir, "key.pem");
-    execFileSync(
-      "openssl",
-      [
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-keyout",
-        keyFile,
-        "-out",
-        certFile,
-        "-days",
-        "2",
-        "-subj",
-        "/CN=localhost",
-        "-addext",
-        "subjectAltName=DNS:localhost,IP:127.0.0.1",
-      ],
-      { stdio: "ignore" },
-    );
+    ({ cert: certFile, key: keyFile } = selfSignedCert(tlsDir));
   });
 
   it("refuses to start without a token or without TLS", async () => {

@@ -3,12 +3,10 @@
  * nats-server, the bearer token, readiness following NATS, discovery following presence, and
  * the server's lifecycle on its own.
  */
-import { execFile } from "node:child_process";
 import { readFile, writeFile } from "node:fs/promises";
 import { request as httpsRequest } from "node:https";
 import { createServer } from "node:net";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { compileConfig, type Daemon, type DaemonOptions, MeshError, startDaemon } from "../daemon/index.js";
 import type { WorkerInfo } from "../daemon/registry/worker-info.js";
@@ -17,8 +15,7 @@ import { HttpServer } from "../daemon/servers/http-server.js";
 import { makeTempDir, NatsServer, removeTempDirs, waitFor } from "./harness/index.js";
 import { FAST, type MeshClient, openClient, waitForState } from "./support/mesh.js";
 import { nodeTask } from "./support/tasks.js";
-
-const run = promisify(execFile);
+import { selfSignedCert } from "./support/tls.js";
 
 let nats: NatsServer;
 let client: MeshClient;
@@ -170,34 +167,17 @@ describe("HTTP endpoints of a running daemon", () => {
 
   it("serves HTTPS with a certificate, advertising an https URL; plain HTTP is refused", async () => {
     const dir = await makeTempDir("meshd-tls-");
-    const sh = (args: string[]) => run("openssl", args, { cwd: dir });
-    await sh([
-      "req",
-      "-x509",
-      "-newkey",
-      "rsa:2048",
-      "-nodes",
-      "-days",
-      "1",
-      "-subj",
-      "/CN=127.0.0.1",
-      "-addext",
-      "subjectAltName=IP:127.0.0.1",
-      "-keyout",
-      "key.pem",
-      "-out",
-      "cert.pem",
-    ]);
+    const { cert, key } = selfSignedCert(dir);
     const tokenFile = join(dir, "token");
     await writeFile(tokenFile, "tls-token\n", { mode: 0o600 });
     const d = await meshd({
       name: "http-tls",
       pools: ["h-tls"],
-      http: { tokenFile, tlsCertFile: join(dir, "cert.pem"), tlsKeyFile: join(dir, "key.pem") },
+      http: { tokenFile, tlsCertFile: cert, tlsKeyFile: key },
     });
     const url = urlOf(d);
     expect(url).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
-    const ca = await readFile(join(dir, "cert.pem"));
+    const ca = await readFile(cert);
     const body = await new Promise<{ status: number; text: string }>((resolve, reject) => {
       const req = httpsRequest(
         `${url}/metrics`,

@@ -10,6 +10,7 @@ import { createUser } from "@nats-io/nkeys";
 import { afterAll, describe, expect, it } from "vitest";
 import { makeTempDir, NatsServer, waitFor } from "./harness/index.js";
 import { MESHD_BIN, type MeshdProcess, openClient, spawnMeshd } from "./support/mesh.js";
+import { caSignedCert } from "./support/tls.js";
 
 const run = promisify(execFile);
 const servers: NatsServer[] = [];
@@ -145,56 +146,9 @@ describe("meshd NATS authentication", () => {
 
   it("TLS with a CA file", async () => {
     const dir = await makeTempDir("tls-");
-    const sh = (args: string[]) => run("openssl", args, { cwd: dir });
-    await sh([
-      "req",
-      "-x509",
-      "-newkey",
-      "rsa:2048",
-      "-nodes",
-      "-days",
-      "1",
-      "-subj",
-      "/CN=mesh-test-ca",
-      "-keyout",
-      "ca.key",
-      "-out",
-      "ca.pem",
-    ]);
-    await sh([
-      "req",
-      "-newkey",
-      "rsa:2048",
-      "-nodes",
-      "-subj",
-      "/CN=127.0.0.1",
-      "-keyout",
-      "server.key",
-      "-out",
-      "server.csr",
-    ]);
-    await writeFile(join(dir, "san.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
-    await sh([
-      "x509",
-      "-req",
-      "-in",
-      "server.csr",
-      "-CA",
-      "ca.pem",
-      "-CAkey",
-      "ca.key",
-      "-CAcreateserial",
-      "-days",
-      "1",
-      "-extfile",
-      "san.ext",
-      "-out",
-      "server.pem",
-    ]);
-    const s = await authServer(
-      `tls { cert_file: "${join(dir, "server.pem")}", key_file: "${join(dir, "server.key")}" }`,
-    );
-    await startsAndJoins(["--nats", `tls://127.0.0.1:${s.port}`, "--nats-tls-ca", join(dir, "ca.pem")]);
+    const { ca, cert, key } = caSignedCert(dir);
+    const s = await authServer(`tls { cert_file: "${cert}", key_file: "${key}" }`);
+    await startsAndJoins(["--nats", `tls://127.0.0.1:${s.port}`, "--nats-tls-ca", ca]);
     const untrusted = await meshdFails(["--nats", `tls://127.0.0.1:${s.port}`]);
     expect(untrusted.code).toBe(3);
   });
