@@ -93,7 +93,8 @@ function watchStates(nc: NatsConnection) {
   return { running, done, stop: () => sub.unsubscribe() };
 }
 
-async function meshRun(url: string, processes: number, count: number, pool: string): Promise<ClaimsRow> {
+/** `processes` noop-only meshd children serving `pool`, and a client once they are all listed. */
+async function startFleet(url: string, processes: number, pool: string) {
   const daemons = [];
   for (let i = 0; i < processes; i++) {
     daemons.push(
@@ -120,6 +121,11 @@ async function meshRun(url: string, processes: number, count: number, pool: stri
       timeoutMs: 30_000,
     },
   );
+  return { daemons, client };
+}
+
+async function meshRun(url: string, processes: number, count: number, pool: string): Promise<ClaimsRow> {
+  const { daemons, client } = await startFleet(url, processes, pool);
   const watch = watchStates(client.nc);
   const specs = Array.from({ length: count }, (_, i) =>
     validateTaskSpec({
@@ -164,24 +170,8 @@ async function lightLoad(
   url: string,
   count: number,
 ): Promise<{ p50: number; p99: number; idleRssMb: number }> {
-  const d = await spawnMeshd([
-    "--nats",
-    url,
-    "--pools",
-    "light",
-    "--slots",
-    String(SLOTS),
-    "--runners",
-    "noop",
-    "--no-http",
-    "--log-level",
-    "warn",
-  ]);
-  const client = await openClient(url);
-  await waitFor(async () => (await client.api.listWorkers()).some((w) => w.pools.includes("light")), {
-    name: "daemon up",
-    timeoutMs: 30_000,
-  });
+  const { daemons, client } = await startFleet(url, 1, "light");
+  const d = daemons[0]!;
   // Idle RSS: after start-up, before any work.
   const idleRssMb = rssMb(d.child.pid!);
   const watch = watchStates(client.nc);
