@@ -6,7 +6,6 @@
  */
 import { randomBytes } from "node:crypto";
 import { chmod, mkdir } from "node:fs/promises";
-import type { JsMsg } from "@nats-io/jetstream";
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import type { MeshApi } from "./api/mesh-api.js";
 import { Claimer } from "./claim/claim.js";
@@ -17,8 +16,10 @@ import { MeshError } from "./errors.js";
 import { createLogger, type Logger } from "./log.js";
 import { type MeshObserver, noopObserver } from "./metrics/observer.js";
 import { connectNats } from "./nats/connect.js";
+import type { Delivery } from "./queue/delivery.js";
+import { Puller } from "./queue/puller.js";
 import { Sweeper } from "./queue/sweeper.js";
-import { ensureTopology, type Topology } from "./queue/topology.js";
+import { ensureTopology, poolConsumerName, TASKS_STREAM, type Topology } from "./queue/topology.js";
 import { WorkerDirectory } from "./registry/directory.js";
 import { Presence } from "./registry/presence.js";
 import type { WorkerInfo } from "./registry/worker-info.js";
@@ -55,6 +56,7 @@ export class Daemon {
   private nc: NatsConnection | undefined;
   private topo: Topology | undefined;
   private loop: ClaimLoop | undefined;
+  private readonly pullers = new Map<string, Puller>();
   private presence: Presence | undefined;
   private directory: WorkerDirectory | undefined;
   private sweeper: Sweeper | undefined;
@@ -170,7 +172,7 @@ export class Daemon {
       }
       const topo = this.topo;
       const store = new TaskStore(topo.tasks, topo.jsm);
-      this.events = new EventPublisher(topo.js, this.log);
+      this.events = new EventPublisher(this.nc, this.log);
       const events = this.events;
       this.service = new MeshService({
         nc: this.nc,
@@ -203,11 +205,24 @@ export class Daemon {
         pools: cfg.pools,
         slots: this.slots,
         claimer,
-        consumer: (pool) => topo.consumer(pool),
+        puller: async (pool) => {
+          await topo.consumer(pool);
+          let p = this.pullers.get(pool);
+          if (!p) {
+            p = new Puller(this.connection, {
+              apiPrefix: cfg.nats.domain ? `$JS.${cfg.nats.domain}.API` : "$JS.API",
+              stream: TASKS_STREAM,
+              consumer: poolConsumerName(pool),
+              log: this.log,
+            });
+            this.pullers.set(pool, p);
+          }
+          return p;
+        },
         events,
         log: this.log,
         observer: this.observer,
-        execution: (pool, d, msg: JsMsg) => {
+        execution: (pool, d, msg: Delivery) => {
           const runner = this.runners.get(d.claimed.record.spec.runner);
           if (!runner) throw new Error(`no runner ${d.claimed.record.spec.runner}`); // claimer checked
           this.presence?.beatSoon();
@@ -278,6 +293,8 @@ export class Daemon {
     for await (const s of nc.status()) {
       if (s.type === "disconnect" || s.type === "reconnect")
         this.log.info({ nats: s.type }, "NATS connection");
+      // Pull requests do not survive a reconnect (the server may have restarted): pull anew.
+      if (s.type === "reconnect") for (const p of this.pullers.values()) p.abandonAll();
     }
   }
 

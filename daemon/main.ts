@@ -127,23 +127,26 @@ async function main(): Promise<void> {
   if (Object.keys(http).length > 0) raw.http = http;
 
   const config = compileConfig(raw, f.config ? `config (${f.config} + flags)` : "options");
-  const daemon = await startDaemon(config);
-
+  // Signals are handled from before the start: a SIGTERM while starting stops once started.
+  let daemon: Awaited<ReturnType<typeof startDaemon>> | undefined;
   let signals = 0;
+  const stopGracefully = (d: NonNullable<typeof daemon>) =>
+    void d.stop().then(
+      () => process.exit(0),
+      (err) => {
+        d.log.error({ err }, "stop failed");
+        process.exit(1);
+      },
+    );
   const onSignal = (sig: NodeJS.Signals) => {
     signals++;
+    if (!daemon) return; // still starting: handled right after the start
     if (signals === 1) {
       daemon.log.info(
         { signal: sig },
         "stopping gracefully (a second SIGINT hands running tasks back at once)",
       );
-      void daemon.stop().then(
-        () => process.exit(0),
-        (err) => {
-          daemon.log.error({ err }, "stop failed");
-          process.exit(1);
-        },
-      );
+      stopGracefully(daemon);
     } else if (sig === "SIGINT" || signals > 2) {
       daemon.log.warn("forcing: handing running tasks back now");
       void daemon.force();
@@ -151,6 +154,11 @@ async function main(): Promise<void> {
   };
   process.on("SIGTERM", onSignal);
   process.on("SIGINT", onSignal);
+  daemon = await startDaemon(config);
+  if (signals > 0) {
+    daemon.log.info("a stop signal arrived while starting: stopping");
+    stopGracefully(daemon);
+  }
 }
 
 main().catch((err: unknown) => {

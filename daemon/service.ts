@@ -62,7 +62,7 @@ export class MeshService implements MeshApi {
       if (created) {
         this.d.observer?.submitted({ pool: spec.pool });
         this.stateEvent(created.record);
-        await ringDoorbell(this.d.js, spec.pool, spec.id, `${spec.id}#submit`);
+        await ringDoorbell(this.d.js, spec.pool, spec.id, `${spec.id}#submit`, created);
         out.push({ id: spec.id, created: true, state: "queued" });
         continue;
       }
@@ -70,7 +70,7 @@ export class MeshService implements MeshApi {
       if (!existing) throw new MeshError("CONFLICT", `task ${spec.id} exists but cannot be read; try again`);
       // Re-ring a still-queued task's doorbell: deduplicated inside the window, harmless after it.
       if (existing.record.state === "queued") {
-        await ringDoorbell(this.d.js, existing.record.spec.pool, spec.id, `${spec.id}#submit`);
+        await ringDoorbell(this.d.js, existing.record.spec.pool, spec.id, `${spec.id}#submit`, existing);
       }
       out.push({ id: spec.id, created: false, state: existing.record.state });
     }
@@ -166,6 +166,7 @@ export class MeshService implements MeshApi {
       after.record.spec.pool,
       id,
       `${id}#retry-${after.record.attempt}-${after.revision}`,
+      after,
     );
     return this.view(after, await this.listWorkers());
   }

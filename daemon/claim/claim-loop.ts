@@ -3,10 +3,11 @@
  * decide (claim.ts), and run won claims as Executions. Pulling one at a time matters: a
  * prefetched doorbell would time out while the worker is busy.
  */
-import type { Consumer, JsMsg } from "@nats-io/jetstream";
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { MeshObserver } from "../metrics/observer.js";
+import type { Delivery } from "../queue/delivery.js";
+import type { Puller } from "../queue/puller.js";
 import type { EventPublisher } from "../tasks/event-publisher.js";
 import { pause } from "../util/abort.js";
 import type { Slots } from "../util/slots.js";
@@ -19,9 +20,10 @@ export interface ClaimLoopDeps {
   pools: string[];
   slots: Slots;
   claimer: Claimer;
-  consumer(pool: string): Promise<Consumer>;
+  /** The pool's puller (its durable consumer ensured). */
+  puller(pool: string): Promise<Puller>;
   /** Builds the execution for a won claim. */
-  execution(pool: string, d: Extract<Decision, { kind: "claimed" }>, msg: JsMsg): Execution;
+  execution(pool: string, d: Extract<Decision, { kind: "claimed" }>, msg: Delivery): Execution;
   events: EventPublisher;
   log: Logger;
   observer: MeshObserver;
@@ -31,8 +33,6 @@ export class ClaimLoop {
   private state: ClaimLoopState = "new";
   private readonly intake = new AbortController();
   private loops: Promise<void>[] = [];
-  /** Pull requests in flight, stopped at once when intake stops. */
-  private readonly pulls = new Set<{ stop(): void }>();
   readonly running = new Map<string, { execution: Execution; done: Promise<unknown> }>();
 
   constructor(private readonly deps: ClaimLoopDeps) {}
@@ -51,7 +51,6 @@ export class ClaimLoop {
   async stopIntake(): Promise<void> {
     if (this.state === "running") this.state = "stopping";
     this.intake.abort();
-    for (const p of this.pulls) p.stop();
     await Promise.allSettled(this.loops);
   }
 
@@ -93,8 +92,8 @@ export class ClaimLoop {
       if (!(await slots.acquire(signal))) break;
       let handedOff = false;
       try {
-        const consumer = await this.deps.consumer(pool);
-        const msg = await this.pullOne(consumer, expires);
+        const puller = await this.deps.puller(pool);
+        const msg = await puller.pull(expires, signal);
         if (msg && !signal.aborted) handedOff = await this.handle(pool, msg);
         else if (msg) msg.nak(0); // stopping: give it straight back
         backoff = 100;
@@ -109,22 +108,9 @@ export class ClaimLoop {
     }
   }
 
-  /** One message or null; a fetch (not next) so that stopping intake can end the pull at once. */
-  private async pullOne(consumer: Consumer, expires: number): Promise<JsMsg | null> {
-    const iter = await consumer.fetch({ max_messages: 1, expires });
-    const handle = { stop: () => void iter.stop() };
-    this.pulls.add(handle);
-    try {
-      for await (const m of iter) return m;
-      return null;
-    } finally {
-      this.pulls.delete(handle);
-    }
-  }
-
   /** Returns true when an execution took the slot. */
-  private async handle(pool: string, msg: JsMsg): Promise<boolean> {
-    if (msg.info.deliveryCount > 1) this.deps.observer.redelivered({ pool });
+  private async handle(pool: string, msg: Delivery): Promise<boolean> {
+    if (msg.deliveryCount > 1) this.deps.observer.redelivered({ pool });
     const d = await this.deps.claimer.decide(msg, (id) => this.running.has(id));
     if (d.kind === "ours") {
       this.running.get(d.taskId)?.execution.adopt(msg);

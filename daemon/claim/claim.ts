@@ -3,9 +3,10 @@
  * owner, take over from a dead one (its revision unchanged for a whole lease, timed locally),
  * or just ack because the task is finished. The KV compare-and-set decides every race.
  */
-import type { JsMsg } from "@nats-io/jetstream";
+
 import { MeshError } from "../errors.js";
-import { doorbellTaskId } from "../queue/doorbell.js";
+import type { Delivery } from "../queue/delivery.js";
+import { doorbellSnapshot, doorbellTaskId } from "../queue/doorbell.js";
 import { workerServes } from "../registry/worker-info.js";
 import { isTerminal, type TaskRecord, type VersionedRecord } from "../tasks/record.js";
 import type { TaskStore } from "../tasks/store.js";
@@ -49,9 +50,22 @@ export class Claimer {
   }
 
   /** Handles the doorbell's ack/nak itself except for "claimed"/"ours" (the execution keeps it). */
-  async decide(msg: JsMsg, isRunningHere: (id: string) => boolean): Promise<Decision> {
+  async decide(msg: Delivery, isRunningHere: (id: string) => boolean): Promise<Decision> {
     const id = doorbellTaskId(msg.subject);
-    const cur = await this.store.get(id);
+    // A first delivery usually carries the queued record it was rung for: try the claim on it
+    // straight away; a stale snapshot only fails the compare-and-set, and we read then.
+    const hint = msg.deliveryCount === 1 ? doorbellSnapshot(msg, id) : undefined;
+    if (hint) return this.decideOn(id, hint, msg, isRunningHere, true);
+    return this.decideOn(id, await this.store.get(id), msg, isRunningHere, false);
+  }
+
+  private async decideOn(
+    id: string,
+    cur: VersionedRecord | undefined,
+    msg: Delivery,
+    isRunningHere: (id: string) => boolean,
+    fromSnapshot: boolean,
+  ): Promise<Decision> {
     if (!cur) {
       msg.ack();
       return { kind: "skip", taskId: id, why: "no record" };
@@ -80,7 +94,15 @@ export class Claimer {
         msg.nak(notBefore);
         return { kind: "skip", taskId: id, why: "retry back-off" };
       }
-      return this.claim(cur, msg);
+      try {
+        return await this.claim(cur);
+      } catch (err) {
+        if (!(err instanceof MeshError && err.code === "CONFLICT")) throw err;
+        // A stale snapshot: decide again on the record as it is now.
+        if (fromSnapshot) return this.decideOn(id, await this.store.get(id), msg, isRunningHere, false);
+        msg.nak(this.opts.leaseMs);
+        return { kind: "skip", taskId: id, why: "lost the claim race" };
+      }
     }
     // claimed or running
     if (r.owner?.workerId === this.me.workerId && isRunningHere(id)) return { kind: "ours", taskId: id };
@@ -103,22 +125,15 @@ export class Claimer {
     return this.takeover(cur, msg, silent);
   }
 
-  private async claim(cur: VersionedRecord, msg: JsMsg): Promise<Decision> {
+  /** Throws CONFLICT when the record is no longer at `cur.revision` (the caller decides). */
+  private async claim(cur: VersionedRecord): Promise<Decision> {
     const next = structuredClone(cur.record);
     next.state = "claimed";
     this.own(next);
-    try {
-      return { kind: "claimed", claimed: await this.store.update(cur, next) };
-    } catch (err) {
-      if (err instanceof MeshError && err.code === "CONFLICT") {
-        msg.nak(this.opts.leaseMs);
-        return { kind: "skip", taskId: cur.record.id, why: "lost the claim race" };
-      }
-      throw err;
-    }
+    return { kind: "claimed", claimed: await this.store.update(cur, next) };
   }
 
-  private async takeover(cur: VersionedRecord, msg: JsMsg, silentMs: number): Promise<Decision> {
+  private async takeover(cur: VersionedRecord, msg: Delivery, silentMs: number): Promise<Decision> {
     const r = structuredClone(cur.record);
     const prevOwner = r.owner?.workerId ?? "unknown";
     const last = r.attempts[r.attempts.length - 1];

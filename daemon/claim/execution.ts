@@ -5,15 +5,15 @@
  */
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
-import type { JsMsg } from "@nats-io/jetstream";
 import { errorMessage, MeshError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { MeshObserver } from "../metrics/observer.js";
+import type { Delivery } from "../queue/delivery.js";
 import type { AbortReason, Runner, RunnerEvent, RunOutcome } from "../runner/runner.js";
 import type { EventPublisher } from "../tasks/event-publisher.js";
 import type { AttemptOutcome, TaskRecord, VersionedRecord } from "../tasks/record.js";
 import type { TaskStore } from "../tasks/store.js";
-import type { WorkspaceProvider } from "../workspace/workspace.js";
+import type { PreparedWorkspace, WorkspaceProvider } from "../workspace/workspace.js";
 import { Lease } from "./lease.js";
 
 export interface ExecutionDeps {
@@ -37,6 +37,12 @@ export interface ExecutionDeps {
   onFinished?(): void;
 }
 
+/** What a runner that needs no workspace gets: no directory, nothing to commit. */
+const NO_WORKSPACE: PreparedWorkspace = {
+  workdir: "",
+  finish: async () => ({}),
+};
+
 export type ExecutionResult = "done" | "requeued" | "fenced";
 
 export class Execution {
@@ -48,7 +54,7 @@ export class Execution {
   constructor(
     private readonly deps: ExecutionDeps,
     claimed: VersionedRecord,
-    msg: JsMsg,
+    msg: Delivery,
   ) {
     this.taskId = claimed.record.id;
     this.lease = new Lease(deps.store, claimed, msg, {
@@ -68,7 +74,7 @@ export class Execution {
     return this.lease.attempt;
   }
 
-  adopt(msg: JsMsg): void {
+  adopt(msg: Delivery): void {
     this.lease.adopt(msg);
   }
 
@@ -136,11 +142,14 @@ export class Execution {
     let permanent = false;
     const scratchDir = join(deps.stateDir, "scratch", this.taskId, `a${this.attempt}`);
     try {
-      await rm(scratchDir, { recursive: true, force: true });
-      await mkdir(scratchDir, { recursive: true, mode: 0o700 });
-      let ws: Awaited<ReturnType<WorkspaceProvider["prepare"]>> | undefined;
+      let ws: PreparedWorkspace | undefined;
       try {
-        ws = await deps.workspaces.prepare(spec, this.attempt, this.abort.signal);
+        if (deps.runner.needsWorkspace === false) ws = NO_WORKSPACE;
+        else {
+          await rm(scratchDir, { recursive: true, force: true });
+          await mkdir(scratchDir, { recursive: true, mode: 0o700 });
+          ws = await deps.workspaces.prepare(spec, this.attempt, this.abort.signal);
+        }
       } catch (err) {
         if (!this.abort.signal.aborted) {
           failure = `workspace: ${errorMessage(err)}`;
@@ -317,7 +326,9 @@ export class Execution {
           : 0;
         msg.nak(delay);
       } else {
-        await msg.ackAck({ timeout: 5000 }).catch(() => msg.ack());
+        // A plain ack: the record, not the ack, says the task is done. A lost ack only means a
+        // redelivered doorbell, which finds the record terminal and is acked then.
+        msg.ack();
       }
     } catch (err) {
       // The record is written; a redelivered doorbell is recognised and acked or claimed.

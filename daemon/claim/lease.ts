@@ -4,9 +4,10 @@
  * at once. If NATS cannot be reached for most of a lease period the holder fences itself, so it
  * has stopped before anyone else may take over (takeover waits a full lease of silence).
  */
-import type { JsMsg } from "@nats-io/jetstream";
+
 import { MeshError } from "../errors.js";
 import type { Logger } from "../log.js";
+import type { Delivery } from "../queue/delivery.js";
 import { isTerminal, type TaskRecord, type VersionedRecord } from "../tasks/record.js";
 import type { TaskStore } from "../tasks/store.js";
 
@@ -24,7 +25,7 @@ export interface LeaseOptions {
 
 export class Lease {
   private rec: VersionedRecord;
-  private msg: JsMsg;
+  private msg: Delivery;
   private chain: Promise<unknown> = Promise.resolve();
   private timer: NodeJS.Timeout | undefined;
   private watchdog: NodeJS.Timeout | undefined;
@@ -36,7 +37,7 @@ export class Lease {
   constructor(
     private readonly store: TaskStore,
     initial: VersionedRecord,
-    msg: JsMsg,
+    msg: Delivery,
     private readonly opts: LeaseOptions,
   ) {
     this.rec = initial;
@@ -55,12 +56,12 @@ export class Lease {
   get isLost(): boolean {
     return this.lost;
   }
-  get message(): JsMsg {
+  get message(): Delivery {
     return this.msg;
   }
 
   /** A redelivery of our own doorbell (e.g. after a NATS restart): ack through the newest one. */
-  adopt(msg: JsMsg): void {
+  adopt(msg: Delivery): void {
     this.msg = msg;
     msg.working();
   }

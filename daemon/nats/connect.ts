@@ -18,6 +18,9 @@ export function connectionOptions(cfg: DaemonConfig["nats"], name: string): Conn
     reconnectJitter: 100,
     pingInterval: 10_000,
     waitOnFirstConnect: false,
+    // Every request would otherwise build two Error objects just to keep a stack: measurable
+    // on the claim path, and our own errors carry the context.
+    noAsyncTraces: true,
   };
   if (cfg.user) {
     opts.user = cfg.user;

@@ -44,10 +44,11 @@ export class Sweeper {
     let rung = 0;
     try {
       const now = Date.now();
-      for (const { record: r } of await this.store.list()) {
+      for (const v of await this.store.list()) {
+        const r = v.record;
         if (isTerminal(r.state) || now - Date.parse(r.updatedAt) < this.opts.minAgeMs) continue;
         if (await hasDoorbell(this.jsm, r.spec.pool, r.id)) continue;
-        await ringDoorbell(this.js, r.spec.pool, r.id, `${r.id}#sweep-${r.attempt}-${now}`);
+        await ringDoorbell(this.js, r.spec.pool, r.id, `${r.id}#sweep-${r.attempt}-${now}`, v);
         this.log.warn({ taskId: r.id, state: r.state }, "task had no doorbell; rang it again");
         rung++;
       }

@@ -41,6 +41,11 @@ export interface RunOutcome {
 
 export interface Runner {
   readonly kind: string;
+  /**
+   * False for a runner that touches no files: its attempts get neither a workspace (no clone,
+   * no worktree, `workdir` is empty) nor a scratch dir. Default true.
+   */
+  readonly needsWorkspace?: boolean;
   /** Runs one attempt. Must resolve (not reject) for task-level failure; reject only on bugs. */
   run(ctx: RunContext): Promise<RunOutcome>;
   /** Releases what the runner keeps between attempts (called once when the daemon stops). */

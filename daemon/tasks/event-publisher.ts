@@ -1,31 +1,34 @@
 /**
  * Publishes task events to MESH_EVENTS. Best effort: a lost event never changes a task's state
  * (the record is the truth; watchers fall back to it), so publishing never throws.
+ *
+ * Events go out as plain NATS publishes that the stream captures, not as JetStream publishes
+ * awaiting an ack: the ack would cost a request per event on the claim path and buys nothing for
+ * a best-effort log. Order is kept (one connection), and the client buffers while reconnecting.
  */
-import type { JetStreamClient } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "../log.js";
 import type { TaskEvent } from "./events.js";
 import { taskEventSubject } from "./events.js";
 
 export class EventPublisher {
-  private pending = new Set<Promise<unknown>>();
-
   constructor(
-    private readonly js: JetStreamClient,
+    private readonly nc: NatsConnection,
     private readonly log: Logger,
   ) {}
 
   publish(event: TaskEvent): void {
     const subject = `${taskEventSubject(event.taskId)}.${event.type === "state" ? "state" : "run"}`;
-    const p = this.js.publish(subject, JSON.stringify(event)).catch((err: unknown) => {
+    try {
+      this.nc.publish(subject, JSON.stringify(event));
+    } catch (err) {
       this.log.debug({ err, taskId: event.taskId }, "event not published");
-    });
-    this.pending.add(p);
-    void p.finally(() => this.pending.delete(p));
+    }
   }
 
-  /** Waits for in-flight publishes (used at shutdown). */
+  /** Sends what is buffered to the server (used at shutdown). */
   async flush(): Promise<void> {
-    await Promise.allSettled([...this.pending]);
+    if (this.nc.isClosed()) return;
+    await this.nc.flush().catch((err: unknown) => this.log.debug({ err }, "event flush failed"));
   }
 }

@@ -76,7 +76,7 @@ export async function openClient(
   });
   const log = createLogger("silent");
   const store = new TaskStore(topo.tasks, topo.jsm);
-  const events = new EventPublisher(topo.js, log);
+  const events = new EventPublisher(nc, log);
   const api = new MeshService({
     nc,
     js: topo.js,
