@@ -8,9 +8,9 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { AckPolicy, jetstream, jetstreamManager, RetentionPolicy } from "@nats-io/jetstream";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { connect } from "@nats-io/transport-node";
 import { validateTaskSpec } from "../daemon/index.js";
-import type { TaskEvent } from "../daemon/tasks/events.js";
+import { poolConsumerName, TASKS_STREAM } from "../daemon/queue/topology.js";
 import { NatsServer, waitFor } from "../test/harness/index.js";
 import { openClient, spawnMeshd } from "../test/support/mesh.js";
 import { percentile, round, rssMb } from "./stats.js";
@@ -77,20 +77,40 @@ async function rawBaseline(url: string, processes: number, count: number): Promi
   };
 }
 
-/** Collects `running`/terminal times per task from the state events (core subscription). */
-function watchStates(nc: NatsConnection) {
-  const running = new Map<string, number>();
-  const done = new Map<string, number>();
-  const sub = nc.subscribe("mesh.events.task.*.state", {
-    callback: (_e, m) => {
-      const e = m.json<TaskEvent>();
-      if (e.type !== "state") return;
-      if (e.state === "running" && !running.has(e.taskId)) running.set(e.taskId, Date.parse(e.at));
-      if (e.state === "succeeded" || e.state === "dead" || e.state === "failed")
-        done.set(e.taskId, Date.now());
+/**
+ * Waits until every task is terminal, then reads the timings from the task records themselves
+ * (submittedAt, the first attempt's startedAt, finishedAt: all written on this machine's clock).
+ * Nothing watches the bus while the tasks run, so the measurement costs the mesh no CPU; the raw
+ * baseline's workers likewise only print a line per message.
+ */
+async function settledTimings(
+  client: Awaited<ReturnType<typeof openClient>>,
+  pool: string,
+  ids: string[],
+  timeoutMs: number,
+): Promise<Map<string, { submitted: number; running: number; done: number }>> {
+  const jsm = await jetstreamManager(client.nc);
+  await waitFor(
+    async () => {
+      const c = await jsm.consumers.info(TASKS_STREAM, poolConsumerName(pool));
+      return c.num_pending === 0 && c.num_ack_pending === 0;
     },
-  });
-  return { running, done, stop: () => sub.unsubscribe() };
+    { name: "doorbells drained", timeoutMs, intervalMs: 25 },
+  );
+  const out = new Map<string, { submitted: number; running: number; done: number }>();
+  for (let i = 0; i < ids.length; i += 64) {
+    const got = await Promise.all(ids.slice(i, i + 64).map((id) => client.store.get(id)));
+    for (const v of got) {
+      const r = v?.record;
+      if (!r?.finishedAt) throw new Error(`task ${v?.record.id ?? "?"} is not finished (${r?.state})`);
+      out.set(r.id, {
+        submitted: Date.parse(r.submittedAt),
+        running: Date.parse(r.attempts[0]?.startedAt ?? r.finishedAt),
+        done: Date.parse(r.finishedAt),
+      });
+    }
+  }
+  return out;
 }
 
 /** `processes` noop-only meshd children serving `pool`, and a client once they are all listed. */
@@ -126,7 +146,6 @@ async function startFleet(url: string, processes: number, pool: string) {
 
 async function meshRun(url: string, processes: number, count: number, pool: string): Promise<ClaimsRow> {
   const { daemons, client } = await startFleet(url, processes, pool);
-  const watch = watchStates(client.nc);
   const specs = Array.from({ length: count }, (_, i) =>
     validateTaskSpec({
       id: `b${processes}-${Date.now().toString(36)}-${i}`,
@@ -135,22 +154,23 @@ async function meshRun(url: string, processes: number, count: number, pool: stri
       pool,
     }),
   );
-  const submitted = new Map<string, number>();
   const start = Date.now();
   const inflight: Promise<unknown>[] = [];
   for (const s of specs) {
-    submitted.set(s.id, Date.now());
     inflight.push(client.api.submit([s]));
     if (inflight.length >= 64) await Promise.all(inflight.splice(0));
   }
   await Promise.all(inflight);
   const submitSecs = (Date.now() - start) / 1000;
-  await waitFor(() => watch.done.size >= count, { name: "mesh drained", timeoutMs: 600_000, intervalMs: 50 });
-  const secs = (Math.max(...watch.done.values()) - start) / 1000;
-  const lat = specs
-    .map((s) => (watch.running.get(s.id) ?? Number.NaN) - submitted.get(s.id)!)
-    .filter(Number.isFinite);
-  watch.stop();
+  const timings = await settledTimings(
+    client,
+    pool,
+    specs.map((s) => s.id),
+    600_000,
+  );
+  const t = [...timings.values()];
+  const secs = (Math.max(...t.map((x) => x.done)) - start) / 1000;
+  const lat = t.map((x) => x.running - x.submitted);
   await client.close();
   for (const d of daemons) d.kill("SIGTERM");
   await Promise.all(daemons.map((d) => d.exited));
@@ -165,7 +185,7 @@ async function meshRun(url: string, processes: number, count: number, pool: stri
   };
 }
 
-/** Light load: one task at a time, each waited on before the next; submit -> running. */
+/** Light load: one task at a time, each finished before the next; submit -> running. */
 async function lightLoad(
   url: string,
   count: number,
@@ -174,7 +194,6 @@ async function lightLoad(
   const d = daemons[0]!;
   // Idle RSS: after start-up, before any work.
   const idleRssMb = rssMb(d.child.pid!);
-  const watch = watchStates(client.nc);
   const lat: number[] = [];
   for (let i = 0; i < count; i++) {
     const s = validateTaskSpec({
@@ -183,17 +202,10 @@ async function lightLoad(
       runner: "noop",
       pool: "light",
     });
-    const t = Date.now();
     await client.api.submit([s]);
-    const at = await waitFor(() => watch.running.get(s.id), {
-      name: "light task running",
-      timeoutMs: 30_000,
-      intervalMs: 1,
-    });
-    lat.push(at - t);
-    await waitFor(() => watch.done.has(s.id), { name: "light task done", timeoutMs: 30_000, intervalMs: 1 });
+    const t = (await settledTimings(client, "light", [s.id], 30_000)).get(s.id)!;
+    lat.push(t.running - t.submitted);
   }
-  watch.stop();
   await client.close();
   d.kill("SIGTERM");
   await d.exited;

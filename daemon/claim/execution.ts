@@ -131,7 +131,8 @@ export class Execution {
     const { deps } = this;
     const started = Date.now();
     const spec = this.lease.record.spec;
-    const log = deps.log.child({ taskId: this.taskId, attempt: this.attempt });
+    // Bindings per call rather than a child logger per attempt: a child costs on every task.
+    const log = bound(deps.log, { taskId: this.taskId, attempt: this.attempt });
     this.lease.start();
     const timeoutMs = spec.timeout ?? deps.defaultTimeoutMs;
     const timer = setTimeout(() => this.stop("timeout"), timeoutMs);
@@ -213,7 +214,7 @@ export class Execution {
     return this.finish(log, started, outcome, failure, permanent, headCommit, branch);
   }
 
-  private fenced(log: Logger, started: number): ExecutionResult {
+  private fenced(log: BoundLog, started: number): ExecutionResult {
     log.warn("fenced out: wrote no result");
     this.deps.observer.fenceLost({ pool: this.deps.pool });
     this.deps.observer.attemptFinished({
@@ -226,7 +227,7 @@ export class Execution {
   }
 
   private async finish(
-    log: Logger,
+    log: BoundLog,
     started: number,
     outcome: RunOutcome | undefined,
     failure: string | undefined,
@@ -338,6 +339,20 @@ export class Execution {
     deps.onFinished?.();
     return result;
   }
+}
+
+type BoundLog = Pick<Logger, "debug" | "info" | "warn" | "error">;
+
+/** A logger that adds `bindings` to every line (pino skips disabled levels cheaply). */
+function bound(log: Logger, bindings: Record<string, unknown>): BoundLog {
+  const at =
+    (level: "debug" | "info" | "warn" | "error") =>
+    (objOrMsg: unknown, msg?: string): void => {
+      if (!log.isLevelEnabled(level)) return;
+      if (typeof objOrMsg === "string") log[level](bindings, objOrMsg);
+      else log[level]({ ...bindings, ...(objOrMsg as object) }, msg);
+    };
+  return { debug: at("debug"), info: at("info"), warn: at("warn"), error: at("error") } as BoundLog;
 }
 
 function terminal(

@@ -12,22 +12,41 @@ import type { TaskEvent } from "./events.js";
 import { taskEventSubject } from "./events.js";
 
 export class EventPublisher {
+  private queued: TaskEvent[] = [];
+  private scheduled: NodeJS.Immediate | undefined;
+
   constructor(
     private readonly nc: NatsConnection,
     private readonly log: Logger,
   ) {}
 
+  /**
+   * Queues the event; the queue goes out at the end of this turn of the event loop, so events
+   * of several tasks share one socket write.
+   */
   publish(event: TaskEvent): void {
-    const subject = `${taskEventSubject(event.taskId)}.${event.type === "state" ? "state" : "run"}`;
-    try {
-      this.nc.publish(subject, JSON.stringify(event));
-    } catch (err) {
-      this.log.debug({ err, taskId: event.taskId }, "event not published");
+    this.queued.push(event);
+    this.scheduled ??= setImmediate(() => this.send());
+  }
+
+  private send(): void {
+    this.scheduled = undefined;
+    const batch = this.queued;
+    this.queued = [];
+    for (const event of batch) {
+      const subject = `${taskEventSubject(event.taskId)}.${event.type === "state" ? "state" : "run"}`;
+      try {
+        this.nc.publish(subject, JSON.stringify(event));
+      } catch (err) {
+        this.log.debug({ err, taskId: event.taskId }, "event not published");
+      }
     }
   }
 
-  /** Sends what is buffered to the server (used at shutdown). */
+  /** Sends what is queued or buffered to the server (used at shutdown). */
   async flush(): Promise<void> {
+    if (this.scheduled) clearImmediate(this.scheduled);
+    this.send();
     if (this.nc.isClosed()) return;
     await this.nc.flush().catch((err: unknown) => this.log.debug({ err }, "event flush failed"));
   }
