@@ -197,6 +197,7 @@ export class Daemon {
         },
         {
           leaseMs: cfg.leaseMs,
+          startsAtClaim: (spec) => !spec.repo || this.runners.get(spec.runner)?.needsWorkspace === false,
           servedByAnother: (pool, labels, runner) =>
             this.directory?.servedByAnother(this.workerId, pool, labels, runner) ?? true,
         },

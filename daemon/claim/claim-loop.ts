@@ -136,12 +136,14 @@ export class ClaimLoop {
       latencyMs: Math.max(0, Date.now() - Date.parse(queuedSince(r))),
       takeover: d.takeoverFrom !== undefined,
     });
-    this.deps.observer.transition({ pool, to: r.state });
+    // Always a `claimed` event, also when the claim went straight to `running` (the execution
+    // announces `running`): watchers see the same sequence either way.
+    this.deps.observer.transition({ pool, to: "claimed" });
     this.deps.events.publish({
       type: "state",
       taskId: r.id,
-      at: r.updatedAt,
-      state: r.state,
+      at: r.attempts[r.attempts.length - 1]?.claimedAt ?? r.updatedAt,
+      state: "claimed",
       attempt: r.attempt,
       ...(r.owner ? { workerId: r.owner.workerId } : {}),
     });

@@ -8,7 +8,8 @@ import { MeshError } from "../errors.js";
 import type { Delivery } from "../queue/delivery.js";
 import { doorbellSnapshot, doorbellTaskId } from "../queue/doorbell.js";
 import { workerServes } from "../registry/worker-info.js";
-import { isTerminal, type TaskRecord, type VersionedRecord } from "../tasks/record.js";
+import { type AttemptInfo, isTerminal, type TaskRecord, type VersionedRecord } from "../tasks/record.js";
+import type { TaskSpec } from "../tasks/spec.js";
 import type { TaskStore } from "../tasks/store.js";
 
 export interface ClaimerIdentity {
@@ -28,6 +29,11 @@ export type Decision =
 export interface ClaimerOptions {
   leaseMs: number;
   now?: () => number;
+  /**
+   * Whether an attempt of this task has nothing to prepare (no repo to check out), so that its
+   * claim writes `running` at once instead of `claimed` and then `running`.
+   */
+  startsAtClaim?: (spec: TaskSpec) => boolean;
   /** Whether another live worker serves this kind of task (see WorkerDirectory). */
   servedByAnother?: (pool: string, labels: Record<string, string>, runner: string) => boolean;
 }
@@ -129,7 +135,11 @@ export class Claimer {
   private async claim(cur: VersionedRecord): Promise<Decision> {
     const next = structuredClone(cur.record);
     next.state = "claimed";
-    this.own(next);
+    const a = this.own(next);
+    if (this.opts.startsAtClaim?.(next.spec)) {
+      next.state = "running";
+      a.startedAt = a.claimedAt;
+    }
     return { kind: "claimed", claimed: await this.store.update(cur, next) };
   }
 
@@ -181,15 +191,18 @@ export class Claimer {
     }
   }
 
-  private own(r: TaskRecord): void {
+  private own(r: TaskRecord): AttemptInfo {
+    const at = new Date(this.now()).toISOString();
     r.attempt += 1;
     r.owner = { workerId: this.me.workerId, host: this.me.host };
-    r.heartbeatAt = new Date(this.now()).toISOString();
-    r.attempts.push({
+    r.heartbeatAt = at;
+    const a: AttemptInfo = {
       attempt: r.attempt,
       workerId: this.me.workerId,
       host: this.me.host,
-      claimedAt: new Date(this.now()).toISOString(),
-    });
+      claimedAt: at,
+    };
+    r.attempts.push(a);
+    return a;
   }
 }

@@ -159,12 +159,16 @@ export class Execution {
       }
       if (ws && !this.abort.signal.aborted) {
         branch = ws.branch;
-        const running = await this.lease.write((r) => {
-          r.state = "running";
-          const a = r.attempts[r.attempts.length - 1];
-          if (a) a.startedAt = new Date().toISOString();
-          return r;
-        });
+        // Claimed straight into `running` (nothing to prepare), or `running` now.
+        const running =
+          this.lease.record.state === "running"
+            ? { record: this.lease.record }
+            : await this.lease.write((r) => {
+                r.state = "running";
+                const a = r.attempts[r.attempts.length - 1];
+                if (a) a.startedAt = new Date().toISOString();
+                return r;
+              });
         this.stateEvent(running.record);
         log.info("running");
         const resume = (spec.agent.resume ?? deps.defaultResume ?? "auto") === "auto";

@@ -18,9 +18,13 @@ export type TaskState = (typeof TASK_STATES)[number];
 export const TERMINAL_STATES: ReadonlySet<TaskState> = new Set(["succeeded", "failed", "cancelled", "dead"]);
 export const isTerminal = (s: TaskState): boolean => TERMINAL_STATES.has(s);
 
-/** Legal transitions. `failed` is terminal only when no retry is due; a retry goes back to `queued`. */
+/**
+ * Legal transitions. `failed` is terminal only when no retry is due; a retry goes back to `queued`.
+ * A claim normally writes `claimed`, and `running` once the workspace (a git worktree) is ready;
+ * an attempt with nothing to prepare (no repo) is claimed straight into `running` in one write.
+ */
 const TRANSITIONS: Record<TaskState, readonly TaskState[]> = {
-  queued: ["claimed", "cancelled", "dead"],
+  queued: ["claimed", "running", "cancelled", "dead"],
   claimed: ["running", "queued", "failed", "cancelled", "dead", "claimed"],
   running: ["succeeded", "failed", "queued", "cancelled", "dead", "claimed"],
   succeeded: [],
