@@ -21,14 +21,34 @@ export interface ClaimsRow {
   system: "mesh" | "raw-jetstream";
   processes: number;
   tasks: number;
+  /** The median of the measured rounds. */
   throughputPerSec: number;
+  /** Submit -> running (mesh) or publish -> received (raw), over all measured rounds. */
   latencyP50Ms: number;
   latencyP99Ms: number;
   /** Mesh only: how fast tasks were accepted (submit is part of the measured path). */
   submitPerSec?: number;
+  /** Every measured round's throughput, in order. */
+  roundsPerSec: number[];
 }
 
-async function rawBaseline(url: string, processes: number, count: number): Promise<ClaimsRow> {
+interface RoundResult {
+  perSec: number;
+  latencies: number[];
+  submitPerSec?: number;
+}
+
+/** A warm set of processes that can run rounds of `count` tasks. */
+interface Fleet {
+  run(count: number): Promise<RoundResult>;
+  stop(): Promise<void>;
+}
+
+/**
+ * The raw JetStream baseline: `processes` workers, each with SLOTS lanes that share one durable
+ * pull consumer (next() one message, ackAck(), report its latency); the bench publishes.
+ */
+async function rawFleet(url: string, processes: number): Promise<Fleet> {
   const nc = await connect({ servers: url });
   const jsm = await jetstreamManager(nc);
   const stream = `RAW${processes}`;
@@ -39,7 +59,7 @@ async function rawBaseline(url: string, processes: number, count: number): Promi
   });
   await jsm.consumers.add(stream, { durable_name: "w", ack_policy: AckPolicy.Explicit, max_deliver: -1 });
   const workerJs = fileURLToPath(new URL("./raw-worker.js", import.meta.url));
-  const latencies: number[] = [];
+  let latencies: number[] = [];
   const kids: ChildProcess[] = [];
   for (let i = 0; i < processes; i++) {
     const k = spawn(process.execPath, [workerJs, url, stream, "w", String(SLOTS)], {
@@ -49,31 +69,33 @@ async function rawBaseline(url: string, processes: number, count: number): Promi
     kids.push(k);
   }
   const js = jetstream(nc);
-  const start = Date.now();
-  const inflight: Promise<unknown>[] = [];
-  for (let i = 0; i < count; i++) {
-    inflight.push(
-      js.publish(`raw${processes}.t`, JSON.stringify({ t: Date.now() }), { msgID: `r${processes}-${i}` }),
-    );
-    if (inflight.length >= 64) await Promise.all(inflight.splice(0));
-  }
-  await Promise.all(inflight);
-  await waitFor(() => latencies.length >= count, {
-    name: "raw baseline drained",
-    timeoutMs: 300_000,
-    intervalMs: 20,
-  });
-  const secs = (Date.now() - start) / 1000;
-  for (const k of kids) k.kill("SIGTERM");
-  await jsm.streams.delete(stream);
-  await nc.close();
+  let seq = 0;
   return {
-    system: "raw-jetstream",
-    processes,
-    tasks: count,
-    throughputPerSec: round(count / secs),
-    latencyP50Ms: round(percentile(latencies, 50)),
-    latencyP99Ms: round(percentile(latencies, 99)),
+    async run(count) {
+      latencies = [];
+      const start = Date.now();
+      const inflight: Promise<unknown>[] = [];
+      for (let i = 0; i < count; i++) {
+        inflight.push(
+          js.publish(`raw${processes}.t`, JSON.stringify({ t: Date.now() }), {
+            msgID: `r${processes}-${seq++}`,
+          }),
+        );
+        if (inflight.length >= 64) await Promise.all(inflight.splice(0));
+      }
+      await Promise.all(inflight);
+      await waitFor(() => latencies.length >= count, {
+        name: "raw baseline drained",
+        timeoutMs: 300_000,
+        intervalMs: 20,
+      });
+      return { perSec: count / ((Date.now() - start) / 1000), latencies };
+    },
+    async stop() {
+      for (const k of kids) k.kill("SIGTERM");
+      await jsm.streams.delete(stream);
+      await nc.close();
+    },
   };
 }
 
@@ -144,44 +166,67 @@ async function startFleet(url: string, processes: number, pool: string) {
   return { daemons, client };
 }
 
-async function meshRun(url: string, processes: number, count: number, pool: string): Promise<ClaimsRow> {
+/** `processes` noop meshd daemons serving `pool`; the bench submits through the mesh API. */
+async function meshFleet(url: string, processes: number, pool: string): Promise<Fleet> {
   const { daemons, client } = await startFleet(url, processes, pool);
-  const specs = Array.from({ length: count }, (_, i) =>
-    validateTaskSpec({
-      id: `b${processes}-${Date.now().toString(36)}-${i}`,
-      prompt: "noop",
-      runner: "noop",
-      pool,
-    }),
-  );
-  const start = Date.now();
-  const inflight: Promise<unknown>[] = [];
-  for (const s of specs) {
-    inflight.push(client.api.submit([s]));
-    if (inflight.length >= 64) await Promise.all(inflight.splice(0));
-  }
-  await Promise.all(inflight);
-  const submitSecs = (Date.now() - start) / 1000;
-  const timings = await settledTimings(
-    client,
-    pool,
-    specs.map((s) => s.id),
-    600_000,
-  );
-  const t = [...timings.values()];
-  const secs = (Math.max(...t.map((x) => x.done)) - start) / 1000;
-  const lat = t.map((x) => x.running - x.submitted);
-  await client.close();
-  for (const d of daemons) d.kill("SIGTERM");
-  await Promise.all(daemons.map((d) => d.exited));
+  let batch = 0;
   return {
-    system: "mesh",
+    async run(count) {
+      const tag = `b${processes}-${Date.now().toString(36)}-${batch++}`;
+      const specs = Array.from({ length: count }, (_, i) =>
+        validateTaskSpec({ id: `${tag}-${i}`, prompt: "noop", runner: "noop", pool }),
+      );
+      const start = Date.now();
+      const inflight: Promise<unknown>[] = [];
+      for (const s of specs) {
+        inflight.push(client.api.submit([s]));
+        if (inflight.length >= 64) await Promise.all(inflight.splice(0));
+      }
+      await Promise.all(inflight);
+      const submitSecs = (Date.now() - start) / 1000;
+      const timings = [
+        ...(
+          await settledTimings(
+            client,
+            pool,
+            specs.map((s) => s.id),
+            600_000,
+          )
+        ).values(),
+      ];
+      const secs = (Math.max(...timings.map((x) => x.done)) - start) / 1000;
+      return {
+        perSec: count / secs,
+        latencies: timings.map((x) => x.running - x.submitted),
+        submitPerSec: count / submitSecs,
+      };
+    },
+    async stop() {
+      await client.close();
+      for (const d of daemons) d.kill("SIGTERM");
+      await Promise.all(daemons.map((d) => d.exited));
+    },
+  };
+}
+
+function summarize(
+  system: ClaimsRow["system"],
+  processes: number,
+  count: number,
+  rounds: RoundResult[],
+): ClaimsRow {
+  const perSec = rounds.map((r) => r.perSec);
+  const lat = rounds.flatMap((r) => r.latencies);
+  const submit = rounds.flatMap((r) => (r.submitPerSec ? [r.submitPerSec] : []));
+  return {
+    system,
     processes,
     tasks: count,
-    throughputPerSec: round(count / secs),
+    throughputPerSec: round(percentile(perSec, 50)),
     latencyP50Ms: round(percentile(lat, 50)),
     latencyP99Ms: round(percentile(lat, 99)),
-    submitPerSec: round(count / submitSecs),
+    ...(submit.length ? { submitPerSec: round(percentile(submit, 50)) } : {}),
+    roundsPerSec: perSec.map((x) => round(x)),
   };
 }
 
@@ -212,15 +257,45 @@ async function lightLoad(
   return { p50: round(percentile(lat, 50)), p99: round(percentile(lat, 99)), idleRssMb };
 }
 
-export async function claimsScenario(opts: { count: number; lightCount: number }) {
+export interface ClaimsOptions {
+  /** Tasks per measured round. */
+  count: number;
+  /** Measured rounds per system; the table shows the median. */
+  rounds: number;
+  /** Unmeasured tasks first, through the same processes (JIT, connections, caches). */
+  warmup: number;
+  lightCount: number;
+}
+
+export async function claimsScenario(opts: ClaimsOptions) {
   const nats = await NatsServer.start();
   try {
+    const nc = await connect({ servers: nats.url });
+    const natsVersion = nc.info?.version ?? "unknown";
+    await nc.close();
     const rows: ClaimsRow[] = [];
     for (const n of [1, 4]) {
-      process.stderr.write(`claims: raw JetStream, ${n} process(es)...\n`);
-      rows.push(await rawBaseline(nats.url, n, opts.count));
-      process.stderr.write(`claims: mesh, ${n} daemon(s)...\n`);
-      rows.push(await meshRun(nats.url, n, opts.count, `bench${n}`));
+      process.stderr.write(`claims: ${n} process(es): starting raw workers and meshd daemons...\n`);
+      const raw = await rawFleet(nats.url, n);
+      const mesh = await meshFleet(nats.url, n, `bench${n}`);
+      try {
+        process.stderr.write(`claims: ${n} process(es): warm-up, ${opts.warmup} tasks each...\n`);
+        await raw.run(opts.warmup);
+        await mesh.run(opts.warmup);
+        // Alternating rounds: a machine that slows down or speeds up mid-run hits both alike.
+        const rawRounds: RoundResult[] = [];
+        const meshRounds: RoundResult[] = [];
+        for (let i = 0; i < opts.rounds; i++) {
+          process.stderr.write(`claims: ${n} process(es): round ${i + 1}/${opts.rounds}...\n`);
+          rawRounds.push(await raw.run(opts.count));
+          meshRounds.push(await mesh.run(opts.count));
+        }
+        rows.push(summarize("raw-jetstream", n, opts.count, rawRounds));
+        rows.push(summarize("mesh", n, opts.count, meshRounds));
+      } finally {
+        await raw.stop();
+        await mesh.stop();
+      }
     }
     process.stderr.write("claims: light-load latency and idle memory...\n");
     const light = await lightLoad(nats.url, opts.lightCount);
@@ -231,8 +306,10 @@ export async function claimsScenario(opts: { count: number; lightCount: number }
     };
     return {
       scenario: "claims",
-      natsVersion: "2.9.10",
+      natsVersion,
       slotsPerProcess: SLOTS,
+      rounds: opts.rounds,
+      warmupTasks: opts.warmup,
       rows,
       ratios: { throughputMeshOverRaw1: ratio(1), throughputMeshOverRaw4: ratio(4) },
       lightLoad: { tasks: opts.lightCount, submitToRunningP50Ms: light.p50, submitToRunningP99Ms: light.p99 },

@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- <scenario...>] [--count N]`: runs benchmark scenarios, prints a table and
+ * `npm run bench [-- <scenario...>] [--count N] [--rounds R] [--warmup W]`: runs benchmark scenarios, prints a table and
  * writes bench/results/<scenario>-<time>.json. Numbers are measured, never asserted.
  */
 import { mkdir, writeFile } from "node:fs/promises";
@@ -9,15 +9,27 @@ import { shimScenario } from "./shim.js";
 import { table } from "./stats.js";
 
 const args = process.argv.slice(2);
-const countArg = args.indexOf("--count");
-const count = countArg >= 0 ? Number(args[countArg + 1]) : 2000;
-const wanted = args.filter((a, i) => !a.startsWith("--") && args[i - 1] !== "--count");
+const VALUE_FLAGS = ["--count", "--rounds", "--warmup"];
+const flag = (name: string, dflt: number): number => {
+  const i = args.indexOf(name);
+  if (i < 0) return dflt;
+  const v = Number(args[i + 1]);
+  if (!Number.isInteger(v) || v < 0) {
+    process.stderr.write(`${name}: "${args[i + 1] ?? ""}" is not a whole number\n`);
+    process.exit(2);
+  }
+  return v;
+};
+const count = flag("--count", 2000);
+const rounds = Math.max(1, flag("--rounds", 3));
+const warmup = flag("--warmup", 500);
+const wanted = args.filter((a, i) => !a.startsWith("--") && !VALUE_FLAGS.includes(args[i - 1] ?? ""));
 const scenarios = wanted.length > 0 ? wanted : ["claims", "shim"];
 const resultsDir = fileURLToPath(new URL("../../bench/results/", import.meta.url));
 
 for (const name of scenarios) {
   let result: { rows?: object[] } & Record<string, unknown>;
-  if (name === "claims") result = await claimsScenario({ count, lightCount: 200 });
+  if (name === "claims") result = await claimsScenario({ count, rounds, warmup, lightCount: 200 });
   else if (name === "shim") result = await shimScenario({ runs: Math.min(count, 20) });
   else {
     process.stderr.write(`unknown scenario "${name}"; known: claims, shim\n`);
