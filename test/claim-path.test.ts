@@ -1,0 +1,260 @@
+/**
+ * The claim path's parts against a real nats-server: single-message pulls on one shared inbox
+ * (expiry, abort, hand-back of an unwanted message, a server restart), the doorbell's record
+ * snapshot (a stale one falls back to reading the record), and claims that go straight to
+ * `running` when there is nothing to prepare.
+ */
+import type { JetStreamManager } from "@nats-io/jetstream";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Claimer } from "../daemon/claim/claim.js";
+import { validateTaskSpec } from "../daemon/index.js";
+import { createLogger } from "../daemon/log.js";
+import { parseAckSubject } from "../daemon/queue/delivery.js";
+import { doorbellSnapshot, ringDoorbell } from "../daemon/queue/doorbell.js";
+import { Puller } from "../daemon/queue/puller.js";
+import { ensureTopology, poolConsumerName, TASKS_STREAM, type Topology } from "../daemon/queue/topology.js";
+import { newTaskRecord } from "../daemon/tasks/record.js";
+import { TaskStore } from "../daemon/tasks/store.js";
+import { NatsServer, waitFor } from "./harness/index.js";
+import { uniqueId } from "./support/tasks.js";
+
+let nats: NatsServer;
+let nc: NatsConnection;
+let topo: Topology;
+let store: TaskStore;
+const log = createLogger("silent");
+
+beforeAll(async () => {
+  nats = await NatsServer.start();
+  nc = await connect({ servers: nats.url, maxReconnectAttempts: -1, reconnectTimeWait: 100 });
+  topo = await ensureTopology(nc, { replicas: 1, leaseMs: 3000, presenceTtlMs: 1500 });
+  store = new TaskStore(topo.tasks, topo.jsm);
+});
+
+afterAll(async () => {
+  await nc?.close();
+  await nats?.cleanup();
+});
+
+function puller(pool: string, graceMs = 2000): Puller {
+  return new Puller(nc, {
+    apiPrefix: "$JS.API",
+    stream: TASKS_STREAM,
+    consumer: poolConsumerName(pool),
+    log,
+    graceMs,
+  });
+}
+
+async function pending(jsm: JetStreamManager, pool: string) {
+  const c = await jsm.consumers.info(TASKS_STREAM, poolConsumerName(pool));
+  return { waiting: c.num_pending, ackPending: c.num_ack_pending };
+}
+
+describe("Puller: one message per pull over a shared inbox", () => {
+  it("returns null when a pull expires, a message when one is there, and acks settle it", async () => {
+    const pool = uniqueId("pull");
+    await topo.consumer(pool);
+    const p = puller(pool);
+    try {
+      expect(await p.pull(200)).toBeNull();
+      await ringDoorbell(topo.js, pool, "t1", "t1#a");
+      const first = await p.pull(2000);
+      expect(first).not.toBeNull();
+      expect(first!.subject).toBe(`mesh.task.${pool}.t1`);
+      expect(first!.deliveryCount).toBe(1);
+      expect(first!.json<{ id: string }>().id).toBe("t1");
+      first!.nak();
+      const again = await p.pull(2000);
+      expect(again!.deliveryCount).toBe(2);
+      expect(again!.streamSequence).toBe(first!.streamSequence);
+      again!.ack();
+      again!.nak(); // only the first settlement counts
+      await waitFor(async () => (await pending(topo.jsm, pool)).ackPending === 0, {
+        name: "ack applied",
+        timeoutMs: 5000,
+      });
+      expect(await pending(topo.jsm, pool)).toEqual({ waiting: 0, ackPending: 0 });
+    } finally {
+      p.close();
+    }
+  });
+
+  it("an aborted pull ends at once, and a message that then arrives is handed back, not held", async () => {
+    const pool = uniqueId("pull");
+    await topo.consumer(pool);
+    const p = puller(pool);
+    try {
+      const ac = new AbortController();
+      const waiting = p.pull(10_000, ac.signal);
+      ac.abort();
+      expect(await waiting).toBeNull();
+      // The server still holds that pull request: the message goes to our inbox, nobody waits
+      // for it, and it must come straight back rather than sit until AckWait.
+      await ringDoorbell(topo.js, pool, "t2", "t2#a");
+      // Shorter than AckWait (3 s): a message held instead of handed back would not be here yet.
+      const got = await p.pull(1500);
+      expect(got).not.toBeNull();
+      expect(got!.deliveryCount).toBe(2);
+      got!.ack();
+    } finally {
+      p.close();
+    }
+  });
+
+  it("ackAck waits for the server's confirmation", async () => {
+    const pool = uniqueId("pull");
+    await topo.consumer(pool);
+    const p = puller(pool);
+    try {
+      await ringDoorbell(topo.js, pool, "t3", "t3#a");
+      const m = await p.pull(2000);
+      expect(await m!.ackAck(2000)).toBe(true);
+      expect(await m!.ackAck(2000)).toBe(false); // already settled
+      expect(await pending(topo.jsm, pool)).toEqual({ waiting: 0, ackPending: 0 });
+    } finally {
+      p.close();
+    }
+  });
+
+  it("a pull lost with a server restart is given up, and pulling works again afterwards", async () => {
+    const pool = uniqueId("pull");
+    await topo.consumer(pool);
+    const p = puller(pool, 300);
+    try {
+      const lost = p.pull(1000);
+      await nats.restart();
+      expect(await lost).toBeNull();
+      await waitFor(() => !nc.isClosed() && nc.info !== undefined, {
+        name: "reconnected",
+        timeoutMs: 10_000,
+      });
+      await waitFor(
+        async () => {
+          try {
+            await ringDoorbell(topo.js, pool, "t4", "t4#a");
+            return true;
+          } catch {
+            return false;
+          }
+        },
+        { name: "publish after restart", timeoutMs: 15_000, intervalMs: 200 },
+      );
+      const got = await waitFor(async () => (await p.pull(1000)) ?? undefined, {
+        name: "message pulled after restart",
+        timeoutMs: 15_000,
+      });
+      expect(got.subject).toBe(`mesh.task.${pool}.t4`);
+      got.ack();
+    } finally {
+      p.close();
+    }
+  });
+
+  it("reads delivery info from both ack subject forms", () => {
+    expect(parseAckSubject("$JS.ACK.MESH_TASKS.pool-a.3.17.20.1795858341680620227.4")).toEqual({
+      deliveryCount: 3,
+      streamSequence: 17,
+    });
+    expect(parseAckSubject("$JS.ACK.hub.ACCHASH.MESH_TASKS.pool-a.2.9.11.1795858341680620227.0.tok")).toEqual(
+      { deliveryCount: 2, streamSequence: 9 },
+    );
+    expect(parseAckSubject("_INBOX.abc.def")).toBeUndefined();
+  });
+});
+
+describe("claims from doorbell snapshots", () => {
+  const me = {
+    workerId: "w-test",
+    host: "h",
+    pools: [] as string[],
+    labels: {},
+    runners: ["noop", "command"],
+  };
+
+  async function queued(pool: string, extra: Record<string, unknown> = {}) {
+    const spec = validateTaskSpec({ id: uniqueId("snap"), prompt: "p", runner: "noop", pool, ...extra });
+    const created = await store.create(newTaskRecord(spec, new Date()));
+    return created!;
+  }
+
+  it("claims on a fresh snapshot without reading, straight into running when nothing is prepared", async () => {
+    const pool = uniqueId("snap");
+    await topo.consumer(pool);
+    const v = await queued(pool);
+    await ringDoorbell(topo.js, pool, v.record.id, `${v.record.id}#s`, v);
+    const p = puller(pool);
+    try {
+      const msg = (await p.pull(2000))!;
+      expect(doorbellSnapshot(msg, v.record.id)).toEqual(v);
+      const claimer = new Claimer(
+        store,
+        { ...me, pools: [pool] },
+        { leaseMs: 3000, startsAtClaim: () => true },
+      );
+      const d = await claimer.decide(msg, () => false);
+      expect(d.kind).toBe("claimed");
+      if (d.kind !== "claimed") return;
+      expect(d.claimed.record.state).toBe("running");
+      const a = d.claimed.record.attempts[0]!;
+      expect(a.startedAt).toBe(a.claimedAt);
+      const stored = await store.get(v.record.id);
+      expect(stored).toEqual(d.claimed);
+      msg.ack();
+    } finally {
+      p.close();
+    }
+  });
+
+  it("a stale snapshot falls back to the record as it is now", async () => {
+    const pool = uniqueId("snap");
+    await topo.consumer(pool);
+    const v = await queued(pool);
+    await ringDoorbell(topo.js, pool, v.record.id, `${v.record.id}#s`, v);
+    // The record moves on after the doorbell was rung (here: a longer timeout set by hand).
+    const moved = await store.update(v, { ...structuredClone(v.record), maxAttempts: 7 });
+    const p = puller(pool);
+    try {
+      const msg = (await p.pull(2000))!;
+      expect(doorbellSnapshot(msg, v.record.id)?.revision).toBe(v.revision);
+      const claimer = new Claimer(store, { ...me, pools: [pool] }, { leaseMs: 3000 });
+      const d = await claimer.decide(msg, () => false);
+      expect(d.kind).toBe("claimed");
+      if (d.kind !== "claimed") return;
+      // Claimed from the current record (revision and content), not the snapshot.
+      expect(d.claimed.revision).toBeGreaterThan(moved.revision);
+      expect(d.claimed.record.maxAttempts).toBe(7);
+      expect(d.claimed.record.state).toBe("claimed");
+      msg.ack();
+    } finally {
+      p.close();
+    }
+  });
+
+  it("a snapshot of a task cancelled since is not claimed", async () => {
+    const pool = uniqueId("snap");
+    await topo.consumer(pool);
+    const v = await queued(pool);
+    await ringDoorbell(topo.js, pool, v.record.id, `${v.record.id}#s`, v);
+    await store.update(v, {
+      ...structuredClone(v.record),
+      state: "cancelled",
+      finishedAt: new Date().toISOString(),
+    });
+    const p = puller(pool);
+    try {
+      const msg = (await p.pull(2000))!;
+      const claimer = new Claimer(store, { ...me, pools: [pool] }, { leaseMs: 3000 });
+      const d = await claimer.decide(msg, () => false);
+      expect(d).toMatchObject({ kind: "skip", why: "already cancelled" });
+      expect((await store.get(v.record.id))!.record.state).toBe("cancelled");
+      await waitFor(async () => (await pending(topo.jsm, pool)).ackPending === 0, {
+        name: "doorbell acked",
+        timeoutMs: 5000,
+      });
+    } finally {
+      p.close();
+    }
+  });
+});
