@@ -93,7 +93,15 @@ describe("Puller: one message per pull over a shared inbox", () => {
       // The server still holds that pull request: the message goes to our inbox, nobody waits
       // for it, and it must come straight back rather than sit until AckWait.
       await ringDoorbell(topo.js, pool, "t2", "t2#a");
-      // Shorter than AckWait (3 s): a message held instead of handed back would not be here yet.
+      // Wait until the server has sent it to the abandoned pull, and (flush: PONG comes after
+      // it) until we have read it. A held message would stay away until AckWait (3 s) expired,
+      // longer than the next pull waits; one handed back comes at once, delivered a second time.
+      await waitFor(
+        async () =>
+          (await topo.jsm.consumers.info(TASKS_STREAM, poolConsumerName(pool))).delivered.consumer_seq >= 1,
+        { name: "message sent to the abandoned pull", timeoutMs: 2000, intervalMs: 20 },
+      );
+      await nc.flush();
       const got = await p.pull(1500);
       expect(got).not.toBeNull();
       expect(got!.deliveryCount).toBe(2);

@@ -111,10 +111,11 @@ export class Puller {
     const w = this.waiters.shift();
     if (!w) return;
     clearTimeout(w.timer);
-    if (code === 404 || code === 408)
-      w.resolve(null); // no message / request expired
+    const why = m.headers?.description ?? "";
+    // No message, the request expired, or the server is going away or changing leader: this
+    // pull ended empty, and the caller simply pulls again.
+    if (code === 404 || code === 408 || (code === 409 && /shutdown|leadership/i.test(why))) w.resolve(null);
     else {
-      const why = m.headers?.description ?? "";
       w.reject(
         new MeshError(
           "UNAVAILABLE",
