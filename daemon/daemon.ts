@@ -171,12 +171,13 @@ export class Daemon {
         }
       }
       const topo = this.topo;
-      const store = new TaskStore(topo.tasks, topo.jsm);
+      const store = new TaskStore(topo.tasks, topo.jsm, topo.publisher);
       this.events = new EventPublisher(this.nc, this.log);
       const events = this.events;
       this.service = new MeshService({
         nc: this.nc,
         js: topo.js,
+        publisher: topo.publisher,
         jsm: topo.jsm,
         store,
         workersKv: topo.workers,
@@ -344,6 +345,8 @@ export class Daemon {
       ["cancel subscription", () => this.cancelSub?.unsubscribe()],
       ["events", () => this.events?.flush()],
       ["nats", () => (this.nc && !this.nc.isClosed() ? this.nc.drain() : undefined)],
+      ["publisher", () => this.topo?.publisher.close()],
+      ["pullers", () => [...this.pullers.values()].map((p) => p.close())],
     ];
     for (const [name, step] of steps) {
       try {

@@ -9,6 +9,7 @@ import type { MeshApi, MeshEvent, SubmitResult, TaskFilter, TaskView } from "./a
 import { MeshError } from "./errors.js";
 import type { Logger } from "./log.js";
 import type { MeshObserver } from "./metrics/observer.js";
+import type { JsPublish } from "./nats/js-publisher.js";
 import { ringDoorbell } from "./queue/doorbell.js";
 import { listWorkers } from "./registry/presence.js";
 import { type WorkerInfo, workerServes } from "./registry/worker-info.js";
@@ -25,6 +26,8 @@ export const cancelSubject = (taskId: string): string => `mesh.ctl.cancel.${task
 export interface MeshServiceDeps {
   nc: NatsConnection;
   js: JetStreamClient;
+  /** Rings doorbells (defaults to `js`). */
+  publisher?: JsPublish;
   jsm: JetStreamManager;
   store: TaskStore;
   workersKv: KV;
@@ -62,7 +65,7 @@ export class MeshService implements MeshApi {
       if (created) {
         this.d.observer?.submitted({ pool: spec.pool });
         this.stateEvent(created.record);
-        await ringDoorbell(this.d.js, spec.pool, spec.id, `${spec.id}#submit`, created);
+        await ringDoorbell(this.d.publisher ?? this.d.js, spec.pool, spec.id, `${spec.id}#submit`, created);
         out.push({ id: spec.id, created: true, state: "queued" });
         continue;
       }
@@ -70,7 +73,13 @@ export class MeshService implements MeshApi {
       if (!existing) throw new MeshError("CONFLICT", `task ${spec.id} exists but cannot be read; try again`);
       // Re-ring a still-queued task's doorbell: deduplicated inside the window, harmless after it.
       if (existing.record.state === "queued") {
-        await ringDoorbell(this.d.js, existing.record.spec.pool, spec.id, `${spec.id}#submit`, existing);
+        await ringDoorbell(
+          this.d.publisher ?? this.d.js,
+          existing.record.spec.pool,
+          spec.id,
+          `${spec.id}#submit`,
+          existing,
+        );
       }
       out.push({ id: spec.id, created: false, state: existing.record.state });
     }
@@ -162,7 +171,7 @@ export class MeshService implements MeshApi {
     }
     this.stateEvent(after.record);
     await ringDoorbell(
-      this.d.js,
+      this.d.publisher ?? this.d.js,
       after.record.spec.pool,
       id,
       `${id}#retry-${after.record.attempt}-${after.revision}`,

@@ -6,7 +6,8 @@
  * its compare-and-set at that revision without reading the record first. The snapshot is only
  * a hint: if the record changed since, the compare fails and the claimer reads the record.
  */
-import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
+import type { JetStreamManager } from "@nats-io/jetstream";
+import type { JsPublish } from "../nats/js-publisher.js";
 import type { TaskRecord, VersionedRecord } from "../tasks/record.js";
 import type { Delivery } from "./delivery.js";
 import { TASKS_STREAM, taskSubject } from "./topology.js";
@@ -20,7 +21,7 @@ export interface Doorbell {
 
 /** `dedupKey` makes the enqueue idempotent inside JetStream's duplicate window. */
 export async function ringDoorbell(
-  js: JetStreamClient,
+  js: JsPublish,
   pool: string,
   id: string,
   dedupKey: string,

@@ -18,6 +18,7 @@ import {
 } from "@nats-io/jetstream";
 import { type KV, Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
+import { JsPublisher } from "../nats/js-publisher.js";
 import { EVENTS_STREAM } from "../tasks/events.js";
 
 export const TASKS_STREAM = "MESH_TASKS";
@@ -41,6 +42,8 @@ export interface TopologyOptions {
 
 export interface Topology {
   js: JetStreamClient;
+  /** Lighter JetStream publishes for the hot path (doorbells, compare-and-set writes). */
+  publisher: JsPublisher;
   jsm: JetStreamManager;
   tasks: KV;
   workers: KV;
@@ -94,7 +97,7 @@ export async function ensureTopology(nc: NatsConnection, opts: TopologyOptions):
     }
     return p;
   };
-  return { js, jsm, tasks, workers, consumer };
+  return { js, jsm, tasks, workers, consumer, publisher: new JsPublisher(nc) };
 }
 
 async function ensureStream(jsm: JetStreamManager, cfg: Parameters<JetStreamManager["streams"]["add"]>[0]) {

@@ -5,6 +5,7 @@
 import type { JetStreamManager } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import { MeshError } from "../errors.js";
+import type { JsPublisher } from "../nats/js-publisher.js";
 import { kvKeys } from "../nats/kv-keys.js";
 import { TASKS_BUCKET } from "../queue/topology.js";
 import { assertTransition, type TaskRecord, type VersionedRecord } from "./record.js";
@@ -19,9 +20,14 @@ export function isCasConflict(err: unknown): boolean {
 }
 
 export class TaskStore {
+  /**
+   * `publisher`, when given, carries the compare-and-set writes (a lighter path than kv.update;
+   * see js-publisher.ts). Reads and creates go through the KV client.
+   */
   constructor(
     private readonly kv: KV,
     private readonly jsm: JetStreamManager,
+    private readonly publisher?: JsPublisher,
     private readonly now: () => Date = () => new Date(),
   ) {}
 
@@ -50,7 +56,14 @@ export class TaskStore {
     if (next.state !== prev.record.state) assertTransition(next.id, prev.record.state, next.state);
     next.updatedAt = this.now().toISOString();
     try {
-      const revision = await this.kv.update(next.id, enc.encode(JSON.stringify(next)), prev.revision);
+      const data = enc.encode(JSON.stringify(next));
+      const revision = this.publisher
+        ? (
+            await this.publisher.publish(`$KV.${TASKS_BUCKET}.${next.id}`, data, {
+              expectLastSubjectSequence: prev.revision,
+            })
+          ).seq
+        : await this.kv.update(next.id, data, prev.revision);
       return { record: next, revision };
     } catch (err) {
       if (isCasConflict(err)) {

@@ -75,11 +75,12 @@ export async function openClient(
     ...(opts.duplicateWindowMs ? { duplicateWindowMs: opts.duplicateWindowMs } : {}),
   });
   const log = createLogger("silent");
-  const store = new TaskStore(topo.tasks, topo.jsm);
+  const store = new TaskStore(topo.tasks, topo.jsm, topo.publisher);
   const events = new EventPublisher(nc, log);
   const api = new MeshService({
     nc,
     js: topo.js,
+    publisher: topo.publisher,
     jsm: topo.jsm,
     store,
     workersKv: topo.workers,
