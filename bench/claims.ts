@@ -13,7 +13,7 @@ import { validateTaskSpec } from "../daemon/index.js";
 import { poolConsumerName, TASKS_STREAM } from "../daemon/queue/topology.js";
 import { NatsServer, waitFor } from "../test/harness/index.js";
 import { openClient, spawnMeshd } from "../test/support/mesh.js";
-import { percentile, round, rssMb } from "./stats.js";
+import { type CpuPerTask, cpuMeter, percentile, round, rssMb } from "./stats.js";
 
 const SLOTS = 4;
 
@@ -30,12 +30,15 @@ export interface ClaimsRow {
   submitPerSec?: number;
   /** Every measured round's throughput, in order. */
   roundsPerSec: number[];
+  /** CPU ms per task (medians of the rounds): where the work goes on this machine. */
+  cpuMsPerTask: CpuPerTask;
 }
 
 interface RoundResult {
   perSec: number;
   latencies: number[];
   submitPerSec?: number;
+  cpu: CpuPerTask;
 }
 
 /** A warm set of processes that can run rounds of `count` tasks. */
@@ -48,7 +51,7 @@ interface Fleet {
  * The raw JetStream baseline: `processes` workers, each with SLOTS lanes that share one durable
  * pull consumer (next() one message, ackAck(), report its latency); the bench publishes.
  */
-async function rawFleet(url: string, processes: number): Promise<Fleet> {
+async function rawFleet(url: string, processes: number, serverPid?: number): Promise<Fleet> {
   const nc = await connect({ servers: url });
   const jsm = await jetstreamManager(nc);
   const stream = `RAW${processes}`;
@@ -73,6 +76,10 @@ async function rawFleet(url: string, processes: number): Promise<Fleet> {
   return {
     async run(count) {
       latencies = [];
+      const meter = cpuMeter(
+        serverPid,
+        kids.map((k) => k.pid!),
+      );
       const start = Date.now();
       const inflight: Promise<unknown>[] = [];
       for (let i = 0; i < count; i++) {
@@ -89,7 +96,7 @@ async function rawFleet(url: string, processes: number): Promise<Fleet> {
         timeoutMs: 300_000,
         intervalMs: 20,
       });
-      return { perSec: count / ((Date.now() - start) / 1000), latencies };
+      return { perSec: count / ((Date.now() - start) / 1000), latencies, cpu: meter.end(count) };
     },
     async stop() {
       for (const k of kids) k.kill("SIGTERM");
@@ -167,7 +174,7 @@ async function startFleet(url: string, processes: number, pool: string) {
 }
 
 /** `processes` noop meshd daemons serving `pool`; the bench submits through the mesh API. */
-async function meshFleet(url: string, processes: number, pool: string): Promise<Fleet> {
+async function meshFleet(url: string, processes: number, pool: string, serverPid?: number): Promise<Fleet> {
   const { daemons, client } = await startFleet(url, processes, pool);
   let batch = 0;
   return {
@@ -175,6 +182,10 @@ async function meshFleet(url: string, processes: number, pool: string): Promise<
       const tag = `b${processes}-${Date.now().toString(36)}-${batch++}`;
       const specs = Array.from({ length: count }, (_, i) =>
         validateTaskSpec({ id: `${tag}-${i}`, prompt: "noop", runner: "noop", pool }),
+      );
+      const meter = cpuMeter(
+        serverPid,
+        daemons.map((d) => d.child.pid!),
       );
       const start = Date.now();
       const inflight: Promise<unknown>[] = [];
@@ -199,6 +210,7 @@ async function meshFleet(url: string, processes: number, pool: string): Promise<
         perSec: count / secs,
         latencies: timings.map((x) => x.running - x.submitted),
         submitPerSec: count / submitSecs,
+        cpu: meter.end(count),
       };
     },
     async stop() {
@@ -227,6 +239,20 @@ function summarize(
     latencyP99Ms: round(percentile(lat, 99)),
     ...(submit.length ? { submitPerSec: round(percentile(submit, 50)) } : {}),
     roundsPerSec: perSec.map((x) => round(x)),
+    cpuMsPerTask: {
+      natsServer: percentile(
+        rounds.map((r) => r.cpu.natsServer),
+        50,
+      ),
+      workers: percentile(
+        rounds.map((r) => r.cpu.workers),
+        50,
+      ),
+      benchClient: percentile(
+        rounds.map((r) => r.cpu.benchClient),
+        50,
+      ),
+    },
   };
 }
 
@@ -276,8 +302,8 @@ export async function claimsScenario(opts: ClaimsOptions) {
     const rows: ClaimsRow[] = [];
     for (const n of [1, 4]) {
       process.stderr.write(`claims: ${n} process(es): starting raw workers and meshd daemons...\n`);
-      const raw = await rawFleet(nats.url, n);
-      const mesh = await meshFleet(nats.url, n, `bench${n}`);
+      const raw = await rawFleet(nats.url, n, nats.pid);
+      const mesh = await meshFleet(nats.url, n, `bench${n}`, nats.pid);
       try {
         process.stderr.write(`claims: ${n} process(es): warm-up, ${opts.warmup} tasks each...\n`);
         await raw.run(opts.warmup);

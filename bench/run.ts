@@ -40,8 +40,19 @@ for (const name of scenarios) {
   const file = `${resultsDir}${name}-${stamp}.json`;
   await writeFile(file, `${JSON.stringify({ ...result, at: new Date().toISOString() }, null, 2)}\n`);
   process.stdout.write(
-    `\n${name}\n${table((result.rows ?? []) as Array<Record<string, string | number>>)}\n`,
+    `\n${name}\n${table(((result.rows ?? []) as Array<Record<string, unknown>>).map(flatRow))}\n`,
   );
   const { rows: _rows, ...rest } = result;
   process.stdout.write(`${JSON.stringify(rest, null, 2)}\nwritten to ${file}\n`);
+}
+
+/** Nested numbers (e.g. cpuMsPerTask) become columns of their own in the printed table. */
+function flatRow(r: Record<string, unknown>): Record<string, string | number> {
+  const out: Record<string, string | number> = {};
+  for (const [k, v] of Object.entries(r)) {
+    if (v && typeof v === "object" && !Array.isArray(v)) {
+      for (const [k2, v2] of Object.entries(v)) out[`${k}.${k2}`] = v2 as number;
+    } else out[k] = Array.isArray(v) ? v.join(",") : (v as string | number);
+  }
+  return out;
 }

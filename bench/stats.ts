@@ -34,3 +34,43 @@ export function rssMb(pid: number): number {
     return Number.NaN;
   }
 }
+
+/** CPU time (user + system) a process has used, in ms; NaN where /proc is not there. */
+export function cpuMs(pid: number): number {
+  try {
+    // Fields after "(comm) ": state is [0], utime [11], stime [12], in clock ticks (100 Hz on Linux).
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(f[11]) + Number(f[12])) * 10;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+/** CPU ms per task of the NATS server, the workers (raw workers or daemons) and the bench itself. */
+export interface CpuPerTask {
+  natsServer: number;
+  workers: number;
+  benchClient: number;
+}
+
+/** Starts a CPU measurement of `serverPid`, `workerPids` and this process; `end(tasks)` reads it. */
+export function cpuMeter(serverPid: number | undefined, workerPids: number[]) {
+  const read = () => ({
+    server: serverPid === undefined ? Number.NaN : cpuMs(serverPid),
+    workers: workerPids.reduce((a, p) => a + cpuMs(p), 0),
+    self: process.cpuUsage(),
+  });
+  const start = read();
+  return {
+    end(tasks: number): CpuPerTask {
+      const now = read();
+      const self = process.cpuUsage(start.self);
+      return {
+        natsServer: round((now.server - start.server) / tasks, 3),
+        workers: round((now.workers - start.workers) / tasks, 3),
+        benchClient: round((self.user + self.system) / 1000 / tasks, 3),
+      };
+    },
+  };
+}
