@@ -266,3 +266,46 @@ describe("claims from doorbell snapshots", () => {
     }
   });
 });
+
+describe("JsPublisher: PubAcks over one shared reply subscription", () => {
+  it("acks a publish, refuses a wrong expected sequence with the API error, and dedups by msgID", async () => {
+    const pub = topo.publisher;
+    const subject = `mesh.task.${uniqueId("pub")}.x`;
+    const first = await pub.publish(subject, "a", { expectLastSubjectSequence: 0 });
+    expect(first.stream).toBe(TASKS_STREAM);
+    expect(first.seq).toBeGreaterThan(0);
+    await expect(pub.publish(subject, "b", { expectLastSubjectSequence: 0 })).rejects.toMatchObject({
+      name: "JsApiError",
+      api_error: { err_code: 10071 },
+    });
+    const second = await pub.publish(subject, "c", { expectLastSubjectSequence: first.seq, msgID: "m-1" });
+    expect(second.seq).toBeGreaterThan(first.seq);
+    const again = await pub.publish(subject, "c", { msgID: "m-1" });
+    expect(again).toMatchObject({ seq: second.seq, duplicate: true });
+  });
+
+  it("the task store turns a lost compare-and-set into CONFLICT", async () => {
+    const spec = validateTaskSpec({ id: uniqueId("cas"), prompt: "p", runner: "noop" });
+    const v = (await store.create(newTaskRecord(spec, new Date())))!;
+    const moved = await store.update(v, { ...structuredClone(v.record), maxAttempts: 2 });
+    expect(moved.revision).toBeGreaterThan(v.revision);
+    await expect(store.update(v, { ...structuredClone(v.record), maxAttempts: 3 })).rejects.toMatchObject({
+      code: "CONFLICT",
+    });
+    expect((await store.get(spec.id))!.record.maxAttempts).toBe(2);
+  });
+
+  it("no stream on the subject is UNAVAILABLE; no answer at all times out as unknown", async () => {
+    await expect(topo.publisher.publish(`nostream.${uniqueId("x")}`, "a")).rejects.toMatchObject({
+      code: "UNAVAILABLE",
+    });
+    const silent = nc.subscribe("silent.listener"); // interest, but it never answers
+    try {
+      await expect(topo.publisher.publish("silent.listener", "a", { timeoutMs: 300 })).rejects.toThrow(
+        /outcome is unknown/,
+      );
+    } finally {
+      silent.unsubscribe();
+    }
+  });
+});
