@@ -22,7 +22,7 @@ export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
 export const EXIT_CODES_HELP = `Exit codes:
   0  ok
   1  a task that was waited on (submit --wait/--follow, watch <id>) failed, died or was cancelled
-  2  usage error or invalid task spec (nothing was submitted)
+  2  usage error, invalid task spec, or a different spec under an id already submitted (nothing was submitted)
   3  daemon unreachable (no socket, TLS or token refused, no answer in time) or the daemon cannot reach NATS
   4  not found (no task with that id)
   5  any other error (e.g. cancelling a task that already finished, --wait-timeout reached)
@@ -49,6 +49,8 @@ export function isServiceError(err: unknown): err is ServiceError {
 
 const EXIT_OF_MESH_CODE: Record<string, ExitCode> = {
   INVALID_ARGUMENT: EXIT.USAGE,
+  // A different spec under an id already submitted: the input is wrong, and nothing was submitted.
+  ALREADY_EXISTS: EXIT.USAGE,
   NOT_FOUND: EXIT.NOT_FOUND,
   UNAVAILABLE: EXIT.UNREACHABLE,
 };

@@ -58,7 +58,20 @@ export class MeshService implements MeshApi {
     });
   }
 
+  /**
+   * Idempotent by id: a spec already submitted under its id yields that task, unchanged. A
+   * *different* spec under an existing id is refused (ALREADY_EXISTS), and nothing of the batch is
+   * submitted: batches are checked up front; a single spec is checked when its create finds the
+   * id taken (the common case costs no extra read).
+   */
   async submit(specs: TaskSpec[]): Promise<SubmitResult[]> {
+    if (specs.length > 1) {
+      const existing = await Promise.all(specs.map((s) => this.d.store.get(s.id)));
+      specs.forEach((spec, i) => {
+        const e = existing[i];
+        if (e) refuseDifferentSpec(e.record.spec, spec, `tasks[${i}].id`);
+      });
+    }
     const out: SubmitResult[] = [];
     for (const spec of specs) {
       const created = await this.d.store.create(newTaskRecord(spec, new Date()));
@@ -71,6 +84,11 @@ export class MeshService implements MeshApi {
       }
       const existing = await this.d.store.get(spec.id);
       if (!existing) throw new MeshError("CONFLICT", `task ${spec.id} exists but cannot be read; try again`);
+      refuseDifferentSpec(
+        existing.record.spec,
+        spec,
+        specs.length > 1 ? `tasks[${specs.indexOf(spec)}].id` : "id",
+      );
       // Re-ring a still-queued task's doorbell: deduplicated inside the window, harmless after it.
       if (existing.record.state === "queued") {
         await ringDoorbell(
@@ -296,6 +314,31 @@ export class MeshService implements MeshApi {
       await Promise.allSettled([pump, scan]);
     }
   }
+}
+
+/** Throws ALREADY_EXISTS when `next` is not the spec already submitted under its id. */
+function refuseDifferentSpec(stored: TaskSpec, next: TaskSpec, field: string): void {
+  const differs = Object.keys({ ...stored, ...next }).filter(
+    (k) =>
+      stableJson((stored as Record<string, unknown>)[k]) !== stableJson((next as Record<string, unknown>)[k]),
+  );
+  if (differs.length === 0) return;
+  throw new MeshError(
+    "ALREADY_EXISTS",
+    `task ${next.id} was already submitted with a different spec (${differs.join(", ")} ${differs.length === 1 ? "differs" : "differ"}); nothing was submitted. Submit the new spec under another id, or leave "id" out to get a generated one`,
+    { field },
+  );
+}
+
+/** JSON with object keys sorted, so equal values compare equal whatever their key order. */
+function stableJson(v: unknown): string {
+  return JSON.stringify(v, (_k, val: unknown) =>
+    val && typeof val === "object" && !Array.isArray(val)
+      ? Object.fromEntries(
+          Object.entries(val as Record<string, unknown>).sort(([a], [b]) => a.localeCompare(b)),
+        )
+      : val,
+  );
 }
 
 /** A controller aborted with `outer`, that the generator can also abort when it ends. */

@@ -332,6 +332,11 @@ describe("mesh CLI, end to end", () => {
       expectExit(human, 0);
       expect(human.stdout).toMatch(/^ID\s+STATE\s+NEW\nfollow-1\s+succeeded\s+no \(already submitted\)$/m);
 
+      // The same id with another spec is a mistake: refused, exit 2, naming what differs.
+      const edited = await mesh(["submit", "-"], { input: text.replace("prompt: p", "prompt: edited") });
+      expectExit(edited, 2);
+      expect(edited.stderr).toMatch(/follow-1 was already submitted with a different spec \(prompt differs\)/);
+
       const followJson = await mesh(["submit", "-", "--follow", "--json"], { input: text });
       expectExit(followJson, 0);
       const lines = followJson.lines();

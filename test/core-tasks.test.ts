@@ -97,6 +97,28 @@ describe("core: tasks on a real nats-server", () => {
     await d.stop(1000);
   });
 
+  it("refuses a different spec under an id already submitted, and then submits nothing of the batch", async () => {
+    const spec = nodeTask("process.exit(0)", { pool: "idem-diff" });
+    await client.api.submit([spec]);
+    const before = await client.store.get(spec.id);
+    const changed = { ...spec, prompt: "another prompt", timeout: 5000 };
+    await expect(client.api.submit([changed])).rejects.toMatchObject({
+      code: "ALREADY_EXISTS",
+      field: "id",
+      message: expect.stringMatching(/already submitted with a different spec \(prompt, timeout differ\)/),
+    });
+    const fresh = nodeTask("process.exit(0)", { pool: "idem-diff" });
+    await expect(client.api.submit([fresh, changed])).rejects.toMatchObject({
+      code: "ALREADY_EXISTS",
+      field: "tasks[1].id",
+    });
+    expect(await client.store.get(fresh.id)).toBeUndefined();
+    expect(await client.store.get(spec.id)).toEqual(before);
+    // The same spec again is still fine (idempotent), alone or in a batch.
+    expect((await client.api.submit([spec]))[0]).toMatchObject({ created: false });
+    expect((await client.api.submit([spec, fresh])).map((r) => r.created)).toEqual([false, true]);
+  });
+
   it("refuses illegal transitions and stale revisions", async () => {
     const spec = nodeTask("0", { pool: "nobody-serves-this" });
     const created = await client.store.create(newTaskRecord(spec, new Date()));
