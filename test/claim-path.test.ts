@@ -7,14 +7,14 @@
 import type { JetStreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Claimer } from "../daemon/claim/claim.js";
+import { Claimer, type ClaimerOptions } from "../daemon/claim/claim.js";
 import { validateTaskSpec } from "../daemon/index.js";
 import { createLogger } from "../daemon/log.js";
-import { parseAckSubject } from "../daemon/queue/delivery.js";
+import { type Delivery, parseAckSubject } from "../daemon/queue/delivery.js";
 import { doorbellSnapshot, ringDoorbell } from "../daemon/queue/doorbell.js";
 import { Puller } from "../daemon/queue/puller.js";
 import { ensureTopology, poolConsumerName, TASKS_STREAM, type Topology } from "../daemon/queue/topology.js";
-import { newTaskRecord } from "../daemon/tasks/record.js";
+import { newTaskRecord, type VersionedRecord } from "../daemon/tasks/record.js";
 import { TaskStore } from "../daemon/tasks/store.js";
 import { NatsServer, waitFor } from "./harness/index.js";
 import { uniqueId } from "./support/tasks.js";
@@ -52,12 +52,21 @@ async function pending(jsm: JetStreamManager, pool: string) {
   return { waiting: c.num_pending, ackPending: c.num_ack_pending };
 }
 
+/** A puller on a fresh pool's consumer, closed after `fn`. */
+async function withPuller(fn: (p: Puller, pool: string) => Promise<void>, graceMs?: number): Promise<void> {
+  const pool = uniqueId("pull");
+  await topo.consumer(pool);
+  const p = puller(pool, graceMs);
+  try {
+    await fn(p, pool);
+  } finally {
+    p.close();
+  }
+}
+
 describe("Puller: one message per pull over a shared inbox", () => {
-  it("returns null when a pull expires, a message when one is there, and acks settle it", async () => {
-    const pool = uniqueId("pull");
-    await topo.consumer(pool);
-    const p = puller(pool);
-    try {
+  it("returns null when a pull expires, a message when one is there, and acks settle it", () =>
+    withPuller(async (p, pool) => {
       expect(await p.pull(200)).toBeNull();
       await ringDoorbell(topo.js, pool, "t1", "t1#a");
       const first = await p.pull(2000);
@@ -76,16 +85,10 @@ describe("Puller: one message per pull over a shared inbox", () => {
         timeoutMs: 5000,
       });
       expect(await pending(topo.jsm, pool)).toEqual({ waiting: 0, ackPending: 0 });
-    } finally {
-      p.close();
-    }
-  });
+    }));
 
-  it("an aborted pull ends at once, and a message that then arrives is handed back, not held", async () => {
-    const pool = uniqueId("pull");
-    await topo.consumer(pool);
-    const p = puller(pool);
-    try {
+  it("an aborted pull ends at once, and a message that then arrives is handed back, not held", () =>
+    withPuller(async (p, pool) => {
       const ac = new AbortController();
       const waiting = p.pull(10_000, ac.signal);
       ac.abort();
@@ -106,31 +109,19 @@ describe("Puller: one message per pull over a shared inbox", () => {
       expect(got).not.toBeNull();
       expect(got!.deliveryCount).toBe(2);
       got!.ack();
-    } finally {
-      p.close();
-    }
-  });
+    }));
 
-  it("ackAck waits for the server's confirmation", async () => {
-    const pool = uniqueId("pull");
-    await topo.consumer(pool);
-    const p = puller(pool);
-    try {
+  it("ackAck waits for the server's confirmation", () =>
+    withPuller(async (p, pool) => {
       await ringDoorbell(topo.js, pool, "t3", "t3#a");
       const m = await p.pull(2000);
       expect(await m!.ackAck(2000)).toBe(true);
       expect(await m!.ackAck(2000)).toBe(false); // already settled
       expect(await pending(topo.jsm, pool)).toEqual({ waiting: 0, ackPending: 0 });
-    } finally {
-      p.close();
-    }
-  });
+    }));
 
-  it("a pull lost with a server restart is given up, and pulling works again afterwards", async () => {
-    const pool = uniqueId("pull");
-    await topo.consumer(pool);
-    const p = puller(pool, 300);
-    try {
+  it("a pull lost with a server restart is given up, and pulling works again afterwards", () =>
+    withPuller(async (p, pool) => {
       const lost = p.pull(1000);
       await nats.restart();
       expect(await lost).toBeNull();
@@ -155,10 +146,7 @@ describe("Puller: one message per pull over a shared inbox", () => {
       });
       expect(got.subject).toBe(`mesh.task.${pool}.t4`);
       got.ack();
-    } finally {
-      p.close();
-    }
-  });
+    }, 300));
 
   it("reads delivery info from both ack subject forms", () => {
     expect(parseAckSubject("$JS.ACK.MESH_TASKS.pool-a.3.17.20.1795858341680620227.4")).toEqual({
@@ -187,84 +175,89 @@ describe("claims from doorbell snapshots", () => {
     return created!;
   }
 
-  it("claims on a fresh snapshot without reading, straight into running when nothing is prepared", async () => {
+  /**
+   * A queued task whose doorbell was rung with its snapshot; `change` then moves the record on
+   * (or not); `check` gets the pulled doorbell and a claimer for the pool.
+   */
+  async function onDoorbell(
+    claimerOpts: Partial<ClaimerOptions>,
+    change: (v: VersionedRecord) => Promise<VersionedRecord | undefined>,
+    check: (c: {
+      v: VersionedRecord;
+      moved: VersionedRecord | undefined;
+      msg: Delivery;
+      claimer: Claimer;
+      pool: string;
+    }) => Promise<void>,
+  ): Promise<void> {
     const pool = uniqueId("snap");
     await topo.consumer(pool);
     const v = await queued(pool);
     await ringDoorbell(topo.js, pool, v.record.id, `${v.record.id}#s`, v);
+    const moved = await change(v);
     const p = puller(pool);
     try {
       const msg = (await p.pull(2000))!;
       expect(doorbellSnapshot(msg, v.record.id)).toEqual(v);
-      const claimer = new Claimer(
-        store,
-        { ...me, pools: [pool] },
-        { leaseMs: 3000, startsAtClaim: () => true },
-      );
-      const d = await claimer.decide(msg, () => false);
-      expect(d.kind).toBe("claimed");
-      if (d.kind !== "claimed") return;
-      expect(d.claimed.record.state).toBe("running");
-      const a = d.claimed.record.attempts[0]!;
-      expect(a.startedAt).toBe(a.claimedAt);
-      const stored = await store.get(v.record.id);
-      expect(stored).toEqual(d.claimed);
-      msg.ack();
+      const claimer = new Claimer(store, { ...me, pools: [pool] }, { leaseMs: 3000, ...claimerOpts });
+      await check({ v, moved, msg, claimer, pool });
     } finally {
       p.close();
     }
-  });
+  }
 
-  it("a stale snapshot falls back to the record as it is now", async () => {
-    const pool = uniqueId("snap");
-    await topo.consumer(pool);
-    const v = await queued(pool);
-    await ringDoorbell(topo.js, pool, v.record.id, `${v.record.id}#s`, v);
-    // The record moves on after the doorbell was rung (here: a longer timeout set by hand).
-    const moved = await store.update(v, { ...structuredClone(v.record), maxAttempts: 7 });
-    const p = puller(pool);
-    try {
-      const msg = (await p.pull(2000))!;
-      expect(doorbellSnapshot(msg, v.record.id)?.revision).toBe(v.revision);
-      const claimer = new Claimer(store, { ...me, pools: [pool] }, { leaseMs: 3000 });
-      const d = await claimer.decide(msg, () => false);
-      expect(d.kind).toBe("claimed");
-      if (d.kind !== "claimed") return;
-      // Claimed from the current record (revision and content), not the snapshot.
-      expect(d.claimed.revision).toBeGreaterThan(moved.revision);
-      expect(d.claimed.record.maxAttempts).toBe(7);
-      expect(d.claimed.record.state).toBe("claimed");
-      msg.ack();
-    } finally {
-      p.close();
-    }
-  });
+  it("claims on a fresh snapshot without reading, straight into running when nothing is prepared", () =>
+    onDoorbell(
+      { startsAtClaim: () => true },
+      async () => undefined,
+      async ({ v, msg, claimer }) => {
+        const d = await claimer.decide(msg, () => false);
+        expect(d.kind).toBe("claimed");
+        if (d.kind !== "claimed") return;
+        expect(d.claimed.record.state).toBe("running");
+        const a = d.claimed.record.attempts[0]!;
+        expect(a.startedAt).toBe(a.claimedAt);
+        expect(await store.get(v.record.id)).toEqual(d.claimed);
+        msg.ack();
+      },
+    ));
 
-  it("a snapshot of a task cancelled since is not claimed", async () => {
-    const pool = uniqueId("snap");
-    await topo.consumer(pool);
-    const v = await queued(pool);
-    await ringDoorbell(topo.js, pool, v.record.id, `${v.record.id}#s`, v);
-    await store.update(v, {
-      ...structuredClone(v.record),
-      state: "cancelled",
-      finishedAt: new Date().toISOString(),
-    });
-    const p = puller(pool);
-    try {
-      const msg = (await p.pull(2000))!;
-      const claimer = new Claimer(store, { ...me, pools: [pool] }, { leaseMs: 3000 });
-      const d = await claimer.decide(msg, () => false);
-      expect(d).toMatchObject({ kind: "skip", why: "already cancelled" });
-      expect((await store.get(v.record.id))!.record.state).toBe("cancelled");
-      await waitFor(async () => (await pending(topo.jsm, pool)).ackPending === 0, {
-        name: "doorbell acked",
-        timeoutMs: 5000,
-      });
-    } finally {
-      p.close();
-    }
-  });
+  it("a stale snapshot falls back to the record as it is now", () =>
+    onDoorbell(
+      {},
+      // The record moves on after the doorbell was rung (here: more attempts set by hand).
+      (v) => store.update(v, { ...structuredClone(v.record), maxAttempts: 7 }),
+      async ({ moved, msg, claimer }) => {
+        const d = await claimer.decide(msg, () => false);
+        expect(d.kind).toBe("claimed");
+        if (d.kind !== "claimed") return;
+        // Claimed from the current record (revision and content), not the snapshot.
+        expect(d.claimed.revision).toBeGreaterThan(moved!.revision);
+        expect(d.claimed.record.maxAttempts).toBe(7);
+        expect(d.claimed.record.state).toBe("claimed");
+        msg.ack();
+      },
+    ));
+
+  it("a snapshot of a task cancelled since is not claimed", () =>
+    onDoorbell(
+      {},
+      (v) =>
+        store.update(v, {
+          ...structuredClone(v.record),
+          state: "cancelled",
+          finishedAt: new Date().toISOString(),
+        }),
+      async ({ v, msg, claimer, pool }) => {
+        const d = await claimer.decide(msg, () => false);
+        expect(d).toMatchObject({ kind: "skip", why: "already cancelled" });
+        expect((await store.get(v.record.id))!.record.state).toBe("cancelled");
+        await waitFor(async () => (await pending(topo.jsm, pool)).ackPending === 0, {
+          name: "doorbell acked",
+          timeoutMs: 5000,
+        });
+      },
+    ));
 });
 
 describe("JsPublisher: PubAcks over one shared reply subscription", () => {
