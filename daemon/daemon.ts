@@ -171,7 +171,10 @@ export class Daemon {
         }
       }
       const topo = this.topo;
-      const store = new TaskStore(topo.tasks, topo.jsm, topo.publisher);
+      const store = new TaskStore(topo.tasks, topo.jsm, {
+        publisher: topo.publisher,
+        putPrefix: topo.tasksPutPrefix,
+      });
       this.events = new EventPublisher(this.nc, this.log);
       const events = this.events;
       this.service = new MeshService({
@@ -212,10 +215,11 @@ export class Daemon {
           let p = this.pullers.get(pool);
           if (!p) {
             p = new Puller(this.connection, {
-              apiPrefix: cfg.nats.domain ? `$JS.${cfg.nats.domain}.API` : "$JS.API",
+              apiPrefix: topo.apiPrefix,
               stream: TASKS_STREAM,
               consumer: poolConsumerName(pool),
               log: this.log,
+              onConsumerGone: () => topo.forgetConsumer(pool),
             });
             this.pullers.set(pool, p);
           }

@@ -140,7 +140,11 @@ async function main(): Promise<void> {
     );
   const onSignal = (sig: NodeJS.Signals) => {
     signals++;
-    if (!daemon) return; // still starting: handled right after the start
+    if (!daemon) {
+      // Still starting: the first signal stops it once started; a second one gives up now.
+      if (signals > 1) process.exit(130);
+      return;
+    }
     if (signals === 1) {
       daemon.log.info(
         { signal: sig },

@@ -66,6 +66,14 @@ export class MeshService implements MeshApi {
    */
   async submit(specs: TaskSpec[]): Promise<SubmitResult[]> {
     if (specs.length > 1) {
+      const ids = new Set<string>();
+      specs.forEach((s, i) => {
+        if (ids.has(s.id))
+          throw new MeshError("INVALID_ARGUMENT", `tasks[${i}].id: duplicate id "${s.id}" in one batch`, {
+            field: `tasks[${i}].id`,
+          });
+        ids.add(s.id);
+      });
       const existing = await Promise.all(specs.map((s) => this.d.store.get(s.id)));
       specs.forEach((spec, i) => {
         const e = existing[i];

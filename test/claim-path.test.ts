@@ -8,6 +8,7 @@ import type { JetStreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Claimer, type ClaimerOptions } from "../daemon/claim/claim.js";
+import type { Daemon } from "../daemon/index.js";
 import { validateTaskSpec } from "../daemon/index.js";
 import { createLogger } from "../daemon/log.js";
 import { type Delivery, parseAckSubject } from "../daemon/queue/delivery.js";
@@ -16,8 +17,9 @@ import { Puller } from "../daemon/queue/puller.js";
 import { ensureTopology, poolConsumerName, TASKS_STREAM, type Topology } from "../daemon/queue/topology.js";
 import { newTaskRecord, type VersionedRecord } from "../daemon/tasks/record.js";
 import { TaskStore } from "../daemon/tasks/store.js";
-import { NatsServer, waitFor } from "./harness/index.js";
-import { uniqueId } from "./support/tasks.js";
+import { freePort, NatsServer, waitFor } from "./harness/index.js";
+import { type MeshClient, openClient, startDaemon, waitForState } from "./support/mesh.js";
+import { nodeTask, uniqueId } from "./support/tasks.js";
 
 let nats: NatsServer;
 let nc: NatsConnection;
@@ -29,7 +31,7 @@ beforeAll(async () => {
   nats = await NatsServer.start();
   nc = await connect({ servers: nats.url, maxReconnectAttempts: -1, reconnectTimeWait: 100 });
   topo = await ensureTopology(nc, { replicas: 1, leaseMs: 3000, presenceTtlMs: 1500 });
-  store = new TaskStore(topo.tasks, topo.jsm);
+  store = new TaskStore(topo.tasks, topo.jsm, { publisher: topo.publisher, putPrefix: topo.tasksPutPrefix });
 });
 
 afterAll(async () => {
@@ -110,6 +112,29 @@ describe("Puller: one message per pull over a shared inbox", () => {
       expect(got!.deliveryCount).toBe(2);
       got!.ack();
     }));
+
+  it("a pull after a given-up one adopts its open request instead of sending another", () =>
+    withPuller(async (p, pool) => {
+      const ac = new AbortController();
+      const first = p.pull(10_000, ac.signal);
+      ac.abort();
+      expect(await first).toBeNull();
+      expect(p.outstanding).toBe(1); // the server still holds that request
+      const second = p.pull(10_000);
+      expect(p.outstanding).toBe(1); // adopted, not a second request
+      await ringDoorbell(topo.js, pool, "t5", "t5#a");
+      const got = await second;
+      expect(got!.deliveryCount).toBe(1); // it went straight to the waiting pull
+      expect(p.outstanding).toBe(0);
+      got!.ack();
+    }));
+
+  it("an expired pull is settled by the server's 408, not by giving up locally", () =>
+    withPuller(async (p) => {
+      expect(await p.pull(200)).toBeNull();
+      // A local give-up (grace 60 s here) would have kept the request open.
+      expect(p.outstanding).toBe(0);
+    }, 60_000));
 
   it("ackAck waits for the server's confirmation", () =>
     withPuller(async (p, pool) => {
@@ -299,6 +324,48 @@ describe("JsPublisher: PubAcks over one shared reply subscription", () => {
       );
     } finally {
       silent.unsubscribe();
+    }
+  });
+});
+
+describe("a daemon behind a leaf node (JetStream domain)", () => {
+  it("claims and finishes tasks through a leaf that only dials out to the hub", async () => {
+    const leafPort = await freePort();
+    const hub = await NatsServer.start({
+      jetstreamDomain: "hub",
+      extraConfig: `leafnodes { listen: "127.0.0.1:${leafPort}" }`,
+    });
+    const leaf = await NatsServer.start({
+      jetstream: false,
+      extraConfig: `leafnodes { remotes: [ { url: "nats-leaf://127.0.0.1:${leafPort}" } ] }`,
+    });
+    let client: MeshClient | undefined;
+    let daemon: Daemon | undefined;
+    try {
+      client = await waitFor(
+        async () => {
+          try {
+            return await openClient(leaf.url, { domain: "hub" });
+          } catch {
+            return undefined;
+          }
+        },
+        { name: "JetStream of the hub reachable through the leaf", timeoutMs: 20_000, intervalMs: 250 },
+      );
+      daemon = await startDaemon(leaf.url, { pools: ["leafy"], nats: { domain: "hub" } as never });
+      const noop = validateTaskSpec({ id: uniqueId("leaf"), prompt: "p", runner: "noop", pool: "leafy" });
+      const cmd = nodeTask("process.exit(0)", { pool: "leafy" });
+      await client.api.submit([noop, cmd]);
+      for (const id of [noop.id, cmd.id]) {
+        const done = await waitForState(client.api, id, ["succeeded", "failed", "dead"]);
+        expect(done.record.state).toBe("succeeded");
+        expect(done.record.attempts[0]?.workerId).toBe(daemon.workerId);
+      }
+    } finally {
+      await daemon?.stop(1000);
+      await client?.close();
+      await leaf.cleanup();
+      await hub.cleanup();
     }
   });
 });

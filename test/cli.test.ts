@@ -335,7 +335,9 @@ describe("mesh CLI, end to end", () => {
       // The same id with another spec is a mistake: refused, exit 2, naming what differs.
       const edited = await mesh(["submit", "-"], { input: text.replace("prompt: p", "prompt: edited") });
       expectExit(edited, 2);
-      expect(edited.stderr).toMatch(/follow-1 was already submitted with a different spec \(prompt differs\)/);
+      expect(edited.stderr).toMatch(
+        /follow-1 was already submitted with a different spec \(prompt differs\)/,
+      );
 
       const followJson = await mesh(["submit", "-", "--follow", "--json"], { input: text });
       expectExit(followJson, 0);

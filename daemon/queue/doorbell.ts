@@ -27,18 +27,53 @@ export async function ringDoorbell(
   dedupKey: string,
   snapshot?: VersionedRecord,
 ): Promise<void> {
-  const bell: Doorbell = snapshot ? { id, revision: snapshot.revision, record: snapshot.record } : { id };
-  await js.publish(taskSubject(pool, id), JSON.stringify(bell), { msgID: dedupKey });
+  let body = JSON.stringify({ id } satisfies Doorbell);
+  // Only a queued record is worth a snapshot (nothing else is claimed from it), and only a small
+  // one: a big prompt would make every doorbell big; the claimer then reads the record instead.
+  if (snapshot?.record.state === "queued") {
+    const withSnapshot = JSON.stringify({
+      id,
+      revision: snapshot.revision,
+      record: snapshot.record,
+    } satisfies Doorbell);
+    if (withSnapshot.length <= MAX_SNAPSHOT_BYTES) body = withSnapshot;
+  }
+  await js.publish(taskSubject(pool, id), body, { msgID: dedupKey });
 }
 
-/** The doorbell's snapshot when it is one of a queued record of this task, else undefined. */
+/** Doorbells carry a snapshot only below this size (serialized). */
+export const MAX_SNAPSHOT_BYTES = 16 * 1024;
+
+/**
+ * The doorbell's snapshot when it is a well-formed queued record of this task, else undefined
+ * (the claimer then reads the record). Its content is trusted like the bucket's: whoever may
+ * publish on the mesh's subjects may as well write the KV records (see README, Security).
+ */
 export function doorbellSnapshot(msg: Delivery, id: string): VersionedRecord | undefined {
-  if (msg.data.length < 3) return undefined;
+  if (msg.data.length < 3 || msg.data.length > MAX_SNAPSHOT_BYTES + 64) return undefined;
   try {
     const bell = msg.json<Doorbell>();
     const r = bell.record;
-    if (typeof bell.revision !== "number" || !r || r.id !== id || r.state !== "queued") return undefined;
-    return { record: r, revision: bell.revision };
+    if (!Number.isSafeInteger(bell.revision) || (bell.revision ?? 0) <= 0 || !r || typeof r !== "object")
+      return undefined;
+    const s = r.spec as Partial<TaskRecord["spec"]> | undefined;
+    const wellFormed =
+      r.v === 1 &&
+      r.id === id &&
+      r.state === "queued" &&
+      Array.isArray(r.attempts) &&
+      Number.isInteger(r.attempt) &&
+      Number.isInteger(r.countedFailures) &&
+      Number.isInteger(r.maxAttempts) &&
+      typeof r.submittedAt === "string" &&
+      !!s &&
+      typeof s === "object" &&
+      s.id === id &&
+      typeof s.pool === "string" &&
+      typeof s.runner === "string" &&
+      !!s.labels &&
+      typeof s.labels === "object";
+    return wellFormed ? { record: r, revision: bell.revision as number } : undefined;
   } catch {
     return undefined;
   }

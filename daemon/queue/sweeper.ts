@@ -6,7 +6,7 @@
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
-import { isTerminal } from "../tasks/record.js";
+import { isTerminal, type VersionedRecord } from "../tasks/record.js";
 import type { TaskStore } from "../tasks/store.js";
 import { hasDoorbell, ringDoorbell } from "./doorbell.js";
 
@@ -42,18 +42,26 @@ export class Sweeper {
 
   private async pass(): Promise<number> {
     let rung = 0;
+    let records: VersionedRecord[];
     try {
-      const now = Date.now();
-      for (const v of await this.store.list()) {
-        const r = v.record;
-        if (isTerminal(r.state) || now - Date.parse(r.updatedAt) < this.opts.minAgeMs) continue;
+      records = await this.store.list();
+    } catch (err) {
+      this.log.warn({ err: errorMessage(err) }, "sweep failed: cannot list the tasks");
+      return 0;
+    }
+    const now = Date.now();
+    for (const v of records) {
+      const r = v.record;
+      if (isTerminal(r.state) || now - Date.parse(r.updatedAt) < this.opts.minAgeMs) continue;
+      // One task's trouble does not stop the pass for the others.
+      try {
         if (await hasDoorbell(this.jsm, r.spec.pool, r.id)) continue;
         await ringDoorbell(this.js, r.spec.pool, r.id, `${r.id}#sweep-${r.attempt}-${now}`, v);
         this.log.warn({ taskId: r.id, state: r.state }, "task had no doorbell; rang it again");
         rung++;
+      } catch (err) {
+        this.log.warn({ err: errorMessage(err), taskId: r.id }, "sweep could not re-ring a task");
       }
-    } catch (err) {
-      this.log.warn({ err: errorMessage(err) }, "sweep failed");
     }
     return rung;
   }

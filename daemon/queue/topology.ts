@@ -48,6 +48,12 @@ export interface Topology {
   tasks: KV;
   workers: KV;
   consumer(pool: string): Promise<Consumer>;
+  /** Forgets that the pool's consumer was ensured (it was deleted): the next consumer() makes it. */
+  forgetConsumer(pool: string): void;
+  /** The JetStream API prefix (`$JS.API`, or `$JS.<domain>.API` behind a leaf node). */
+  apiPrefix: string;
+  /** Where compare-and-set writes of task records go, `<prefix>.<task id>` (domain-aware, as the KV client does). */
+  tasksPutPrefix: string;
 }
 
 function isAlreadyExists(err: unknown): boolean {
@@ -97,7 +103,18 @@ export async function ensureTopology(nc: NatsConnection, opts: TopologyOptions):
     }
     return p;
   };
-  return { js, jsm, tasks, workers, consumer, publisher: new JsPublisher(nc) };
+  const apiPrefix = opts.domain ? `$JS.${opts.domain}.API` : "$JS.API";
+  return {
+    js,
+    jsm,
+    tasks,
+    workers,
+    consumer,
+    forgetConsumer: (pool) => void ensured.delete(pool),
+    apiPrefix,
+    tasksPutPrefix: `${opts.domain ? `${apiPrefix}.` : ""}$KV.${TASKS_BUCKET}`,
+    publisher: new JsPublisher(nc),
+  };
 }
 
 async function ensureStream(jsm: JetStreamManager, cfg: Parameters<JetStreamManager["streams"]["add"]>[0]) {

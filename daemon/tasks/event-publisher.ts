@@ -4,7 +4,9 @@
  *
  * Events go out as plain NATS publishes that the stream captures, not as JetStream publishes
  * awaiting an ack: the ack would cost a request per event on the claim path and buys nothing for
- * a best-effort log. Order is kept (one connection), and the client buffers while reconnecting.
+ * a best-effort log. Order is kept (one connection). Events published while the connection is
+ * down are lost (nats.js drops its outgoing buffer when it reconnects); watchers end from the
+ * record.
  */
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "../log.js";

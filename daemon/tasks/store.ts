@@ -20,16 +20,21 @@ export function isCasConflict(err: unknown): boolean {
 }
 
 export class TaskStore {
+  private readonly now: () => Date;
+
   /**
-   * `publisher`, when given, carries the compare-and-set writes (a lighter path than kv.update;
-   * see js-publisher.ts). Reads and creates go through the KV client.
+   * `fast`, when given, carries the compare-and-set writes (a lighter path than kv.update; see
+   * js-publisher.ts) to `<putPrefix>.<id>` (Topology.tasksPutPrefix, domain-aware). Reads and
+   * creates go through the KV client.
    */
   constructor(
     private readonly kv: KV,
     private readonly jsm: JetStreamManager,
-    private readonly publisher?: JsPublisher,
-    private readonly now: () => Date = () => new Date(),
-  ) {}
+    private readonly fast?: { publisher: JsPublisher; putPrefix: string },
+    now?: () => Date,
+  ) {
+    this.now = now ?? (() => new Date());
+  }
 
   async get(id: string): Promise<VersionedRecord | undefined> {
     const e = await this.kv.get(id);
@@ -57,9 +62,9 @@ export class TaskStore {
     next.updatedAt = this.now().toISOString();
     try {
       const data = enc.encode(JSON.stringify(next));
-      const revision = this.publisher
+      const revision = this.fast
         ? (
-            await this.publisher.publish(`$KV.${TASKS_BUCKET}.${next.id}`, data, {
+            await this.fast.publisher.publish(`${this.fast.putPrefix}.${next.id}`, data, {
               expectLastSubjectSequence: prev.revision,
             })
           ).seq

@@ -64,7 +64,7 @@ export interface MeshClient {
 /** A client that can submit and read records without running tasks. */
 export async function openClient(
   natsUrl: string | string[],
-  opts: { replicas?: number; duplicateWindowMs?: number } = {},
+  opts: { replicas?: number; duplicateWindowMs?: number; domain?: string } = {},
 ): Promise<MeshClient> {
   const servers = Array.isArray(natsUrl) ? natsUrl : [natsUrl];
   const nc = await connect({ servers, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
@@ -73,9 +73,13 @@ export async function openClient(
     leaseMs: 2000,
     presenceTtlMs: 1500,
     ...(opts.duplicateWindowMs ? { duplicateWindowMs: opts.duplicateWindowMs } : {}),
+    ...(opts.domain ? { domain: opts.domain } : {}),
   });
   const log = createLogger("silent");
-  const store = new TaskStore(topo.tasks, topo.jsm, topo.publisher);
+  const store = new TaskStore(topo.tasks, topo.jsm, {
+    publisher: topo.publisher,
+    putPrefix: topo.tasksPutPrefix,
+  });
   const events = new EventPublisher(nc, log);
   const api = new MeshService({
     nc,
