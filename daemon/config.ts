@@ -22,6 +22,20 @@ const durationMs = z.union([z.number().int().positive(), z.string()]).transform(
   return ms;
 });
 
+/** A duration, or "forever" (0). */
+const retention = z.union([z.number().int().positive(), z.string()]).transform((v, ctx) => {
+  if (v === "forever") return 0;
+  const ms = typeof v === "number" ? v : parseDuration(v);
+  if (ms === undefined || ms <= 0) {
+    ctx.addIssue({
+      code: "custom",
+      message: `"${v}" is not a duration or "forever"; use e.g. 12h, 7d, forever`,
+    });
+    return z.NEVER;
+  }
+  return ms;
+});
+
 const natsUrl = z
   .string()
   .regex(/^(nats|tls|ws|wss):\/\/[^\s]+$|^[^\s:/]+:\d+$/, "expected a NATS url like nats://127.0.0.1:4222");
@@ -61,6 +75,8 @@ export const daemonOptionsSchema = z.strictObject({
   retryDelay: durationMs.default(2_000),
   /** Default timeout of a task that sets none. */
   taskTimeout: durationMs.default(3_600_000),
+  /** How long a finished task's record is kept before the sweeper deletes it ("forever": never). */
+  taskRetention: retention.default(7 * 86_400_000),
   grpc: z
     .strictObject({
       socket: z.string().min(1).optional(),
@@ -122,7 +138,14 @@ type Parsed = z.output<typeof daemonOptionsSchema>;
 export interface DaemonConfig
   extends Omit<
     Parsed,
-    "stateDir" | "name" | "lease" | "presenceInterval" | "shutdownGrace" | "retryDelay" | "taskTimeout"
+    | "stateDir"
+    | "name"
+    | "lease"
+    | "presenceInterval"
+    | "shutdownGrace"
+    | "retryDelay"
+    | "taskTimeout"
+    | "taskRetention"
   > {
   name: string;
   host: string;
@@ -134,6 +157,8 @@ export interface DaemonConfig
   shutdownGraceMs: number;
   retryDelayMs: number;
   taskTimeoutMs: number;
+  /** 0: keep finished tasks forever. */
+  taskRetentionMs: number;
   socketPath: string;
 }
 
@@ -182,7 +207,7 @@ export function compileConfig(input: unknown, source = "config"): DaemonConfig {
   const stateDir = resolve(o.stateDir ?? defaultStateDir());
   const host = hostname();
   const presenceTtlMs = o.presenceInterval * 3;
-  const { lease, presenceInterval, shutdownGrace, retryDelay, taskTimeout, ...rest } = o;
+  const { lease, presenceInterval, shutdownGrace, retryDelay, taskTimeout, taskRetention, ...rest } = o;
   return {
     ...rest,
     name: o.name ?? host.replace(/[^A-Za-z0-9_-]/g, "-").slice(0, 48),
@@ -195,6 +220,7 @@ export function compileConfig(input: unknown, source = "config"): DaemonConfig {
     shutdownGraceMs: shutdownGrace,
     retryDelayMs: retryDelay,
     taskTimeoutMs: taskTimeout,
+    taskRetentionMs: taskRetention,
     socketPath: o.grpc.socket ? resolve(o.grpc.socket) : join(stateDir, "meshd.sock"),
   };
 }

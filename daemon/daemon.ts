@@ -266,6 +266,7 @@ export class Daemon {
       this.sweeper = new Sweeper(store, topo.js, topo.jsm, this.log, {
         intervalMs: Math.max(cfg.leaseMs * 2, 10_000),
         minAgeMs: Math.max(cfg.leaseMs, 5_000),
+        retentionMs: cfg.taskRetentionMs,
       });
       for (const p of this.plugins) await p.start(this);
       this.setState("running");

@@ -36,6 +36,10 @@ const program = new Command("meshd")
   .option("--runners <kinds>", "runners to enable: claude,command,noop (default all)", parseList)
   .option("--lease <duration>", "task lease (default 15s): a dead worker's task is taken over after it")
   .option("--presence-interval <duration>", "how often this daemon refreshes its presence (default 5s)")
+  .option(
+    "--task-retention <duration>",
+    'how long finished tasks are kept before their records are deleted (default 7d; "forever" keeps them)',
+  )
   .option("--state-dir <dir>", "state directory (default ~/.agent-mesh, env MESH_STATE_DIR)")
   .option("--grpc-socket <path>", "gRPC Unix socket (default <state-dir>/meshd.sock)")
   .option(
@@ -95,6 +99,7 @@ async function main(): Promise<void> {
   set("slots", f.slots);
   set("runners", f.runners);
   set("lease", f.lease);
+  set("taskRetention", f.taskRetention);
   set("presenceInterval", f.presenceInterval);
   set("stateDir", f.stateDir);
   set("logLevel", f.logLevel);

@@ -14,6 +14,7 @@ import { createLogger } from "../daemon/log.js";
 import { type Delivery, parseAckSubject } from "../daemon/queue/delivery.js";
 import { doorbellSnapshot, ringDoorbell } from "../daemon/queue/doorbell.js";
 import { Puller } from "../daemon/queue/puller.js";
+import { Sweeper } from "../daemon/queue/sweeper.js";
 import { ensureTopology, poolConsumerName, TASKS_STREAM, type Topology } from "../daemon/queue/topology.js";
 import { newTaskRecord, type VersionedRecord } from "../daemon/tasks/record.js";
 import { TaskStore } from "../daemon/tasks/store.js";
@@ -367,5 +368,40 @@ describe("a daemon behind a leaf node (JetStream domain)", () => {
       await leaf.cleanup();
       await hub.cleanup();
     }
+  });
+});
+
+describe("retention of finished tasks", () => {
+  async function record(state: "queued" | "succeeded" | "dead", finishedDaysAgo?: number) {
+    const spec = validateTaskSpec({ id: uniqueId("ret"), prompt: "p", runner: "noop", pool: "retention" });
+    const r = newTaskRecord(spec, new Date());
+    r.state = state;
+    if (finishedDaysAgo !== undefined)
+      r.finishedAt = new Date(Date.now() - finishedDaysAgo * 86_400_000).toISOString();
+    return (await store.create(r))!;
+  }
+
+  it("purging a record keeps a newer write of it, and frees the id", async () => {
+    const v1 = await record("dead", 30);
+    const v2 = await store.update(v1, { ...structuredClone(v1.record), state: "queued" }); // a retry
+    await store.purge(v1);
+    expect(await store.get(v1.record.id)).toEqual(v2);
+    await store.purge(v2);
+    expect(await store.get(v1.record.id)).toBeUndefined();
+    expect(await store.create(newTaskRecord(v1.record.spec, new Date()))).toBeDefined();
+  });
+
+  it("the sweeper deletes tasks finished longer ago than the retention, and nothing else", async () => {
+    const old = await record("succeeded", 10);
+    const recent = await record("succeeded", 0);
+    const waiting = await record("queued");
+    const sweeper = (retentionMs: number) =>
+      new Sweeper(store, topo.js, topo.jsm, log, { intervalMs: 60_000, minAgeMs: 1e12, retentionMs });
+    await sweeper(0).sweep(); // 0 keeps everything
+    expect(await store.get(old.record.id)).toEqual(old);
+    await sweeper(86_400_000).sweep();
+    expect(await store.get(old.record.id)).toBeUndefined();
+    expect(await store.get(recent.record.id)).toEqual(recent);
+    expect(await store.get(waiting.record.id)).toEqual(waiting);
   });
 });

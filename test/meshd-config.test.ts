@@ -45,6 +45,7 @@ describe("meshd configuration", () => {
       [["--pools", "bad pool"], /pools\.0: pool names are/],
       [["--lease", "200ms"], /lease: must be at least 1s/],
       [["--lease", "soon"], /lease: "soon" is not a duration/],
+      [["--task-retention", "a while"], /taskRetention: "a while" is not a duration or "forever"/],
       [["-c", await config("slots: 2\nslotz: 3\n")], /unknown option "slotz"/],
       [
         ["-c", await config("nats: { servers: [nats://x:1], passwrd: y }\n")],

@@ -2,6 +2,7 @@
  * The safety net under the doorbells: every so often, any task that is not terminal but has no
  * doorbell in the stream (lost with a single-replica server, or a crash between writing the
  * record and ringing) gets one again. A spare doorbell is harmless: the record decides.
+ * The same pass deletes the records of tasks finished longer ago than the retention.
  */
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import { errorMessage } from "../errors.js";
@@ -19,7 +20,12 @@ export class Sweeper {
     private readonly js: JetStreamClient,
     private readonly jsm: JetStreamManager,
     private readonly log: Logger,
-    private readonly opts: { intervalMs: number; minAgeMs: number },
+    private readonly opts: {
+      intervalMs: number;
+      minAgeMs: number;
+      /** Finished tasks older than this are deleted (0: never). */
+      retentionMs?: number;
+    },
   ) {}
 
   start(): void {
@@ -52,9 +58,17 @@ export class Sweeper {
     const now = Date.now();
     for (const v of records) {
       const r = v.record;
-      if (isTerminal(r.state) || now - Date.parse(r.updatedAt) < this.opts.minAgeMs) continue;
       // One task's trouble does not stop the pass for the others.
       try {
+        if (isTerminal(r.state)) {
+          const keep = this.opts.retentionMs ?? 0;
+          if (keep > 0 && r.finishedAt && now - Date.parse(r.finishedAt) > keep) {
+            await this.store.purge(v);
+            this.log.debug({ taskId: r.id, state: r.state }, "finished task past its retention: deleted");
+          }
+          continue;
+        }
+        if (now - Date.parse(r.updatedAt) < this.opts.minAgeMs) continue;
         if (await hasDoorbell(this.jsm, r.spec.pool, r.id)) continue;
         await ringDoorbell(this.js, r.spec.pool, r.id, `${r.id}#sweep-${r.attempt}-${now}`, v);
         this.log.warn({ taskId: r.id, state: r.state }, "task had no doorbell; rang it again");

@@ -103,6 +103,17 @@ export class TaskStore {
     throw new MeshError("CONFLICT", `task ${id}: too much contention; try again`);
   }
 
+  /**
+   * Deletes the record as it was at `v.revision` and anything older: a write made since (a
+   * retry) survives. Afterwards the id is free again.
+   */
+  async purge(v: VersionedRecord): Promise<void> {
+    await this.jsm.streams.purge(`KV_${TASKS_BUCKET}`, {
+      filter: `$KV.${TASKS_BUCKET}.${v.record.id}`,
+      seq: v.revision + 1,
+    });
+  }
+
   /** All records (scan). Fine for thousands; a later index can narrow it. */
   async list(): Promise<VersionedRecord[]> {
     const keys = await kvKeys(this.jsm, TASKS_BUCKET);
