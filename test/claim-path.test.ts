@@ -67,6 +67,14 @@ async function withPuller(fn: (p: Puller, pool: string) => Promise<void>, graceM
   }
 }
 
+/** A pull aborted at once: it ends with null, and the server still holds its request. */
+async function abandonOnePull(p: Puller): Promise<void> {
+  const ac = new AbortController();
+  const waiting = p.pull(10_000, ac.signal);
+  ac.abort();
+  expect(await waiting).toBeNull();
+}
+
 describe("Puller: one message per pull over a shared inbox", () => {
   it("returns null when a pull expires, a message when one is there, and acks settle it", () =>
     withPuller(async (p, pool) => {
@@ -92,10 +100,7 @@ describe("Puller: one message per pull over a shared inbox", () => {
 
   it("an aborted pull ends at once, and a message that then arrives is handed back, not held", () =>
     withPuller(async (p, pool) => {
-      const ac = new AbortController();
-      const waiting = p.pull(10_000, ac.signal);
-      ac.abort();
-      expect(await waiting).toBeNull();
+      await abandonOnePull(p);
       // The server still holds that pull request: the message goes to our inbox, nobody waits
       // for it, and it must come straight back rather than sit until AckWait.
       await ringDoorbell(topo.js, pool, "t2", "t2#a");
@@ -116,10 +121,7 @@ describe("Puller: one message per pull over a shared inbox", () => {
 
   it("a pull after a given-up one adopts its open request instead of sending another", () =>
     withPuller(async (p, pool) => {
-      const ac = new AbortController();
-      const first = p.pull(10_000, ac.signal);
-      ac.abort();
-      expect(await first).toBeNull();
+      await abandonOnePull(p);
       expect(p.outstanding).toBe(1); // the server still holds that request
       const second = p.pull(10_000);
       expect(p.outstanding).toBe(1); // adopted, not a second request
