@@ -4,40 +4,28 @@
  */
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { Daemon } from "../daemon/index.js";
 import { MeshError, validateTaskSpec } from "../daemon/index.js";
 import { TASKS_STREAM, taskSubject } from "../daemon/queue/topology.js";
 import { newTaskRecord } from "../daemon/tasks/record.js";
-import { isAlive, makeTempDir, NatsServer, waitFor } from "./harness/index.js";
-import { type MeshClient, openClient, startDaemon, waitForState } from "./support/mesh.js";
+import { isAlive, makeTempDir, waitFor } from "./harness/index.js";
+import { useMesh } from "./support/fixture.js";
+import { startDaemon, waitForState } from "./support/mesh.js";
 import { nodeTask, uniqueId } from "./support/tasks.js";
 
-let nats: NatsServer;
-let client: MeshClient;
-const daemons: Daemon[] = [];
-
-beforeAll(async () => {
-  nats = await NatsServer.start();
-  client = await openClient(nats.url, { duplicateWindowMs: 1000 });
-});
-
-afterAll(async () => {
-  await Promise.allSettled(daemons.map((d) => d.stop(1000)));
-  await client?.close();
-  await nats?.cleanup();
-});
+const mesh = useMesh({ duplicateWindowMs: 1000 });
 
 async function daemon(opts: Parameters<typeof startDaemon>[1] = {}): Promise<Daemon> {
-  const d = await startDaemon(nats.url, opts);
-  daemons.push(d);
+  const d = await startDaemon(mesh.nats.url, opts);
+  mesh.daemons.push(d);
   return d;
 }
 
 async function eventsOf(id: string): Promise<string[]> {
   const ac = new AbortController();
   const seen: string[] = [];
-  for await (const e of client.api.watchTask(id, ac.signal)) if (e.type === "state") seen.push(e.state);
+  for await (const e of mesh.client.api.watchTask(id, ac.signal)) if (e.type === "state") seen.push(e.state);
   return seen;
 }
 
@@ -49,9 +37,9 @@ describe("core: tasks on a real nats-server", () => {
       `const fs=require("fs");fs.writeFileSync(${JSON.stringify(out)}, JSON.stringify({id:process.env.MESH_TASK_ID,attempt:process.env.MESH_ATTEMPT,worker:process.env.MESH_WORKER_ID,prompt:fs.readFileSync(process.env.MESH_PROMPT_FILE,"utf8"),cwd:process.cwd(),extra:process.env.EXTRA}))`,
       { prompt: "write the env", env: { EXTRA: "yes" } },
     );
-    const [res] = await client.api.submit([spec]);
+    const [res] = await mesh.client.api.submit([spec]);
     expect(res).toEqual({ id: spec.id, created: true, state: "queued" });
-    const done = await waitForState(client.api, spec.id, ["succeeded", "failed", "dead"]);
+    const done = await waitForState(mesh.client.api, spec.id, ["succeeded", "failed", "dead"]);
     expect(done.record.state).toBe("succeeded");
     expect(done.record.attempt).toBe(1);
     expect(done.record.attempts[0]).toMatchObject({
@@ -73,25 +61,25 @@ describe("core: tasks on a real nats-server", () => {
     expect(seen.cwd).toContain(spec.id);
     expect(await eventsOf(spec.id)).toEqual(["queued", "claimed", "running", "succeeded"]);
     // its doorbell is gone from the work queue
-    const info = await (await import("@nats-io/jetstream")).jetstreamManager(client.nc);
+    const info = await (await import("@nats-io/jetstream")).jetstreamManager(mesh.client.nc);
     const si = await info.streams.info(TASKS_STREAM, { subjects_filter: taskSubject("default", spec.id) });
     expect(si.state.subjects?.[taskSubject("default", spec.id)] ?? 0).toBe(0);
   });
 
   it("submit is idempotent inside and outside the duplicate window", async () => {
     const spec = nodeTask("process.exit(0)", { pool: "idem" });
-    const first = await client.api.submit([spec]);
-    const again = await client.api.submit([spec]);
+    const first = await mesh.client.api.submit([spec]);
+    const again = await mesh.client.api.submit([spec]);
     expect(first[0]?.created).toBe(true);
     expect(again[0]).toMatchObject({ id: spec.id, created: false, state: "queued" });
     const d = await daemon({ pools: ["idem"], slots: 1 });
-    await waitForState(client.api, spec.id, ["succeeded"]);
+    await waitForState(mesh.client.api, spec.id, ["succeeded"]);
     // The test stream's duplicate window is 1 s: let it pass, then submit again.
     const t = Date.now();
     await waitFor(() => Date.now() - t > 1500, { name: "duplicate window passed", timeoutMs: 5000 });
-    const late = await client.api.submit([spec]);
+    const late = await mesh.client.api.submit([spec]);
     expect(late[0]).toMatchObject({ id: spec.id, created: false, state: "succeeded" });
-    const v = await client.api.getTask(spec.id);
+    const v = await mesh.client.api.getTask(spec.id);
     expect(v.record.attempt).toBe(1);
     expect(v.record.attempts).toHaveLength(1);
     await d.stop(1000);
@@ -99,40 +87,40 @@ describe("core: tasks on a real nats-server", () => {
 
   it("refuses a different spec under an id already submitted, and then submits nothing of the batch", async () => {
     const spec = nodeTask("process.exit(0)", { pool: "idem-diff" });
-    await client.api.submit([spec]);
-    const before = await client.store.get(spec.id);
+    await mesh.client.api.submit([spec]);
+    const before = await mesh.client.store.get(spec.id);
     const changed = { ...spec, prompt: "another prompt", timeout: 5000 };
-    await expect(client.api.submit([changed])).rejects.toMatchObject({
+    await expect(mesh.client.api.submit([changed])).rejects.toMatchObject({
       code: "ALREADY_EXISTS",
       field: "id",
       message: expect.stringMatching(/already submitted with a different spec \(prompt, timeout differ\)/),
     });
     const fresh = nodeTask("process.exit(0)", { pool: "idem-diff" });
-    await expect(client.api.submit([fresh, changed])).rejects.toMatchObject({
+    await expect(mesh.client.api.submit([fresh, changed])).rejects.toMatchObject({
       code: "ALREADY_EXISTS",
       field: "tasks[1].id",
     });
-    expect(await client.store.get(fresh.id)).toBeUndefined();
-    expect(await client.store.get(spec.id)).toEqual(before);
+    expect(await mesh.client.store.get(fresh.id)).toBeUndefined();
+    expect(await mesh.client.store.get(spec.id)).toEqual(before);
     // The same spec again is still fine (idempotent), alone or in a batch.
-    expect((await client.api.submit([spec]))[0]).toMatchObject({ created: false });
-    expect((await client.api.submit([spec, fresh])).map((r) => r.created)).toEqual([false, true]);
+    expect((await mesh.client.api.submit([spec]))[0]).toMatchObject({ created: false });
+    expect((await mesh.client.api.submit([spec, fresh])).map((r) => r.created)).toEqual([false, true]);
   });
 
   it("refuses illegal transitions and stale revisions", async () => {
     const spec = nodeTask("0", { pool: "nobody-serves-this" });
-    const created = await client.store.create(newTaskRecord(spec, new Date()));
+    const created = await mesh.client.store.create(newTaskRecord(spec, new Date()));
     expect(created).toBeDefined();
     const v = created!;
-    await expect(client.store.update(v, { ...v.record, state: "succeeded" })).rejects.toMatchObject({
+    await expect(mesh.client.store.update(v, { ...v.record, state: "succeeded" })).rejects.toMatchObject({
       code: "FAILED_PRECONDITION",
     });
-    const moved = await client.store.update(v, { ...v.record, state: "claimed" });
-    await expect(client.store.update(v, { ...v.record, state: "claimed" })).rejects.toMatchObject({
+    const moved = await mesh.client.store.update(v, { ...v.record, state: "claimed" });
+    await expect(mesh.client.store.update(v, { ...v.record, state: "claimed" })).rejects.toMatchObject({
       code: "CONFLICT",
     });
     expect(moved.revision).toBeGreaterThan(v.revision);
-    expect(await client.store.create(newTaskRecord(spec, new Date()))).toBeUndefined();
+    expect(await mesh.client.store.create(newTaskRecord(spec, new Date()))).toBeUndefined();
   });
 
   it("retries a failing task and ends it dead with each attempt's reason, out of the stream", async () => {
@@ -141,13 +129,13 @@ describe("core: tasks on a real nats-server", () => {
       pool: "flaky",
       maxAttempts: 3,
     });
-    await client.api.submit([spec]);
-    const done = await waitForState(client.api, spec.id, ["dead", "succeeded", "failed"]);
+    await mesh.client.api.submit([spec]);
+    const done = await waitForState(mesh.client.api, spec.id, ["dead", "succeeded", "failed"]);
     expect(done.record.state).toBe("dead");
     expect(done.record.attempts.map((a) => a.outcome)).toEqual(["failed", "failed", "failed"]);
     expect(done.record.attempts.every((a) => a.reason === "exit code 7")).toBe(true);
     expect(done.record.reason).toMatch(/attempts exhausted \(3\/3\)/);
-    const jsm = await (await import("@nats-io/jetstream")).jetstreamManager(client.nc);
+    const jsm = await (await import("@nats-io/jetstream")).jetstreamManager(mesh.client.nc);
     await waitFor(
       async () => {
         const si = await jsm.streams.info(TASKS_STREAM, { subjects_filter: taskSubject("flaky", spec.id) });
@@ -173,47 +161,52 @@ describe("core: tasks on a real nats-server", () => {
     const plain = await daemon({ pools: ["lab"], slots: 2, name: "plain" });
     const gpu = await daemon({ pools: ["lab"], slots: 2, name: "gpu", labels: { gpu: "true" } });
     const specs = Array.from({ length: 4 }, () => nodeTask("0", { pool: "lab", labels: { gpu: "true" } }));
-    await client.api.submit(specs);
+    await mesh.client.api.submit(specs);
     for (const s of specs) {
-      const v = await waitForState(client.api, s.id, ["succeeded"]);
+      const v = await waitForState(mesh.client.api, s.id, ["succeeded"]);
       expect(v.record.attempts.map((a) => a.workerId)).toEqual([gpu.workerId]);
     }
     const impossible = nodeTask("0", { pool: "lab", labels: { tpu: "v5" } });
-    await client.api.submit([impossible]);
-    const v = await client.api.getTask(impossible.id);
+    await mesh.client.api.submit([impossible]);
+    const v = await mesh.client.api.getTask(impossible.id);
     expect(v.record.state).toBe("queued");
     expect(v.unschedulable).toMatch(/no live worker serves pool "lab" with labels tpu=v5/);
-    const workers = await client.api.listWorkers();
+    const workers = await mesh.client.api.listWorkers();
     expect(workers.map((w) => w.workerId)).toEqual(expect.arrayContaining([plain.workerId, gpu.workerId]));
-    await client.api.cancel(impossible.id);
+    await mesh.client.api.cancel(impossible.id);
     await Promise.all([plain.stop(1000), gpu.stop(1000)]);
   });
 
   it("a cancelled queued task never starts; a running one is stopped and ends cancelled", async () => {
     const marker = join(await makeTempDir(), "started");
     const queued = nodeTask(`require("fs").writeFileSync(${JSON.stringify(marker)},"x")`, { pool: "cancel" });
-    await client.api.submit([queued]);
-    const c = await client.api.cancel(queued.id);
+    await mesh.client.api.submit([queued]);
+    const c = await mesh.client.api.cancel(queued.id);
     expect(c.record.state).toBe("cancelled");
-    await expect(client.api.cancel(queued.id)).rejects.toMatchObject({ code: "FAILED_PRECONDITION" });
+    await expect(mesh.client.api.cancel(queued.id)).rejects.toMatchObject({ code: "FAILED_PRECONDITION" });
     const started = join(await makeTempDir(), "running");
     const running = nodeTask(
       `require("fs").writeFileSync(${JSON.stringify(started)}, String(process.pid));setTimeout(()=>{},60000)`,
       { pool: "cancel" },
     );
-    await client.api.submit([running]);
+    await mesh.client.api.submit([running]);
     const d = await daemon({ pools: ["cancel"], slots: 2 });
-    await waitForState(client.api, running.id, ["running"]);
+    await waitForState(mesh.client.api, running.id, ["running"]);
     const pid = Number(
       await waitFor(() => readFile(started, "utf8").catch(() => undefined), { name: "task started" }),
     );
-    await client.api.cancel(running.id);
-    const done = await waitForState(client.api, running.id, ["cancelled", "succeeded", "failed", "dead"]);
+    await mesh.client.api.cancel(running.id);
+    const done = await waitForState(mesh.client.api, running.id, [
+      "cancelled",
+      "succeeded",
+      "failed",
+      "dead",
+    ]);
     expect(done.record.state).toBe("cancelled");
     expect(done.record.attempts[0]?.outcome).toBe("cancelled");
     await waitFor(() => !isAlive(pid), { name: "cancelled task's process gone" });
     await expect(readFile(marker, "utf8")).rejects.toThrow();
-    expect((await client.api.getTask(queued.id)).record.attempts).toHaveLength(0);
+    expect((await mesh.client.api.getTask(queued.id)).record.attempts).toHaveLength(0);
     await d.stop(1000);
   });
 
@@ -227,8 +220,8 @@ describe("core: tasks on a real nats-server", () => {
       command: ["definitely-not-a-command-xyz", "--flag"],
       maxAttempts: 3,
     });
-    await client.api.submit([spec]);
-    const done = await waitForState(client.api, spec.id, ["failed", "dead", "succeeded"]);
+    await mesh.client.api.submit([spec]);
+    const done = await waitForState(mesh.client.api, spec.id, ["failed", "dead", "succeeded"]);
     expect(done.record.state).toBe("failed");
     expect(done.record.attempts).toHaveLength(1);
     expect(done.record.attempts[0]?.reason).toMatch(/command not found: definitely-not-a-command-xyz/);
@@ -241,20 +234,20 @@ describe("core: tasks on a real nats-server", () => {
       runners: ["claude", "command"],
       claude: { command: ["/nonexistent/claude"] },
     });
-    const w = (await client.api.listWorkers()).find((x) => x.workerId === noBinary.workerId);
+    const w = (await mesh.client.api.listWorkers()).find((x) => x.workerId === noBinary.workerId);
     expect(w?.runners).toEqual(["command"]);
     const spec = validateTaskSpec({ id: uniqueId(), prompt: "p", pool: "noclaude" });
-    await client.api.submit([spec]);
-    const v = await client.api.getTask(spec.id);
+    await mesh.client.api.submit([spec]);
+    const v = await mesh.client.api.getTask(spec.id);
     expect(v.unschedulable).toMatch(/runner "claude"/);
-    await client.api.cancel(spec.id);
+    await mesh.client.api.cancel(spec.id);
     await noBinary.stop(1000);
     const keyless = await daemon({
       pools: ["noclaude"],
       runners: ["claude"],
       claude: { command: [process.execPath], apiKeyFile: join(await makeTempDir(), "missing-key") },
     });
-    const k = (await client.api.listWorkers()).find((x) => x.workerId === keyless.workerId);
+    const k = (await mesh.client.api.listWorkers()).find((x) => x.workerId === keyless.workerId);
     expect(k?.runners).toEqual([]);
     await keyless.stop(1000);
   });
@@ -262,8 +255,8 @@ describe("core: tasks on a real nats-server", () => {
   it("enforces a task timeout", async () => {
     const d = await daemon({ pools: ["slow"], slots: 1 });
     const spec = nodeTask("setTimeout(()=>{},60000)", { pool: "slow", timeout: "1s", maxAttempts: 1 });
-    await client.api.submit([spec]);
-    const done = await waitForState(client.api, spec.id, ["dead", "failed", "succeeded"]);
+    await mesh.client.api.submit([spec]);
+    const done = await waitForState(mesh.client.api, spec.id, ["dead", "failed", "succeeded"]);
     expect(done.record.state).toBe("dead");
     expect(done.record.attempts[0]).toMatchObject({ outcome: "timeout", reason: "timed out after 1000 ms" });
     await d.stop(1000);
@@ -279,30 +272,30 @@ describe("core: tasks on a real nats-server", () => {
         maxAttempts: 1,
       },
     );
-    await client.api.submit([spec]);
-    await waitForState(client.api, spec.id, ["dead"]);
-    await expect(client.api.retry(uniqueId("missing"))).rejects.toMatchObject({ code: "NOT_FOUND" });
-    const r = await client.api.retry(spec.id);
+    await mesh.client.api.submit([spec]);
+    await waitForState(mesh.client.api, spec.id, ["dead"]);
+    await expect(mesh.client.api.retry(uniqueId("missing"))).rejects.toMatchObject({ code: "NOT_FOUND" });
+    const r = await mesh.client.api.retry(spec.id);
     expect(r.record.state).toBe("queued");
-    const done = await waitForState(client.api, spec.id, ["succeeded", "dead"]);
+    const done = await waitForState(mesh.client.api, spec.id, ["succeeded", "dead"]);
     expect(done.record.state).toBe("succeeded");
     expect(done.record.attempts.map((a) => a.outcome)).toEqual(["failed", "succeeded"]);
-    await expect(client.api.retry(spec.id)).rejects.toBeInstanceOf(MeshError);
+    await expect(mesh.client.api.retry(spec.id)).rejects.toBeInstanceOf(MeshError);
     await d.stop(1000);
   });
 
   it("a watcher ends from the record when a terminal event was lost", async () => {
     const spec = nodeTask("0", { pool: "nobody-serves-this-either" });
-    const created = (await client.store.create(newTaskRecord(spec, new Date())))!;
+    const created = (await mesh.client.store.create(newTaskRecord(spec, new Date())))!;
     // Written behind the events' back, as if the daemon had crashed before publishing.
-    await client.store.update(created, { ...created.record, state: "cancelled", reason: "test" });
+    await mesh.client.store.update(created, { ...created.record, state: "cancelled", reason: "test" });
     expect(await eventsOf(spec.id)).toEqual(["cancelled"]);
   });
 
   it("presence lists live workers and drops a stopped one", async () => {
     const d = await daemon({ pools: ["p1", "p2"], slots: 3, labels: { os: "linux" } });
     const w = await waitFor(
-      async () => (await client.api.listWorkers()).find((x) => x.workerId === d.workerId),
+      async () => (await mesh.client.api.listWorkers()).find((x) => x.workerId === d.workerId),
       {
         name: "worker listed",
       },
@@ -315,7 +308,7 @@ describe("core: tasks on a real nats-server", () => {
       running: [],
     });
     await d.stop(1000);
-    await waitFor(async () => !(await client.api.listWorkers()).some((x) => x.workerId === d.workerId), {
+    await waitFor(async () => !(await mesh.client.api.listWorkers()).some((x) => x.workerId === d.workerId), {
       name: "worker gone",
     });
   });

@@ -7,32 +7,20 @@ import { readFile, writeFile } from "node:fs/promises";
 import { request as httpsRequest } from "node:https";
 import { createServer } from "node:net";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { compileConfig, type Daemon, type DaemonOptions, MeshError, startDaemon } from "../daemon/index.js";
 import type { WorkerInfo } from "../daemon/registry/worker-info.js";
 import { advertisedUrl, type TargetGroup, targetGroups } from "../daemon/servers/http/sd.js";
 import { HttpServer } from "../daemon/servers/http-server.js";
-import { makeTempDir, NatsServer, removeTempDirs, waitFor } from "./harness/index.js";
-import { FAST, type MeshClient, openClient, waitForState } from "./support/mesh.js";
+import { makeTempDir, NatsServer, waitFor } from "./harness/index.js";
+import { useMesh } from "./support/fixture.js";
+import { FAST, waitForState } from "./support/mesh.js";
 import { nodeTask } from "./support/tasks.js";
 import { selfSignedCert } from "./support/tls.js";
 
-let nats: NatsServer;
-let client: MeshClient;
-const daemons: Daemon[] = [];
+const mesh = useMesh();
 
-beforeAll(async () => {
-  nats = await NatsServer.start();
-  client = await openClient(nats.url);
-});
-afterAll(async () => {
-  await Promise.allSettled(daemons.map((d) => d.stop(1000)));
-  await client?.close();
-  await nats?.cleanup();
-  await removeTempDirs();
-});
-
-async function meshd(opts: Partial<DaemonOptions> = {}, natsUrl = nats.url): Promise<Daemon> {
+async function meshd(opts: Partial<DaemonOptions> = {}, natsUrl = mesh.nats.url): Promise<Daemon> {
   const config = compileConfig({
     ...FAST,
     logLevel: process.env.MESH_TEST_LOG ?? "silent",
@@ -42,7 +30,7 @@ async function meshd(opts: Partial<DaemonOptions> = {}, natsUrl = nats.url): Pro
     stateDir: await makeTempDir("meshd-http-"),
   });
   const d = await startDaemon(config);
-  daemons.push(d);
+  mesh.daemons.push(d);
   return d;
 }
 
@@ -80,8 +68,8 @@ describe("HTTP endpoints of a running daemon", () => {
     });
 
     const spec = nodeTask("process.exit(0)", { pool: "h-2" });
-    await client.api.submit([spec]);
-    await waitForState(client.api, spec.id, ["succeeded"]);
+    await mesh.client.api.submit([spec]);
+    await waitForState(mesh.client.api, spec.id, ["succeeded"]);
     const metrics = await waitFor(
       async () => {
         const text = await (await get(`${urlOf(b)}/metrics`)).text();

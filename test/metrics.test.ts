@@ -6,7 +6,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { MetricObjectWithValues, MetricValue } from "prom-client";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
   CommandRunner,
   compileConfig,
@@ -24,8 +24,9 @@ import { ringDoorbell } from "../daemon/queue/doorbell.js";
 import { ensureTopology } from "../daemon/queue/topology.js";
 import type { WorkerInfo } from "../daemon/registry/worker-info.js";
 import { newTaskRecord } from "../daemon/tasks/record.js";
-import { makeTempDir, NatsServer, removeTempDirs, waitFor } from "./harness/index.js";
-import { FAST, type MeshClient, openClient, REPO_ROOT, waitForState } from "./support/mesh.js";
+import { makeTempDir, NatsServer, waitFor } from "./harness/index.js";
+import { useMesh } from "./support/fixture.js";
+import { FAST, REPO_ROOT, waitForState } from "./support/mesh.js";
 import { nodeTask, uniqueId } from "./support/tasks.js";
 
 type Labels = Record<string, string>;
@@ -307,20 +308,7 @@ class ScriptedAgentRunner implements Runner {
   }
 }
 
-let nats: NatsServer;
-let client: MeshClient;
-const daemons: Daemon[] = [];
-
-beforeAll(async () => {
-  nats = await NatsServer.start();
-  client = await openClient(nats.url);
-});
-afterAll(async () => {
-  await Promise.allSettled(daemons.map((d) => d.stop(1000)));
-  await client?.close();
-  await nats?.cleanup();
-  await removeTempDirs();
-});
+const mesh = useMesh();
 
 async function meshd(opts: Partial<DaemonOptions>, deps: DaemonDeps = {}): Promise<Daemon> {
   const config = compileConfig({
@@ -328,11 +316,11 @@ async function meshd(opts: Partial<DaemonOptions>, deps: DaemonDeps = {}): Promi
     logLevel: process.env.MESH_TEST_LOG ?? "silent",
     http: { enabled: false },
     ...opts,
-    nats: { servers: [nats.url] },
+    nats: { servers: [mesh.nats.url] },
     stateDir: await makeTempDir("meshd-metrics-"),
   });
   const d = await startDaemon(config, deps);
-  daemons.push(d);
+  mesh.daemons.push(d);
   return d;
 }
 
@@ -379,10 +367,10 @@ describe("MeshMetrics in a running daemon", () => {
     const ok = nodeTask("process.exit(0)", { pool });
     const bad = nodeTask("process.exit(3)", { pool, maxAttempts: 2 });
     const agentTask = validateTaskSpec({ id: uniqueId(), prompt: "play", runner: "claude", pool });
-    await client.api.submit([ok, bad, agentTask]);
-    await waitForState(client.api, ok.id, ["succeeded"]);
-    await waitForState(client.api, bad.id, ["dead"]);
-    await waitForState(client.api, agentTask.id, ["succeeded"]);
+    await mesh.client.api.submit([ok, bad, agentTask]);
+    await waitForState(mesh.client.api, ok.id, ["succeeded"]);
+    await waitForState(mesh.client.api, bad.id, ["dead"]);
+    await waitForState(mesh.client.api, agentTask.id, ["succeeded"]);
     const m = metricsOf(d);
     const all = await waitFor(
       async () => {
@@ -423,11 +411,11 @@ describe("MeshMetrics in a running daemon", () => {
     const d = await meshd({ name: "depth", pools: [pool], slots: 1 });
     const m = metricsOf(d);
     const hang = nodeTask("setInterval(()=>{},1000)", { pool });
-    await client.api.submit([hang]);
-    await waitForState(client.api, hang.id, ["running"]);
+    await mesh.client.api.submit([hang]);
+    await waitForState(mesh.client.api, hang.id, ["running"]);
     const before = Date.now();
     const waiting = [nodeTask("", { pool }), nodeTask("", { pool }), nodeTask("", { pool })];
-    await client.api.submit(waiting);
+    await mesh.client.api.submit(waiting);
     const all = await waitFor(
       async () => {
         const s = await snapshot(m);
@@ -445,8 +433,8 @@ describe("MeshMetrics in a running daemon", () => {
       async () => ((await readQueueStats(d.topology.jsm, pool)).oldestPendingAgeSeconds ?? 0) > age + 0.5,
       { name: "oldest age grows", timeoutMs: 10_000 },
     );
-    await client.api.cancel(hang.id);
-    for (const w of waiting) await waitForState(client.api, w.id, ["succeeded"]);
+    await mesh.client.api.cancel(hang.id);
+    for (const w of waiting) await waitForState(mesh.client.api, w.id, ["succeeded"]);
     const after = await waitFor(
       async () => {
         const s = await snapshot(m);
@@ -468,10 +456,10 @@ describe("MeshMetrics in a running daemon", () => {
     rec.attempt = 1;
     rec.owner = { workerId: "ghost-1", host: "nowhere" };
     rec.attempts = [{ attempt: 1, workerId: "ghost-1", host: "nowhere", claimedAt: rec.submittedAt }];
-    expect(await client.store.create(rec)).toBeTruthy();
-    const topo = await ensureTopology(client.nc, { replicas: 1, leaseMs: 2000, presenceTtlMs: 1500 });
+    expect(await mesh.client.store.create(rec)).toBeTruthy();
+    const topo = await ensureTopology(mesh.client.nc, { replicas: 1, leaseMs: 2000, presenceTtlMs: 1500 });
     await ringDoorbell(topo.js, pool, spec.id, `${spec.id}#ghost`);
-    const done = await waitForState(client.api, spec.id, ["succeeded", "dead"], 30_000);
+    const done = await waitForState(mesh.client.api, spec.id, ["succeeded", "dead"], 30_000);
     expect(done.record.state).toBe("succeeded");
     expect(done.record.attempts[0]?.outcome).toBe("lost");
     const all = await snapshot(metricsOf(d));
