@@ -20,13 +20,10 @@ import {
   validateTaskSpec,
 } from "../daemon/index.js";
 import { type LiveSource, MeshMetrics, type QueueStats, readQueueStats } from "../daemon/metrics/index.js";
-import { ringDoorbell } from "../daemon/queue/doorbell.js";
-import { ensureTopology } from "../daemon/queue/topology.js";
 import type { WorkerInfo } from "../daemon/registry/worker-info.js";
-import { newTaskRecord } from "../daemon/tasks/record.js";
 import { makeTempDir, NatsServer, waitFor } from "./harness/index.js";
 import { useMesh } from "./support/fixture.js";
-import { FAST, REPO_ROOT, waitForState } from "./support/mesh.js";
+import { FAST, plantOrphanedTask, REPO_ROOT, waitForState } from "./support/mesh.js";
 import { nodeTask, uniqueId } from "./support/tasks.js";
 
 type Labels = Record<string, string>;
@@ -451,14 +448,7 @@ describe("MeshMetrics in a running daemon", () => {
     const d = await meshd({ name: "taker", pools: [pool] });
     // A record held by a worker that no longer exists, and its doorbell.
     const spec = nodeTask("process.exit(0)", { pool });
-    const rec = newTaskRecord(spec, new Date());
-    rec.state = "running";
-    rec.attempt = 1;
-    rec.owner = { workerId: "ghost-1", host: "nowhere" };
-    rec.attempts = [{ attempt: 1, workerId: "ghost-1", host: "nowhere", claimedAt: rec.submittedAt }];
-    expect(await mesh.client.store.create(rec)).toBeTruthy();
-    const topo = await ensureTopology(mesh.client.nc, { replicas: 1, leaseMs: 2000, presenceTtlMs: 1500 });
-    await ringDoorbell(topo.js, pool, spec.id, `${spec.id}#ghost`);
+    await plantOrphanedTask(mesh.client, spec);
     const done = await waitForState(mesh.client.api, spec.id, ["succeeded", "dead"], 30_000);
     expect(done.record.state).toBe("succeeded");
     expect(done.record.attempts[0]?.outcome).toBe("lost");

@@ -25,14 +25,18 @@ import {
   type TaskSpec,
   validateTaskSpec,
 } from "../daemon/index.js";
-import { ringDoorbell } from "../daemon/queue/doorbell.js";
-import { ensureTopology } from "../daemon/queue/topology.js";
 import type { TargetGroup } from "../daemon/servers/http/sd.js";
-import { newTaskRecord } from "../daemon/tasks/record.js";
 import { DirWorkspaceProvider } from "../daemon/workspace/dir-workspace.js";
 import type { PreparedWorkspace, WorkspaceProvider } from "../daemon/workspace/workspace.js";
 import { freePort, makeTempDir, NatsServer, removeTempDirs, waitFor, withTimeout } from "./harness/index.js";
-import { FAST, type MeshClient, openClient, REPO_ROOT, waitForState } from "./support/mesh.js";
+import {
+  FAST,
+  type MeshClient,
+  openClient,
+  plantOrphanedTask,
+  REPO_ROOT,
+  waitForState,
+} from "./support/mesh.js";
 import { nodeTask, uniqueId } from "./support/tasks.js";
 
 const PROMETHEUS_BIN = process.env.MESH_TEST_PROMETHEUS_BIN ?? "/usr/bin/prometheus";
@@ -357,14 +361,7 @@ describe.skipIf(!HAVE_PROMETHEUS)("real Prometheus scraping the mesh", () => {
     // Submitted through daemon a's API, as `mesh submit` does, so its submit counter moves.
     await a.api.submit(specs);
     const ghost = nodeTask("process.exit(0)");
-    const rec = newTaskRecord(ghost, new Date());
-    rec.state = "running";
-    rec.attempt = 1;
-    rec.owner = { workerId: "ghost-1", host: "nowhere" };
-    rec.attempts = [{ attempt: 1, workerId: "ghost-1", host: "nowhere", claimedAt: rec.submittedAt }];
-    await client.store.create(rec);
-    const topo = await ensureTopology(client.nc, { replicas: 1, leaseMs: 2000, presenceTtlMs: 1500 });
-    await ringDoorbell(topo.js, "default", ghost.id, `${ghost.id}#ghost`);
+    await plantOrphanedTask(client, ghost);
 
     const final = await Promise.all(
       [...specs, ghost].map((s) =>

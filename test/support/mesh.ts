@@ -14,9 +14,12 @@ import {
   type MeshApi,
 } from "../../daemon/index.js";
 import { createLogger } from "../../daemon/log.js";
+import { ringDoorbell } from "../../daemon/queue/doorbell.js";
 import { ensureTopology } from "../../daemon/queue/topology.js";
 import { MeshService } from "../../daemon/service.js";
 import { EventPublisher } from "../../daemon/tasks/event-publisher.js";
+import { newTaskRecord } from "../../daemon/tasks/record.js";
+import type { TaskSpec } from "../../daemon/tasks/spec.js";
 import { TaskStore } from "../../daemon/tasks/store.js";
 import { makeTempDir, waitFor } from "../harness/index.js";
 
@@ -102,6 +105,21 @@ export async function openClient(
       if (!nc.isClosed()) await nc.close();
     },
   };
+}
+
+/**
+ * An orphan: `spec`'s record as if it were running on a worker that no longer exists
+ * ("ghost-1"), with its doorbell rung, so that a live daemon has to take it over.
+ */
+export async function plantOrphanedTask(client: MeshClient, spec: TaskSpec): Promise<void> {
+  const rec = newTaskRecord(spec, new Date());
+  rec.state = "running";
+  rec.attempt = 1;
+  rec.owner = { workerId: "ghost-1", host: "nowhere" };
+  rec.attempts = [{ attempt: 1, workerId: "ghost-1", host: "nowhere", claimedAt: rec.submittedAt }];
+  if (!(await client.store.create(rec))) throw new Error(`task ${spec.id} exists already`);
+  const topo = await ensureTopology(client.nc, { replicas: 1, leaseMs: 2000, presenceTtlMs: 1500 });
+  await ringDoorbell(topo.js, spec.pool, spec.id, `${spec.id}#ghost`);
 }
 
 export async function waitForState(api: MeshApi, id: string, states: string[], timeoutMs = 30_000) {
