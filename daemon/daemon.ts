@@ -171,10 +171,7 @@ export class Daemon {
         }
       }
       const topo = this.topo;
-      const store = new TaskStore(topo.tasks, topo.jsm, {
-        publisher: topo.publisher,
-        putPrefix: topo.tasksPutPrefix,
-      });
+      const store = new TaskStore(topo);
       this.events = new EventPublisher(this.nc, this.log);
       const events = this.events;
       this.service = new MeshService({

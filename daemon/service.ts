@@ -26,8 +26,8 @@ export const cancelSubject = (taskId: string): string => `mesh.ctl.cancel.${task
 export interface MeshServiceDeps {
   nc: NatsConnection;
   js: JetStreamClient;
-  /** Rings doorbells (defaults to `js`). */
-  publisher?: JsPublish;
+  /** Rings doorbells. */
+  publisher: JsPublish;
   jsm: JetStreamManager;
   store: TaskStore;
   workersKv: KV;
@@ -81,26 +81,22 @@ export class MeshService implements MeshApi {
       });
     }
     const out: SubmitResult[] = [];
-    for (const spec of specs) {
+    for (const [i, spec] of specs.entries()) {
       const created = await this.d.store.create(newTaskRecord(spec, new Date()));
       if (created) {
         this.d.observer?.submitted({ pool: spec.pool });
         this.stateEvent(created.record);
-        await ringDoorbell(this.d.publisher ?? this.d.js, spec.pool, spec.id, `${spec.id}#submit`, created);
+        await ringDoorbell(this.d.publisher, spec.pool, spec.id, `${spec.id}#submit`, created);
         out.push({ id: spec.id, created: true, state: "queued" });
         continue;
       }
       const existing = await this.d.store.get(spec.id);
       if (!existing) throw new MeshError("CONFLICT", `task ${spec.id} exists but cannot be read; try again`);
-      refuseDifferentSpec(
-        existing.record.spec,
-        spec,
-        specs.length > 1 ? `tasks[${specs.indexOf(spec)}].id` : "id",
-      );
+      refuseDifferentSpec(existing.record.spec, spec, specs.length > 1 ? `tasks[${i}].id` : "id");
       // Re-ring a still-queued task's doorbell: deduplicated inside the window, harmless after it.
       if (existing.record.state === "queued") {
         await ringDoorbell(
-          this.d.publisher ?? this.d.js,
+          this.d.publisher,
           existing.record.spec.pool,
           spec.id,
           `${spec.id}#submit`,
@@ -197,7 +193,7 @@ export class MeshService implements MeshApi {
     }
     this.stateEvent(after.record);
     await ringDoorbell(
-      this.d.publisher ?? this.d.js,
+      this.d.publisher,
       after.record.spec.pool,
       id,
       `${id}#retry-${after.record.attempt}-${after.revision}`,

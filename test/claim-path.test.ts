@@ -32,7 +32,7 @@ beforeAll(async () => {
   nats = await NatsServer.start();
   nc = await connect({ servers: nats.url, maxReconnectAttempts: -1, reconnectTimeWait: 100 });
   topo = await ensureTopology(nc, { replicas: 1, leaseMs: 3000, presenceTtlMs: 1500 });
-  store = new TaskStore(topo.tasks, topo.jsm, { publisher: topo.publisher, putPrefix: topo.tasksPutPrefix });
+  store = new TaskStore(topo);
 });
 
 afterAll(async () => {

@@ -88,9 +88,13 @@ export class Puller {
       for (const [t, r] of this.requests)
         if (!r.waiter && r.expiresAt + grace <= now) this.requests.delete(t);
       // Adopt a request the server may still answer, else send a new one.
-      let req: Request | undefined = [...this.requests.values()].find(
-        (r) => !r.waiter && r.expiresAt > now + 100,
-      );
+      let req: Request | undefined;
+      for (const r of this.requests.values()) {
+        if (!r.waiter && r.expiresAt > now + 100) {
+          req = r;
+          break;
+        }
+      }
       if (req) req.waiter = w;
       else {
         req = { token: (this.next++).toString(36), expiresAt: now + expiresMs, waiter: w };

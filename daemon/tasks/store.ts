@@ -7,7 +7,7 @@ import type { KV } from "@nats-io/kv";
 import { MeshError } from "../errors.js";
 import type { JsPublisher } from "../nats/js-publisher.js";
 import { kvKeys } from "../nats/kv-keys.js";
-import { TASKS_BUCKET } from "../queue/topology.js";
+import { TASKS_BUCKET, type Topology } from "../queue/topology.js";
 import { assertTransition, type TaskRecord, type VersionedRecord } from "./record.js";
 
 const enc = new TextEncoder();
@@ -20,20 +20,26 @@ export function isCasConflict(err: unknown): boolean {
 }
 
 export class TaskStore {
+  private readonly kv: KV;
+  private readonly jsm: JetStreamManager;
+  private readonly publisher: JsPublisher;
+  private readonly putPrefix: string;
   private readonly now: () => Date;
 
   /**
-   * `fast`, when given, carries the compare-and-set writes (a lighter path than kv.update; see
-   * js-publisher.ts) to `<putPrefix>.<id>` (Topology.tasksPutPrefix, domain-aware). Reads and
-   * creates go through the KV client.
+   * Reads and creates go through the KV client; compare-and-set writes go through the
+   * topology's JsPublisher (lighter than kv.update; see js-publisher.ts) to
+   * `<tasksPutPrefix>.<id>`, the domain-aware subject the KV client would use.
    */
   constructor(
-    private readonly kv: KV,
-    private readonly jsm: JetStreamManager,
-    private readonly fast?: { publisher: JsPublisher; putPrefix: string },
-    now?: () => Date,
+    topo: Pick<Topology, "tasks" | "jsm" | "publisher" | "tasksPutPrefix">,
+    now: () => Date = () => new Date(),
   ) {
-    this.now = now ?? (() => new Date());
+    this.kv = topo.tasks;
+    this.jsm = topo.jsm;
+    this.publisher = topo.publisher;
+    this.putPrefix = topo.tasksPutPrefix;
+    this.now = now;
   }
 
   async get(id: string): Promise<VersionedRecord | undefined> {
@@ -62,13 +68,9 @@ export class TaskStore {
     next.updatedAt = this.now().toISOString();
     try {
       const data = enc.encode(JSON.stringify(next));
-      const revision = this.fast
-        ? (
-            await this.fast.publisher.publish(`${this.fast.putPrefix}.${next.id}`, data, {
-              expectLastSubjectSequence: prev.revision,
-            })
-          ).seq
-        : await this.kv.update(next.id, data, prev.revision);
+      const { seq: revision } = await this.publisher.publish(`${this.putPrefix}.${next.id}`, data, {
+        expectLastSubjectSequence: prev.revision,
+      });
       return { record: next, revision };
     } catch (err) {
       if (isCasConflict(err)) {

@@ -79,10 +79,7 @@ export async function openClient(
     ...(opts.domain ? { domain: opts.domain } : {}),
   });
   const log = createLogger("silent");
-  const store = new TaskStore(topo.tasks, topo.jsm, {
-    publisher: topo.publisher,
-    putPrefix: topo.tasksPutPrefix,
-  });
+  const store = new TaskStore(topo);
   const events = new EventPublisher(nc, log);
   const api = new MeshService({
     nc,
