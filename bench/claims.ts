@@ -1,13 +1,15 @@
 /**
  * Scenario `claims`: no-op tasks through the full mesh claim path (submit -> KV record ->
  * doorbell -> claim CAS -> running -> succeeded) with 1 and 4 meshd processes, next to a raw
- * JetStream baseline (publish + one shared durable pull consumer + ackAck) with the same
+ * JetStream baseline (publish + one shared durable pull consumer + ackAck) and the protocol
+ * floor (the same fenced protocol in plain nats.js calls, see floor-worker.ts), with the same
  * message count and concurrency, in the same run on the same nats-server.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { AckPolicy, jetstream, jetstreamManager, RetentionPolicy } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
 import { connect } from "@nats-io/transport-node";
 import { validateTaskSpec } from "../daemon/index.js";
 import { poolConsumerName, TASKS_STREAM } from "../daemon/queue/topology.js";
@@ -18,7 +20,7 @@ import { type CpuPerTask, cpuMeter, percentile, round, rssMb } from "./stats.js"
 const SLOTS = 4;
 
 export interface ClaimsRow {
-  system: "mesh" | "raw-jetstream";
+  system: "mesh" | "protocol-floor" | "raw-jetstream";
   processes: number;
   tasks: number;
   /** The median of the measured rounds. */
@@ -47,6 +49,29 @@ interface Fleet {
   stop(): Promise<void>;
 }
 
+/** `processes` children running `script` (bench/*.js) with `args`, each printing one latency per line. */
+function spawnWorkers(script: string, args: string[], processes: number) {
+  const file = fileURLToPath(new URL(script, import.meta.url));
+  const state = { latencies: [] as number[] };
+  const kids: ChildProcess[] = [];
+  for (let i = 0; i < processes; i++) {
+    const k = spawn(process.execPath, [file, ...args], { stdio: ["ignore", "pipe", "inherit"] });
+    createInterface({ input: k.stdout! }).on("line", (l) => state.latencies.push(Number(l)));
+    kids.push(k);
+  }
+  return { state, kids };
+}
+
+/** Publishes `count` messages with at most 64 awaiting their acks, as both baselines do. */
+async function publishAll(count: number, one: (i: number) => Promise<unknown>): Promise<void> {
+  const inflight: Promise<unknown>[] = [];
+  for (let i = 0; i < count; i++) {
+    inflight.push(one(i));
+    if (inflight.length >= 64) await Promise.all(inflight.splice(0));
+  }
+  await Promise.all(inflight);
+}
+
 /**
  * The raw JetStream baseline: `processes` workers, each with SLOTS lanes that share one durable
  * pull consumer (next() one message, ackAck(), report its latency); the bench publishes.
@@ -61,42 +86,29 @@ async function rawFleet(url: string, processes: number, serverPid?: number): Pro
     retention: RetentionPolicy.Workqueue,
   });
   await jsm.consumers.add(stream, { durable_name: "w", ack_policy: AckPolicy.Explicit, max_deliver: -1 });
-  const workerJs = fileURLToPath(new URL("./raw-worker.js", import.meta.url));
-  let latencies: number[] = [];
-  const kids: ChildProcess[] = [];
-  for (let i = 0; i < processes; i++) {
-    const k = spawn(process.execPath, [workerJs, url, stream, "w", String(SLOTS)], {
-      stdio: ["ignore", "pipe", "inherit"],
-    });
-    createInterface({ input: k.stdout! }).on("line", (l) => latencies.push(Number(l)));
-    kids.push(k);
-  }
+  const { state, kids } = spawnWorkers("./raw-worker.js", [url, stream, "w", String(SLOTS)], processes);
   const js = jetstream(nc);
   let seq = 0;
   return {
     async run(count) {
-      latencies = [];
+      state.latencies = [];
       const meter = cpuMeter(
         serverPid,
         kids.map((k) => k.pid!),
       );
       const start = Date.now();
-      const inflight: Promise<unknown>[] = [];
-      for (let i = 0; i < count; i++) {
-        inflight.push(
-          js.publish(`raw${processes}.t`, JSON.stringify({ t: Date.now() }), {
-            msgID: `r${processes}-${seq++}`,
-          }),
-        );
-        if (inflight.length >= 64) await Promise.all(inflight.splice(0));
-      }
-      await Promise.all(inflight);
-      await waitFor(() => latencies.length >= count, {
+      await publishAll(count, () =>
+        js.publish(`raw${processes}.t`, JSON.stringify({ t: Date.now() }), {
+          msgID: `r${processes}-${seq++}`,
+        }),
+      );
+      await waitFor(() => state.latencies.length >= count, {
         name: "raw baseline drained",
         timeoutMs: 300_000,
         intervalMs: 20,
       });
-      return { perSec: count / ((Date.now() - start) / 1000), latencies, cpu: meter.end(count) };
+      const perSec = count / ((Date.now() - start) / 1000);
+      return { perSec, latencies: state.latencies, cpu: meter.end(count) };
     },
     async stop() {
       for (const k of kids) k.kill("SIGTERM");
@@ -107,17 +119,77 @@ async function rawFleet(url: string, processes: number, serverPid?: number): Pro
 }
 
 /**
- * Waits until every task is terminal, then reads the timings from the task records themselves
- * (submittedAt, the first attempt's startedAt, finishedAt: all written on this machine's clock).
- * Nothing watches the bus while the tasks run, so the measurement costs the mesh no CPU; the raw
- * baseline's workers likewise only print a line per message.
+ * The protocol floor: issue 2's fenced protocol with plain nats.js calls and nothing else. The
+ * bench creates each task record in a KV bucket (compare-and-set on "no message yet") and rings a
+ * doorbell carrying the record and its revision; floor-worker.ts claims and finishes it with two
+ * compare-and-set writes and acks. Same counts, concurrency and bucket/stream settings as the mesh.
  */
-async function settledTimings(
-  client: Awaited<ReturnType<typeof openClient>>,
-  pool: string,
-  ids: string[],
-  timeoutMs: number,
-): Promise<Map<string, { submitted: number; running: number; done: number }>> {
+async function floorFleet(url: string, processes: number, serverPid?: number): Promise<Fleet> {
+  const nc = await connect({ servers: url });
+  const jsm = await jetstreamManager(nc);
+  const stream = `FLOOR${processes}`;
+  const bucket = `floor${processes}`;
+  await jsm.streams.add({
+    name: stream,
+    subjects: [`floor${processes}.>`],
+    retention: RetentionPolicy.Workqueue,
+  });
+  await jsm.consumers.add(stream, {
+    durable_name: "w",
+    ack_policy: AckPolicy.Explicit,
+    max_deliver: -1,
+    filter_subject: `floor${processes}.*`,
+  });
+  const kv = await new Kvm(nc).create(bucket, { history: 1 });
+  const { state, kids } = spawnWorkers(
+    "./floor-worker.js",
+    [url, stream, "w", bucket, String(SLOTS)],
+    processes,
+  );
+  const js = jetstream(nc);
+  let seq = 0;
+  return {
+    async run(count) {
+      state.latencies = [];
+      const meter = cpuMeter(
+        serverPid,
+        kids.map((k) => k.pid!),
+      );
+      const start = Date.now();
+      await publishAll(count, async () => {
+        const id = `f${processes}-${seq++}`;
+        const t = Date.now();
+        const record = { id, state: "queued", attempt: 0, submittedAt: new Date(t).toISOString() };
+        const created = await js.publish(`$KV.${bucket}.${id}`, JSON.stringify(record), {
+          expect: { lastSubjectSequence: 0 },
+        });
+        await js.publish(
+          `floor${processes}.${id}`,
+          JSON.stringify({ id, revision: created.seq, record, t }),
+          {
+            msgID: `${id}#submit`,
+          },
+        );
+      });
+      await waitFor(() => state.latencies.length >= count, {
+        name: "protocol floor drained",
+        timeoutMs: 300_000,
+        intervalMs: 20,
+      });
+      const perSec = count / ((Date.now() - start) / 1000);
+      return { perSec, latencies: state.latencies, cpu: meter.end(count) };
+    },
+    async stop() {
+      for (const k of kids) k.kill("SIGTERM");
+      await jsm.streams.delete(stream);
+      await kv.destroy();
+      await nc.close();
+    },
+  };
+}
+
+/** Waits until the pool's doorbells are all acked: every task has reached a terminal state. */
+async function drained(client: Awaited<ReturnType<typeof openClient>>, pool: string, timeoutMs: number) {
   const jsm = await jetstreamManager(client.nc);
   await waitFor(
     async () => {
@@ -126,6 +198,18 @@ async function settledTimings(
     },
     { name: "doorbells drained", timeoutMs, intervalMs: 25 },
   );
+}
+
+/**
+ * Reads the timings of finished tasks from their records (submittedAt, the first attempt's
+ * startedAt, finishedAt: all written on this machine's clock). Nothing watches the bus while
+ * the tasks run, so the measurement costs the mesh no CPU; the baselines' workers likewise only
+ * print a line per message. Called after drained(), outside the CPU measurement.
+ */
+async function readTimings(
+  client: Awaited<ReturnType<typeof openClient>>,
+  ids: string[],
+): Promise<Map<string, { submitted: number; running: number; done: number }>> {
   const out = new Map<string, { submitted: number; running: number; done: number }>();
   for (let i = 0; i < ids.length; i += 64) {
     const got = await Promise.all(ids.slice(i, i + 64).map((id) => client.store.get(id)));
@@ -195,13 +279,13 @@ async function meshFleet(url: string, processes: number, pool: string, serverPid
       }
       await Promise.all(inflight);
       const submitSecs = (Date.now() - start) / 1000;
+      await drained(client, pool, 600_000);
+      const cpu = meter.end(count);
       const timings = [
         ...(
-          await settledTimings(
+          await readTimings(
             client,
-            pool,
             specs.map((s) => s.id),
-            600_000,
           )
         ).values(),
       ];
@@ -210,7 +294,7 @@ async function meshFleet(url: string, processes: number, pool: string, serverPid
         perSec: count / secs,
         latencies: timings.map((x) => x.running - x.submitted),
         submitPerSec: count / submitSecs,
-        cpu: meter.end(count),
+        cpu,
       };
     },
     async stop() {
@@ -274,7 +358,8 @@ async function lightLoad(
       pool: "light",
     });
     await client.api.submit([s]);
-    const t = (await settledTimings(client, "light", [s.id], 30_000)).get(s.id)!;
+    await drained(client, "light", 30_000);
+    const t = (await readTimings(client, [s.id])).get(s.id)!;
     lat.push(t.running - t.submitted);
   }
   await client.close();
@@ -301,34 +386,34 @@ export async function claimsScenario(opts: ClaimsOptions) {
     await nc.close();
     const rows: ClaimsRow[] = [];
     for (const n of [1, 4]) {
-      process.stderr.write(`claims: ${n} process(es): starting raw workers and meshd daemons...\n`);
-      const raw = await rawFleet(nats.url, n, nats.pid);
-      const mesh = await meshFleet(nats.url, n, `bench${n}`, nats.pid);
+      process.stderr.write(
+        `claims: ${n} process(es): starting raw workers, floor workers and meshd daemons...\n`,
+      );
+      // Started one after another: a fleet that fails to start stops the ones before it.
+      const fleets: Array<[ClaimsRow["system"], Fleet]> = [];
       try {
+        fleets.push(["raw-jetstream", await rawFleet(nats.url, n, nats.pid)]);
+        fleets.push(["protocol-floor", await floorFleet(nats.url, n, nats.pid)]);
+        fleets.push(["mesh", await meshFleet(nats.url, n, `bench${n}`, nats.pid)]);
         process.stderr.write(`claims: ${n} process(es): warm-up, ${opts.warmup} tasks each...\n`);
-        await raw.run(opts.warmup);
-        await mesh.run(opts.warmup);
-        // Alternating rounds: a machine that slows down or speeds up mid-run hits both alike.
-        const rawRounds: RoundResult[] = [];
-        const meshRounds: RoundResult[] = [];
+        for (const [, f] of fleets) await f.run(opts.warmup);
+        // Alternating rounds: a machine that slows down or speeds up mid-run hits all alike.
+        const rounds = fleets.map((): RoundResult[] => []);
         for (let i = 0; i < opts.rounds; i++) {
           process.stderr.write(`claims: ${n} process(es): round ${i + 1}/${opts.rounds}...\n`);
-          rawRounds.push(await raw.run(opts.count));
-          meshRounds.push(await mesh.run(opts.count));
+          for (const [j, [, f]] of fleets.entries()) rounds[j]!.push(await f.run(opts.count));
         }
-        rows.push(summarize("raw-jetstream", n, opts.count, rawRounds));
-        rows.push(summarize("mesh", n, opts.count, meshRounds));
+        for (const [j, [system]] of fleets.entries()) rows.push(summarize(system, n, opts.count, rounds[j]!));
       } finally {
-        await raw.stop();
-        await mesh.stop();
+        for (const [, f] of fleets) await f.stop();
       }
     }
     process.stderr.write("claims: light-load latency and idle memory...\n");
     const light = await lightLoad(nats.url, opts.lightCount);
-    const ratio = (n: number) => {
-      const m = rows.find((r) => r.system === "mesh" && r.processes === n)!;
-      const r = rows.find((x) => x.system === "raw-jetstream" && x.processes === n)!;
-      return round(m.throughputPerSec / r.throughputPerSec, 2);
+    const ratio = (n: number, a: ClaimsRow["system"] = "mesh", b: ClaimsRow["system"] = "raw-jetstream") => {
+      const x = rows.find((r) => r.system === a && r.processes === n)!;
+      const y = rows.find((r) => r.system === b && r.processes === n)!;
+      return round(x.throughputPerSec / y.throughputPerSec, 2);
     };
     return {
       scenario: "claims",
@@ -337,7 +422,13 @@ export async function claimsScenario(opts: ClaimsOptions) {
       rounds: opts.rounds,
       warmupTasks: opts.warmup,
       rows,
-      ratios: { throughputMeshOverRaw1: ratio(1), throughputMeshOverRaw4: ratio(4) },
+      ratios: {
+        throughputMeshOverRaw1: ratio(1),
+        throughputMeshOverRaw4: ratio(4),
+        // What the prescribed protocol allows at best, and how close the mesh gets to that.
+        throughputFloorOverRaw4: ratio(4, "protocol-floor"),
+        throughputMeshOverFloor4: ratio(4, "mesh", "protocol-floor"),
+      },
       lightLoad: { tasks: opts.lightCount, submitToRunningP50Ms: light.p50, submitToRunningP99Ms: light.p99 },
       idleDaemonRssMb: light.idleRssMb,
       targets: {

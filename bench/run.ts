@@ -22,7 +22,7 @@ const flag = (name: string, dflt: number): number => {
 };
 const count = flag("--count", 2000);
 const rounds = Math.max(1, flag("--rounds", 3));
-const warmup = flag("--warmup", 2000);
+const warmup = flag("--warmup", 6000);
 const wanted = args.filter((a, i) => !a.startsWith("--") && !VALUE_FLAGS.includes(args[i - 1] ?? ""));
 const scenarios = wanted.length > 0 ? wanted : ["claims", "shim"];
 const resultsDir = fileURLToPath(new URL("../../bench/results/", import.meta.url));

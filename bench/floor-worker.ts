@@ -1,0 +1,58 @@
+/**
+ * Protocol-floor worker for the `claims` benchmark: the fenced claim protocol that issue 2
+ * prescribes, written with plain nats.js calls and nothing else (no events, metrics, logs,
+ * heartbeats, presence, runner or state machine). It shows what the protocol itself costs next
+ * to the raw baseline, so the mesh's own overhead can be told apart from the protocol's.
+ *
+ * Each of `lanes` loops: next() one doorbell; compare-and-set the task record from queued to
+ * running at the doorbell's revision; compare-and-set it to succeeded at the revision just
+ * written; report the submit->running latency once done; ack the doorbell. A lost compare acks the doorbell and moves on.
+ * Usage: node floor-worker.js <natsUrl> <stream> <consumer> <bucket> <lanes>
+ */
+import { jetstream } from "@nats-io/jetstream";
+import { connect } from "@nats-io/transport-node";
+
+interface Bell {
+  id: string;
+  revision: number;
+  record: { state: string; attempt: number; owner?: { workerId: string }; finishedAt?: string };
+}
+
+const [url, stream, consumerName, bucket, lanesArg] = process.argv.slice(2);
+const nc = await connect({ servers: url! });
+const js = jetstream(nc);
+const consumer = await js.consumers.get(stream!, consumerName!);
+const workerId = `floor-${process.pid}`;
+let stop = false;
+process.on("SIGTERM", () => {
+  stop = true;
+});
+const lanes = Array.from({ length: Number(lanesArg ?? 4) }, async () => {
+  while (!stop) {
+    const m = await consumer.next({ expires: 1000 }).catch(() => null);
+    if (!m) continue;
+    const bell = m.json<Bell & { t: number }>();
+    const r = bell.record;
+    try {
+      r.state = "running";
+      r.attempt += 1;
+      r.owner = { workerId };
+      const claimed = await js.publish(`$KV.${bucket}.${bell.id}`, JSON.stringify(r), {
+        expect: { lastSubjectSequence: bell.revision },
+      });
+      const latency = Date.now() - bell.t;
+      r.state = "succeeded";
+      r.finishedAt = new Date().toISOString();
+      delete r.owner;
+      await js.publish(`$KV.${bucket}.${bell.id}`, JSON.stringify(r), {
+        expect: { lastSubjectSequence: claimed.seq },
+      });
+      process.stdout.write(`${latency}\n`);
+    } catch {
+      // lost the compare: someone else holds the task
+    }
+    m.ack();
+  }
+});
+await Promise.all(lanes);
+await nc.close();
