@@ -107,6 +107,11 @@ export class Daemon {
     return this.loop ? [...this.loop.running.keys()] : [];
   }
   /** Ready: connected to NATS and the pool consumers bound. */
+  /** Whether this daemon is the mesh's sweeper now (the first live worker it knows of). */
+  get sweeping(): boolean {
+    return this.state === "running" && (this.directory?.isFirst(this.workerId) ?? false);
+  }
+
   get ready(): boolean {
     return this._state === "running" && this.nc !== undefined && !this.nc.isClosed();
   }
@@ -264,6 +269,7 @@ export class Daemon {
         intervalMs: Math.max(cfg.leaseMs * 2, 10_000),
         minAgeMs: Math.max(cfg.leaseMs, 5_000),
         retentionMs: cfg.taskRetentionMs,
+        elected: () => this.sweeping,
       });
       for (const p of this.plugins) await p.start(this);
       this.setState("running");

@@ -407,3 +407,54 @@ describe("retention of finished tasks", () => {
     expect(await store.get(waiting.record.id)).toEqual(waiting);
   });
 });
+
+describe("one sweeper per mesh", () => {
+  it("the live worker with the lowest id sweeps; when it leaves, the next one takes over", async () => {
+    // A server of its own: workers of other tests must not take part in the election.
+    const own = await NatsServer.start();
+    const daemons: Daemon[] = [];
+    try {
+      for (let i = 0; i < 3; i++) daemons.push(await startDaemon(own.url, { pools: ["sweep"] }));
+      const sweepers = (ds: Daemon[]) => ds.filter((d) => d.sweeping).map((d) => d.workerId);
+      const lowest = (ds: Daemon[]) => [...ds.map((d) => d.workerId)].sort()[0];
+      // Once every directory lists all three, exactly one sweeps: the lowest id.
+      await waitFor(() => sweepers(daemons).length === 1 && sweepers(daemons)[0] === lowest(daemons), {
+        name: "one sweeper elected",
+        timeoutMs: 15_000,
+      });
+      const first = daemons.find((d) => d.sweeping)!;
+      await first.stop();
+      const rest = daemons.filter((d) => d !== first);
+      await waitFor(() => sweepers(rest).length === 1 && sweepers(rest)[0] === lowest(rest), {
+        name: "the next worker took over sweeping",
+        timeoutMs: 15_000,
+      });
+    } finally {
+      await Promise.all(daemons.map((d) => d.stop()));
+      await own.cleanup();
+    }
+  });
+
+  it("a sweeper that is not elected does not sweep on its timer", async () => {
+    let elected = false;
+    let asked = 0;
+    const sweeper = new Sweeper(store, topo.js, topo.jsm, log, {
+      intervalMs: 50,
+      minAgeMs: 1e12,
+      elected: () => {
+        asked++;
+        return elected;
+      },
+    });
+    sweeper.start();
+    try {
+      // Several ticks ask and pass without sweeping; the first tick after election sweeps.
+      await waitFor(() => asked >= 3, { name: "ticks asked", timeoutMs: 5_000 });
+      expect(sweeper.passes).toBe(0);
+      elected = true;
+      await waitFor(() => sweeper.passes > 0, { name: "elected sweeper swept", timeoutMs: 5_000 });
+    } finally {
+      sweeper.stop();
+    }
+  });
+});

@@ -3,6 +3,10 @@
  * doorbell in the stream (lost with a single-replica server, or a crash between writing the
  * record and ringing) gets one again. A spare doorbell is harmless: the record decides.
  * The same pass deletes the records of tasks finished longer ago than the retention.
+ *
+ * One daemon of the mesh sweeps (`elected`: the live worker with the lowest id, as the caller
+ * sees it). Two sweeping at once while their views differ is harmless: a doorbell too many is
+ * recognised by its record, and a purge only removes the revision it read.
  */
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import { errorMessage } from "../errors.js";
@@ -14,6 +18,8 @@ import { hasDoorbell, ringDoorbell } from "./doorbell.js";
 export class Sweeper {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<number> | undefined;
+  /** Passes run so far (timer or sweep()). */
+  passes = 0;
 
   constructor(
     private readonly store: TaskStore,
@@ -25,11 +31,16 @@ export class Sweeper {
       minAgeMs: number;
       /** Finished tasks older than this are deleted (0: never). */
       retentionMs?: number;
+      /** Whether this daemon is the one that sweeps, asked at every tick (default: always). */
+      elected?: () => boolean;
     },
   ) {}
 
   start(): void {
-    this.timer = setInterval(() => void this.sweep(), this.opts.intervalMs);
+    this.timer = setInterval(() => {
+      if (this.opts.elected?.() === false) return;
+      void this.sweep();
+    }, this.opts.intervalMs);
     this.timer.unref();
   }
 
@@ -47,6 +58,7 @@ export class Sweeper {
   }
 
   private async pass(): Promise<number> {
+    this.passes++;
     let rung = 0;
     let records: VersionedRecord[];
     try {

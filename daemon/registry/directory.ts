@@ -46,6 +46,14 @@ export class WorkerDirectory {
     return this.refreshing;
   }
 
+  /**
+   * Whether `self` comes first among the live workers that are not draining (lowest id, as last
+   * seen): the one that does mesh-wide chores such as sweeping.
+   */
+  isFirst(self: string): boolean {
+    return !this.workers.some((w) => w.workerId < self && !w.draining);
+  }
+
   /** Whether a live worker other than `self` serves this kind of task (as last seen). */
   servedByAnother(self: string, pool: string, labels: Record<string, string>, runner: string): boolean {
     const found = this.workers.some(

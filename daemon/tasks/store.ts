@@ -2,11 +2,11 @@
  * Task records in KV. Every write is compare-and-set on the revision read; a lost race surfaces
  * as MeshError CONFLICT so callers decide: re-read and retry (API calls) or stop (fenced owner).
  */
-import type { JetStreamManager } from "@nats-io/jetstream";
+import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import { MeshError } from "../errors.js";
 import type { JsPublisher } from "../nats/js-publisher.js";
-import { kvKeys } from "../nats/kv-keys.js";
+import { scanKv } from "../nats/kv-scan.js";
 import { TASKS_BUCKET, type Topology } from "../queue/topology.js";
 import { assertTransition, type TaskRecord, type VersionedRecord } from "./record.js";
 
@@ -21,7 +21,8 @@ export function isCasConflict(err: unknown): boolean {
 
 export class TaskStore {
   private readonly kv: KV;
-  private readonly jsm: JetStreamManager;
+  readonly jsm: JetStreamManager;
+  readonly js: JetStreamClient;
   private readonly publisher: JsPublisher;
   private readonly putPrefix: string;
   private readonly now: () => Date;
@@ -32,11 +33,12 @@ export class TaskStore {
    * `<tasksPutPrefix>.<id>`, the domain-aware subject the KV client would use.
    */
   constructor(
-    topo: Pick<Topology, "tasks" | "jsm" | "publisher" | "tasksPutPrefix">,
+    topo: Pick<Topology, "tasks" | "js" | "jsm" | "publisher" | "tasksPutPrefix">,
     now: () => Date = () => new Date(),
   ) {
     this.kv = topo.tasks;
     this.jsm = topo.jsm;
+    this.js = topo.js;
     this.publisher = topo.publisher;
     this.putPrefix = topo.tasksPutPrefix;
     this.now = now;
@@ -116,14 +118,13 @@ export class TaskStore {
     });
   }
 
-  /** All records (scan). Fine for thousands; a later index can narrow it. */
+  /** All records, read in one pass over the bucket (see kv-scan.ts). */
   async list(): Promise<VersionedRecord[]> {
-    const keys = await kvKeys(this.jsm, TASKS_BUCKET);
+    const entries = await scanKv(this, this.kv, TASKS_BUCKET);
     const out: VersionedRecord[] = [];
-    const batch = 64;
-    for (let i = 0; i < keys.length; i += batch) {
-      const got = await Promise.all(keys.slice(i, i + batch).map((k) => this.get(k)));
-      for (const g of got) if (g) out.push(g);
+    for (const e of entries) {
+      if (e.value.length === 0) continue;
+      out.push({ record: JSON.parse(dec.decode(e.value)) as TaskRecord, revision: e.revision });
     }
     return out;
   }
