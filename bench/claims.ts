@@ -63,13 +63,51 @@ function spawnWorkers(script: string, args: string[], processes: number) {
 }
 
 /** Publishes `count` messages with at most 64 awaiting their acks, as both baselines do. */
-async function publishAll(count: number, one: (i: number) => Promise<unknown>): Promise<void> {
+async function publishAll(count: number, one: () => Promise<unknown>): Promise<void> {
   const inflight: Promise<unknown>[] = [];
   for (let i = 0; i < count; i++) {
-    inflight.push(one(i));
+    inflight.push(one());
     if (inflight.length >= 64) await Promise.all(inflight.splice(0));
   }
   await Promise.all(inflight);
+}
+
+/**
+ * A baseline: `processes` workers running `script` (each prints one latency per finished
+ * message), fed by the bench with `submit`; `cleanup` removes what the baseline created.
+ */
+function baselineFleet(
+  name: string,
+  processes: number,
+  script: string,
+  args: string[],
+  serverPid: number | undefined,
+  submit: () => Promise<unknown>,
+  cleanup: () => Promise<void>,
+): Fleet {
+  const { state, kids } = spawnWorkers(script, args, processes);
+  return {
+    async run(count) {
+      state.latencies = [];
+      const meter = cpuMeter(
+        serverPid,
+        kids.map((k) => k.pid!),
+      );
+      const start = Date.now();
+      await publishAll(count, submit);
+      await waitFor(() => state.latencies.length >= count, {
+        name: `${name} drained`,
+        timeoutMs: 300_000,
+        intervalMs: 20,
+      });
+      const perSec = count / ((Date.now() - start) / 1000);
+      return { perSec, latencies: state.latencies, cpu: meter.end(count) };
+    },
+    async stop() {
+      for (const k of kids) k.kill("SIGTERM");
+      await cleanup();
+    },
+  };
 }
 
 /**
@@ -86,36 +124,21 @@ async function rawFleet(url: string, processes: number, serverPid?: number): Pro
     retention: RetentionPolicy.Workqueue,
   });
   await jsm.consumers.add(stream, { durable_name: "w", ack_policy: AckPolicy.Explicit, max_deliver: -1 });
-  const { state, kids } = spawnWorkers("./raw-worker.js", [url, stream, "w", String(SLOTS)], processes);
   const js = jetstream(nc);
   let seq = 0;
-  return {
-    async run(count) {
-      state.latencies = [];
-      const meter = cpuMeter(
-        serverPid,
-        kids.map((k) => k.pid!),
-      );
-      const start = Date.now();
-      await publishAll(count, () =>
-        js.publish(`raw${processes}.t`, JSON.stringify({ t: Date.now() }), {
-          msgID: `r${processes}-${seq++}`,
-        }),
-      );
-      await waitFor(() => state.latencies.length >= count, {
-        name: "raw baseline drained",
-        timeoutMs: 300_000,
-        intervalMs: 20,
-      });
-      const perSec = count / ((Date.now() - start) / 1000);
-      return { perSec, latencies: state.latencies, cpu: meter.end(count) };
-    },
-    async stop() {
-      for (const k of kids) k.kill("SIGTERM");
+  return baselineFleet(
+    "raw baseline",
+    processes,
+    "./raw-worker.js",
+    [url, stream, "w", String(SLOTS)],
+    serverPid,
+    () =>
+      js.publish(`raw${processes}.t`, JSON.stringify({ t: Date.now() }), { msgID: `r${processes}-${seq++}` }),
+    async () => {
       await jsm.streams.delete(stream);
       await nc.close();
     },
-  };
+  );
 }
 
 /**
@@ -141,51 +164,30 @@ async function floorFleet(url: string, processes: number, serverPid?: number): P
     filter_subject: `floor${processes}.*`,
   });
   const kv = await new Kvm(nc).create(bucket, { history: 1 });
-  const { state, kids } = spawnWorkers(
-    "./floor-worker.js",
-    [url, stream, "w", bucket, String(SLOTS)],
-    processes,
-  );
   const js = jetstream(nc);
   let seq = 0;
-  return {
-    async run(count) {
-      state.latencies = [];
-      const meter = cpuMeter(
-        serverPid,
-        kids.map((k) => k.pid!),
-      );
-      const start = Date.now();
-      await publishAll(count, async () => {
-        const id = `f${processes}-${seq++}`;
-        const t = Date.now();
-        const record = { id, state: "queued", attempt: 0, submittedAt: new Date(t).toISOString() };
-        const created = await js.publish(`$KV.${bucket}.${id}`, JSON.stringify(record), {
-          expect: { lastSubjectSequence: 0 },
-        });
-        await js.publish(
-          `floor${processes}.${id}`,
-          JSON.stringify({ id, revision: created.seq, record, t }),
-          {
-            msgID: `${id}#submit`,
-          },
-        );
+  return baselineFleet(
+    "protocol floor",
+    processes,
+    "./floor-worker.js",
+    [url, stream, "w", bucket, String(SLOTS)],
+    serverPid,
+    async () => {
+      const id = `f${processes}-${seq++}`;
+      const t = Date.now();
+      const record = { id, state: "queued", attempt: 0, submittedAt: new Date(t).toISOString() };
+      const created = await js.publish(`$KV.${bucket}.${id}`, JSON.stringify(record), {
+        expect: { lastSubjectSequence: 0 },
       });
-      await waitFor(() => state.latencies.length >= count, {
-        name: "protocol floor drained",
-        timeoutMs: 300_000,
-        intervalMs: 20,
-      });
-      const perSec = count / ((Date.now() - start) / 1000);
-      return { perSec, latencies: state.latencies, cpu: meter.end(count) };
+      const bell = JSON.stringify({ id, revision: created.seq, record, t });
+      await js.publish(`floor${processes}.${id}`, bell, { msgID: `${id}#submit` });
     },
-    async stop() {
-      for (const k of kids) k.kill("SIGTERM");
+    async () => {
       await jsm.streams.delete(stream);
       await kv.destroy();
       await nc.close();
     },
-  };
+  );
 }
 
 /** Waits until the pool's doorbells are all acked: every task has reached a terminal state. */

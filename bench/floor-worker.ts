@@ -6,53 +6,43 @@
  *
  * Each of `lanes` loops: next() one doorbell; compare-and-set the task record from queued to
  * running at the doorbell's revision; compare-and-set it to succeeded at the revision just
- * written; report the submit->running latency once done; ack the doorbell. A lost compare acks the doorbell and moves on.
+ * written; report the submit->running latency once done; ack the doorbell. A lost compare acks
+ * the doorbell and moves on.
  * Usage: node floor-worker.js <natsUrl> <stream> <consumer> <bucket> <lanes>
  */
-import { jetstream } from "@nats-io/jetstream";
-import { connect } from "@nats-io/transport-node";
+import { runLanes } from "./lanes.js";
 
 interface Bell {
   id: string;
   revision: number;
+  t: number;
   record: { state: string; attempt: number; owner?: { workerId: string }; finishedAt?: string };
 }
 
 const [url, stream, consumerName, bucket, lanesArg] = process.argv.slice(2);
-const nc = await connect({ servers: url! });
-const js = jetstream(nc);
-const consumer = await js.consumers.get(stream!, consumerName!);
 const workerId = `floor-${process.pid}`;
-let stop = false;
-process.on("SIGTERM", () => {
-  stop = true;
-});
-const lanes = Array.from({ length: Number(lanesArg ?? 4) }, async () => {
-  while (!stop) {
-    const m = await consumer.next({ expires: 1000 }).catch(() => null);
-    if (!m) continue;
-    const bell = m.json<Bell & { t: number }>();
-    const r = bell.record;
-    try {
-      r.state = "running";
-      r.attempt += 1;
-      r.owner = { workerId };
-      const claimed = await js.publish(`$KV.${bucket}.${bell.id}`, JSON.stringify(r), {
-        expect: { lastSubjectSequence: bell.revision },
-      });
-      const latency = Date.now() - bell.t;
-      r.state = "succeeded";
-      r.finishedAt = new Date().toISOString();
-      delete r.owner;
-      await js.publish(`$KV.${bucket}.${bell.id}`, JSON.stringify(r), {
-        expect: { lastSubjectSequence: claimed.seq },
-      });
-      process.stdout.write(`${latency}\n`);
-    } catch {
-      // lost the compare: someone else holds the task
-    }
-    m.ack();
+await runLanes(url!, stream!, consumerName!, Number(lanesArg ?? 4), async (m, js) => {
+  const bell = m.json<Bell>();
+  const r = bell.record;
+  let latency: number | undefined;
+  try {
+    r.state = "running";
+    r.attempt += 1;
+    r.owner = { workerId };
+    const claimed = await js.publish(`$KV.${bucket}.${bell.id}`, JSON.stringify(r), {
+      expect: { lastSubjectSequence: bell.revision },
+    });
+    const runningAt = Date.now();
+    r.state = "succeeded";
+    r.finishedAt = new Date().toISOString();
+    delete r.owner;
+    await js.publish(`$KV.${bucket}.${bell.id}`, JSON.stringify(r), {
+      expect: { lastSubjectSequence: claimed.seq },
+    });
+    latency = runningAt - bell.t;
+  } catch {
+    // lost the compare: someone else holds the task
   }
+  m.ack();
+  return latency;
 });
-await Promise.all(lanes);
-await nc.close();
