@@ -49,14 +49,24 @@ interface Fleet {
   stop(): Promise<void>;
 }
 
-/** `processes` children running `script` (bench/*.js) with `args`, each printing one latency per line. */
+/**
+ * `processes` children running `script` (bench/*.js) with `args`, each printing a line per
+ * finished message: its latency and when it finished (see lanes.ts).
+ */
 function spawnWorkers(script: string, args: string[], processes: number) {
   const file = fileURLToPath(new URL(script, import.meta.url));
-  const state = { latencies: [] as number[] };
+  const state = { latencies: [] as number[], lastDoneAt: 0, stopping: false, failure: "" };
   const kids: ChildProcess[] = [];
   for (let i = 0; i < processes; i++) {
     const k = spawn(process.execPath, [file, ...args], { stdio: ["ignore", "pipe", "inherit"] });
-    createInterface({ input: k.stdout! }).on("line", (l) => state.latencies.push(Number(l)));
+    createInterface({ input: k.stdout! }).on("line", (l) => {
+      const [latency, doneAt] = l.split(" ").map(Number);
+      state.latencies.push(latency!);
+      state.lastDoneAt = Math.max(state.lastDoneAt, doneAt!);
+    });
+    k.once("exit", (code, signal) => {
+      if (!state.stopping) state.failure ||= `${script} exited (${code ?? signal}) during the run`;
+    });
     kids.push(k);
   }
   return { state, kids };
@@ -89,21 +99,26 @@ function baselineFleet(
   return {
     async run(count) {
       state.latencies = [];
+      state.lastDoneAt = 0;
       const meter = cpuMeter(
         serverPid,
         kids.map((k) => k.pid!),
       );
       const start = Date.now();
       await publishAll(count, submit);
-      await waitFor(() => state.latencies.length >= count, {
+      await waitFor(() => state.failure || state.latencies.length >= count, {
         name: `${name} drained`,
         timeoutMs: 300_000,
         intervalMs: 20,
       });
-      const perSec = count / ((Date.now() - start) / 1000);
-      return { perSec, latencies: state.latencies, cpu: meter.end(count) };
+      if (state.failure) throw new Error(`${name}: ${state.failure}`);
+      const cpu = meter.end(count);
+      // Ends when the last message was done, as the mesh's rounds end at the last finishedAt.
+      const perSec = count / ((state.lastDoneAt - start) / 1000);
+      return { perSec, latencies: state.latencies, cpu };
     },
     async stop() {
+      state.stopping = true;
       for (const k of kids) k.kill("SIGTERM");
       await cleanup();
     },
@@ -399,11 +414,15 @@ export async function claimsScenario(opts: ClaimsOptions) {
         fleets.push(["mesh", await meshFleet(nats.url, n, `bench${n}`, nats.pid)]);
         process.stderr.write(`claims: ${n} process(es): warm-up, ${opts.warmup} tasks each...\n`);
         for (const [, f] of fleets) await f.run(opts.warmup);
-        // Alternating rounds: a machine that slows down or speeds up mid-run hits all alike.
+        // Alternating rounds, each in a rotated order: a machine that slows down or speeds up
+        // mid-run hits all alike, and none always runs right after the same other one.
         const rounds = fleets.map((): RoundResult[] => []);
         for (let i = 0; i < opts.rounds; i++) {
           process.stderr.write(`claims: ${n} process(es): round ${i + 1}/${opts.rounds}...\n`);
-          for (const [j, [, f]] of fleets.entries()) rounds[j]!.push(await f.run(opts.count));
+          for (let k = 0; k < fleets.length; k++) {
+            const j = (i + k) % fleets.length;
+            rounds[j]!.push(await fleets[j]![1].run(opts.count));
+          }
         }
         for (const [j, [system]] of fleets.entries()) rows.push(summarize(system, n, opts.count, rounds[j]!));
       } finally {

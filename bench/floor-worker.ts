@@ -6,8 +6,9 @@
  *
  * Each of `lanes` loops: next() one doorbell; compare-and-set the task record from queued to
  * running at the doorbell's revision; compare-and-set it to succeeded at the revision just
- * written; report the submit->running latency once done; ack the doorbell. A lost compare acks
- * the doorbell and moves on.
+ * written; ackAck() the doorbell (as the raw baseline does); report the submit->running latency
+ * (taken when it decides to write `running`, as a daemon stamps `startedAt`). A lost compare
+ * acks the doorbell and moves on; any other error ends the worker, so the bench fails at once.
  * Usage: node floor-worker.js <natsUrl> <stream> <consumer> <bucket> <lanes>
  */
 import { runLanes } from "./lanes.js";
@@ -24,7 +25,7 @@ const workerId = `floor-${process.pid}`;
 await runLanes(url!, stream!, consumerName!, Number(lanesArg ?? 4), async (m, js) => {
   const bell = m.json<Bell>();
   const r = bell.record;
-  let latency: number | undefined;
+  const runningAt = Date.now();
   try {
     r.state = "running";
     r.attempt += 1;
@@ -32,17 +33,21 @@ await runLanes(url!, stream!, consumerName!, Number(lanesArg ?? 4), async (m, js
     const claimed = await js.publish(`$KV.${bucket}.${bell.id}`, JSON.stringify(r), {
       expect: { lastSubjectSequence: bell.revision },
     });
-    const runningAt = Date.now();
     r.state = "succeeded";
     r.finishedAt = new Date().toISOString();
     delete r.owner;
     await js.publish(`$KV.${bucket}.${bell.id}`, JSON.stringify(r), {
       expect: { lastSubjectSequence: claimed.seq },
     });
-    latency = runningAt - bell.t;
-  } catch {
-    // lost the compare: someone else holds the task
+  } catch (err) {
+    // 10071: wrong last sequence, the compare was lost and someone else holds the task.
+    if ((err as { api_error?: { err_code?: number } }).api_error?.err_code !== 10071) {
+      process.stderr.write(`floor worker: ${String(err)}\n`);
+      process.exit(1);
+    }
+    await m.ackAck();
+    return undefined;
   }
-  m.ack();
-  return latency;
+  await m.ackAck();
+  return runningAt - bell.t;
 });

@@ -1,7 +1,8 @@
 /**
  * The loop both baseline workers share: connect, then `lanes` concurrent loops on one durable
  * pull consumer, each taking one message at a time with next() and handing it to `handle`, until
- * SIGTERM. A handler returns the latency to report (one line on stdout), or undefined.
+ * SIGTERM. A handler returns the latency to report, or undefined; each report is one line on
+ * stdout, "<latency ms> <finished at, epoch ms>". An idle pull waits 5 s, as a daemon's does.
  */
 import { type JetStreamClient, type JsMsg, jetstream } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
@@ -22,10 +23,10 @@ export async function runLanes(
   });
   const loops = Array.from({ length: lanes }, async () => {
     while (!stop) {
-      const m = await consumer.next({ expires: 1000 }).catch(() => null);
+      const m = await consumer.next({ expires: 5000 }).catch(() => null);
       if (!m) continue;
       const latency = await handle(m, js);
-      if (latency !== undefined) process.stdout.write(`${latency}\n`);
+      if (latency !== undefined) process.stdout.write(`${latency} ${Date.now()}\n`);
     }
   });
   await Promise.all(loops);

@@ -77,6 +77,8 @@ export const daemonOptionsSchema = z.strictObject({
   taskTimeout: durationMs.default(3_600_000),
   /** How long a finished task's record is kept before the sweeper deletes it ("forever": never). */
   taskRetention: retention.default(7 * 86_400_000),
+  /** How often the mesh's sweeper passes over the task records (default: 2 leases, at least 10 s). */
+  sweepInterval: durationMs.optional(),
   grpc: z
     .strictObject({
       socket: z.string().min(1).optional(),
@@ -146,6 +148,7 @@ export interface DaemonConfig
     | "retryDelay"
     | "taskTimeout"
     | "taskRetention"
+    | "sweepInterval"
   > {
   name: string;
   host: string;
@@ -159,6 +162,7 @@ export interface DaemonConfig
   taskTimeoutMs: number;
   /** 0: keep finished tasks forever. */
   taskRetentionMs: number;
+  sweepIntervalMs: number;
   socketPath: string;
 }
 
@@ -207,7 +211,16 @@ export function compileConfig(input: unknown, source = "config"): DaemonConfig {
   const stateDir = resolve(o.stateDir ?? defaultStateDir());
   const host = hostname();
   const presenceTtlMs = o.presenceInterval * 3;
-  const { lease, presenceInterval, shutdownGrace, retryDelay, taskTimeout, taskRetention, ...rest } = o;
+  const {
+    lease,
+    presenceInterval,
+    shutdownGrace,
+    retryDelay,
+    taskTimeout,
+    taskRetention,
+    sweepInterval,
+    ...rest
+  } = o;
   return {
     ...rest,
     name: o.name ?? host.replace(/[^A-Za-z0-9_-]/g, "-").slice(0, 48),
@@ -221,6 +234,7 @@ export function compileConfig(input: unknown, source = "config"): DaemonConfig {
     retryDelayMs: retryDelay,
     taskTimeoutMs: taskTimeout,
     taskRetentionMs: taskRetention,
+    sweepIntervalMs: sweepInterval ?? Math.max(lease * 2, 10_000),
     socketPath: o.grpc.socket ? resolve(o.grpc.socket) : join(stateDir, "meshd.sock"),
   };
 }

@@ -106,12 +106,24 @@ export class Daemon {
   get runningTaskIds(): string[] {
     return this.loop ? [...this.loop.running.keys()] : [];
   }
-  /** Ready: connected to NATS and the pool consumers bound. */
-  /** Whether this daemon is the mesh's sweeper now (the first live worker it knows of). */
+  /**
+   * Whether this daemon is the mesh's sweeper now: the first live worker it knows of, or every
+   * worker before it has not reported a finished pass (in its presence, so at most a presence
+   * interval late) for three sweep intervals.
+   */
   get sweeping(): boolean {
-    return this.state === "running" && (this.directory?.isFirst(this.workerId) ?? false);
+    if (this._state !== "running" || !this.directory) return false;
+    const { sweepIntervalMs, presenceIntervalMs } = this.config;
+    const staleMs = Math.max(sweepIntervalMs, presenceIntervalMs) * 3 + presenceIntervalMs;
+    return this.directory.isChoreHolder(this.workerId, (w) => w.sweptAt, staleMs);
   }
 
+  /** Passes this daemon's sweeper has made. */
+  get sweepPasses(): number {
+    return this.sweeper?.passes ?? 0;
+  }
+
+  /** Ready: connected to NATS and the pool consumers bound. */
   get ready(): boolean {
     return this._state === "running" && this.nc !== undefined && !this.nc.isClosed();
   }
@@ -144,6 +156,7 @@ export class Daemon {
       startedAt: this.startedAt,
       updatedAt: new Date().toISOString(),
       ...(this._state === "stopping" ? { draining: true } : {}),
+      ...(this.sweeper?.lastPassAt ? { sweptAt: this.sweeper.lastPassAt.toISOString() } : {}),
       ...this.presenceExtras,
     };
   }
@@ -266,7 +279,7 @@ export class Daemon {
         },
       });
       this.sweeper = new Sweeper(store, topo.js, topo.jsm, this.log, {
-        intervalMs: Math.max(cfg.leaseMs * 2, 10_000),
+        intervalMs: cfg.sweepIntervalMs,
         minAgeMs: Math.max(cfg.leaseMs, 5_000),
         retentionMs: cfg.taskRetentionMs,
         elected: () => this.sweeping,

@@ -16,6 +16,8 @@ import { doorbellSnapshot, ringDoorbell } from "../daemon/queue/doorbell.js";
 import { Puller } from "../daemon/queue/puller.js";
 import { Sweeper } from "../daemon/queue/sweeper.js";
 import { ensureTopology, poolConsumerName, TASKS_STREAM, type Topology } from "../daemon/queue/topology.js";
+import { WorkerDirectory } from "../daemon/registry/directory.js";
+import type { WorkerInfo } from "../daemon/registry/worker-info.js";
 import { newTaskRecord, type VersionedRecord } from "../daemon/tasks/record.js";
 import { TaskStore } from "../daemon/tasks/store.js";
 import { freePort, NatsServer, waitFor } from "./harness/index.js";
@@ -414,7 +416,9 @@ describe("one sweeper per mesh", () => {
     const own = await NatsServer.start();
     const daemons: Daemon[] = [];
     try {
-      for (let i = 0; i < 3; i++) daemons.push(await startDaemon(own.url, { pools: ["sweep"] }));
+      for (let i = 0; i < 3; i++) {
+        daemons.push(await startDaemon(own.url, { pools: ["sweep"], sweepInterval: "100ms" }));
+      }
       const sweepers = (ds: Daemon[]) => ds.filter((d) => d.sweeping).map((d) => d.workerId);
       const lowest = (ds: Daemon[]) => [...ds.map((d) => d.workerId)].sort()[0];
       // Once every directory lists all three, exactly one sweeps: the lowest id.
@@ -423,9 +427,17 @@ describe("one sweeper per mesh", () => {
         timeoutMs: 15_000,
       });
       const first = daemons.find((d) => d.sweeping)!;
+      const others = daemons.filter((d) => d !== first);
+      // Its timer sweeps; the others' timers do not.
+      const before = others.map((d) => d.sweepPasses);
+      const firstBefore = first.sweepPasses;
+      await waitFor(() => first.sweepPasses >= firstBefore + 3, {
+        name: "elected sweeper swept",
+        timeoutMs: 10_000,
+      });
+      expect(others.map((d) => d.sweepPasses)).toEqual(before);
       await first.stop();
-      const rest = daemons.filter((d) => d !== first);
-      await waitFor(() => sweepers(rest).length === 1 && sweepers(rest)[0] === lowest(rest), {
+      await waitFor(() => sweepers(others).length === 1 && sweepers(others)[0] === lowest(others), {
         name: "the next worker took over sweeping",
         timeoutMs: 15_000,
       });
@@ -433,6 +445,53 @@ describe("one sweeper per mesh", () => {
       await Promise.all(daemons.map((d) => d.stop()));
       await own.cleanup();
     }
+  });
+
+  it("a live first worker that stops reporting sweeps is passed over", async () => {
+    const directory = new WorkerDirectory(topo.workers, topo.jsm, {
+      refreshMs: 60_000,
+      staleMs: 60_000,
+      log,
+    });
+    const now = Date.now();
+    const ago = (ms: number) => new Date(now - ms).toISOString();
+    const worker = (workerId: string, extra: Partial<WorkerInfo>): WorkerInfo => ({
+      v: 1,
+      workerId,
+      name: workerId,
+      host: "h",
+      pools: ["p"],
+      labels: {},
+      runners: ["noop"],
+      slotsTotal: 1,
+      slotsFree: 1,
+      running: [],
+      version: "test",
+      startedAt: ago(3_600_000),
+      updatedAt: ago(0),
+      ...extra,
+    });
+    const put = (w: WorkerInfo) => topo.workers.put(w.workerId, JSON.stringify(w));
+    const sweptAt = (w: WorkerInfo) => w.sweptAt;
+    const tag = uniqueId("0chore").replace(/[^a-zA-Z0-9-]/g, "-");
+    await put(worker(`${tag}-a`, { sweptAt: ago(1_000) })); // first, sweeping
+    await put(worker(`${tag}-b`, {})); // second, never swept (it was not first)
+    await directory.refresh();
+    expect(directory.isChoreHolder(`${tag}-a`, sweptAt, 30_000)).toBe(true);
+    expect(directory.isChoreHolder(`${tag}-b`, sweptAt, 30_000)).toBe(false);
+    expect(directory.isChoreHolder(`${tag}-c`, sweptAt, 30_000)).toBe(false);
+    // The first one is alive but has not finished a pass for longer than staleMs: the next takes over.
+    await put(worker(`${tag}-a`, { sweptAt: ago(60_000) }));
+    await directory.refresh();
+    expect(directory.isChoreHolder(`${tag}-b`, sweptAt, 30_000)).toBe(true);
+    // A first one that just started has not had time to sweep: nobody passes it over yet.
+    await put(worker(`${tag}-a`, { startedAt: ago(1_000) }));
+    await directory.refresh();
+    expect(directory.isChoreHolder(`${tag}-b`, sweptAt, 30_000)).toBe(false);
+    // A draining first one does not count.
+    await put(worker(`${tag}-a`, { startedAt: ago(1_000), draining: true }));
+    await directory.refresh();
+    expect(directory.isChoreHolder(`${tag}-b`, sweptAt, 30_000)).toBe(true);
   });
 
   it("a sweeper that is not elected does not sweep on its timer", async () => {

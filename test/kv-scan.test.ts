@@ -8,7 +8,7 @@ import { type KV, Kvm } from "@nats-io/kv";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { scanKv } from "../daemon/nats/kv-scan.js";
-import { NatsServer } from "./harness/index.js";
+import { NatsServer, waitFor } from "./harness/index.js";
 import { uniqueId } from "./support/tasks.js";
 
 let nats: NatsServer;
@@ -35,6 +35,11 @@ async function bucket(history = 1): Promise<{ name: string; kv: KV }> {
 
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
 
+/** Consumers left on the bucket's stream (a scan must delete its own). */
+async function consumersOn(name: string): Promise<number> {
+  return (await jsm.consumers.list(`KV_${name}`).next()).length;
+}
+
 describe("scanKv", () => {
   it("answers an empty bucket, and one whose keys were all purged, with nothing", async () => {
     const { name, kv } = await bucket();
@@ -42,6 +47,36 @@ describe("scanKv", () => {
     await kv.put("a", "1");
     await jsm.streams.purge(`KV_${name}`);
     expect(await scanKv({ js, jsm }, kv, name)).toEqual([]);
+  });
+
+  it("leaves out keys that hold only a delete or purge marker", async () => {
+    const { name, kv } = await bucket();
+    await kv.put("gone", "1");
+    await kv.delete("gone");
+    await kv.put("purged", "1");
+    await kv.purge("purged");
+    await kv.put("kept", "1");
+    const got = await scanKv({ js, jsm }, kv, name);
+    expect(got.map((e) => [e.key, text(e.value)])).toEqual([["kept", "1"]]);
+    await kv.delete("kept");
+    expect(await scanKv({ js, jsm }, kv, name)).toEqual([]);
+    expect(await consumersOn(name)).toBe(0);
+  });
+
+  it("ends without waiting out its timeout when the records vanish after they were listed", async () => {
+    const { name, kv } = await bucket();
+    for (let i = 0; i < 20; i++) await kv.put(`v${i}`, "1");
+    // Longer than the test's own timeout: only noticing that nothing is left can end it in time.
+    const got = await scanKv({ js, jsm }, kv, name, {
+      timeoutMs: 600_000,
+      idleCheckMs: 200,
+      // Removed without markers (as the retention sweep does) between listing and reading.
+      afterListing: async () => {
+        await jsm.streams.purge(`KV_${name}`);
+      },
+    });
+    expect(got).toEqual([]);
+    expect(await consumersOn(name)).toBe(0);
   });
 
   it("returns every live key once, with its newest value and revision", async () => {
@@ -66,6 +101,7 @@ describe("scanKv", () => {
       want.delete(`k${i}`);
     }
     const got = await scanKv({ js, jsm }, kv, name);
+    expect(await consumersOn(name)).toBe(0);
     expect(got.length).toBe(want.size);
     expect(new Set(got.map((e) => e.key)).size).toBe(got.length);
     for (const e of got) {
@@ -90,11 +126,19 @@ describe("scanKv", () => {
     })();
     try {
       for (let pass = 0; pass < 3; pass++) {
+        const before = new Map<string, number>();
+        for (const k of keys.slice(0, 50)) before.set(k, (await kv.get(k))!.revision);
+        const writesBefore = writes;
         const got = await scanKv({ js, jsm }, kv, name);
         expect(got.map((e) => e.key).sort()).toEqual([...keys].sort());
+        // Never older than what was there before the pass began.
+        for (const e of got) expect(e.revision).toBeGreaterThanOrEqual(before.get(e.key) ?? 0);
+        // The writer really rewrote keys while the pass read.
+        await waitFor(() => writes > writesBefore, {
+          name: "writer wrote during the pass",
+          timeoutMs: 5_000,
+        });
       }
-      // The writer really ran during the passes.
-      expect(writes).toBeGreaterThan(0);
     } finally {
       stop = true;
       await writer;

@@ -6,16 +6,26 @@
  * Keys are rewritten while the pass reads (task records are, all the time), and `kv.keys()`,
  * which waits for "nothing pending", may then never end. So the pass takes the keys and the last
  * sequence from one stream-info request first, streams until it reaches that sequence, and then
- * reads the few keys it has not seen (rewritten or removed meanwhile) one by one.
+ * reads the keys it has not seen (rewritten or removed meanwhile) one by one. If the stream
+ * stops delivering before that (the rest was purged without a marker), or the pass takes longer
+ * than `timeoutMs`, the same per-key reads finish it. The consumer is deleted afterwards.
  */
 import { DeliverPolicy, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
-import { MeshError } from "../errors.js";
 
 export interface KvScanEntry {
   key: string;
   value: Uint8Array;
   revision: number;
+}
+
+export interface KvScanOptions {
+  /** Give up streaming after this long and read the rest by key (default 60 s). */
+  timeoutMs?: number;
+  /** How long without a message before asking the server whether any are left (default 1 s). */
+  idleCheckMs?: number;
+  /** Tests: runs after the keys were listed, before the consumer is created. */
+  afterListing?: () => Promise<void>;
 }
 
 const OPERATION_HEADER = "KV-Operation";
@@ -25,7 +35,7 @@ export async function scanKv(
   nats: { js: JetStreamClient; jsm: JetStreamManager },
   kv: KV,
   bucket: string,
-  timeoutMs = 60_000,
+  opts: KvScanOptions = {},
 ): Promise<KvScanEntry[]> {
   const stream = `KV_${bucket}`;
   const prefix = `$KV.${bucket}.`;
@@ -35,6 +45,7 @@ export async function scanKv(
     .map((s) => s.slice(prefix.length));
   if (keys.length === 0) return [];
   const until = info.state.last_seq;
+  await opts.afterListing?.();
   const seen = new Map<string, KvScanEntry | undefined>();
 
   const consumer = await nats.js.consumers.get(stream, {
@@ -42,25 +53,28 @@ export async function scanKv(
     deliver_policy: DeliverPolicy.LastPerSubject,
   });
   const messages = await consumer.consume({ max_messages: 512 });
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    void messages.close();
-  }, timeoutMs);
+  const timer = setTimeout(() => void messages.close(), opts.timeoutMs ?? 60_000);
+  const idleMs = opts.idleCheckMs ?? 1000;
+  let lastAt = Date.now();
+  const idle = setInterval(async () => {
+    if (Date.now() - lastAt < idleMs) return;
+    const ci = await consumer.info().catch(() => undefined);
+    if (ci?.num_pending === 0 && Date.now() - lastAt >= idleMs) void messages.close();
+  }, idleMs / 2);
   try {
     for await (const m of messages) {
+      lastAt = Date.now();
       const key = m.subject.slice(prefix.length);
       const op = m.headers?.get(OPERATION_HEADER);
       // A key rewritten during the pass shows up again, later: the newest wins.
       seen.set(key, op === "DEL" || op === "PURGE" ? undefined : { key, value: m.data, revision: m.seq });
-      if (m.seq >= until || m.info.pending === 0 || seen.size >= keys.length) break;
+      if (m.seq >= until || m.info.pending === 0) break;
     }
   } finally {
     clearTimeout(timer);
+    clearInterval(idle);
     await messages.close();
-  }
-  if (timedOut) {
-    throw new MeshError("UNAVAILABLE", `reading bucket ${bucket} took longer than ${timeoutMs} ms`);
+    await consumer.delete().catch(() => undefined);
   }
   // Keys whose message was replaced or removed before the pass reached it.
   const missing = keys.filter((k) => !seen.has(k));

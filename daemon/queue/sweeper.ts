@@ -5,8 +5,9 @@
  * The same pass deletes the records of tasks finished longer ago than the retention.
  *
  * One daemon of the mesh sweeps (`elected`: the live worker with the lowest id, as the caller
- * sees it). Two sweeping at once while their views differ is harmless: a doorbell too many is
- * recognised by its record, and a purge only removes the revision it read.
+ * sees it, unless that one stops reporting finished passes). Two sweeping at once while their
+ * views differ is harmless: a doorbell too many is recognised by its record, and a purge only
+ * removes the revision it read.
  */
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import { errorMessage } from "../errors.js";
@@ -20,6 +21,8 @@ export class Sweeper {
   private running: Promise<number> | undefined;
   /** Passes run so far (timer or sweep()). */
   passes = 0;
+  /** When the last pass that could read the records finished. */
+  lastPassAt: Date | undefined;
 
   constructor(
     private readonly store: TaskStore,
@@ -59,7 +62,6 @@ export class Sweeper {
 
   private async pass(): Promise<number> {
     this.passes++;
-    let rung = 0;
     let records: VersionedRecord[];
     try {
       records = await this.store.list();
@@ -67,7 +69,13 @@ export class Sweeper {
       this.log.warn({ err: errorMessage(err) }, "sweep failed: cannot list the tasks");
       return 0;
     }
-    const now = Date.now();
+    const rung = await this.visit(records, Date.now());
+    this.lastPassAt = new Date();
+    return rung;
+  }
+
+  private async visit(records: VersionedRecord[], now: number): Promise<number> {
+    let rung = 0;
     for (const v of records) {
       const r = v.record;
       // One task's trouble does not stop the pass for the others.

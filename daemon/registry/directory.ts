@@ -47,11 +47,19 @@ export class WorkerDirectory {
   }
 
   /**
-   * Whether `self` comes first among the live workers that are not draining (lowest id, as last
-   * seen): the one that does mesh-wide chores such as sweeping.
+   * Whether `self` should do a mesh-wide chore such as sweeping (as last seen): it comes first
+   * among the live workers that are not draining (lowest id), or every worker before it has
+   * failed to report the chore done (`doneAt`) within `staleMs` since it started, so a first
+   * worker that is alive but cannot do it does not stop the mesh from having it done.
    */
-  isFirst(self: string): boolean {
-    return !this.workers.some((w) => w.workerId < self && !w.draining);
+  isChoreHolder(self: string, doneAt: (w: WorkerInfo) => string | undefined, staleMs: number): boolean {
+    const now = Date.now();
+    return this.workers
+      .filter((w) => w.workerId < self && !w.draining)
+      .every((w) => {
+        const last = Date.parse(doneAt(w) ?? w.startedAt);
+        return Number.isFinite(last) && now - last > staleMs;
+      });
   }
 
   /** Whether a live worker other than `self` serves this kind of task (as last seen). */

@@ -16,6 +16,8 @@ export interface WorkerInfo {
   /** Base URL of the daemon's HTTP side (metrics), when it has one. */
   httpUrl?: string;
   draining?: boolean;
+  /** When this worker last finished a pass as the mesh's sweeper. */
+  sweptAt?: string;
 }
 
 /** Whether a worker can serve a task of `pool` needing `labels` with `runner`. */

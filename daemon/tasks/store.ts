@@ -21,8 +21,8 @@ export function isCasConflict(err: unknown): boolean {
 
 export class TaskStore {
   private readonly kv: KV;
-  readonly jsm: JetStreamManager;
-  readonly js: JetStreamClient;
+  private readonly jsm: JetStreamManager;
+  private readonly js: JetStreamClient;
   private readonly publisher: JsPublisher;
   private readonly putPrefix: string;
   private readonly now: () => Date;
@@ -120,7 +120,7 @@ export class TaskStore {
 
   /** All records, read in one pass over the bucket (see kv-scan.ts). */
   async list(): Promise<VersionedRecord[]> {
-    const entries = await scanKv(this, this.kv, TASKS_BUCKET);
+    const entries = await scanKv({ js: this.js, jsm: this.jsm }, this.kv, TASKS_BUCKET);
     const out: VersionedRecord[] = [];
     for (const e of entries) {
       if (e.value.length === 0) continue;
