@@ -46,9 +46,10 @@ export class MeshService implements MeshApi {
     this.pollMs = d.pollMs ?? 1000;
   }
 
+  /** Sent at once: it must be stored before the doorbell the caller rings next (see publishNow). */
   private stateEvent(r: TaskRecord): void {
     this.d.observer?.transition({ pool: r.spec.pool, to: r.state });
-    this.d.events.publish({
+    this.d.events.publishNow({
       type: "state",
       taskId: r.id,
       at: r.updatedAt,

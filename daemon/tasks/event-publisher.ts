@@ -31,7 +31,18 @@ export class EventPublisher {
     this.scheduled ??= setImmediate(() => this.send());
   }
 
+  /**
+   * Sends the event now, after any queued ones: for an event that must reach the stream before
+   * what the caller publishes next on this connection (a task's `queued` before its doorbell, so
+   * no worker's `claimed` can be stored ahead of it).
+   */
+  publishNow(event: TaskEvent): void {
+    this.queued.push(event);
+    this.send();
+  }
+
   private send(): void {
+    if (this.scheduled) clearImmediate(this.scheduled);
     this.scheduled = undefined;
     const batch = this.queued;
     this.queued = [];
@@ -47,7 +58,6 @@ export class EventPublisher {
 
   /** Sends what is queued or buffered to the server (used at shutdown). */
   async flush(): Promise<void> {
-    if (this.scheduled) clearImmediate(this.scheduled);
     this.send();
     if (this.nc.isClosed()) return;
     await this.nc.flush().catch((err: unknown) => this.log.debug({ err }, "event flush failed"));
