@@ -114,9 +114,13 @@ export class Execution {
       );
   }
 
-  private stateEvent(r: TaskRecord): void {
+  /**
+   * `now`: the event goes out before what this connection publishes next (the attempt's outcome
+   * before the ack or the hand-back that lets another worker claim the task again).
+   */
+  private stateEvent(r: TaskRecord, now = false): void {
     this.deps.observer.transition({ pool: this.deps.pool, to: r.state });
-    this.deps.events.publish({
+    this.deps.events[now ? "publishNow" : "publish"]({
       type: "state",
       taskId: r.id,
       at: r.updatedAt,
@@ -321,7 +325,7 @@ export class Execution {
       log.error({ err }, "could not record the attempt's outcome");
       return "fenced";
     }
-    this.stateEvent(written.record);
+    this.stateEvent(written.record, true);
     log.info({ state: written.record.state, outcome: att, reason: why }, "attempt finished");
     const msg = this.lease.message;
     try {
