@@ -4,6 +4,8 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 const SAN = "subjectAltName=DNS:localhost,IP:127.0.0.1";
+/** A new P-256 key, unencrypted. */
+const NEW_EC_KEY = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
 
 function openssl(dir: string, args: string[]): void {
   execFileSync("openssl", args, { cwd: dir, stdio: "ignore" });
@@ -16,11 +18,7 @@ export function selfSignedCert(dir: string): { cert: string; key: string } {
   openssl(dir, [
     "req",
     "-x509",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:prime256v1",
-    "-nodes",
+    ...NEW_EC_KEY,
     "-keyout",
     key,
     "-out",
@@ -40,11 +38,7 @@ export function caSignedCert(dir: string): { ca: string; cert: string; key: stri
   openssl(dir, [
     "req",
     "-x509",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:prime256v1",
-    "-nodes",
+    ...NEW_EC_KEY,
     "-days",
     "2",
     "-subj",
@@ -56,11 +50,7 @@ export function caSignedCert(dir: string): { ca: string; cert: string; key: stri
   ]);
   openssl(dir, [
     "req",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:prime256v1",
-    "-nodes",
+    ...NEW_EC_KEY,
     "-subj",
     "/CN=localhost",
     "-keyout",
