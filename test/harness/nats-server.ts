@@ -2,14 +2,14 @@
 // loopback port, temp store dir, readiness from the log, restart on the same port, clusters.
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { accessSync, constants, statSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
-import { delimiter, join } from "node:path";
+import { delimiter, join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import type { StartedTestContainer } from "testcontainers";
+import { resolveExecutable } from "../../daemon/runner/which.js";
 import { makeTempDir, removeTempDir } from "./tmp.js";
 import { Deferred, waitFor, withTimeout } from "./wait.js";
 
@@ -93,7 +93,7 @@ function track(child: ChildProcess): void {
 // PR_SET_PDEATHSIG and then execs nats-server (same pid), so the kernel kills the server
 // whenever this process dies, however it dies.
 const SETPRIV = ["/usr/bin/setpriv", "/bin/setpriv"].find(
-  (p) => process.platform === "linux" && isExecutableFile(p),
+  (p) => process.platform === "linux" && resolveExecutable(p, "/") !== undefined,
 );
 function withParentDeathSignal(bin: string, args: string[]): [string, string[]] {
   return SETPRIV ? [SETPRIV, ["--pdeathsig", "KILL", "--", bin, ...args]] : [bin, args];
@@ -102,29 +102,10 @@ function withParentDeathSignal(bin: string, args: string[]): [string, string[]] 
 /** $MESH_TEST_NATS_BIN if set (even when unusable, so tests can force "missing"), else PATH, /usr/sbin, /usr/local/bin. */
 export function findNatsServerBinary(): string | undefined {
   const forced = process.env[NATS_BIN_ENV];
-  if (forced) return isExecutableFile(forced) ? forced : undefined;
+  if (forced) return resolveExecutable(resolve(forced), "/") ? forced : undefined;
   // /usr/sbin is where Debian puts it and it is not on a non-root PATH.
-  const dirs = [
-    ...(process.env.PATH ?? "").split(delimiter),
-    "/usr/sbin",
-    "/usr/local/bin",
-    "/opt/homebrew/bin",
-  ];
-  for (const dir of dirs) {
-    if (!dir) continue;
-    const candidate = join(dir, "nats-server");
-    if (isExecutableFile(candidate)) return candidate;
-  }
-  return undefined;
-}
-
-function isExecutableFile(path: string): boolean {
-  try {
-    accessSync(path, constants.X_OK);
-    return statSync(path).isFile();
-  } catch {
-    return false;
-  }
+  const dirs = [process.env.PATH ?? "", "/usr/sbin", "/usr/local/bin", "/opt/homebrew/bin"];
+  return resolveExecutable("nats-server", "/", dirs.join(delimiter));
 }
 
 /** Whether a Docker-compatible engine answers (testcontainers fails within ms when none exists). */
