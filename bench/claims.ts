@@ -160,7 +160,8 @@ async function rawFleet(url: string, processes: number, serverPid?: number): Pro
  * The protocol floor: issue 2's fenced protocol with plain nats.js calls and nothing else. The
  * bench creates each task record in a KV bucket (compare-and-set on "no message yet") and rings a
  * doorbell carrying the record and its revision; floor-worker.ts claims and finishes it with two
- * compare-and-set writes and acks. Same counts, concurrency and bucket/stream settings as the mesh.
+ * compare-and-set writes and an ackAck() (as raw does). Same counts, concurrency and
+ * bucket/stream settings as the mesh.
  */
 async function floorFleet(url: string, processes: number, serverPid?: number): Promise<Fleet> {
   const nc = await connect({ servers: url });
