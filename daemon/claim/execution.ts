@@ -201,6 +201,8 @@ export class Execution {
             // The result could not be committed or pushed: this attempt did not succeed.
             if (outcome.status === "succeeded") {
               outcome = { ...outcome, status: "failed", reason: `workspace: ${errorMessage(err)}` };
+              // A workspace the daemon refuses to touch (e.g. a rewritten .git): retrying cannot help.
+              if (err instanceof MeshError && err.code === "FAILED_PRECONDITION") outcome.permanent = true;
             }
             log.warn({ err: errorMessage(err) }, "finishing the workspace failed");
           }

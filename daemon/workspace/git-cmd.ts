@@ -1,36 +1,66 @@
 /**
- * Runs git through simple-git: argv only (never a shell), a controlled environment, English
- * messages, no prompts, and a non-zero exit always an error (simple-git alone ignores an exit
- * code that came without stderr).
+ * Runs the daemon's own git: argv only (never a shell), a controlled environment, English
+ * messages, no prompts, and a non-zero exit always an error.
+ *
+ * Every command runs hardened, because an agent may have written to anything its worktree's
+ * `.git` file names (the worktree's private git dir, the repo cache) and to the daemon user's
+ * home: hooks are switched off, fsmonitor, pagers, editors, external diffs, submodule recursion
+ * and auto-gc too; system and global config files are not read; attributes files outside the
+ * repo are ignored; the repository is named explicitly (`GIT_DIR`, `GIT_COMMON_DIR`,
+ * `GIT_WORK_TREE`) instead of found from a `.git` file. The one config file git still reads is
+ * the repo cache's, which the workspace rewrites and checks itself (see cache-config.ts):
+ * `-c` cannot reset every key (multi-valued ones like `remote.*.receivepack` keep the file's
+ * value first), and filter and diff drivers are named by the attacker.
  */
-import { GitError, GitPluginError, type SimpleGitOptions, simpleGit } from "simple-git";
+import { type ChildProcess, spawn } from "node:child_process";
 
-/** Daemon variables git may keep, with the simple-git guard each one needs lifted. */
-const PASS_GIT_ENV: Record<string, keyof NonNullable<SimpleGitOptions["unsafe"]> | null> = {
-  GIT_SSL_CAINFO: null,
-  GIT_SSL_CAPATH: null,
-  GIT_SSL_CERT: null,
-  GIT_SSL_KEY: null,
-  GIT_SSL_NO_VERIFY: null,
-  GIT_SSH_VARIANT: null,
-  GIT_CONFIG_NOSYSTEM: null,
-  GIT_AUTHOR_NAME: null,
-  GIT_AUTHOR_EMAIL: null,
-  GIT_COMMITTER_NAME: null,
-  GIT_COMMITTER_EMAIL: null,
-  GIT_SSH: "allowUnsafeSshCommand",
-  GIT_SSH_COMMAND: "allowUnsafeSshCommand",
-  GIT_ASKPASS: "allowUnsafeAskPass",
-  GIT_PROXY_COMMAND: "allowUnsafeGitProxy",
-  GIT_CONFIG_GLOBAL: "allowUnsafeConfigPaths",
-  GIT_CONFIG_SYSTEM: "allowUnsafeConfigPaths",
-};
+/** Daemon variables git may keep (set by the operator; an agent cannot change them). */
+const PASS_GIT_ENV = new Set([
+  "GIT_SSL_CAINFO",
+  "GIT_SSL_CAPATH",
+  "GIT_SSL_CERT",
+  "GIT_SSL_KEY",
+  "GIT_SSL_NO_VERIFY",
+  "GIT_SSH_VARIANT",
+  "GIT_AUTHOR_NAME",
+  "GIT_AUTHOR_EMAIL",
+  "GIT_COMMITTER_NAME",
+  "GIT_COMMITTER_EMAIL",
+  "GIT_SSH",
+  "GIT_SSH_COMMAND",
+  "GIT_ASKPASS",
+  "GIT_PROXY_COMMAND",
+]);
 
-/** Non-git variables simple-git guards; git needs none of them here (no editor, no pager). */
-const DROP_ENV = new Set(["editor", "visual", "pager", "prefix", "ssh_askpass"]);
+/** Non-git variables that make git run a program; git needs none of them here. */
+const DROP_ENV = new Set(["EDITOR", "VISUAL", "PAGER", "LESS", "SSH_ASKPASS", "PREFIX"]);
 
 /** Transports a task's repo may use (`ext::` and friends would run commands). */
 export const ALLOWED_PROTOCOLS = ["file", "git", "http", "https", "ssh"];
+
+/**
+ * `-c` settings on every command. Command-line config beats every file, so these hold whatever
+ * the cache's config or a worktree config says.
+ */
+export const HARDENING_CONFIG: ReadonlyArray<readonly [string, string]> = [
+  ["core.hooksPath", "/dev/null"],
+  ["core.fsmonitor", "false"],
+  ["core.untrackedCache", "false"],
+  ["core.attributesFile", "/dev/null"],
+  ["core.pager", "cat"],
+  ["core.editor", "false"],
+  ["sequence.editor", "false"],
+  ["credential.helper", ""],
+  ["protocol.ext.allow", "never"],
+  ["commit.gpgsign", "false"],
+  ["tag.gpgsign", "false"],
+  ["gc.auto", "0"],
+  ["maintenance.auto", "false"],
+  ["fetch.writeCommitGraph", "false"],
+  ["submodule.recurse", "false"],
+  ["fetch.recurseSubmodules", "false"],
+  ["push.recurseSubmodules", "no"],
+];
 
 /** git exited non-zero (or could not run). `stderr` is already stripped of URL credentials. */
 export class GitCommandError extends Error {
@@ -40,6 +70,8 @@ export class GitCommandError extends Error {
     readonly stderr: string,
     readonly kind: "failed" | "aborted" | "timeout",
     cause?: unknown,
+    /** What git printed on stdout (e.g. `push --porcelain` says there why a ref was rejected). */
+    readonly stdout = "",
   ) {
     const what = args.find((a) => !a.startsWith("-") && !a.includes("=")) ?? "git";
     const text = summarize(stderr);
@@ -67,27 +99,46 @@ function summarize(stderr: string): string {
   return lines.slice(0, 3).join(" | ").slice(0, 400);
 }
 
+/** The repository a command works on, named explicitly (never discovered from the cwd). */
+export interface GitRepo {
+  /** `$GIT_DIR`: a bare cache, or a worktree's private dir `<cache>/worktrees/<name>`. */
+  gitDir: string;
+  /** `$GIT_COMMON_DIR` for a worktree: its cache (git then ignores the `commondir` file). */
+  commonDir?: string;
+  /** `$GIT_WORK_TREE`. */
+  workTree?: string;
+}
+
 export interface GitRunOptions {
-  cwd: string;
+  repo: GitRepo;
+  /** Where git runs (default: the work tree, else the git dir). */
+  cwd?: string;
   signal?: AbortSignal;
   /** Kill git after this long without output. */
   timeoutMs?: number;
 }
 
+const MAX_OUTPUT = 16 * 1024 * 1024;
+
+export interface GitOptions {
+  /** The daemon's environment (default: process.env). */
+  env?: NodeJS.ProcessEnv;
+  /** The operator's git settings (`workspaces.gitConfig`), passed after the hardening. */
+  config?: Readonly<Record<string, string>>;
+  /** The git binary (default: `git` on PATH). */
+  binary?: string;
+}
+
 export class Git {
   private readonly env: Record<string, string>;
-  private readonly allow: string[];
-  private readonly unsafe: NonNullable<SimpleGitOptions["unsafe"]> = {};
+  private readonly config: string[];
+  private readonly binary: string;
 
-  constructor(base: NodeJS.ProcessEnv = process.env) {
+  constructor(opts: GitOptions = {}) {
     const env: Record<string, string> = {};
-    for (const [k, v] of Object.entries(base)) {
-      if (v === undefined || DROP_ENV.has(k.toLowerCase())) continue;
-      if (k.startsWith("GIT_")) {
-        if (!(k in PASS_GIT_ENV)) continue;
-        const flag = PASS_GIT_ENV[k];
-        if (flag) this.unsafe[flag] = true;
-      }
+    for (const [k, v] of Object.entries(opts.env ?? process.env)) {
+      if (v === undefined || DROP_ENV.has(k.toUpperCase())) continue;
+      if (k.toUpperCase().startsWith("GIT_") && !PASS_GIT_ENV.has(k)) continue;
       env[k] = v;
     }
     Object.assign(env, {
@@ -96,37 +147,30 @@ export class Git {
       GIT_TERMINAL_PROMPT: "0",
       GCM_INTERACTIVE: "never",
       GIT_ALLOW_PROTOCOL: ALLOWED_PROTOCOLS.join(":"),
+      GIT_CONFIG_NOSYSTEM: "1",
+      GIT_CONFIG_GLOBAL: "/dev/null",
+      GIT_ATTR_NOSYSTEM: "1",
+      GIT_PAGER: "cat",
+      GIT_EDITOR: "false",
+      GIT_NO_REPLACE_OBJECTS: "1",
     });
     this.env = env;
-    this.allow = Object.keys(env).filter((k) => k.startsWith("GIT_"));
+    this.config = [];
+    for (const [k, v] of [...HARDENING_CONFIG, ...Object.entries(opts.config ?? {})]) {
+      this.config.push("-c", `${k}=${v}`);
+    }
+    this.binary = opts.binary ?? "git";
   }
 
   async run(args: string[], opts: GitRunOptions): Promise<string> {
-    const git = simpleGit({
-      baseDir: opts.cwd,
-      allowEnvironment: this.allow,
-      unsafe: this.unsafe,
-      ...(opts.signal ? { abort: opts.signal } : {}),
-      ...(opts.timeoutMs ? { timeout: { block: opts.timeoutMs } } : {}),
-      errors: (error, result) => {
-        if (error) return error;
-        if (result.exitCode === 0) return undefined;
-        const text = Buffer.concat(result.stdErr).toString("utf8");
-        return Buffer.from(text.trim() ? text : `exit code ${result.exitCode}`);
-      },
-    }).env(this.env);
-    try {
-      return await git.raw(args);
-    } catch (err) {
-      if (err instanceof GitPluginError && (err.plugin === "abort" || err.plugin === "timeout")) {
-        throw new GitCommandError(args, "", err.plugin === "abort" ? "aborted" : "timeout", err);
-      }
-      const text = err instanceof GitError ? err.message : String(err);
-      throw new GitCommandError(args, redactUrlCredentials(text), "failed", err);
-    }
+    const env: Record<string, string> = { ...this.env, GIT_DIR: opts.repo.gitDir };
+    if (opts.repo.commonDir) env.GIT_COMMON_DIR = opts.repo.commonDir;
+    if (opts.repo.workTree) env.GIT_WORK_TREE = opts.repo.workTree;
+    const cwd = opts.cwd ?? opts.repo.workTree ?? opts.repo.gitDir;
+    return this.spawn([...this.config, ...args], args, env, cwd, opts);
   }
 
-  /** The output, or undefined when git failed (not when it was aborted). */
+  /** The output, or undefined when git failed (not when it was aborted or timed out). */
   async tryRun(args: string[], opts: GitRunOptions): Promise<string | undefined> {
     try {
       return await this.run(args, opts);
@@ -134,5 +178,92 @@ export class Git {
       if (err instanceof GitCommandError && err.kind === "failed") return undefined;
       throw err;
     }
+  }
+
+  /**
+   * `git config --global --get <key>` from the daemon user's own config (it runs nothing: git
+   * only parses files). Used for the commit identity, which is not a security setting.
+   */
+  async globalConfig(key: string, cwd: string): Promise<string | undefined> {
+    const env = { ...this.env };
+    delete env.GIT_CONFIG_GLOBAL;
+    try {
+      const out = await this.spawn(["config", "--global", "--get", key], ["config"], env, cwd, {
+        timeoutMs: 10_000,
+      });
+      return out.trim() || undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  private spawn(
+    argv: string[],
+    args: readonly string[],
+    env: Record<string, string>,
+    cwd: string,
+    opts: { signal?: AbortSignal; timeoutMs?: number },
+  ): Promise<string> {
+    return new Promise((resolve, reject) => {
+      if (opts.signal?.aborted) {
+        reject(new GitCommandError(args, "", "aborted"));
+        return;
+      }
+      let child: ChildProcess;
+      try {
+        child = spawn(this.binary, argv, { cwd, env, stdio: ["ignore", "pipe", "pipe"] });
+      } catch (err) {
+        reject(new GitCommandError(args, String(err), "failed", err));
+        return;
+      }
+      const out: Buffer[] = [];
+      const errOut: Buffer[] = [];
+      let size = 0;
+      let ended: "aborted" | "timeout" | undefined;
+      let idle: NodeJS.Timeout | undefined;
+      const kill = (why: "aborted" | "timeout"): void => {
+        ended ??= why;
+        child.kill("SIGTERM");
+        setTimeout(() => child.kill("SIGKILL"), 5_000).unref();
+      };
+      const arm = (): void => {
+        if (!opts.timeoutMs) return;
+        if (idle) clearTimeout(idle);
+        idle = setTimeout(() => kill("timeout"), opts.timeoutMs);
+      };
+      const onAbort = (): void => kill("aborted");
+      opts.signal?.addEventListener("abort", onAbort, { once: true });
+      arm();
+      const collect = (into: Buffer[]) => (chunk: Buffer) => {
+        arm();
+        size += chunk.length;
+        if (size <= MAX_OUTPUT) into.push(chunk);
+      };
+      child.stdout?.on("data", collect(out));
+      child.stderr?.on("data", collect(errOut));
+      let spawnError: Error | undefined;
+      child.on("error", (err) => {
+        spawnError = err;
+      });
+      child.on("close", (code) => {
+        if (idle) clearTimeout(idle);
+        opts.signal?.removeEventListener("abort", onAbort);
+        const stderr = redactUrlCredentials(Buffer.concat(errOut).toString("utf8"));
+        if (ended) reject(new GitCommandError(args, ended === "timeout" ? stderr : "", ended));
+        else if (spawnError) reject(new GitCommandError(args, spawnError.message, "failed", spawnError));
+        else if (code !== 0) {
+          const stdout = redactUrlCredentials(Buffer.concat(out).toString("utf8"));
+          reject(
+            new GitCommandError(
+              args,
+              stderr.trim() ? stderr : `exit code ${code}`,
+              "failed",
+              undefined,
+              stdout,
+            ),
+          );
+        } else resolve(Buffer.concat(out).toString("utf8"));
+      });
+    });
   }
 }

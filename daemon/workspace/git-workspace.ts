@@ -5,24 +5,39 @@
  * branch, so committed work is kept; whatever an earlier attempt left in its folder is never
  * reused. On success, uncommitted changes are committed and the branch is pushed to the origin
  * when the task asks. All git work on one cache is serialized.
+ *
+ * The agent works in the worktree and may change anything the daemon's user can; the daemon's
+ * git after the run trusts none of it (see git-cmd.ts, cache-config.ts and worktree-guard.ts).
  */
-import { mkdir, readFile, rm, utimes } from "node:fs/promises";
-import { dirname, join, resolve, sep } from "node:path";
+import { lutimes, mkdir, readFile, rm } from "node:fs/promises";
+import { dirname, join, resolve } from "node:path";
 import { errorMessage, MeshError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { TaskSpec } from "../tasks/spec.js";
+import { resetCacheConfig } from "./cache-config.js";
+import { cacheWorktrees, evictCache, type KeepBranch, listCaches } from "./evict.js";
 import { Git, GitCommandError } from "./git-cmd.js";
 import { KeyedLock } from "./keyed-lock.js";
 import {
   cacheDirFor,
+  cacheRepo,
+  markCacheUsed,
   parseRepo,
   type RepoSource,
-  resolveBase,
   syncCache,
   validateRef,
 } from "./repo-cache.js";
 import { sweepAttempts } from "./sweep.js";
+import { branchStart } from "./task-branch.js";
 import type { PreparedWorkspace, WorkspaceProvider } from "./workspace.js";
+import {
+  isPrivateDirOf,
+  parseGitFile,
+  type TrustedWorktree,
+  trustWorktree,
+  worktreeRepo,
+  worktreeTampering,
+} from "./worktree-guard.js";
 
 export const DEFAULT_AUTHOR = { name: "agent-mesh", email: "mesh@localhost" } as const;
 
@@ -31,14 +46,22 @@ export interface GitWorkspaceOptions {
   stateDir: string;
   /** Idle worktrees older than this are removed by `sweep()`. */
   retentionMs: number;
+  /** Caches unused for this long (and holding no task branch) are removed; 0 keeps them. */
+  cacheRetentionMs?: number;
+  /** Whether a task still needs its branch in the caches (default: every branch is kept). */
+  keepBranch?: KeepBranch;
   log: Logger;
   /** The environment git runs with (default: the daemon's). */
   env?: NodeJS.ProcessEnv;
-  /** Author of the commits the mesh makes when git config names nobody. */
+  /** The operator's git settings (`workspaces.gitConfig`), e.g. `credential.helper`. */
+  gitConfig?: Readonly<Record<string, string>>;
+  /** Author of the commits the mesh makes when the daemon user's git config names nobody. */
   author?: { name: string; email: string };
   /** Network operations (fetch, push) are killed after this long without output. */
   networkTimeoutMs?: number;
 }
+
+export const DEFAULT_CACHE_RETENTION_MS = 7 * 86_400_000;
 
 export const taskBranch = (taskId: string): string => `mesh/${taskId}`;
 
@@ -55,7 +78,10 @@ export class GitWorkspaceProvider implements WorkspaceProvider {
   constructor(private readonly opts: GitWorkspaceOptions) {
     this.reposRoot = join(resolve(opts.stateDir), "repos");
     this.workRoot = join(resolve(opts.stateDir), "work");
-    this.git = new Git(opts.env);
+    this.git = new Git({
+      ...(opts.env ? { env: opts.env } : {}),
+      ...(opts.gitConfig ? { config: opts.gitConfig } : {}),
+    });
     this.log = opts.log.child({ component: "git-workspace" });
     this.author = opts.author ?? DEFAULT_AUTHOR;
     this.networkTimeoutMs = opts.networkTimeoutMs ?? 300_000;
@@ -79,7 +105,7 @@ export class GitWorkspaceProvider implements WorkspaceProvider {
     const branch = taskBranch(spec.id);
     const log = this.log.child({ taskId: spec.id, attempt });
 
-    await this.lock
+    const wt = await this.lock
       .with(cache, async () => {
         signal.throwIfAborted();
         await syncCache(this.git, cache, src, {
@@ -87,25 +113,42 @@ export class GitWorkspaceProvider implements WorkspaceProvider {
           timeoutMs: this.networkTimeoutMs,
           wantHead: spec.ref === undefined,
         });
-        const run = (args: string[]) => this.git.run(args, { cwd: cache, signal });
+        const repo = cacheRepo(cache);
+        const run = (args: string[]) => this.git.run(args, { repo, signal });
         await run(["worktree", "prune"]);
         // A folder left by a crashed attempt with this number is replaced, never reused.
         await this.removeWorktreeLocked(cache, workdir);
         await mkdir(dirname(workdir), { recursive: true, mode: 0o700 });
-        const existing = await this.git.tryRun(["rev-parse", "--verify", "--quiet", `refs/heads/${branch}`], {
-          cwd: cache,
+        const start = await branchStart({
+          git: this.git,
+          cache,
+          src,
+          branch,
+          ref: spec.ref,
+          push: spec.push === true,
+          attempt,
           signal,
         });
-        if (existing?.trim()) {
+        if (start.kind === "new") {
+          await run(["worktree", "add", "--no-track", "-b", branch, "--", workdir, start.base]);
+          log.info(
+            { workdir, branch, base: start.base, ref: spec.ref ?? "(default branch)" },
+            "worktree created",
+          );
+        } else {
           // An earlier attempt's folder keeps its files for inspection but lets go of the branch.
           await this.detachOtherWorktrees(cache, branch, signal);
+          if (start.kind === "pushed") {
+            await run(["update-ref", `refs/heads/${branch}`, start.head]);
+            log.warn(
+              { branch, head: start.head, replaced: start.previous ?? "(none)" },
+              "continuing from the task branch an earlier attempt pushed to the origin",
+            );
+          }
           await run(["worktree", "add", "--", workdir, branch]);
-          log.info({ workdir, branch, head: existing.trim() }, "worktree continues the task branch");
-        } else {
-          const base = await resolveBase(this.git, cache, src, spec.ref, signal);
-          await run(["worktree", "add", "--no-track", "-b", branch, "--", workdir, base]);
-          log.info({ workdir, branch, base, ref: spec.ref ?? "(default branch)" }, "worktree created");
+          log.info({ workdir, branch, head: start.head }, "worktree continues the task branch");
         }
+        return trustWorktree(cache, workdir);
       })
       .catch((err: unknown) => {
         throw toMeshError(err, `cannot prepare a worktree of ${src.display}`);
@@ -126,9 +169,7 @@ export class GitWorkspaceProvider implements WorkspaceProvider {
         signal.removeEventListener("abort", release);
         try {
           if (!succeeded) return {};
-          return await this.lock.with(cache, () =>
-            this.commitAndPush(spec, src, cache, workdir, branch, message),
-          );
+          return await this.lock.with(cache, () => this.commitAndPush(spec, src, wt, branch, message));
         } finally {
           release();
           await touch(workdir);
@@ -140,19 +181,27 @@ export class GitWorkspaceProvider implements WorkspaceProvider {
   private async commitAndPush(
     spec: TaskSpec,
     src: RepoSource,
-    cache: string,
-    workdir: string,
+    wt: TrustedWorktree,
     branch: string,
     message: string,
   ): Promise<{ headCommit?: string }> {
-    const inWt = (args: string[]) => this.git.run(args, { cwd: workdir });
+    const tampered = await worktreeTampering(this.git, wt);
+    if (tampered) {
+      // The next task on this cache gets the daemon's config back; this one's work is not used.
+      await resetCacheConfig(this.git, wt.cache).catch(() => undefined);
+      this.log.warn({ taskId: spec.id, workdir: wt.workdir, tampered }, "refusing the attempt's worktree");
+      throw new MeshError(
+        "FAILED_PRECONDITION",
+        `refusing to commit or push: ${tampered} during the run (the daemon's git only runs on the worktree it made)`,
+      );
+    }
+    const repo = worktreeRepo(wt);
+    const inWt = (args: string[]) => this.git.run(args, { repo });
     await inWt(["add", "--all"]);
-    const staged = (await inWt(["diff", "--cached", "--name-only"])).trim();
+    const staged = (await inWt(["diff-index", "--cached", "--name-only", "HEAD", "--"])).trim();
     if (staged) {
       await inWt([
-        ...(await this.identityArgs(workdir)),
-        "-c",
-        "commit.gpgsign=false",
+        ...(await this.identityArgs(wt.workdir)),
         "commit",
         "--no-verify",
         "--quiet",
@@ -161,7 +210,7 @@ export class GitWorkspaceProvider implements WorkspaceProvider {
       ]);
     }
     const head = (await inWt(["rev-parse", "--verify", "HEAD^{commit}"])).trim();
-    const current = (await this.git.tryRun(["symbolic-ref", "--quiet", "HEAD"], { cwd: workdir }))?.trim();
+    const current = (await this.git.tryRun(["symbolic-ref", "--quiet", "HEAD"], { repo }))?.trim();
     if (current !== `refs/heads/${branch}`) {
       // The agent switched branches or detached: the task branch is what the task produced.
       this.log.warn(
@@ -171,64 +220,99 @@ export class GitWorkspaceProvider implements WorkspaceProvider {
       await inWt(["update-ref", `refs/heads/${branch}`, head]);
     }
     this.log.info({ taskId: spec.id, branch, head, committed: staged !== "" }, "task branch ready");
-    if (spec.push) {
-      try {
-        await this.git.run(
-          ["push", "--no-verify", "--porcelain", "origin", `refs/heads/${branch}:refs/heads/${branch}`],
-          {
-            cwd: cache,
-            timeoutMs: this.networkTimeoutMs,
-          },
-        );
-      } catch (err) {
-        throw toMeshError(err, `push of ${branch} to ${src.display} failed`);
-      }
-      this.log.info({ taskId: spec.id, branch, origin: src.display }, "task branch pushed");
-    }
+    if (spec.push) await this.push(spec, src, wt.cache, branch);
+    await markCacheUsed(wt.cache).catch(() => undefined);
     return { headCommit: head };
   }
 
-  /** `-c user.name=... -c user.email=...` for whatever git config does not already set. */
-  private async identityArgs(workdir: string): Promise<string[]> {
-    const get = async (key: string) =>
-      (await this.git.tryRun(["config", "--get", key], { cwd: workdir }))?.trim() || undefined;
-    const args: string[] = [];
-    if (!(await get("user.name"))) args.push("-c", `user.name=${this.author.name}`);
-    if (!(await get("user.email"))) args.push("-c", `user.email=${this.author.email}`);
-    return args;
+  private async push(spec: TaskSpec, src: RepoSource, cache: string, branch: string): Promise<void> {
+    const ref = `refs/heads/${branch}`;
+    try {
+      await this.git.run(
+        [
+          "push",
+          "--no-verify",
+          "--porcelain",
+          "--receive-pack=git-receive-pack",
+          "--",
+          src.url,
+          `${ref}:${ref}`,
+        ],
+        { repo: cacheRepo(cache), timeoutMs: this.networkTimeoutMs },
+      );
+    } catch (err) {
+      if (
+        err instanceof GitCommandError &&
+        err.kind === "failed" &&
+        /\[rejected\].*\((non-fast-forward|fetch first)\)/.test(`${err.stdout}\n${err.stderr}`)
+      ) {
+        throw new MeshError(
+          "UNAVAILABLE",
+          `push of ${branch} to ${src.display} was rejected: the origin's ${branch} moved during the run (someone else pushed to it); the next attempt continues from it`,
+          { cause: err },
+        );
+      }
+      throw toMeshError(err, `push of ${branch} to ${src.display} failed`);
+    }
+    this.log.info({ taskId: spec.id, branch, origin: src.display }, "task branch pushed");
   }
 
+  /** `-c user.name=... -c user.email=...` from the daemon user's git config, else the mesh's. */
+  private async identityArgs(cwd: string): Promise<string[]> {
+    const name = (await this.git.globalConfig("user.name", cwd)) ?? this.author.name;
+    const email = (await this.git.globalConfig("user.email", cwd)) ?? this.author.email;
+    return ["-c", `user.name=${name}`, "-c", `user.email=${email}`];
+  }
+
+  /** Detaches every worktree of the cache that has `branch` checked out (files and index untouched). */
   private async detachOtherWorktrees(cache: string, branch: string, signal: AbortSignal): Promise<void> {
-    const list = await this.git.run(["worktree", "list", "--porcelain"], { cwd: cache, signal });
-    for (const wt of parseWorktreeList(list)) {
-      if (wt.branch !== `refs/heads/${branch}` || !wt.head) continue;
-      // Detach without touching its files or index (works even mid-merge).
-      await this.git.run(["update-ref", "--no-deref", "HEAD", wt.head], { cwd: wt.path, signal });
+    const ref = `refs/heads/${branch}`;
+    for (const wt of await cacheWorktrees(cache)) {
+      if (wt.branch !== ref) continue;
+      const head = (
+        await this.git.run(["rev-parse", "--verify", `${ref}^{commit}`], { repo: cacheRepo(cache), signal })
+      ).trim();
+      // Addressed by its private dir: the worktree's own `.git` file is not trusted.
+      await this.git.run(["update-ref", "--no-deref", "HEAD", head], {
+        repo: { gitDir: wt.privateDir, commonDir: cache },
+        cwd: cache,
+        signal,
+      });
       this.log.info(
-        { worktree: wt.path, branch },
+        { worktree: wt.privateDir, branch },
         "detached an earlier attempt's worktree from the task branch",
       );
     }
   }
 
-  /** Removes a worktree folder and the cache's record of it. Call under the cache lock. */
+  /**
+   * Removes a worktree folder and the cache's record of it. Call under the cache lock. No git
+   * runs in the folder (an agent may have left anything there): the folder goes, then git
+   * forgets worktrees whose folder is gone.
+   */
   private async removeWorktreeLocked(cache: string, workdir: string): Promise<void> {
-    await this.git.tryRun(["worktree", "remove", "--force", "--force", "--", workdir], { cwd: cache });
     await rm(workdir, { recursive: true, force: true });
-    await this.git.tryRun(["worktree", "prune"], { cwd: cache });
+    await this.git.tryRun(["worktree", "prune"], { repo: cacheRepo(cache) });
   }
 
   /** Removes an attempt's worktree (any cache of this provider). */
   async removeWorktree(workdir: string): Promise<void> {
-    const cache = await commonDirOf(workdir);
-    if (cache && (cache === this.reposRoot || cache.startsWith(this.reposRoot + sep))) {
-      await this.lock.with(cache, () => this.removeWorktreeLocked(cache, workdir));
-    } else {
-      await rm(workdir, { recursive: true, force: true });
-    }
+    const cache = await this.cacheOf(workdir);
+    if (cache) await this.lock.with(cache, () => this.removeWorktreeLocked(cache, workdir));
+    else await rm(workdir, { recursive: true, force: true });
   }
 
-  /** Removes idle attempt folders older than the retention. */
+  /** The cache a worktree belongs to, when its `.git` file names one of this provider's. */
+  private async cacheOf(workdir: string): Promise<string | undefined> {
+    const text = await readFile(join(workdir, ".git"), "utf8").catch(() => undefined);
+    const privateDir = text ? parseGitFile(text) : undefined;
+    if (!privateDir) return undefined;
+    const cache = dirname(dirname(resolve(workdir, privateDir)));
+    if (dirname(cache) !== this.reposRoot || !isPrivateDirOf(cache, privateDir)) return undefined;
+    return cache;
+  }
+
+  /** Removes idle attempt folders older than the retention, then evicts branches and caches. */
   async sweep(): Promise<void> {
     const removed = await sweepAttempts({
       workRoot: this.workRoot,
@@ -237,38 +321,31 @@ export class GitWorkspaceProvider implements WorkspaceProvider {
       removeWorktree: (p) => this.removeWorktree(p),
     });
     if (removed.length) this.log.info({ removed }, "removed worktrees past retention");
+    await this.evict();
   }
-}
 
-/** The cache a worktree belongs to, from its `.git` file (`gitdir: <cache>/worktrees/<name>`). */
-async function commonDirOf(workdir: string): Promise<string | undefined> {
-  const text = await readFile(join(workdir, ".git"), "utf8").catch(() => undefined);
-  const gitdir = text ? /^gitdir: (.+)$/m.exec(text)?.[1]?.trim() : undefined;
-  return gitdir ? dirname(dirname(resolve(workdir, gitdir))) : undefined;
-}
-
-interface WorktreeEntry {
-  path: string;
-  head?: string;
-  branch?: string;
-}
-
-export function parseWorktreeList(porcelain: string): WorktreeEntry[] {
-  const out: WorktreeEntry[] = [];
-  let cur: WorktreeEntry | undefined;
-  for (const line of porcelain.split("\n")) {
-    if (line.startsWith("worktree ")) {
-      cur = { path: line.slice("worktree ".length) };
-      out.push(cur);
-    } else if (cur && line.startsWith("HEAD ")) cur.head = line.slice(5);
-    else if (cur && line.startsWith("branch ")) cur.branch = line.slice(7);
+  /** Task branches no task needs any more, and caches unused past their retention (see evict.ts). */
+  async evict(now = Date.now()): Promise<void> {
+    for (const cache of await listCaches(this.reposRoot)) {
+      const out = await this.lock.with(cache, () =>
+        evictCache(cache, {
+          git: this.git,
+          workRoot: this.workRoot,
+          cacheRetentionMs: this.opts.cacheRetentionMs ?? DEFAULT_CACHE_RETENTION_MS,
+          ...(this.opts.keepBranch ? { keepBranch: this.opts.keepBranch } : {}),
+          now,
+        }),
+      );
+      if (out.branches.length)
+        this.log.info({ cache, branches: out.branches }, "deleted finished task branches");
+      if (out.cacheRemoved) this.log.info({ cache }, "removed a repo cache unused past its retention");
+    }
   }
-  return out;
 }
 
 async function touch(path: string): Promise<void> {
   const now = new Date();
-  await utimes(path, now, now).catch(() => undefined);
+  await lutimes(path, now, now).catch(() => undefined);
 }
 
 function toMeshError(err: unknown, what: string): MeshError {

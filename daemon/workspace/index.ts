@@ -1,11 +1,13 @@
 /** Public surface of the workspace folder: where attempts run (git worktrees or plain folders). */
+export { keepBranchWhileTaskLives, type TaskRecordView } from "./branch-retention.js";
 export { DirWorkspaceProvider } from "./dir-workspace.js";
-export { GitCommandError, redactUrlCredentials } from "./git-cmd.js";
+export type { KeepBranch } from "./evict.js";
+export { GitCommandError, HARDENING_CONFIG, redactUrlCredentials } from "./git-cmd.js";
 export {
   DEFAULT_AUTHOR,
+  DEFAULT_CACHE_RETENTION_MS,
   type GitWorkspaceOptions,
   GitWorkspaceProvider,
-  parseWorktreeList,
   taskBranch,
 } from "./git-workspace.js";
 export { MeshWorkspaces, type MeshWorkspacesOptions } from "./mesh-workspaces.js";

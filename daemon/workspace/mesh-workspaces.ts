@@ -2,7 +2,8 @@
  * The daemon's workspace provider: tasks with a repo get a git worktree, the rest an empty
  * folder. Both live under `<stateDir>/work/<task id>/a<n>` and are removed once idle for longer
  * than the retention (checked by a timer started with the first task; it never holds the
- * process open). Scratch folders of the attempts go with the same retention.
+ * process open). Scratch folders of the attempts go with the same retention; task branches and
+ * repo caches with theirs (see evict.ts).
  */
 import { join, resolve } from "node:path";
 import type { Logger } from "../log.js";
@@ -75,6 +76,7 @@ export class MeshWorkspaces implements WorkspaceProvider {
       removeWorktree: (p) => this.git.removeWorktree(p),
     });
     if (removed.length) this.log.info({ removed: removed.length }, "removed workspaces past retention");
+    await this.git.evict();
   }
 
   private startTimer(): void {

@@ -2,14 +2,23 @@
  * The per-daemon cache of task repos: one bare clone per origin under `<stateDir>/repos/<hash>`,
  * fetched before each task. Task branches (`mesh/<id>`) live as local branches of the cache;
  * origin branches are fetched to `refs/remotes/origin/*` so a fetch never touches task work.
+ * The cache has no configured remote: the URL comes from the task every time (an agent could
+ * rewrite a configured one, see cache-config.ts).
  * Callers serialize on the cache directory (KeyedLock).
  */
 import { createHash, randomBytes } from "node:crypto";
-import { access, mkdir, rename, rm, stat } from "node:fs/promises";
+import { access, mkdir, rename, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { MeshError } from "../errors.js";
-import { ALLOWED_PROTOCOLS, type Git, GitCommandError, redactUrlCredentials } from "./git-cmd.js";
+import { resetCacheConfig } from "./cache-config.js";
+import {
+  ALLOWED_PROTOCOLS,
+  type Git,
+  GitCommandError,
+  type GitRepo,
+  redactUrlCredentials,
+} from "./git-cmd.js";
 
 /** Where fetch leaves the origin's default branch (its HEAD). */
 const ORIGIN_HEAD = "refs/mesh/origin-head";
@@ -128,26 +137,44 @@ export interface SyncOptions {
   wantHead: boolean;
 }
 
-/** Makes sure the bare cache of `src` exists at `dir` and is fetched. Call under the repo lock. */
+/** The git repo of a bare cache. */
+export const cacheRepo = (dir: string): GitRepo => ({ gitDir: dir });
+
+/** When the cache was last used (see `markCacheUsed`); the retention of caches reads it. */
+export const CACHE_USED_FILE = "mesh-used";
+
+export async function markCacheUsed(dir: string): Promise<void> {
+  await writeFile(join(dir, CACHE_USED_FILE), `${new Date().toISOString()}\n`);
+}
+
+/**
+ * Makes sure the bare cache of `src` exists at `dir` with the daemon's config, and fetches it.
+ * Call under the repo lock.
+ */
 export async function syncCache(git: Git, dir: string, src: RepoSource, opts: SyncOptions): Promise<void> {
   if (src.localPath) {
     const st = await stat(src.localPath).catch(() => undefined);
     if (!st?.isDirectory()) throw invalid(`repo ${src.display} does not exist (no such directory)`);
   }
-  await ensureCache(git, dir, src, opts.signal);
+  await ensureCache(git, dir, opts.signal);
+  await resetCacheConfig(git, dir);
+  await markCacheUsed(dir);
+  // The URL is given here, never read from config, and so is the program run on the other side.
   const args = [
     "fetch",
     "--prune",
     "--progress",
     "--no-write-fetch-head",
-    "origin",
+    "--upload-pack=git-upload-pack",
+    "--",
+    src.url,
     "+refs/heads/*:refs/remotes/origin/*",
     "+refs/tags/*:refs/tags/*",
   ];
   if (opts.wantHead) args.push(`+HEAD:${ORIGIN_HEAD}`);
   try {
     await git.run(args, {
-      cwd: dir,
+      repo: cacheRepo(dir),
       timeoutMs: opts.timeoutMs,
       ...(opts.signal ? { signal: opts.signal } : {}),
     });
@@ -156,24 +183,20 @@ export async function syncCache(git: Git, dir: string, src: RepoSource, opts: Sy
   }
 }
 
-async function ensureCache(git: Git, dir: string, src: RepoSource, signal?: AbortSignal): Promise<void> {
+async function ensureCache(git: Git, dir: string, signal?: AbortSignal): Promise<void> {
   const sig = signal ? { signal } : {};
-  if ((await exists(join(dir, "HEAD"))) && (await exists(join(dir, "objects")))) {
-    const url = (await git.tryRun(["config", "--get", "remote.origin.url"], { cwd: dir, ...sig }))?.trim();
-    if (url === src.url) return;
-    if (url !== undefined) {
-      await git.run(["remote", "set-url", "--", "origin", src.url], { cwd: dir, ...sig });
-      return;
-    }
-  }
+  if ((await exists(join(dir, "HEAD"))) && (await exists(join(dir, "objects")))) return;
   // Missing or half-made (a crash during creation): build it aside, then move it in place.
   await rm(dir, { recursive: true, force: true });
   const root = dirname(dir);
   await mkdir(root, { recursive: true, mode: 0o700 });
   const tmp = `${dir}.tmp-${randomBytes(4).toString("hex")}`;
   try {
-    await git.run(["init", "--quiet", "--bare", "--", tmp], { cwd: root, ...sig });
-    await git.run(["remote", "add", "--", "origin", src.url], { cwd: tmp, ...sig });
+    await git.run(["init", "--quiet", "--bare", "--template=", "--", tmp], {
+      repo: cacheRepo(tmp),
+      cwd: root,
+      ...sig,
+    });
     await rename(tmp, dir);
   } catch (err) {
     await rm(tmp, { recursive: true, force: true });
@@ -198,7 +221,7 @@ export async function resolveBase(
     : [ORIGIN_HEAD];
   for (const c of candidates) {
     const sha = await git.tryRun(["rev-parse", "--verify", "--quiet", `${c}^{commit}`], {
-      cwd: dir,
+      repo: cacheRepo(dir),
       ...(signal ? { signal } : {}),
     });
     if (sha?.trim()) return sha.trim();
