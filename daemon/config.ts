@@ -129,8 +129,24 @@ export const daemonOptionsSchema = z.strictObject({
       resume: "auto",
     }),
   workspaces: z
-    .strictObject({ retention: durationMs.default(86_400_000) })
-    .default({ retention: 86_400_000 }),
+    .strictObject({
+      retention: durationMs.default(86_400_000),
+      /** Repo caches unused this long (and holding no task branch) are removed. */
+      cacheRetention: retention.default(7 * 86_400_000),
+      /** git settings for the daemon's own git (it reads no global or system config). */
+      gitConfig: z
+        .record(
+          z
+            .string()
+            .regex(
+              /^[A-Za-z][A-Za-z0-9-]*(\.[^\s=]+)?\.[A-Za-z][A-Za-z0-9-]*$/,
+              "expected a git config key like credential.helper or http.https://host.extraHeader",
+            ),
+          z.string().regex(/^[^\0\n\r]*$/, "must be one line"),
+        )
+        .default({}),
+    })
+    .default({ retention: 86_400_000, cacheRetention: 7 * 86_400_000, gitConfig: {} }),
   logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
 });
 

@@ -30,6 +30,7 @@ import { EventPublisher } from "./tasks/event-publisher.js";
 import { TaskStore } from "./tasks/store.js";
 import { Slots } from "./util/slots.js";
 import { VERSION } from "./version.js";
+import { keepBranchWhileTaskLives } from "./workspace/index.js";
 import type { WorkspaceProvider } from "./workspace/workspace.js";
 
 export type DaemonState = "new" | "starting" | "running" | "stopping" | "stopped" | "failed";
@@ -204,7 +205,14 @@ export class Daemon {
         presenceTtlMs: cfg.presenceTtlMs,
         observer: this.observer,
       });
-      const workspaces = this.deps.workspaces ?? defaultWorkspaces(cfg, this.log);
+      const workspaces =
+        this.deps.workspaces ??
+        defaultWorkspaces(cfg, this.log, {
+          keepBranch: keepBranchWhileTaskLives(
+            async (id) => (await store.get(id))?.record,
+            cfg.taskRetentionMs,
+          ),
+        });
       const claimer = new Claimer(
         store,
         {

@@ -6,7 +6,7 @@ import { ClaudeRunner } from "./runner/claude-runner.js";
 import { CommandRunner } from "./runner/command-runner.js";
 import { NoopRunner } from "./runner/noop-runner.js";
 import type { Runner } from "./runner/runner.js";
-import { MeshWorkspaces } from "./workspace/index.js";
+import { type KeepBranch, MeshWorkspaces } from "./workspace/index.js";
 import type { WorkspaceProvider } from "./workspace/workspace.js";
 
 /** Daemon secrets in the environment that tasks never inherit. */
@@ -39,12 +39,20 @@ export function defaultRunners(config: DaemonConfig, log: Logger): Runner[] {
 
 /**
  * Where attempts run: a git worktree on `mesh/<task id>` for tasks with a repo, an empty folder
- * for the rest; idle ones are removed after `workspaces.retention`.
+ * for the rest; idle ones are removed after `workspaces.retention`, task branches once
+ * `keepBranch` says the task is gone, caches after `workspaces.cacheRetention`.
  */
-export function defaultWorkspaces(config: DaemonConfig, log: Logger): WorkspaceProvider {
+export function defaultWorkspaces(
+  config: DaemonConfig,
+  log: Logger,
+  opts: { keepBranch?: KeepBranch } = {},
+): WorkspaceProvider {
   return new MeshWorkspaces({
     stateDir: config.stateDir,
     retentionMs: config.workspaces.retention,
+    cacheRetentionMs: config.workspaces.cacheRetention,
+    gitConfig: config.workspaces.gitConfig,
+    ...(opts.keepBranch ? { keepBranch: opts.keepBranch } : {}),
     log,
   });
 }
