@@ -21,6 +21,11 @@ export interface TrustedWorktree {
   privateDir: string;
   /** The `.git` file's exact content as git wrote it. */
   gitFile: string;
+  /**
+   * The private dir's `commondir` file as git wrote it. git 2.39 still reads it for refs even
+   * when `GIT_COMMON_DIR` is set, so a rewrite would send the branch update elsewhere.
+   */
+  commonDirFile: string;
 }
 
 /** How the daemon's git addresses a worktree: everything explicit, nothing read from `.git`. */
@@ -48,7 +53,8 @@ export async function trustWorktree(cache: string, workdir: string): Promise<Tru
   if (!privateDir || !isPrivateDirOf(cache, privateDir)) {
     throw new Error(`git made an unexpected worktree link in ${join(workdir, ".git")}: ${gitFile.trim()}`);
   }
-  return { workdir, cache, privateDir: resolve(privateDir), gitFile };
+  const commonDirFile = await readFile(join(privateDir, "commondir"), "utf8");
+  return { workdir, cache, privateDir: resolve(privateDir), gitFile, commonDirFile };
 }
 
 /** Why the worktree can no longer be trusted, or undefined when it is as the daemon made it. */
@@ -66,6 +72,8 @@ export async function worktreeTampering(git: Git, wt: TrustedWorktree): Promise<
   }
   const priv = await lstat(wt.privateDir).catch(() => undefined);
   if (!priv?.isDirectory()) return `the worktree's git dir ${wt.privateDir} was replaced or removed`;
+  const common = await readFile(join(wt.privateDir, "commondir"), "utf8").catch(() => undefined);
+  if (common !== wt.commonDirFile) return `the worktree's ${join(wt.privateDir, "commondir")} was rewritten`;
   const cache = await lstat(wt.cache).catch(() => undefined);
   if (!cache?.isDirectory()) return `the repo cache ${wt.cache} was replaced or removed`;
   return cacheConfigChange(git, wt.cache);
