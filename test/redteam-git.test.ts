@@ -82,6 +82,8 @@ async function hook(dir: string, name: string, body: string): Promise<void> {
 async function attackerGitDir(m: Awaited<ReturnType<typeof markers>>): Promise<string> {
   const evil = join(await makeTempDir("rt-evil-"), "evil.git");
   await git(join(evil, ".."), "init", "--quiet", "--bare", evil);
+  // Not bare: git takes the folder holding the `.git` file that names it as its work tree.
+  await git(evil, "config", "core.bare", "false");
   await git(evil, "config", "core.fsmonitor", `${m.touch("evil-fsmonitor")}; false #`);
   for (const h of ["pre-commit", "commit-msg", "post-commit", "reference-transaction", "pre-push"]) {
     await hook(join(evil, "hooks"), h, m.touch(`evil-${h}`));
@@ -122,11 +124,14 @@ describe("the daemon's git after a run executes nothing the workspace holds", ()
     return { o, ws, spec, w, cache, home, m: await markers() };
   }
 
-  /** The attempt was refused: nothing committed, nothing pushed. */
+  /** Nothing ran (checked first: it is what the attack is after), and the attempt was refused. */
   async function expectRefused(w: PreparedWorkspace, s: Awaited<ReturnType<typeof setup>>, re: RegExp) {
-    const p = w.finish({ succeeded: true, message: "attacked" });
-    await expect(p).rejects.toMatchObject({ name: "MeshError", code: "FAILED_PRECONDITION" });
-    await expect(p).rejects.toThrow(re);
+    const [res] = await Promise.allSettled([w.finish({ succeeded: true, message: "attacked" })]);
+    expect(await s.m.left()).toEqual([]);
+    expect(res.status).toBe("rejected");
+    const err = res.status === "rejected" ? (res.reason as Error) : undefined;
+    expect(err).toMatchObject({ name: "MeshError", code: "FAILED_PRECONDITION" });
+    expect(err?.message).toMatch(re);
     expect(await git(s.cache, "rev-parse", `refs/heads/mesh/${s.spec.id}`)).toBe(s.o.main);
     await expect(git(s.o.dir, "rev-parse", "--verify", `refs/heads/mesh/${s.spec.id}`)).rejects.toThrow();
   }
@@ -160,7 +165,7 @@ describe("the daemon's git after a run executes nothing the workspace holds", ()
     expect(await s.m.left()).toEqual([]);
   });
 
-  it("config written into the repo cache (hooksPath, fsmonitor, filter, receivepack, include, worktree config): refused and reset", async () => {
+  it("config written into the repo cache (hooksPath, fsmonitor, filters, textconv, receivepack, include): refused and reset", async () => {
     const s = await setup();
     const hooks = join(await makeTempDir("rt-hooks-"), "hooks");
     for (const h of HOOKS) await hook(hooks, h, s.m.touch(`cfg-${h}`));
@@ -177,7 +182,6 @@ describe("the daemon's git after a run executes nothing the workspace holds", ()
     await git(wt, "config", "remote.origin.url", s.o.dir);
     await git(wt, "config", "remote.origin.receivepack", `${s.m.touch("cfg-receivepack")}; git-receive-pack`);
     await git(wt, "config", "include.path", included);
-    await git(wt, "config", "extensions.worktreeConfig", "true");
     await writeFile(join(wt, ".gitattributes"), "* filter=evil diff=evil\n");
     await writeFile(join(wt, "work.txt"), "work\n");
     await expectRefused(s.w, s, /repo cache's git config .* was changed/);
@@ -191,6 +195,22 @@ describe("the daemon's git after a run executes nothing the workspace holds", ()
     );
   });
 
+  it("a worktree config (extensions.worktreeConfig and config.worktree with fsmonitor and hooksPath): refused", async () => {
+    const s = await setup();
+    const hooks = join(await makeTempDir("rt-hooks-"), "hooks");
+    for (const h of HOOKS) await hook(hooks, h, s.m.touch(`wtcfg-${h}`));
+    await git(s.w.workdir, "config", "extensions.worktreeConfig", "true");
+    const priv = await git(s.w.workdir, "rev-parse", "--path-format=absolute", "--git-dir");
+    await writeFile(
+      join(priv, "config.worktree"),
+      `[core]\n\tbare = false\n\thooksPath = ${hooks}\n\tfsmonitor = "${s.m.touch("wtcfg-fsmonitor")}; false #"\n`,
+    );
+    await writeFile(join(s.w.workdir, "work.txt"), "work\n");
+    await expectRefused(s.w, s, /repo cache's git config .* was changed/);
+    await expectCacheServes(s);
+    expect(await s.m.left()).toEqual([]);
+  });
+
   it("hooks dropped into the cache, its worktree dir and the attacker's own paths never run; the result is right", async () => {
     const s = await setup();
     const common = await git(s.w.workdir, "rev-parse", "--path-format=absolute", "--git-common-dir");
@@ -200,8 +220,9 @@ describe("the daemon's git after a run executes nothing the workspace holds", ()
       await hook(join(priv, "hooks"), h, s.m.touch(`private-${h}`));
     }
     await writeFile(join(s.w.workdir, "work.txt"), "work\n");
-    const fin = await s.w.finish({ succeeded: true, message: "with hooks around" });
+    const [res] = await Promise.allSettled([s.w.finish({ succeeded: true, message: "with hooks around" })]);
     expect(await s.m.left()).toEqual([]);
+    const fin = res.status === "fulfilled" ? res.value : { headCommit: String(res.reason) };
     expect(await git(s.o.dir, "show", `mesh/${s.spec.id}:work.txt`)).toBe("work");
     expect(await git(s.o.dir, "rev-parse", `mesh/${s.spec.id}`)).toBe(fin.headCommit);
     // The next prepare on this cache (a checkout: post-checkout) runs none either.
@@ -246,8 +267,9 @@ describe("the daemon's git after a run executes nothing the workspace holds", ()
     await writeFile(join(s.home, ".config", "git", "attributes"), "* filter=evil diff=evil\n");
     await writeFile(join(s.w.workdir, ".gitattributes"), "* filter=evil diff=evil\n");
     await writeFile(join(s.w.workdir, "work.txt"), "work\n");
-    const fin = await s.w.finish({ succeeded: true, message: "home config" });
+    const [res] = await Promise.allSettled([s.w.finish({ succeeded: true, message: "home config" })]);
     expect(await s.m.left()).toEqual([]);
+    const fin = res.status === "fulfilled" ? res.value : { headCommit: String(res.reason) };
     // Committed as written (no clean filter ran), on the cache's branch and the origin's.
     expect(await git(s.cache, "show", `${fin.headCommit}:work.txt`)).toBe("work");
     expect(await git(s.o.dir, "rev-parse", `mesh/${s.spec.id}`)).toBe(fin.headCommit);
@@ -347,6 +369,7 @@ describe("through a daemon: a command task attacks the daemon's git", () => {
       command: ["sh", "-c", rewriteGitFileScript(evil, m)],
     });
     const r1 = await run(rewrite);
+    expect(await m.left()).toEqual([]);
     expect(r1.state).toBe("failed");
     expect(r1.attempts).toHaveLength(1);
     expect(r1.reason).toMatch(/\.git file was rewritten/);
@@ -374,6 +397,7 @@ describe("through a daemon: a command task attacks the daemon's git", () => {
       command: ["sh", "-c", hookScript],
     });
     const r2 = await run(hooked);
+    expect(await m.left()).toEqual([]);
     expect(r2.state, JSON.stringify(r2.attempts)).toBe("succeeded");
     const cache = cacheDirFor(join(d.config.stateDir, "repos"), parseRepo(o.dir));
     expect(existsSync(join(cache, "hooks", "reference-transaction"))).toBe(true);
@@ -392,6 +416,7 @@ describe("through a daemon: a command task attacks the daemon's git", () => {
       command: ["sh", "-c", "echo plain > plain.txt"],
     });
     const r3 = await run(plain);
+    expect(await m.left()).toEqual([]);
     expect(r3.state, JSON.stringify(r3.attempts)).toBe("succeeded");
     expect(await git(o.dir, "show", `mesh/${plain.id}:plain.txt`)).toBe("plain");
     expect(await m.left()).toEqual([]);
@@ -434,6 +459,7 @@ describe("through a daemon: the real Claude Code's Bash and Write steps attack t
       bash("sh relink.sh"),
     ]);
     const r1 = await run(rewrite);
+    expect(await m.left()).toEqual([]);
     expect(r1.state, JSON.stringify(r1.attempts)).toBe("failed");
     expect(r1.attempts).toHaveLength(1);
     expect(r1.reason).toMatch(/\.git file was rewritten/);
@@ -462,6 +488,7 @@ describe("through a daemon: the real Claude Code's Bash and Write steps attack t
       writeFileTool("work.txt", "from claude\n"),
     ]);
     const r2 = await run(hooks);
+    expect(await m.left()).toEqual([]);
     expect(r2.state, JSON.stringify(r2.attempts)).toBe("succeeded");
     // The hooks are there (Claude Code ran the step), and none ran.
     const cache = cacheDirFor(join(d.config.stateDir, "repos"), parseRepo(o.dir));
