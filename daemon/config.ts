@@ -135,15 +135,17 @@ export const daemonOptionsSchema = z.strictObject({
       cacheRetention: retention.default(7 * 86_400_000),
       /** git settings for the daemon's own git (it reads no global or system config). */
       gitConfig: z
-        .record(
-          z
-            .string()
-            .regex(
-              /^[A-Za-z][A-Za-z0-9-]*(\.[^\s=]+)?\.[A-Za-z][A-Za-z0-9-]*$/,
-              "expected a git config key like credential.helper or http.https://host.extraHeader",
-            ),
-          z.string().regex(/^[^\0\n\r]*$/, "must be one line"),
-        )
+        .record(z.string(), z.string().regex(/^[^\0\n\r]*$/, "must be one line"))
+        .superRefine((rec, ctx) => {
+          for (const key of Object.keys(rec)) {
+            if (/^[A-Za-z][A-Za-z0-9-]*(\.[^\s=]+)?\.[A-Za-z][A-Za-z0-9-]*$/.test(key)) continue;
+            ctx.addIssue({
+              code: "custom",
+              path: [key],
+              message: "expected a git config key like credential.helper or http.https://host.extraHeader",
+            });
+          }
+        })
         .default({}),
     })
     .default({ retention: 86_400_000, cacheRetention: 7 * 86_400_000, gitConfig: {} }),

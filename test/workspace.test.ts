@@ -4,19 +4,24 @@
  * bad repos and refs, and the retention sweep.
  */
 import { existsSync } from "node:fs";
-import { mkdir, readFile, stat, utimes, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { execa } from "execa";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { compileConfig } from "../daemon/config.js";
+import type { Daemon } from "../daemon/index.js";
 import { createLogger } from "../daemon/log.js";
 import { validateTaskSpec } from "../daemon/tasks/spec.js";
 import {
   GitWorkspaceProvider,
+  keepBranchWhileTaskLives,
   MeshWorkspaces,
   type PreparedWorkspace,
   parseRepo,
+  type TaskRecordView,
 } from "../daemon/workspace/index.js";
-import { makeTempDir, removeTempDirs } from "./harness/index.js";
+import { makeTempDir, NatsServer, removeTempDirs } from "./harness/index.js";
+import { type MeshClient, openClient, plantOrphanedTask, startDaemon, waitForState } from "./support/mesh.js";
 import { uniqueId } from "./support/tasks.js";
 
 afterAll(async () => {
@@ -386,5 +391,308 @@ describe("MeshWorkspaces (the daemon's default)", () => {
     } finally {
       ws.close();
     }
+  });
+});
+
+describe("a task branch pushed by an attempt whose result was never recorded", () => {
+  it("the next attempt on another worker continues from the pushed branch and pushes fast-forward", async () => {
+    const o = await makeOrigin();
+    const a = await provider();
+    const b = await provider();
+    const s = spec(o.dir, { push: true });
+    // Worker A's attempt 1 pushes, then dies before recording (nothing more happens on A).
+    const a1 = await a.ws.prepare(s, 1, live());
+    await writeFile(join(a1.workdir, "one.txt"), "one\n");
+    const pushed = (await a1.finish({ succeeded: true, message: "attempt 1" })).headCommit!;
+    expect(await git(o.dir, "rev-parse", `mesh/${s.id}`)).toBe(pushed);
+
+    // Worker B takes over (attempt 2): its cache has no such branch, the origin does.
+    const b2 = await b.ws.prepare(s, 2, live());
+    expect(await git(b2.workdir, "rev-parse", "HEAD")).toBe(pushed);
+    expect(await readFile(join(b2.workdir, "one.txt"), "utf8")).toBe("one\n");
+    await writeFile(join(b2.workdir, "two.txt"), "two\n");
+    const fin = await b2.finish({ succeeded: true, message: "attempt 2" });
+    expect(await git(o.dir, "rev-parse", `mesh/${s.id}`)).toBe(fin.headCommit);
+    expect(await git(o.dir, "rev-parse", `mesh/${s.id}~1`)).toBe(pushed);
+
+    // Back on A (attempt 3): its own branch is behind the origin's, and is moved up to it.
+    const a3 = await a.ws.prepare(s, 3, live());
+    expect(await git(a3.workdir, "rev-parse", "HEAD")).toBe(fin.headCommit);
+    await writeFile(join(a3.workdir, "three.txt"), "three\n");
+    const fin3 = await a3.finish({ succeeded: true, message: "attempt 3" });
+    expect(await git(o.dir, "rev-parse", `mesh/${s.id}~1`)).toBe(fin.headCommit);
+    expect(fin3.headCommit).toBe(await git(o.dir, "rev-parse", `mesh/${s.id}`));
+  });
+
+  it("a push rejected because the origin's branch moved during the run is retryable, and the retry continues from it", async () => {
+    const o = await makeOrigin();
+    const { ws } = await provider();
+    const s = spec(o.dir, { push: true });
+    const w1 = await ws.prepare(s, 1, live());
+    await writeFile(join(w1.workdir, "mine.txt"), "mine\n");
+    // Someone pushes the task branch while the attempt runs.
+    await git(o.dir, "branch", `mesh/${s.id}`, o.dev);
+    const p = w1.finish({ succeeded: true, message: "attempt 1" });
+    await expect(p).rejects.toMatchObject({ code: "UNAVAILABLE" });
+    await expect(p).rejects.toThrow(/moved during the run/);
+    const w2 = await ws.prepare(s, 2, live());
+    expect(await git(w2.workdir, "rev-parse", "HEAD")).toBe(o.dev);
+    await writeFile(join(w2.workdir, "again.txt"), "again\n");
+    const fin = await w2.finish({ succeeded: true, message: "attempt 2" });
+    expect(await git(o.dir, "rev-parse", `mesh/${s.id}`)).toBe(fin.headCommit);
+  });
+
+  it("a local branch that diverged from the pushed one gives way to what was pushed", async () => {
+    const o = await makeOrigin();
+    const a = await provider();
+    const b = await provider();
+    const s = spec(o.dir, { push: true });
+    // A's attempt 1 committed but failed (nothing pushed); B's attempt 2 pushed and died.
+    const a1 = await a.ws.prepare(s, 1, live());
+    await writeFile(join(a1.workdir, "lost.txt"), "lost\n");
+    await git(a1.workdir, "add", "lost.txt");
+    await git(a1.workdir, "commit", "--quiet", "-m", "unpushed");
+    await a1.finish({ succeeded: false, message: "x" });
+    const b2 = await b.ws.prepare(s, 2, live());
+    await writeFile(join(b2.workdir, "pushed.txt"), "pushed\n");
+    const pushed = (await b2.finish({ succeeded: true, message: "attempt 2" })).headCommit!;
+
+    const a3 = await a.ws.prepare(s, 3, live());
+    expect(await git(a3.workdir, "rev-parse", "HEAD")).toBe(pushed);
+    await writeFile(join(a3.workdir, "three.txt"), "three\n");
+    const fin = await a3.finish({ succeeded: true, message: "attempt 3" });
+    expect(await git(o.dir, "rev-parse", `mesh/${s.id}~1`)).toBe(pushed);
+    expect(fin.headCommit).toBe(await git(o.dir, "rev-parse", `mesh/${s.id}`));
+  });
+
+  it("a branch on the origin from before the task's first attempt is refused (INVALID_ARGUMENT, field id)", async () => {
+    const o = await makeOrigin();
+    const { ws } = await provider();
+    const s = spec(o.dir, { push: true });
+    await git(o.dir, "branch", `mesh/${s.id}`, o.first);
+    const p = ws.prepare(s, 1, live());
+    await expect(p).rejects.toMatchObject({ code: "INVALID_ARGUMENT", field: "id" });
+    await expect(p).rejects.toThrow(/already has a branch mesh\/.* from before this task's first attempt/);
+    expect(await git(o.dir, "rev-parse", `mesh/${s.id}`)).toBe(o.first);
+    // Without push the origin's branch is none of the task's business.
+    const quiet = spec(o.dir);
+    await git(o.dir, "branch", `mesh/${quiet.id}`, o.first);
+    const w = await ws.prepare(quiet, 1, live());
+    expect(await git(w.workdir, "rev-parse", "HEAD")).toBe(o.main);
+  });
+});
+
+describe("the operator's git settings", () => {
+  it("workspaces.gitConfig reaches the daemon's git (here: turning a hook back on, which nothing else can)", async () => {
+    const o = await makeOrigin();
+    const hooks = await makeTempDir("ws-hooks-");
+    const marker = join(hooks, "ran");
+    await writeFile(join(hooks, "post-commit"), `#!/bin/sh\ntouch ${marker}\n`, { mode: 0o755 });
+    const ws = new GitWorkspaceProvider({
+      stateDir: await makeTempDir("ws-state-"),
+      retentionMs: 60_000,
+      log,
+      gitConfig: { "core.hooksPath": hooks },
+      env: { ...process.env, HOME: await makeTempDir("ws-home-") },
+    });
+    const w = await ws.prepare(spec(o.dir), 1, live());
+    await writeFile(join(w.workdir, "a.txt"), "a\n");
+    await w.finish({ succeeded: true, message: "m" });
+    expect(existsSync(marker)).toBe(true);
+  });
+
+  it("config refuses a bad workspaces.gitConfig key or value and a bad cacheRetention, naming the field", () => {
+    expect(() => compileConfig({ workspaces: { gitConfig: { "no-dot": "x" } } })).toThrow(
+      /workspaces\.gitConfig\.no-dot: expected a git config key/,
+    );
+    expect(() => compileConfig({ workspaces: { gitConfig: { "credential.helper": "a\nb" } } })).toThrow(
+      /workspaces\.gitConfig\.credential\.helper: must be one line/,
+    );
+    expect(() => compileConfig({ workspaces: { cacheRetention: "soon" } })).toThrow(
+      /workspaces\.cacheRetention/,
+    );
+    const c = compileConfig({ workspaces: { cacheRetention: "forever", gitConfig: { "http.proxy": "" } } });
+    expect(c.workspaces).toMatchObject({ cacheRetention: 0, gitConfig: { "http.proxy": "" } });
+    expect(compileConfig({}).workspaces.cacheRetention).toBe(7 * 86_400_000);
+  });
+});
+
+describe("retention of task branches and repo caches", () => {
+  const DAY = 86_400_000;
+
+  it("deletes a finished task's branch once its worktrees are gone and the task no longer needs it", async () => {
+    const o = await makeOrigin();
+    const needed = new Set<string>();
+    const stateDir = await makeTempDir("ws-state-");
+    const ws = new GitWorkspaceProvider({
+      stateDir,
+      retentionMs: 60_000,
+      log,
+      keepBranch: async (id) => needed.has(id),
+      env: { ...process.env, HOME: await makeTempDir("ws-home-") },
+    });
+    const gone = spec(o.dir);
+    const live1 = spec(o.dir);
+    const stillHere = spec(o.dir);
+    const running = spec(o.dir);
+    for (const s of [gone, live1, stillHere]) {
+      const w = await ws.prepare(s, 1, live());
+      await w.finish({ succeeded: true, message: "m" });
+    }
+    const wRunning = await ws.prepare(running, 1, live());
+    needed.add(live1.id);
+    // The worktrees of all but `stillHere` pass their retention.
+    const old = new Date(Date.now() - 3_600_000);
+    for (const s of [gone, live1]) await utimes(join(stateDir, "work", s.id, "a1"), old, old);
+    await ws.sweep();
+    const cache = ws.cacheDir(o.dir);
+    const branches = (await git(cache, "for-each-ref", "--format=%(refname:short)", "refs/heads/mesh/"))
+      .split("\n")
+      .sort();
+    expect(branches).toEqual([`mesh/${live1.id}`, `mesh/${running.id}`, `mesh/${stillHere.id}`].sort());
+    expect(existsSync(cache)).toBe(true);
+    await wRunning.finish({ succeeded: false, message: "x" });
+  });
+
+  it("removes a cache unused past its retention once it holds no task branch or worktree", async () => {
+    const o = await makeOrigin();
+    const stateDir = await makeTempDir("ws-state-");
+    let keep = true;
+    const mk = (cacheRetentionMs: number) =>
+      new GitWorkspaceProvider({
+        stateDir,
+        retentionMs: 60_000,
+        cacheRetentionMs,
+        log,
+        keepBranch: async () => keep,
+        env: { ...process.env, HOME: stateDir },
+      });
+    const ws = mk(7 * DAY);
+    const s = spec(o.dir);
+    const w = await ws.prepare(s, 1, live());
+    await w.finish({ succeeded: true, message: "m" });
+    const cache = ws.cacheDir(o.dir);
+    const week = Date.now() + 8 * DAY;
+
+    // A worktree is still there: nothing goes.
+    await ws.evict(week);
+    expect(existsSync(cache)).toBe(true);
+    await ws.removeWorktree(w.workdir);
+    await rm(join(stateDir, "work", s.id), { recursive: true, force: true });
+    // The task still needs its branch: the cache stays.
+    await ws.evict(week);
+    expect(existsSync(cache)).toBe(true);
+    expect(await git(cache, "rev-parse", "--verify", `refs/heads/mesh/${s.id}`)).toMatch(/^[0-9a-f]{40}$/);
+    // The branch goes; used recently, the cache stays; unused past the retention, it goes.
+    keep = false;
+    await ws.evict(Date.now());
+    expect(existsSync(cache)).toBe(true);
+    await expect(git(cache, "rev-parse", "--verify", `refs/heads/mesh/${s.id}`)).rejects.toThrow();
+    await mk(0).evict(week);
+    expect(existsSync(cache)).toBe(true);
+    await ws.evict(week);
+    expect(existsSync(cache)).toBe(false);
+
+    // The next task of that repo makes it again.
+    const again = await ws.prepare(spec(o.dir), 1, live());
+    expect(await git(again.workdir, "rev-parse", "HEAD")).toBe(o.main);
+  });
+
+  it("the daemon keeps a branch while the task's record exists and is not finished past the task retention", async () => {
+    const now = Date.parse("2026-01-10T00:00:00Z");
+    const records = new Map<string, TaskRecordView>([
+      ["running", { state: "running" }],
+      ["queued", { state: "queued" }],
+      ["recent", { state: "succeeded", finishedAt: "2026-01-09T00:00:00Z" }],
+      ["expired", { state: "failed", finishedAt: "2026-01-01T00:00:00Z" }],
+    ]);
+    const keep = keepBranchWhileTaskLives(
+      async (id) => records.get(id),
+      7 * DAY,
+      () => now,
+    );
+    const forever = keepBranchWhileTaskLives(
+      async (id) => records.get(id),
+      0,
+      () => now,
+    );
+    const ids = ["running", "queued", "recent", "expired", "missing"];
+    expect(await Promise.all(ids.map(keep))).toEqual([true, true, true, false, false]);
+    expect(await Promise.all(ids.map(forever))).toEqual([true, true, true, true, false]);
+  });
+});
+
+describe("through a daemon: pushed but not recorded is never a push loop", () => {
+  let nats: NatsServer;
+  let client: MeshClient;
+  const daemons: Daemon[] = [];
+
+  beforeAll(async () => {
+    nats = await NatsServer.start();
+    client = await openClient(nats.url);
+  });
+
+  afterAll(async () => {
+    await Promise.allSettled(daemons.map((d) => d.stop(2_000)));
+    await client?.close();
+    await nats?.cleanup();
+  });
+
+  const commandTask = (pool: string, repo: string, script: string) =>
+    validateTaskSpec({
+      id: uniqueId("pushed"),
+      prompt: "p",
+      repo,
+      push: true,
+      pool,
+      runner: "command",
+      maxAttempts: 3,
+      command: ["sh", "-c", script],
+    });
+
+  async function pushGhostCommit(origin: string, id: string, base: string): Promise<string> {
+    // What a dead worker's attempt left on the origin: the task branch with its work.
+    const tmp = await makeTempDir("ghost-clone-");
+    await git(tmp, "clone", "--quiet", origin, "c");
+    const c = join(tmp, "c");
+    await git(c, "checkout", "--quiet", "-b", `mesh/${id}`, base);
+    await writeFile(join(c, "ghost.txt"), "from the lost attempt\n");
+    await git(c, "add", "ghost.txt");
+    await git(c, "commit", "--quiet", "-m", "lost attempt's work");
+    await git(c, "push", "--quiet", "origin", `mesh/${id}`);
+    return git(c, "rev-parse", "HEAD");
+  }
+
+  it("a taken-over attempt continues from the branch the lost one pushed, and succeeds", async () => {
+    const pool = "ws-pushed-continue";
+    const o = await makeOrigin();
+    daemons.push(await startDaemon(nats.url, { pools: [pool], runners: ["command"], slots: 1 }));
+    const s = commandTask(pool, o.dir, "test -f ghost.txt && echo more > more.txt");
+    const ghost = await pushGhostCommit(o.dir, s.id, o.main);
+    await plantOrphanedTask(client, s);
+    const r = (await waitForState(client.api, s.id, ["succeeded", "failed", "dead"], 60_000)).record;
+    expect(r.state, JSON.stringify(r.attempts)).toBe("succeeded");
+    expect(r.attempts.map((a) => a.outcome)).toEqual(["lost", "succeeded"]);
+    expect(await git(o.dir, "rev-parse", `mesh/${s.id}`)).toBe(r.result?.headCommit);
+    expect(await git(o.dir, "rev-parse", `mesh/${s.id}~1`)).toBe(ghost);
+  });
+
+  it("a first attempt that finds the branch on the origin fails once with the reason, and the daemon serves on", async () => {
+    const pool = "ws-pushed-refuse";
+    const o = await makeOrigin();
+    daemons.push(await startDaemon(nats.url, { pools: [pool], runners: ["command"], slots: 1 }));
+    const s = commandTask(pool, o.dir, "echo mine > mine.txt");
+    const ghost = await pushGhostCommit(o.dir, s.id, o.main);
+    await client.api.submit([s]);
+    const r = (await waitForState(client.api, s.id, ["succeeded", "failed", "dead"], 60_000)).record;
+    expect(r.state, JSON.stringify(r.attempts)).toBe("failed");
+    expect(r.attempts).toHaveLength(1);
+    expect(r.reason).toMatch(/already has a branch mesh\/.* from before this task's first attempt/);
+    expect(await git(o.dir, "rev-parse", `mesh/${s.id}`)).toBe(ghost);
+
+    const next = commandTask(pool, o.dir, "echo next > next.txt");
+    await client.api.submit([next]);
+    const rn = (await waitForState(client.api, next.id, ["succeeded", "failed", "dead"], 60_000)).record;
+    expect(rn.state, JSON.stringify(rn.attempts)).toBe("succeeded");
   });
 });
