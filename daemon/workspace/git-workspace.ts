@@ -9,7 +9,7 @@
  * The agent works in the worktree and may change anything the daemon's user can; the daemon's
  * git after the run trusts none of it (see git-cmd.ts, cache-config.ts and worktree-guard.ts).
  */
-import { lutimes, mkdir, readFile, rm } from "node:fs/promises";
+import { lutimes, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { errorMessage, MeshError } from "../errors.js";
 import type { Logger } from "../log.js";
@@ -272,12 +272,11 @@ export class GitWorkspaceProvider implements WorkspaceProvider {
       const head = (
         await this.git.run(["rev-parse", "--verify", `${ref}^{commit}`], { repo: cacheRepo(cache), signal })
       ).trim();
-      // Addressed by its private dir: the worktree's own `.git` file is not trusted.
-      await this.git.run(["update-ref", "--no-deref", "HEAD", head], {
-        repo: { gitDir: wt.privateDir, commonDir: cache },
-        cwd: cache,
-        signal,
-      });
+      // Its HEAD file is written directly: no git runs on a worktree an agent may have changed
+      // (a rewritten `commondir` there would send git elsewhere). rm first: never through a link.
+      const headFile = join(wt.privateDir, "HEAD");
+      await rm(headFile, { force: true });
+      await writeFile(headFile, `${head}\n`);
       this.log.info(
         { worktree: wt.privateDir, branch },
         "detached an earlier attempt's worktree from the task branch",
