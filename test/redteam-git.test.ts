@@ -9,7 +9,7 @@
  * mock Messages API.
  */
 import { existsSync } from "node:fs";
-import { chmod, mkdir, readdir, readFile, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readdir, readFile, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -154,6 +154,14 @@ describe("the daemon's git after a run executes nothing the workspace holds", ()
     expect(await s.m.left()).toEqual([]);
     await expectCacheServes(s);
     expect(await s.m.left()).toEqual([]);
+    // Its removal past the retention runs no git in it either, and the cache forgets it.
+    const old = new Date(Date.now() - 2 * 86_400_000);
+    await utimes(s.w.workdir, old, old);
+    await s.ws.sweep();
+    expect(existsSync(s.w.workdir)).toBe(false);
+    expect(await s.m.left()).toEqual([]);
+    expect(await git(s.cache, "worktree", "list", "--porcelain")).not.toContain(s.w.workdir);
+    expect(existsSync(evil)).toBe(true);
   });
 
   it("a .git file replaced by a git directory of the attacker's: refused", async () => {
