@@ -16,6 +16,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { Daemon, DaemonOptions, TaskRecord } from "../daemon/index.js";
 import { createLogger } from "../daemon/log.js";
 import { type TaskSpec, validateTaskSpec } from "../daemon/tasks/spec.js";
+import { Git } from "../daemon/workspace/git-cmd.js";
 import {
   cacheDirFor,
   GitWorkspaceProvider,
@@ -281,6 +282,24 @@ describe("the daemon's git after a run executes nothing the workspace holds", ()
     // Committed as written (no clean filter ran), on the cache's branch and the origin's.
     expect(await git(s.cache, "show", `${fin.headCommit}:work.txt`)).toBe("work");
     expect(await git(s.o.dir, "rev-parse", `mesh/${s.spec.id}`)).toBe(fin.headCommit);
+  });
+
+  it("a cache config changed between the daemon's reset and its fetch still cannot pick the ssh or askpass program", async () => {
+    const m = await markers();
+    const cache = join(await makeTempDir("rt-race-"), "c.git");
+    await git(join(cache, ".."), "init", "--quiet", "--bare", cache);
+    await git(cache, "config", "core.sshCommand", `${m.touch("race-ssh")}; false #`);
+    await git(cache, "config", "core.askPass", m.touch("race-askpass"));
+    const g = new Git({ env: { ...process.env, HOME: cache } });
+    const out = g.run(
+      ["fetch", "--", "ssh://git@127.0.0.1:1/nothing.git", "+refs/heads/*:refs/remotes/x/*"],
+      {
+        repo: { gitDir: cache },
+        timeoutMs: 30_000,
+      },
+    );
+    await expect(out).rejects.toMatchObject({ name: "GitCommandError", kind: "failed" });
+    expect(await m.left()).toEqual([]);
   });
 
   it("a nested repository with its own fsmonitor, filter and hooks is committed as a gitlink without running them", async () => {

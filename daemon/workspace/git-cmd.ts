@@ -51,6 +51,7 @@ export const HARDENING_CONFIG: ReadonlyArray<readonly [string, string]> = [
   ["core.editor", "false"],
   ["sequence.editor", "false"],
   ["credential.helper", ""],
+  ["core.askPass", ""],
   ["protocol.ext.allow", "never"],
   ["commit.gpgsign", "false"],
   ["tag.gpgsign", "false"],
@@ -156,7 +157,9 @@ export class Git {
     });
     this.env = env;
     this.config = [];
-    for (const [k, v] of [...HARDENING_CONFIG, ...Object.entries(opts.config ?? {})]) {
+    // ssh as the operator set it (GIT_SSH_COMMAND beats config anyway), never from a config file.
+    const ssh: Array<readonly [string, string]> = env.GIT_SSH ? [] : [["core.sshCommand", "ssh"]];
+    for (const [k, v] of [...HARDENING_CONFIG, ...ssh, ...Object.entries(opts.config ?? {})]) {
       this.config.push("-c", `${k}=${v}`);
     }
     this.binary = opts.binary ?? "git";
