@@ -2,7 +2,13 @@
  * The safety net under the doorbells: every so often, any task that is not terminal but has no
  * doorbell in the stream (lost with a single-replica server, or a crash between writing the
  * record and ringing) gets one again. A spare doorbell is harmless: the record decides.
- * The same pass deletes the records of tasks finished longer ago than the retention.
+ * The same pass deletes the records of tasks finished longer ago than the retention, and
+ * cancels a queued task that has a cancel pending (one that raced a requeue).
+ *
+ * A task no live worker serves is parked: claimers ack its doorbell so that it holds no
+ * delivery slot, and the sweeper does not ring it while nobody serves it. When a worker that
+ * serves a new kind of task appears (`watchMs`), the sweeper passes once more, one watch period
+ * later (so that every claimer's view of the workers has caught up), and rings what it can run.
  *
  * One daemon of the mesh sweeps (`elected`: the live worker with the lowest id, as the caller
  * sees it, unless that one stops reporting finished passes). Two sweeping at once while their
@@ -10,33 +16,63 @@
  * removes the revision it read.
  */
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
-import { errorMessage } from "../errors.js";
+import { errorMessage, MeshError } from "../errors.js";
 import type { Logger } from "../log.js";
-import { isTerminal, type VersionedRecord } from "../tasks/record.js";
+import { type WorkerInfo, workerServes } from "../registry/worker-info.js";
+import { isTerminal, type TaskRecord, type VersionedRecord } from "../tasks/record.js";
+import type { TaskSpec } from "../tasks/spec.js";
 import type { TaskStore } from "../tasks/store.js";
 import { hasDoorbell, ringDoorbell } from "./doorbell.js";
 
+export type ServingWorker = Pick<WorkerInfo, "pools" | "labels" | "runners" | "draining">;
+
+export interface SweeperOptions {
+  intervalMs: number;
+  minAgeMs: number;
+  /** Finished tasks older than this are deleted (0: never). */
+  retentionMs?: number;
+  /** Whether this daemon is the one that sweeps, asked at every tick (default: always). */
+  elected?: () => boolean;
+  /**
+   * The live workers, read afresh by every pass: a task none of them serves stays parked (not
+   * rung). Without it every task is rung; when it fails, so is every task.
+   */
+  liveWorkers?: () => Promise<ServingWorker[]>;
+  /** How often to look for workers serving something new (0 or unset: never). */
+  watchMs?: number;
+  /** The pass finished this task (a queued task with a cancel pending). */
+  onSettled?: (r: TaskRecord) => void;
+}
+
+type Trigger = "interval" | "joined";
+
+export interface SweepResult {
+  rung: number;
+  parked: number;
+  cancelled: number;
+}
+
 export class Sweeper {
   private timer: NodeJS.Timeout | undefined;
-  private running: Promise<number> | undefined;
+  private watcher: NodeJS.Timeout | undefined;
+  private running: Promise<SweepResult> | undefined;
+  private again: Trigger | undefined;
+  /** Capabilities (pool, labels, runner sets) of the live workers at the last look. */
+  private known = new Set<string>();
+  private joinedPending = false;
   /** Passes run so far (timer or sweep()). */
   passes = 0;
   /** When the last pass that could read the records finished. */
   lastPassAt: Date | undefined;
+  /** The last finished pass's figures. */
+  last: SweepResult = { rung: 0, parked: 0, cancelled: 0 };
 
   constructor(
     private readonly store: TaskStore,
     private readonly js: JetStreamClient,
     private readonly jsm: JetStreamManager,
     private readonly log: Logger,
-    private readonly opts: {
-      intervalMs: number;
-      minAgeMs: number;
-      /** Finished tasks older than this are deleted (0: never). */
-      retentionMs?: number;
-      /** Whether this daemon is the one that sweeps, asked at every tick (default: always). */
-      elected?: () => boolean;
-    },
+    private readonly opts: SweeperOptions,
   ) {}
 
   start(): void {
@@ -45,37 +81,94 @@ export class Sweeper {
       void this.sweep();
     }, this.opts.intervalMs);
     this.timer.unref();
+    const watchMs = this.opts.watchMs ?? 0;
+    if (watchMs > 0 && this.opts.liveWorkers) {
+      this.watcher = setInterval(() => void this.watch(), watchMs);
+      this.watcher.unref();
+    }
   }
 
   stop(): void {
     if (this.timer) clearInterval(this.timer);
+    if (this.watcher) clearInterval(this.watcher);
     this.timer = undefined;
+    this.watcher = undefined;
   }
 
   /** One pass; returns how many doorbells it rang. */
-  sweep(): Promise<number> {
-    this.running ??= this.pass().finally(() => {
+  async sweep(trigger: Trigger = "interval"): Promise<number> {
+    return (await this.pass(trigger)).rung;
+  }
+
+  /** One pass (or the one running; a "joined" pass asked meanwhile follows it). */
+  pass(trigger: Trigger = "interval"): Promise<SweepResult> {
+    if (this.running) {
+      // The pass under way may have read the workers before the change that asks for this one.
+      if (trigger === "joined") this.again = trigger;
+      return this.running;
+    }
+    this.running = this.run(trigger).finally(() => {
       this.running = undefined;
+      const next = this.again;
+      this.again = undefined;
+      if (next) void this.pass(next);
     });
     return this.running;
   }
 
-  private async pass(): Promise<number> {
+  /** Notices workers that serve something no live worker served at the last look. */
+  private async watch(): Promise<void> {
+    if (this.opts.elected?.() === false || !this.opts.liveWorkers) return;
+    if (this.joinedPending) {
+      // One watch period after the change: every claimer's directory has seen the new worker.
+      this.joinedPending = false;
+      void this.pass("joined");
+      return;
+    }
+    try {
+      const now = capabilities(await this.opts.liveWorkers());
+      const added = [...now].some((c) => !this.known.has(c));
+      this.known = now;
+      if (added) this.joinedPending = true;
+    } catch (err) {
+      this.log.debug({ err: errorMessage(err) }, "sweeper could not read the live workers");
+    }
+  }
+
+  private async run(trigger: Trigger): Promise<SweepResult> {
     this.passes++;
     let records: VersionedRecord[];
     try {
       records = await this.store.list();
     } catch (err) {
       this.log.warn({ err: errorMessage(err) }, "sweep failed: cannot list the tasks");
-      return 0;
+      return { rung: 0, parked: 0, cancelled: 0 };
     }
-    const rung = await this.visit(records, Date.now());
+    let served: ((spec: TaskSpec) => boolean) | undefined;
+    if (this.opts.liveWorkers) {
+      try {
+        const live = await this.opts.liveWorkers();
+        const serving = live.filter((w) => !w.draining);
+        served = (s) => serving.some((w) => workerServes(w, s.pool, s.labels, s.runner));
+      } catch (err) {
+        this.log.warn({ err: errorMessage(err) }, "sweep cannot read the live workers: ringing every task");
+      }
+    }
+    const res = await this.visit(records, Date.now(), trigger, served);
+    this.last = res;
     this.lastPassAt = new Date();
-    return rung;
+    if (res.rung > 0 || res.cancelled > 0)
+      this.log.info({ trigger, ...res }, "sweep rang doorbells or cancelled tasks");
+    return res;
   }
 
-  private async visit(records: VersionedRecord[], now: number): Promise<number> {
-    let rung = 0;
+  private async visit(
+    records: VersionedRecord[],
+    now: number,
+    trigger: Trigger,
+    served: ((spec: TaskSpec) => boolean) | undefined,
+  ): Promise<SweepResult> {
+    const res: SweepResult = { rung: 0, parked: 0, cancelled: 0 };
     for (const v of records) {
       const r = v.record;
       // One task's trouble does not stop the pass for the others.
@@ -88,15 +181,60 @@ export class Sweeper {
           }
           continue;
         }
-        if (now - Date.parse(r.updatedAt) < this.opts.minAgeMs) continue;
+        if (r.state === "queued" && r.cancelRequested) {
+          if (await this.cancelQueued(v)) res.cancelled++;
+          continue;
+        }
+        // A parked task is rung as soon as a new worker serves it; others wait their age (a
+        // submit or requeue rings its own doorbell just after writing the record).
+        const minAge = trigger === "joined" && r.state === "queued" ? 0 : this.opts.minAgeMs;
+        if (now - Date.parse(r.updatedAt) < minAge) continue;
+        // A dead owner's task with a cancel pending needs a doorbell: any worker can settle it.
+        if (served && !r.cancelRequested && !served(r.spec)) {
+          res.parked++;
+          continue;
+        }
         if (await hasDoorbell(this.jsm, r.spec.pool, r.id)) continue;
         await ringDoorbell(this.js, r.spec.pool, r.id, `${r.id}#sweep-${r.attempt}-${now}`, v);
-        this.log.warn({ taskId: r.id, state: r.state }, "task had no doorbell; rang it again");
-        rung++;
+        this.log.debug({ taskId: r.id, state: r.state }, "task had no doorbell; rang it again");
+        res.rung++;
       } catch (err) {
         this.log.warn({ err: errorMessage(err), taskId: r.id }, "sweep could not re-ring a task");
       }
     }
-    return rung;
+    return res;
   }
+
+  private async cancelQueued(v: VersionedRecord): Promise<boolean> {
+    const r = structuredClone(v.record);
+    r.state = "cancelled";
+    r.finishedAt = new Date().toISOString();
+    r.reason = "cancelled by request";
+    delete r.cancelRequested;
+    delete r.notBefore;
+    delete r.owner;
+    try {
+      const written = await this.store.update(v, r);
+      this.log.info({ taskId: r.id }, "queued task with a cancel pending: cancelled");
+      this.opts.onSettled?.(written.record);
+      return true;
+    } catch (err) {
+      // Changed since the read: whoever changed it saw the cancel (or the next pass will).
+      if (err instanceof MeshError && err.code === "CONFLICT") return false;
+      throw err;
+    }
+  }
+}
+
+function capabilities(workers: ServingWorker[]): Set<string> {
+  const out = new Set<string>();
+  for (const w of workers) {
+    if (w.draining) continue;
+    const labels = Object.entries(w.labels)
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([k, v]) => `${k}=${v}`)
+      .join(",");
+    out.add(`${[...w.pools].sort().join(",")}|${labels}|${[...w.runners].sort().join(",")}`);
+  }
+  return out;
 }
