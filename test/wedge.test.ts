@@ -1,0 +1,339 @@
+/**
+ * Nothing wedges the mesh (issue 10, section 4), against a real nats-server:
+ * - more unschedulable tasks than the pool consumer's MaxAckPending do not stop a pool from
+ *   running a schedulable task, and run once a worker that serves them joins;
+ * - a cancel that races a requeue (a failing attempt's retry back-off, a graceful-shutdown
+ *   hand-back) ends the task cancelled, never queued with the cancel pending;
+ * - garbage, wrong-shape and future-version records, and malformed doorbells, beside healthy
+ *   tasks: reported and counted, set aside, and `mesh tasks`, the sweeper and the claim loop go on.
+ */
+import { existsSync } from "node:fs";
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { jetstream } from "@nats-io/jetstream";
+import { execa } from "execa";
+import { describe, expect, it } from "vitest";
+import {
+  compileConfig,
+  type Daemon,
+  startDaemon as startFullDaemon,
+  validateTaskSpec,
+} from "../daemon/index.js";
+import { MeshMetrics } from "../daemon/metrics/index.js";
+import { ringDoorbell } from "../daemon/queue/doorbell.js";
+import { ensureTopology, poolConsumerName, TASKS_STREAM, taskSubject } from "../daemon/queue/topology.js";
+import { newTaskRecord } from "../daemon/tasks/record.js";
+import type { TaskSpec } from "../daemon/tasks/spec.js";
+import { makeTempDir, waitFor } from "./harness/index.js";
+import { useMesh } from "./support/fixture.js";
+import { FAST, MESH_BIN, startDaemon, waitForState } from "./support/mesh.js";
+import { nodeTask, uniqueId } from "./support/tasks.js";
+
+const mesh = useMesh();
+
+async function daemon(opts: Parameters<typeof startDaemon>[1] = {}): Promise<Daemon> {
+  const d = await startDaemon(mesh.nats.url, opts);
+  mesh.daemons.push(d);
+  return d;
+}
+
+function topology() {
+  return ensureTopology(mesh.client.nc, { replicas: 1, leaseMs: 2000, presenceTtlMs: 1500 });
+}
+
+/** Submits many tasks quickly, the way the API does (record first, then its doorbell). */
+async function submitMany(specs: TaskSpec[]): Promise<void> {
+  const topo = await topology();
+  for (let i = 0; i < specs.length; i += 250) {
+    await Promise.all(
+      specs.slice(i, i + 250).map(async (spec) => {
+        const created = await mesh.client.store.create(newTaskRecord(spec, new Date()));
+        if (!created) throw new Error(`task ${spec.id} exists already`);
+        await ringDoorbell(topo.publisher, spec.pool, spec.id, `${spec.id}#submit`, created);
+      }),
+    );
+  }
+}
+
+/** Polls a file a task's child waits for. */
+const waitForFile = (path: string) =>
+  `const fs=require("fs");const t=setInterval(()=>{if(fs.existsSync(${JSON.stringify(path)})){clearInterval(t);process.exit(1)}},10);`;
+
+describe("unschedulable tasks hold no delivery slot", () => {
+  it("more of them than MaxAckPending do not stop a schedulable task; they run once a worker serves them", async () => {
+    const pool = "wedge";
+    const topo = await topology();
+    await topo.consumer(pool);
+    const ci = await topo.jsm.consumers.info(TASKS_STREAM, poolConsumerName(pool));
+    // Enough to fill every ack-pending slot of the pool's consumer, whatever it is configured to.
+    const n = (ci.config.max_ack_pending ?? 1000) + 500;
+    await daemon({ pools: [pool], slots: 2, name: "plain" });
+    const unschedulable = Array.from({ length: n }, (_, i) =>
+      validateTaskSpec({
+        id: `gpu-${i}-${uniqueId("w")}`,
+        prompt: "p",
+        pool,
+        runner: "noop",
+        labels: { gpu: "yes" },
+      }),
+    );
+    await submitMany(unschedulable);
+
+    // Before the fix, every one of them was nak'ed and waited for redelivery, holding its
+    // ack-pending slot: the consumer delivered nothing new and this task never ran.
+    const schedulable = validateTaskSpec({ id: uniqueId("s"), prompt: "p", pool, runner: "noop" });
+    await mesh.client.api.submit([schedulable]);
+    const done = await waitForState(mesh.client.api, schedulable.id, ["succeeded"], 45_000);
+    expect(done.record.state).toBe("succeeded");
+
+    // The unschedulable ones stay queued and say why.
+    const first = unschedulable[0]?.id ?? "";
+    const waiting = await mesh.client.api.getTask(first);
+    expect(waiting.record.state).toBe("queued");
+    expect(waiting.unschedulable).toMatch(/no live worker serves pool "wedge" with labels gpu=yes/);
+
+    // A worker that serves them joins: the sweeper rings them again and they run.
+    await daemon({ pools: [pool], slots: 8, name: "gpu", labels: { gpu: "yes" }, sweepInterval: "60s" });
+    const sample = unschedulable
+      .filter((_, i) => i % Math.ceil(n / 40) === 0 || i === n - 1)
+      .map((s) => s.id);
+    await waitFor(
+      async () => {
+        for (const id of sample)
+          if ((await mesh.client.store.get(id))?.record.state !== "succeeded") return false;
+        return true;
+      },
+      {
+        name: `a sample of ${sample.length} of ${n} unschedulable tasks succeeded`,
+        timeoutMs: 90_000,
+        intervalMs: 500,
+      },
+    );
+  }, 180_000);
+});
+
+describe("a cancel that races a requeue ends cancelled", () => {
+  // A long lease: heartbeats (lease/3) must not notice the cancel before the attempt ends.
+  const slow = { ...FAST, lease: "30s", retryDelay: "30s" };
+
+  it("a cancel recorded while a failing attempt is requeued into its back-off (its nudge lost) ends cancelled", async () => {
+    const pool = "cancel-requeue";
+    await daemon({ ...slow, pools: [pool], slots: 1 });
+    const go = join(await makeTempDir(), "go");
+    const spec = nodeTask(waitForFile(go), { pool, maxAttempts: 3 });
+    await mesh.client.api.submit([spec]);
+    await waitForState(mesh.client.api, spec.id, ["running"]);
+    // What CancelTask writes for a running task; its core-NATS nudge to the worker is best
+    // effort and, here, lost: the worker learns of the cancel only from the record.
+    await mesh.client.store.mutate(spec.id, (r) => ({ ...r, cancelRequested: true }));
+    await writeFile(go, "");
+    const end = await waitForState(mesh.client.api, spec.id, ["cancelled", "failed", "dead"], 20_000);
+    expect(end.record.state).toBe("cancelled");
+    expect(end.record.attempts).toHaveLength(1);
+    expect(end.record.attempts[0]?.outcome).toBe("failed");
+    expect(end.record.cancelRequested).toBeUndefined();
+  });
+
+  it("cancels racing failing attempts, looped, always end cancelled; so does one during the back-off", async () => {
+    const pool = "cancel-race";
+    await daemon({ ...slow, pools: [pool], slots: 4 });
+    const dir = await makeTempDir();
+    for (let round = 0; round < 3; round++) {
+      const specs = Array.from({ length: 4 }, (_, i) =>
+        nodeTask(waitForFile(join(dir, `go-${round}-${i}`)), { pool, maxAttempts: 3 }),
+      );
+      await mesh.client.api.submit(specs);
+      for (const s of specs) await waitForState(mesh.client.api, s.id, ["running"]);
+      // The child exits (attempt failed, requeue into a 30 s back-off) while the cancel goes in.
+      await Promise.all(
+        specs.map(async (s, i) => {
+          await writeFile(join(dir, `go-${round}-${i}`), "");
+          await new Promise((r) => setTimeout(r, i * 3));
+          await mesh.client.api.cancel(s.id).catch((err: { code?: string }) => {
+            if (err.code !== "FAILED_PRECONDITION") throw err;
+          });
+        }),
+      );
+      for (const s of specs) {
+        const end = await waitForState(mesh.client.api, s.id, ["cancelled", "failed", "dead"], 20_000);
+        expect({ id: s.id, state: end.record.state }).toEqual({ id: s.id, state: "cancelled" });
+      }
+    }
+    // Cancelled while waiting out its retry back-off.
+    const go = join(dir, "go-backoff");
+    await writeFile(go, "");
+    const backoff = nodeTask(waitForFile(go), { pool, maxAttempts: 3 });
+    await mesh.client.api.submit([backoff]);
+    await waitFor(
+      async () => {
+        const r = (await mesh.client.store.get(backoff.id))?.record;
+        return r?.state === "queued" && r.attempts.length === 1 && r.notBefore !== undefined;
+      },
+      { name: "first attempt failed, task in its back-off", timeoutMs: 20_000 },
+    );
+    const c = await mesh.client.api.cancel(backoff.id);
+    expect(c.record.state).toBe("cancelled");
+  });
+
+  it("a graceful-shutdown hand-back racing a cancel ends cancelled", async () => {
+    const pool = "cancel-handback";
+    const d = await startDaemon(mesh.nats.url, { ...slow, pools: [pool], slots: 1 });
+    const dir = await makeTempDir();
+    const started = join(dir, "started");
+    const stopping = join(dir, "stopping");
+    const release = join(dir, "release");
+    // On SIGTERM (the hand-back) the child says so, then exits only once released.
+    const spec = nodeTask(
+      `const fs=require("fs");process.on("SIGTERM",()=>{fs.writeFileSync(${JSON.stringify(stopping)},"");setInterval(()=>{if(fs.existsSync(${JSON.stringify(release)}))process.exit(143)},10)});fs.writeFileSync(${JSON.stringify(started)},"");setInterval(()=>{},1000)`,
+      { pool, maxAttempts: 3 },
+    );
+    await mesh.client.api.submit([spec]);
+    await waitFor(() => existsSync(started), { name: "the run started" });
+    const stopped = d.stop(0);
+    await waitFor(() => existsSync(stopping), { name: "the run is being handed back" });
+    const c = await mesh.client.api.cancel(spec.id);
+    expect(c.record.cancelRequested).toBe(true);
+    await writeFile(release, "");
+    await stopped;
+    const end = await mesh.client.api.getTask(spec.id);
+    expect(end.record.state).toBe("cancelled");
+    expect(end.record.attempts[0]?.outcome).toBe("interrupted");
+  });
+});
+
+describe("unreadable records and doorbells are set aside", () => {
+  it("garbage, wrong-shape and future-version records and bad doorbells beside healthy tasks", async () => {
+    const pool = "poison";
+    const stateDir = await makeTempDir("meshd-poison-");
+    const d = await startFullDaemon(
+      compileConfig({
+        ...FAST,
+        logLevel: process.env.MESH_TEST_LOG ?? "silent",
+        http: { enabled: false },
+        nats: { servers: [mesh.nats.url] },
+        stateDir,
+        pools: [pool],
+        slots: 2,
+        sweepInterval: "300ms",
+      }),
+    );
+    mesh.daemons.push(d);
+    const js = jetstream(mesh.client.nc);
+    const enc = new TextEncoder();
+    const kvSubject = (key: string) => `$KV.mesh-tasks.${key}`;
+    const tag = uniqueId("p");
+    const garbage = `garbage-${tag}`;
+    const shape = `shape-${tag}`;
+    const future = `future-${tag}`;
+    await js.publish(kvSubject(garbage), new Uint8Array([0xff, 0xfe, 0x00, 0x7b, 0x22]));
+    await js.publish(kvSubject(shape), enc.encode(JSON.stringify({ hello: "world", state: 7 })));
+    const newer = {
+      ...newTaskRecord(validateTaskSpec({ id: future, prompt: "p", pool, runner: "noop" }), new Date()),
+      v: 2,
+      shinyNewField: { x: 1 },
+    };
+    await js.publish(kvSubject(future), enc.encode(JSON.stringify(newer)));
+    // Doorbells for the unreadable records, and doorbells that are not doorbells at all.
+    for (const key of [garbage, shape, future])
+      await js.publish(taskSubject(pool, key), JSON.stringify({ id: key }));
+    const badBells = [
+      { subject: taskSubject(pool, `junk-${tag}`), data: new Uint8Array([0x00, 0xff, 0x10]) },
+      { subject: taskSubject(pool, `wrong-${tag}`), data: enc.encode(JSON.stringify([1, 2, 3])) },
+      {
+        subject: taskSubject(pool, `other-${tag}`),
+        data: enc.encode(JSON.stringify({ id: "someone-else" })),
+      },
+      { subject: taskSubject(pool, "%not-an-id%"), data: enc.encode(JSON.stringify({ id: "%not-an-id%" })) },
+    ];
+    for (const b of badBells) await js.publish(b.subject, b.data);
+
+    // Healthy tasks: submitted, and one whose doorbell was lost (only the sweeper can ring it).
+    const healthy = Array.from({ length: 3 }, () =>
+      validateTaskSpec({ id: uniqueId("ok"), prompt: "p", pool, runner: "noop" }),
+    );
+    await mesh.client.api.submit(healthy);
+    const lost = validateTaskSpec({ id: uniqueId("lost"), prompt: "p", pool, runner: "noop" });
+    const rec = newTaskRecord(lost, new Date(Date.now() - 60_000));
+    expect(await mesh.client.store.create(rec)).toBeDefined();
+
+    for (const s of [...healthy, lost]) {
+      const end = await waitForState(
+        mesh.client.api,
+        s.id,
+        ["succeeded", "failed", "dead", "cancelled"],
+        30_000,
+      );
+      expect(end.record.state).toBe("succeeded");
+    }
+
+    // Every bad doorbell was set aside (acked: gone from the work queue), not redelivered forever.
+    const topo = await topology();
+    await waitFor(
+      async () => {
+        const info = await topo.jsm.streams.info(TASKS_STREAM, { subjects_filter: `mesh.task.${pool}.>` });
+        return Object.keys(info.state.subjects ?? {}).length === 0;
+      },
+      { name: "no doorbell left in the poison pool's queue", timeoutMs: 20_000 },
+    );
+
+    // Counted: the three records (each revision once) and the four doorbells that are not
+    // doorbells (the unreadable records' own doorbells are well formed).
+    const metrics = d.observer as MeshMetrics;
+    expect(metrics).toBeInstanceOf(MeshMetrics);
+    const counted = async (kind: string) => {
+      const all = await metrics.registry.getMetricsAsJSON();
+      const m = all.find((x) => x.name === "agentmesh_records_unreadable_total");
+      return (m?.values ?? []).find((v) => v.labels.kind === kind)?.value ?? 0;
+    };
+    await waitFor(async () => (await counted("doorbell")) === 4, { name: "4 bad doorbells counted" });
+    await waitFor(async () => (await counted("record")) === 3, { name: "3 bad records counted" });
+
+    // The gRPC API lists the healthy tasks and reports the others.
+    const list = await mesh.client.api.listTasks({ pool });
+    expect(list.tasks.map((t) => t.record.id).sort()).toEqual([...healthy, lost].map((s) => s.id).sort());
+    const reported = list.unreadable.filter((u) => u.key.endsWith(tag));
+    expect(reported.map((u) => u.key).sort()).toEqual([future, garbage, shape].sort());
+    expect(reported.find((u) => u.key === future)?.reason).toMatch(/newer agent-mesh \(record version 2/);
+    expect(reported.find((u) => u.key === garbage)?.reason).toMatch(/not JSON/);
+    await expect(mesh.client.api.getTask(future)).rejects.toMatchObject({ code: "DATA_LOSS" });
+
+    // The sweeper's passes complete (the lost doorbell above was rung by one); they go on.
+    const w = async () =>
+      (await mesh.client.api.listWorkers()).find((x) => x.workerId === d.workerId)?.sweptAt;
+    const before = (await w()) ?? "";
+    await waitFor(async () => ((await w()) ?? "") > before, { name: "another sweep pass finished" });
+
+    // `mesh tasks`, the CLI as users run it: the healthy ones, and a warning for the others.
+    const env = { NO_COLOR: "1", MESH_DAEMON: d.config.socketPath, MESH_TOKEN: "", MESH_TLS_CA: "" };
+    const human = await execa(process.execPath, [MESH_BIN, "tasks", "--pool", pool], { reject: false, env });
+    expect(human.exitCode).toBe(0);
+    for (const s of [...healthy, lost]) expect(human.stdout).toContain(s.id);
+    expect(human.stderr).toMatch(/warning: \d+ task records could not be read and are left out/);
+    for (const key of [garbage, shape, future]) expect(human.stderr).toContain(key);
+    const asJson = await execa(process.execPath, [MESH_BIN, "--json", "tasks", "--pool", pool], {
+      reject: false,
+      env,
+    });
+    expect(asJson.exitCode).toBe(0);
+    const doc = JSON.parse(asJson.stdout) as {
+      tasks: { id: string }[];
+      unreadable: { key: string; revision: number; reason: string }[];
+    };
+    expect(doc.tasks.map((t) => t.id).sort()).toEqual([...healthy, lost].map((s) => s.id).sort());
+    expect(
+      doc.unreadable
+        .map((u) => u.key)
+        .filter((k) => k.endsWith(tag))
+        .sort(),
+    ).toEqual([future, garbage, shape].sort());
+    expect(doc.unreadable[0]).toEqual({
+      key: expect.any(String),
+      revision: expect.any(Number),
+      reason: expect.any(String),
+    });
+
+    // The records themselves are left as they were.
+    const raw = await topo.tasks.get(future);
+    expect(JSON.parse(new TextDecoder().decode(raw?.value)).v).toBe(2);
+  }, 120_000);
+});
