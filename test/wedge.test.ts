@@ -201,6 +201,36 @@ describe("a cancel that races a requeue ends cancelled", () => {
   });
 });
 
+describe("a queued task left with a cancel pending", () => {
+  it("is cancelled by the claimer that gets its doorbell, and by the sweeper when it has none", async () => {
+    const pool = "cancel-pending";
+    const topo = await topology();
+    // What an older daemon's requeue could leave behind: queued, with the cancel still pending.
+    const plant = async (ring: boolean) => {
+      const spec = validateTaskSpec({ id: uniqueId("pending"), prompt: "p", pool, runner: "noop" });
+      const rec = { ...newTaskRecord(spec, new Date(Date.now() - 60_000)), cancelRequested: true };
+      const created = await mesh.client.store.create(rec);
+      if (!created) throw new Error(`task ${spec.id} exists already`);
+      if (ring) await ringDoorbell(topo.publisher, pool, spec.id, `${spec.id}#submit`, created);
+      return spec.id;
+    };
+    const rung = await plant(true);
+    const silent = await plant(false);
+    await daemon({ pools: [pool], slots: 1, sweepInterval: "300ms" });
+    for (const id of [rung, silent]) {
+      const end = await waitForState(
+        mesh.client.api,
+        id,
+        ["cancelled", "succeeded", "failed", "dead"],
+        20_000,
+      );
+      expect(end.record.state).toBe("cancelled");
+      expect(end.record.attempts).toHaveLength(0);
+      expect(end.record.cancelRequested).toBeUndefined();
+    }
+  });
+});
+
 describe("unreadable records and doorbells are set aside", () => {
   it("garbage, wrong-shape and future-version records and bad doorbells beside healthy tasks", async () => {
     const pool = "poison";

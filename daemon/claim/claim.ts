@@ -6,7 +6,7 @@
 
 import { isMeshError, MeshError } from "../errors.js";
 import type { Delivery } from "../queue/delivery.js";
-import { doorbellProblem, doorbellSnapshot, doorbellTaskId } from "../queue/doorbell.js";
+import { doorbellSnapshot, doorbellTaskId, readDoorbell } from "../queue/doorbell.js";
 import { workerServes } from "../registry/worker-info.js";
 import { type AttemptInfo, isTerminal, type TaskRecord, type VersionedRecord } from "../tasks/record.js";
 import type { TaskSpec } from "../tasks/spec.js";
@@ -64,16 +64,16 @@ export class Claimer {
   /** Handles the doorbell's ack/nak itself except for "claimed"/"ours" (the execution keeps it). */
   async decide(msg: Delivery, isRunningHere: (id: string) => boolean): Promise<Decision> {
     const id = doorbellTaskId(msg.subject);
-    const bad = doorbellProblem(msg);
-    if (bad) {
+    const read = readDoorbell(msg);
+    if ("problem" in read) {
       // Set aside: nothing can come of it, and a nak would bring it back forever.
       msg.ack();
-      return { kind: "skip", taskId: id, why: `malformed doorbell: ${bad}`, unreadable: "doorbell" };
+      return { kind: "skip", taskId: id, why: `malformed doorbell: ${read.problem}`, unreadable: "doorbell" };
     }
     try {
       // A first delivery usually carries the queued record it was rung for: try the claim on it
       // straight away; a stale snapshot only fails the compare-and-set, and we read then.
-      const hint = msg.deliveryCount === 1 ? doorbellSnapshot(msg, id) : undefined;
+      const hint = msg.deliveryCount === 1 ? doorbellSnapshot(read.bell, id) : undefined;
       if (hint) return await this.decideOn(id, hint, msg, isRunningHere, true);
       return await this.decideOn(id, await this.store.get(id), msg, isRunningHere, false);
     } catch (err) {
