@@ -67,7 +67,7 @@ describe("unschedulable tasks hold no delivery slot", () => {
     const ci = await topo.jsm.consumers.info(TASKS_STREAM, poolConsumerName(pool));
     // Enough to fill every ack-pending slot of the pool's consumer, whatever it is configured to.
     const n = (ci.config.max_ack_pending ?? 1000) + 500;
-    await daemon({ pools: [pool], slots: 2, name: "plain" });
+    await daemon({ pools: [pool], slots: 2, name: "plain", sweepInterval: "10m" });
     const unschedulable = Array.from({ length: n }, (_, i) =>
       validateTaskSpec({
         id: `gpu-${i}-${uniqueId("w")}`,
@@ -92,8 +92,9 @@ describe("unschedulable tasks hold no delivery slot", () => {
     expect(waiting.record.state).toBe("queued");
     expect(waiting.unschedulable).toMatch(/no live worker serves pool "wedge" with labels gpu=yes/);
 
-    // A worker that serves them joins: the sweeper rings them again and they run.
-    await daemon({ pools: [pool], slots: 8, name: "gpu", labels: { gpu: "yes" }, sweepInterval: "60s" });
+    // A worker that serves them joins: the sweeper rings them again and they run (its regular
+    // passes are 10 minutes apart here: the join is what makes it pass).
+    await daemon({ pools: [pool], slots: 8, name: "gpu", labels: { gpu: "yes" }, sweepInterval: "10m" });
     const sample = unschedulable
       .filter((_, i) => i % Math.ceil(n / 40) === 0 || i === n - 1)
       .map((s) => s.id);

@@ -6,9 +6,9 @@
  * cancels a queued task that has a cancel pending (one that raced a requeue).
  *
  * A task no live worker serves is parked: claimers ack its doorbell so that it holds no
- * delivery slot, and the sweeper does not ring it while nobody serves it. When a worker that
- * serves a new kind of task appears (`watchMs`), the sweeper passes once more, one watch period
- * later (so that every claimer's view of the workers has caught up), and rings what it can run.
+ * delivery slot, and the sweeper does not ring it while nobody serves it. When a worker joins
+ * (`watchMs`), the sweeper passes once more, one watch period later (so that every claimer's
+ * view of the workers has caught up), and rings what can run now.
  *
  * One daemon of the mesh sweeps (`elected`: the live worker with the lowest id, as the caller
  * sees it, unless that one stops reporting finished passes). Two sweeping at once while their
@@ -24,7 +24,7 @@ import type { TaskSpec } from "../tasks/spec.js";
 import type { TaskStore } from "../tasks/store.js";
 import { hasDoorbell, ringDoorbell } from "./doorbell.js";
 
-export type ServingWorker = Pick<WorkerInfo, "pools" | "labels" | "runners" | "draining">;
+export type ServingWorker = Pick<WorkerInfo, "workerId" | "pools" | "labels" | "runners" | "draining">;
 
 export interface SweeperOptions {
   intervalMs: number;
@@ -38,7 +38,7 @@ export interface SweeperOptions {
    * rung). Without it every task is rung; when it fails, so is every task.
    */
   liveWorkers?: () => Promise<ServingWorker[]>;
-  /** How often to look for workers serving something new (0 or unset: never). */
+  /** How often to look for workers that joined (0 or unset: never). */
   watchMs?: number;
   /** The pass finished this task (a queued task with a cancel pending). */
   onSettled?: (r: TaskRecord) => void;
@@ -57,7 +57,7 @@ export class Sweeper {
   private watcher: NodeJS.Timeout | undefined;
   private running: Promise<SweepResult> | undefined;
   private again: Trigger | undefined;
-  /** Capabilities (pool, labels, runner sets) of the live workers at the last look. */
+  /** Ids of the live workers that are not draining, at the last look. */
   private known = new Set<string>();
   private joinedPending = false;
   /** Passes run so far (timer or sweep()). */
@@ -116,7 +116,7 @@ export class Sweeper {
     return this.running;
   }
 
-  /** Notices workers that serve something no live worker served at the last look. */
+  /** Notices workers that joined (or stopped draining) since the last look. */
   private async watch(): Promise<void> {
     if (this.opts.elected?.() === false || !this.opts.liveWorkers) return;
     if (this.joinedPending) {
@@ -126,7 +126,7 @@ export class Sweeper {
       return;
     }
     try {
-      const now = capabilities(await this.opts.liveWorkers());
+      const now = new Set((await this.opts.liveWorkers()).filter((w) => !w.draining).map((w) => w.workerId));
       const added = [...now].some((c) => !this.known.has(c));
       this.known = now;
       if (added) this.joinedPending = true;
@@ -224,17 +224,4 @@ export class Sweeper {
       throw err;
     }
   }
-}
-
-function capabilities(workers: ServingWorker[]): Set<string> {
-  const out = new Set<string>();
-  for (const w of workers) {
-    if (w.draining) continue;
-    const labels = Object.entries(w.labels)
-      .sort(([a], [b]) => a.localeCompare(b))
-      .map(([k, v]) => `${k}=${v}`)
-      .join(",");
-    out.add(`${[...w.pools].sort().join(",")}|${labels}|${[...w.runners].sort().join(",")}`);
-  }
-  return out;
 }
