@@ -256,6 +256,7 @@ describe("unreadable records and doorbells are set aside", () => {
     const garbage = `garbage-${tag}`;
     const shape = `shape-${tag}`;
     const future = `future-${tag}`;
+    const types = `types-${tag}`;
     await js.publish(kvSubject(garbage), new Uint8Array([0xff, 0xfe, 0x00, 0x7b, 0x22]));
     await js.publish(kvSubject(shape), enc.encode(JSON.stringify({ hello: "world", state: 7 })));
     const newer = {
@@ -264,8 +265,18 @@ describe("unreadable records and doorbells are set aside", () => {
       shinyNewField: { x: 1 },
     };
     await js.publish(kvSubject(future), enc.encode(JSON.stringify(newer)));
+    // Looks like a record, but an attempt's worker id is a number (the API would fail to encode it).
+    const typed = newTaskRecord(
+      validateTaskSpec({ id: types, prompt: "p", pool, runner: "noop" }),
+      new Date(),
+    );
+    const wrongTypes = {
+      ...typed,
+      attempts: [{ attempt: 1, workerId: 42, host: "h", claimedAt: typed.submittedAt }],
+    };
+    await js.publish(kvSubject(types), enc.encode(JSON.stringify(wrongTypes)));
     // Doorbells for the unreadable records, and doorbells that are not doorbells at all.
-    for (const key of [garbage, shape, future])
+    for (const key of [garbage, shape, future, types])
       await js.publish(taskSubject(pool, key), JSON.stringify({ id: key }));
     const badBells = [
       { subject: taskSubject(pool, `junk-${tag}`), data: new Uint8Array([0x00, 0xff, 0x10]) },
@@ -307,7 +318,7 @@ describe("unreadable records and doorbells are set aside", () => {
       { name: "no doorbell left in the poison pool's queue", timeoutMs: 20_000 },
     );
 
-    // Counted: the three records (each revision once) and the four doorbells that are not
+    // Counted: the four records (each revision once) and the four doorbells that are not
     // doorbells (the unreadable records' own doorbells are well formed).
     const metrics = d.observer as MeshMetrics;
     expect(metrics).toBeInstanceOf(MeshMetrics);
@@ -317,15 +328,16 @@ describe("unreadable records and doorbells are set aside", () => {
       return (m?.values ?? []).find((v) => v.labels.kind === kind)?.value ?? 0;
     };
     await waitFor(async () => (await counted("doorbell")) === 4, { name: "4 bad doorbells counted" });
-    await waitFor(async () => (await counted("record")) === 3, { name: "3 bad records counted" });
+    await waitFor(async () => (await counted("record")) === 4, { name: "4 bad records counted" });
 
     // The gRPC API lists the healthy tasks and reports the others.
     const list = await mesh.client.api.listTasks({ pool });
     expect(list.tasks.map((t) => t.record.id).sort()).toEqual([...healthy, lost].map((s) => s.id).sort());
     const reported = list.unreadable.filter((u) => u.key.endsWith(tag));
-    expect(reported.map((u) => u.key).sort()).toEqual([future, garbage, shape].sort());
+    expect(reported.map((u) => u.key).sort()).toEqual([future, garbage, shape, types].sort());
     expect(reported.find((u) => u.key === future)?.reason).toMatch(/newer agent-mesh \(record version 2/);
     expect(reported.find((u) => u.key === garbage)?.reason).toMatch(/not JSON/);
+    expect(reported.find((u) => u.key === types)?.reason).toMatch(/attempts\[0\]\.workerId/);
     await expect(mesh.client.api.getTask(future)).rejects.toMatchObject({ code: "DATA_LOSS" });
 
     // The sweeper's passes complete (the lost doorbell above was rung by one); they go on.
@@ -340,7 +352,7 @@ describe("unreadable records and doorbells are set aside", () => {
     expect(human.exitCode).toBe(0);
     for (const s of [...healthy, lost]) expect(human.stdout).toContain(s.id);
     expect(human.stderr).toMatch(/warning: \d+ task records could not be read and are left out/);
-    for (const key of [garbage, shape, future]) expect(human.stderr).toContain(key);
+    for (const key of [garbage, shape, future, types]) expect(human.stderr).toContain(key);
     const asJson = await execa(process.execPath, [MESH_BIN, "--json", "tasks", "--pool", pool], {
       reject: false,
       env,
@@ -356,7 +368,7 @@ describe("unreadable records and doorbells are set aside", () => {
         .map((u) => u.key)
         .filter((k) => k.endsWith(tag))
         .sort(),
-    ).toEqual([future, garbage, shape].sort());
+    ).toEqual([future, garbage, shape, types].sort());
     expect(doc.unreadable[0]).toEqual({
       key: expect.any(String),
       revision: expect.any(Number),

@@ -143,10 +143,31 @@ export interface UnreadableRecord {
 const isObject = (x: unknown): x is Record<string, unknown> =>
   typeof x === "object" && x !== null && !Array.isArray(x);
 const isCount = (x: unknown): boolean => Number.isSafeInteger(x) && (x as number) >= 0;
+const isTime = (x: unknown): boolean => typeof x === "string" && !Number.isNaN(Date.parse(x));
+/** The first of `keys` of `o` that is present but fails `ok`. */
+const badOptional = (o: Record<string, unknown>, keys: readonly string[], ok: (x: unknown) => boolean) =>
+  keys.find((k) => o[k] !== undefined && !ok(o[k]));
+const isString = (x: unknown): boolean => typeof x === "string";
+const isNumber = (x: unknown): boolean => typeof x === "number" && Number.isFinite(x);
+
+function attemptProblem(a: unknown, i: number): string | undefined {
+  if (!isObject(a)) return `"attempts[${i}]" is not an object`;
+  if (!isCount(a.attempt)) return `"attempts[${i}].attempt" is not a whole number`;
+  for (const k of ["workerId", "host"] as const)
+    if (typeof a[k] !== "string") return `"attempts[${i}].${k}" is not a string`;
+  if (!isTime(a.claimedAt)) return `"attempts[${i}].claimedAt" is not a time`;
+  const bad =
+    badOptional(a, ["startedAt", "endedAt"], isTime) ??
+    badOptional(a, ["outcome", "reason"], isString) ??
+    badOptional(a, ["exitCode"], (x) => x === null || isNumber(x)) ??
+    badOptional(a, ["signal"], (x) => x === null || isString(x));
+  return bad ? `"attempts[${i}].${bad}" has the wrong type` : undefined;
+}
 
 /**
  * Why `value` is not a task record this daemon can work with (of task `id` when given), or
- * undefined when it is one. Checks what the daemon relies on, not every field of the spec.
+ * undefined when it is one. Checks every field the daemon, the API and the CLI read; the spec
+ * only as far as routing needs it (it was validated when submitted).
  */
 export function recordProblem(value: unknown, id?: string): string | undefined {
   if (!isObject(value)) return "not a JSON object";
@@ -160,14 +181,38 @@ export function recordProblem(value: unknown, id?: string): string | undefined {
     return `"state" is ${JSON.stringify(value.state) ?? "missing"}`;
   for (const k of ["attempt", "countedFailures", "maxAttempts"] as const)
     if (!isCount(value[k])) return `"${k}" is not a whole number`;
-  if (!Array.isArray(value.attempts) || !value.attempts.every(isObject)) return `"attempts" is not a list`;
-  for (const k of ["submittedAt", "updatedAt"] as const)
-    if (typeof value[k] !== "string" || Number.isNaN(Date.parse(value[k]))) return `"${k}" is not a time`;
+  for (const k of ["submittedAt", "updatedAt"] as const) if (!isTime(value[k])) return `"${k}" is not a time`;
+  const badField =
+    badOptional(value, ["heartbeatAt", "finishedAt", "notBefore"], isTime) ??
+    badOptional(value, ["reason"], isString) ??
+    badOptional(value, ["cancelRequested"], (x) => typeof x === "boolean") ??
+    badOptional(value, ["owner"], (x) => isObject(x) && isString(x.workerId) && isString(x.host)) ??
+    badOptional(value, ["result"], isObject);
+  if (badField) return `"${badField}" has the wrong type`;
+  if (!Array.isArray(value.attempts)) return `"attempts" is not a list`;
+  for (const [i, a] of value.attempts.entries()) {
+    const p = attemptProblem(a, i);
+    if (p) return p;
+  }
+  const result = value.result as Record<string, unknown> | undefined;
+  if (result) {
+    const bad =
+      badOptional(result, ["summary", "sessionId", "branch", "headCommit", "model"], isString) ??
+      badOptional(result, ["costUsd", "turns", "durationMs"], isNumber) ??
+      badOptional(
+        result,
+        ["tokens"],
+        (t) => isObject(t) && ["input", "output", "cacheRead", "cacheCreation"].every((k) => isNumber(t[k])),
+      );
+    if (bad) return `"result.${bad}" has the wrong type`;
+  }
   const spec = value.spec;
   if (!isObject(spec)) return `"spec" is not an object`;
   if (typeof spec.pool !== "string" || typeof spec.runner !== "string") return `"spec" lacks pool or runner`;
-  if (!isObject(spec.labels) || !Object.values(spec.labels).every((x) => typeof x === "string"))
+  if (!isObject(spec.labels) || !Object.values(spec.labels).every(isString))
     return `"spec.labels" is not a map of strings`;
+  if (spec.title !== undefined && !isString(spec.title)) return `"spec.title" is not a string`;
+  if (!isObject(spec.agent ?? {})) return `"spec.agent" is not an object`;
   return undefined;
 }
 
