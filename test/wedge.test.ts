@@ -22,17 +22,22 @@ import {
 import { MeshMetrics } from "../daemon/metrics/index.js";
 import { ringDoorbell } from "../daemon/queue/doorbell.js";
 import { ensureTopology, poolConsumerName, TASKS_STREAM, taskSubject } from "../daemon/queue/topology.js";
+import { ClaudeRunner } from "../daemon/runner/claude-runner.js";
 import { newTaskRecord } from "../daemon/tasks/record.js";
 import type { TaskSpec } from "../daemon/tasks/spec.js";
-import { makeTempDir, waitFor } from "./harness/index.js";
+import { Deferred, makeTempDir, waitFor, withTimeout } from "./harness/index.js";
+import { CLAUDE_BIN, FAKE_API_KEY, rateLimited, startMockAnthropic } from "./mock-anthropic/index.js";
 import { useMesh } from "./support/fixture.js";
 import { FAST, MESH_BIN, startDaemon, waitForState } from "./support/mesh.js";
 import { nodeTask, uniqueId } from "./support/tasks.js";
 
 const mesh = useMesh();
 
-async function daemon(opts: Parameters<typeof startDaemon>[1] = {}): Promise<Daemon> {
-  const d = await startDaemon(mesh.nats.url, opts);
+async function daemon(
+  opts: Parameters<typeof startDaemon>[1] = {},
+  deps: Parameters<typeof startDaemon>[2] = {},
+): Promise<Daemon> {
+  const d = await startDaemon(mesh.nats.url, opts, deps);
   mesh.daemons.push(d);
   return d;
 }
@@ -200,6 +205,70 @@ describe("a cancel that races a requeue ends cancelled", () => {
     expect(end.record.state).toBe("cancelled");
     expect(end.record.attempts[0]?.outcome).toBe("interrupted");
   });
+});
+
+describe("a rate-limit hand-back racing a cancel", () => {
+  it("ends cancelled, not queued for its retry with the cancel pending (real Claude Code, mock API)", async () => {
+    const pool = "cancel-429";
+    const stateDir = await makeTempDir("meshd-429-");
+    const keyFile = join(stateDir, "anthropic-key");
+    await writeFile(keyFile, `${FAKE_API_KEY}\n`, { mode: 0o600 });
+    const inCall = new Deferred<void>();
+    const release = new Deferred<void>();
+    const mock = await startMockAnthropic({
+      script: async () => {
+        inCall.resolve();
+        await release.promise;
+        return rateLimited(1);
+      },
+    });
+    try {
+      const runner = new ClaudeRunner({
+        claudeCommand: [CLAUDE_BIN],
+        extraEnv: { ANTHROPIC_BASE_URL: mock.url },
+        apiKey: { file: keyFile },
+        configRoot: join(stateDir, "claude"),
+        maxRetries: 0,
+        rateLimitDelayMs: 300,
+        heartbeatMs: 1_000,
+      });
+      // A long lease: heartbeats (lease/3) must not notice the cancel before the attempt ends.
+      await daemon(
+        { ...FAST, lease: "30s", pools: [pool], runners: ["claude"], stateDir },
+        { runners: [runner] },
+      );
+      const origin = await makeTempDir("origin-");
+      const git = (...args: string[]) =>
+        execa("git", ["-c", "user.name=T", "-c", "user.email=t@example.com", ...args], { cwd: origin });
+      await git("init", "--quiet", "-b", "main");
+      await writeFile(join(origin, "README.md"), "a repo\n");
+      await git("add", "README.md");
+      await git("commit", "--quiet", "-m", "first");
+      const spec = validateTaskSpec({
+        id: uniqueId("rl"),
+        prompt: "work",
+        repo: origin,
+        pool,
+        maxAttempts: 2,
+      });
+      await mesh.client.api.submit([spec]);
+      await withTimeout(inCall.promise, 60_000, "Claude Code called the API");
+      // What CancelTask writes; its nudge to the worker lost, as core NATS may lose it.
+      await mesh.client.store.mutate(spec.id, (r) => ({ ...r, cancelRequested: true }));
+      release.resolve();
+      const end = await waitForState(
+        mesh.client.api,
+        spec.id,
+        ["cancelled", "succeeded", "failed", "dead"],
+        60_000,
+      );
+      expect(end.record.state).toBe("cancelled");
+      expect(end.record.attempts.map((a) => a.outcome)).toEqual(["rate_limited"]);
+    } finally {
+      release.resolve();
+      await mock.close();
+    }
+  }, 120_000);
 });
 
 describe("a queued task left with a cancel pending", () => {
