@@ -60,6 +60,7 @@ export class Sweeper {
   /** Ids of the live workers that are not draining, at the last look. */
   private known = new Set<string>();
   private joinedPending = false;
+  private stopped = false;
   /** Passes run so far (timer or sweep()). */
   passes = 0;
   /** When the last pass that could read the records finished. */
@@ -89,6 +90,7 @@ export class Sweeper {
   }
 
   stop(): void {
+    this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     if (this.watcher) clearInterval(this.watcher);
     this.timer = undefined;
@@ -111,7 +113,7 @@ export class Sweeper {
       this.running = undefined;
       const next = this.again;
       this.again = undefined;
-      if (next) void this.pass(next);
+      if (next && !this.stopped) void this.pass(next);
     });
     return this.running;
   }
