@@ -12,7 +12,7 @@ import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { jetstream } from "@nats-io/jetstream";
 import { execa } from "execa";
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import {
   compileConfig,
   type Daemon,
@@ -22,6 +22,9 @@ import {
 import { MeshMetrics } from "../daemon/metrics/index.js";
 import { ringDoorbell } from "../daemon/queue/doorbell.js";
 import { ensureTopology, poolConsumerName, TASKS_STREAM, taskSubject } from "../daemon/queue/topology.js";
+import { Claimer } from "../daemon/claim/claim.js";
+import { createLogger } from "../daemon/log.js";
+import { Puller } from "../daemon/queue/puller.js";
 import { ClaudeRunner } from "../daemon/runner/claude-runner.js";
 import { newTaskRecord } from "../daemon/tasks/record.js";
 import type { TaskSpec } from "../daemon/tasks/spec.js";
@@ -32,6 +35,10 @@ import { FAST, MESH_BIN, startDaemon, waitForState } from "./support/mesh.js";
 import { nodeTask, uniqueId } from "./support/tasks.js";
 
 const mesh = useMesh();
+// Each test has the mesh to itself (which daemon sweeps, for one, depends on who is live).
+afterEach(async () => {
+  await Promise.allSettled(mesh.daemons.splice(0).map((d) => d.stop(1000)));
+});
 
 async function daemon(
   opts: Parameters<typeof startDaemon>[1] = {},
@@ -183,7 +190,7 @@ describe("a cancel that races a requeue ends cancelled", () => {
 
   it("a graceful-shutdown hand-back racing a cancel ends cancelled", async () => {
     const pool = "cancel-handback";
-    const d = await startDaemon(mesh.nats.url, { ...slow, pools: [pool], slots: 1 });
+    const d = await daemon({ ...slow, pools: [pool], slots: 1 });
     const dir = await makeTempDir();
     const started = join(dir, "started");
     const stopping = join(dir, "stopping");
@@ -272,32 +279,54 @@ describe("a rate-limit hand-back racing a cancel", () => {
 });
 
 describe("a queued task left with a cancel pending", () => {
-  it("is cancelled by the claimer that gets its doorbell, and by the sweeper when it has none", async () => {
-    const pool = "cancel-pending";
+  // What an older daemon's requeue could leave behind: queued, with the cancel still pending.
+  async function plant(pool: string, ring: boolean): Promise<string> {
     const topo = await topology();
-    // What an older daemon's requeue could leave behind: queued, with the cancel still pending.
-    const plant = async (ring: boolean) => {
-      const spec = validateTaskSpec({ id: uniqueId("pending"), prompt: "p", pool, runner: "noop" });
-      const rec = { ...newTaskRecord(spec, new Date(Date.now() - 60_000)), cancelRequested: true };
-      const created = await mesh.client.store.create(rec);
-      if (!created) throw new Error(`task ${spec.id} exists already`);
-      if (ring) await ringDoorbell(topo.publisher, pool, spec.id, `${spec.id}#submit`, created);
-      return spec.id;
-    };
-    const rung = await plant(true);
-    const silent = await plant(false);
-    await daemon({ pools: [pool], slots: 1, sweepInterval: "300ms" });
-    for (const id of [rung, silent]) {
-      const end = await waitForState(
-        mesh.client.api,
-        id,
-        ["cancelled", "succeeded", "failed", "dead"],
-        20_000,
+    const spec = validateTaskSpec({ id: uniqueId("pending"), prompt: "p", pool, runner: "noop" });
+    const rec = { ...newTaskRecord(spec, new Date(Date.now() - 60_000)), cancelRequested: true };
+    const created = await mesh.client.store.create(rec);
+    if (!created) throw new Error(`task ${spec.id} exists already`);
+    if (ring) await ringDoorbell(topo.publisher, pool, spec.id, `${spec.id}#submit`, created);
+    return spec.id;
+  }
+
+  it("is cancelled by the claimer that gets its doorbell", async () => {
+    const pool = "cancel-pending-claim";
+    const topo = await topology();
+    await topo.consumer(pool);
+    const id = await plant(pool, true);
+    const p = new Puller(mesh.client.nc, {
+      apiPrefix: topo.apiPrefix,
+      stream: TASKS_STREAM,
+      consumer: poolConsumerName(pool),
+      log: createLogger("silent"),
+    });
+    try {
+      const msg = await p.pull(5000);
+      expect(msg?.subject).toBe(taskSubject(pool, id));
+      const claimer = new Claimer(
+        mesh.client.store,
+        { workerId: "w-test", host: "h", pools: [pool], labels: {}, runners: ["noop"] },
+        { leaseMs: 2000 },
       );
-      expect(end.record.state).toBe("cancelled");
-      expect(end.record.attempts).toHaveLength(0);
-      expect(end.record.cancelRequested).toBeUndefined();
+      const d = await claimer.decide(msg!, () => false);
+      expect(d).toMatchObject({ kind: "settled", record: { id, state: "cancelled" } });
+    } finally {
+      p.close();
     }
+    const end = (await mesh.client.store.get(id))?.record;
+    expect(end).toMatchObject({ state: "cancelled", attempts: [] });
+    expect(end?.cancelRequested).toBeUndefined();
+  });
+
+  it("is cancelled by the sweeper when it has no doorbell", async () => {
+    const pool = "cancel-pending-sweep";
+    const id = await plant(pool, false);
+    await daemon({ pools: [pool], slots: 1, sweepInterval: "300ms" });
+    const end = await waitForState(mesh.client.api, id, ["cancelled", "succeeded", "failed", "dead"], 20_000);
+    expect(end.record.state).toBe("cancelled");
+    expect(end.record.attempts).toHaveLength(0);
+    expect(end.record.cancelRequested).toBeUndefined();
   });
 });
 
