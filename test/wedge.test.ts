@@ -21,7 +21,13 @@ import {
 } from "../daemon/index.js";
 import { MeshMetrics } from "../daemon/metrics/index.js";
 import { ringDoorbell } from "../daemon/queue/doorbell.js";
-import { ensureTopology, poolConsumerName, TASKS_STREAM, taskSubject } from "../daemon/queue/topology.js";
+import {
+  ensureTopology,
+  poolConsumerName,
+  TASKS_BUCKET,
+  TASKS_STREAM,
+  taskSubject,
+} from "../daemon/queue/topology.js";
 import { Claimer } from "../daemon/claim/claim.js";
 import { createLogger } from "../daemon/log.js";
 import { Puller } from "../daemon/queue/puller.js";
@@ -80,15 +86,18 @@ describe("unschedulable tasks hold no delivery slot", () => {
     // Enough to fill every ack-pending slot of the pool's consumer, whatever it is configured to.
     const n = (ci.config.max_ack_pending ?? 1000) + 500;
     await daemon({ pools: [pool], slots: 2, name: "plain", sweepInterval: "10m" });
-    const unschedulable = Array.from({ length: n }, (_, i) =>
-      validateTaskSpec({
-        id: `gpu-${i}-${uniqueId("w")}`,
+    // Spread among them, a sample that needs another label: a worker with it joins below.
+    const every = Math.ceil(n / 40);
+    const unschedulable = Array.from({ length: n }, (_, i) => {
+      const label = i % every === every - 1 ? "tpu" : "gpu";
+      return validateTaskSpec({
+        id: `${label}-${i}-${uniqueId("w")}`,
         prompt: "p",
         pool,
         runner: "noop",
-        labels: { gpu: "yes" },
-      }),
-    );
+        labels: { [label]: "yes" },
+      });
+    });
     await submitMany(unschedulable);
 
     // Before the fix, every one of them was nak'ed and waited for redelivery, holding its
@@ -99,29 +108,29 @@ describe("unschedulable tasks hold no delivery slot", () => {
     expect(done.record.state).toBe("succeeded");
 
     // The unschedulable ones stay queued and say why.
-    const first = unschedulable[0]?.id ?? "";
-    const waiting = await mesh.client.api.getTask(first);
+    const gpu = unschedulable.filter((s) => s.labels.gpu);
+    const tpu = unschedulable.filter((s) => s.labels.tpu).map((s) => s.id);
+    const waiting = await mesh.client.api.getTask(gpu[0]?.id ?? "");
     expect(waiting.record.state).toBe("queued");
     expect(waiting.unschedulable).toMatch(/no live worker serves pool "wedge" with labels gpu=yes/);
 
-    // A worker that serves them joins: the sweeper rings them again and they run (its regular
-    // passes are 10 minutes apart here: the join is what makes it pass).
-    await daemon({ pools: [pool], slots: 8, name: "gpu", labels: { gpu: "yes" }, sweepInterval: "10m" });
-    const sample = unschedulable
-      .filter((_, i) => i % Math.ceil(n / 40) === 0 || i === n - 1)
-      .map((s) => s.id);
+    // A worker that serves some of them joins: the sweeper rings them again and they run (its
+    // regular passes are 10 minutes apart here: the join is what makes it pass).
+    await daemon({ pools: [pool], slots: 4, name: "tpu", labels: { tpu: "yes" }, sweepInterval: "10m" });
     await waitFor(
       async () => {
-        for (const id of sample)
+        for (const id of tpu)
           if ((await mesh.client.store.get(id))?.record.state !== "succeeded") return false;
         return true;
       },
-      {
-        name: `a sample of ${sample.length} of ${n} unschedulable tasks succeeded`,
-        timeoutMs: 90_000,
-        intervalMs: 500,
-      },
+      { name: `the ${tpu.length} tasks needing tpu=yes succeeded`, timeoutMs: 60_000, intervalMs: 250 },
     );
+    // The others still wait, visibly, for a worker that serves them.
+    const still = await mesh.client.api.getTask(gpu[gpu.length - 1]?.id ?? "");
+    expect(still.record.state).toBe("queued");
+    expect(still.unschedulable).toMatch(/labels gpu=yes/);
+    // Leave the bucket small for the tests after this one.
+    await topo.jsm.streams.purge(`KV_${TASKS_BUCKET}`);
   }, 180_000);
 });
 
