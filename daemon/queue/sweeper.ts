@@ -8,7 +8,8 @@
  * A task no live worker serves is parked: claimers ack its doorbell so that it holds no
  * delivery slot, and the sweeper does not ring it while nobody serves it. When a worker joins
  * (`watchMs`), the sweeper passes once more, one watch period later (so that every claimer's
- * view of the workers has caught up), and rings what can run now.
+ * view of the workers has caught up), and rings what the newcomers serve and the workers live
+ * before them did not (everything else waits for the regular pass).
  *
  * One daemon of the mesh sweeps (`elected`: the live worker with the lowest id, as the caller
  * sees it, unless that one stops reporting finished passes). Two sweeping at once while their
@@ -44,8 +45,6 @@ export interface SweeperOptions {
   onSettled?: (r: TaskRecord) => void;
 }
 
-type Trigger = "interval" | "joined";
-
 export interface SweepResult {
   rung: number;
   parked: number;
@@ -56,10 +55,12 @@ export class Sweeper {
   private timer: NodeJS.Timeout | undefined;
   private watcher: NodeJS.Timeout | undefined;
   private running: Promise<SweepResult> | undefined;
-  private again: Trigger | undefined;
-  /** Ids of the live workers that are not draining, at the last look. */
-  private known = new Set<string>();
-  private joinedPending = false;
+  /** A "joined" pass asked for while one ran: the workers that were live before the join. */
+  private again: ServingWorker[] | undefined;
+  /** The live workers that are not draining, at the last look, by id. */
+  private known = new Map<string, ServingWorker>();
+  /** Set when workers joined: the ones live before and still live (what served before). */
+  private joinedPending: ServingWorker[] | undefined;
   private stopped = false;
   /** Passes run so far (timer or sweep()). */
   passes = 0;
@@ -98,18 +99,21 @@ export class Sweeper {
   }
 
   /** One pass; returns how many doorbells it rang. */
-  async sweep(trigger: Trigger = "interval"): Promise<number> {
-    return (await this.pass(trigger)).rung;
+  async sweep(): Promise<number> {
+    return (await this.pass()).rung;
   }
 
-  /** One pass (or the one running; a "joined" pass asked meanwhile follows it). */
-  pass(trigger: Trigger = "interval"): Promise<SweepResult> {
+  /**
+   * One pass (or the one running). `joinedAfter`: a pass for workers that joined, which rings
+   * only what they serve and `joinedAfter` (the workers live before them) did not; asked while
+   * another pass runs, it follows that one.
+   */
+  pass(joinedAfter?: ServingWorker[]): Promise<SweepResult> {
     if (this.running) {
-      // The pass under way may have read the workers before the change that asks for this one.
-      if (trigger === "joined") this.again = trigger;
+      if (joinedAfter) this.again = this.again ? common(this.again, joinedAfter) : joinedAfter;
       return this.running;
     }
-    this.running = this.run(trigger).finally(() => {
+    this.running = this.run(joinedAfter).finally(() => {
       this.running = undefined;
       const next = this.again;
       this.again = undefined;
@@ -121,23 +125,28 @@ export class Sweeper {
   /** Notices workers that joined (or stopped draining) since the last look. */
   private async watch(): Promise<void> {
     if (this.opts.elected?.() === false || !this.opts.liveWorkers) return;
-    if (this.joinedPending) {
+    const before = this.joinedPending;
+    if (before) {
       // One watch period after the change: every claimer's directory has seen the new worker.
-      this.joinedPending = false;
-      void this.pass("joined");
+      this.joinedPending = undefined;
+      void this.pass(before);
       return;
     }
     try {
-      const now = new Set((await this.opts.liveWorkers()).filter((w) => !w.draining).map((w) => w.workerId));
-      const added = [...now].some((c) => !this.known.has(c));
+      const now = new Map(
+        (await this.opts.liveWorkers()).filter((w) => !w.draining).map((w) => [w.workerId, w] as const),
+      );
+      const added = [...now.keys()].some((id) => !this.known.has(id));
+      // The base is who was live at both looks: a worker that left (or restarted under a new
+      // id) is not in it, so what only it served counts as newly served.
+      if (added) this.joinedPending = [...this.known.values()].filter((w) => now.has(w.workerId));
       this.known = now;
-      if (added) this.joinedPending = true;
     } catch (err) {
       this.log.debug({ err: errorMessage(err) }, "sweeper could not read the live workers");
     }
   }
 
-  private async run(trigger: Trigger): Promise<SweepResult> {
+  private async run(joinedAfter: ServingWorker[] | undefined): Promise<SweepResult> {
     this.passes++;
     let records: VersionedRecord[];
     try {
@@ -156,19 +165,30 @@ export class Sweeper {
         this.log.warn({ err: errorMessage(err) }, "sweep cannot read the live workers: ringing every task");
       }
     }
-    const res = await this.visit(records, Date.now(), trigger, served);
+    // After a join: only what the newcomers serve and the workers live before them did not.
+    const newlyServed =
+      joinedAfter && served
+        ? (s: TaskSpec) => served(s) && !joinedAfter.some((w) => workerServes(w, s.pool, s.labels, s.runner))
+        : undefined;
+    const res = await this.visit(
+      records,
+      Date.now(),
+      served,
+      joinedAfter ? (newlyServed ?? (() => false)) : undefined,
+    );
     this.last = res;
     this.lastPassAt = new Date();
     if (res.rung > 0 || res.cancelled > 0)
-      this.log.info({ trigger, ...res }, "sweep rang doorbells or cancelled tasks");
+      this.log.info({ joined: joinedAfter !== undefined, ...res }, "sweep rang doorbells or cancelled tasks");
     return res;
   }
 
   private async visit(
     records: VersionedRecord[],
     now: number,
-    trigger: Trigger,
     served: ((spec: TaskSpec) => boolean) | undefined,
+    /** A pass after a join: only these tasks, however young. */
+    newlyServed: ((spec: TaskSpec) => boolean) | undefined,
   ): Promise<SweepResult> {
     const res: SweepResult = { rung: 0, parked: 0, cancelled: 0 };
     for (const v of records) {
@@ -187,10 +207,12 @@ export class Sweeper {
           if (await this.cancelQueued(v)) res.cancelled++;
           continue;
         }
-        // A parked task is rung as soon as a new worker serves it; others wait their age (a
-        // submit or requeue rings its own doorbell just after writing the record).
-        const minAge = trigger === "joined" && r.state === "queued" ? 0 : this.opts.minAgeMs;
-        if (now - Date.parse(r.updatedAt) < minAge) continue;
+        if (newlyServed) {
+          // Parked tasks are rung as soon as a new worker serves them, however young.
+          if (!newlyServed(r.spec)) continue;
+        } else if (now - Date.parse(r.updatedAt) < this.opts.minAgeMs) {
+          continue; // a submit or requeue rings its own doorbell just after writing the record
+        }
         // A dead owner's task with a cancel pending needs a doorbell: any worker can settle it.
         if (served && !r.cancelRequested && !served(r.spec)) {
           res.parked++;
@@ -226,4 +248,10 @@ export class Sweeper {
       throw err;
     }
   }
+}
+
+/** The workers in both lists (by id). */
+function common(a: ServingWorker[], b: ServingWorker[]): ServingWorker[] {
+  const ids = new Set(b.map((w) => w.workerId));
+  return a.filter((w) => ids.has(w.workerId));
 }
