@@ -21,7 +21,7 @@ import { Puller } from "./queue/puller.js";
 import { Sweeper } from "./queue/sweeper.js";
 import { ensureTopology, poolConsumerName, TASKS_STREAM, type Topology } from "./queue/topology.js";
 import { WorkerDirectory } from "./registry/directory.js";
-import { Presence } from "./registry/presence.js";
+import { listWorkers, Presence } from "./registry/presence.js";
 import type { WorkerInfo } from "./registry/worker-info.js";
 import type { Runner } from "./runner/runner.js";
 import { defaultRunners, defaultWorkspaces } from "./runtime.js";
@@ -190,7 +190,15 @@ export class Daemon {
         }
       }
       const topo = this.topo;
-      const store = new TaskStore(topo);
+      const store = new TaskStore(topo, undefined, {
+        onUnreadable: (u) => {
+          this.observer.unreadable({ kind: "record" });
+          this.log.warn(
+            { key: u.key, revision: u.revision, why: u.reason },
+            "unreadable task record skipped",
+          );
+        },
+      });
       this.events = new EventPublisher(this.nc, this.log);
       const events = this.events;
       this.service = new MeshService({
@@ -291,6 +299,19 @@ export class Daemon {
         minAgeMs: Math.max(cfg.leaseMs, 5_000),
         retentionMs: cfg.taskRetentionMs,
         elected: () => this.sweeping,
+        liveWorkers: () => listWorkers(topo.workers, topo.jsm, cfg.presenceTtlMs),
+        watchMs: cfg.presenceIntervalMs,
+        onSettled: (r) => {
+          this.observer.transition({ pool: r.spec.pool, to: r.state });
+          events.publish({
+            type: "state",
+            taskId: r.id,
+            at: r.updatedAt,
+            state: r.state,
+            attempt: r.attempt,
+            ...(r.reason ? { reason: r.reason } : {}),
+          });
+        },
       });
       for (const p of this.plugins) await p.start(this);
       this.setState("running");

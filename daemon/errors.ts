@@ -12,6 +12,7 @@ export type MeshErrorCode =
   | "TIMEOUT"
   | "CANCELLED"
   | "MISSING_DEPENDENCY" // e.g. no nats-server binary
+  | "DATA_LOSS" // a stored record or message that cannot be read (garbage, wrong shape, newer version)
   | "INTERNAL";
 
 export class MeshError extends Error {

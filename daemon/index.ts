@@ -1,5 +1,5 @@
 /** Public surface of the daemon folder. Other folders import from here only. */
-export type { MeshApi, MeshEvent, SubmitResult, TaskFilter, TaskView } from "./api/mesh-api.js";
+export type { MeshApi, MeshEvent, SubmitResult, TaskFilter, TaskList, TaskView } from "./api/mesh-api.js";
 export {
   compileConfig,
   type DaemonConfig,

@@ -5,7 +5,7 @@
 import { DeliverPolicy, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
-import type { MeshApi, MeshEvent, SubmitResult, TaskFilter, TaskView } from "./api/mesh-api.js";
+import type { MeshApi, MeshEvent, SubmitResult, TaskFilter, TaskList, TaskView } from "./api/mesh-api.js";
 import { MeshError } from "./errors.js";
 import type { Logger } from "./log.js";
 import type { MeshObserver } from "./metrics/observer.js";
@@ -132,8 +132,11 @@ export class MeshService implements MeshApi {
     return this.view(v, await this.listWorkers());
   }
 
-  async listTasks(filter: TaskFilter = {}): Promise<TaskView[]> {
-    const [all, workers] = await Promise.all([this.d.store.list(), this.listWorkers()]);
+  async listTasks(filter: TaskFilter = {}): Promise<TaskList> {
+    const [{ records: all, unreadable }, workers] = await Promise.all([
+      this.d.store.scan(),
+      this.listWorkers(),
+    ]);
     const states = filter.state && filter.state.length > 0 ? new Set(filter.state) : undefined;
     const picked = all
       .filter(({ record: r }) => {
@@ -149,18 +152,23 @@ export class MeshService implements MeshApi {
           b.record.submittedAt.localeCompare(a.record.submittedAt) || a.record.id.localeCompare(b.record.id),
       );
     const limited = filter.limit && filter.limit > 0 ? picked.slice(0, filter.limit) : picked;
-    return limited.map((v) => this.view(v, workers));
+    return { tasks: limited.map((v) => this.view(v, workers)), unreadable };
   }
 
   async cancel(id: string): Promise<TaskView> {
     const { after, changed, before } = await this.d.store.mutate(id, (r) => {
-      if (isTerminal(r.state) || r.cancelRequested) return undefined;
+      if (isTerminal(r.state)) return undefined;
+      // Queued (also in a retry back-off, or handed back with a cancel already pending): done now.
       if (r.state === "queued") {
         r.state = "cancelled";
         r.finishedAt = new Date().toISOString();
-        r.reason = "cancelled by request before it started";
+        r.reason =
+          r.attempt > 0 ? "cancelled by request between attempts" : "cancelled by request before it started";
+        delete r.cancelRequested;
+        delete r.notBefore;
         return r;
       }
+      if (r.cancelRequested) return undefined;
       r.cancelRequested = true;
       return r;
     });

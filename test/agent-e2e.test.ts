@@ -451,7 +451,7 @@ describe("Claude Code tasks through the mesh", { timeout: 300_000 }, () => {
 
   it("never lets the API key reach task records, the events stream or the logs", async () => {
     // Runs last: everything the cases above produced.
-    const records = await client.api.listTasks({ limit: 10_000 });
+    const { tasks: records } = await client.api.listTasks({ limit: 10_000 });
     expect(records.length).toBeGreaterThanOrEqual(8);
     const recordText = JSON.stringify(records);
     expect(recordText).not.toContain(FAKE_API_KEY);

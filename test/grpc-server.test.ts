@@ -120,7 +120,7 @@ class FakeApi implements MeshApi {
   }
   async listTasks(filter?: TaskFilter) {
     this.lastFilter = filter;
-    return [view("a"), view("b")];
+    return { tasks: [view("a"), view("b")], unreadable: [] };
   }
   async *watchTask(id: string, signal: AbortSignal): AsyncIterable<TaskEvent> {
     this.signals.set(id, signal);

@@ -347,6 +347,7 @@ describe("MeshMetrics in a running daemon", () => {
           attemptFinished() {},
           runnerEvent() {},
           natsStatus() {},
+          unreadable() {},
         },
       },
     );

@@ -41,14 +41,21 @@ function note(t: TaskJson): string {
 }
 
 async function list(ctx: Ctx, o: ListOpts): Promise<void> {
-  const { tasks } = await ctx.client().listTasks({
+  const { tasks, unreadable } = await ctx.client().listTasks({
     states: o.state ?? [],
     pool: o.pool ?? "",
     workerId: o.worker ?? "",
     limit: o.limit ?? 0,
   });
   const rows = tasks.map(taskJson);
-  if (ctx.json) return ctx.printJson({ tasks: rows });
+  const bad = unreadable.map((u) => ({ key: u.key, revision: u.revision, reason: u.reason }));
+  if (ctx.json) return ctx.printJson({ tasks: rows, unreadable: bad });
+  // Always said (also when stderr is not a terminal): the list is incomplete.
+  if (bad.length > 0) {
+    process.stderr.write(
+      `warning: ${bad.length} task record${bad.length === 1 ? "" : "s"} could not be read and ${bad.length === 1 ? "is" : "are"} left out:\n${bad.map((u) => `  ${u.reason}\n`).join("")}`,
+    );
+  }
   if (rows.length === 0) return ctx.note("no tasks match");
   ctx.print(
     table(
@@ -154,7 +161,10 @@ export function tasksCommand(): Command {
     .option("--pool <pool>", "only this pool")
     .option("--worker <id|name>", "only tasks run (in any attempt) by this worker id or worker name")
     .option("--limit <n>", "at most n tasks", positiveInt)
-    .addHelpText("after", `\n--json output:\n  {"tasks":[TASK]} where TASK is\n  ${TASK_FIELDS}`)
+    .addHelpText(
+      "after",
+      `\n--json output:\n  {"tasks":[TASK],"unreadable":[{"key","revision","reason"}]} where TASK is\n  ${TASK_FIELDS}\n  "unreadable": records in the tasks bucket that could not be read (left out of "tasks"; also\n  reported on stderr without --json)`,
+    )
     .action(run<[ListOpts]>((ctx, o) => list(ctx, o)));
 }
 

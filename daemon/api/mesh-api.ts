@@ -4,7 +4,7 @@
  */
 import type { WorkerInfo } from "../registry/worker-info.js";
 import type { TaskEvent } from "../tasks/events.js";
-import type { TaskRecord, TaskState } from "../tasks/record.js";
+import type { TaskRecord, TaskState, UnreadableRecord } from "../tasks/record.js";
 import type { TaskSpec } from "../tasks/spec.js";
 
 export interface SubmitResult {
@@ -20,6 +20,12 @@ export interface TaskView {
   revision: number;
   /** Set while queued and no live worker serves the task's pool, labels and runner. */
   unschedulable?: string;
+}
+
+export interface TaskList {
+  tasks: TaskView[];
+  /** Entries of the tasks bucket that are not readable records: left out of `tasks`, left as they are. */
+  unreadable: UnreadableRecord[];
 }
 
 export interface TaskFilter {
@@ -40,7 +46,8 @@ export interface MeshApi {
   listWorkers(): Promise<WorkerInfo[]>;
   /** Throws MeshError NOT_FOUND. */
   getTask(id: string): Promise<TaskView>;
-  listTasks(filter?: TaskFilter): Promise<TaskView[]>;
+  /** The readable tasks that match, and every unreadable record (they match no filter). */
+  listTasks(filter?: TaskFilter): Promise<TaskList>;
   /** Replays the task's events from its start, then live; ends after the terminal state event. */
   watchTask(id: string, signal: AbortSignal): AsyncIterable<TaskEvent>;
   /** Live task state changes and workers joining/leaving, until the signal aborts. */

@@ -112,6 +112,13 @@ export class ClaimLoop {
   private async handle(pool: string, msg: Delivery): Promise<boolean> {
     if (msg.deliveryCount > 1) this.deps.observer.redelivered({ pool });
     const d = await this.deps.claimer.decide(msg, (id) => this.running.has(id));
+    if (d.kind === "skip" && d.unreadable === "doorbell") {
+      this.deps.observer.unreadable({ kind: "doorbell" });
+      this.deps.log.warn(
+        { pool, subject: msg.subject, streamSequence: msg.streamSequence, why: d.why },
+        "malformed doorbell set aside (acked)",
+      );
+    }
     if (d.kind === "ours") {
       this.running.get(d.taskId)?.execution.adopt(msg);
       return false;

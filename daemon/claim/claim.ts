@@ -4,9 +4,9 @@
  * or just ack because the task is finished. The KV compare-and-set decides every race.
  */
 
-import { MeshError } from "../errors.js";
+import { isMeshError, MeshError } from "../errors.js";
 import type { Delivery } from "../queue/delivery.js";
-import { doorbellSnapshot, doorbellTaskId } from "../queue/doorbell.js";
+import { doorbellSnapshot, doorbellTaskId, readDoorbell } from "../queue/doorbell.js";
 import { workerServes } from "../registry/worker-info.js";
 import { type AttemptInfo, isTerminal, type TaskRecord, type VersionedRecord } from "../tasks/record.js";
 import type { TaskSpec } from "../tasks/spec.js";
@@ -23,7 +23,14 @@ export interface ClaimerIdentity {
 export type Decision =
   | { kind: "claimed"; claimed: VersionedRecord; takeoverFrom?: string }
   | { kind: "ours"; taskId: string } // our own task's doorbell came back: adopt it
-  | { kind: "skip"; taskId: string; why: string }
+  | {
+      kind: "skip";
+      taskId: string;
+      why: string;
+      parked?: boolean;
+      /** A doorbell or record that could not be read (set aside). */
+      unreadable?: "doorbell" | "record";
+    }
   | { kind: "settled"; record: TaskRecord }; // a takeover found it exhausted or cancelled: now terminal
 
 export interface ClaimerOptions {
@@ -38,9 +45,8 @@ export interface ClaimerOptions {
   servedByAnother?: (pool: string, labels: Record<string, string>, runner: string) => boolean;
 }
 
-/** Hand-back delays for a task this worker cannot serve: soon if another worker can, else slowly. */
+/** Hand-back delay for a task another live worker can serve and this one cannot. */
 export const HANDBACK_TO_ANOTHER_MS = 200;
-export const HANDBACK_UNSERVED_MS = 1000;
 
 export class Claimer {
   /** task id -> (revision, when we first saw it) for staleness judged on our own clock. */
@@ -58,11 +64,24 @@ export class Claimer {
   /** Handles the doorbell's ack/nak itself except for "claimed"/"ours" (the execution keeps it). */
   async decide(msg: Delivery, isRunningHere: (id: string) => boolean): Promise<Decision> {
     const id = doorbellTaskId(msg.subject);
-    // A first delivery usually carries the queued record it was rung for: try the claim on it
-    // straight away; a stale snapshot only fails the compare-and-set, and we read then.
-    const hint = msg.deliveryCount === 1 ? doorbellSnapshot(msg, id) : undefined;
-    if (hint) return this.decideOn(id, hint, msg, isRunningHere, true);
-    return this.decideOn(id, await this.store.get(id), msg, isRunningHere, false);
+    const read = readDoorbell(msg);
+    if ("problem" in read) {
+      // Set aside: nothing can come of it, and a nak would bring it back forever.
+      msg.ack();
+      return { kind: "skip", taskId: id, why: `malformed doorbell: ${read.problem}`, unreadable: "doorbell" };
+    }
+    try {
+      // A first delivery usually carries the queued record it was rung for: try the claim on it
+      // straight away; a stale snapshot only fails the compare-and-set, and we read then.
+      const hint = msg.deliveryCount === 1 ? doorbellSnapshot(read.bell, id) : undefined;
+      if (hint) return await this.decideOn(id, hint, msg, isRunningHere, true);
+      return await this.decideOn(id, await this.store.get(id), msg, isRunningHere, false);
+    } catch (err) {
+      if (!isMeshError(err, "DATA_LOSS")) throw err;
+      // The record cannot be read (the store reported it): nothing here can run it.
+      msg.ack();
+      return { kind: "skip", taskId: id, why: "unreadable record", unreadable: "record" };
+    }
   }
 
   private async decideOn(
@@ -84,23 +103,26 @@ export class Claimer {
     }
     if (r.state === "queued") {
       this.seen.delete(id);
-      if (r.cancelRequested) {
-        msg.nak(1000);
-        return { kind: "skip", taskId: id, why: "cancel pending" };
-      }
-      if (!workerServes(this.me, r.spec.pool, r.spec.labels, r.spec.runner)) {
-        // Hand it back soon when another live worker can run it; slowly when none can (the
-        // record is then shown as unschedulable, and the doorbell waits for such a worker).
-        const other = this.opts.servedByAnother?.(r.spec.pool, r.spec.labels, r.spec.runner) ?? true;
-        msg.nak(other ? HANDBACK_TO_ANOTHER_MS : HANDBACK_UNSERVED_MS);
-        return { kind: "skip", taskId: id, why: "labels or runner not served here" };
-      }
-      const notBefore = r.notBefore ? Date.parse(r.notBefore) - Date.now() : 0;
-      if (notBefore > 0) {
-        msg.nak(notBefore);
-        return { kind: "skip", taskId: id, why: "retry back-off" };
-      }
       try {
+        // A cancel that raced a requeue: whoever sees it first finishes it.
+        if (r.cancelRequested) return await this.settleCancelled(cur, msg);
+        if (!workerServes(this.me, r.spec.pool, r.spec.labels, r.spec.runner)) {
+          if (this.opts.servedByAnother?.(r.spec.pool, r.spec.labels, r.spec.runner) ?? true) {
+            msg.nak(HANDBACK_TO_ANOTHER_MS);
+            return { kind: "skip", taskId: id, why: "labels or runner not served here" };
+          }
+          // Nobody live can run it: park it. Its doorbell is acked so that it holds no delivery
+          // slot (a nak'ed message waiting for redelivery still counts against MaxAckPending);
+          // the record stays queued, shown as unschedulable, and the sweeper rings it again
+          // once a worker that serves it is live.
+          msg.ack();
+          return { kind: "skip", taskId: id, why: "parked: no live worker serves it", parked: true };
+        }
+        const notBefore = r.notBefore ? Date.parse(r.notBefore) - Date.now() : 0;
+        if (notBefore > 0) {
+          msg.nak(notBefore);
+          return { kind: "skip", taskId: id, why: "retry back-off" };
+        }
         return await this.claim(cur);
       } catch (err) {
         if (!(err instanceof MeshError && err.code === "CONFLICT")) throw err;
@@ -124,11 +146,32 @@ export class Claimer {
       msg.nak(Math.max(100, this.opts.leaseMs - silent + 50));
       return { kind: "skip", taskId: id, why: "held; lease not yet expired" };
     }
-    if (!workerServes(this.me, r.spec.pool, r.spec.labels, r.spec.runner)) {
-      msg.nak(1000);
-      return { kind: "skip", taskId: id, why: "stale, but labels or runner not served here" };
+    // Any worker may finish a dead owner's task that has a cancel pending; running it again needs
+    // one that serves it.
+    if (!r.cancelRequested && !workerServes(this.me, r.spec.pool, r.spec.labels, r.spec.runner)) {
+      if (this.opts.servedByAnother?.(r.spec.pool, r.spec.labels, r.spec.runner) ?? true) {
+        msg.nak(HANDBACK_TO_ANOTHER_MS);
+        return { kind: "skip", taskId: id, why: "stale, but labels or runner not served here" };
+      }
+      this.seen.delete(id);
+      msg.ack();
+      return { kind: "skip", taskId: id, why: "stale and parked: no live worker serves it", parked: true };
     }
     return this.takeover(cur, msg, silent);
+  }
+
+  /** A queued task with a cancel pending ends cancelled. Throws CONFLICT like claim(). */
+  private async settleCancelled(cur: VersionedRecord, msg: Delivery): Promise<Decision> {
+    const r = structuredClone(cur.record);
+    r.state = "cancelled";
+    r.finishedAt = new Date(this.now()).toISOString();
+    r.reason = "cancelled by request";
+    delete r.owner;
+    delete r.cancelRequested;
+    delete r.notBefore;
+    const written = await this.store.update(cur, r);
+    msg.ack();
+    return { kind: "settled", record: written.record };
   }
 
   /** Throws CONFLICT when the record is no longer at `cur.revision` (the caller decides). */
@@ -155,10 +198,10 @@ export class Claimer {
     }
     r.countedFailures += 1;
     try {
-      if (r.countedFailures >= r.maxAttempts) {
-        r.state = "dead";
+      if (r.cancelRequested) {
+        r.state = "cancelled";
         r.finishedAt = at;
-        r.reason = `attempts exhausted (${r.countedFailures}/${r.maxAttempts}); last: ${last?.reason ?? "lost"}`;
+        r.reason = "cancelled by request (its worker had died)";
         delete r.owner;
         delete r.cancelRequested;
         const written = await this.store.update(cur, r);
@@ -166,10 +209,10 @@ export class Claimer {
         await msg.ackAck().catch(() => undefined);
         return { kind: "settled", record: written.record };
       }
-      if (r.cancelRequested) {
-        r.state = "cancelled";
+      if (r.countedFailures >= r.maxAttempts) {
+        r.state = "dead";
         r.finishedAt = at;
-        r.reason = "cancelled by request (its worker had died)";
+        r.reason = `attempts exhausted (${r.countedFailures}/${r.maxAttempts}); last: ${last?.reason ?? "lost"}`;
         delete r.owner;
         delete r.cancelRequested;
         const written = await this.store.update(cur, r);

@@ -284,6 +284,10 @@ export class Execution {
           };
         }
         delete r.notBefore;
+        // A cancel that arrived while the attempt was ending wins over a requeue, a retry
+        // back-off, a rate-limit or shutdown hand-back, and a failure: never queued with it pending.
+        if (r.cancelRequested && att !== "succeeded")
+          return terminal(r, "cancelled", "cancelled by request", now);
         switch (att) {
           case "succeeded":
             return terminal(r, "succeeded", undefined, now);
@@ -327,6 +331,9 @@ export class Execution {
       log.error({ err }, "could not record the attempt's outcome");
       return "fenced";
     }
+    // The write may have run `mutate` more than once (a concurrent cancel request): the record
+    // as written decides whether the doorbell goes back.
+    result = written.record.state === "queued" ? "requeued" : "done";
     this.stateEvent(written.record, true);
     log.info({ state: written.record.state, outcome: att, reason: why }, "attempt finished");
     const msg = this.lease.message;

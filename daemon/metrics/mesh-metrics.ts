@@ -88,6 +88,10 @@ export class MeshMetrics implements MeshObserver {
     this.tasks.redelivered(e.pool);
   }
 
+  unreadable(e: { kind: "record" | "doorbell" }): void {
+    this.tasks.unreadable(e.kind);
+  }
+
   fenceLost(e: { pool: string }): void {
     this.tasks.fenceLost(e.pool);
   }

@@ -20,6 +20,8 @@ export interface MeshObserver {
   /** A runner event (agent events carry tokens, cost, tool calls, API retries). */
   runnerEvent(e: { pool: string; model?: string; event: RunnerEvent }): void;
   natsStatus(e: { type: string }): void;
+  /** A task record or doorbell that could not be read was set aside (a record: once per revision). */
+  unreadable(e: { kind: "record" | "doorbell" }): void;
 }
 
 export const noopObserver: MeshObserver = {
@@ -31,4 +33,5 @@ export const noopObserver: MeshObserver = {
   attemptFinished() {},
   runnerEvent() {},
   natsStatus() {},
+  unreadable() {},
 };

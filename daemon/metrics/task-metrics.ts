@@ -33,6 +33,7 @@ export class TaskMetrics {
   private readonly fenceLosses: Counter<"pool">;
   private readonly attempts: Counter<"pool" | "outcome">;
   private readonly attemptDuration: Histogram<"pool" | "outcome">;
+  private readonly unreadableTotal: Counter<"kind">;
 
   constructor(registry: Registry) {
     const registers = [registry];
@@ -86,6 +87,13 @@ export class TaskMetrics {
       buckets: ATTEMPT_BUCKETS,
       registers,
     });
+    this.unreadableTotal = new Counter({
+      name: "agentmesh_records_unreadable_total",
+      help: "Task records (each revision once) and doorbells this daemon could not read and set aside: garbage, wrong shape, or a newer version.",
+      labelNames: ["kind"],
+      registers,
+    });
+    for (const kind of ["record", "doorbell"]) this.unreadableTotal.inc({ kind }, 0);
   }
 
   /** Zeroes the series of `pools` so rate() works, and absence means "not exported", before any event. */
@@ -115,6 +123,10 @@ export class TaskMetrics {
 
   redelivered(pool: string): void {
     this.redeliveries.inc({ pool });
+  }
+
+  unreadable(kind: "record" | "doorbell"): void {
+    this.unreadableTotal.inc({ kind });
   }
 
   fenceLost(pool: string): void {

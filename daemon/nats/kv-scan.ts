@@ -26,6 +26,8 @@ export interface KvScanOptions {
   idleCheckMs?: number;
   /** Tests: runs after the keys were listed, before the consumer is created. */
   afterListing?: () => Promise<void>;
+  /** A key whose read by name failed (e.g. not a valid KV key): skipped, not fatal. */
+  onUnreadableKey?: (key: string, reason: string) => void;
 }
 
 const OPERATION_HEADER = "KV-Operation";
@@ -79,7 +81,17 @@ export async function scanKv(
   // Keys whose message was replaced or removed before the pass reached it.
   const missing = keys.filter((k) => !seen.has(k));
   for (let i = 0; i < missing.length; i += 64) {
-    const got = await Promise.all(missing.slice(i, i + 64).map((k) => kv.get(k)));
+    const got = await Promise.all(
+      missing.slice(i, i + 64).map((k) =>
+        Promise.resolve(k)
+          .then((key) => kv.get(key))
+          .catch((err: unknown) => {
+            // One bad key (a subject written around the KV client) does not fail the pass.
+            opts.onUnreadableKey?.(k, err instanceof Error ? err.message : String(err));
+            return null;
+          }),
+      ),
+    );
     for (const e of got) {
       if (e)
         seen.set(

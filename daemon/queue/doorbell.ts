@@ -8,7 +8,8 @@
  */
 import type { JetStreamManager } from "@nats-io/jetstream";
 import type { JsPublish } from "../nats/js-publisher.js";
-import type { TaskRecord, VersionedRecord } from "../tasks/record.js";
+import { recordProblem, type TaskRecord, type VersionedRecord } from "../tasks/record.js";
+import { ID_RE } from "../tasks/spec.js";
 import type { Delivery } from "./delivery.js";
 import { TASKS_STREAM, taskSubject } from "./topology.js";
 
@@ -44,39 +45,50 @@ export async function ringDoorbell(
 /** Doorbells carry a snapshot only below this size (serialized). */
 export const MAX_SNAPSHOT_BYTES = 16 * 1024;
 
+/** No doorbell ringDoorbell makes is bigger (a snapshot is only sent below MAX_SNAPSHOT_BYTES). */
+const MAX_DOORBELL_BYTES = MAX_SNAPSHOT_BYTES + 1024;
+const dec = new TextDecoder("utf-8", { fatal: true });
+
+/**
+ * The doorbell in this delivery, or why it is not one: the subject's last token must be a task
+ * id and the body a JSON object naming that same id. A malformed doorbell is set aside (acked)
+ * by the claimer rather than redelivered forever.
+ */
+export function readDoorbell(msg: Delivery): { bell: Doorbell } | { problem: string } {
+  const id = doorbellTaskId(msg.subject);
+  if (!ID_RE.test(id)) return { problem: `subject ${msg.subject} does not end in a task id` };
+  if (msg.data.length > MAX_DOORBELL_BYTES)
+    return { problem: `body of ${msg.data.length} bytes is too big for a doorbell` };
+  let bell: unknown;
+  try {
+    bell = JSON.parse(dec.decode(msg.data));
+  } catch {
+    return { problem: "body is not JSON" };
+  }
+  if (typeof bell !== "object" || bell === null || Array.isArray(bell))
+    return { problem: "body is not a JSON object" };
+  const named = (bell as { id?: unknown }).id;
+  if (named !== id) return { problem: `body names task ${JSON.stringify(named) ?? "(none)"}, not ${id}` };
+  return { bell: bell as Doorbell };
+}
+
 /**
  * The doorbell's snapshot when it is a well-formed queued record of this task, else undefined
  * (the claimer then reads the record). Its content is trusted like the bucket's: whoever may
  * publish on the mesh's subjects may as well write the KV records (see README, Security).
  */
-export function doorbellSnapshot(msg: Delivery, id: string): VersionedRecord | undefined {
-  if (msg.data.length < 3 || msg.data.length > MAX_SNAPSHOT_BYTES + 64) return undefined;
-  try {
-    const bell = msg.json<Doorbell>();
-    const r = bell.record;
-    if (!Number.isSafeInteger(bell.revision) || (bell.revision ?? 0) <= 0 || !r || typeof r !== "object")
-      return undefined;
-    const s = r.spec as Partial<TaskRecord["spec"]> | undefined;
-    const wellFormed =
-      r.v === 1 &&
-      r.id === id &&
-      r.state === "queued" &&
-      Array.isArray(r.attempts) &&
-      Number.isInteger(r.attempt) &&
-      Number.isInteger(r.countedFailures) &&
-      Number.isInteger(r.maxAttempts) &&
-      typeof r.submittedAt === "string" &&
-      !!s &&
-      typeof s === "object" &&
-      s.id === id &&
-      typeof s.pool === "string" &&
-      typeof s.runner === "string" &&
-      !!s.labels &&
-      typeof s.labels === "object";
-    return wellFormed ? { record: r, revision: bell.revision as number } : undefined;
-  } catch {
+export function doorbellSnapshot(msg: Delivery | Doorbell, id: string): VersionedRecord | undefined {
+  let bell: Doorbell;
+  if ("subject" in msg) {
+    const read = readDoorbell(msg);
+    if (!("bell" in read)) return undefined;
+    bell = read.bell;
+  } else bell = msg;
+  const r = bell.record;
+  if (!Number.isSafeInteger(bell.revision) || (bell.revision ?? 0) <= 0 || !r || typeof r !== "object")
     return undefined;
-  }
+  const wellFormed = recordProblem(r, id) === undefined && r.state === "queued" && r.spec.id === id;
+  return wellFormed ? { record: r, revision: bell.revision as number } : undefined;
 }
 
 export async function hasDoorbell(jsm: JetStreamManager, pool: string, id: string): Promise<boolean> {

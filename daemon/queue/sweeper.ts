@@ -2,7 +2,14 @@
  * The safety net under the doorbells: every so often, any task that is not terminal but has no
  * doorbell in the stream (lost with a single-replica server, or a crash between writing the
  * record and ringing) gets one again. A spare doorbell is harmless: the record decides.
- * The same pass deletes the records of tasks finished longer ago than the retention.
+ * The same pass deletes the records of tasks finished longer ago than the retention, and
+ * cancels a queued task that has a cancel pending (one that raced a requeue).
+ *
+ * A task no live worker serves is parked: claimers ack its doorbell so that it holds no
+ * delivery slot, and the sweeper does not ring it while nobody serves it. When a worker joins
+ * (`watchMs`), the sweeper passes once more, one watch period later (so that every claimer's
+ * view of the workers has caught up), and rings what the newcomers serve and the workers live
+ * before them did not (everything else waits for the regular pass).
  *
  * One daemon of the mesh sweeps (`elected`: the live worker with the lowest id, as the caller
  * sees it, unless that one stops reporting finished passes). Two sweeping at once while their
@@ -10,33 +17,64 @@
  * removes the revision it read.
  */
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
-import { errorMessage } from "../errors.js";
+import { errorMessage, MeshError } from "../errors.js";
 import type { Logger } from "../log.js";
-import { isTerminal, type VersionedRecord } from "../tasks/record.js";
+import { type WorkerInfo, workerServes } from "../registry/worker-info.js";
+import { isTerminal, type TaskRecord, type VersionedRecord } from "../tasks/record.js";
+import type { TaskSpec } from "../tasks/spec.js";
 import type { TaskStore } from "../tasks/store.js";
 import { hasDoorbell, ringDoorbell } from "./doorbell.js";
 
+export type ServingWorker = Pick<WorkerInfo, "workerId" | "pools" | "labels" | "runners" | "draining">;
+
+export interface SweeperOptions {
+  intervalMs: number;
+  minAgeMs: number;
+  /** Finished tasks older than this are deleted (0: never). */
+  retentionMs?: number;
+  /** Whether this daemon is the one that sweeps, asked at every tick (default: always). */
+  elected?: () => boolean;
+  /**
+   * The live workers, read afresh by every pass: a task none of them serves stays parked (not
+   * rung). Without it every task is rung; when it fails, so is every task.
+   */
+  liveWorkers?: () => Promise<ServingWorker[]>;
+  /** How often to look for workers that joined (0 or unset: never). */
+  watchMs?: number;
+  /** The pass finished this task (a queued task with a cancel pending). */
+  onSettled?: (r: TaskRecord) => void;
+}
+
+export interface SweepResult {
+  rung: number;
+  parked: number;
+  cancelled: number;
+}
+
 export class Sweeper {
   private timer: NodeJS.Timeout | undefined;
-  private running: Promise<number> | undefined;
+  private watcher: NodeJS.Timeout | undefined;
+  private running: Promise<SweepResult> | undefined;
+  /** A "joined" pass asked for while one ran: the workers that were live before the join. */
+  private again: ServingWorker[] | undefined;
+  /** The live workers that are not draining, at the last look, by id. */
+  private known = new Map<string, ServingWorker>();
+  /** Set when workers joined: the ones live before and still live (what served before). */
+  private joinedPending: ServingWorker[] | undefined;
+  private stopped = false;
   /** Passes run so far (timer or sweep()). */
   passes = 0;
   /** When the last pass that could read the records finished. */
   lastPassAt: Date | undefined;
+  /** The last finished pass's figures. */
+  last: SweepResult = { rung: 0, parked: 0, cancelled: 0 };
 
   constructor(
     private readonly store: TaskStore,
     private readonly js: JetStreamClient,
     private readonly jsm: JetStreamManager,
     private readonly log: Logger,
-    private readonly opts: {
-      intervalMs: number;
-      minAgeMs: number;
-      /** Finished tasks older than this are deleted (0: never). */
-      retentionMs?: number;
-      /** Whether this daemon is the one that sweeps, asked at every tick (default: always). */
-      elected?: () => boolean;
-    },
+    private readonly opts: SweeperOptions,
   ) {}
 
   start(): void {
@@ -45,37 +83,114 @@ export class Sweeper {
       void this.sweep();
     }, this.opts.intervalMs);
     this.timer.unref();
+    const watchMs = this.opts.watchMs ?? 0;
+    if (watchMs > 0 && this.opts.liveWorkers) {
+      this.watcher = setInterval(() => void this.watch(), watchMs);
+      this.watcher.unref();
+    }
   }
 
   stop(): void {
+    this.stopped = true;
     if (this.timer) clearInterval(this.timer);
+    if (this.watcher) clearInterval(this.watcher);
     this.timer = undefined;
+    this.watcher = undefined;
   }
 
   /** One pass; returns how many doorbells it rang. */
-  sweep(): Promise<number> {
-    this.running ??= this.pass().finally(() => {
+  async sweep(): Promise<number> {
+    return (await this.pass()).rung;
+  }
+
+  /**
+   * One pass (or the one running). `joinedAfter`: a pass for workers that joined, which rings
+   * only what they serve and `joinedAfter` (the workers live before them) did not; asked while
+   * another pass runs, it follows that one.
+   */
+  pass(joinedAfter?: ServingWorker[]): Promise<SweepResult> {
+    if (this.running) {
+      if (joinedAfter) this.again = this.again ? common(this.again, joinedAfter) : joinedAfter;
+      return this.running;
+    }
+    this.running = this.run(joinedAfter).finally(() => {
       this.running = undefined;
+      const next = this.again;
+      this.again = undefined;
+      if (next && !this.stopped) void this.pass(next);
     });
     return this.running;
   }
 
-  private async pass(): Promise<number> {
+  /** Notices workers that joined (or stopped draining) since the last look. */
+  private async watch(): Promise<void> {
+    if (this.opts.elected?.() === false || !this.opts.liveWorkers) return;
+    const before = this.joinedPending;
+    if (before) {
+      // One watch period after the change: every claimer's directory has seen the new worker.
+      this.joinedPending = undefined;
+      void this.pass(before);
+      return;
+    }
+    try {
+      const now = new Map(
+        (await this.opts.liveWorkers()).filter((w) => !w.draining).map((w) => [w.workerId, w] as const),
+      );
+      const added = [...now.keys()].some((id) => !this.known.has(id));
+      // The base is who was live at both looks: a worker that left (or restarted under a new
+      // id) is not in it, so what only it served counts as newly served.
+      if (added) this.joinedPending = [...this.known.values()].filter((w) => now.has(w.workerId));
+      this.known = now;
+    } catch (err) {
+      this.log.debug({ err: errorMessage(err) }, "sweeper could not read the live workers");
+    }
+  }
+
+  private async run(joinedAfter: ServingWorker[] | undefined): Promise<SweepResult> {
     this.passes++;
     let records: VersionedRecord[];
     try {
       records = await this.store.list();
     } catch (err) {
       this.log.warn({ err: errorMessage(err) }, "sweep failed: cannot list the tasks");
-      return 0;
+      return { rung: 0, parked: 0, cancelled: 0 };
     }
-    const rung = await this.visit(records, Date.now());
+    let served: ((spec: TaskSpec) => boolean) | undefined;
+    if (this.opts.liveWorkers) {
+      try {
+        const live = await this.opts.liveWorkers();
+        const serving = live.filter((w) => !w.draining);
+        served = (s) => serving.some((w) => workerServes(w, s.pool, s.labels, s.runner));
+      } catch (err) {
+        this.log.warn({ err: errorMessage(err) }, "sweep cannot read the live workers: ringing every task");
+      }
+    }
+    // After a join: only what the newcomers serve and the workers live before them did not.
+    const newlyServed =
+      joinedAfter && served
+        ? (s: TaskSpec) => served(s) && !joinedAfter.some((w) => workerServes(w, s.pool, s.labels, s.runner))
+        : undefined;
+    const res = await this.visit(
+      records,
+      Date.now(),
+      served,
+      joinedAfter ? (newlyServed ?? (() => false)) : undefined,
+    );
+    this.last = res;
     this.lastPassAt = new Date();
-    return rung;
+    if (res.rung > 0 || res.cancelled > 0)
+      this.log.info({ joined: joinedAfter !== undefined, ...res }, "sweep rang doorbells or cancelled tasks");
+    return res;
   }
 
-  private async visit(records: VersionedRecord[], now: number): Promise<number> {
-    let rung = 0;
+  private async visit(
+    records: VersionedRecord[],
+    now: number,
+    served: ((spec: TaskSpec) => boolean) | undefined,
+    /** A pass after a join: only these tasks, however young. */
+    newlyServed: ((spec: TaskSpec) => boolean) | undefined,
+  ): Promise<SweepResult> {
+    const res: SweepResult = { rung: 0, parked: 0, cancelled: 0 };
     for (const v of records) {
       const r = v.record;
       // One task's trouble does not stop the pass for the others.
@@ -88,15 +203,55 @@ export class Sweeper {
           }
           continue;
         }
-        if (now - Date.parse(r.updatedAt) < this.opts.minAgeMs) continue;
+        if (r.state === "queued" && r.cancelRequested) {
+          if (await this.cancelQueued(v)) res.cancelled++;
+          continue;
+        }
+        if (newlyServed) {
+          // Parked tasks are rung as soon as a new worker serves them, however young.
+          if (!newlyServed(r.spec)) continue;
+        } else if (now - Date.parse(r.updatedAt) < this.opts.minAgeMs) {
+          continue; // a submit or requeue rings its own doorbell just after writing the record
+        }
+        // A dead owner's task with a cancel pending needs a doorbell: any worker can settle it.
+        if (served && !r.cancelRequested && !served(r.spec)) {
+          res.parked++;
+          continue;
+        }
         if (await hasDoorbell(this.jsm, r.spec.pool, r.id)) continue;
         await ringDoorbell(this.js, r.spec.pool, r.id, `${r.id}#sweep-${r.attempt}-${now}`, v);
-        this.log.warn({ taskId: r.id, state: r.state }, "task had no doorbell; rang it again");
-        rung++;
+        this.log.debug({ taskId: r.id, state: r.state }, "task had no doorbell; rang it again");
+        res.rung++;
       } catch (err) {
         this.log.warn({ err: errorMessage(err), taskId: r.id }, "sweep could not re-ring a task");
       }
     }
-    return rung;
+    return res;
   }
+
+  private async cancelQueued(v: VersionedRecord): Promise<boolean> {
+    const r = structuredClone(v.record);
+    r.state = "cancelled";
+    r.finishedAt = new Date().toISOString();
+    r.reason = "cancelled by request";
+    delete r.cancelRequested;
+    delete r.notBefore;
+    delete r.owner;
+    try {
+      const written = await this.store.update(v, r);
+      this.log.info({ taskId: r.id }, "queued task with a cancel pending: cancelled");
+      this.opts.onSettled?.(written.record);
+      return true;
+    } catch (err) {
+      // Changed since the read: whoever changed it saw the cancel (or the next pass will).
+      if (err instanceof MeshError && err.code === "CONFLICT") return false;
+      throw err;
+    }
+  }
+}
+
+/** The workers in both lists (by id). */
+function common(a: ServingWorker[], b: ServingWorker[]): ServingWorker[] {
+  const ids = new Set(b.map((w) => w.workerId));
+  return a.filter((w) => ids.has(w.workerId));
 }

@@ -3,7 +3,7 @@
  * Every write is compare-and-set on the KV revision; the revision is the fencing token.
  */
 import { MeshError } from "../errors.js";
-import type { TaskSpec } from "./spec.js";
+import { ID_RE, type TaskSpec } from "./spec.js";
 
 export const TASK_STATES = [
   "queued",
@@ -78,7 +78,14 @@ export interface TaskResultInfo {
   model?: string;
 }
 
+/**
+ * The record schema version this daemon writes and reads. A newer daemon that changes the record
+ * in a way older readers would misread bumps it; older daemons then leave such records alone.
+ */
+export const RECORD_VERSION = 1;
+
 export interface TaskRecord {
+  /** Schema version (RECORD_VERSION). */
   v: 1;
   id: string;
   spec: TaskSpec;
@@ -106,7 +113,7 @@ export interface TaskRecord {
 export function newTaskRecord(spec: TaskSpec, now: Date): TaskRecord {
   const at = now.toISOString();
   return {
-    v: 1,
+    v: RECORD_VERSION,
     id: spec.id,
     spec,
     state: "queued",
@@ -123,4 +130,112 @@ export function newTaskRecord(spec: TaskSpec, now: Date): TaskRecord {
 export interface VersionedRecord {
   record: TaskRecord;
   revision: number;
+}
+
+/** A stored entry of the tasks bucket that is not a readable record: reported, skipped, left alone. */
+export interface UnreadableRecord {
+  key: string;
+  revision: number;
+  /** What is wrong with it (the MeshError DATA_LOSS message). */
+  reason: string;
+}
+
+const isObject = (x: unknown): x is Record<string, unknown> =>
+  typeof x === "object" && x !== null && !Array.isArray(x);
+const isCount = (x: unknown): boolean => Number.isSafeInteger(x) && (x as number) >= 0;
+const isTime = (x: unknown): boolean => typeof x === "string" && !Number.isNaN(Date.parse(x));
+/** The first of `keys` of `o` that is present but fails `ok`. */
+const badOptional = (o: Record<string, unknown>, keys: readonly string[], ok: (x: unknown) => boolean) =>
+  keys.find((k) => o[k] !== undefined && !ok(o[k]));
+const isString = (x: unknown): boolean => typeof x === "string";
+const isNumber = (x: unknown): boolean => typeof x === "number" && Number.isFinite(x);
+
+function attemptProblem(a: unknown, i: number): string | undefined {
+  if (!isObject(a)) return `"attempts[${i}]" is not an object`;
+  if (!isCount(a.attempt)) return `"attempts[${i}].attempt" is not a whole number`;
+  for (const k of ["workerId", "host"] as const)
+    if (typeof a[k] !== "string") return `"attempts[${i}].${k}" is not a string`;
+  if (!isTime(a.claimedAt)) return `"attempts[${i}].claimedAt" is not a time`;
+  const bad =
+    badOptional(a, ["startedAt", "endedAt"], isTime) ??
+    badOptional(a, ["outcome", "reason"], isString) ??
+    badOptional(a, ["exitCode"], (x) => x === null || isNumber(x)) ??
+    badOptional(a, ["signal"], (x) => x === null || isString(x));
+  return bad ? `"attempts[${i}].${bad}" has the wrong type` : undefined;
+}
+
+/**
+ * Why `value` is not a task record this daemon can work with (of task `id` when given), or
+ * undefined when it is one. Checks every field the daemon, the API and the CLI read; the spec
+ * only as far as routing needs it (it was validated when submitted).
+ */
+export function recordProblem(value: unknown, id?: string): string | undefined {
+  if (!isObject(value)) return "not a JSON object";
+  const v = value.v;
+  if (typeof v === "number" && Number.isSafeInteger(v) && v > RECORD_VERSION)
+    return `written by a newer agent-mesh (record version ${v}; this daemon reads version ${RECORD_VERSION}): upgrade this daemon`;
+  if (v !== RECORD_VERSION) return `unknown record version ${JSON.stringify(v) ?? "(none)"}`;
+  if (typeof value.id !== "string" || !ID_RE.test(value.id) || (id !== undefined && value.id !== id))
+    return `"id" is ${JSON.stringify(value.id) ?? "missing"}, not the key`;
+  if (typeof value.state !== "string" || !(TASK_STATES as readonly string[]).includes(value.state))
+    return `"state" is ${JSON.stringify(value.state) ?? "missing"}`;
+  for (const k of ["attempt", "countedFailures", "maxAttempts"] as const)
+    if (!isCount(value[k])) return `"${k}" is not a whole number`;
+  for (const k of ["submittedAt", "updatedAt"] as const) if (!isTime(value[k])) return `"${k}" is not a time`;
+  const badField =
+    badOptional(value, ["heartbeatAt", "finishedAt", "notBefore"], isTime) ??
+    badOptional(value, ["reason"], isString) ??
+    badOptional(value, ["cancelRequested"], (x) => typeof x === "boolean") ??
+    badOptional(value, ["owner"], (x) => isObject(x) && isString(x.workerId) && isString(x.host)) ??
+    badOptional(value, ["result"], isObject);
+  if (badField) return `"${badField}" has the wrong type`;
+  if (!Array.isArray(value.attempts)) return `"attempts" is not a list`;
+  for (const [i, a] of value.attempts.entries()) {
+    const p = attemptProblem(a, i);
+    if (p) return p;
+  }
+  const result = value.result as Record<string, unknown> | undefined;
+  if (result) {
+    const bad =
+      badOptional(result, ["summary", "sessionId", "branch", "headCommit", "model"], isString) ??
+      badOptional(result, ["costUsd", "turns", "durationMs"], isNumber) ??
+      badOptional(
+        result,
+        ["tokens"],
+        (t) => isObject(t) && ["input", "output", "cacheRead", "cacheCreation"].every((k) => isNumber(t[k])),
+      );
+    if (bad) return `"result.${bad}" has the wrong type`;
+  }
+  const spec = value.spec;
+  if (!isObject(spec)) return `"spec" is not an object`;
+  if (typeof spec.pool !== "string" || typeof spec.runner !== "string") return `"spec" lacks pool or runner`;
+  if (!isObject(spec.labels) || !Object.values(spec.labels).every(isString))
+    return `"spec.labels" is not a map of strings`;
+  if (spec.title !== undefined && !isString(spec.title)) return `"spec.title" is not a string`;
+  if (!isObject(spec.agent ?? {})) return `"spec.agent" is not an object`;
+  return undefined;
+}
+
+const dec = new TextDecoder("utf-8", { fatal: true });
+
+/**
+ * The record stored under `key`. Throws MeshError DATA_LOSS, naming the key and the problem,
+ * when the bytes are not a record this daemon can read (garbage, wrong shape, newer version).
+ */
+export function parseTaskRecord(data: Uint8Array, key: string, revision: number): TaskRecord {
+  let value: unknown;
+  let problem: string | undefined;
+  try {
+    value = JSON.parse(dec.decode(data));
+  } catch {
+    problem = "not JSON";
+  }
+  problem ??= recordProblem(value, key);
+  if (problem) {
+    throw new MeshError(
+      "DATA_LOSS",
+      `task record "${key}" (revision ${revision}) is unreadable: ${problem}; it is left as it is and skipped. Inspect it with \`nats kv get mesh-tasks ${key}\`; if it is garbage, delete it with \`nats kv del mesh-tasks ${key}\``,
+    );
+  }
+  return value as TaskRecord;
 }

@@ -4,14 +4,24 @@
  */
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
-import { MeshError } from "../errors.js";
+import { isMeshError, MeshError } from "../errors.js";
 import type { JsPublisher } from "../nats/js-publisher.js";
 import { scanKv } from "../nats/kv-scan.js";
 import { TASKS_BUCKET, type Topology } from "../queue/topology.js";
-import { assertTransition, type TaskRecord, type VersionedRecord } from "./record.js";
+import {
+  assertTransition,
+  parseTaskRecord,
+  type TaskRecord,
+  type UnreadableRecord,
+  type VersionedRecord,
+} from "./record.js";
 
 const enc = new TextEncoder();
-const dec = new TextDecoder();
+
+export interface TaskStoreOptions {
+  /** A record that cannot be read, reported once per key and revision (log it, count it). */
+  onUnreadable?(u: UnreadableRecord): void;
+}
 
 /** JetStream API error 10071: wrong last sequence (the compare in compare-and-set failed). */
 export function isCasConflict(err: unknown): boolean {
@@ -26,6 +36,9 @@ export class TaskStore {
   private readonly publisher: JsPublisher;
   private readonly putPrefix: string;
   private readonly now: () => Date;
+  private readonly opts: TaskStoreOptions;
+  /** `key@revision` of the unreadable records already reported. */
+  private readonly reported = new Set<string>();
 
   /**
    * Reads and creates go through the KV client; compare-and-set writes go through the
@@ -35,7 +48,9 @@ export class TaskStore {
   constructor(
     topo: Pick<Topology, "tasks" | "js" | "jsm" | "publisher" | "tasksPutPrefix">,
     now: () => Date = () => new Date(),
+    opts: TaskStoreOptions = {},
   ) {
+    this.opts = opts;
     this.kv = topo.tasks;
     this.jsm = topo.jsm;
     this.js = topo.js;
@@ -44,10 +59,32 @@ export class TaskStore {
     this.now = now;
   }
 
+  /** Throws MeshError DATA_LOSS when the stored record cannot be read (see parseTaskRecord). */
   async get(id: string): Promise<VersionedRecord | undefined> {
     const e = await this.kv.get(id);
     if (e?.operation !== "PUT" || e.value.length === 0) return undefined;
-    return { record: JSON.parse(dec.decode(e.value)) as TaskRecord, revision: e.revision };
+    return { record: this.parse(e.value, id, e.revision), revision: e.revision };
+  }
+
+  private parse(value: Uint8Array, key: string, revision: number): TaskRecord {
+    try {
+      return parseTaskRecord(value, key, revision);
+    } catch (err) {
+      if (isMeshError(err, "DATA_LOSS")) this.report({ key, revision, reason: err.message });
+      throw err;
+    }
+  }
+
+  private report(u: UnreadableRecord): void {
+    const k = `${u.key}@${u.revision}`;
+    if (this.reported.has(k)) return;
+    if (this.reported.size > 10_000) this.reported.clear();
+    this.reported.add(k);
+    try {
+      this.opts.onUnreadable?.(u);
+    } catch {
+      // reporting never breaks a read
+    }
   }
 
   /** Creates the record; returns undefined when one with this id exists already. */
@@ -118,14 +155,31 @@ export class TaskStore {
     });
   }
 
-  /** All records, read in one pass over the bucket (see kv-scan.ts). */
+  /** All readable records, read in one pass over the bucket (see kv-scan.ts). */
   async list(): Promise<VersionedRecord[]> {
-    const entries = await scanKv({ js: this.js, jsm: this.jsm }, this.kv, TASKS_BUCKET);
-    const out: VersionedRecord[] = [];
+    return (await this.scan()).records;
+  }
+
+  /** All records in one pass, and the entries that are not readable records (skipped). */
+  async scan(): Promise<{ records: VersionedRecord[]; unreadable: UnreadableRecord[] }> {
+    const unreadable: UnreadableRecord[] = [];
+    const entries = await scanKv({ js: this.js, jsm: this.jsm }, this.kv, TASKS_BUCKET, {
+      onUnreadableKey: (key, reason) => {
+        const u = { key, revision: 0, reason: `task record "${key}" cannot be read: ${reason}` };
+        this.report(u);
+        unreadable.push(u);
+      },
+    });
+    const records: VersionedRecord[] = [];
     for (const e of entries) {
       if (e.value.length === 0) continue;
-      out.push({ record: JSON.parse(dec.decode(e.value)) as TaskRecord, revision: e.revision });
+      try {
+        records.push({ record: this.parse(e.value, e.key, e.revision), revision: e.revision });
+      } catch (err) {
+        if (!isMeshError(err, "DATA_LOSS")) throw err;
+        unreadable.push({ key: e.key, revision: e.revision, reason: err.message });
+      }
     }
-    return out;
+    return { records, unreadable };
   }
 }

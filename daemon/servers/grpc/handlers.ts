@@ -97,7 +97,8 @@ export function meshServiceHandlers(ctx: HandlerContext): MeshServiceServer {
       if (req.pool) filter.pool = req.pool;
       if (req.workerId) filter.workerId = req.workerId;
       if (req.limit > 0) filter.limit = req.limit;
-      return { tasks: (await api.listTasks(filter)).map(taskToProto) };
+      const { tasks, unreadable } = await api.listTasks(filter);
+      return { tasks: tasks.map(taskToProto), unreadable };
     }),
     watchTask: (call) => {
       if (!ctx.accepting()) return void call.emit("error", shuttingDown());

@@ -19,6 +19,7 @@ const STATUS_OF: Record<MeshErrorCode, status> = {
   TIMEOUT: status.DEADLINE_EXCEEDED,
   CANCELLED: status.CANCELLED,
   MISSING_DEPENDENCY: status.FAILED_PRECONDITION,
+  DATA_LOSS: status.DATA_LOSS,
   INTERNAL: status.INTERNAL,
 };
 

@@ -181,6 +181,20 @@ export interface ListTasksRequest {
 
 export interface ListTasksResponse {
   tasks: Task[];
+  /**
+   * Entries of the tasks bucket that are not readable task records (garbage, a wrong shape, a
+   * record version newer than the daemon's): left out of `tasks`, left as they are.
+   */
+  unreadable: UnreadableRecord[];
+}
+
+export interface UnreadableRecord {
+  /** The KV key (normally the task id). */
+  key: string;
+  /** The KV revision read; 0 when the key could not be read at all. */
+  revision: number;
+  /** What is wrong with it, and how to look at it. */
+  reason: string;
 }
 
 export interface Task {
@@ -1425,13 +1439,16 @@ export const ListTasksRequest: MessageFns<ListTasksRequest> = {
 };
 
 function createBaseListTasksResponse(): ListTasksResponse {
-  return { tasks: [] };
+  return { tasks: [], unreadable: [] };
 }
 
 export const ListTasksResponse: MessageFns<ListTasksResponse> = {
   encode(message: ListTasksResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.tasks) {
       Task.encode(v!, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.unreadable) {
+      UnreadableRecord.encode(v!, writer.uint32(18).fork()).join();
     }
     return writer;
   },
@@ -1457,6 +1474,14 @@ export const ListTasksResponse: MessageFns<ListTasksResponse> = {
             message.tasks.push(Task.decode(reader, reader.uint32()));
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.unreadable.push(UnreadableRecord.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1470,13 +1495,21 @@ export const ListTasksResponse: MessageFns<ListTasksResponse> = {
   },
 
   fromJSON(object: any): ListTasksResponse {
-    return { tasks: globalThis.Array.isArray(object?.tasks) ? object.tasks.map((e: any) => Task.fromJSON(e)) : [] };
+    return {
+      tasks: globalThis.Array.isArray(object?.tasks) ? object.tasks.map((e: any) => Task.fromJSON(e)) : [],
+      unreadable: globalThis.Array.isArray(object?.unreadable)
+        ? object.unreadable.map((e: any) => UnreadableRecord.fromJSON(e))
+        : [],
+    };
   },
 
   toJSON(message: ListTasksResponse): unknown {
     const obj: any = {};
     if (message.tasks?.length) {
       obj.tasks = message.tasks.map((e) => Task.toJSON(e));
+    }
+    if (message.unreadable?.length) {
+      obj.unreadable = message.unreadable.map((e) => UnreadableRecord.toJSON(e));
     }
     return obj;
   },
@@ -1487,6 +1520,108 @@ export const ListTasksResponse: MessageFns<ListTasksResponse> = {
   fromPartial<I extends Exact<DeepPartial<ListTasksResponse>, I>>(object: I): ListTasksResponse {
     const message = createBaseListTasksResponse();
     message.tasks = object.tasks?.map((e) => Task.fromPartial(e)) || [];
+    message.unreadable = object.unreadable?.map((e) => UnreadableRecord.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseUnreadableRecord(): UnreadableRecord {
+  return { key: "", revision: 0, reason: "" };
+}
+
+export const UnreadableRecord: MessageFns<UnreadableRecord> = {
+  encode(message: UnreadableRecord, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.revision !== 0) {
+      writer.uint32(16).uint64(message.revision);
+    }
+    if (message.reason !== "") {
+      writer.uint32(26).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UnreadableRecord {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUnreadableRecord();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.revision = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UnreadableRecord {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      revision: isSet(object.revision) ? globalThis.Number(object.revision) : 0,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: UnreadableRecord): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.revision !== 0) {
+      obj.revision = Math.round(message.revision);
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UnreadableRecord>, I>>(base?: I): UnreadableRecord {
+    return UnreadableRecord.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UnreadableRecord>, I>>(object: I): UnreadableRecord {
+    const message = createBaseUnreadableRecord();
+    message.key = object.key ?? "";
+    message.revision = object.revision ?? 0;
+    message.reason = object.reason ?? "";
     return message;
   },
 };
