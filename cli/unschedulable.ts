@@ -34,7 +34,14 @@ export async function guardSchedulable(
 ): Promise<Unschedulable | undefined> {
   const pollMs = o.pollMs ?? UNSCHEDULABLE_POLL_MS;
   let since: number | undefined;
+  // The first look after one poll period: a watch replays the task's history first.
+  let wait = pollMs;
   while (!o.signal.aborted) {
+    try {
+      await sleep(wait, undefined, { signal: o.signal });
+    } catch {
+      return undefined;
+    }
     let verdict: Unschedulable | undefined;
     let known = false;
     try {
@@ -60,11 +67,7 @@ export async function guardSchedulable(
       if (o.timeoutMs > 0 && Date.now() - since >= o.timeoutMs) return verdict;
     }
     const left = since !== undefined && o.timeoutMs > 0 ? since + o.timeoutMs - Date.now() : pollMs;
-    try {
-      await sleep(Math.max(0, Math.min(pollMs, left)), undefined, { signal: o.signal });
-    } catch {
-      return undefined;
-    }
+    wait = Math.max(0, Math.min(pollMs, left));
   }
   return undefined;
 }

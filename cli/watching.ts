@@ -56,8 +56,9 @@ export async function watchUntilTerminal(ctx: Ctx, id: string, o: WatchOptions):
     return await follow(ctx, id, o, inner.signal, () => gaveUp);
   } finally {
     ctx.signal.removeEventListener("abort", stopInner);
+    // Stops the guard; not awaited: a poll in flight must not hold up the answer.
     inner.abort();
-    await guard;
+    void guard;
   }
 }
 

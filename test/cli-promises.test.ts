@@ -174,6 +174,19 @@ describe("the README's first submit", () => {
     },
     LONG,
   );
+
+  it(
+    "`submit examples/gpu.yaml --wait` on a worker without gpu=true says why and ends with exit 6",
+    async () => {
+      const r = await mesh(["submit", "examples/gpu.yaml", "--wait", "--unschedulable-timeout", "1s"], {
+        cwd: REPO_ROOT,
+      });
+      expectExit(r, 6);
+      expect(r.errLines()[0]).toMatch(/^warning: task needs-gpu cannot run yet: .*gpu=true/);
+      expectExit(await mesh(["cancel", "needs-gpu"]), 0);
+    },
+    LONG,
+  );
 });
 
 describe("waiting on a task no live worker serves", () => {
