@@ -365,6 +365,32 @@ describe("a retried task", () => {
   );
 });
 
+describe("a task that fails once and is retried by its worker", () => {
+  it(
+    "the re-queue's `queued` event carries the next attempt, and the watch ends on that attempt",
+    async () => {
+      const spec = `{id: requeued-1, prompt: p, runner: command, maxAttempts: 2, command: [node, -e, "process.exit(process.env.MESH_ATTEMPT === '1' ? 3 : 0)"]}\n`;
+      const r = await mesh(["submit", "-", "--follow", "--json"], { input: spec });
+      expectExit(r, 0);
+      const states = r.lines().filter((e) => e.type === "state");
+      expect(states.map((e) => `${e.state}@${e.attempt}`)).toEqual([
+        "queued@1",
+        "claimed@1",
+        "running@1",
+        "queued@2",
+        "claimed@2",
+        "running@2",
+        "succeeded@2",
+      ]);
+      expect(r.lines().at(-1)).toMatchObject({
+        type: "summary",
+        tasks: [{ state: "succeeded", attempt: 2 }],
+      });
+    },
+    LONG,
+  );
+});
+
 describe("usage errors under --json", () => {
   const cases: Array<{ name: string; args: string[]; help?: false }> = [
     { name: "an invalid choice, --json first", args: ["--json", "tasks", "--state", "nonsense"] },
