@@ -3,7 +3,7 @@
  * events, the scrape-time gauges (with a fake source, then from a real daemon and JetStream:
  * queue depth, oldest queued age, takeovers, redeliveries, NATS reconnects).
  */
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { MetricObjectWithValues, MetricValue } from "prom-client";
 import { describe, expect, it } from "vitest";
@@ -571,6 +571,25 @@ describe("MeshMetrics in a running daemon", () => {
     );
     expect(seriesValue(after, "agentmesh_queue_pending_messages", { pool })).toBe(0);
     expect(seriesValue(after, "agentmesh_queue_oldest_pending_age_seconds", { pool })).toBe(0);
+  });
+
+  it("has the configured model's agent series at 0 from the start, for each of its pools", async () => {
+    const dir = await makeTempDir("meshd-metrics-key-");
+    const apiKeyFile = join(dir, "key");
+    writeFileSync(apiKeyFile, "sk-ant-test-not-a-key\n", { mode: 0o600 });
+    const d = await meshd({
+      name: "conf-model",
+      pools: ["m-conf-a", "m-conf-b"],
+      runners: ["claude"],
+      claude: { command: [process.execPath], model: "claude-conf-test", apiKeyFile },
+    });
+    const body = (await metricsOf(d).render()).body;
+    for (const pool of ["m-conf-a", "m-conf-b"]) {
+      const labels = { pool, model: "claude-conf-test" };
+      expect(textValue(body, "agentmesh_agent_cost_usd_total", labels)).toBe(0);
+      expect(textValue(body, "agentmesh_agent_tokens_total", { ...labels, type: "output" })).toBe(0);
+      expect(textValue(body, "agentmesh_agent_sessions_total", { ...labels, result: "success" })).toBe(0);
+    }
   });
 
   it("has the queue series of a pool no daemon serves, from the stream's doorbells", async () => {
