@@ -493,12 +493,19 @@ describe.skipIf(!HAVE_PROMETHEUS)("real Prometheus scraping the mesh", () => {
       expect(cost).toBeGreaterThan(0);
       expect(tokens).toBeGreaterThan(0);
 
-      // Prometheus has scraped the session's totals...
-      await waitFor(async () => (await prom.value(`sum(agentmesh_agent_sessions_total${sel})`)) === 1, {
-        name: "prometheus sees the session",
-        timeoutMs: 60_000,
-        intervalMs: 250,
-      });
+      // Prometheus has scraped the session's totals (a series new at the session counts one
+      // scrape after it was first shown at 0, so each is waited for)...
+      const total = async (metric: string) => (await prom.value(`sum(${metric}${sel})`)) ?? 0;
+      await waitFor(
+        async () =>
+          (await total("agentmesh_agent_sessions_total")) === 1 &&
+          (await total("agentmesh_agent_cost_usd_total")) >= cost - 1e-9 &&
+          (await total("agentmesh_agent_tokens_total")) >= tokens &&
+          (await total("agentmesh_agent_turns_total")) >= (res?.turns ?? 1) &&
+          (await total("agentmesh_agent_tool_calls_total")) >= 1 &&
+          (await total("agentmesh_agent_api_retries_total")) >= 1,
+        { name: "prometheus sees the session's totals", timeoutMs: 60_000, intervalMs: 250 },
+      );
       // ...and increase() over a window holding the pool's first session sees all of it: every
       // series was scraped at 0 before it counted. (Extrapolation can only add to a rise from 0.)
       const increase = async (metric: string) =>
