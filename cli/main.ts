@@ -133,7 +133,7 @@ function usageError(err: CommanderError): CliError {
   const text = err.message.replace(/^error:\s*/, "").trim();
   const message =
     err.code === "commander.help"
-      ? "no command given; see `mesh --help`"
+      ? "no command to run; `mesh --help` lists the commands"
       : `${text.replace(/\.$/, "")} (see \`mesh ${failedIn}--help\`)`;
   return new CliError(EXIT.USAGE, message, "INVALID_ARGUMENT", { cause: err });
 }
