@@ -31,16 +31,29 @@ export interface Ctx {
   printJson(value: unknown): void;
   /** Progress and hints for a person, to stderr, only when it is a terminal. */
   note(line: string): void;
+  /**
+   * What a waiting person or script must hear (e.g. a task no live worker can serve): stderr in
+   * every output mode, as `{"warning":{"code","message","taskId","reason"}}` under --json.
+   */
+  warn(w: Warning): void;
   client(): MeshClient;
   close(): void;
 }
 
-export function parseDurationFlag(value: string, flag: string): number {
+export interface Warning {
+  code: string;
+  message: string;
+  taskId?: string;
+  reason?: string;
+}
+
+/** A duration flag in ms; `allowZero` for flags where 0 means "no limit". */
+export function parseDurationFlag(value: string, flag: string, allowZero = false): number {
   const ms = /^\d+$/.test(value) ? Number(value) * 1000 : parseDuration(value);
-  if (ms === undefined || ms <= 0) {
+  if (ms === undefined || ms < 0 || (ms === 0 && !allowZero)) {
     throw new CliError(
       EXIT.USAGE,
-      `${flag} "${value}" is not a duration; use e.g. 30s, 5m, 2h`,
+      `${flag} "${value}" is not a duration; use e.g. 30s, 5m, 2h${allowZero ? ", or 0 for no limit" : ""}`,
       "INVALID_ARGUMENT",
       {
         field: flag,
@@ -82,6 +95,14 @@ export function makeContext(cmd: Command, signal: AbortSignal): Ctx {
     // Notes are for a person at a terminal; piped stderr carries errors only.
     note: (line) => {
       if (!json && process.stderr.isTTY) process.stderr.write(`${line}\n`);
+    },
+    warn: (w) => {
+      const line = json
+        ? JSON.stringify({
+            warning: { code: w.code, message: w.message, taskId: w.taskId ?? null, reason: w.reason ?? null },
+          })
+        : `warning: ${w.message}`;
+      process.stderr.write(`${line}\n`);
     },
     client: () => {
       if (!client) {

@@ -14,6 +14,8 @@ export const EXIT = {
   UNREACHABLE: 3,
   NOT_FOUND: 4,
   OTHER: 5,
+  /** A task waited on stayed unschedulable (no live worker serves it) for --unschedulable-timeout. */
+  UNSCHEDULABLE: 6,
   /** Ctrl-C (128 + SIGINT). */
   INTERRUPTED: 130,
 } as const;
@@ -26,6 +28,7 @@ export const EXIT_CODES_HELP = `Exit codes:
   3  daemon unreachable (no socket, TLS or token refused, no answer in time) or the daemon cannot reach NATS
   4  not found (no task with that id)
   5  any other error (e.g. cancelling a task that already finished, --wait-timeout reached)
+  6  a task that was waited on could not run: no live worker served it for --unschedulable-timeout (it stays queued)
   130  interrupted (Ctrl-C) while waiting; the tasks keep running`;
 
 export class CliError extends Error {

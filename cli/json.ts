@@ -229,6 +229,31 @@ export function eventJson(e: TaskEvent): EventJson {
   return { type: "unknown", ...base, event: parseJson(e.eventJson) };
 }
 
+export interface UnschedulableEventJson {
+  type: "unschedulable";
+  taskId: string;
+  at: string;
+  /** As for a `queued` state event: the attempt it waits for. */
+  attempt: number;
+  workerId: null;
+  reason: string;
+}
+
+/** The CLI's own event line: the task waits and no live worker serves its pool, labels and runner. */
+export function unschedulableEventJson(
+  taskId: string,
+  u: { reason: string; state: string; attempt: number },
+): UnschedulableEventJson {
+  return {
+    type: "unschedulable",
+    taskId,
+    at: new Date().toISOString(),
+    attempt: u.state === "queued" ? u.attempt + 1 : u.attempt,
+    workerId: null,
+    reason: u.reason,
+  };
+}
+
 export type MeshEventJson =
   | ({ type: "task_state" } & Omit<Extract<EventJson, { type: "state" }>, "type">)
   | { type: "worker_joined"; worker: WorkerJson }

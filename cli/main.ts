@@ -25,7 +25,10 @@ process.emitWarning = ((warning: unknown, ...rest: unknown[]) => {
   emitWarning(warning, ...rest);
 }) as typeof process.emitWarning;
 
-function buildProgram(): Command {
+/** Which (sub)command's parse failed last: its --help is the one to point at. */
+let failedIn = "";
+
+function buildProgram(json: boolean): Command {
   const program = new Command("mesh")
     .description(
       "agent-mesh: submit, discover, watch and cancel Claude Code work on every machine of the mesh",
@@ -80,12 +83,16 @@ JSON field names are listed in each command's --help and in cli/README-fields.md
   ]) {
     program.addCommand(cmd);
   }
-  // Usage errors become exit 2 (commander would exit 1, which means "a task failed" here).
+  // Usage errors become exit 2 (commander would exit 1, which means "a task failed" here). Under
+  // --json commander prints nothing: main() reports its error as the documented JSON object.
   const configure = (c: Command) => {
     c.exitOverride();
     c.configureOutput({
-      outputError: (str, write) =>
-        write(`${str.trimEnd()} (see mesh ${c === program ? "" : `${c.name()} `}--help)\n`),
+      outputError: (str, write) => {
+        failedIn = c === program ? "" : `${c.name()} `;
+        if (!json) write(`${str.trimEnd()} (see mesh ${failedIn}--help)\n`);
+      },
+      ...(json ? { writeErr: () => {} } : {}),
     });
     c.showSuggestionAfterError(true);
     for (const sub of c.commands) configure(sub);
@@ -115,9 +122,25 @@ function toCliError(err: unknown): CliError {
   );
 }
 
+/** Whether --json was given, before or after the command (but not after a `--`). */
+function jsonRequested(argv: string[]): boolean {
+  const end = argv.indexOf("--");
+  return (end === -1 ? argv : argv.slice(0, end)).includes("--json");
+}
+
+/** A commander parse failure (unknown command or option, missing or invalid argument) as a usage error. */
+function usageError(err: CommanderError): CliError {
+  const text = err.message.replace(/^error:\s*/, "").trim();
+  const message =
+    err.code === "commander.help"
+      ? "no command to run; `mesh --help` lists the commands"
+      : `${text.replace(/\.$/, "")} (see \`mesh ${failedIn}--help\`)`;
+  return new CliError(EXIT.USAGE, message, "INVALID_ARGUMENT", { cause: err });
+}
+
 function report(err: unknown, argv: string[]): number {
   const e = toCliError(err);
-  if (argv.includes("--json")) {
+  if (jsonRequested(argv)) {
     const error = { code: e.code, message: e.message, field: e.field ?? null, exitCode: e.exitCode };
     process.stderr.write(`${JSON.stringify({ error })}\n`);
   } else {
@@ -135,14 +158,16 @@ function report(err: unknown, argv: string[]): number {
 }
 
 async function main(argv: string[]): Promise<number> {
-  const program = buildProgram();
+  const json = jsonRequested(argv);
+  const program = buildProgram(json);
   try {
     await program.parseAsync(argv, { from: "user" });
     return EXIT.OK;
   } catch (err) {
     if (err instanceof CommanderError) {
-      // help and --version exit 0; commander already printed its one-line error otherwise
-      return err.exitCode === 0 ? EXIT.OK : EXIT.USAGE;
+      // help and --version exit 0; without --json commander already printed its one-line error
+      if (err.exitCode === 0) return EXIT.OK;
+      return json ? report(usageError(err), argv) : EXIT.USAGE;
     }
     return report(err, argv);
   }

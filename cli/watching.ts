@@ -3,6 +3,9 @@ import type { TaskEvent } from "../proto/index.js";
 import { taskStateName } from "../proto/index.js";
 import type { Ctx } from "./context.js";
 import { CliError, EXIT } from "./errors.js";
+import { guardSchedulable, type Unschedulable } from "./unschedulable.js";
+
+export type { Unschedulable };
 
 export const TERMINAL = new Set(["succeeded", "failed", "cancelled", "dead"]);
 export const FAILED = new Set(["failed", "cancelled", "dead"]);
@@ -13,25 +16,74 @@ export interface Final {
   attempt: number;
   workerId: string | null;
   reason: string | null;
+  /** Set when the watch gave up because no live worker could serve the task (it is not terminal). */
+  unschedulable: string | null;
+}
+
+export interface WatchOptions {
+  /** Give up (WAIT_TIMEOUT) after this long. */
+  deadlineMs: number;
+  /** Give up after the task was unschedulable this long without a break; 0 waits forever. */
+  unschedulableMs: number;
+  onEvent(e: TaskEvent): void;
+  /** The task became unschedulable (again): no live worker serves its pool, labels and runner. */
+  onUnschedulable(u: Unschedulable): void;
 }
 
 /**
  * Streams `id`'s events (replayed from the start, then live) into `onEvent` until the task is
- * terminal. Returns its final state, or undefined when interrupted (Ctrl-C).
+ * terminal (the daemon ends the stream on the terminal state of the record's current attempt).
+ * Returns its final state; one with `unschedulable` set when no live worker could serve it for
+ * `unschedulableMs`; undefined when interrupted (Ctrl-C).
  */
-export async function watchUntilTerminal(
+export async function watchUntilTerminal(ctx: Ctx, id: string, o: WatchOptions): Promise<Final | undefined> {
+  const client = ctx.client();
+  const inner = new AbortController();
+  const stopInner = () => inner.abort();
+  ctx.signal.addEventListener("abort", stopInner, { once: true });
+  let gaveUp: Unschedulable | undefined;
+  const guard = guardSchedulable(client, id, {
+    timeoutMs: o.unschedulableMs,
+    signal: inner.signal,
+    onUnschedulable: o.onUnschedulable,
+  }).then((u) => {
+    if (u && !inner.signal.aborted) {
+      gaveUp = u;
+      inner.abort();
+    }
+  });
+  try {
+    return await follow(ctx, id, o, inner.signal, () => gaveUp);
+  } finally {
+    ctx.signal.removeEventListener("abort", stopInner);
+    // Stops the guard; not awaited: a poll in flight must not hold up the answer.
+    inner.abort();
+    void guard;
+  }
+}
+
+async function follow(
   ctx: Ctx,
   id: string,
-  deadlineMs: number,
-  onEvent: (e: TaskEvent) => void,
+  o: WatchOptions,
+  signal: AbortSignal,
+  gaveUp: () => Unschedulable | undefined,
 ): Promise<Final | undefined> {
   const client = ctx.client();
   let seen = 0;
   let last: Final | undefined;
+  const unschedulable = (u: Unschedulable): Final => ({
+    id,
+    state: u.state,
+    attempt: u.attempt,
+    workerId: null,
+    reason: null,
+    unschedulable: u.reason,
+  });
   for (let resumes = 0; ; resumes++) {
     let index = 0;
     try {
-      for await (const msg of client.watchTask(id, { signal: ctx.signal, deadlineMs })) {
+      for await (const msg of client.watchTask(id, { signal, deadlineMs: o.deadlineMs })) {
         const e = msg.event;
         if (!e) continue;
         // A resumed watch replays from the start: skip what was already shown.
@@ -44,9 +96,10 @@ export async function watchUntilTerminal(
             attempt: e.attempt,
             workerId: e.workerId || null,
             reason: e.state.reason || null,
+            unschedulable: null,
           };
         }
-        onEvent(e);
+        o.onEvent(e);
       }
     } catch (err) {
       if (err instanceof CliError && err.code === "RESOURCE_EXHAUSTED" && resumes < 3) continue;
@@ -60,6 +113,8 @@ export async function watchUntilTerminal(
       }
       throw err;
     }
+    const u = gaveUp();
+    if (u) return unschedulable(u);
     if (ctx.signal.aborted) return undefined;
     if (last && TERMINAL.has(last.state)) return last;
     // The stream ended without a terminal event: ask for the record instead of guessing.
@@ -72,6 +127,7 @@ export async function watchUntilTerminal(
         attempt: task.attempt,
         workerId: task.ownerWorkerId || null,
         reason: task.reason || null,
+        unschedulable: null,
       };
     }
     if (resumes >= 3) {
@@ -82,6 +138,42 @@ export async function watchUntilTerminal(
       );
     }
   }
+}
+
+/** How a waiting command words "no live worker can serve it", on stderr in every output mode. */
+export function unschedulableWarning(
+  id: string,
+  reason: string,
+  giveUpMs: number,
+): { code: string; message: string; taskId: string; reason: string } {
+  const wait =
+    giveUpMs > 0
+      ? `waiting ${formatMs(giveUpMs)} for one (--unschedulable-timeout), then exit ${EXIT.UNSCHEDULABLE}`
+      : "waiting for one with no limit (--unschedulable-timeout 0)";
+  return {
+    code: "UNSCHEDULABLE",
+    message: `task ${id} cannot run yet: ${reason}; ${wait}. Start a worker that serves it, or \`mesh cancel ${id}\``,
+    taskId: id,
+    reason,
+  };
+}
+
+/** The error a waiting command ends with when it gave up on unschedulable tasks. */
+export function unschedulableError(finals: Final[], giveUpMs: number): CliError {
+  const first = finals[0] as Final;
+  const more = finals.length > 1 ? ` (and ${finals.length - 1} more)` : "";
+  return new CliError(
+    EXIT.UNSCHEDULABLE,
+    `task ${first.id}${more} is still ${first.state}: ${first.unschedulable}; gave up after ${formatMs(giveUpMs)} (--unschedulable-timeout). Start a worker that serves it, or \`mesh cancel ${first.id}\``,
+    "UNSCHEDULABLE",
+  );
+}
+
+export function formatMs(ms: number): string {
+  if (ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;
+  if (ms % 60_000 === 0) return `${ms / 60_000}m`;
+  if (ms % 1000 === 0) return `${ms / 1000}s`;
+  return `${ms}ms`;
 }
 
 /** Runs `fn` over `items` with at most `limit` in flight; rejects on the first failure. */

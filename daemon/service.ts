@@ -14,7 +14,7 @@ import { ringDoorbell } from "./queue/doorbell.js";
 import { listWorkers } from "./registry/presence.js";
 import { type WorkerInfo, workerServes } from "./registry/worker-info.js";
 import type { EventPublisher } from "./tasks/event-publisher.js";
-import { EVENTS_STREAM, type TaskEvent, taskEventSubject } from "./tasks/events.js";
+import { EVENTS_STREAM, stateEventAttempt, type TaskEvent, taskEventSubject } from "./tasks/events.js";
 import { isTerminal, newTaskRecord, type TaskRecord, type VersionedRecord } from "./tasks/record.js";
 import type { TaskSpec } from "./tasks/spec.js";
 import type { TaskStore } from "./tasks/store.js";
@@ -54,7 +54,7 @@ export class MeshService implements MeshApi {
       taskId: r.id,
       at: r.updatedAt,
       state: r.state,
-      attempt: r.attempt,
+      attempt: stateEventAttempt(r),
       ...(r.reason ? { reason: r.reason } : {}),
     });
   }
@@ -236,7 +236,11 @@ export class MeshService implements MeshApi {
         ch.push({ type: "__check" });
       }
     })();
-    let lastState: string | undefined;
+    // A watch replays every attempt but ends only on the terminal state of the record's current
+    // attempt: a retried task's first `failed`/`dead` is history, not the end.
+    let lastTerminal: { state: string; attempt: number } | undefined;
+    const endsWith = (e: { state: string; attempt: number } | undefined, r: TaskRecord): boolean =>
+      e !== undefined && isTerminal(r.state) && e.state === r.state && e.attempt === r.attempt;
     let eventsSinceCheck = 0;
     try {
       for await (const e of ch) {
@@ -244,32 +248,30 @@ export class MeshService implements MeshApi {
           const quiet = eventsSinceCheck === 0 && ch.size === 0;
           eventsSinceCheck = 0;
           const cur = await this.d.store.get(id);
-          if (cur && isTerminal(cur.record.state) && lastState !== cur.record.state) {
-            // The terminal event may have been lost (events are best effort): after a whole
-            // quiet poll period, end from the record instead of waiting forever.
-            if (quiet) {
-              const r = cur.record;
-              yield {
-                type: "state",
-                taskId: id,
-                at: r.updatedAt,
-                state: r.state,
-                attempt: r.attempt,
-                ...(r.reason ? { reason: r.reason } : {}),
-              };
-              return;
-            }
+          if (!cur || !isTerminal(cur.record.state)) continue;
+          if (endsWith(lastTerminal, cur.record)) return;
+          // The terminal event may have been lost (events are best effort): after a whole
+          // quiet poll period, end from the record instead of waiting forever.
+          if (quiet) {
+            const r = cur.record;
+            yield {
+              type: "state",
+              taskId: id,
+              at: r.updatedAt,
+              state: r.state,
+              attempt: r.attempt,
+              ...(r.reason ? { reason: r.reason } : {}),
+            };
+            return;
           }
           continue;
         }
         eventsSinceCheck++;
         yield e;
-        if (e.type === "state") {
-          lastState = e.state;
-          if (isTerminal(e.state)) {
-            const cur = await this.d.store.get(id);
-            if (cur && cur.record.state === e.state) return;
-          }
+        if (e.type === "state" && isTerminal(e.state)) {
+          lastTerminal = { state: e.state, attempt: e.attempt };
+          const cur = await this.d.store.get(id);
+          if (cur && endsWith(lastTerminal, cur.record)) return;
         }
       }
     } finally {

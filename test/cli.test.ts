@@ -249,7 +249,15 @@ describe("mesh CLI, end to end", () => {
       expectExit(r, 0);
       expect(r.json()).toEqual({
         tasks: [
-          { id: "gpu-1", created: true, state: "succeeded", attempt: 1, workerId: ids.b, reason: null },
+          {
+            id: "gpu-1",
+            created: true,
+            state: "succeeded",
+            attempt: 1,
+            workerId: ids.b,
+            reason: null,
+            unschedulable: null,
+          },
         ],
       });
 

@@ -3,7 +3,7 @@
  * events, the scrape-time gauges (with a fake source, then from a real daemon and JetStream:
  * queue depth, oldest queued age, takeovers, redeliveries, NATS reconnects).
  */
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { MetricObjectWithValues, MetricValue } from "prom-client";
 import { describe, expect, it } from "vitest";
@@ -29,9 +29,24 @@ import { nodeTask, uniqueId } from "./support/tasks.js";
 type Labels = Record<string, string>;
 type Metrics = MetricObjectWithValues<MetricValue<string>>[];
 
+/**
+ * The registry after one scrape (render): agent series new since the last scrape are shown at 0
+ * by that scrape and count from then on, so this sees their values.
+ */
 async function snapshot(m: MeshMetrics): Promise<Metrics> {
-  await m.collect();
+  await m.render();
   return m.registry.getMetricsAsJSON();
+}
+
+/** The value of `name{labels}` in Prometheus text, undefined when absent. */
+function textValue(body: string, name: string, labels: Labels): number | undefined {
+  for (const line of body.split("\n")) {
+    const m = /^(\w+)\{([^}]*)\} (\S+)$/.exec(line);
+    if (!m || m[1] !== name) continue;
+    const l = Object.fromEntries([...(m[2] ?? "").matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]));
+    if (Object.entries(labels).every(([k, v]) => l[k] === v)) return Number(m[3]);
+  }
+  return undefined;
 }
 
 /** The value of series `name` whose labels include `labels`; undefined when absent. */
@@ -61,7 +76,13 @@ function fakeSource(over: Partial<LiveSource> = {}): LiveSource {
     slots: () => ({ total: 4, busy: 3 }),
     running: () => 2,
     ready: () => true,
-    queue: async () => ({ pending: 7, ackPending: 2, redelivered: 1, oldestPendingAgeSeconds: 12.5 }),
+    queues: async () =>
+      new Map(
+        ["default", "gpu"].map((p) => [
+          p,
+          { pending: 7, ackPending: 2, redelivered: 1, oldestPendingAgeSeconds: 12.5 },
+        ]),
+      ),
     workers: async () => [
       { pools: ["default"] } as WorkerInfo,
       { pools: ["default", "gpu"] } as WorkerInfo,
@@ -142,16 +163,51 @@ describe("MeshMetrics (unit)", () => {
     expect(seriesValue(all, "agentmesh_worker_info", { worker_id: "w-fake-1", host: "host-1" })).toBe(1);
   });
 
-  it("drops a pool's queue series when JetStream does not answer, and counts the error", async () => {
+  it("has queue series for every pool with tasks, served or not; pools nobody serves have 0 workers", async () => {
+    const m = new MeshMetrics({ worker: "alpha", defaultMetrics: false });
+    const q = (pending: number): QueueStats => ({
+      pending,
+      ackPending: 0,
+      redelivered: 0,
+      oldestPendingAgeSeconds: 3,
+    });
+    m.bind(
+      fakeSource({
+        queues: async () =>
+          new Map([
+            ["default", q(0)],
+            ["gpu", q(1)],
+            ["cpu", q(2)],
+            ["orphan", q(5)],
+          ]),
+      }),
+    );
+    const all = await snapshot(m);
+    expect(seriesValue(all, "agentmesh_queue_pending_messages", { pool: "orphan" })).toBe(5);
+    expect(seriesValue(all, "agentmesh_queue_oldest_pending_age_seconds", { pool: "orphan" })).toBe(3);
+    expect(seriesValue(all, "agentmesh_queue_pending_messages", { pool: "cpu" })).toBe(2);
+    expect(seriesValue(all, "agentmesh_pool_workers_alive", { pool: "orphan" })).toBe(0);
+    expect(seriesValue(all, "agentmesh_pool_workers_alive", { pool: "cpu" })).toBe(1);
+  });
+
+  it("drops the queue series when JetStream does not answer, and counts the error", async () => {
     let fail = false;
+    let calls = 0;
     const m = new MeshMetrics({ worker: "alpha", defaultMetrics: false, collectTimeoutMs: 200 });
     m.bind(
       fakeSource({
-        queue: (pool): Promise<QueueStats> => {
+        queues: (): Promise<Map<string, QueueStats>> => {
           if (!fail)
-            return Promise.resolve({ pending: 1, ackPending: 0, redelivered: 0, oldestPendingAgeSeconds: 1 });
-          // gpu never answers (times out), default fails at once
-          return pool === "gpu" ? new Promise(() => {}) : Promise.reject(new Error("no responders"));
+            return Promise.resolve(
+              new Map(
+                ["default", "gpu"].map((p) => [
+                  p,
+                  { pending: 1, ackPending: 0, redelivered: 0, oldestPendingAgeSeconds: 1 },
+                ]),
+              ),
+            );
+          // first it never answers (times out), then it fails at once
+          return calls++ === 0 ? new Promise(() => {}) : Promise.reject(new Error("no responders"));
         },
         workers: () =>
           fail
@@ -164,9 +220,11 @@ describe("MeshMetrics (unit)", () => {
     fail = true;
     all = await snapshot(m);
     expect(seriesOf(all, "agentmesh_queue_pending_messages")).toEqual([]);
+    all = await snapshot(m);
+    expect(seriesOf(all, "agentmesh_queue_pending_messages")).toEqual([]);
     expect(seriesOf(all, "agentmesh_queue_oldest_pending_age_seconds")).toEqual([]);
     expect(seriesValue(all, "agentmesh_collect_errors_total", { source: "queue" })).toBe(2);
-    expect(seriesValue(all, "agentmesh_collect_errors_total", { source: "presence" })).toBe(1);
+    expect(seriesValue(all, "agentmesh_collect_errors_total", { source: "presence" })).toBe(2);
     // a missed registry read keeps the last count rather than claiming "no workers"
     expect(seriesValue(all, "agentmesh_workers_alive")).toBe(1);
   });
@@ -250,6 +308,78 @@ describe("MeshMetrics (unit)", () => {
     expect(seriesValue(all, "agentmesh_agent_api_retries_total", { status: "unknown" })).toBe(1);
     expect(seriesValue(all, "agentmesh_agent_last_heartbeat_timestamp_seconds", { pool: "default" })).toBe(
       now / 1000,
+    );
+  });
+
+  it("shows every agent series at 0 in a scrape before it counts", async () => {
+    const m = new MeshMetrics({ worker: "alpha", defaultMetrics: false });
+    m.bind(fakeSource({ agentModels: ["claude-conf"] }));
+    const agent = (kind: string, data: Record<string, unknown>) => ({ type: "agent" as const, kind, data });
+    const ev = (kind: string, data: Record<string, unknown>, pool = "default") =>
+      m.runnerEvent({ pool, event: agent(kind, data) });
+    const result = (model: string) => ({
+      isError: false,
+      costUsd: 0.5,
+      tokens: { input: 10, output: 5, cacheRead: 0, cacheCreation: 0 },
+      turns: 2,
+      durationMs: 3000,
+      model,
+    });
+    const cost = (body: string, model: string, pool = "default") =>
+      textValue(body, "agentmesh_agent_cost_usd_total", { pool, model });
+    const scrape = async () => (await m.render()).body;
+
+    // The configured model's series exist from the start, for every pool of the daemon.
+    let body = await scrape();
+    expect(cost(body, "claude-conf")).toBe(0);
+    expect(cost(body, "claude-conf", "gpu")).toBe(0);
+    expect(
+      textValue(body, "agentmesh_agent_sessions_total", {
+        pool: "gpu",
+        model: "claude-conf",
+        result: "error",
+      }),
+    ).toBe(0);
+    ev("session_started", { sessionId: "s1", model: "claude-conf" });
+    ev("result", result("claude-conf"));
+    expect(cost(await scrape(), "claude-conf")).toBe(0.5);
+
+    // A model first seen at its session's start: at 0 until a scrape showed it.
+    ev("session_started", { sessionId: "s2", model: "claude-new" });
+    expect(cost(await scrape(), "claude-new")).toBe(0);
+    ev("result", result("claude-new"));
+    expect(cost(await scrape(), "claude-new")).toBe(0.5);
+
+    // Even a whole session between two scrapes, and series no one could know ahead (a tool, a
+    // status, a pool, a model the result names): the first scrape shows 0, the next the counts.
+    ev("session_started", { sessionId: "s3", model: "claude-fast" }, "cpu");
+    ev("tool_use", { tool: "Bash", toolUseId: "u1" }, "cpu");
+    ev("api_retry", { status: 529, attempt: 1 }, "cpu");
+    ev("result", result("claude-fast"), "cpu");
+    body = await scrape();
+    expect(cost(body, "claude-fast", "cpu")).toBe(0);
+    expect(
+      textValue(body, "agentmesh_agent_tokens_total", { pool: "cpu", model: "claude-fast", type: "input" }),
+    ).toBe(0);
+    expect(textValue(body, "agentmesh_agent_turns_total", { pool: "cpu", model: "claude-fast" })).toBe(0);
+    expect(textValue(body, "agentmesh_agent_sessions_total", { pool: "cpu", result: "success" })).toBe(0);
+    expect(textValue(body, "agentmesh_agent_session_duration_seconds_count", { pool: "cpu" })).toBe(0);
+    expect(textValue(body, "agentmesh_agent_tool_calls_total", { pool: "cpu", tool: "Bash" })).toBe(0);
+    expect(textValue(body, "agentmesh_agent_api_retries_total", { pool: "cpu", status: "529" })).toBe(0);
+    body = await scrape();
+    expect(cost(body, "claude-fast", "cpu")).toBe(0.5);
+    expect(
+      textValue(body, "agentmesh_agent_tokens_total", { pool: "cpu", model: "claude-fast", type: "input" }),
+    ).toBe(10);
+    expect(textValue(body, "agentmesh_agent_turns_total", { pool: "cpu", model: "claude-fast" })).toBe(2);
+    expect(textValue(body, "agentmesh_agent_sessions_total", { pool: "cpu", result: "success" })).toBe(1);
+    expect(textValue(body, "agentmesh_agent_session_duration_seconds_count", { pool: "cpu" })).toBe(1);
+    expect(textValue(body, "agentmesh_agent_tool_calls_total", { pool: "cpu", tool: "Bash" })).toBe(1);
+    expect(textValue(body, "agentmesh_agent_api_retries_total", { pool: "cpu", status: "529" })).toBe(1);
+    // once shown, a series counts at once
+    ev("tool_use", { tool: "Bash", toolUseId: "u2" }, "cpu");
+    expect(textValue(await scrape(), "agentmesh_agent_tool_calls_total", { pool: "cpu", tool: "Bash" })).toBe(
+      2,
     );
   });
 
@@ -442,6 +572,46 @@ describe("MeshMetrics in a running daemon", () => {
     );
     expect(seriesValue(after, "agentmesh_queue_pending_messages", { pool })).toBe(0);
     expect(seriesValue(after, "agentmesh_queue_oldest_pending_age_seconds", { pool })).toBe(0);
+  });
+
+  it("has the configured model's agent series at 0 from the start, for each of its pools", async () => {
+    const dir = await makeTempDir("meshd-metrics-key-");
+    const apiKeyFile = join(dir, "key");
+    writeFileSync(apiKeyFile, "sk-ant-test-not-a-key\n", { mode: 0o600 });
+    const d = await meshd({
+      name: "conf-model",
+      pools: ["m-conf-a", "m-conf-b"],
+      runners: ["claude"],
+      claude: { command: [process.execPath], model: "claude-conf-test", apiKeyFile },
+    });
+    const body = (await metricsOf(d).render()).body;
+    for (const pool of ["m-conf-a", "m-conf-b"]) {
+      const labels = { pool, model: "claude-conf-test" };
+      expect(textValue(body, "agentmesh_agent_cost_usd_total", labels)).toBe(0);
+      expect(textValue(body, "agentmesh_agent_tokens_total", { ...labels, type: "output" })).toBe(0);
+      expect(textValue(body, "agentmesh_agent_sessions_total", { ...labels, result: "success" })).toBe(0);
+    }
+  });
+
+  it("has the queue series of a pool no daemon serves, from the stream's doorbells", async () => {
+    const d = await meshd({ name: "depth-all", pools: ["m-served"] });
+    const pool = `m-unserved-${uniqueId("p")}`.slice(0, 60);
+    const tasks = [nodeTask("", { pool }), nodeTask("", { pool })];
+    await mesh.client.api.submit(tasks);
+    const all = await waitFor(
+      async () => {
+        const s = await snapshot(metricsOf(d));
+        return seriesValue(s, "agentmesh_queue_pending_messages", { pool }) === 2 ? s : undefined;
+      },
+      { name: "the unserved pool's 2 doorbells in the daemon's metrics", timeoutMs: 20_000 },
+    );
+    expect(seriesValue(all, "agentmesh_queue_ack_pending_messages", { pool })).toBe(0);
+    expect(seriesValue(all, "agentmesh_queue_oldest_pending_age_seconds", { pool })).toBeGreaterThanOrEqual(
+      0,
+    );
+    expect(seriesValue(all, "agentmesh_pool_workers_alive", { pool })).toBe(0);
+    expect(seriesValue(all, "agentmesh_queue_pending_messages", { pool: "m-served" })).toBe(0);
+    for (const t of tasks) await mesh.client.api.cancel(t.id);
   });
 
   it("counts the redelivery and takeover of a task whose owner stopped heartbeating", async () => {

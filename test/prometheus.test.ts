@@ -30,6 +30,14 @@ import { DirWorkspaceProvider } from "../daemon/workspace/dir-workspace.js";
 import type { PreparedWorkspace, WorkspaceProvider } from "../daemon/workspace/workspace.js";
 import { freePort, makeTempDir, NatsServer, removeTempDirs, waitFor, withTimeout } from "./harness/index.js";
 import {
+  answer,
+  CLAUDE_BIN,
+  FAKE_API_KEY,
+  overloaded,
+  startMockAnthropic,
+  writeFile as writeFileReply,
+} from "./mock-anthropic/index.js";
+import {
   FAST,
   type MeshClient,
   openClient,
@@ -435,5 +443,97 @@ describe.skipIf(!HAVE_PROMETHEUS)("real Prometheus scraping the mesh", () => {
       { name: "prometheus drops prom-b", timeoutMs: 30_000, intervalMs: 250 },
     );
     expect(left[0]?.discoveredLabels.__meta_agentmesh_worker).toBe("prom-a");
+  }, 300_000);
+  it("increase() of the agent counters holds a real Claude Code session that is its pool's first; an unserved pool has queue series", async () => {
+    // Claude Code (the real CLI) against the mock Messages API: a 529 it retries, a Write, an answer.
+    const mock = await startMockAnthropic({
+      script: ({ turn, attempt }) =>
+        turn === 0 ? (attempt === 0 ? overloaded() : writeFileReply("hello.txt", "hi\n")) : answer("done"),
+    });
+    try {
+      const dir = await makeTempDir("prom-claude-");
+      const apiKeyFile = join(dir, "anthropic-key");
+      await writeFile(apiKeyFile, `${FAKE_API_KEY}\n`, { mode: 0o600 });
+      const pool = "prom-first-session";
+      const d = await startDaemon(
+        compileConfig({
+          ...FAST,
+          logLevel: process.env.MESH_TEST_LOG ?? "silent",
+          name: "prom-claude",
+          pools: [pool],
+          runners: ["claude"],
+          claude: { command: [CLAUDE_BIN], env: { ANTHROPIC_BASE_URL: mock.url }, apiKeyFile },
+          http: { enabled: true, port: 0, tokenFile },
+          nats: { servers: [nats.url] },
+          stateDir: join(dir, "state"),
+        }),
+      );
+      daemons.push(d);
+      // One scraper only (the first test's, when it ran): a second one could miss a series' first 0.
+      if (!prometheus) {
+        const configFile = join(dir, "prometheus.yml");
+        await writeFile(configFile, prometheusConfig(`${urlOf(d)}/sd`));
+        prometheus = await Prometheus.start(configFile, dir);
+      }
+      const prom = prometheus;
+      const sel = `{pool="${pool}"}`;
+
+      const spec = validateTaskSpec({
+        id: uniqueId("claude"),
+        prompt: "write hello.txt",
+        runner: "claude",
+        pool,
+      });
+      await d.api.submit([spec]);
+      const done = await waitForState(client.api, spec.id, ["succeeded", "failed", "dead"], 120_000);
+      expect(done.record.state, JSON.stringify(done.record.attempts)).toBe("succeeded");
+      const res = done.record.result;
+      const cost = res?.costUsd ?? 0;
+      const tokens = res?.tokens ? Object.values(res.tokens).reduce((a, b) => a + (b ?? 0), 0) : 0;
+      expect(cost).toBeGreaterThan(0);
+      expect(tokens).toBeGreaterThan(0);
+
+      // Prometheus has scraped the session's totals (a series new at the session counts one
+      // scrape after it was first shown at 0, so each is waited for)...
+      const total = async (metric: string) => (await prom.value(`sum(${metric}${sel})`)) ?? 0;
+      await waitFor(
+        async () =>
+          (await total("agentmesh_agent_sessions_total")) === 1 &&
+          (await total("agentmesh_agent_cost_usd_total")) >= cost - 1e-9 &&
+          (await total("agentmesh_agent_tokens_total")) >= tokens &&
+          (await total("agentmesh_agent_turns_total")) >= (res?.turns ?? 1) &&
+          (await total("agentmesh_agent_tool_calls_total")) >= 1 &&
+          (await total("agentmesh_agent_api_retries_total")) >= 1,
+        { name: "prometheus sees the session's totals", timeoutMs: 60_000, intervalMs: 250 },
+      );
+      // ...and increase() over a window holding the pool's first session sees all of it: every
+      // series was scraped at 0 before it counted. (Extrapolation can only add to a rise from 0.)
+      const increase = async (metric: string) =>
+        (await prom.value(`sum(increase(${metric}${sel}[10m]))`)) ?? 0;
+      expect(await increase("agentmesh_agent_cost_usd_total")).toBeGreaterThanOrEqual(cost - 1e-9);
+      expect(await increase("agentmesh_agent_tokens_total")).toBeGreaterThanOrEqual(tokens);
+      expect(await increase("agentmesh_agent_turns_total")).toBeGreaterThanOrEqual(res?.turns ?? 1);
+      expect(await increase("agentmesh_agent_sessions_total")).toBeGreaterThanOrEqual(1);
+      expect(await increase("agentmesh_agent_tool_calls_total")).toBeGreaterThanOrEqual(1);
+      expect(await increase("agentmesh_agent_api_retries_total")).toBeGreaterThanOrEqual(1);
+
+      // A pool no live worker serves: its backlog has queue series too, next to 0 workers.
+      const unserved = "prom-nobody";
+      await d.api.submit([
+        nodeTask("process.exit(0)", { pool: unserved }),
+        nodeTask("process.exit(0)", { pool: unserved }),
+      ]);
+      await waitFor(
+        async () =>
+          (await prom.value(`max(agentmesh_queue_pending_messages{pool="${unserved}"})`)) === 2 &&
+          (await prom.value(`max(agentmesh_pool_workers_alive{pool="${unserved}"})`)) === 0,
+        { name: "prometheus sees the unserved pool's backlog", timeoutMs: 30_000, intervalMs: 250 },
+      );
+      expect(
+        await prom.value(`max(agentmesh_queue_oldest_pending_age_seconds{pool="${unserved}"})`),
+      ).toBeGreaterThanOrEqual(0);
+    } finally {
+      await mock.close();
+    }
   }, 300_000);
 });

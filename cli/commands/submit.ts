@@ -7,9 +7,16 @@ import { type Ctx, parseDurationFlag } from "../context.js";
 import { CliError, EXIT } from "../errors.js";
 import { taskEventLine } from "../events.js";
 import { dash, paint, paintState, table } from "../format.js";
-import { eventJson, type SubmitJson, submitJson } from "../json.js";
+import { eventJson, type SubmitJson, submitJson, unschedulableEventJson } from "../json.js";
 import { run } from "../run.js";
-import { eachLimited, FAILED, type Final, watchUntilTerminal } from "../watching.js";
+import {
+  eachLimited,
+  FAILED,
+  type Final,
+  unschedulableError,
+  unschedulableWarning,
+  watchUntilTerminal,
+} from "../watching.js";
 
 /** Tasks watched at once while waiting: each is one stream on the daemon. */
 const WATCH_CONCURRENCY = 16;
@@ -56,13 +63,14 @@ interface Opts {
   wait?: boolean;
   follow?: boolean;
   waitTimeout: string;
+  unschedulableTimeout: string;
 }
 
-/** When `--wait` mentions tasks that no live worker can serve. */
-const UNSCHEDULABLE_HINT_MS = 2000;
+type Row = SubmitJson & Omit<Final, "id" | "state">;
 
 async function submit(ctx: Ctx, file: string, opts: Opts): Promise<void> {
   const waitMs = parseDurationFlag(opts.waitTimeout, "--wait-timeout");
+  const unschedulableMs = parseDurationFlag(opts.unschedulableTimeout, "--unschedulable-timeout", true);
   const { text, source } = await readInput(file);
   validate(text, source);
   const res = await ctx.client().submitTasks(text, source);
@@ -90,29 +98,26 @@ async function submit(ctx: Ctx, file: string, opts: Opts): Promise<void> {
     `submitted ${submitted.length} task(s) (${created} new); waiting for them to finish (Ctrl-C stops waiting, not the tasks)`,
   );
   const finals = new Map<string, Final>();
-  // A task nobody can run would otherwise wait silently: say so once, early.
-  const hint = setTimeout(() => {
-    void (async () => {
-      for (const t of submitted) {
-        if (finals.has(t.id) || ctx.signal.aborted) continue;
-        const { task } = await ctx.client().getTask(t.id);
-        if (task?.unschedulableReason) ctx.note(`${t.id} is waiting: ${task.unschedulableReason}`);
-      }
-    })().catch(() => undefined);
-  }, UNSCHEDULABLE_HINT_MS);
-  hint.unref();
   await eachLimited(submitted, WATCH_CONCURRENCY, async (t) => {
-    const final = await watchUntilTerminal(ctx, t.id, waitMs, (e) => {
-      if (opts.follow) {
-        if (ctx.json) ctx.printJson(eventJson(e));
-        else ctx.print(taskEventLine(ctx.style, e, true));
-      } else if (e.state && !ctx.json) {
-        ctx.print(taskEventLine(ctx.style, e, true));
-      }
+    const final = await watchUntilTerminal(ctx, t.id, {
+      deadlineMs: waitMs,
+      unschedulableMs,
+      onEvent: (e) => {
+        if (opts.follow) {
+          if (ctx.json) ctx.printJson(eventJson(e));
+          else ctx.print(taskEventLine(ctx.style, e, true));
+        } else if (e.state && !ctx.json) {
+          ctx.print(taskEventLine(ctx.style, e, true));
+        }
+      },
+      // A task nobody can run would otherwise wait silently: say so, in every output mode.
+      onUnschedulable: (u) => {
+        ctx.warn(unschedulableWarning(t.id, u.reason, unschedulableMs));
+        if (opts.follow && ctx.json) ctx.printJson(unschedulableEventJson(t.id, u));
+      },
     });
     if (final) finals.set(t.id, final);
   });
-  clearTimeout(hint);
   if (ctx.signal.aborted) {
     throw new CliError(
       EXIT.INTERRUPTED,
@@ -121,7 +126,7 @@ async function submit(ctx: Ctx, file: string, opts: Opts): Promise<void> {
     );
   }
 
-  const rows = submitted.map((t): SubmitJson & Omit<Final, "id" | "state"> => {
+  const rows = submitted.map((t): Row => {
     const f = finals.get(t.id);
     return {
       ...t,
@@ -129,6 +134,7 @@ async function submit(ctx: Ctx, file: string, opts: Opts): Promise<void> {
       attempt: f?.attempt ?? 0,
       workerId: f?.workerId ?? null,
       reason: f?.reason ?? null,
+      unschedulable: f?.unschedulable ?? null,
     };
   });
   if (ctx.json) {
@@ -143,20 +149,25 @@ async function submit(ctx: Ctx, file: string, opts: Opts): Promise<void> {
           paintState(ctx.style, r.state),
           String(r.attempt),
           dash(r.workerId),
-          dash(r.reason),
+          dash(r.unschedulable ? `unschedulable: ${r.unschedulable}` : r.reason),
         ]),
         ctx.style,
       ),
     );
   }
   const bad = rows.filter((r) => FAILED.has(r.state));
+  const stuck = rows.filter((r) => r.unschedulable);
   if (bad.length > 0) {
-    const first = bad[0] as (typeof rows)[number];
+    const first = bad[0] as Row;
+    const alsoStuck = stuck.length > 0 ? `; ${stuck.length} could not run (no live worker serves them)` : "";
     throw new CliError(
       EXIT.TASK_FAILED,
-      `${bad.length} of ${rows.length} task(s) did not succeed (${first.id} ${first.state}${first.reason ? `: ${first.reason}` : ""}); see \`mesh task ${first.id}\``,
+      `${bad.length} of ${rows.length} task(s) did not succeed (${first.id} ${first.state}${first.reason ? `: ${first.reason}` : ""})${alsoStuck}; see \`mesh task ${first.id}\``,
       "TASK_FAILED",
     );
+  }
+  if (stuck.length > 0) {
+    throw unschedulableError(stuck, unschedulableMs);
   }
   if (!ctx.json) ctx.note(paint(ctx.style, "green", `all ${rows.length} task(s) succeeded`));
 }
@@ -171,14 +182,22 @@ export function submitCommand(): Command {
     )
     .option("--follow", "like --wait, and stream every event (log lines, agent events)")
     .option("--wait-timeout <duration>", "give up waiting after this long (exit 5)", "24h")
+    .option(
+      "--unschedulable-timeout <duration>",
+      "with --wait/--follow: stop waiting for a task no live worker could serve for this long (exit 6); 0 waits forever",
+      "60s",
+    )
     .addHelpText(
       "after",
       `
 --json output:
   {"tasks":[{"id","created","state"}]}
-  with --wait: {"tasks":[{"id","created","state","attempt","workerId","reason"}]} once all are terminal
+  with --wait: {"tasks":[{"id","created","state","attempt","workerId","reason","unschedulable"}]}
+               once every task is terminal or was given up as unschedulable
   with --follow: one event object per line (see \`mesh watch --help\`), then
-                 {"type":"summary","tasks":[...as with --wait]}`,
+                 {"type":"summary","tasks":[...as with --wait]}
+  while no live worker can serve a task, stderr gets (in every mode)
+    {"warning":{"code":"UNSCHEDULABLE","message","taskId","reason"}}`,
     )
     .action(run<[string, Opts]>((ctx, file, opts) => submit(ctx, file, opts)));
 }

@@ -3,18 +3,27 @@ import { Command } from "commander";
 import { type Ctx, parseDurationFlag } from "../context.js";
 import { CliError, EXIT } from "../errors.js";
 import { meshEventLine, taskEventLine } from "../events.js";
-import { eventJson, meshEventJson } from "../json.js";
+import { eventJson, meshEventJson, unschedulableEventJson } from "../json.js";
 import { run } from "../run.js";
-import { FAILED, watchUntilTerminal } from "../watching.js";
+import { FAILED, unschedulableError, unschedulableWarning, watchUntilTerminal } from "../watching.js";
 
 interface Opts {
   waitTimeout: string;
+  unschedulableTimeout: string;
 }
 
-async function watchTask(ctx: Ctx, id: string, deadlineMs: number): Promise<void> {
-  const final = await watchUntilTerminal(ctx, id, deadlineMs, (e) => {
-    if (ctx.json) ctx.printJson(eventJson(e));
-    else ctx.print(taskEventLine(ctx.style, e, false));
+async function watchTask(ctx: Ctx, id: string, deadlineMs: number, unschedulableMs: number): Promise<void> {
+  const final = await watchUntilTerminal(ctx, id, {
+    deadlineMs,
+    unschedulableMs,
+    onEvent: (e) => {
+      if (ctx.json) ctx.printJson(eventJson(e));
+      else ctx.print(taskEventLine(ctx.style, e, false));
+    },
+    onUnschedulable: (u) => {
+      ctx.warn(unschedulableWarning(id, u.reason, unschedulableMs));
+      if (ctx.json) ctx.printJson(unschedulableEventJson(id, u));
+    },
   });
   if (!final)
     throw new CliError(
@@ -22,6 +31,7 @@ async function watchTask(ctx: Ctx, id: string, deadlineMs: number): Promise<void
       `stopped watching ${id} (interrupted); the task keeps running`,
       "INTERRUPTED",
     );
+  if (final.unschedulable) throw unschedulableError([final], unschedulableMs);
   if (FAILED.has(final.state)) {
     throw new CliError(
       EXIT.TASK_FAILED,
@@ -47,7 +57,8 @@ async function watchMesh(ctx: Ctx, deadlineMs: number): Promise<void> {
 
 async function watch(ctx: Ctx, id: string | undefined, opts: Opts): Promise<void> {
   const deadlineMs = parseDurationFlag(opts.waitTimeout, "--wait-timeout");
-  if (id) await watchTask(ctx, id, deadlineMs);
+  const unschedulableMs = parseDurationFlag(opts.unschedulableTimeout, "--unschedulable-timeout", true);
+  if (id) await watchTask(ctx, id, deadlineMs, unschedulableMs);
   else await watchMesh(ctx, deadlineMs);
 }
 
@@ -58,6 +69,11 @@ export function watchCommand(): Command {
     )
     .argument("[id]", "task id")
     .option("--wait-timeout <duration>", "stop after this long (with an id: exit 5)", "24h")
+    .option(
+      "--unschedulable-timeout <duration>",
+      "with an id: stop when no live worker could serve the task for this long (exit 6); 0 waits forever",
+      "60s",
+    )
     .addHelpText(
       "after",
       `
@@ -66,6 +82,9 @@ export function watchCommand(): Command {
     {"type":"state","taskId","at","attempt","workerId","state","reason"}
     {"type":"log","taskId","at","attempt","workerId","stream","line"}
     {"type":"agent","taskId","at","attempt","workerId","kind","data"}
+    {"type":"unschedulable","taskId","at","attempt","workerId","reason"}   no live worker serves it
+  while no live worker can serve the task, stderr also gets
+    {"warning":{"code":"UNSCHEDULABLE","message","taskId","reason"}}
   without an id, mesh events:
     {"type":"task_state","taskId","at","attempt","workerId","state","reason"}
     {"type":"worker_joined","worker":WORKER}   (see \`mesh workers --help\`)

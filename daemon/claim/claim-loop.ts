@@ -9,6 +9,7 @@ import type { MeshObserver } from "../metrics/observer.js";
 import type { Delivery } from "../queue/delivery.js";
 import type { Puller } from "../queue/puller.js";
 import type { EventPublisher } from "../tasks/event-publisher.js";
+import { stateEventAttempt } from "../tasks/events.js";
 import { pause } from "../util/abort.js";
 import type { Slots } from "../util/slots.js";
 import type { Claimer, Decision } from "./claim.js";
@@ -131,7 +132,7 @@ export class ClaimLoop {
         taskId: r.id,
         at: r.updatedAt,
         state: r.state,
-        attempt: r.attempt,
+        attempt: stateEventAttempt(r),
         ...(r.reason ? { reason: r.reason } : {}),
       });
       return false;

@@ -11,6 +11,7 @@ import type { MeshObserver } from "../metrics/observer.js";
 import type { Delivery } from "../queue/delivery.js";
 import type { AbortReason, Runner, RunnerEvent, RunOutcome } from "../runner/runner.js";
 import type { EventPublisher } from "../tasks/event-publisher.js";
+import { stateEventAttempt } from "../tasks/events.js";
 import type { AttemptOutcome, TaskRecord, VersionedRecord } from "../tasks/record.js";
 import type { TaskStore } from "../tasks/store.js";
 import type { PreparedWorkspace, WorkspaceProvider } from "../workspace/workspace.js";
@@ -125,7 +126,7 @@ export class Execution {
       taskId: r.id,
       at: r.updatedAt,
       state: r.state,
-      attempt: r.attempt,
+      attempt: stateEventAttempt(r),
       workerId: this.deps.workerId,
       ...(r.reason ? { reason: r.reason } : {}),
     });

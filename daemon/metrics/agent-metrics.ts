@@ -3,9 +3,15 @@
  * `result` carries the session totals (tokens, cost, turns, duration); `tool_use`,
  * `tool_denied` and `api_retry` are counted as they happen; any agent event, heartbeats
  * included, proves the agent alive.
+ *
+ * Every series is scraped at 0 before it first counts (first-zero.ts), so increase() sees a
+ * model's or pool's first session: the configured models' series exist from the start, a
+ * session's model's from its `session_started`, and any other series holds its first values back
+ * until a scrape has shown it at 0.
  */
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import type { RunnerEvent } from "../runner/runner.js";
+import { ScrapeGate, ZeroFirstCounter, ZeroFirstHistogram } from "./first-zero.js";
 import { BoundedLabel, num, statusLabel } from "./labels.js";
 
 export const SESSION_BUCKETS = [1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400];
@@ -27,77 +33,100 @@ export class AgentMetrics {
   private readonly models: BoundedLabel;
   private readonly tools: BoundedLabel;
   private readonly now: () => number;
-  private readonly tokens: Counter<"pool" | "model" | "type">;
-  private readonly cost: Counter<"pool" | "model">;
-  private readonly turns: Counter<"pool" | "model">;
-  private readonly sessions: Counter<"pool" | "model" | "result">;
-  private readonly sessionDuration: Histogram<"pool" | "model">;
-  private readonly toolCalls: Counter<"pool" | "tool">;
-  private readonly toolDenials: Counter<"pool" | "tool">;
-  private readonly apiRetries: Counter<"pool" | "status">;
-  private readonly apiErrors: Counter<"pool" | "status">;
+  private readonly tokens: ZeroFirstCounter<"pool" | "model" | "type">;
+  private readonly cost: ZeroFirstCounter<"pool" | "model">;
+  private readonly turns: ZeroFirstCounter<"pool" | "model">;
+  private readonly sessions: ZeroFirstCounter<"pool" | "model" | "result">;
+  private readonly sessionDuration: ZeroFirstHistogram<"pool" | "model">;
+  private readonly toolCalls: ZeroFirstCounter<"pool" | "tool">;
+  private readonly toolDenials: ZeroFirstCounter<"pool" | "tool">;
+  private readonly apiRetries: ZeroFirstCounter<"pool" | "status">;
+  private readonly apiErrors: ZeroFirstCounter<"pool" | "status">;
   private readonly lastSeen: Gauge<"pool">;
+  /** Hold-back of first values; MeshMetrics renders through it. */
+  readonly gate = new ScrapeGate();
 
   constructor(registry: Registry, opts: AgentMetricsOptions = {}) {
     const registers = [registry];
+    const counter = <L extends string>(c: Counter<L>) => this.gate.add(new ZeroFirstCounter(c));
     this.models = new BoundedLabel(opts.maxModels ?? 32);
     this.tools = new BoundedLabel(opts.maxTools ?? 64);
     this.now = opts.now ?? Date.now;
-    this.tokens = new Counter({
-      name: "agentmesh_agent_tokens_total",
-      help: "Tokens used by agent sessions, by type (input, output, cache_read, cache_creation).",
-      labelNames: ["pool", "model", "type"],
-      registers,
-    });
-    this.cost = new Counter({
-      name: "agentmesh_agent_cost_usd_total",
-      help: "Cost of agent sessions in US dollars, as reported by Claude Code.",
-      labelNames: ["pool", "model"],
-      registers,
-    });
-    this.turns = new Counter({
-      name: "agentmesh_agent_turns_total",
-      help: "Agent turns (model round trips) of finished sessions.",
-      labelNames: ["pool", "model"],
-      registers,
-    });
-    this.sessions = new Counter({
-      name: "agentmesh_agent_sessions_total",
-      help: "Agent sessions that reported a result, by result (success or error).",
-      labelNames: ["pool", "model", "result"],
-      registers,
-    });
-    this.sessionDuration = new Histogram({
-      name: "agentmesh_agent_session_duration_seconds",
-      help: "Wall-clock duration of agent sessions, as reported in their result.",
-      labelNames: ["pool", "model"],
-      buckets: SESSION_BUCKETS,
-      registers,
-    });
-    this.toolCalls = new Counter({
-      name: "agentmesh_agent_tool_calls_total",
-      help: "Tool calls made by agents, by tool name.",
-      labelNames: ["pool", "tool"],
-      registers,
-    });
-    this.toolDenials = new Counter({
-      name: "agentmesh_agent_tool_denials_total",
-      help: "Tool calls refused by the agent's permission settings, by tool name.",
-      labelNames: ["pool", "tool"],
-      registers,
-    });
-    this.apiRetries = new Counter({
-      name: "agentmesh_agent_api_retries_total",
-      help: "API requests an agent retried, by the HTTP status that caused the retry.",
-      labelNames: ["pool", "status"],
-      registers,
-    });
-    this.apiErrors = new Counter({
-      name: "agentmesh_agent_api_errors_total",
-      help: "Agent sessions that ended on an API error after retries, by HTTP status.",
-      labelNames: ["pool", "status"],
-      registers,
-    });
+    this.tokens = counter(
+      new Counter({
+        name: "agentmesh_agent_tokens_total",
+        help: "Tokens used by agent sessions, by type (input, output, cache_read, cache_creation).",
+        labelNames: ["pool", "model", "type"],
+        registers,
+      }),
+    );
+    this.cost = counter(
+      new Counter({
+        name: "agentmesh_agent_cost_usd_total",
+        help: "Cost of agent sessions in US dollars, as reported by Claude Code.",
+        labelNames: ["pool", "model"],
+        registers,
+      }),
+    );
+    this.turns = counter(
+      new Counter({
+        name: "agentmesh_agent_turns_total",
+        help: "Agent turns (model round trips) of finished sessions.",
+        labelNames: ["pool", "model"],
+        registers,
+      }),
+    );
+    this.sessions = counter(
+      new Counter({
+        name: "agentmesh_agent_sessions_total",
+        help: "Agent sessions that reported a result, by result (success or error).",
+        labelNames: ["pool", "model", "result"],
+        registers,
+      }),
+    );
+    this.sessionDuration = this.gate.add(
+      new ZeroFirstHistogram(
+        new Histogram({
+          name: "agentmesh_agent_session_duration_seconds",
+          help: "Wall-clock duration of agent sessions, as reported in their result.",
+          labelNames: ["pool", "model"],
+          buckets: SESSION_BUCKETS,
+          registers,
+        }),
+      ),
+    );
+    this.toolCalls = counter(
+      new Counter({
+        name: "agentmesh_agent_tool_calls_total",
+        help: "Tool calls made by agents, by tool name.",
+        labelNames: ["pool", "tool"],
+        registers,
+      }),
+    );
+    this.toolDenials = counter(
+      new Counter({
+        name: "agentmesh_agent_tool_denials_total",
+        help: "Tool calls refused by the agent's permission settings, by tool name.",
+        labelNames: ["pool", "tool"],
+        registers,
+      }),
+    );
+    this.apiRetries = counter(
+      new Counter({
+        name: "agentmesh_agent_api_retries_total",
+        help: "API requests an agent retried, by the HTTP status that caused the retry.",
+        labelNames: ["pool", "status"],
+        registers,
+      }),
+    );
+    this.apiErrors = counter(
+      new Counter({
+        name: "agentmesh_agent_api_errors_total",
+        help: "Agent sessions that ended on an API error after retries, by HTTP status.",
+        labelNames: ["pool", "status"],
+        registers,
+      }),
+    );
     this.lastSeen = new Gauge({
       name: "agentmesh_agent_last_heartbeat_timestamp_seconds",
       help: "Unix time of the last heartbeat (or any other event) from an agent this daemon runs.",
@@ -106,11 +135,25 @@ export class AgentMetrics {
     });
   }
 
+  /** Creates, at 0, every series a session of `model` in `pool` will count into. */
+  prepare(pool: string, model: string | undefined): void {
+    const m = this.models.value(model);
+    for (const [, type] of TOKEN_TYPES) this.tokens.zero({ pool, model: m, type });
+    this.cost.zero({ pool, model: m });
+    this.turns.zero({ pool, model: m });
+    for (const result of ["success", "error"]) this.sessions.zero({ pool, model: m, result });
+    this.sessionDuration.zero({ pool, model: m });
+  }
+
   record(pool: string, specModel: string | undefined, event: RunnerEvent): void {
     if (event.type !== "agent") return;
     this.lastSeen.set({ pool }, this.now() / 1000);
     const d = event.data;
     switch (event.kind) {
+      case "session_started":
+        // Well before its result: a scrape in between shows the session's series at 0.
+        this.prepare(pool, typeof d.model === "string" && d.model ? d.model : specModel);
+        break;
       case "result":
         this.result(pool, this.models.value(d.model ?? specModel), d);
         break;

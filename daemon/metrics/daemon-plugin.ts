@@ -6,7 +6,7 @@ import type { Daemon, DaemonPlugin } from "../daemon.js";
 import { VERSION } from "../version.js";
 import type { LiveSource } from "./live-metrics.js";
 import type { MeshMetrics } from "./mesh-metrics.js";
-import { readQueueStats } from "./queue-stats.js";
+import { readMeshQueueStats } from "./queue-stats.js";
 
 export function daemonSource(d: Daemon): LiveSource {
   return {
@@ -14,10 +14,12 @@ export function daemonSource(d: Daemon): LiveSource {
     host: d.config.host,
     version: VERSION,
     pools: d.config.pools,
+    agentModels:
+      d.config.claude.model && d.snapshot().runners.includes("claude") ? [d.config.claude.model] : [],
     slots: () => d.slotsInfo,
     running: () => d.runningTaskIds.length,
     ready: () => d.ready,
-    queue: (pool) => readQueueStats(d.topology.jsm, pool),
+    queues: () => readMeshQueueStats(d.topology.jsm, d.config.pools),
     workers: () => d.api.listWorkers(),
   };
 }

@@ -1,7 +1,8 @@
 /**
- * Gauges read at scrape time: slots and running tasks from the daemon, queue depth per pool
- * from JetStream, live workers from the presence registry. Remote reads have a time budget so
- * a slow JetStream cannot hang a scrape.
+ * Gauges read at scrape time: slots and running tasks from the daemon, queue depth of every pool
+ * that has tasks from JetStream (mesh-wide, like the worker counts: every daemon reports every
+ * such pool, so aggregate with `max by (pool)`), live workers from the presence registry. Remote
+ * reads have a time budget so a slow JetStream cannot hang a scrape.
  */
 import { Counter, Gauge, type Registry } from "prom-client";
 import type { WorkerInfo } from "../registry/worker-info.js";
@@ -13,12 +14,18 @@ export interface LiveSource {
   readonly host: string;
   readonly version: string;
   readonly pools: readonly string[];
+  /** Models agent sessions here use unless a task names another: their series exist from the start. */
+  readonly agentModels?: readonly string[];
   slots(): { total: number; busy: number };
   running(): number;
   ready(): boolean;
-  queue(pool: string): Promise<QueueStats>;
+  /** Every pool that has tasks (this daemon's own pools always), see queue-stats.ts. */
+  queues(): Promise<Map<string, QueueStats>>;
   workers(): Promise<WorkerInfo[]>;
 }
+
+/** Pools besides this daemon's own with queue series, at most (pool names are user input). */
+export const MAX_OTHER_POOLS = 100;
 
 class CollectTimeout extends Error {
   override readonly name = "CollectTimeout";
@@ -37,6 +44,8 @@ export class LiveMetrics {
   private readonly ready: Gauge;
   private readonly info: Gauge<"worker_id" | "host" | "version">;
   private readonly collectErrors: Counter<"source">;
+  /** Pools the last successful queue read reported. */
+  private queuePools: string[] = [];
 
   constructor(
     registry: Registry,
@@ -107,37 +116,50 @@ export class LiveMetrics {
     this.slotsBusy.set(slots.busy);
     this.tasksRunning.set(src.running());
     this.ready.set(src.ready() && natsConnected ? 1 : 0);
-    await Promise.all([...src.pools.map((pool) => this.collectQueue(src, pool)), this.collectWorkers(src)]);
+    const [queues, workers] = await Promise.allSettled([
+      this.bounded(src.queues()),
+      this.bounded(src.workers()),
+    ]);
+    this.setQueues(src, queues.status === "fulfilled" ? queues.value : undefined);
+    this.setWorkers(src, workers.status === "fulfilled" ? workers.value : undefined);
   }
 
-  private async collectQueue(src: LiveSource, pool: string): Promise<void> {
-    try {
-      const q = await this.bounded(src.queue(pool));
+  private get queueGauges(): Gauge<"pool">[] {
+    return [this.queuePending, this.queueAckPending, this.queueRedelivered, this.queueOldestAge];
+  }
+
+  private setQueues(src: LiveSource, queues: Map<string, QueueStats> | undefined): void {
+    for (const g of this.queueGauges) g.reset();
+    if (!queues) {
+      // A stale depth would look like a healthy queue: no queue series until JetStream answers.
+      this.collectErrors.inc({ source: "queue" });
+      return;
+    }
+    const own = new Set(src.pools);
+    const others = [...queues.keys()].filter((p) => !own.has(p)).sort();
+    const pools = [...src.pools.filter((p) => queues.has(p)), ...others.slice(0, MAX_OTHER_POOLS)];
+    for (const pool of pools) {
+      const q = queues.get(pool) as QueueStats;
       this.queuePending.set({ pool }, q.pending);
       this.queueAckPending.set({ pool }, q.ackPending);
       this.queueRedelivered.set({ pool }, q.redelivered);
       this.queueOldestAge.set({ pool }, q.oldestPendingAgeSeconds);
-    } catch {
-      // A stale depth would look like a healthy queue: drop the pool's series until JetStream answers.
-      this.collectErrors.inc({ source: "queue" });
-      for (const g of [this.queuePending, this.queueAckPending, this.queueRedelivered, this.queueOldestAge]) {
-        g.remove({ pool });
-      }
     }
+    this.queuePools = pools;
   }
 
-  private async collectWorkers(src: LiveSource): Promise<void> {
-    try {
-      const workers = await this.bounded(src.workers());
-      this.workersAlive.set(workers.length);
-      const perPool = new Map<string, number>(src.pools.map((p) => [p, 0]));
-      for (const w of workers) for (const p of w.pools) perPool.set(p, (perPool.get(p) ?? 0) + 1);
-      this.poolWorkersAlive.reset();
-      for (const [pool, n] of perPool) this.poolWorkersAlive.set({ pool }, n);
-    } catch {
+  private setWorkers(src: LiveSource, workers: WorkerInfo[] | undefined): void {
+    if (!workers) {
       // Keep the last counts: a missed registry read is not "no workers" (alert on the error count).
       this.collectErrors.inc({ source: "presence" });
+      return;
     }
+    this.workersAlive.set(workers.length);
+    // 0 for a pool that has tasks and no live worker: "a pool nobody serves" is a query away.
+    const perPool = new Map<string, number>([...src.pools, ...this.queuePools].map((p) => [p, 0]));
+    for (const w of workers) for (const p of w.pools) perPool.set(p, (perPool.get(p) ?? 0) + 1);
+    this.poolWorkersAlive.reset();
+    for (const [pool, n] of perPool) this.poolWorkersAlive.set({ pool }, n);
   }
 
   private bounded<T>(p: Promise<T>): Promise<T> {

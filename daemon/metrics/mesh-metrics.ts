@@ -67,6 +67,8 @@ export class MeshMetrics implements MeshObserver {
     this.source = source;
     this.live.identify(source);
     this.tasks.zero(source.pools);
+    for (const pool of source.pools)
+      for (const model of source.agentModels ?? []) this.agent.prepare(pool, model);
     this.setConnected(true);
   }
 
@@ -130,7 +132,11 @@ export class MeshMetrics implements MeshObserver {
   /** The exposition text, after refreshing the scrape-time gauges. */
   async render(): Promise<{ contentType: string; body: string }> {
     await this.collect();
-    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+    // Synchronously before rendering: the agent series this answer shows at 0 count from the next.
+    const rendered = this.agent.gate.rendering();
+    const body = await this.registry.metrics();
+    rendered();
+    return { contentType: this.registry.contentType, body };
   }
 
   /** Refreshes the scrape-time gauges; concurrent scrapes share one refresh. */

@@ -3,7 +3,7 @@
  * `mesh.events.task.<id>` so a task can be replayed from its start.
  */
 import type { RunnerEvent } from "../runner/runner.js";
-import type { TaskState } from "./record.js";
+import type { TaskRecord, TaskState } from "./record.js";
 
 export type TaskEvent =
   | {
@@ -21,3 +21,10 @@ export const EVENTS_STREAM = "MESH_EVENTS";
 /** Events of one task: `<subject>.state` for state changes, `<subject>.run` for runner/agent events. */
 export const taskEventSubject = (taskId: string): string => `mesh.events.task.${taskId}`;
 export const workerEventSubject = (workerId: string): string => `mesh.events.worker.${workerId}`;
+
+/**
+ * The attempt a state event belongs to: the record's attempt, except that a `queued` task waits
+ * for its next one (1 at submit, 2 after the first attempt's retry, ...).
+ */
+export const stateEventAttempt = (r: Pick<TaskRecord, "state" | "attempt">): number =>
+  r.state === "queued" ? r.attempt + 1 : r.attempt;
