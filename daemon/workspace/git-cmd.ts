@@ -4,6 +4,9 @@
  * code that came without stderr).
  */
 import { GitError, GitPluginError, type SimpleGitOptions, simpleGit } from "simple-git";
+import { ALLOWED_PROTOCOLS, redactUrlCredentials } from "../tasks/repo-syntax.js";
+
+export { ALLOWED_PROTOCOLS, redactUrlCredentials };
 
 /** Daemon variables git may keep, with the simple-git guard each one needs lifted. */
 const PASS_GIT_ENV: Record<string, keyof NonNullable<SimpleGitOptions["unsafe"]> | null> = {
@@ -29,9 +32,6 @@ const PASS_GIT_ENV: Record<string, keyof NonNullable<SimpleGitOptions["unsafe"]>
 /** Non-git variables simple-git guards; git needs none of them here (no editor, no pager). */
 const DROP_ENV = new Set(["editor", "visual", "pager", "prefix", "ssh_askpass"]);
 
-/** Transports a task's repo may use (`ext::` and friends would run commands). */
-export const ALLOWED_PROTOCOLS = ["file", "git", "http", "https", "ssh"];
-
 /** git exited non-zero (or could not run). `stderr` is already stripped of URL credentials. */
 export class GitCommandError extends Error {
   override name = "GitCommandError";
@@ -52,11 +52,6 @@ export class GitCommandError extends Error {
       { cause },
     );
   }
-}
-
-/** `https://user:secret@host/x` -> `https://***@host/x`. */
-export function redactUrlCredentials(text: string): string {
-  return text.replace(/([a-z][a-z0-9+.-]*:\/\/)[^/@\s]+@/gi, "$1***@");
 }
 
 function summarize(stderr: string): string {
