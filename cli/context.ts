@@ -15,7 +15,6 @@ export interface GlobalOptions {
   tlsCa?: string;
   tlsCert?: string;
   tlsKey?: string;
-  token?: string;
   tokenFile?: string;
   timeout: string;
   color: boolean;
@@ -65,7 +64,7 @@ function readToken(o: GlobalOptions): string | undefined {
       );
     }
   }
-  return o.token || undefined;
+  return process.env.MESH_TOKEN || undefined;
 }
 
 export function makeContext(cmd: Command, signal: AbortSignal): Ctx {

@@ -7,6 +7,7 @@
 import { randomBytes } from "node:crypto";
 import { chmod, mkdir } from "node:fs/promises";
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
+import { makeRedactor } from "../agent-shim/index.js";
 import type { MeshApi } from "./api/mesh-api.js";
 import { Claimer } from "./claim/claim.js";
 import { ClaimLoop } from "./claim/claim-loop.js";
@@ -25,7 +26,9 @@ import { Presence } from "./registry/presence.js";
 import type { WorkerInfo } from "./registry/worker-info.js";
 import type { Runner } from "./runner/runner.js";
 import { defaultRunners, defaultWorkspaces } from "./runtime.js";
+import { daemonSecrets } from "./secrets.js";
 import { cancelSubject, MeshService } from "./service.js";
+import { guardRunner, guardWorkspaces } from "./task-guard.js";
 import { EventPublisher } from "./tasks/event-publisher.js";
 import { TaskStore } from "./tasks/store.js";
 import { Slots } from "./util/slots.js";
@@ -203,8 +206,13 @@ export class Daemon {
         log: this.log,
         presenceTtlMs: cfg.presenceTtlMs,
         observer: this.observer,
+        policy: cfg.taskPolicy,
       });
-      const workspaces = this.deps.workspaces ?? defaultWorkspaces(cfg, this.log);
+      const workspaces = guardWorkspaces(
+        this.deps.workspaces ?? defaultWorkspaces(cfg, this.log),
+        cfg.taskPolicy,
+      );
+      const redact = makeRedactor(daemonSecrets(cfg));
       const claimer = new Claimer(
         store,
         {
@@ -251,7 +259,7 @@ export class Daemon {
             {
               store,
               events,
-              runner,
+              runner: guardRunner(runner, cfg.taskPolicy, redact),
               workspaces,
               log: this.log,
               workerId: this.workerId,

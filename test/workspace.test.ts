@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, describe, expect, it } from "vitest";
 import { createLogger } from "../daemon/log.js";
-import { validateTaskSpec } from "../daemon/tasks/spec.js";
+import { type TaskSpec, validateTaskSpec } from "../daemon/tasks/spec.js";
 import {
   GitWorkspaceProvider,
   MeshWorkspaces,
@@ -68,8 +68,9 @@ async function provider(
   return { ws, stateDir };
 }
 
-function spec(repo: string | undefined, extra: Record<string, unknown> = {}) {
-  return validateTaskSpec({ id: uniqueId("ws"), prompt: "p", ...(repo ? { repo } : {}), ...extra });
+/** Submit refuses a bad repo or ref too; these specs skip it, to test the workspace's own defence. */
+function spec(repo: string | undefined, extra: Record<string, unknown> = {}): TaskSpec {
+  return { ...validateTaskSpec({ id: uniqueId("ws"), prompt: "p" }), ...(repo ? { repo } : {}), ...extra };
 }
 
 const live = () => new AbortController().signal;
