@@ -240,4 +240,16 @@ describe("YAML errors", () => {
     expect(dup).toBe("task.yaml: not valid YAML/JSON at line 3, column 1: Map keys must be unique");
     expect(message("id: a\nprompt: x\n\tbad: 1\n")).toMatch(/at line 3, column 1: Tabs/);
   });
+
+  it("refuse an alias to nothing and an alias bomb (found by the property tests)", () => {
+    expect(message("id: a\nprompt: *nothing\n")).toMatch(/^task\.yaml: not valid YAML\/JSON: /);
+    const bomb = ["a: &a [x, x, x, x, x, x, x, x, x, x]"];
+    for (let i = 1; i < 8; i++)
+      bomb.push(
+        `${"abcdefgh"[i]}: &${"abcdefgh"[i]} [${Array(10)
+          .fill(`*${"abcdefgh"[i - 1]}`)
+          .join(", ")}]`,
+      );
+    expect(message(`${bomb.join("\n")}\nprompt: p\n`)).toMatch(/^task\.yaml: not valid YAML\/JSON: .*alias/i);
+  });
 });

@@ -298,7 +298,17 @@ export function parseTaskDocument(text: string, source = "input"): unknown[] {
         { field: source, cause: e },
       );
     }
-    const value: unknown = doc.toJS();
+    let value: unknown;
+    try {
+      // An alias to nothing, or more aliases than yaml's limit (an "alias bomb"), throws here.
+      value = doc.toJS({ maxAliasCount: 100 });
+    } catch (err) {
+      throw new MeshError(
+        "INVALID_ARGUMENT",
+        `${source}: not valid YAML/JSON: ${(err instanceof Error ? err.message : String(err)).split("\n")[0]}`,
+        { field: source, cause: err },
+      );
+    }
     if (value === null || value === undefined) continue;
     if (Array.isArray(value)) out.push(...value);
     else if (typeof value === "object" && "tasks" in value && Object.keys(value).length === 1) {
