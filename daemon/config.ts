@@ -28,6 +28,16 @@ const durationMs = z.union([z.number().int().positive(), z.string()]).transform(
   return ms;
 });
 
+/** An age compared with timestamps, never put in a timer: no upper bound. */
+const ageMs = z.union([z.number().int().positive(), z.string()]).transform((v, ctx) => {
+  const ms = typeof v === "number" ? v : parseDuration(v);
+  if (ms === undefined || ms <= 0) {
+    ctx.addIssue({ code: "custom", message: `"${v}" is not a duration; use e.g. 12h, 7d, 90d` });
+    return z.NEVER;
+  }
+  return ms;
+});
+
 const envPattern = z.string().superRefine((p, ctx) => {
   const problem = envPatternProblem(p);
   if (problem) ctx.addIssue({ code: "custom", message: problem });
@@ -162,7 +172,7 @@ export const daemonOptionsSchema = z.strictObject({
       resume: "auto",
     }),
   workspaces: z
-    .strictObject({ retention: durationMs.default(86_400_000) })
+    .strictObject({ retention: ageMs.default(86_400_000) })
     .default({ retention: 86_400_000 }),
   logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
 });

@@ -7,7 +7,7 @@
 import { randomBytes } from "node:crypto";
 import { chmod, mkdir } from "node:fs/promises";
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
-import { makeRedactor } from "../agent-shim/index.js";
+import { makeRedactor, type Redactor } from "../agent-shim/index.js";
 import type { MeshApi } from "./api/mesh-api.js";
 import { Claimer } from "./claim/claim.js";
 import { ClaimLoop } from "./claim/claim-loop.js";
@@ -70,6 +70,7 @@ export class Daemon {
   private readonly slots: Slots;
   readonly observer: MeshObserver;
   private readonly runners = new Map<string, Runner>();
+  private readonly redact: Redactor;
   private readonly startedAt = new Date().toISOString();
   private readonly plugins: DaemonPlugin[] = [];
   /** Extra presence fields set by plugins (e.g. the HTTP server's URL). */
@@ -83,7 +84,9 @@ export class Daemon {
     this.log = deps.logger ?? createLogger(config.logLevel, { workerId: this.workerId });
     this.slots = new Slots(config.slots);
     this.observer = deps.observer ?? noopObserver;
-    for (const r of deps.runners ?? defaultRunners(config, this.log)) {
+    // The daemon's secret values, masked in whatever its runners report.
+    this.redact = makeRedactor(daemonSecrets(config));
+    for (const r of deps.runners ?? defaultRunners(config, this.log, this.redact)) {
       if ((config.runners as string[]).includes(r.kind)) this.runners.set(r.kind, r);
     }
   }
@@ -212,7 +215,6 @@ export class Daemon {
         this.deps.workspaces ?? defaultWorkspaces(cfg, this.log),
         cfg.taskPolicy,
       );
-      const redact = makeRedactor(daemonSecrets(cfg));
       const claimer = new Claimer(
         store,
         {
@@ -259,7 +261,7 @@ export class Daemon {
             {
               store,
               events,
-              runner: guardRunner(runner, cfg.taskPolicy, redact),
+              runner: guardRunner(runner, cfg.taskPolicy, this.redact),
               workspaces,
               log: this.log,
               workerId: this.workerId,

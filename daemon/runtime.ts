@@ -9,10 +9,15 @@ import type { Runner } from "./runner/runner.js";
 import { MeshWorkspaces } from "./workspace/index.js";
 import type { WorkspaceProvider } from "./workspace/workspace.js";
 
-export function defaultRunners(config: DaemonConfig, log: Logger): Runner[] {
+export function defaultRunners(
+  config: DaemonConfig,
+  log: Logger,
+  redact?: (text: string) => string,
+): Runner[] {
   const runners: Runner[] = [];
   if (config.runners.includes("noop")) runners.push(new NoopRunner());
-  if (config.runners.includes("command")) runners.push(new CommandRunner({ passEnv: config.command.passEnv }));
+  if (config.runners.includes("command"))
+    runners.push(new CommandRunner({ passEnv: config.command.passEnv, ...(redact ? { redact } : {}) }));
   if (config.runners.includes("claude")) {
     const c = config.claude;
     runners.push(

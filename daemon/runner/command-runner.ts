@@ -79,7 +79,8 @@ export class CommandRunner implements Runner {
       if (!s) continue;
       createInterface({ input: s }).on("line", (line) => {
         // Masked before the cut, so a secret split at the cut is not half shown.
-        if (lines++ < this.maxLogLines) ctx.emit({ type: "log", stream, line: this.redact(line).slice(0, 4096) });
+        if (lines++ < this.maxLogLines)
+          ctx.emit({ type: "log", stream, line: this.redact(line).slice(0, 4096) });
       });
     }
     let killTimer: NodeJS.Timeout | undefined;

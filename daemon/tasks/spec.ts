@@ -28,7 +28,8 @@ export const MAX_ENV_VARS = 256;
 /** Claude Code permission modes, least to most permissive (see tasks/policy.ts). */
 export const PERMISSION_ORDER = ["plan", "dontAsk", "default", "acceptEdits", "bypassPermissions"] as const;
 
-export const formatTimerLimit = (): string => `${Math.floor(MAX_TIMER_MS / 86_400_000)}d (${MAX_TIMER_MS} ms)`;
+export const formatTimerLimit = (): string =>
+  `${Math.floor(MAX_TIMER_MS / 86_400_000)}d (${MAX_TIMER_MS} ms)`;
 
 const duration = z.union([z.number().int().positive(), z.string()]).transform((v, ctx) => {
   const ms = typeof v === "number" ? v * 1000 : parseDuration(v); // plain numbers are seconds
@@ -42,7 +43,6 @@ const duration = z.union([z.number().int().positive(), z.string()]).transform((v
   }
   return ms;
 });
-
 
 /** One line of text: no control characters (a newline or NUL would break the argv or file it reaches). */
 const line = (max: number) =>
