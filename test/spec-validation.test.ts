@@ -81,6 +81,16 @@ describe("task env: an allowlist, with names no worker takes from a task", () =>
     expect(policyField(other, policy({ envAllow: ["EXTRA"] }))).toBeUndefined();
     expect(policyField(other, policy({ envAllow: ["EX*"] }))).toBeUndefined();
     expect(policyField(other, policy({ envAllow: [] }))).toBe("env.EXTRA");
+    // An operator cannot open the names no task may set, not even by a prefix.
+    for (const allow of [["LD_*"], ["PATH"], ["GITHUB_*"], ["MY_TOKEN_*"]]) {
+      expect(() => compileConfig({ taskEnv: { allow } }), allow[0]).toThrow(
+        expect.objectContaining({ code: "INVALID_ARGUMENT", field: "taskEnv.allow.0" }),
+      );
+    }
+    expect(compileConfig({ taskEnv: { allow: ["*", "FEATURE_*"] } }).taskPolicy.envAllow).toEqual([
+      "*",
+      "FEATURE_*",
+    ]);
   });
 
   it("refuses NUL in values and too many names", () => {

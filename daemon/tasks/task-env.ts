@@ -152,9 +152,10 @@ export const ENV_PATTERN_RE = /^(\*|[A-Za-z_][A-Za-z0-9_]*\*?)$/;
 /** Why the operator's `taskEnv.allow` entry cannot stand, or undefined. */
 export function envPatternProblem(pattern: EnvPattern): string | undefined {
   if (!ENV_PATTERN_RE.test(pattern)) return `"${pattern}" is not a NAME, a PREFIX* or *`;
-  if (!pattern.endsWith("*") && deniedEnvReason(pattern)) {
-    return `"${pattern}" can never come from a task (${deniedEnvReason(pattern)})`;
-  }
+  // A prefix is judged by a name it would match: `LD_*` can only ever match refused names.
+  const sample = pattern.endsWith("*") ? `${pattern.slice(0, -1)}X` : pattern;
+  const denied = pattern === "*" ? undefined : deniedEnvReason(sample);
+  if (denied) return `"${pattern}" can never come from a task (${denied})`;
   return undefined;
 }
 
