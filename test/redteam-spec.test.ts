@@ -248,6 +248,10 @@ describe("red team: task input", () => {
           },
           /env\.EXTRA: "EXTRA" is not an allowed task variable on this worker/,
         ],
+        [
+          { ...base, id: uniqueId("bus"), runner: "noop", repo: "some/relative/dir" },
+          /repo: "some\/relative\/dir": expected an absolute path or a URL/,
+        ],
       ];
       // The bus client has no ceilings: it writes what a compromised submitter would.
       await client.api.submit(planted.map(([s]) => s));

@@ -46,7 +46,9 @@ const word = fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9_-]{0,12}$/);
 const text = fc.string({ minLength: 1, maxLength: 40, unit: "grapheme" });
 const optionLike = fc.string({ maxLength: 12 }).map((s) => `-${s}`);
 const envName = fc.oneof(
-  word.map((w) => `TASK_${w.replace(/-/g, "_")}`),
+  word
+    .map((w) => `TASK_${w.replace(/-/g, "_")}`)
+    .filter((n) => !/(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL)/i.test(n)), // secret-looking: refused
   fc.constantFrom("CI", "TZ", "LANG", "NODE_ENV", "DEBUG"),
 );
 
@@ -302,7 +304,9 @@ const refusedBatch = fc
   .tuple(
     fc.array(validSpec, { minLength: 1, maxLength: 4 }),
     fc.oneof(
-      mutatedSpec.filter((d) => acceptOrRefuse(() => validateTaskSpec(d)) === undefined),
+      mutatedSpec
+        .map((d) => ({ ...d, id: "prop-bad" }))
+        .filter((d) => acceptOrRefuse(() => validateTaskSpec(d)) === undefined),
       validSpec.map((d) => ({
         ...d,
         agent: { ...((d.agent as Doc) ?? {}), permissionMode: "bypassPermissions" },
@@ -314,7 +318,7 @@ const refusedBatch = fc
   )
   .map(([good, bad, at]) => {
     const tasks: Doc[] = good.map((g, i) => ({ ...g, id: `prop-${i}-${String(g.id ?? "x")}` }));
-    tasks.splice(at % (tasks.length + 1), 0, { ...bad, id: "prop-bad" });
+    tasks.splice(at % (tasks.length + 1), 0, { ...bad, id: (bad as Doc).id ?? "prop-bad" });
     return tasks;
   });
 

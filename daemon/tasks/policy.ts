@@ -7,7 +7,7 @@
  */
 import { resolve } from "node:path";
 import { MeshError } from "../errors.js";
-import { parseRepo } from "./repo-syntax.js";
+import { parseRepo, validateRef } from "./repo-syntax.js";
 import { PERMISSION_ORDER, type TaskSpec } from "./spec.js";
 import { type EnvPattern, envRefusal } from "./task-env.js";
 
@@ -76,7 +76,22 @@ function problems(spec: TaskSpec, policy: TaskPolicy): Problem[] {
       text: `"${tool}" is not a tool a task may pre-approve on this worker (allowed: ${[...policy.operatorTools, ...policy.taskTools].join(", ") || "none"}); drop it, or have the operator add it to claude.taskAllowedTools`,
     });
   });
-  if (spec.repo !== undefined && policy.repos && !repoAllowed(spec.repo, policy.repos)) {
+  // Checked at submit already; again here for a spec that reached the bus some other way.
+  const syntax = (path: "repo" | "ref", check: () => void): boolean => {
+    try {
+      check();
+      return true;
+    } catch (err) {
+      out.push({
+        path,
+        text: (err instanceof Error ? err.message : String(err)).replace(/^(repo|ref) /, ""),
+      });
+      return false;
+    }
+  };
+  const repoOk = spec.repo === undefined || syntax("repo", () => parseRepo(spec.repo as string));
+  if (spec.ref !== undefined) syntax("ref", () => validateRef(spec.ref as string));
+  if (repoOk && spec.repo !== undefined && policy.repos && !repoAllowed(spec.repo, policy.repos)) {
     out.push({
       path: "repo",
       text: `this worker only takes repos under ${policy.repos.join(", ") || "(none)"}; use one of those, or have the operator add it to repos`,
