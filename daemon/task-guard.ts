@@ -26,7 +26,13 @@ function redactEvent(e: RunnerEvent, redact: Redactor): RunnerEvent {
   if (e.type === "log") return { ...e, line: redact(e.line) };
   const text = JSON.stringify(e.data);
   const clean = redact(text);
-  return clean === text ? e : { ...e, data: JSON.parse(clean) as Record<string, unknown> };
+  if (clean === text) return e;
+  try {
+    return { ...e, data: JSON.parse(clean) as Record<string, unknown> };
+  } catch {
+    // A secret that spanned JSON syntax: keep the masked text rather than the structure.
+    return { ...e, data: { redacted: clean } };
+  }
 }
 
 function redactOutcome(o: RunOutcome, redact: Redactor): RunOutcome {
