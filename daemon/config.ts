@@ -171,9 +171,7 @@ export const daemonOptionsSchema = z.strictObject({
       hangTimeout: 300_000,
       resume: "auto",
     }),
-  workspaces: z
-    .strictObject({ retention: ageMs.default(86_400_000) })
-    .default({ retention: 86_400_000 }),
+  workspaces: z.strictObject({ retention: ageMs.default(86_400_000) }).default({ retention: 86_400_000 }),
   logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
 });
 

@@ -3,6 +3,7 @@
  * INVALID_ARGUMENT naming the field, and what a worker would refuse at claim is refused at submit.
  */
 import { describe, expect, it } from "vitest";
+import { parseDurationFlag } from "../cli/context.js";
 import { compileConfig } from "../daemon/config.js";
 import { checkBatchPolicy, checkTaskPolicy, type TaskPolicy } from "../daemon/tasks/policy.js";
 import {
@@ -206,6 +207,13 @@ describe("bounds", () => {
       /timeout: "25d" is longer than the limit of 24d/,
     );
     expect(validateTaskSpec({ ...base, timeout: "24d" }).timeout).toBe(24 * 86_400_000);
+  });
+
+  it("the CLI refuses a --timeout or --wait-timeout its timers cannot hold (they would fire at once)", () => {
+    expect(() => parseDurationFlag("30d", "--wait-timeout")).toThrow(
+      expect.objectContaining({ exitCode: 2, field: "--wait-timeout" }),
+    );
+    expect(parseDurationFlag("24d", "--wait-timeout")).toBe(24 * 86_400_000);
   });
 
   it("caps the whole serialised spec, not only the prompt", () => {

@@ -89,9 +89,7 @@ export const agentSettingsSchema = z.strictObject({
   permissionMode: z.enum(PERMISSION_ORDER).optional(),
   allowedTools: z.array(tool).max(256).optional(),
   disallowedTools: z.array(tool).max(256).optional(),
-  appendSystemPrompt: noNul(64 * 1024)
-    .min(1)
-    .optional(),
+  appendSystemPrompt: noNul(64 * 1024).optional(),
   resume: z.enum(["auto", "never"]).optional(),
 });
 
