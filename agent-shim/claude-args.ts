@@ -3,28 +3,31 @@ import type { ShimJob } from "./job.js";
 
 export type SessionChoice = { resume: string } | { sessionId: string };
 
+/**
+ * Every value goes in the `--flag=value` form: a value can then never be read as another option,
+ * whatever it holds (spec validation refuses option-like values too; this is the second wall).
+ * Variadic flags are repeated once per value (Claude Code accumulates them). The prompt never
+ * appears here: it arrives on stdin as a stream-json message.
+ */
 export function buildClaudeArgs(job: ShimJob, session: SessionChoice): string[] {
+  const opt = (flag: string, value: string | number): string => `--${flag}=${value}`;
   const args = [
     "-p",
-    "--input-format",
-    "stream-json",
-    "--output-format",
-    "stream-json",
+    opt("input-format", "stream-json"),
+    opt("output-format", "stream-json"),
     // stream-json output without --verbose exits 1
     "--verbose",
-    "--permission-mode",
-    job.permissionMode,
+    opt("permission-mode", job.permissionMode),
   ];
-  if ("resume" in session) args.push("--resume", session.resume);
-  else args.push("--session-id", session.sessionId);
-  if (job.model) args.push("--model", job.model);
-  if (job.maxTurns !== undefined) args.push("--max-turns", String(job.maxTurns));
-  if (job.maxBudgetUsd !== undefined) args.push("--max-budget-usd", String(job.maxBudgetUsd));
-  if (job.settings) args.push("--settings", job.settings);
-  // Variadic flags: safe because the prompt arrives on stdin, never as a positional argument.
-  if (job.allowedTools.length) args.push("--allowedTools", ...job.allowedTools);
-  if (job.disallowedTools.length) args.push("--disallowedTools", ...job.disallowedTools);
-  if (job.appendSystemPrompt) args.push("--append-system-prompt", job.appendSystemPrompt);
+  if ("resume" in session) args.push(opt("resume", session.resume));
+  else args.push(opt("session-id", session.sessionId));
+  if (job.model) args.push(opt("model", job.model));
+  if (job.maxTurns !== undefined) args.push(opt("max-turns", job.maxTurns));
+  if (job.maxBudgetUsd !== undefined) args.push(opt("max-budget-usd", job.maxBudgetUsd));
+  if (job.settings) args.push(opt("settings", job.settings));
+  for (const t of job.allowedTools) args.push(opt("allowedTools", t));
+  for (const t of job.disallowedTools) args.push(opt("disallowedTools", t));
+  if (job.appendSystemPrompt) args.push(opt("append-system-prompt", job.appendSystemPrompt));
   return args;
 }
 

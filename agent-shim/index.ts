@@ -19,5 +19,13 @@ export {
   type ShimResult,
   type ShimStatus,
 } from "./protocol.js";
-export { CREDENTIAL_ENV, makeRedactor } from "./redact.js";
+export {
+  CREDENTIAL_ENV,
+  credentialValues,
+  makeRedactor,
+  REDACTED,
+  type Redactor,
+  SECRET_NAME_RE,
+  secretEnvValues,
+} from "./redact.js";
 export { projectSlug } from "./transcript.js";

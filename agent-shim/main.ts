@@ -9,7 +9,7 @@ import { parseArgs } from "node:util";
 import pino from "pino";
 import { readShimJob, type ShimJob, ShimJobError } from "./job.js";
 import { SHIM_EXIT, type ShimLine, type ShimOutcome } from "./protocol.js";
-import { credentialValues, makeRedactor } from "./redact.js";
+import { makeRedactor, secretEnvValues } from "./redact.js";
 import { runShim } from "./run-shim.js";
 
 /** After the parent is gone: how long the graceful stop may take before everything is killed. */
@@ -40,7 +40,7 @@ function parseCli(argv: string[]): { jobPath: string; watch: ParentWatch } | str
 }
 
 async function main(argv: string[]): Promise<number> {
-  const redact = makeRedactor(credentialValues(process.env));
+  const redact = makeRedactor(secretEnvValues(process.env));
   const write = (line: ShimLine): void => {
     process.stdout.write(`${redact(JSON.stringify(line))}\n`);
   };

@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs";
 import type { Command } from "commander";
 // daemon/lite.js, not daemon/index.js: the full surface pulls in NATS, pino, ... and adds
 // ~150 ms to every CLI start.
-import { parseDuration } from "../daemon/lite.js";
+import { MAX_TIMER_MS, parseDuration } from "../daemon/lite.js";
 import { MeshClient } from "./client.js";
 import { CliError, EXIT } from "./errors.js";
 import { type Style, useColor } from "./format.js";
@@ -15,7 +15,6 @@ export interface GlobalOptions {
   tlsCa?: string;
   tlsCert?: string;
   tlsKey?: string;
-  token?: string;
   tokenFile?: string;
   timeout: string;
   color: boolean;
@@ -50,6 +49,15 @@ export interface Warning {
 /** A duration flag in ms; `allowZero` for flags where 0 means "no limit". */
 export function parseDurationFlag(value: string, flag: string, allowZero = false): number {
   const ms = /^\d+$/.test(value) ? Number(value) * 1000 : parseDuration(value);
+  if (ms !== undefined && ms > MAX_TIMER_MS) {
+    // A longer timer would fire at once (Node clamps it to 1 ms).
+    throw new CliError(
+      EXIT.USAGE,
+      `${flag} "${value}" is longer than the limit of 24d (${MAX_TIMER_MS} ms)`,
+      "INVALID_ARGUMENT",
+      { field: flag },
+    );
+  }
   if (ms === undefined || ms < 0 || (ms === 0 && !allowZero)) {
     throw new CliError(
       EXIT.USAGE,
@@ -78,7 +86,7 @@ function readToken(o: GlobalOptions): string | undefined {
       );
     }
   }
-  return o.token || undefined;
+  return process.env.MESH_TOKEN || undefined;
 }
 
 export function makeContext(cmd: Command, signal: AbortSignal): Ctx {

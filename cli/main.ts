@@ -50,11 +50,11 @@ function buildProgram(json: boolean): Command {
     )
     .addOption(new Option("--tls-key <file>", "key of --tls-cert").env("MESH_TLS_KEY"))
     .addOption(
-      new Option("--token <token>", "bearer token for a TCP daemon (prefer MESH_TOKEN or --token-file)").env(
-        "MESH_TOKEN",
+      new Option(
+        "--token-file <file>",
+        "read the bearer token for a TCP daemon from a file (or env MESH_TOKEN)",
       ),
     )
-    .addOption(new Option("--token-file <file>", "read the bearer token from a file"))
     .option("--timeout <duration>", "deadline of each request to the daemon", "30s")
     .option("--no-color", "no colour (also: NO_COLOR=1; colour is only used on a terminal)")
     .option("--debug", "print stack traces with errors")
@@ -63,7 +63,7 @@ function buildProgram(json: boolean): Command {
       `
 Environment:
   MESH_DAEMON     same as --daemon          MESH_STATE_DIR  state dir of the default socket (~/.agent-mesh)
-  MESH_TOKEN      same as --token           MESH_TLS_CA / MESH_TLS_CERT / MESH_TLS_KEY  TLS files
+  MESH_TOKEN      bearer token (or --token-file)  MESH_TLS_CA / MESH_TLS_CERT / MESH_TLS_KEY  TLS files
   NO_COLOR        disable colour
 
 ${EXIT_CODES_HELP}
@@ -157,10 +157,29 @@ function report(err: unknown, argv: string[]): number {
   return e.exitCode;
 }
 
+/**
+ * Secrets are never taken from the command line (every local user sees it in `ps`): a `--token`
+ * is refused before anything runs, without repeating its value.
+ */
+function refuseArgvSecrets(argv: string[]): void {
+  const end = argv.indexOf("--");
+  for (const a of end < 0 ? argv : argv.slice(0, end)) {
+    if (a === "--token" || a.startsWith("--token=")) {
+      throw new CliError(
+        EXIT.USAGE,
+        "--token is not accepted: a secret on the command line is visible to every user of this machine; put the token in a file (--token-file <file>, mode 0600) or in MESH_TOKEN",
+        "INVALID_ARGUMENT",
+        { field: "--token" },
+      );
+    }
+  }
+}
+
 async function main(argv: string[]): Promise<number> {
   const json = jsonRequested(argv);
   const program = buildProgram(json);
   try {
+    refuseArgvSecrets(argv);
     await program.parseAsync(argv, { from: "user" });
     return EXIT.OK;
   } catch (err) {

@@ -9,17 +9,38 @@ import { join, resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { MeshError } from "./errors.js";
-import { LABEL_KEY_RE, NAME_RE } from "./tasks/spec.js";
+import type { TaskPolicy } from "./tasks/policy.js";
+import { formatTimerLimit, LABEL_KEY_RE, MAX_TIMER_MS, NAME_RE, PERMISSION_ORDER } from "./tasks/spec.js";
+import { DEFAULT_TASK_ENV_ALLOW, envPatternProblem } from "./tasks/task-env.js";
 import { parseDuration } from "./util/duration.js";
 
+/** A duration a timer can hold: at most 2^31-1 ms (about 24.8 days). */
 const durationMs = z.union([z.number().int().positive(), z.string()]).transform((v, ctx) => {
-  if (typeof v === "number") return v;
-  const ms = parseDuration(v);
+  const ms = typeof v === "number" ? v : parseDuration(v);
   if (ms === undefined || ms <= 0) {
     ctx.addIssue({ code: "custom", message: `"${v}" is not a duration; use e.g. 500ms, 15s, 2m` });
     return z.NEVER;
   }
+  if (ms > MAX_TIMER_MS) {
+    ctx.addIssue({ code: "custom", message: `"${v}" is longer than the limit of ${formatTimerLimit()}` });
+    return z.NEVER;
+  }
   return ms;
+});
+
+/** An age compared with timestamps, never put in a timer: no upper bound. */
+const ageMs = z.union([z.number().int().positive(), z.string()]).transform((v, ctx) => {
+  const ms = typeof v === "number" ? v : parseDuration(v);
+  if (ms === undefined || ms <= 0) {
+    ctx.addIssue({ code: "custom", message: `"${v}" is not a duration; use e.g. 12h, 7d, 90d` });
+    return z.NEVER;
+  }
+  return ms;
+});
+
+const envPattern = z.string().superRefine((p, ctx) => {
+  const problem = envPatternProblem(p);
+  if (problem) ctx.addIssue({ code: "custom", message: problem });
 });
 
 /** A duration, or "forever" (0). */
@@ -107,16 +128,36 @@ export const daemonOptionsSchema = z.strictObject({
       advertise: z.string().min(1).optional(),
     })
     .default({ enabled: true, host: "127.0.0.1", port: 0 }),
+  /** Repos a task may name: prefixes (a path, or a URL) matched at a path boundary; unset: any. */
+  repos: z.array(z.string().min(1)).optional(),
+  /** Names a task's `env` may set: NAME, PREFIX* or *; the loader/shell/git/TLS/proxy names never. */
+  taskEnv: z
+    .strictObject({ allow: z.array(envPattern).default([...DEFAULT_TASK_ENV_ALLOW]) })
+    .default({ allow: [...DEFAULT_TASK_ENV_ALLOW] }),
+  command: z
+    .strictObject({
+      /** Variables of the daemon's environment `command` tasks also get (beyond PATH, HOME, ...). */
+      passEnv: z
+        .array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "env names are letters, digits and _"))
+        .default([]),
+    })
+    .default({ passEnv: [] }),
   claude: z
     .strictObject({
       command: z.array(z.string().min(1)).min(1).default(["claude"]),
       model: z.string().min(1).optional(),
-      permissionMode: z
-        .enum(["acceptEdits", "default", "plan", "dontAsk", "bypassPermissions"])
-        .default("acceptEdits"),
-      allowedTools: z.array(z.string()).optional(),
-      disallowedTools: z.array(z.string()).optional(),
+      permissionMode: z.enum(PERMISSION_ORDER).default("acceptEdits"),
+      /** The most permissive mode a task may ask for (default: permissionMode). */
+      maxPermissionMode: z.enum(PERMISSION_ORDER).optional(),
+      allowedTools: z.array(z.string().min(1)).optional(),
+      /** Tools a task may pre-approve beyond allowedTools; ["*"]: any. */
+      taskAllowedTools: z.array(z.string().min(1)).default([]),
+      disallowedTools: z.array(z.string().min(1)).optional(),
       env: z.record(z.string(), z.string()).default({}),
+      /** Variables of the daemon's environment Claude Code also gets (beyond PATH, HOME, ...). */
+      passEnv: z
+        .array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "env names are letters, digits and _"))
+        .default([]),
       apiKeyFile: z.string().min(1).optional(),
       hangTimeout: durationMs.default(300_000),
       resume: z.enum(["auto", "never"]).default("auto"),
@@ -124,13 +165,15 @@ export const daemonOptionsSchema = z.strictObject({
     .default({
       command: ["claude"],
       permissionMode: "acceptEdits",
+      taskAllowedTools: [],
       env: {},
+      passEnv: [],
       hangTimeout: 300_000,
       resume: "auto",
     }),
   workspaces: z
     .strictObject({
-      retention: durationMs.default(86_400_000),
+      retention: ageMs.default(86_400_000),
       /** Repo caches unused this long (and holding no task branch) are removed. */
       cacheRetention: retention.default(7 * 86_400_000),
       /** git settings for the daemon's own git (it reads no global or system config). */
@@ -182,6 +225,8 @@ export interface DaemonConfig
   taskRetentionMs: number;
   sweepIntervalMs: number;
   socketPath: string;
+  /** The ceilings for task input, checked at submit and again at claim. */
+  taskPolicy: TaskPolicy;
 }
 
 export const defaultStateDir = (): string => process.env.MESH_STATE_DIR ?? join(homedir(), ".agent-mesh");
@@ -226,6 +271,14 @@ export function compileConfig(input: unknown, source = "config"): DaemonConfig {
       },
     );
   }
+  const maxMode = o.claude.maxPermissionMode ?? o.claude.permissionMode;
+  if (PERMISSION_ORDER.indexOf(o.claude.permissionMode) > PERMISSION_ORDER.indexOf(maxMode)) {
+    throw new MeshError(
+      "INVALID_ARGUMENT",
+      `${source}: claude.maxPermissionMode: "${maxMode}" is below claude.permissionMode "${o.claude.permissionMode}"; raise it or lower permissionMode`,
+      { field: "claude.maxPermissionMode" },
+    );
+  }
   const stateDir = resolve(o.stateDir ?? defaultStateDir());
   const host = hostname();
   const presenceTtlMs = o.presenceInterval * 3;
@@ -254,6 +307,13 @@ export function compileConfig(input: unknown, source = "config"): DaemonConfig {
     taskRetentionMs: taskRetention,
     sweepIntervalMs: sweepInterval ?? Math.max(lease * 2, 10_000),
     socketPath: o.grpc.socket ? resolve(o.grpc.socket) : join(stateDir, "meshd.sock"),
+    taskPolicy: {
+      maxPermissionMode: maxMode,
+      operatorTools: o.claude.allowedTools ?? [],
+      taskTools: o.claude.taskAllowedTools,
+      repos: o.repos,
+      envAllow: o.taskEnv.allow,
+    },
   };
 }
 

@@ -7,6 +7,7 @@
 import { randomBytes } from "node:crypto";
 import { chmod, mkdir } from "node:fs/promises";
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
+import { makeRedactor, type Redactor } from "../agent-shim/index.js";
 import type { MeshApi } from "./api/mesh-api.js";
 import { Claimer } from "./claim/claim.js";
 import { ClaimLoop } from "./claim/claim-loop.js";
@@ -25,7 +26,9 @@ import { listWorkers, Presence } from "./registry/presence.js";
 import type { WorkerInfo } from "./registry/worker-info.js";
 import type { Runner } from "./runner/runner.js";
 import { defaultRunners, defaultWorkspaces } from "./runtime.js";
+import { daemonSecrets } from "./secrets.js";
 import { cancelSubject, MeshService } from "./service.js";
+import { guardRunner, guardWorkspaces } from "./task-guard.js";
 import { EventPublisher } from "./tasks/event-publisher.js";
 import { TaskStore } from "./tasks/store.js";
 import { Slots } from "./util/slots.js";
@@ -68,6 +71,7 @@ export class Daemon {
   private readonly slots: Slots;
   readonly observer: MeshObserver;
   private readonly runners = new Map<string, Runner>();
+  private readonly redact: Redactor;
   private readonly startedAt = new Date().toISOString();
   private readonly plugins: DaemonPlugin[] = [];
   /** Extra presence fields set by plugins (e.g. the HTTP server's URL). */
@@ -81,7 +85,9 @@ export class Daemon {
     this.log = deps.logger ?? createLogger(config.logLevel, { workerId: this.workerId });
     this.slots = new Slots(config.slots);
     this.observer = deps.observer ?? noopObserver;
-    for (const r of deps.runners ?? defaultRunners(config, this.log)) {
+    // The daemon's secret values, masked in whatever its runners report.
+    this.redact = makeRedactor(daemonSecrets(config));
+    for (const r of deps.runners ?? defaultRunners(config, this.log, this.redact)) {
       if ((config.runners as string[]).includes(r.kind)) this.runners.set(r.kind, r);
     }
   }
@@ -212,15 +218,18 @@ export class Daemon {
         log: this.log,
         presenceTtlMs: cfg.presenceTtlMs,
         observer: this.observer,
+        policy: cfg.taskPolicy,
       });
-      const workspaces =
+      const workspaces = guardWorkspaces(
         this.deps.workspaces ??
-        defaultWorkspaces(cfg, this.log, {
-          keepBranch: keepBranchWhileTaskLives(
-            async (id) => (await store.get(id))?.record,
-            cfg.taskRetentionMs,
-          ),
-        });
+          defaultWorkspaces(cfg, this.log, {
+            keepBranch: keepBranchWhileTaskLives(
+              async (id) => (await store.get(id))?.record,
+              cfg.taskRetentionMs,
+            ),
+          }),
+        cfg.taskPolicy,
+      );
       const claimer = new Claimer(
         store,
         {
@@ -267,7 +276,7 @@ export class Daemon {
             {
               store,
               events,
-              runner,
+              runner: guardRunner(runner, cfg.taskPolicy, this.redact),
               workspaces,
               log: this.log,
               workerId: this.workerId,

@@ -4,7 +4,13 @@
  * exported from index.ts.
  */
 export { errorMessage, isMeshError, MeshError, type MeshErrorCode } from "./errors.js";
-export { MAX_PROMPT_BYTES, parseTaskDocument, type TaskSpec, validateTaskBatch } from "./tasks/spec.js";
+export {
+  MAX_PROMPT_BYTES,
+  MAX_TIMER_MS,
+  parseTaskDocument,
+  type TaskSpec,
+  validateTaskBatch,
+} from "./tasks/spec.js";
 export { parseDuration } from "./util/duration.js";
 export { parseLabels, parseList, parseWholeNumber } from "./util/flags.js";
 export { VERSION } from "./version.js";

@@ -9,13 +9,15 @@ import type { Runner } from "./runner/runner.js";
 import { type KeepBranch, MeshWorkspaces } from "./workspace/index.js";
 import type { WorkspaceProvider } from "./workspace/workspace.js";
 
-/** Daemon secrets in the environment that tasks never inherit. */
-export const DAEMON_SECRET_ENV = ["MESH_NATS_PASSWORD", "MESH_NATS_TOKEN", "MESH_TOKEN"];
-
-export function defaultRunners(config: DaemonConfig, log: Logger): Runner[] {
+export function defaultRunners(
+  config: DaemonConfig,
+  log: Logger,
+  redact?: (text: string) => string,
+): Runner[] {
   const runners: Runner[] = [];
   if (config.runners.includes("noop")) runners.push(new NoopRunner());
-  if (config.runners.includes("command")) runners.push(new CommandRunner({ hiddenEnv: DAEMON_SECRET_ENV }));
+  if (config.runners.includes("command"))
+    runners.push(new CommandRunner({ passEnv: config.command.passEnv, ...(redact ? { redact } : {}) }));
   if (config.runners.includes("claude")) {
     const c = config.claude;
     runners.push(
@@ -26,6 +28,7 @@ export function defaultRunners(config: DaemonConfig, log: Logger): Runner[] {
         ...(c.allowedTools ? { allowedTools: c.allowedTools } : {}),
         ...(c.disallowedTools ? { disallowedTools: c.disallowedTools } : {}),
         extraEnv: c.env,
+        passEnv: c.passEnv,
         apiKey: c.apiKeyFile ? { file: c.apiKeyFile } : { env: "ANTHROPIC_API_KEY" },
         configRoot: join(config.stateDir, "claude"),
         hangTimeoutMs: c.hangTimeout,

@@ -16,6 +16,7 @@ import { type WorkerInfo, workerServes } from "./registry/worker-info.js";
 import type { EventPublisher } from "./tasks/event-publisher.js";
 import { EVENTS_STREAM, stateEventAttempt, type TaskEvent, taskEventSubject } from "./tasks/events.js";
 import { isTerminal, newTaskRecord, type TaskRecord, type VersionedRecord } from "./tasks/record.js";
+import { checkBatchPolicy, type TaskPolicy } from "./tasks/policy.js";
 import type { TaskSpec } from "./tasks/spec.js";
 import type { TaskStore } from "./tasks/store.js";
 import { pause } from "./util/abort.js";
@@ -37,6 +38,8 @@ export interface MeshServiceDeps {
   /** How often watchers re-check records and presence (2.9 has no expiry events). */
   pollMs?: number;
   observer?: MeshObserver;
+  /** This daemon's ceilings for task input: a spec above them is refused at submit. */
+  policy?: TaskPolicy;
 }
 
 export class MeshService implements MeshApi {
@@ -66,6 +69,7 @@ export class MeshService implements MeshApi {
    * id taken (the common case costs no extra read).
    */
   async submit(specs: TaskSpec[]): Promise<SubmitResult[]> {
+    if (this.d.policy) checkBatchPolicy(specs, this.d.policy);
     if (specs.length > 1) {
       const ids = new Set<string>();
       specs.forEach((s, i) => {

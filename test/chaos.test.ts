@@ -111,7 +111,7 @@ async function chaosRun(opts: {
       pool: "chaos",
       maxAttempts: 25,
       command: [process.execPath, script],
-      env: { CHAOS_LOG: logFile, CHAOS_MS: String(200 + Math.floor(Math.random() * 600)) },
+      env: { TASK_CHAOS_LOG: logFile, TASK_CHAOS_MS: String(200 + Math.floor(Math.random() * 600)) },
     }),
   );
   const ids = specs.map((s) => s.id);

@@ -588,7 +588,8 @@ describe("mesh CLI, end to end", () => {
       {
         name: "YAML syntax error",
         text: "id: bad-yaml\nprompt: [unclosed\n",
-        error: /not valid YAML\/JSON at line \d+/,
+        // once, and on the file's last line (not the empty one after its final newline)
+        error: /not valid YAML\/JSON at the end of the input \(line 2\): Flow sequence[^(]*$/,
         ids: ["bad-yaml"],
       },
       {
@@ -697,9 +698,20 @@ describe("mesh CLI, end to end", () => {
       const missing = await mesh([...base, "workers"]);
       expectExit(missing, 3);
       expect(oneLine(missing.stderr)).toContain("missing bearer token");
-      const wrong = await mesh([...base, "--token", "nope", "workers", "--json"]);
+      const wrong = await mesh([...base, "workers", "--json"], { env: { MESH_TOKEN: "nope" } });
       expectExit(wrong, 3);
       expect(JSON.parse(oneLine(wrong.stderr)).error).toMatchObject({ code: "UNAUTHENTICATED", exitCode: 3 });
+      // A secret on argv is refused before anything runs, and its value is not repeated.
+      for (const argv of [["--token", tcp.token], [`--token=${tcp.token}`]]) {
+        const onArgv = await mesh([...base, ...argv, "workers", "--json"]);
+        expectExit(onArgv, 2);
+        expect(JSON.parse(oneLine(onArgv.stderr)).error).toMatchObject({
+          code: "INVALID_ARGUMENT",
+          field: "--token",
+        });
+        expect(onArgv.stderr).not.toContain(tcp.token);
+        expect(onArgv.stdout).toBe("");
+      }
       const untrusted = await mesh(["--daemon", tcp.address, "workers"], { env: { MESH_TOKEN: tcp.token } });
       expectExit(untrusted, 3);
       oneLine(untrusted.stderr);

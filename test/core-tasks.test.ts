@@ -34,8 +34,8 @@ describe("core: tasks on a real nats-server", () => {
     const d = await daemon({ pools: ["default"], slots: 2 });
     const out = join(await makeTempDir(), "env.json");
     const spec = nodeTask(
-      `const fs=require("fs");fs.writeFileSync(${JSON.stringify(out)}, JSON.stringify({id:process.env.MESH_TASK_ID,attempt:process.env.MESH_ATTEMPT,worker:process.env.MESH_WORKER_ID,prompt:fs.readFileSync(process.env.MESH_PROMPT_FILE,"utf8"),cwd:process.cwd(),extra:process.env.EXTRA}))`,
-      { prompt: "write the env", env: { EXTRA: "yes" } },
+      `const fs=require("fs");fs.writeFileSync(${JSON.stringify(out)}, JSON.stringify({id:process.env.MESH_TASK_ID,attempt:process.env.MESH_ATTEMPT,worker:process.env.MESH_WORKER_ID,prompt:fs.readFileSync(process.env.MESH_PROMPT_FILE,"utf8"),cwd:process.cwd(),extra:process.env.TASK_EXTRA}))`,
+      { prompt: "write the env", env: { TASK_EXTRA: "yes" } },
     );
     const [res] = await mesh.client.api.submit([spec]);
     expect(res).toEqual({ id: spec.id, created: true, state: "queued" });

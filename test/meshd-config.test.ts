@@ -55,6 +55,30 @@ describe("meshd configuration", () => {
       [["-c", "/nonexistent/meshd.yaml"], /cannot read/],
       [["--grpc-tcp", "127.0.0.1:7443"], /grpc\.tcp\.tlsCertFile/],
       [["--nats-password-file", "/nonexistent/pw"], /cannot read \/nonexistent\/pw/],
+      // Durations a timer cannot hold (setTimeout's limit is 2^31-1 ms, about 24.8 days).
+      [["--lease", "30d"], /lease: "30d" is longer than the limit of 24d/],
+      [["-c", await config("taskTimeout: 25d\n")], /taskTimeout: "25d" is longer than the limit/],
+      [
+        ["-c", await config("claude: { hangTimeout: 9999999999 }\n")],
+        /claude\.hangTimeout: .* longer than the limit/,
+      ],
+      // Ceilings: the operator's default mode above its own ceiling, and env names no task may set.
+      [
+        [
+          "-c",
+          await config("claude: { permissionMode: bypassPermissions, maxPermissionMode: acceptEdits }\n"),
+        ],
+        /claude\.maxPermissionMode: "acceptEdits" is below claude\.permissionMode "bypassPermissions"/,
+      ],
+      [
+        ["-c", await config("taskEnv: { allow: [TASK_*, LD_PRELOAD] }\n")],
+        /taskEnv\.allow\.1: "LD_PRELOAD" can never come from a task/,
+      ],
+      [
+        ["-c", await config('taskEnv: { allow: ["A B"] }\n')],
+        /taskEnv\.allow\.0: "A B" is not a NAME, a PREFIX\* or \*/,
+      ],
+      [["-c", await config("claude: { maxPermissionMode: yolo }\n")], /claude\.maxPermissionMode/],
     ];
     for (const [args, re] of cases) {
       const res = await meshdFails(["--nats", "nats://127.0.0.1:1", ...args]);

@@ -275,7 +275,7 @@ describe("ClaudeRunner with the real Claude Code CLI", () => {
     expect(o2.status, o2.reason).toBe("succeeded");
     expect(o2.result?.sessionId).toBe(sessionId);
     expect(agentEvents(second.events, "shim_started")[0]?.data).toMatchObject({ resumed: true, sessionId });
-    expect(h.shimLines.some((l) => l.includes('"--resume"') && l.includes(sessionId))).toBe(true);
+    expect(h.shimLines.some((l) => l.includes(`"--resume=${sessionId}"`))).toBe(true);
     // The resumed conversation carries the first attempt's two turns.
     const resumed = h.mock.messages(second.workdir);
     expect(resumed.map((r) => r.turn)).toEqual([2]);
@@ -373,32 +373,22 @@ describe("stream-json parsing and outcome rules", () => {
       maxRetries: 2,
       env: { FOO: "bar" },
     });
+    // Every value in the --flag=value form, so none can be read as an option.
     expect(buildClaudeArgs(job, { resume: "s-1" })).toEqual([
       "-p",
-      "--input-format",
-      "stream-json",
-      "--output-format",
-      "stream-json",
+      "--input-format=stream-json",
+      "--output-format=stream-json",
       "--verbose",
-      "--permission-mode",
-      "acceptEdits",
-      "--resume",
-      "s-1",
-      "--model",
-      "m",
-      "--max-turns",
-      "7",
-      "--max-budget-usd",
-      "1.5",
-      "--settings",
-      '{"hooks":{}}',
-      "--allowedTools",
-      "Read",
-      "Bash(git diff:*)",
-      "--disallowedTools",
-      "WebFetch",
-      "--append-system-prompt",
-      "be brief",
+      "--permission-mode=acceptEdits",
+      "--resume=s-1",
+      "--model=m",
+      "--max-turns=7",
+      "--max-budget-usd=1.5",
+      '--settings={"hooks":{}}',
+      "--allowedTools=Read",
+      "--allowedTools=Bash(git diff:*)",
+      "--disallowedTools=WebFetch",
+      "--append-system-prompt=be brief",
     ]);
     const env = buildClaudeEnv(job, { PATH: "/bin", CLAUDE_CONFIG_DIR: "/home/u/.claude" });
     expect(env).toMatchObject({

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { compileConfig } from "../daemon/config.js";
 import type { Daemon } from "../daemon/index.js";
 import { createLogger } from "../daemon/log.js";
-import { validateTaskSpec } from "../daemon/tasks/spec.js";
+import { type TaskSpec, validateTaskSpec } from "../daemon/tasks/spec.js";
 import {
   GitWorkspaceProvider,
   keepBranchWhileTaskLives,
@@ -73,8 +73,9 @@ async function provider(
   return { ws, stateDir };
 }
 
-function spec(repo: string | undefined, extra: Record<string, unknown> = {}) {
-  return validateTaskSpec({ id: uniqueId("ws"), prompt: "p", ...(repo ? { repo } : {}), ...extra });
+/** Submit refuses a bad repo or ref too; these specs skip it, to test the workspace's own defence. */
+function spec(repo: string | undefined, extra: Record<string, unknown> = {}): TaskSpec {
+  return { ...validateTaskSpec({ id: uniqueId("ws"), prompt: "p" }), ...(repo ? { repo } : {}), ...extra };
 }
 
 const live = () => new AbortController().signal;

@@ -57,9 +57,12 @@ export const claudeRunnerOptionsSchema = z.strictObject({
   settings: z.union([z.string().min(1), z.record(z.string(), z.unknown())]).optional(),
   /** Added to every session's environment (after the inherited daemon env). */
   extraEnv: z.record(z.string(), z.string()).default({}),
-  /** Inherit the daemon's environment (minus secret-looking names); false: a minimal set only. */
-  inheritEnv: z.boolean().default(true),
-  /** Secret-looking daemon variables to hand to agents anyway (e.g. `GITHUB_TOKEN`). */
+  /**
+   * Inherit the daemon's whole environment (minus secret-looking names); by default the shim
+   * gets a minimal set (PATH, HOME, locale, TLS trust and proxies) plus `passEnv`.
+   */
+  inheritEnv: z.boolean().default(false),
+  /** Daemon variables to hand to agents as well, secret-looking ones included (e.g. `GITHUB_TOKEN`). */
   passEnv: z.array(z.string().min(1)).default([]),
   /** Where the API key comes from, read at each run; it reaches Claude Code as env `as`. */
   apiKey: apiKeySourceSchema.default({ env: "ANTHROPIC_API_KEY" }),
@@ -274,7 +277,7 @@ export class ClaudeRunner implements Runner {
     const env: Record<string, string> = {};
     const pass = new Set(this.cfg.passEnv);
     const credentials = new Set<string>(CREDENTIAL_ENV);
-    const names = this.cfg.inheritEnv ? Object.keys(process.env) : MINIMAL_ENV;
+    const names = this.cfg.inheritEnv ? Object.keys(process.env) : [...MINIMAL_ENV, ...this.cfg.passEnv];
     for (const k of names) {
       const v = process.env[k];
       if (v === undefined || credentials.has(k)) continue;
@@ -330,8 +333,10 @@ export class ClaudeRunner implements Runner {
       workdir: ctx.workdir,
       claudeCommand: c.claudeCommand,
       permissionMode: a.permissionMode ?? c.permissionMode,
+      // A task narrows: its allowedTools replace the operator's (the ceilings allowed each one),
+      // its disallowedTools add to the operator's.
       allowedTools: a.allowedTools ?? c.allowedTools,
-      disallowedTools: a.disallowedTools ?? c.disallowedTools,
+      disallowedTools: [...new Set([...c.disallowedTools, ...(a.disallowedTools ?? [])])],
       sessionId: randomUUID(),
       configDir: join(this.taskStateDir(ctx.spec.id), "config"),
       tmpDir: join(ctx.scratchDir, "claude-tmp"),

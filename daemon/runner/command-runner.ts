@@ -1,20 +1,24 @@
 /**
  * The `command` runner: the task's argv (never a shell) in the attempt's working directory,
- * with MESH_TASK_ID, MESH_ATTEMPT, MESH_WORKER_ID and MESH_PROMPT_FILE. Exit 0 = succeeded.
- * On abort: SIGTERM to the process group, SIGKILL after `killGraceMs`.
+ * with MESH_TASK_ID, MESH_ATTEMPT, MESH_WORKER_ID and MESH_PROMPT_FILE, in a clean environment
+ * (child-env.ts: a small base, the operator's `passEnv`, the task's allowed env). Exit 0 =
+ * succeeded. On abort: SIGTERM to the process group, SIGKILL after `killGraceMs`.
  */
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { execa } from "execa";
 import { signalTree, withParentDeath } from "./child.js";
+import { childEnv } from "./child-env.js";
 import type { RunContext, Runner, RunOutcome } from "./runner.js";
 import { resolveExecutable } from "./which.js";
 
 export interface CommandRunnerOptions {
   killGraceMs?: number;
-  /** Environment variables of the daemon not passed to tasks (secrets of the daemon itself). */
-  hiddenEnv?: string[];
+  /** Variables of the daemon's environment passed on beyond the base (PATH, HOME, LANG ...). */
+  passEnv?: readonly string[];
+  /** Masks secret values in output lines before they become events. */
+  redact?: (text: string) => string;
   /** At most this many output lines per attempt are published as events. */
   maxLogLines?: number;
 }
@@ -22,12 +26,14 @@ export interface CommandRunnerOptions {
 export class CommandRunner implements Runner {
   readonly kind = "command";
   private readonly killGraceMs: number;
-  private readonly hidden: Set<string>;
+  private readonly passEnv: readonly string[];
+  private readonly redact: (text: string) => string;
   private readonly maxLogLines: number;
 
   constructor(opts: CommandRunnerOptions = {}) {
     this.killGraceMs = opts.killGraceMs ?? 5000;
-    this.hidden = new Set(opts.hiddenEnv ?? []);
+    this.passEnv = opts.passEnv ?? [];
+    this.redact = opts.redact ?? ((t) => t);
     this.maxLogLines = opts.maxLogLines ?? 1000;
   }
 
@@ -35,7 +41,19 @@ export class CommandRunner implements Runner {
     const argv = ctx.spec.command;
     if (!argv || argv.length === 0)
       return { status: "failed", reason: "task has no command", permanent: true };
-    if (!resolveExecutable(argv[0]!, ctx.workdir, ctx.spec.env.PATH ?? process.env.PATH)) {
+    const promptFile = join(ctx.scratchDir, "prompt.txt");
+    const env = childEnv({
+      from: process.env,
+      passEnv: this.passEnv,
+      task: ctx.spec.env,
+      own: {
+        MESH_TASK_ID: ctx.spec.id,
+        MESH_ATTEMPT: String(ctx.attempt),
+        MESH_WORKER_ID: ctx.workerId,
+        MESH_PROMPT_FILE: promptFile,
+      },
+    });
+    if (!resolveExecutable(argv[0]!, ctx.workdir, env.PATH)) {
       return {
         status: "failed",
         reason: `command not found: ${argv[0]} (not an executable on this worker's PATH)`,
@@ -44,16 +62,7 @@ export class CommandRunner implements Runner {
         signal: null,
       };
     }
-    const promptFile = join(ctx.scratchDir, "prompt.txt");
     await writeFile(promptFile, ctx.spec.prompt, { mode: 0o600 });
-    const env: Record<string, string> = {};
-    for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !this.hidden.has(k)) env[k] = v;
-    Object.assign(env, ctx.spec.env, {
-      MESH_TASK_ID: ctx.spec.id,
-      MESH_ATTEMPT: String(ctx.attempt),
-      MESH_WORKER_ID: ctx.workerId,
-      MESH_PROMPT_FILE: promptFile,
-    });
     const [file, ...args] = withParentDeath(argv as [string, ...string[]]);
     const child = execa(file, args, {
       cwd: ctx.workdir,
@@ -69,7 +78,9 @@ export class CommandRunner implements Runner {
       const s = child[stream];
       if (!s) continue;
       createInterface({ input: s }).on("line", (line) => {
-        if (lines++ < this.maxLogLines) ctx.emit({ type: "log", stream, line: line.slice(0, 4096) });
+        // Masked before the cut, so a secret split at the cut is not half shown.
+        if (lines++ < this.maxLogLines)
+          ctx.emit({ type: "log", stream, line: this.redact(line).slice(0, 4096) });
       });
     }
     let killTimer: NodeJS.Timeout | undefined;

@@ -6,41 +6,116 @@ import { parseAllDocuments } from "yaml";
 import { z } from "zod";
 import { MeshError } from "../errors.js";
 import { parseDuration } from "../util/duration.js";
+import { hasControlChars, parseRepo, validateRef } from "./repo-syntax.js";
+import { deniedEnvReason } from "./task-env.js";
 
 export const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$/;
 export const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 export const LABEL_KEY_RE = /^[A-Za-z0-9][A-Za-z0-9_./-]{0,62}$/;
-/** A prompt larger than this is refused: it would not fit a NATS message with headroom. */
-export const MAX_PROMPT_BYTES = 256 * 1024;
+/**
+ * The whole spec, serialised as JSON, is at most this big. A task record holds its spec and its
+ * attempts and must stay below NATS' max_payload (1 MiB by default): this leaves 768 KiB for
+ * the attempts and the result.
+ */
+export const MAX_SPEC_BYTES = 256 * 1024;
+/** A prompt larger than this is refused (it is most of the spec's budget). */
+export const MAX_PROMPT_BYTES = MAX_SPEC_BYTES;
 export const MAX_BATCH = 1000;
+/** The longest duration a timer can hold (setTimeout's limit, about 24.8 days). */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+export const MAX_ENV_VARS = 256;
+
+/** Claude Code permission modes, least to most permissive (see tasks/policy.ts). */
+export const PERMISSION_ORDER = ["plan", "dontAsk", "default", "acceptEdits", "bypassPermissions"] as const;
+
+export const formatTimerLimit = (): string =>
+  `${Math.floor(MAX_TIMER_MS / 86_400_000)}d (${MAX_TIMER_MS} ms)`;
 
 const duration = z.union([z.number().int().positive(), z.string()]).transform((v, ctx) => {
-  if (typeof v === "number") return v * 1000; // plain numbers are seconds
-  const ms = parseDuration(v);
+  const ms = typeof v === "number" ? v * 1000 : parseDuration(v); // plain numbers are seconds
   if (ms === undefined || ms <= 0) {
     ctx.addIssue({ code: "custom", message: `"${v}" is not a duration; use e.g. 30s, 10m, 2h` });
+    return z.NEVER;
+  }
+  if (ms > MAX_TIMER_MS) {
+    ctx.addIssue({ code: "custom", message: `"${v}" is longer than the limit of ${formatTimerLimit()}` });
     return z.NEVER;
   }
   return ms;
 });
 
+/** One line of text: no control characters (a newline or NUL would break the argv or file it reaches). */
+const line = (max: number) =>
+  z
+    .string()
+    .min(1)
+    .max(max)
+    .refine((s) => !hasControlChars(s), { message: "must be one line without control characters" });
+
+/** A value that reaches a child's command line: it must never read as an option. */
+const argValue = (re: RegExp, what: string, max: number) =>
+  z
+    .string()
+    .min(1)
+    .max(max)
+    .refine((s) => !s.startsWith("-"), {
+      message: `must not start with "-" (it would be read as an option)`,
+    })
+    .refine((s) => re.test(s) && !hasControlChars(s), { message: what });
+
+const noNul = (max: number) =>
+  z
+    .string()
+    .max(max)
+    .refine((s) => !s.includes("\0"), { message: "must not hold NUL characters" });
+
 const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "env names are letters, digits and _");
-/** Names that look like secrets are refused: secrets come from the daemon's environment, never the bus. */
-const SECRET_ENV_RE = /(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL)/i;
+
+const model = argValue(
+  /^[A-Za-z0-9][A-Za-z0-9._:@/[\]-]*$/,
+  "model names are letters, digits and . _ : @ / [ ] -",
+  200,
+);
+const tool = argValue(
+  /^[A-Za-z]/,
+  'tool names start with a letter, e.g. "Read", "Bash(npm test:*)", "mcp__server__tool"',
+  256,
+);
 
 export const agentSettingsSchema = z.strictObject({
-  model: z.string().min(1).max(200).optional(),
+  model: model.optional(),
   maxTurns: z.number().int().positive().max(10_000).optional(),
   maxBudgetUsd: z.number().positive().max(100_000).optional(),
-  permissionMode: z.enum(["acceptEdits", "default", "plan", "dontAsk", "bypassPermissions"]).optional(),
-  allowedTools: z.array(z.string().min(1)).optional(),
-  disallowedTools: z.array(z.string().min(1)).optional(),
-  appendSystemPrompt: z
-    .string()
-    .max(64 * 1024)
-    .optional(),
+  permissionMode: z.enum(PERMISSION_ORDER).optional(),
+  allowedTools: z.array(tool).max(256).optional(),
+  disallowedTools: z.array(tool).max(256).optional(),
+  appendSystemPrompt: noNul(64 * 1024).optional(),
   resume: z.enum(["auto", "never"]).optional(),
 });
+
+/** The submit-time form of the claiming worker's repo/ref checks (repo-syntax.ts). */
+function refineRepo(repo: string | undefined, ref: string | undefined, ctx: z.RefinementCtx): void {
+  const check = (fn: () => void, path: "repo" | "ref"): void => {
+    try {
+      fn();
+    } catch (err) {
+      if (!(err instanceof MeshError)) throw err;
+      ctx.addIssue({ code: "custom", path: [path], message: err.message.replace(/^(repo|ref) /, "") });
+    }
+  };
+  if (repo !== undefined) {
+    check(() => parseRepo(repo), "repo");
+    if (/^[a-z][a-z0-9+.-]*:\/\/[^/@\s]*:[^/@\s]*@/i.test(repo)) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["repo"],
+        message:
+          "holds a password: credentials never travel on the bus; give the workers git credentials (ssh keys, a credential helper) instead",
+      });
+    }
+  }
+  if (ref !== undefined) check(() => validateRef(ref), "ref");
+}
 
 export const taskSpecSchema = z
   .strictObject({
@@ -48,7 +123,7 @@ export const taskSpecSchema = z
       .string()
       .regex(ID_RE, "ids are 1-128 of A-Z a-z 0-9 _ - and start with a letter or digit")
       .optional(),
-    title: z.string().min(1).max(200).optional(),
+    title: line(200).optional(),
     prompt: z
       .string()
       .min(1, "prompt is required and must not be empty")
@@ -59,24 +134,31 @@ export const taskSpecSchema = z
     ref: z.string().min(1).max(256).optional(),
     push: z.boolean().optional(),
     pool: z.string().regex(NAME_RE, "pool names are 1-64 of A-Z a-z 0-9 _ -").default("default"),
-    labels: z.record(z.string().regex(LABEL_KEY_RE, "bad label key"), z.string().max(128)).default({}),
+    labels: z
+      .record(z.string().regex(LABEL_KEY_RE, "bad label key"), line(128).or(z.literal("")))
+      .default({}),
     timeout: duration.optional(),
     maxAttempts: z.number().int().min(1).max(100).default(3),
     runner: z.enum(["claude", "command", "noop"]).default("claude"),
-    command: z.array(z.string()).min(1).max(1000).optional(),
+    command: z
+      .array(noNul(128 * 1024))
+      .min(1)
+      .max(1000)
+      .refine((argv) => argv[0] !== "", { message: "command[0] must name a program", path: [0] })
+      .optional(),
     agent: agentSettingsSchema.default({}),
     env: z
-      .record(envName, z.string().max(32 * 1024))
+      .record(envName, noNul(32 * 1024))
       .default({})
       .superRefine((env, ctx) => {
-        for (const k of Object.keys(env)) {
-          if (SECRET_ENV_RE.test(k)) {
-            ctx.addIssue({
-              code: "custom",
-              path: [k],
-              message: `"${k}" looks like a secret; secrets never travel on the bus: set it in the daemon's environment instead`,
-            });
-          }
+        const names = Object.keys(env);
+        if (names.length > MAX_ENV_VARS) {
+          ctx.addIssue({ code: "custom", message: `at most ${MAX_ENV_VARS} variables` });
+        }
+        // The names no worker takes from a task; each worker's own allowlist is checked by policy.ts.
+        for (const k of names) {
+          const why = deniedEnvReason(k);
+          if (why) ctx.addIssue({ code: "custom", path: [k], message: `"${k}" is refused: ${why}` });
         }
       }),
   })
@@ -93,6 +175,15 @@ export const taskSpecSchema = z
         code: "custom",
         path: ["runner"],
         message: 'command is only valid with runner: "command"',
+      });
+    }
+    refineRepo(t.repo, t.ref, ctx);
+    const bytes = Buffer.byteLength(JSON.stringify(t));
+    if (bytes > MAX_SPEC_BYTES) {
+      ctx.addIssue({
+        code: "custom",
+        path: [],
+        message: `the task is ${Math.ceil(bytes / 1024)} KiB as JSON, over the limit of ${MAX_SPEC_BYTES / 1024} KiB; put long context in a file in the repo`,
       });
     }
   });
@@ -171,27 +262,51 @@ export function validateTaskBatch(inputs: unknown[]): TaskSpec[] {
 }
 
 /**
+ * "at line L, column C" of a 0-based offset. An error found at the very end of the text (an
+ * unclosed bracket, a missing quote) is reported on the last line that has text, not on the
+ * empty line after the final newline.
+ */
+export function describePosition(text: string, offset: number): string {
+  const at = Math.max(0, Math.min(offset, text.length));
+  if (at >= text.trimEnd().length) {
+    const lines = text.trimEnd().split("\n");
+    return `at the end of the input (line ${Math.max(1, lines.length)})`;
+  }
+  const before = text.slice(0, at);
+  const line = before.split("\n").length;
+  const col = at - (before.lastIndexOf("\n") + 1) + 1;
+  return `at line ${line}, column ${col}`;
+}
+
+/**
  * Parse a spec document (YAML or JSON; JSON is YAML). Accepts one task, a list of tasks, or
  * `{ tasks: [...] }`. Returns raw objects; validate with `validateTaskBatch`.
  */
 export function parseTaskDocument(text: string, source = "input"): unknown[] {
-  const docs = parseAllDocuments(text, { prettyErrors: true, uniqueKeys: true });
+  // prettyErrors off: the message is the problem alone; the position is added once, below.
+  const docs = parseAllDocuments(text, { prettyErrors: false, uniqueKeys: true });
   const list = Array.isArray(docs) ? docs : [docs];
   const out: unknown[] = [];
   for (const doc of list) {
     const e = doc.errors[0];
     if (e) {
-      const where = e.linePos?.[0] ? ` at line ${e.linePos[0].line}, column ${e.linePos[0].col}` : "";
       throw new MeshError(
         "INVALID_ARGUMENT",
-        `${source}: not valid YAML/JSON${where}: ${e.message.split("\n")[0]}`,
-        {
-          field: source,
-          cause: e,
-        },
+        `${source}: not valid YAML/JSON ${describePosition(text, e.pos[0])}: ${e.message.split("\n")[0]}`,
+        { field: source, cause: e },
       );
     }
-    const value: unknown = doc.toJS();
+    let value: unknown;
+    try {
+      // An alias to nothing, or more aliases than yaml's limit (an "alias bomb"), throws here.
+      value = doc.toJS({ maxAliasCount: 100 });
+    } catch (err) {
+      throw new MeshError(
+        "INVALID_ARGUMENT",
+        `${source}: not valid YAML/JSON: ${(err instanceof Error ? err.message : String(err)).split("\n")[0]}`,
+        { field: source, cause: err },
+      );
+    }
     if (value === null || value === undefined) continue;
     if (Array.isArray(value)) out.push(...value);
     else if (typeof value === "object" && "tasks" in value && Object.keys(value).length === 1) {

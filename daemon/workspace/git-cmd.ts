@@ -13,6 +13,9 @@
  * value first), and filter and diff drivers are named by the attacker.
  */
 import { type ChildProcess, spawn } from "node:child_process";
+import { ALLOWED_PROTOCOLS, redactUrlCredentials } from "../tasks/repo-syntax.js";
+
+export { ALLOWED_PROTOCOLS, redactUrlCredentials };
 
 /** Daemon variables git may keep (set by the operator; an agent cannot change them). */
 const PASS_GIT_ENV = new Set([
@@ -34,9 +37,6 @@ const PASS_GIT_ENV = new Set([
 
 /** Non-git variables that make git run a program; git needs none of them here. */
 const DROP_ENV = new Set(["EDITOR", "VISUAL", "PAGER", "LESS", "SSH_ASKPASS", "PREFIX"]);
-
-/** Transports a task's repo may use (`ext::` and friends would run commands). */
-export const ALLOWED_PROTOCOLS = ["file", "git", "http", "https", "ssh"];
 
 /**
  * `-c` settings on every command. Command-line config beats every file, so these hold whatever
@@ -85,11 +85,6 @@ export class GitCommandError extends Error {
       { cause },
     );
   }
-}
-
-/** `https://user:secret@host/x` -> `https://***@host/x`. */
-export function redactUrlCredentials(text: string): string {
-  return text.replace(/([a-z][a-z0-9+.-]*:\/\/)[^/@\s]+@/gi, "$1***@");
 }
 
 function summarize(stderr: string): string {

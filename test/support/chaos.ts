@@ -11,11 +11,11 @@ import { connect } from "@nats-io/transport-node";
 /** Each run appends `start`, a `tick` every 20 ms, then `end` lines: task attempt worker ms. */
 export const CHAOS_TASK_SCRIPT = `
 const fs = require("fs");
-const log = process.env.CHAOS_LOG;
+const log = process.env.TASK_CHAOS_LOG;
 const id = process.env.MESH_TASK_ID, a = process.env.MESH_ATTEMPT, w = process.env.MESH_WORKER_ID;
 const line = (k) => fs.appendFileSync(log, k + " " + id + " " + a + " " + w + " " + Date.now() + "\\n");
 line("start");
-const ms = Number(process.env.CHAOS_MS || 300);
+const ms = Number(process.env.TASK_CHAOS_MS || 300);
 const t = setInterval(() => line("tick"), 20);
 setTimeout(() => { clearInterval(t); line("end"); process.exit(0); }, ms);
 `;

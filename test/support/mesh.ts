@@ -67,10 +67,15 @@ export interface MeshClient {
 /** A client that can submit and read records without running tasks. */
 export async function openClient(
   natsUrl: string | string[],
-  opts: { replicas?: number; duplicateWindowMs?: number; domain?: string } = {},
+  opts: {
+    replicas?: number;
+    duplicateWindowMs?: number;
+    domain?: string;
+    auth?: { user: string; pass: string };
+  } = {},
 ): Promise<MeshClient> {
   const servers = Array.isArray(natsUrl) ? natsUrl : [natsUrl];
-  const nc = await connect({ servers, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
+  const nc = await connect({ servers, maxReconnectAttempts: -1, reconnectTimeWait: 250, ...opts.auth });
   const topo = await ensureTopology(nc, {
     replicas: opts.replicas ?? 1,
     leaseMs: 2000,

@@ -35,7 +35,7 @@ export function bearerTokenInterceptor(expected: string): ServerInterceptor {
               call.sendStatus({
                 code: status.UNAUTHENTICATED,
                 details:
-                  "missing bearer token: send metadata `authorization: Bearer <token>` (mesh --token / MESH_TOKEN)",
+                  "missing bearer token: send metadata `authorization: Bearer <token>` (mesh --token-file / MESH_TOKEN)",
               });
               return;
             }
@@ -43,7 +43,7 @@ export function bearerTokenInterceptor(expected: string): ServerInterceptor {
               call.sendStatus({
                 code: status.UNAUTHENTICATED,
                 details:
-                  "wrong bearer token: use the token meshd was started with (mesh --token / MESH_TOKEN)",
+                  "wrong bearer token: use the token meshd was started with (mesh --token-file / MESH_TOKEN)",
               });
               return;
             }

@@ -1,0 +1,71 @@
+/**
+ * The claiming worker's own defence around every attempt: its ceilings are checked again before
+ * anything is prepared (a spec may have been submitted through a daemon with wider ceilings, or
+ * written to the bus directly), and the daemon's secret values are masked in whatever a runner
+ * reports (output lines, agent events, reasons, summaries) before it reaches the bus or a record.
+ */
+import type { Redactor } from "../agent-shim/index.js";
+import { isMeshError } from "./errors.js";
+import type { RunContext, Runner, RunnerEvent, RunOutcome } from "./runner/runner.js";
+import { checkTaskPolicy, type TaskPolicy } from "./tasks/policy.js";
+import type { TaskSpec } from "./tasks/spec.js";
+import type { PreparedWorkspace, WorkspaceProvider } from "./workspace/workspace.js";
+
+/** Why this worker refuses the spec (fields named), or undefined. */
+export function policyRefusal(spec: TaskSpec, policy: TaskPolicy): string | undefined {
+  try {
+    checkTaskPolicy(spec, policy);
+    return undefined;
+  } catch (err) {
+    if (isMeshError(err)) return err.message;
+    throw err;
+  }
+}
+
+function redactEvent(e: RunnerEvent, redact: Redactor): RunnerEvent {
+  if (e.type === "log") return { ...e, line: redact(e.line) };
+  const text = JSON.stringify(e.data);
+  const clean = redact(text);
+  if (clean === text) return e;
+  try {
+    return { ...e, data: JSON.parse(clean) as Record<string, unknown> };
+  } catch {
+    // A secret that spanned JSON syntax: keep the masked text rather than the structure.
+    return { ...e, data: { redacted: clean } };
+  }
+}
+
+function redactOutcome(o: RunOutcome, redact: Redactor): RunOutcome {
+  const out = { ...o };
+  if (out.reason !== undefined) out.reason = redact(out.reason);
+  if (out.result?.summary !== undefined) out.result = { ...out.result, summary: redact(out.result.summary) };
+  return out;
+}
+
+/** The runner, refusing specs above this worker's ceilings and masking secrets in what it reports. */
+export function guardRunner(inner: Runner, policy: TaskPolicy, redact: Redactor): Runner {
+  const guarded: Runner = {
+    kind: inner.kind,
+    async run(ctx: RunContext): Promise<RunOutcome> {
+      const refused = policyRefusal(ctx.spec, policy);
+      if (refused) {
+        return { status: "failed", permanent: true, reason: `refused by this worker's ceilings: ${refused}` };
+      }
+      const emit = (e: RunnerEvent): void => ctx.emit(redactEvent(e, redact));
+      return redactOutcome(await inner.run({ ...ctx, emit }), redact);
+    },
+  };
+  if (inner.needsWorkspace !== undefined) Object.assign(guarded, { needsWorkspace: inner.needsWorkspace });
+  return guarded;
+}
+
+/** A spec this worker refuses gets no clone and no worktree; its runner then fails it (above). */
+const REFUSED: PreparedWorkspace = { workdir: "", finish: async () => ({}) };
+
+export function guardWorkspaces(inner: WorkspaceProvider, policy: TaskPolicy): WorkspaceProvider {
+  return {
+    prepare: (spec, attempt, signal) =>
+      policyRefusal(spec, policy) ? Promise.resolve(REFUSED) : inner.prepare(spec, attempt, signal),
+    ...(inner.sweep ? { sweep: () => inner.sweep?.() ?? Promise.resolve() } : {}),
+  };
+}
