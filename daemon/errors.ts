@@ -12,6 +12,7 @@ export type MeshErrorCode =
   | "TIMEOUT"
   | "CANCELLED"
   | "MISSING_DEPENDENCY" // e.g. no nats-server binary
+  | "RESOURCE_EXHAUSTED" // a limit was reached: a submit too large or too slow to parse, a full bucket
   | "INTERNAL";
 
 export class MeshError extends Error {

@@ -191,7 +191,17 @@ export function parseTaskDocument(text: string, source = "input"): unknown[] {
         },
       );
     }
-    const value: unknown = doc.toJS();
+    let value: unknown;
+    try {
+      // Aliases expand on output: bound them (a "billion laughs" document is refused).
+      value = doc.toJS({ maxAliasCount: 100 });
+    } catch (err) {
+      throw new MeshError(
+        "INVALID_ARGUMENT",
+        `${source}: not usable YAML/JSON: ${(err as Error).message}; use fewer aliases (*name) and less nesting`,
+        { field: source, cause: err },
+      );
+    }
     if (value === null || value === undefined) continue;
     if (Array.isArray(value)) out.push(...value);
     else if (typeof value === "object" && "tasks" in value && Object.keys(value).length === 1) {
