@@ -174,7 +174,9 @@ describe("submits that must not wedge a daemon", () => {
     }
 
     // The daemon still serves, and nothing of the refused submits reached KV.
-    expect((await submit(JSON.stringify({ id: "after", runner: "noop", prompt: "p" }))).results).toHaveLength(1);
+    expect((await submit(JSON.stringify({ id: "after", runner: "noop", prompt: "p" }))).results).toHaveLength(
+      1,
+    );
     const ids = (await client.store.list()).map((v) => v.record.id).sort();
     expect(ids).toEqual(["after", "runs"]);
 

@@ -192,7 +192,8 @@ export class SpecParser {
   /** Refuses waiting parses and stops every worker. Idempotent. */
   async close(): Promise<void> {
     this.closed = true;
-    for (const job of this.waiting.splice(0)) job.reject(new MeshError("UNAVAILABLE", "meshd is shutting down"));
+    for (const job of this.waiting.splice(0))
+      job.reject(new MeshError("UNAVAILABLE", "meshd is shutting down"));
     const all = [...this.idle.splice(0), ...this.busy];
     await Promise.all(all.map((w) => w.worker.terminate()));
   }
