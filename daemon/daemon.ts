@@ -30,6 +30,8 @@ import { EventPublisher } from "./tasks/event-publisher.js";
 import { TaskStore } from "./tasks/store.js";
 import { Slots } from "./util/slots.js";
 import { VERSION } from "./version.js";
+
+const BUILTIN_RUNNERS = ["claude", "command", "noop"] as const;
 import type { WorkspaceProvider } from "./workspace/workspace.js";
 
 export type DaemonState = "new" | "starting" | "running" | "stopping" | "stopped" | "failed";
@@ -67,6 +69,8 @@ export class Daemon {
   private readonly slots: Slots;
   readonly observer: MeshObserver;
   private readonly runners = new Map<string, Runner>();
+  /** Runners not offered here, and why (shown by `mesh workers` and `mesh task`). */
+  private readonly unavailableRunners = new Map<string, string>();
   private readonly startedAt = new Date().toISOString();
   private readonly plugins: DaemonPlugin[] = [];
   /** Extra presence fields set by plugins (e.g. the HTTP server's URL). */
@@ -82,6 +86,14 @@ export class Daemon {
     this.observer = deps.observer ?? noopObserver;
     for (const r of deps.runners ?? defaultRunners(config, this.log)) {
       if ((config.runners as string[]).includes(r.kind)) this.runners.set(r.kind, r);
+    }
+    for (const kind of BUILTIN_RUNNERS) {
+      if (!(config.runners as string[]).includes(kind)) {
+        this.unavailableRunners.set(
+          kind,
+          `not enabled on this worker (it runs ${config.runners.join(",")}; enable it with meshd --runners or runners: in its config)`,
+        );
+      }
     }
   }
 
@@ -157,6 +169,11 @@ export class Daemon {
       updatedAt: new Date().toISOString(),
       ...(this._state === "stopping" ? { draining: true } : {}),
       ...(this.sweeper?.lastPassAt ? { sweptAt: this.sweeper.lastPassAt.toISOString() } : {}),
+      ...(this.unavailableRunners.size > 0
+        ? {
+            unavailableRunners: [...this.unavailableRunners].map(([runner, reason]) => ({ runner, reason })),
+          }
+        : {}),
       ...this.presenceExtras,
     };
   }
@@ -186,6 +203,7 @@ export class Daemon {
         if (why) {
           this.log.warn({ runner: kind, why }, "runner not offered by this worker");
           this.runners.delete(kind);
+          this.unavailableRunners.set(kind, why);
         }
       }
       const topo = this.topo;

@@ -12,7 +12,8 @@ import type { MeshObserver } from "./metrics/observer.js";
 import type { JsPublish } from "./nats/js-publisher.js";
 import { ringDoorbell } from "./queue/doorbell.js";
 import { listWorkers } from "./registry/presence.js";
-import { type WorkerInfo, workerServes } from "./registry/worker-info.js";
+import { unschedulableReason } from "./registry/unschedulable.js";
+import type { WorkerInfo } from "./registry/worker-info.js";
 import type { EventPublisher } from "./tasks/event-publisher.js";
 import { EVENTS_STREAM, type TaskEvent, taskEventSubject } from "./tasks/events.js";
 import { isTerminal, newTaskRecord, type TaskRecord, type VersionedRecord } from "./tasks/record.js";
@@ -116,12 +117,9 @@ export class MeshService implements MeshApi {
   private view(v: VersionedRecord, workers: WorkerInfo[]): TaskView {
     const r = v.record;
     const out: TaskView = { record: r, revision: v.revision };
-    if (
-      !isTerminal(r.state) &&
-      !workers.some((w) => workerServes(w, r.spec.pool, r.spec.labels, r.spec.runner))
-    ) {
-      const labels = Object.entries(r.spec.labels).map(([k, val]) => `${k}=${val}`);
-      out.unschedulable = `no live worker serves pool "${r.spec.pool}"${labels.length ? ` with labels ${labels.join(",")}` : ""} and runner "${r.spec.runner}"`;
+    if (!isTerminal(r.state)) {
+      const why = unschedulableReason(workers, r.spec.pool, r.spec.labels, r.spec.runner);
+      if (why) out.unschedulable = why;
     }
     return out;
   }
