@@ -16,13 +16,12 @@ async function workers(ctx: Ctx): Promise<void> {
   }
   ctx.print(
     table(
-      ["WORKER", "HOST", "POOLS", "LABELS", "RUNNERS", "SLOTS", "RUNNING", "LAST SEEN"],
+      ["WORKER", "HOST", "POOLS", "LABELS", "SLOTS", "RUNNING", "LAST SEEN"],
       list.map((w) => [
         w.draining ? `${w.workerId} (draining)` : w.workerId,
         w.host,
         w.pools.join(","),
         labelsText(w.labels),
-        dash(w.runners.join(",")),
         `${w.slotsTotal - w.slotsFree}/${w.slotsTotal}`,
         dash(w.running.join(",")),
         ago(w.lastSeen),
