@@ -84,7 +84,7 @@ export class Daemon {
     this.log = deps.logger ?? createLogger(config.logLevel, { workerId: this.workerId });
     this.slots = new Slots(config.slots);
     this.observer = deps.observer ?? noopObserver;
-    for (const r of deps.runners ?? defaultRunners(config, this.log)) {
+    for (const r of deps.runners ?? defaultRunners(config, this.log, this.observer)) {
       if ((config.runners as string[]).includes(r.kind)) this.runners.set(r.kind, r);
     }
     for (const kind of BUILTIN_RUNNERS) {
@@ -195,6 +195,10 @@ export class Daemon {
         leaseMs: cfg.leaseMs,
         presenceTtlMs: cfg.presenceTtlMs,
         ...(cfg.nats.domain ? { domain: cfg.nats.domain } : {}),
+        eventsMaxBytes: cfg.limits.eventsMaxBytes,
+        eventsMaxAgeMs: cfg.limits.eventsMaxAge,
+        tasksMaxBytes: cfg.limits.tasksMaxBytes,
+        log: this.log,
       });
       for (const pool of cfg.pools) await this.topo.consumer(pool);
       // Offer only runners that can work here; their tasks then wait for a worker that can.
@@ -221,6 +225,7 @@ export class Daemon {
         log: this.log,
         presenceTtlMs: cfg.presenceTtlMs,
         observer: this.observer,
+        capacity: topo.tasksCapacity,
       });
       const workspaces = this.deps.workspaces ?? defaultWorkspaces(cfg, this.log);
       const claimer = new Claimer(

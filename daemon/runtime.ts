@@ -2,6 +2,7 @@
 import { join } from "node:path";
 import type { DaemonConfig } from "./config.js";
 import type { Logger } from "./log.js";
+import { type MeshObserver, noopObserver } from "./metrics/observer.js";
 import { ClaudeRunner } from "./runner/claude-runner.js";
 import { CommandRunner } from "./runner/command-runner.js";
 import { NoopRunner } from "./runner/noop-runner.js";
@@ -12,7 +13,11 @@ import type { WorkspaceProvider } from "./workspace/workspace.js";
 /** Daemon secrets in the environment that tasks never inherit. */
 export const DAEMON_SECRET_ENV = ["MESH_NATS_PASSWORD", "MESH_NATS_TOKEN", "MESH_TOKEN"];
 
-export function defaultRunners(config: DaemonConfig, log: Logger): Runner[] {
+export function defaultRunners(
+  config: DaemonConfig,
+  log: Logger,
+  observer: MeshObserver = noopObserver,
+): Runner[] {
   const runners: Runner[] = [];
   if (config.runners.includes("noop")) runners.push(new NoopRunner());
   if (config.runners.includes("command")) runners.push(new CommandRunner({ hiddenEnv: DAEMON_SECRET_ENV }));
@@ -30,6 +35,9 @@ export function defaultRunners(config: DaemonConfig, log: Logger): Runner[] {
         configRoot: join(config.stateDir, "claude"),
         hangTimeoutMs: c.hangTimeout,
         heartbeatMs: Math.max(1000, Math.min(15_000, config.heartbeatMs)),
+        maxEventsPerAttempt: config.limits.agentEventsPerAttempt,
+        maxEventBytesPerAttempt: config.limits.agentEventBytesPerAttempt,
+        onEventDropped: (e) => observer.agentEventDropped?.(e),
         logger: log,
       }),
     );

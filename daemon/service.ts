@@ -38,6 +38,8 @@ export interface MeshServiceDeps {
   /** How often watchers re-check records and presence (2.9 has no expiry events). */
   pollMs?: number;
   observer?: MeshObserver;
+  /** Refuses a submit that would fill the tasks bucket (RESOURCE_EXHAUSTED); none: no check. */
+  capacity?: { admit(bytes: number): Promise<void> };
 }
 
 export class MeshService implements MeshApi {
@@ -82,9 +84,13 @@ export class MeshService implements MeshApi {
         if (e) refuseDifferentSpec(e.record.spec, spec, `tasks[${i}].id`);
       });
     }
+    const now = new Date();
+    const records = specs.map((spec) => newTaskRecord(spec, now));
+    // The whole batch or nothing: refused up front when it would fill the bucket.
+    await this.d.capacity?.admit(records.reduce((n, r) => n + recordBytes(r), 0));
     const out: SubmitResult[] = [];
     for (const [i, spec] of specs.entries()) {
-      const created = await this.d.store.create(newTaskRecord(spec, new Date()));
+      const created = await this.d.store.create(records[i] as TaskRecord);
       if (created) {
         this.d.observer?.submitted({ pool: spec.pool });
         this.stateEvent(created.record);
@@ -317,6 +323,11 @@ export class MeshService implements MeshApi {
       await Promise.allSettled([pump, scan]);
     }
   }
+}
+
+/** What a record costs in the bucket: its JSON, and about as much again for subject and headers. */
+function recordBytes(r: TaskRecord): number {
+  return Buffer.byteLength(JSON.stringify(r)) + 128;
 }
 
 /** Throws ALREADY_EXISTS when `next` is not the spec already submitted under its id. */

@@ -37,6 +37,7 @@ export class AgentMetrics {
   private readonly apiRetries: Counter<"pool" | "status">;
   private readonly apiErrors: Counter<"pool" | "status">;
   private readonly lastSeen: Gauge<"pool">;
+  private readonly eventsDropped: Counter<"pool">;
 
   constructor(registry: Registry, opts: AgentMetricsOptions = {}) {
     const registers = [registry];
@@ -98,6 +99,12 @@ export class AgentMetrics {
       labelNames: ["pool", "status"],
       registers,
     });
+    this.eventsDropped = new Counter({
+      name: "agentmesh_agent_events_dropped_total",
+      help: "Agent events not published on the bus because their attempt reached its event cap (limits.agentEventsPerAttempt / agentEventBytesPerAttempt).",
+      labelNames: ["pool"],
+      registers,
+    });
     this.lastSeen = new Gauge({
       name: "agentmesh_agent_last_heartbeat_timestamp_seconds",
       help: "Unix time of the last heartbeat (or any other event) from an agent this daemon runs.",
@@ -124,6 +131,11 @@ export class AgentMetrics {
         this.apiRetries.inc({ pool, status: statusLabel(d.status) });
         break;
     }
+  }
+
+  /** One agent event kept off the bus by the per-attempt cap. */
+  dropped(pool: string): void {
+    this.eventsDropped.inc({ pool });
   }
 
   private result(pool: string, model: string, d: Record<string, unknown>): void {

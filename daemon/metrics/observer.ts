@@ -19,6 +19,8 @@ export interface MeshObserver {
   attemptFinished(e: { pool: string; outcome: AttemptOutcome | "fenced"; durationMs: number }): void;
   /** A runner event (agent events carry tokens, cost, tool calls, API retries). */
   runnerEvent(e: { pool: string; model?: string; event: RunnerEvent }): void;
+  /** An agent event kept off the bus by the per-attempt cap: counted, and in the agent numbers still. */
+  agentEventDropped?(e: { pool: string; model?: string; event: RunnerEvent }): void;
   natsStatus(e: { type: string }): void;
 }
 
@@ -30,5 +32,6 @@ export const noopObserver: MeshObserver = {
   fenceLost() {},
   attemptFinished() {},
   runnerEvent() {},
+  agentEventDropped() {},
   natsStatus() {},
 };
