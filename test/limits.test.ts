@@ -11,7 +11,7 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { credentials, type ServiceError, status } from "@grpc/grpc-js";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Daemon, TaskEvent } from "../daemon/index.js";
+import { compileConfig, type Daemon, isMeshError, type TaskEvent } from "../daemon/index.js";
 import { MeshMetrics } from "../daemon/metrics/index.js";
 import { MeshServiceClient } from "../proto/index.js";
 import { TASKS_BUCKET_STREAM } from "../daemon/queue/topology.js";
@@ -92,6 +92,34 @@ afterAll(async () => {
   await client?.close();
   await nats?.cleanup();
   await removeTempDirs();
+});
+
+describe("the limits config section", () => {
+  it("takes sizes as text or bytes, and refuses a bad one naming the field", () => {
+    const c = compileConfig({
+      limits: { submitMaxBytes: "1MiB", tasksMaxBytes: 131072, eventsMaxAge: "1d" },
+    });
+    expect(c.limits).toMatchObject({
+      submitMaxBytes: 1024 * 1024,
+      tasksMaxBytes: 131072,
+      eventsMaxAge: 86_400_000,
+      eventsMaxBytes: 1024 ** 3,
+      agentEventsPerAttempt: 5000,
+    });
+    for (const [field, value] of [
+      ["submitMaxBytes", "lots"],
+      ["tasksMaxBytes", "1KiB"],
+      ["agentEventsPerAttempt", 0],
+    ] as const) {
+      let err: unknown;
+      try {
+        compileConfig({ limits: { [field]: value } });
+      } catch (e) {
+        err = e;
+      }
+      expect(isMeshError(err, "INVALID_ARGUMENT") && err.field).toBe(`limits.${field}`);
+    }
+  });
 });
 
 describe("bounded growth", { timeout: 180_000 }, () => {
