@@ -57,7 +57,7 @@ const limitsSchema = z.strictObject({
   /** The largest submit document (YAML/JSON text) accepted, checked before it is parsed. */
   submitMaxBytes: bytes(1024).default(DEFAULT_SUBMIT_MAX_BYTES),
   /** A submit document still being parsed after this long is refused (its parser is stopped). */
-  submitParseTimeout: durationMs.default(10_000),
+  submitParseTimeout: durationMs.default(30_000),
   /** A gRPC call whose request has not fully arrived after this long is ended. */
   requestReadTimeout: durationMs.default(30_000),
   /** MESH_EVENTS keeps at most this many bytes (oldest events dropped first). */

@@ -43,9 +43,9 @@ export interface GrpcServerOptions {
   maxStreamBacklog?: number;
   /** How long `stop()` lets in-flight calls finish before forcing. Default 5 000 ms. */
   shutdownGraceMs?: number;
-  /** The largest submit document, checked before parsing; gRPC refuses bigger messages unread. Default 8 MiB. */
+  /** The largest submit document, checked before parsing; gRPC refuses bigger messages unread. Default 4 MiB. */
   maxSubmitBytes?: number;
-  /** A submit document still parsing after this long is refused. Default 10 000 ms. */
+  /** A submit document still parsing after this long is refused. Default 30 000 ms. */
   submitParseTimeoutMs?: number;
   /** A call whose request has not arrived after this long is ended. Default 30 000 ms. */
   requestReadTimeoutMs?: number;
@@ -111,7 +111,7 @@ export class GrpcServer {
     private readonly opts: GrpcServerOptions,
   ) {
     this.log = (opts.logger ?? pino({ level: "silent" })).child({ component: "grpc" });
-    this.parser = new SpecParser({ timeoutMs: opts.submitParseTimeoutMs ?? 10_000 });
+    this.parser = new SpecParser({ timeoutMs: opts.submitParseTimeoutMs ?? 30_000 });
   }
 
   private setState(next: State): void {
