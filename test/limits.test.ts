@@ -15,6 +15,7 @@ import { compileConfig, type Daemon, isMeshError, type TaskEvent } from "../daem
 import { MeshMetrics } from "../daemon/metrics/index.js";
 import { MeshServiceClient } from "../proto/index.js";
 import { TASKS_BUCKET_STREAM } from "../daemon/queue/topology.js";
+import { EventCap } from "../daemon/runner/event-cap.js";
 import { EVENTS_STREAM } from "../daemon/tasks/events.js";
 import { validateTaskSpec } from "../daemon/tasks/spec.js";
 import { makeTempDir, NatsServer, removeTempDirs, waitFor } from "./harness/index.js";
@@ -119,6 +120,18 @@ describe("the limits config section", () => {
       }
       expect(isMeshError(err, "INVALID_ARGUMENT") && err.field).toBe(`limits.${field}`);
     }
+  });
+});
+
+describe("EventCap", () => {
+  it("stops at the byte cap too: one marker, the rest dropped, the first result still sent", () => {
+    const cap = new EventCap({ maxEvents: 1000, maxBytes: 1000 });
+    const verdicts = Array.from({ length: 5 }, () => cap.admit("assistant_text", 400));
+    expect(verdicts).toEqual(["send", "send", "truncate", "drop", "drop"]);
+    expect(cap.admit("result", 400)).toBe("send");
+    expect(cap.admit("result", 400)).toBe("drop");
+    expect(cap.dropped).toBe(4);
+    expect(cap.marker()).toMatchObject({ afterEvents: 2, afterBytes: 800, maxBytes: 1000 });
   });
 });
 
