@@ -98,8 +98,8 @@ class ParseWorker {
     this.job = undefined;
   }
 
-  /** The worker is unusable (timed out, out of memory, crashed): reject its job and drop it. */
-  private fail(err: unknown): void {
+  /** The worker is unusable (timed out, out of memory, crashed, shut down): reject its job and drop it. */
+  fail(err: unknown): void {
     if (this.dead) return;
     this.dead = true;
     const job = this.job;
@@ -110,13 +110,17 @@ class ParseWorker {
       job.reject(
         err instanceof MeshError
           ? err
-          : new MeshError(
-              "RESOURCE_EXHAUSTED",
-              oom
-                ? `document: ${job.req.source} needs too much memory to parse; nothing was submitted. Split it into smaller submits`
-                : `document: ${job.req.source} could not be parsed (the parser stopped: ${err instanceof Error ? err.message : "exited"}); nothing was submitted`,
-              { field: "document", cause: err },
-            ),
+          : oom
+            ? new MeshError(
+                "RESOURCE_EXHAUSTED",
+                `document: ${job.req.source} needs too much memory to parse; nothing was submitted. Split it into smaller submits`,
+                { field: "document", cause: err },
+              )
+            : new MeshError(
+                "INTERNAL",
+                `the spec parser stopped (${err instanceof Error ? err.message : "its worker exited"}); nothing was submitted`,
+                { cause: err },
+              ),
       );
     }
     this.onDead(this);
@@ -195,6 +199,8 @@ export class SpecParser {
     for (const job of this.waiting.splice(0))
       job.reject(new MeshError("UNAVAILABLE", "meshd is shutting down"));
     const all = [...this.idle.splice(0), ...this.busy];
+    for (const w of all)
+      w.fail(new MeshError("UNAVAILABLE", "meshd is shutting down; submit again when it is back"));
     await Promise.all(all.map((w) => w.worker.terminate()));
   }
 }
