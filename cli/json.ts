@@ -151,6 +151,8 @@ export interface WorkerJson {
   lastSeen: string;
   draining: boolean;
   httpUrl: string | null;
+  /** Runners the worker does not offer, with why and the fix. */
+  unavailableRunners: { runner: string; reason: string }[];
 }
 
 export function workerJson(w: Worker): WorkerJson {
@@ -169,6 +171,7 @@ export function workerJson(w: Worker): WorkerJson {
     lastSeen: w.updatedAt,
     draining: w.draining,
     httpUrl: orNull(w.httpUrl),
+    unavailableRunners: w.unavailableRunners.map((u) => ({ runner: u.runner, reason: u.reason })),
   };
 }
 

@@ -12,6 +12,8 @@ import { MeshError } from "./errors.js";
 import type { TaskPolicy } from "./tasks/policy.js";
 import { formatTimerLimit, LABEL_KEY_RE, MAX_TIMER_MS, NAME_RE, PERMISSION_ORDER } from "./tasks/spec.js";
 import { DEFAULT_TASK_ENV_ALLOW, envPatternProblem } from "./tasks/task-env.js";
+import { DEFAULT_SUBMIT_MAX_BYTES } from "./limits.js";
+import { formatBytes, parseBytes } from "./util/bytes.js";
 import { parseDuration } from "./util/duration.js";
 
 /** A duration a timer can hold: at most 2^31-1 ms (about 24.8 days). */
@@ -56,6 +58,42 @@ const retention = z.union([z.number().int().positive(), z.string()]).transform((
   }
   return ms;
 });
+
+/** A size in bytes: a number, or text such as 64KiB, 8MiB, 1GiB. */
+const bytes = (min: number) =>
+  z.union([z.number().int(), z.string()]).transform((v, ctx) => {
+    const n = typeof v === "number" ? v : parseBytes(v);
+    if (n === undefined || n < min) {
+      ctx.addIssue({
+        code: "custom",
+        message: `"${v}" is not a size of at least ${formatBytes(min)}; use e.g. 64KiB, 8MiB, 1GiB`,
+      });
+      return z.NEVER;
+    }
+    return n;
+  });
+
+/** Bounds on what a client can make this daemon hold or do (see README "Limits"). */
+const limitsSchema = z.strictObject({
+  /** The largest submit document (YAML/JSON text) accepted, checked before it is parsed. */
+  submitMaxBytes: bytes(1024).default(DEFAULT_SUBMIT_MAX_BYTES),
+  /** A submit document still being parsed after this long is refused (its parser is stopped). */
+  submitParseTimeout: durationMs.default(30_000),
+  /** A gRPC call whose request has not fully arrived after this long is ended. */
+  requestReadTimeout: durationMs.default(30_000),
+  /** MESH_EVENTS keeps at most this many bytes (oldest events dropped first). */
+  eventsMaxBytes: bytes(64 * 1024).default(1024 ** 3),
+  /** MESH_EVENTS drops events older than this. */
+  eventsMaxAge: durationMs.default(7 * 86_400_000),
+  /** The task records bucket holds at most this many bytes; a submit that would pass 90% of it is refused. */
+  tasksMaxBytes: bytes(64 * 1024).default(1024 ** 3),
+  /** Agent events one attempt may put on the bus; the rest are only counted. */
+  agentEventsPerAttempt: z.number().int().min(10).default(5000),
+  /** Bytes of agent events one attempt may put on the bus. */
+  agentEventBytesPerAttempt: bytes(4096).default(10 * 1024 * 1024),
+});
+
+const LIMITS_DEFAULTS = limitsSchema.parse({});
 
 const natsUrl = z
   .string()
@@ -192,6 +230,7 @@ export const daemonOptionsSchema = z.strictObject({
         .default({}),
     })
     .default({ retention: 86_400_000, cacheRetention: 7 * 86_400_000, gitConfig: {} }),
+  limits: limitsSchema.default(LIMITS_DEFAULTS),
   logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
 });
 

@@ -34,6 +34,8 @@ import { TaskStore } from "./tasks/store.js";
 import { Slots } from "./util/slots.js";
 import { VERSION } from "./version.js";
 import { keepBranchWhileTaskLives } from "./workspace/index.js";
+
+const BUILTIN_RUNNERS = ["claude", "command", "noop"] as const;
 import type { WorkspaceProvider } from "./workspace/workspace.js";
 
 export type DaemonState = "new" | "starting" | "running" | "stopping" | "stopped" | "failed";
@@ -72,6 +74,8 @@ export class Daemon {
   readonly observer: MeshObserver;
   private readonly runners = new Map<string, Runner>();
   private readonly redact: Redactor;
+  /** Runners not offered here, and why (shown by `mesh workers` and `mesh task`). */
+  private readonly unavailableRunners = new Map<string, string>();
   private readonly startedAt = new Date().toISOString();
   private readonly plugins: DaemonPlugin[] = [];
   /** Extra presence fields set by plugins (e.g. the HTTP server's URL). */
@@ -87,8 +91,16 @@ export class Daemon {
     this.observer = deps.observer ?? noopObserver;
     // The daemon's secret values, masked in whatever its runners report.
     this.redact = makeRedactor(daemonSecrets(config));
-    for (const r of deps.runners ?? defaultRunners(config, this.log, this.redact)) {
+    for (const r of deps.runners ?? defaultRunners(config, this.log, this.redact, this.observer)) {
       if ((config.runners as string[]).includes(r.kind)) this.runners.set(r.kind, r);
+    }
+    for (const kind of BUILTIN_RUNNERS) {
+      if (!(config.runners as string[]).includes(kind)) {
+        this.unavailableRunners.set(
+          kind,
+          `not enabled on this worker (it runs ${config.runners.join(",")}; enable it with meshd --runners or runners: in its config)`,
+        );
+      }
     }
   }
 
@@ -164,6 +176,11 @@ export class Daemon {
       updatedAt: new Date().toISOString(),
       ...(this._state === "stopping" ? { draining: true } : {}),
       ...(this.sweeper?.lastPassAt ? { sweptAt: this.sweeper.lastPassAt.toISOString() } : {}),
+      ...(this.unavailableRunners.size > 0
+        ? {
+            unavailableRunners: [...this.unavailableRunners].map(([runner, reason]) => ({ runner, reason })),
+          }
+        : {}),
       ...this.presenceExtras,
     };
   }
@@ -185,6 +202,10 @@ export class Daemon {
         leaseMs: cfg.leaseMs,
         presenceTtlMs: cfg.presenceTtlMs,
         ...(cfg.nats.domain ? { domain: cfg.nats.domain } : {}),
+        eventsMaxBytes: cfg.limits.eventsMaxBytes,
+        eventsMaxAgeMs: cfg.limits.eventsMaxAge,
+        tasksMaxBytes: cfg.limits.tasksMaxBytes,
+        log: this.log,
       });
       for (const pool of cfg.pools) await this.topo.consumer(pool);
       // Offer only runners that can work here; their tasks then wait for a worker that can.
@@ -193,6 +214,7 @@ export class Daemon {
         if (why) {
           this.log.warn({ runner: kind, why }, "runner not offered by this worker");
           this.runners.delete(kind);
+          this.unavailableRunners.set(kind, why);
         }
       }
       const topo = this.topo;
@@ -219,6 +241,7 @@ export class Daemon {
         presenceTtlMs: cfg.presenceTtlMs,
         observer: this.observer,
         policy: cfg.taskPolicy,
+        capacity: topo.tasksCapacity,
       });
       const workspaces = guardWorkspaces(
         this.deps.workspaces ??

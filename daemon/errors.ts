@@ -13,6 +13,7 @@ export type MeshErrorCode =
   | "CANCELLED"
   | "MISSING_DEPENDENCY" // e.g. no nats-server binary
   | "DATA_LOSS" // a stored record or message that cannot be read (garbage, wrong shape, newer version)
+  | "RESOURCE_EXHAUSTED" // a limit was reached: a submit too large or too slow to parse, a full bucket
   | "INTERNAL";
 
 export class MeshError extends Error {

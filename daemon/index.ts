@@ -9,6 +9,7 @@ export {
 } from "./config.js";
 export { Daemon, type DaemonDeps, type DaemonPlugin, type DaemonState } from "./daemon.js";
 export { errorMessage, isMeshError, MeshError, type MeshErrorCode } from "./errors.js";
+export { DEFAULT_SUBMIT_MAX_BYTES } from "./limits.js";
 export { createLogger, type Logger } from "./log.js";
 export type { WorkerInfo } from "./registry/worker-info.js";
 export {
@@ -39,3 +40,4 @@ export {
   validateTaskSpec,
 } from "./tasks/spec.js";
 export { VERSION } from "./version.js";
+export { formatBytes, parseBytes } from "./util/bytes.js";

@@ -3,6 +3,7 @@
  * for the CLI, whose start-up time users feel on every command. Everything here is also
  * exported from index.ts.
  */
+export { DEFAULT_SUBMIT_MAX_BYTES } from "./limits.js";
 export { errorMessage, isMeshError, MeshError, type MeshErrorCode } from "./errors.js";
 export {
   MAX_PROMPT_BYTES,
@@ -11,6 +12,7 @@ export {
   type TaskSpec,
   validateTaskBatch,
 } from "./tasks/spec.js";
+export { formatBytes } from "./util/bytes.js";
 export { parseDuration } from "./util/duration.js";
 export { parseLabels, parseList, parseWholeNumber } from "./util/flags.js";
 export { VERSION } from "./version.js";

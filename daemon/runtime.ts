@@ -2,6 +2,7 @@
 import { join } from "node:path";
 import type { DaemonConfig } from "./config.js";
 import type { Logger } from "./log.js";
+import { type MeshObserver, noopObserver } from "./metrics/observer.js";
 import { ClaudeRunner } from "./runner/claude-runner.js";
 import { CommandRunner } from "./runner/command-runner.js";
 import { NoopRunner } from "./runner/noop-runner.js";
@@ -13,6 +14,7 @@ export function defaultRunners(
   config: DaemonConfig,
   log: Logger,
   redact?: (text: string) => string,
+  observer: MeshObserver = noopObserver,
 ): Runner[] {
   const runners: Runner[] = [];
   if (config.runners.includes("noop")) runners.push(new NoopRunner());
@@ -33,6 +35,9 @@ export function defaultRunners(
         configRoot: join(config.stateDir, "claude"),
         hangTimeoutMs: c.hangTimeout,
         heartbeatMs: Math.max(1000, Math.min(15_000, config.heartbeatMs)),
+        maxEventsPerAttempt: config.limits.agentEventsPerAttempt,
+        maxEventBytesPerAttempt: config.limits.agentEventBytesPerAttempt,
+        onEventDropped: (e) => observer.agentEventDropped?.(e),
         logger: log,
       }),
     );

@@ -12,7 +12,8 @@ import type { MeshObserver } from "./metrics/observer.js";
 import type { JsPublish } from "./nats/js-publisher.js";
 import { ringDoorbell } from "./queue/doorbell.js";
 import { listWorkers } from "./registry/presence.js";
-import { type WorkerInfo, workerServes } from "./registry/worker-info.js";
+import { unschedulableReason } from "./registry/unschedulable.js";
+import type { WorkerInfo } from "./registry/worker-info.js";
 import type { EventPublisher } from "./tasks/event-publisher.js";
 import { EVENTS_STREAM, stateEventAttempt, type TaskEvent, taskEventSubject } from "./tasks/events.js";
 import { isTerminal, newTaskRecord, type TaskRecord, type VersionedRecord } from "./tasks/record.js";
@@ -40,6 +41,8 @@ export interface MeshServiceDeps {
   observer?: MeshObserver;
   /** This daemon's ceilings for task input: a spec above them is refused at submit. */
   policy?: TaskPolicy;
+  /** Refuses a submit that would fill the tasks bucket (RESOURCE_EXHAUSTED); none: no check. */
+  capacity?: { admit(bytes: number): Promise<void> };
 }
 
 export class MeshService implements MeshApi {
@@ -85,9 +88,13 @@ export class MeshService implements MeshApi {
         if (e) refuseDifferentSpec(e.record.spec, spec, `tasks[${i}].id`);
       });
     }
+    const now = new Date();
+    const records = specs.map((spec) => newTaskRecord(spec, now));
+    // The whole batch or nothing: refused up front when it would fill the bucket.
+    await this.d.capacity?.admit(records.reduce((n, r) => n + recordBytes(r), 0));
     const out: SubmitResult[] = [];
     for (const [i, spec] of specs.entries()) {
-      const created = await this.d.store.create(newTaskRecord(spec, new Date()));
+      const created = await this.d.store.create(records[i] as TaskRecord);
       if (created) {
         this.d.observer?.submitted({ pool: spec.pool });
         this.stateEvent(created.record);
@@ -120,12 +127,9 @@ export class MeshService implements MeshApi {
   private view(v: VersionedRecord, workers: WorkerInfo[]): TaskView {
     const r = v.record;
     const out: TaskView = { record: r, revision: v.revision };
-    if (
-      !isTerminal(r.state) &&
-      !workers.some((w) => workerServes(w, r.spec.pool, r.spec.labels, r.spec.runner))
-    ) {
-      const labels = Object.entries(r.spec.labels).map(([k, val]) => `${k}=${val}`);
-      out.unschedulable = `no live worker serves pool "${r.spec.pool}"${labels.length ? ` with labels ${labels.join(",")}` : ""} and runner "${r.spec.runner}"`;
+    if (!isTerminal(r.state)) {
+      const why = unschedulableReason(workers, r.spec.pool, r.spec.labels, r.spec.runner);
+      if (why) out.unschedulable = why;
     }
     return out;
   }
@@ -333,6 +337,11 @@ export class MeshService implements MeshApi {
       await Promise.allSettled([pump, scan]);
     }
   }
+}
+
+/** What a record costs in the bucket: its JSON, and about as much again for subject and headers. */
+function recordBytes(r: TaskRecord): number {
+  return Buffer.byteLength(JSON.stringify(r)) + 128;
 }
 
 /** Throws ALREADY_EXISTS when `next` is not the spec already submitted under its id. */

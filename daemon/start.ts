@@ -32,6 +32,9 @@ export function grpcPlugin(config: DaemonConfig): DaemonPlugin {
       server = new GrpcServer(d.api, {
         socketPath: config.socketPath,
         logger: d.log,
+        maxSubmitBytes: config.limits.submitMaxBytes,
+        submitParseTimeoutMs: config.limits.submitParseTimeout,
+        requestReadTimeoutMs: config.limits.requestReadTimeout,
         ...(tcp
           ? {
               tcp: {

@@ -1,8 +1,14 @@
 /** `mesh submit <file|->`: validate here (fail fast, exit 2), send the document, optionally wait. */
-import { readFile } from "node:fs/promises";
+import { type FileHandle, open } from "node:fs/promises";
 import { Command } from "commander";
 // Pure module, imported directly (daemon/index.js would load the whole daemon).
-import { isMeshError, parseTaskDocument, validateTaskBatch } from "../../daemon/lite.js";
+import {
+  DEFAULT_SUBMIT_MAX_BYTES,
+  formatBytes,
+  isMeshError,
+  parseTaskDocument,
+  validateTaskBatch,
+} from "../../daemon/lite.js";
 import { type Ctx, parseDurationFlag } from "../context.js";
 import { CliError, EXIT } from "../errors.js";
 import { taskEventLine } from "../events.js";
@@ -21,16 +27,44 @@ import {
 /** Tasks watched at once while waiting: each is one stream on the daemon. */
 const WATCH_CONCURRENCY = 16;
 
+function tooLarge(source: string, size: string): CliError {
+  return new CliError(
+    EXIT.OTHER,
+    `${source} is ${size}, over the submit limit of ${formatBytes(DEFAULT_SUBMIT_MAX_BYTES)} (meshd's limits.submitMaxBytes); nothing was submitted. Split the tasks into several files`,
+    "RESOURCE_EXHAUSTED",
+    { field: "file" },
+  );
+}
+
+/** Collects a stream, refusing it as soon as it passes `max` bytes. */
+async function readLimited(input: AsyncIterable<unknown>, source: string, max: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const c of input) {
+    size += (c as Buffer).length;
+    if (size > max) throw tooLarge(source, `more than ${formatBytes(max)}`);
+    chunks.push(c as Buffer);
+  }
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+/** Reads at most the submit limit: a larger input is refused before it is all in memory. */
 async function readInput(file: string): Promise<{ text: string; source: string }> {
+  const max = DEFAULT_SUBMIT_MAX_BYTES;
+  let handle: FileHandle | undefined;
   try {
     if (file === "-") {
       if (process.stdin.isTTY) process.stderr.write("reading tasks from stdin (end with Ctrl-D)\n");
-      const chunks: Buffer[] = [];
-      for await (const c of process.stdin) chunks.push(c as Buffer);
-      return { text: Buffer.concat(chunks).toString("utf8"), source: "stdin" };
+      return { text: await readLimited(process.stdin, "stdin", max), source: "stdin" };
     }
-    return { text: await readFile(file, "utf8"), source: file };
+    handle = await open(file, "r");
+    const st = await handle.stat();
+    if (st.isFile() && st.size > max) throw tooLarge(file, formatBytes(st.size));
+    // Stops one chunk past the limit, even if the file grows or is a pipe (size unknown).
+    const stream = handle.createReadStream({ autoClose: false });
+    return { text: await readLimited(stream, file, max), source: file };
   } catch (err) {
+    if (err instanceof CliError) throw err;
     const why = (err as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (err as Error).message;
     throw new CliError(
       EXIT.USAGE,
@@ -41,6 +75,8 @@ async function readInput(file: string): Promise<{ text: string; source: string }
         field: "file",
       },
     );
+  } finally {
+    await handle?.close();
   }
 }
 

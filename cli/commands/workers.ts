@@ -29,6 +29,12 @@ async function workers(ctx: Ctx): Promise<void> {
       ctx.style,
     ),
   );
+  // A task for a runner nobody offers waits: say why each worker does not offer one.
+  const missing = list.flatMap((w) => w.unavailableRunners.map((u) => ({ w, u })));
+  if (missing.length > 0) {
+    ctx.print("");
+    for (const { w, u } of missing) ctx.print(`${w.workerId} does not offer ${u.runner}: ${u.reason}`);
+  }
 }
 
 export function workersCommand(): Command {
@@ -39,7 +45,9 @@ export function workersCommand(): Command {
       `
 --json output:
   {"workers":[{"workerId","name","host","pools","labels","runners","slotsTotal","slotsFree",
-               "running","version","startedAt","lastSeen","draining","httpUrl"}]}`,
+               "running","version","startedAt","lastSeen","draining","httpUrl",
+               "unavailableRunners":[{"runner","reason"}]}]}
+  unavailableRunners: the runners a worker does not offer, each with why and the fix`,
     )
     .action(run<[]>((ctx) => workers(ctx)));
 }

@@ -45,6 +45,7 @@ export class AgentMetrics {
   private readonly lastSeen: Gauge<"pool">;
   /** Hold-back of first values; MeshMetrics renders through it. */
   readonly gate = new ScrapeGate();
+  private readonly eventsDropped: ZeroFirstCounter<"pool">;
 
   constructor(registry: Registry, opts: AgentMetricsOptions = {}) {
     const registers = [registry];
@@ -127,6 +128,14 @@ export class AgentMetrics {
         registers,
       }),
     );
+    this.eventsDropped = counter(
+      new Counter({
+        name: "agentmesh_agent_events_dropped_total",
+        help: "Agent events not published on the bus because their attempt reached its event cap (limits.agentEventsPerAttempt / agentEventBytesPerAttempt).",
+        labelNames: ["pool"],
+        registers,
+      }),
+    );
     this.lastSeen = new Gauge({
       name: "agentmesh_agent_last_heartbeat_timestamp_seconds",
       help: "Unix time of the last heartbeat (or any other event) from an agent this daemon runs.",
@@ -138,6 +147,7 @@ export class AgentMetrics {
   /** Creates, at 0, every series a session of `model` in `pool` will count into. */
   prepare(pool: string, model: string | undefined): void {
     const m = this.models.value(model);
+    this.eventsDropped.zero({ pool });
     for (const [, type] of TOKEN_TYPES) this.tokens.zero({ pool, model: m, type });
     this.cost.zero({ pool, model: m });
     this.turns.zero({ pool, model: m });
@@ -167,6 +177,11 @@ export class AgentMetrics {
         this.apiRetries.inc({ pool, status: statusLabel(d.status) });
         break;
     }
+  }
+
+  /** One agent event kept off the bus by the per-attempt cap. */
+  dropped(pool: string): void {
+    this.eventsDropped.inc({ pool });
   }
 
   private result(pool: string, model: string, d: Record<string, unknown>): void {

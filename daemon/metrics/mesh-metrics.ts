@@ -110,6 +110,15 @@ export class MeshMetrics implements MeshObserver {
     }
   }
 
+  agentEventDropped(e: { pool: string; model?: string; event: RunnerEvent }): void {
+    try {
+      this.agent.dropped(e.pool);
+      this.agent.record(e.pool, e.model, e.event);
+    } catch {
+      // as runnerEvent
+    }
+  }
+
   natsStatus(e: { type: string }): void {
     if (e.type === "disconnect") {
       this.natsDisconnects.inc();

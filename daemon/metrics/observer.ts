@@ -19,6 +19,8 @@ export interface MeshObserver {
   attemptFinished(e: { pool: string; outcome: AttemptOutcome | "fenced"; durationMs: number }): void;
   /** A runner event (agent events carry tokens, cost, tool calls, API retries). */
   runnerEvent(e: { pool: string; model?: string; event: RunnerEvent }): void;
+  /** An agent event kept off the bus by the per-attempt cap: counted, and in the agent numbers still. */
+  agentEventDropped?(e: { pool: string; model?: string; event: RunnerEvent }): void;
   natsStatus(e: { type: string }): void;
   /** A task record or doorbell that could not be read was set aside (a record: once per revision). */
   unreadable(e: { kind: "record" | "doorbell" }): void;
@@ -32,6 +34,7 @@ export const noopObserver: MeshObserver = {
   fenceLost() {},
   attemptFinished() {},
   runnerEvent() {},
+  agentEventDropped() {},
   natsStatus() {},
   unreadable() {},
 };

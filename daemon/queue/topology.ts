@@ -4,11 +4,19 @@
  * - one durable pull consumer per pool with a disjoint filter;
  * - stream MESH_EVENTS (limits): task state changes and agent events, replayable;
  * - KV mesh-tasks (task records, the source of truth) and mesh-workers (presence, TTL).
+ *
+ * Growth is bounded (README "Limits"): MESH_EVENTS keeps at most `eventsMaxBytes` and
+ * `eventsMaxAgeMs`, dropping its oldest events first (events are best effort; the record is
+ * the truth). mesh-tasks holds at most `tasksMaxBytes` and never drops a record: a write that
+ * does not fit is refused (discard "new"), and submits stop at 90% (see capacity.ts). Limits
+ * given here are applied to existing streams too, except that the bucket's is never lowered
+ * below what its records use (JetStream would delete records to fit).
  */
 import {
   AckPolicy,
   type Consumer,
   DeliverPolicy,
+  DiscardPolicy,
   type JetStreamClient,
   type JetStreamManager,
   jetstream,
@@ -18,12 +26,21 @@ import {
 } from "@nats-io/jetstream";
 import { type KV, Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
+import { errorMessage, MeshError } from "../errors.js";
+import type { Logger } from "../log.js";
 import { JsPublisher } from "../nats/js-publisher.js";
 import { EVENTS_STREAM } from "../tasks/events.js";
+import { formatBytes } from "../util/bytes.js";
+import { BucketCapacity, SOFT_RATIO } from "./capacity.js";
 
 export const TASKS_STREAM = "MESH_TASKS";
 export const TASKS_BUCKET = "mesh-tasks";
 export const WORKERS_BUCKET = "mesh-workers";
+export const TASKS_BUCKET_STREAM = `KV_${TASKS_BUCKET}`;
+/** Used when a limit is not given; an existing stream then keeps the limits it has. */
+export const DEFAULT_EVENTS_MAX_BYTES = 1024 ** 3;
+export const DEFAULT_TASKS_MAX_BYTES = 1024 ** 3;
+const DEFAULT_EVENTS_MAX_AGE_MS = 7 * 86_400_000;
 /** A doorbell for task `id` in `pool`. One subject per task lets the sweeper see whether a task has one. */
 export const taskSubject = (pool: string, id: string): string => `mesh.task.${pool}.${id}`;
 export const poolFilter = (pool: string): string => `mesh.task.${pool}.*`;
@@ -35,9 +52,15 @@ export interface TopologyOptions {
   presenceTtlMs: number;
   /** JetStream domain (leaf-node set-ups). */
   domain?: string;
+  /** MESH_EVENTS limits (limits.eventsMaxBytes, limits.eventsMaxAge); applied to an existing stream too. */
+  eventsMaxBytes?: number;
   eventsMaxAgeMs?: number;
+  /** mesh-tasks byte limit (limits.tasksMaxBytes); applied to an existing bucket where safe. */
+  tasksMaxBytes?: number;
   /** JetStream's duplicate window for enqueues (default 2 min). */
   duplicateWindowMs?: number;
+  /** Where limit changes that were skipped are reported. */
+  log?: Logger;
 }
 
 export interface Topology {
@@ -54,6 +77,8 @@ export interface Topology {
   apiPrefix: string;
   /** Where compare-and-set writes of task records go, `<prefix>.<task id>` (domain-aware, as the KV client does). */
   tasksPutPrefix: string;
+  /** Admission of new records to the tasks bucket (refuses submits near its byte limit). */
+  tasksCapacity: BucketCapacity;
 }
 
 function isAlreadyExists(err: unknown): boolean {
@@ -81,12 +106,26 @@ export async function ensureTopology(nc: NatsConnection, opts: TopologyOptions):
     retention: RetentionPolicy.Limits,
     storage: StorageType.File,
     num_replicas: opts.replicas,
-    max_age: (opts.eventsMaxAgeMs ?? 7 * 86_400_000) * 1_000_000,
+    max_age: (opts.eventsMaxAgeMs ?? DEFAULT_EVENTS_MAX_AGE_MS) * 1_000_000,
+    max_bytes: opts.eventsMaxBytes ?? DEFAULT_EVENTS_MAX_BYTES,
+    discard: DiscardPolicy.Old,
     max_msgs_per_subject: 100_000,
+  }).catch((err) => {
+    throw limitError(err, EVENTS_STREAM, "limits.eventsMaxBytes");
   });
+  await applyEventLimits(jsm, opts);
 
   const kvm = new Kvm(js);
-  const tasks = await kvm.create(TASKS_BUCKET, { history: 1, replicas: opts.replicas });
+  const tasks = await kvm
+    .create(TASKS_BUCKET, {
+      history: 1,
+      replicas: opts.replicas,
+      max_bytes: opts.tasksMaxBytes ?? DEFAULT_TASKS_MAX_BYTES,
+    })
+    .catch((err) => {
+      throw limitError(err, TASKS_BUCKET, "limits.tasksMaxBytes");
+    });
+  await applyTaskLimits(jsm, opts);
   const workers = await kvm.create(WORKERS_BUCKET, {
     history: 1,
     replicas: opts.replicas,
@@ -114,7 +153,69 @@ export async function ensureTopology(nc: NatsConnection, opts: TopologyOptions):
     apiPrefix,
     tasksPutPrefix: `${opts.domain ? `${apiPrefix}.` : ""}$KV.${TASKS_BUCKET}`,
     publisher: new JsPublisher(nc),
+    tasksCapacity: new BucketCapacity(jsm, TASKS_BUCKET_STREAM, "limits.tasksMaxBytes"),
   };
+}
+
+/** JetStream reserves a stream's max_bytes up front: say which limit to lower when it cannot. */
+function limitError(err: unknown, what: string, field: string): unknown {
+  if (!/insufficient (storage )?resources/i.test(errorMessage(err))) return err;
+  return new MeshError(
+    "RESOURCE_EXHAUSTED",
+    `cannot create ${what}: NATS has not enough JetStream storage for its byte limit (${errorMessage(err)}); lower ${field} in meshd's config, or give JetStream more storage (max_file_store)`,
+    { field, cause: err },
+  );
+}
+
+/** Events are best effort: an existing stream takes the configured limits, even lower ones. */
+async function applyEventLimits(jsm: JetStreamManager, opts: TopologyOptions): Promise<void> {
+  if (opts.eventsMaxBytes === undefined && opts.eventsMaxAgeMs === undefined) return;
+  const si = await jsm.streams.info(EVENTS_STREAM);
+  const want = {
+    max_bytes: opts.eventsMaxBytes ?? si.config.max_bytes,
+    max_age: opts.eventsMaxAgeMs !== undefined ? opts.eventsMaxAgeMs * 1_000_000 : si.config.max_age,
+  };
+  if (si.config.max_bytes === want.max_bytes && si.config.max_age === want.max_age) return;
+  try {
+    await jsm.streams.update(EVENTS_STREAM, { ...si.config, ...want, discard: DiscardPolicy.Old });
+    opts.log?.info({ stream: EVENTS_STREAM, ...want }, "events stream limits updated");
+  } catch (err) {
+    opts.log?.warn(
+      { stream: EVENTS_STREAM, err: errorMessage(err) },
+      "could not apply limits.eventsMaxBytes/eventsMaxAge to the existing events stream; it keeps its limits",
+    );
+  }
+}
+
+/**
+ * The bucket takes a configured byte limit unless its records already use more than the soft
+ * share of it: JetStream would delete records to fit a lower limit.
+ */
+async function applyTaskLimits(jsm: JetStreamManager, opts: TopologyOptions): Promise<void> {
+  const want = opts.tasksMaxBytes;
+  if (want === undefined) return;
+  const si = await jsm.streams.info(TASKS_BUCKET_STREAM);
+  if (si.config.max_bytes === want && si.config.discard === DiscardPolicy.New) return;
+  if (si.state.bytes > want * SOFT_RATIO) {
+    opts.log?.warn(
+      { bucket: TASKS_BUCKET, used: si.state.bytes, limit: si.config.max_bytes, wanted: want },
+      `limits.tasksMaxBytes (${formatBytes(want)}) is below what the task records use (${formatBytes(si.state.bytes)}) with headroom; the bucket keeps its limit`,
+    );
+    return;
+  }
+  try {
+    await jsm.streams.update(TASKS_BUCKET_STREAM, {
+      ...si.config,
+      max_bytes: want,
+      discard: DiscardPolicy.New,
+    });
+    opts.log?.info({ bucket: TASKS_BUCKET, maxBytes: want }, "task bucket byte limit updated");
+  } catch (err) {
+    opts.log?.warn(
+      { bucket: TASKS_BUCKET, err: errorMessage(err) },
+      "could not apply limits.tasksMaxBytes to the existing task bucket; it keeps its limit",
+    );
+  }
 }
 
 async function ensureStream(jsm: JetStreamManager, cfg: Parameters<JetStreamManager["streams"]["add"]>[0]) {

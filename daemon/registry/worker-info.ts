@@ -18,6 +18,14 @@ export interface WorkerInfo {
   draining?: boolean;
   /** When this worker last finished a pass as the mesh's sweeper. */
   sweptAt?: string;
+  /** Runners this worker does not offer, with why and how to fix it (absent: none). */
+  unavailableRunners?: UnavailableRunner[];
+}
+
+export interface UnavailableRunner {
+  runner: string;
+  /** Why, and the fix: e.g. no API key (set ANTHROPIC_API_KEY or claude.apiKeyFile). */
+  reason: string;
 }
 
 /** Whether a worker can serve a task of `pool` needing `labels` with `runner`. */

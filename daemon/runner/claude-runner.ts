@@ -23,7 +23,8 @@ import {
 } from "../../agent-shim/index.js";
 import { MeshError } from "../errors.js";
 import type { TaskResultInfo } from "../tasks/record.js";
-import type { RunContext, Runner, RunOutcome } from "./runner.js";
+import { EventCap } from "./event-cap.js";
+import type { RunContext, Runner, RunnerEvent, RunOutcome } from "./runner.js";
 import { resolveExecutable } from "./which.js";
 
 /** Daemon variables that look like secrets are not handed to agents unless named in `passEnv`. */
@@ -84,12 +85,22 @@ export const claudeRunnerOptionsSchema = z.strictObject({
   emitHeartbeats: z.boolean().default(true),
   /** Keep one mesh-shim started and waiting after the first task, so the next one starts at once. */
   prewarm: z.boolean().default(true),
+  /** Agent events one attempt may publish (limits.agentEventsPerAttempt); the rest are counted only. */
+  maxEventsPerAttempt: z.number().int().positive().default(5000),
+  /** Bytes of agent event data one attempt may publish (limits.agentEventBytesPerAttempt). */
+  maxEventBytesPerAttempt: z
+    .number()
+    .int()
+    .positive()
+    .default(10 * 1024 * 1024),
 });
 
 export type ClaudeRunnerOptions = z.input<typeof claudeRunnerOptionsSchema> & {
   logger?: Logger;
   /** A tap on every raw line the shim prints (tests, debugging). */
   onShimLine?: (stream: "stdout" | "stderr", line: string) => void;
+  /** Told of each agent event the per-attempt cap kept off the bus (metrics). */
+  onEventDropped?: (e: { pool: string; model?: string; event: RunnerEvent }) => void;
 };
 type Config = z.output<typeof claudeRunnerOptionsSchema> & {
   shimCommand: string[];
@@ -158,9 +169,10 @@ export class ClaudeRunner implements Runner {
   private readonly cfg: Config;
   private readonly log: Logger;
   private readonly onShimLine: ClaudeRunnerOptions["onShimLine"];
+  private readonly onEventDropped: ClaudeRunnerOptions["onEventDropped"];
 
   constructor(options: ClaudeRunnerOptions = {}) {
-    const { logger, onShimLine, ...rest } = options;
+    const { logger, onShimLine, onEventDropped, ...rest } = options;
     const parsed = claudeRunnerOptionsSchema.safeParse(rest);
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
@@ -179,6 +191,7 @@ export class ClaudeRunner implements Runner {
     };
     this.log = (logger ?? pino({ level: "silent" })).child({ component: "claude-runner" });
     this.onShimLine = onShimLine;
+    this.onEventDropped = onEventDropped;
   }
 
   private warm: ShimProcess | undefined;
@@ -391,6 +404,10 @@ export class ClaudeRunner implements Runner {
 
     let outcome: ShimOutcome | undefined;
     let lastLineAt = Date.now();
+    const cap = new EventCap({
+      maxEvents: this.cfg.maxEventsPerAttempt,
+      maxBytes: this.cfg.maxEventBytesPerAttempt,
+    });
     const stderrTail: string[] = [];
     let killedFor: string | undefined;
     const forceKill = (why: string): void => {
@@ -413,7 +430,20 @@ export class ClaudeRunner implements Runner {
         switch (msg.type) {
           case "event": {
             const { kind, ...data } = msg.event;
-            ctx.emit({ type: "agent", kind, data });
+            const verdict = cap.admit(kind, Buffer.byteLength(line));
+            if (verdict === "send") ctx.emit({ type: "agent", kind, data });
+            else {
+              if (verdict === "truncate") {
+                log.warn(cap.marker(), "agent event cap reached; further events are only counted");
+                ctx.emit({ type: "agent", kind: "events_truncated", data: cap.marker() });
+              }
+              const model = ctx.spec.agent.model;
+              this.onEventDropped?.({
+                pool: ctx.pool,
+                event: { type: "agent", kind, data },
+                ...(model ? { model } : {}),
+              });
+            }
             break;
           }
           case "heartbeat":
@@ -473,7 +503,12 @@ export class ClaudeRunner implements Runner {
     // Whatever the shim left behind in its group (a tool's child process) goes with it.
     killGroup(proc.pid, "SIGKILL");
     log.info(
-      { exitCode: res.exitCode ?? null, signal: res.signal ?? null, status: outcome?.status },
+      {
+        exitCode: res.exitCode ?? null,
+        signal: res.signal ?? null,
+        status: outcome?.status,
+        ...(cap.dropped > 0 ? { eventsDropped: cap.dropped } : {}),
+      },
       "mesh-shim exited",
     );
 

@@ -8,16 +8,19 @@
  * Each listener is its own grpc-js Server so the token check applies to TCP only.
  */
 import { chmod, readFile } from "node:fs/promises";
-import { type ChannelOptions, Server, ServerCredentials } from "@grpc/grpc-js";
+import { type ChannelOptions, Server, ServerCredentials, type ServerInterceptor } from "@grpc/grpc-js";
 import { HealthImplementation } from "grpc-health-check";
 import pino, { type Logger } from "pino";
 import { MESH_SERVICE_NAME, MeshServiceService } from "../../proto/index.js";
 import type { MeshApi } from "../api/mesh-api.js";
 import { errorMessage, MeshError } from "../errors.js";
+import { DEFAULT_SUBMIT_MAX_BYTES } from "../limits.js";
 import { bearerTokenInterceptor } from "./grpc/auth.js";
 import { meshServiceHandlers } from "./grpc/handlers.js";
 import { reflectionService } from "./grpc/reflection.js";
+import { requestReadTimeoutInterceptor } from "./grpc/read-timeout.js";
 import { prepareSocketPath, removeSocket } from "./grpc/socket.js";
+import { SpecParser } from "./grpc/spec-parser.js";
 
 export interface GrpcTcpOptions {
   host: string;
@@ -40,6 +43,12 @@ export interface GrpcServerOptions {
   maxStreamBacklog?: number;
   /** How long `stop()` lets in-flight calls finish before forcing. Default 5 000 ms. */
   shutdownGraceMs?: number;
+  /** The largest submit document, checked before parsing; gRPC refuses bigger messages unread. Default 4 MiB. */
+  maxSubmitBytes?: number;
+  /** A submit document still parsing after this long is refused. Default 30 000 ms. */
+  submitParseTimeoutMs?: number;
+  /** A call whose request has not arrived after this long is ended. Default 30 000 ms. */
+  requestReadTimeoutMs?: number;
 }
 
 export interface GrpcAddresses {
@@ -49,16 +58,23 @@ export interface GrpcAddresses {
 
 type State = "new" | "starting" | "running" | "stopping" | "stopped";
 
-/** Big enough for a full batch of large prompts (MAX_BATCH x prompt limit is far above gRPC's 4 MiB default). */
-const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
+/** Answers (a long task list) may be large; requests are bounded by the submit limit. */
+const MAX_SEND_BYTES = 64 * 1024 * 1024;
+/** Room in a request beyond the document itself (the source name, framing). */
+const REQUEST_OVERHEAD_BYTES = 64 * 1024;
 
-const SERVER_OPTIONS: ChannelOptions = {
-  "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
-  "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
-  // Find vanished clients (no FIN) so their streams are torn down.
-  "grpc.keepalive_time_ms": 60_000,
-  "grpc.keepalive_timeout_ms": 20_000,
-};
+function serverOptions(maxSubmitBytes: number): ChannelOptions {
+  return {
+    // grpc-js refuses a larger message from its length prefix, before buffering it.
+    "grpc.max_receive_message_length": maxSubmitBytes + REQUEST_OVERHEAD_BYTES,
+    "grpc.max_send_message_length": MAX_SEND_BYTES,
+    // Find vanished clients (no FIN) so their streams are torn down.
+    "grpc.keepalive_time_ms": 60_000,
+    "grpc.keepalive_timeout_ms": 20_000,
+    // One connection cannot open streams without bound.
+    "grpc.max_concurrent_streams": 256,
+  };
+}
 
 function bindAsync(server: Server, address: string, creds: ServerCredentials): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -88,12 +104,14 @@ export class GrpcServer {
   });
   private stopping?: Promise<void>;
   private boundSocket?: string;
+  private readonly parser: SpecParser;
 
   constructor(
     private readonly api: MeshApi,
     private readonly opts: GrpcServerOptions,
   ) {
     this.log = (opts.logger ?? pino({ level: "silent" })).child({ component: "grpc" });
+    this.parser = new SpecParser({ timeoutMs: opts.submitParseTimeoutMs ?? 30_000 });
   }
 
   private setState(next: State): void {
@@ -101,14 +119,24 @@ export class GrpcServer {
     this.state = next;
   }
 
-  private newServer(extra: ConstructorParameters<typeof Server>[0] = {}): Server {
-    const server = new Server({ ...SERVER_OPTIONS, ...extra });
+  private newServer(interceptors: ServerInterceptor[] = []): Server {
+    const maxSubmitBytes = this.opts.maxSubmitBytes ?? DEFAULT_SUBMIT_MAX_BYTES;
+    const readTimeout = requestReadTimeoutInterceptor(
+      this.opts.requestReadTimeoutMs ?? 30_000,
+      "limits.requestReadTimeout",
+    );
+    const server = new Server({
+      ...serverOptions(maxSubmitBytes),
+      interceptors: [...interceptors, readTimeout],
+    });
     server.addService(
       MeshServiceService,
       meshServiceHandlers({
         api: this.api,
         logger: this.log,
         maxBacklog: this.opts.maxStreamBacklog ?? 10_000,
+        maxSubmitBytes,
+        parse: (text, source) => this.parser.parse(text, source),
         // calls may arrive between bind and "running": the api is ready before the server starts
         accepting: () => this.state === "running" || this.state === "starting",
         track: (end) => {
@@ -170,7 +198,7 @@ export class GrpcServer {
         ]);
         const creds = ServerCredentials.createSsl(ca, [{ private_key: key, cert_chain: cert }], ca !== null);
         const host = tcp.host.includes(":") && !tcp.host.startsWith("[") ? `[${tcp.host}]` : tcp.host;
-        const server = this.newServer({ interceptors: [bearerTokenInterceptor(tcp.token)] });
+        const server = this.newServer([bearerTokenInterceptor(tcp.token)]);
         const port = await bindAsync(server, `${host}:${tcp.port}`, creds);
         out.tcpAddress = `${host}:${port}`;
       }
@@ -226,6 +254,7 @@ export class GrpcServer {
           }),
       ),
     );
+    await this.parser.close();
     if (this.boundSocket) {
       await removeSocket(this.boundSocket).catch((err: unknown) =>
         this.log.warn({ err, socketPath: this.boundSocket }, "could not remove the socket"),

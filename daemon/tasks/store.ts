@@ -29,6 +29,12 @@ export function isCasConflict(err: unknown): boolean {
   return e?.api_error?.err_code === 10071 || /wrong last sequence/i.test(e?.message ?? String(err));
 }
 
+/** JetStream API error 10077: the stream (a bucket with discard "new") is at its byte limit. */
+export function isBucketFull(err: unknown): boolean {
+  const e = err as { api_error?: { err_code?: number }; message?: string };
+  return e?.api_error?.err_code === 10077 || /maximum bytes exceeded/i.test(e?.message ?? String(err));
+}
+
 export class TaskStore {
   private readonly kv: KV;
   private readonly jsm: JetStreamManager;
@@ -94,6 +100,13 @@ export class TaskStore {
       return { record, revision };
     } catch (err) {
       if (isCasConflict(err) || /key exists/i.test(String(err))) return undefined;
+      if (isBucketFull(err)) {
+        throw new MeshError(
+          "RESOURCE_EXHAUSTED",
+          `task ${record.id}: the task records bucket is full (limits.tasksMaxBytes); it was not submitted. Finished tasks' records are deleted after taskRetention: wait for that, lower taskRetention, or raise limits.tasksMaxBytes`,
+          { field: "limits.tasksMaxBytes", cause: err },
+        );
+      }
       throw err;
     }
   }

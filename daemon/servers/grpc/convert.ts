@@ -95,6 +95,7 @@ export function workerToProto(w: WorkerInfo): Worker {
     httpUrl: w.httpUrl ?? "",
     draining: w.draining ?? false,
     infoJson: JSON.stringify(w),
+    unavailableRunners: (w.unavailableRunners ?? []).map((u) => ({ runner: u.runner, reason: u.reason })),
   };
 }
 

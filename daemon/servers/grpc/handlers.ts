@@ -11,7 +11,8 @@ import {
 import type { MeshApi, TaskFilter } from "../../api/mesh-api.js";
 import { MeshError } from "../../errors.js";
 import type { TaskState } from "../../tasks/record.js";
-import { parseTaskSpecs } from "../../tasks/spec.js";
+import type { TaskSpec } from "../../tasks/spec.js";
+import { formatBytes } from "../../util/bytes.js";
 import {
   meshEventToProto,
   submitResultToProto,
@@ -26,6 +27,10 @@ export interface HandlerContext {
   api: MeshApi;
   logger: Logger;
   maxBacklog: number;
+  /** The largest submit document accepted (bytes of UTF-8), checked before parsing. */
+  maxSubmitBytes: number;
+  /** Parses and validates a submit document (off the event loop). */
+  parse(text: string, source: string): Promise<TaskSpec[]>;
   /** False once the server is stopping: new calls are refused with UNAVAILABLE. */
   accepting(): boolean;
   track: PumpOptions["track"];
@@ -81,8 +86,17 @@ export function meshServiceHandlers(ctx: HandlerContext): MeshServiceServer {
           field: "document",
         });
       }
-      // Validation lives in one place (parseTaskSpecs), all or nothing, before anything is written.
-      const specs = parseTaskSpecs(req.document, req.source || "input");
+      const size = Buffer.byteLength(req.document);
+      if (size > ctx.maxSubmitBytes) {
+        throw new MeshError(
+          "RESOURCE_EXHAUSTED",
+          `document: ${formatBytes(size)} is over this daemon's submit limit of ${formatBytes(ctx.maxSubmitBytes)} (limits.submitMaxBytes); nothing was submitted. Split the tasks into several submits`,
+          { field: "document" },
+        );
+      }
+      // Validation lives in one place (parseTaskSpecs, in a worker thread), all or nothing,
+      // before anything is written.
+      const specs = await ctx.parse(req.document, req.source || "input");
       const results = await api.submit(specs);
       return { results: results.map(submitResultToProto) };
     }),

@@ -153,11 +153,20 @@ export interface Worker {
   draining: boolean;
   /** The full WorkerInfo as JSON. */
   infoJson: string;
+  /** Runners this worker does not offer, each with why and how to fix it. */
+  unavailableRunners: UnavailableRunner[];
 }
 
 export interface Worker_LabelsEntry {
   key: string;
   value: string;
+}
+
+export interface UnavailableRunner {
+  /** The runner kind, e.g. "claude". */
+  runner: string;
+  /** Why the worker does not offer it, and the fix (e.g. no API key: set ANTHROPIC_API_KEY). */
+  reason: string;
 }
 
 export interface GetTaskRequest {
@@ -734,6 +743,7 @@ function createBaseWorker(): Worker {
     httpUrl: "",
     draining: false,
     infoJson: "",
+    unavailableRunners: [],
   };
 }
 
@@ -783,6 +793,9 @@ export const Worker: MessageFns<Worker> = {
     }
     if (message.infoJson !== "") {
       writer.uint32(122).string(message.infoJson);
+    }
+    for (const v of message.unavailableRunners) {
+      UnavailableRunner.encode(v!, writer.uint32(130).fork()).join();
     }
     return writer;
   },
@@ -923,6 +936,14 @@ export const Worker: MessageFns<Worker> = {
             message.infoJson = reader.string();
             continue;
           }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.unavailableRunners.push(UnavailableRunner.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -993,6 +1014,11 @@ export const Worker: MessageFns<Worker> = {
         : isSet(object.info_json)
         ? globalThis.String(object.info_json)
         : "",
+      unavailableRunners: globalThis.Array.isArray(object?.unavailableRunners)
+        ? object.unavailableRunners.map((e: any) => UnavailableRunner.fromJSON(e))
+        : globalThis.Array.isArray(object?.unavailable_runners)
+        ? object.unavailable_runners.map((e: any) => UnavailableRunner.fromJSON(e))
+        : [],
     };
   },
 
@@ -1049,6 +1075,9 @@ export const Worker: MessageFns<Worker> = {
     if (message.infoJson !== "") {
       obj.infoJson = message.infoJson;
     }
+    if (message.unavailableRunners?.length) {
+      obj.unavailableRunners = message.unavailableRunners.map((e) => UnavailableRunner.toJSON(e));
+    }
     return obj;
   },
 
@@ -1080,6 +1109,7 @@ export const Worker: MessageFns<Worker> = {
     message.httpUrl = object.httpUrl ?? "";
     message.draining = object.draining ?? false;
     message.infoJson = object.infoJson ?? "";
+    message.unavailableRunners = object.unavailableRunners?.map((e) => UnavailableRunner.fromPartial(e)) || [];
     return message;
   },
 };
@@ -1165,6 +1195,91 @@ export const Worker_LabelsEntry: MessageFns<Worker_LabelsEntry> = {
     const message = createBaseWorker_LabelsEntry();
     message.key = object.key ?? "";
     message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseUnavailableRunner(): UnavailableRunner {
+  return { runner: "", reason: "" };
+}
+
+export const UnavailableRunner: MessageFns<UnavailableRunner> = {
+  encode(message: UnavailableRunner, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.runner !== "") {
+      writer.uint32(10).string(message.runner);
+    }
+    if (message.reason !== "") {
+      writer.uint32(18).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UnavailableRunner {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUnavailableRunner();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.runner = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UnavailableRunner {
+    return {
+      runner: isSet(object.runner) ? globalThis.String(object.runner) : "",
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: UnavailableRunner): unknown {
+    const obj: any = {};
+    if (message.runner !== "") {
+      obj.runner = message.runner;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UnavailableRunner>, I>>(base?: I): UnavailableRunner {
+    return UnavailableRunner.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UnavailableRunner>, I>>(object: I): UnavailableRunner {
+    const message = createBaseUnavailableRunner();
+    message.runner = object.runner ?? "";
+    message.reason = object.reason ?? "";
     return message;
   },
 };

@@ -1,0 +1,46 @@
+/**
+ * Admission to the task records bucket. The bucket has a hard byte limit (JetStream
+ * `max_bytes` with discard "new": a write that does not fit is refused, no record is ever
+ * dropped), but records keep growing after submit (every attempt adds to its record), and a
+ * refused heartbeat or finish would cost a running task its lease. So new submits stop
+ * earlier, at `SOFT_RATIO` of the limit: the rest is headroom for the records already there.
+ */
+import type { JetStreamManager } from "@nats-io/jetstream";
+import { MeshError } from "../errors.js";
+import { formatBytes } from "../util/bytes.js";
+
+/** New submits stop when the bucket would pass this share of its byte limit. */
+export const SOFT_RATIO = 0.9;
+/** Stream info is read again after this long; submits in between are counted locally. */
+const REFRESH_MS = 1000;
+
+export class BucketCapacity {
+  private seen: { bytes: number; maxBytes: number; at: number } | undefined;
+
+  constructor(
+    private readonly jsm: JetStreamManager,
+    private readonly stream: string,
+    private readonly field: string,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** Throws RESOURCE_EXHAUSTED when `bytes` more would pass the soft limit; else counts them. */
+  async admit(bytes: number): Promise<void> {
+    const t = this.now();
+    if (!this.seen || t - this.seen.at > REFRESH_MS) {
+      const si = await this.jsm.streams.info(this.stream);
+      this.seen = { bytes: si.state.bytes, maxBytes: si.config.max_bytes, at: t };
+    }
+    const { maxBytes } = this.seen;
+    if (maxBytes <= 0) return;
+    const soft = Math.floor(maxBytes * SOFT_RATIO);
+    if (this.seen.bytes + bytes > soft) {
+      throw new MeshError(
+        "RESOURCE_EXHAUSTED",
+        `the task records bucket is full: ${formatBytes(this.seen.bytes)} of its ${formatBytes(maxBytes)} are used and new submits stop at ${SOFT_RATIO * 100}% (${this.field}); nothing was submitted. Finished tasks' records are deleted after taskRetention: wait for that, lower taskRetention, or raise ${this.field}`,
+        { field: this.field },
+      );
+    }
+    this.seen.bytes += bytes;
+  }
+}
