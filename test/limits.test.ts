@@ -279,6 +279,8 @@ describe("per-attempt agent event cap (real Claude Code, mock API)", { timeout: 
     expect(capped).toHaveLength(10);
 
     // The rest were counted, and the agent numbers stay exact (12 Write calls).
+    // New series are shown at 0 by one scrape and count from the next (metrics/first-zero.ts).
+    await metrics.render();
     const all = await metrics.registry.getMetricsAsJSON();
     const value = (name: string) =>
       (all.find((m) => m.name === name)?.values ?? []).reduce((n, v) => n + Number(v.value), 0);
