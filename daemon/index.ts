@@ -39,3 +39,5 @@ export {
   validateTaskSpec,
 } from "./tasks/spec.js";
 export { VERSION } from "./version.js";
+export { LOCAL_NKEY_FILE, useLocalMeshCredentials } from "./nats/local-creds.js";
+export { DAEMON_PERMISSIONS, MONITOR_PERMISSIONS, renderPermissions } from "./nats/permissions.js";
