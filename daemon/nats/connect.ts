@@ -92,8 +92,8 @@ export async function connectNats(cfg: DaemonConfig["nats"], name: string): Prom
     const msg = errorMessage(err);
     const hint = /auth/i.test(msg)
       ? "check --nats-creds, --nats-nkey, --nats-user/--nats-password-file or --nats-token-file (a local `mesh up` server: its state dir's nats-daemon.nk)"
-      : /tls/i.test(msg)
-        ? "the URL or TLS options ask for TLS: is the server configured with tls {...}, and is --nats-tls-ca its CA?"
+      : /tls|certificate/i.test(msg)
+        ? "TLS: does the server have tls {...} configured, and is --nats-tls-ca the CA that signed its certificate?"
         : "is nats-server running there? (`mesh up` starts one locally)";
     throw new MeshError(
       "UNAVAILABLE",
