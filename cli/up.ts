@@ -51,9 +51,10 @@ export function upCommand(): Command {
   return new Command("up")
     .description("start a local mesh in the foreground: a nats-server child with JetStream and one meshd")
     .addOption(
-      new Option("--state-dir <dir>", "where NATS data and credentials, the socket, logs and workspaces live").env(
-        "MESH_STATE_DIR",
-      ),
+      new Option(
+        "--state-dir <dir>",
+        "where NATS data and credentials, the socket, logs and workspaces live",
+      ).env("MESH_STATE_DIR"),
     )
     .option("--nats <url>", "join this NATS instead of starting one")
     .addOption(
@@ -108,15 +109,16 @@ async function up(o: UpOptions, json: boolean): Promise<number> {
   signals.onSignal(() => process.exit(EXIT.INTERRUPTED));
   const raw: Record<string, unknown> = o.config ? readConfigFile(o.config) : {};
   const stateDir = resolve(o.stateDir ?? (raw.stateDir as string | undefined) ?? defaultStateDir());
-  const socketPath =
-    (raw.grpc as { socket?: string } | undefined)?.socket ?? join(stateDir, "meshd.sock");
+  const socketPath = (raw.grpc as { socket?: string } | undefined)?.socket ?? join(stateDir, "meshd.sock");
   await refuseIfRunning(socketPath, stateDir);
   await mkdir(stateDir, { recursive: true, mode: 0o700 });
   const nats = o.nats ? undefined : await startLocalNats({ stateDir, host: "127.0.0.1", port: o.natsPort });
-  let daemon: Daemon | undefined;
   try {
     const url = o.nats ?? nats!.url;
-    const natsCfg: Record<string, unknown> = { ...((raw.nats as Record<string, unknown>) ?? {}), servers: [url] };
+    const natsCfg: Record<string, unknown> = {
+      ...((raw.nats as Record<string, unknown>) ?? {}),
+      servers: [url],
+    };
     if (nats) {
       for (const k of ["user", "password", "token", "credsFile"]) delete natsCfg[k];
       natsCfg.nkeySeedFile = nats.nkeyFile;
@@ -145,7 +147,6 @@ async function up(o: UpOptions, json: boolean): Promise<number> {
     if (!nats) useLocalMeshCredentials(config);
     const log = upLogger(stateDir, config.logLevel);
     const started = await startDaemon(config, { logger: log.logger });
-    daemon = started;
     const metricsUrl = started.presenceExtras.httpUrl;
     if (json) {
       const info = {
@@ -208,7 +209,8 @@ function banner(b: {
   metricsUrl: string | undefined;
 }): string {
   const { config, nats } = b;
-  const envPrefix = config.stateDir === resolve(defaultStateDir()) ? "" : `MESH_STATE_DIR=${config.stateDir} `;
+  const envPrefix =
+    config.stateDir === resolve(defaultStateDir()) ? "" : `MESH_STATE_DIR=${config.stateDir} `;
   const linked = onPath("mesh");
   const mesh = `${envPrefix}${linked ? "mesh" : "npm run -s mesh --"}`;
   const meshd = onPath("meshd") ? "meshd" : "node dist/daemon/main.js";

@@ -55,7 +55,9 @@ export function checkTransportPolicy(cfg: NatsConfig): void {
       "NATS is the mesh's trust boundary, and on a network anyone on the path could read prompts and " +
       "results, or take the daemon's credentials and run tasks. " +
       (tls ? "" : "Use a tls:// URL (with --nats-tls-ca if its certificate is not publicly trusted). ") +
-      (creds ? "" : "Give credentials: --nats-creds <file>, --nats-nkey <seed file>, or --nats-user with --nats-password-file. ") +
+      (creds
+        ? ""
+        : "Give credentials: --nats-creds <file>, --nats-nkey <seed file>, or --nats-user with --nats-password-file. ") +
       "On a network you trust, --insecure (nats.insecure: true) allows it anyway.",
     { field: tls ? "nats.credsFile" : "nats.servers" },
   );

@@ -23,7 +23,9 @@ if (!existsSync(perms)) {
   process.stderr.write(`make-users: ${perms} is missing: run \`npm ci && npm run build\` first\n`);
   process.exit(1);
 }
-const { DAEMON_PERMISSIONS, MONITOR_PERMISSIONS, renderPermissions } = await import(pathToFileURL(perms).href);
+const { DAEMON_PERMISSIONS, MONITOR_PERMISSIONS, renderPermissions } = await import(
+  pathToFileURL(perms).href
+);
 if (existsSync(join(out, "accounts.conf")) && process.env.FORCE !== "1") {
   process.stderr.write(`make-users: ${join(out, "accounts.conf")} exists; set FORCE=1 to make new users\n`);
   process.exit(1);
