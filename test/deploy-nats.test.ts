@@ -40,7 +40,7 @@ const seed = async (name: string) =>
 /** A deploy config made runnable here: loopback random ports, temp paths, the secrets made above. */
 async function localCopy(
   conf: string,
-  edits: { routePorts?: number[]; routePort?: number; store: string },
+  edits: { routePorts?: number[]; routePort?: number; store: string; routePassword?: string },
 ): Promise<string> {
   const dir = await makeTempDir("deploy-conf-");
   await cp(secrets, join(dir, "secrets"), { recursive: true });
@@ -56,6 +56,8 @@ async function localCopy(
     edits.routePorts.forEach((p, i) => {
       r = r.replace(`@nats-${i + 1}:6222`, `@127.0.0.1:${p}`);
     });
+    const real = /ROUTE_PASSWORD: "([^"]+)"/.exec(r)![1]!;
+    if (edits.routePassword) r = r.replaceAll(real, edits.routePassword);
     await writeFile(routes, r);
   }
   const out = join(dir, "nats.conf");
@@ -189,6 +191,25 @@ describe("deploy/nats/cluster", () => {
       { name: "R3 stream on the cluster", timeoutMs: 30_000, intervalMs: 250 },
     );
     await jsm.streams.delete("PROBE_R3");
+    // Routes need the password: a node with the right certificate but a wrong password stays out.
+    const admin = await connectAs(servers[0]!.url, "admin");
+    const numRoutes = async () => {
+      const m = await admin.request(`$SYS.REQ.SERVER.${admin.info!.server_id}.ROUTEZ`, "", {
+        timeout: 3_000,
+      });
+      return (m.json() as { data: { num_routes: number } }).data.num_routes;
+    };
+    expect(await numRoutes()).toBe(2);
+    const rogueConf = await localCopy("nats/cluster/nats-3.conf", {
+      routePorts: [routePorts[0]!, await freePort(), await freePort()],
+      routePort: await freePort(),
+      store: "store-rogue",
+      routePassword: "not-the-route-password",
+    });
+    const rogue = await startConfServer(rogueConf, { scheme: "tls" });
+    cleanups.push(() => rogue.stop());
+    await new Promise((r) => setTimeout(r, 2_000)); // proving that something does NOT happen
+    expect(await numRoutes()).toBe(2);
     const stateDir = await meshdServing([
       "--nats",
       servers.map((s) => s.url).join(","),

@@ -9,10 +9,11 @@ import { chmod, mkdtemp, readFile, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import * as jwt from "@nats-io/jwt";
 import { createUser } from "@nats-io/nkeys";
 import { AuthorizationError, connect } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { compileConfig, isMeshError } from "../daemon/index.js";
+import { compileConfig, DAEMON_PERMISSIONS, isMeshError } from "../daemon/index.js";
 import { connectionOptions } from "../daemon/nats/connect.js";
 import { makeTempDir, NatsServer, waitFor } from "./harness/index.js";
 import { type ConfServer, startConfServer } from "./support/conf-server.js";
@@ -226,36 +227,51 @@ describe("red team: meshd and a NATS on another host", () => {
     await stillServes(ok.stateDir, "rt-after-tls-plain");
   });
 
-  it("--nats-creds connects with a .creds file (JWT + nkey seed)", async () => {
-    const user = createUser();
-    const server = await NatsServer.start({
-      extraConfig: `authorization { users: [ { nkey: "${user.getPublicKey()}" } ] }`,
-    });
-    cleanups.push(() => server.cleanup());
+  it("--nats-creds connects with a .creds file from an operator-mode server (JWT + nkey seed)", async () => {
     const dir = await makeTempDir("rt-creds-");
-    const creds = join(dir, "meshd.creds");
-    const b64 = (o: unknown) => Buffer.from(JSON.stringify(o)).toString("base64url");
-    const jwt = `${b64({ typ: "JWT", alg: "ed25519-nkey" })}.${b64({ sub: user.getPublicKey(), nats: { type: "user" } })}.c2ln`;
-    await writeFile(
-      creds,
-      `-----BEGIN NATS USER JWT-----\n${jwt}\n------END NATS USER JWT------\n\n` +
-        `************************* IMPORTANT *************************\n\n` +
-        `-----BEGIN USER NKEY SEED-----\n${new TextDecoder().decode(user.getSeed())}\n------END USER NKEY SEED------\n`,
-      { mode: 0o600 },
-    );
+    const op = await operatorMode(dir);
+    const server = await startConfServer(op.config);
+    cleanups.push(() => server.stop());
     const bad = join(dir, "bad.creds");
     await writeFile(bad, "not a creds file\n");
     const refused = await spawnMeshd(["--nats", server.url, "--nats-creds", bad]);
     expect((await refused.exited).code).toBe(2);
-    const without = await spawnMeshd(["--nats", server.url]);
-    expect((await without.exited).code).toBe(3);
-    const d = await spawnMeshd(["--nats", server.url, "--runners", "command"], { NATS_CREDS: creds });
+    // A user of an account the operator never signed is not let in.
+    const stranger = await spawnMeshd(["--nats", server.url, "--nats-creds", op.strangerCreds]);
+    expect((await stranger.exited).code).toBe(3);
+    const d = await spawnMeshd(["--nats", server.url, "--runners", "command"], { NATS_CREDS: op.creds });
     cleanups.push(() => d.kill("SIGKILL"));
     await waitFor(async () => (await cli(["workers", "--json"], { MESH_STATE_DIR: d.stateDir })).code === 0, {
       name: "meshd with NATS_CREDS serves",
       timeoutMs: 20_000,
     });
     await stillServes(d.stateDir, "rt-creds");
+  });
+
+  it("takes NATS_URL from the environment, a --nats flag over it, and the environment over the config file", async () => {
+    const remote = "nats://198.18.0.9:4222";
+    // Refused by the transport policy, so NATS_URL was read (the default would be loopback).
+    const fromEnv = await spawnMeshd([], { NATS_URL: remote });
+    expect((await fromEnv.exited).code).toBe(2);
+    const server = await NatsServer.start();
+    cleanups.push(() => server.cleanup());
+    const flagWins = await spawnMeshd(["--nats", server.url, "--runners", "command"], { NATS_URL: remote });
+    cleanups.push(() => flagWins.kill("SIGKILL"));
+    const dir = await makeTempDir("rt-env-");
+    await writeFile(join(dir, "meshd.yaml"), `nats: { servers: ["${remote}"] }\n`);
+    const envWins = await spawnMeshd(["-c", join(dir, "meshd.yaml"), "--runners", "command"], {
+      NATS_URL: server.url,
+    });
+    cleanups.push(() => envWins.kill("SIGKILL"));
+    for (const d of [flagWins, envWins]) {
+      await waitFor(
+        async () => (await cli(["workers", "--json"], { MESH_STATE_DIR: d.stateDir })).code === 0,
+        {
+          name: "meshd serves",
+          timeoutMs: 20_000,
+        },
+      );
+    }
   });
 
   const netns: Netns | undefined = makeNetns();
@@ -340,3 +356,44 @@ describe("red team: meshd and a NATS on another host", () => {
     });
   });
 });
+
+/** An operator-mode nats-server config (memory resolver) and .creds files, as `nsc` would make them. */
+async function operatorMode(dir: string): Promise<{ config: string; creds: string; strangerCreds: string }> {
+  const operator = jwt.createOperator();
+  const sys = jwt.createAccount();
+  const mesh = jwt.createAccount();
+  const unlimited = { subs: -1, conn: -1, leaf: -1, data: -1, payload: -1, imports: -1, exports: -1 };
+  const jsLimits = { mem_storage: -1, disk_storage: -1, streams: -1, consumer: -1 };
+  const sysJwt = await jwt.encodeAccount("SYS", sys, { limits: { ...unlimited } }, { signer: operator });
+  const meshJwt = await jwt.encodeAccount(
+    "MESH",
+    mesh,
+    { limits: { ...unlimited, wildcards: true, ...jsLimits } },
+    { signer: operator },
+  );
+  const opJwt = await jwt.encodeOperator("mesh-test", operator, { system_account: sys.getPublicKey() });
+  const userCreds = async (account: ReturnType<typeof jwt.createAccount>, file: string) => {
+    const user = jwt.createUser();
+    const token = await jwt.encodeUser("meshd", user, account, {
+      pub: { allow: DAEMON_PERMISSIONS.publish.allow },
+      sub: { allow: DAEMON_PERMISSIONS.subscribe.allow },
+      subs: -1,
+      data: -1,
+      payload: -1,
+    });
+    await writeFile(file, jwt.fmtCreds(token, user), { mode: 0o600 });
+    return file;
+  };
+  const config = join(dir, "operator.conf");
+  await writeFile(
+    config,
+    `listen: "127.0.0.1:-1"\noperator: ${opJwt}\nsystem_account: ${sys.getPublicKey()}\nresolver: MEMORY\n` +
+      `resolver_preload: {\n  ${sys.getPublicKey()}: ${sysJwt}\n  ${mesh.getPublicKey()}: ${meshJwt}\n}\n` +
+      `jetstream { store_dir: ${JSON.stringify(join(dir, "store"))} }\n`,
+  );
+  return {
+    config,
+    creds: await userCreds(mesh, join(dir, "meshd.creds")),
+    strangerCreds: await userCreds(jwt.createAccount(), join(dir, "stranger.creds")),
+  };
+}
