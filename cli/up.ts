@@ -12,6 +12,7 @@ import { Command, InvalidArgumentError, Option } from "commander";
 import {
   compileConfig,
   type Daemon,
+  type DaemonConfig,
   defaultStateDir,
   readConfigFile,
   startDaemon,
@@ -112,38 +113,18 @@ async function up(o: UpOptions, json: boolean): Promise<number> {
   const socketPath = (raw.grpc as { socket?: string } | undefined)?.socket ?? join(stateDir, "meshd.sock");
   await refuseIfRunning(socketPath, stateDir);
   await mkdir(stateDir, { recursive: true, mode: 0o700 });
+  // Bad options are refused before anything starts (the first compile only validates).
+  daemonConfig(
+    o,
+    raw,
+    stateDir,
+    o.nats ?? "nats://127.0.0.1:4222",
+    o.nats ? undefined : join(stateDir, "x.nk"),
+  );
   const nats = o.nats ? undefined : await startLocalNats({ stateDir, host: "127.0.0.1", port: o.natsPort });
   try {
     const url = o.nats ?? nats!.url;
-    const natsCfg: Record<string, unknown> = {
-      ...((raw.nats as Record<string, unknown>) ?? {}),
-      servers: [url],
-    };
-    if (nats) {
-      for (const k of ["user", "password", "token", "credsFile"]) delete natsCfg[k];
-      natsCfg.nkeySeedFile = nats.nkeyFile;
-    } else if (o.natsCreds) {
-      natsCfg.credsFile = o.natsCreds;
-      delete natsCfg.nkeySeedFile;
-    }
-    const http = {
-      ...((raw.http as Record<string, unknown>) ?? {}),
-      ...(o.httpPort !== undefined ? { port: o.httpPort } : {}),
-    };
-    const config = compileConfig(
-      {
-        ...raw,
-        nats: natsCfg,
-        stateDir,
-        http,
-        logLevel: o.logLevel,
-        ...(o.pools ? { pools: o.pools } : {}),
-        ...(o.labels ? { labels: o.labels } : {}),
-        ...(o.slots !== undefined ? { slots: o.slots } : {}),
-        ...(o.name ? { name: o.name } : {}),
-      },
-      o.config ? `${o.config} + flags` : "options",
-    );
+    const config = daemonConfig(o, raw, stateDir, url, nats?.nkeyFile);
     if (!nats) useLocalMeshCredentials(config);
     const log = upLogger(stateDir, config.logLevel);
     const started = await startDaemon(config, { logger: log.logger });
@@ -194,6 +175,44 @@ async function up(o: UpOptions, json: boolean): Promise<number> {
   }
 }
 
+function daemonConfig(
+  o: UpOptions,
+  raw: Record<string, unknown>,
+  stateDir: string,
+  url: string,
+  localNkey: string | undefined,
+): DaemonConfig {
+  const natsCfg: Record<string, unknown> = {
+    ...((raw.nats as Record<string, unknown>) ?? {}),
+    servers: [url],
+  };
+  if (localNkey) {
+    for (const k of ["user", "password", "token", "credsFile"]) delete natsCfg[k];
+    natsCfg.nkeySeedFile = localNkey;
+  } else if (o.natsCreds) {
+    natsCfg.credsFile = o.natsCreds;
+    delete natsCfg.nkeySeedFile;
+  }
+  const http = {
+    ...((raw.http as Record<string, unknown>) ?? {}),
+    ...(o.httpPort !== undefined ? { port: o.httpPort } : {}),
+  };
+  return compileConfig(
+    {
+      ...raw,
+      nats: natsCfg,
+      stateDir,
+      http,
+      logLevel: o.logLevel,
+      ...(o.pools ? { pools: o.pools } : {}),
+      ...(o.labels ? { labels: o.labels } : {}),
+      ...(o.slots !== undefined ? { slots: o.slots } : {}),
+      ...(o.name ? { name: o.name } : {}),
+    },
+    o.config ? `${o.config} + flags` : "options",
+  );
+}
+
 function onPath(bin: string): boolean {
   return (process.env.PATH ?? "")
     .split(delimiter)
@@ -204,7 +223,7 @@ function banner(b: {
   url: string;
   nats: LocalNats | undefined;
   daemon: Daemon;
-  config: ReturnType<typeof compileConfig>;
+  config: DaemonConfig;
   logFile: string;
   metricsUrl: string | undefined;
 }): string {
