@@ -27,6 +27,7 @@ interface UpOptions {
   stateDir?: string;
   nats?: string;
   natsCreds?: string;
+  insecure?: boolean;
   natsPort: number;
   pools?: string[];
   labels?: Record<string, string>;
@@ -61,6 +62,7 @@ export function upCommand(): Command {
     .addOption(
       new Option("--nats-creds <file>", "with --nats: a NATS .creds file to connect with").env("NATS_CREDS"),
     )
+    .option("--insecure", "with --nats: allow a NATS on another machine without TLS or credentials")
     .option("--nats-port <port>", "port of the local nats-server on 127.0.0.1 (0: any free port)", port, 4222)
     .option("-c, --config <file>", "meshd config file (YAML/JSON); flags override it")
     .option("--pools <pools>", "pools this daemon serves", list)
@@ -111,8 +113,6 @@ async function up(o: UpOptions, json: boolean): Promise<number> {
   const raw: Record<string, unknown> = o.config ? readConfigFile(o.config) : {};
   const stateDir = resolve(o.stateDir ?? (raw.stateDir as string | undefined) ?? defaultStateDir());
   const socketPath = (raw.grpc as { socket?: string } | undefined)?.socket ?? join(stateDir, "meshd.sock");
-  await refuseIfRunning(socketPath, stateDir);
-  await mkdir(stateDir, { recursive: true, mode: 0o700 });
   // Bad options are refused before anything starts (the first compile only validates).
   daemonConfig(
     o,
@@ -121,6 +121,8 @@ async function up(o: UpOptions, json: boolean): Promise<number> {
     o.nats ?? "nats://127.0.0.1:4222",
     o.nats ? undefined : join(stateDir, "x.nk"),
   );
+  await refuseIfRunning(socketPath, stateDir);
+  await mkdir(stateDir, { recursive: true, mode: 0o700 });
   const nats = o.nats ? undefined : await startLocalNats({ stateDir, host: "127.0.0.1", port: o.natsPort });
   try {
     const url = o.nats ?? nats!.url;
@@ -193,6 +195,7 @@ function daemonConfig(
     natsCfg.credsFile = o.natsCreds;
     delete natsCfg.nkeySeedFile;
   }
+  if (o.insecure) natsCfg.insecure = true;
   const http = {
     ...((raw.http as Record<string, unknown>) ?? {}),
     ...(o.httpPort !== undefined ? { port: o.httpPort } : {}),

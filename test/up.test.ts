@@ -3,7 +3,9 @@
  * the CLI talks to it, Ctrl-C stops both; a missing nats-server binary gets a clear message.
  */
 import { execFile, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
 import { stat } from "node:fs/promises";
+import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterEach, describe, expect, it } from "vitest";
 import { freePort, makeTempDir, waitFor } from "./harness/index.js";
@@ -96,6 +98,16 @@ describe("mesh up", () => {
     child.kill("SIGINT");
     expect(await exited).toBe(0);
     await waitFor(() => noProcessMentions(stateDir), { name: "nats-server stopped" });
+  });
+
+  it("refuses bad options before starting anything (no state dir, no credentials made)", async () => {
+    const stateDir = join(await makeTempDir("up-"), "never");
+    const res = await run(process.execPath, [MESH_BIN, "up", "--state-dir", stateDir, "--slots", "0"]).then(
+      () => ({ code: 0 }),
+      (e: { code: number }) => e,
+    );
+    expect(res.code).toBe(2);
+    expect(existsSync(stateDir)).toBe(false);
   });
 
   it("says how to install nats-server when it is missing", async () => {
