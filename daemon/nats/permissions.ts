@@ -44,6 +44,8 @@ export const MONITOR_PERMISSIONS: SubjectPermissions = {
         `$JS.API.CONSUMER.CREATE.${s}.>`,
         `$JS.API.CONSUMER.MSG.NEXT.${s}.*`,
       ]),
+      // Flow-control replies of ordered push consumers (`nats stream view`, KV watch).
+      "$JS.FC.>",
     ],
   },
   subscribe: { allow: ["mesh.events.>", `${MONITOR_INBOX_PREFIX}.>`] },
