@@ -100,6 +100,8 @@ class StopSignals {
     };
     process.on("SIGINT", on);
     process.on("SIGTERM", on);
+    // A closed terminal: stop as gracefully as for Ctrl-C rather than die on the default action.
+    process.on("SIGHUP", on);
   }
   onSignal(fn: (n: number) => void): void {
     this.listener = fn;

@@ -153,6 +153,12 @@ describe("deploy/nats/single", () => {
     const kv = await new Kvm(nc).open("mesh-tasks");
     const entry = await kv.get("deploy-single");
     expect(entry?.json<{ state: string }>().state).toBe("succeeded");
+    // Watching the records (an ordered consumer) works too.
+    const watch = await kv.watch({ key: "deploy-single" });
+    for await (const e of watch) {
+      expect(e.key).toBe("deploy-single");
+      break;
+    }
     const js = jsm.jetstream();
     await expect(js.publish("mesh.task.default.evil", "x", { timeout: 2_000 })).rejects.toThrow();
     await expect(kv.put("deploy-single", "{}", { timeout: 2_000 } as never)).rejects.toThrow();
