@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import * as jwt from "@nats-io/jwt";
 import { createUser } from "@nats-io/nkeys";
-import { AuthorizationError, connect } from "@nats-io/transport-node";
+import { AuthorizationError, connect, nkeyAuthenticator } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { compileConfig, DAEMON_PERMISSIONS, isMeshError } from "../daemon/index.js";
 import { connectionOptions } from "../daemon/nats/connect.js";
@@ -73,7 +73,6 @@ describe("red team: mesh up's nats-server", () => {
       AuthorizationError,
     );
     const stranger = createUser();
-    const { nkeyAuthenticator } = await import("@nats-io/transport-node");
     await expect(
       connect({
         servers: up.info.nats,
@@ -99,40 +98,47 @@ describe("red team: mesh up's nats-server", () => {
     expect(argv).not.toContain(seed.slice(0, 20));
   });
 
-  it("a local user without the file can neither read it nor connect", async () => {
-    // A world-readable script dir: `nobody` must be able to run the probe, not read our files.
-    const dir = await mkdtemp(join(tmpdir(), "rt-nobody-"));
-    await chmod(dir, 0o755);
-    const probe = join(dir, "probe.mjs");
-    const transport = join(REPO_ROOT, "node_modules/@nats-io/transport-node/lib/mod.js");
-    await writeFile(
-      probe,
-      `import { createRequire } from "node:module";
-import { readFileSync } from "node:fs";
+  it.runIf(process.getuid?.() === 0)(
+    "a local user without the file can neither read it, nor the data, nor connect",
+    async () => {
+      // A world-readable script dir: `nobody` must be able to run the probe, not read our files.
+      const dir = await mkdtemp(join(tmpdir(), "rt-nobody-"));
+      await chmod(dir, 0o755);
+      const probe = join(dir, "probe.mjs");
+      const transport = join(REPO_ROOT, "node_modules/@nats-io/transport-node/lib/mod.js");
+      await writeFile(
+        probe,
+        `import { createRequire } from "node:module";
+import { readdirSync, readFileSync } from "node:fs";
 const { connect } = createRequire("/")(${JSON.stringify(transport)});
 const out = { uid: process.getuid() };
 try { readFileSync(process.argv[2]); out.read = "ok"; } catch (e) { out.read = e.code; }
+try { readdirSync(process.argv[4]); out.store = "ok"; } catch (e) { out.store = e.code; }
 try { const nc = await connect({ servers: process.argv[3], reconnect: false }); out.connect = "ok"; await nc.close(); }
 catch (e) { out.connect = e.constructor.name; }
 process.stdout.write(JSON.stringify(out));
 `,
-    );
-    await chmod(probe, 0o644);
-    const { stdout } = await run("/usr/bin/setpriv", [
-      "--reuid=nobody",
-      "--regid=nogroup",
-      "--clear-groups",
-      process.execPath,
-      probe,
-      up.info.natsNkey!,
-      up.info.nats!,
-    ]);
-    const out = JSON.parse(stdout) as { uid: number; read: string; connect: string };
-    expect(out.uid).not.toBe(0);
-    expect(out.read).toBe("EACCES");
-    expect(out.connect).toBe("AuthorizationError");
-    await stillServes(up.stateDir, "rt-after-nobody");
-  });
+      );
+      await chmod(probe, 0o644);
+      const { stdout } = await run("/usr/bin/setpriv", [
+        "--reuid=nobody",
+        "--regid=nogroup",
+        "--clear-groups",
+        process.execPath,
+        probe,
+        up.info.natsNkey!,
+        up.info.nats!,
+        join(up.stateDir, "nats"),
+      ]);
+      const out = JSON.parse(stdout) as { uid: number; read: string; store: string; connect: string };
+      expect(out.uid).not.toBe(0);
+      expect(out.read).toBe("EACCES");
+      // JetStream's files (task prompts and results) are out of reach too.
+      expect(out.store).toBe("EACCES");
+      expect(out.connect).toBe("AuthorizationError");
+      await stillServes(up.stateDir, "rt-after-nobody");
+    },
+  );
 
   it("a second meshd on loopback finds the local credentials by itself", async () => {
     const d = await spawnMeshd(["--nats", up.info.nats!, "--log-level", "warn", "--http-port", "0"], {
