@@ -198,8 +198,10 @@ describe("red team: meshd and a NATS on another host", () => {
 
   it("a tls:// URL against a plaintext server fails without sending the password", async () => {
     const server = await NatsServer.start({
-      extraConfig: 'authorization { users: [ { user: "meshd", password: "hunter2-secret" } ] }',
+      // trace: the server logs every CONNECT it receives.
+      extraConfig: 'trace: true\nauthorization { users: [ { user: "meshd", password: "hunter2-secret" } ] }',
     });
+    const connects = () => server.logs.filter((l) => l.includes("<<- [CONNECT")).length;
     cleanups.push(() => server.cleanup());
     const dir = await makeTempDir("rt-pass-");
     await writeFile(join(dir, "pass"), "hunter2-secret\n", { mode: 0o600 });
@@ -214,6 +216,11 @@ describe("red team: meshd and a NATS on another host", () => {
     ]);
     cleanups.push(() => d.kill("SIGKILL"));
     expect((await d.exited).code).toBe(3);
+    expect(connects()).toBe(0);
+    // A plaintext client's CONNECT (with the password) would have shown up in the trace.
+    const probe = await connect({ servers: server.url, user: "meshd", pass: "hunter2-secret" });
+    await probe.close();
+    await waitFor(() => connects() === 1, { name: "the probe's CONNECT traced" });
     // The same credentials over nats:// do work: the refusal was TLS, not the password.
     const ok = await spawnMeshd([
       "--nats",
