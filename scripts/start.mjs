@@ -17,7 +17,7 @@ function newestSource(dir) {
     if (e.name === "node_modules" || e.name.startsWith(".")) continue;
     const p = join(dir, e.name);
     if (e.isDirectory()) newest = Math.max(newest, newestSource(p));
-    else if (/\.(ts|mts|json)$/.test(e.name)) newest = Math.max(newest, statSync(p).mtimeMs);
+    else if (/\.m?ts$/.test(e.name)) newest = Math.max(newest, statSync(p).mtimeMs);
   }
   return newest;
 }
@@ -29,7 +29,8 @@ export function staleReason() {
   const dirs = SOURCE_DIRS.map((d) => join(root, d)).filter((d) => existsSync(d));
   if (dirs.length === 0) return undefined;
   const built = Math.min(...outputs.map((f) => statSync(f).mtimeMs));
-  const sources = Math.max(statSync(join(root, "tsconfig.json")).mtimeMs, ...dirs.map(newestSource));
+  const configs = ["tsconfig.json", "package.json"].map((f) => statSync(join(root, f)).mtimeMs);
+  const sources = Math.max(...configs, ...dirs.map(newestSource));
   return sources > built ? "sources changed since the last build" : undefined;
 }
 
