@@ -80,7 +80,15 @@ stderr. The local nats-server accepts only the nkey in <state dir>/nats-daemon.n
 start, mode 0600). Stop with Ctrl-C (twice to hand running tasks back at once).`,
     )
     .action(async (o: UpOptions, cmd: Command) => {
-      const code = await up(o, Boolean(cmd.optsWithGlobals().json));
+      let code: number;
+      try {
+        code = await up(o, Boolean(cmd.optsWithGlobals().json));
+      } catch (err) {
+        // The error is reported by the caller; whatever a failed start left open (a connection
+        // retrying, a listener) must not keep `mesh up` alive after it.
+        setTimeout(() => process.exit(), 1_000).unref();
+        throw err;
+      }
       process.exit(code);
     });
 }
@@ -166,6 +174,8 @@ async function up(o: UpOptions, json: boolean): Promise<number> {
           `error: nats-server exited (${signal ? `signal ${signal}` : `code ${code}`}); see ${nats.logFile}. Stopping meshd.\n`,
         );
         const timer = setTimeout(() => done(EXIT.UNREACHABLE), STOP_WITHOUT_NATS_MS);
+        // Nothing can reach NATS any more: fail what waits on it now instead of on timeouts.
+        void started.connection.close().catch(() => {});
         void started.stop(0).finally(() => {
           clearTimeout(timer);
           done(EXIT.UNREACHABLE);

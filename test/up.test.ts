@@ -5,6 +5,7 @@
 import { execFile, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { stat } from "node:fs/promises";
+import { createServer } from "node:net";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterEach, describe, expect, it } from "vitest";
@@ -160,6 +161,32 @@ describe("mesh up: its nats-server", () => {
     again.kill("SIGTERM");
     expect(await againExited).toBe(0);
     await waitFor(() => noProcessMentions(stateDir), { name: "everything stopped" });
+  }, 120_000);
+
+  it("a daemon that fails to start ends mesh up and takes nats-server with it", async () => {
+    const stateDir = await makeTempDir("up-");
+    const busy = createServer();
+    await new Promise<void>((r) => busy.listen(0, "127.0.0.1", r));
+    const httpPort = (busy.address() as { port: number }).port;
+    try {
+      const res = await run(process.execPath, [
+        MESH_BIN,
+        "up",
+        "--state-dir",
+        stateDir,
+        "--nats-port",
+        "0",
+        "--http-port",
+        String(httpPort),
+      ]).then(
+        () => ({ code: 0 }),
+        (e: { code: number }) => e,
+      );
+      expect(res.code).not.toBe(0);
+      expect(await noProcessMentions(stateDir)).toBe(true);
+    } finally {
+      busy.close();
+    }
   });
 
   it("kill -9 of mesh up takes its nats-server with it", async () => {
@@ -220,7 +247,7 @@ describe("npm start", () => {
       built ??= mtime;
       expect({ name, mtime }).toEqual({ name, mtime: built });
     }
-  });
+  }, 180_000);
 
   it("prints a human banner with commands that work from a fresh clone, and no JSON log lines", async () => {
     const stateDir = await makeTempDir("npm-start-");
