@@ -1,16 +1,23 @@
 /**
  * A nats-server child with JetStream for `mesh up`: loopback only, data under the state dir,
- * killed with us (pdeathsig on Linux) so it never outlives the mesh it belongs to.
+ * and locked: only a holder of the daemon nkey seed (made on first start, 0600 in the 0700
+ * state dir) can connect. The server gets its config from a 0600 file, never from argv. It is
+ * started in its own process group (a terminal's Ctrl-C reaches `mesh up`, which stops the
+ * daemon first and then the server) with a parent-death signal, so it never outlives `mesh up`.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { createWriteStream, existsSync } from "node:fs";
-import { mkdir } from "node:fs/promises";
+import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
 import { delimiter, join } from "node:path";
+import { createUser, fromSeed } from "@nats-io/nkeys";
+import { DAEMON_PERMISSIONS, LOCAL_NKEY_FILE, renderPermissions } from "../daemon/index.js";
 import { CliError, EXIT } from "./errors.js";
 
 export const NATS_INSTALL_HINT =
   "install it: `sudo apt-get install nats-server` (Debian/Ubuntu; the binary is /usr/sbin/nats-server), " +
   "`brew install nats-server` (macOS), or see https://docs.nats.io; or join an existing NATS with --nats <url>";
+
+export const LOCAL_NATS_CONFIG_FILE = "nats-server.conf";
 
 export function findNatsServer(): string | undefined {
   const dirs = [
@@ -30,9 +37,56 @@ export function findNatsServer(): string | undefined {
 
 export interface LocalNats {
   url: string;
+  port: number;
   pid: number | undefined;
   logFile: string;
+  /** The daemon user's nkey seed file (`meshd --nats-nkey`, `nats --nkey`). */
+  nkeyFile: string;
+  /** Settles when the server process has exited, for whatever reason. */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   stop(): Promise<void>;
+}
+
+/** The daemon user's seed: made once (0600), reused on every start. */
+async function daemonSeed(stateDir: string): Promise<{ file: string; publicKey: string }> {
+  const file = join(stateDir, LOCAL_NKEY_FILE);
+  try {
+    await writeFile(file, `${new TextDecoder().decode(createUser().getSeed())}\n`, {
+      mode: 0o600,
+      flag: "wx",
+    });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+    await chmod(file, 0o600);
+  }
+  const seed = (await readFile(file, "utf8")).trim();
+  try {
+    const kp = fromSeed(new TextEncoder().encode(seed));
+    const publicKey = kp.getPublicKey();
+    if (!publicKey.startsWith("U")) throw new Error("not a user seed");
+    return { file, publicKey };
+  } catch (err) {
+    throw new CliError(
+      EXIT.OTHER,
+      `${file} does not hold an nkey user seed (${(err as Error).message}); delete it and start again to make a new one`,
+      "INVALID_ARGUMENT",
+      { field: LOCAL_NKEY_FILE },
+    );
+  }
+}
+
+function renderConfig(o: { host: string; port: number; storeDir: string; publicKey: string }): string {
+  const q = (s: string) => JSON.stringify(s);
+  return [
+    "# Written by `mesh up` on every start; the daemon's nkey seed is beside it (nats-daemon.nk).",
+    `listen: ${q(`${o.host}:${o.port === 0 ? -1 : o.port}`)}`,
+    `server_name: "agent-mesh-local"`,
+    `jetstream { store_dir: ${q(o.storeDir)} }`,
+    "authorization {",
+    `  users: [ { nkey: ${q(o.publicKey)}, permissions: ${renderPermissions(DAEMON_PERMISSIONS)} } ]`,
+    "}",
+    "",
+  ].join("\n");
 }
 
 export async function startLocalNats(opts: {
@@ -47,53 +101,90 @@ export async function startLocalNats(opts: {
     const where = pinned ? `${pinned} (MESH_NATS_SERVER) does not exist` : "nats-server not found on PATH";
     throw new CliError(EXIT.OTHER, `${where}; ${NATS_INSTALL_HINT}`, "MISSING_DEPENDENCY");
   }
+  await mkdir(opts.stateDir, { recursive: true, mode: 0o700 });
+  await chmod(opts.stateDir, 0o700);
   const storeDir = join(opts.stateDir, "nats");
   await mkdir(storeDir, { recursive: true, mode: 0o700 });
+  const { file: nkeyFile, publicKey } = await daemonSeed(opts.stateDir);
+  const configFile = join(opts.stateDir, LOCAL_NATS_CONFIG_FILE);
+  await writeFile(configFile, renderConfig({ host: opts.host, port: opts.port, storeDir, publicKey }), {
+    mode: 0o600,
+  });
+  await chmod(configFile, 0o600);
   const logFile = join(opts.stateDir, "nats-server.log");
-  const args = ["-a", opts.host, "-p", String(opts.port), "-js", "-sd", storeDir, "-n", "agent-mesh-local"];
+  const args = ["-c", configFile];
+  // setpriv sets PR_SET_PDEATHSIG and then execs nats-server (same pid): the kernel stops the
+  // server when `mesh up` dies, however it dies (SIGTERM: the server flushes and exits cleanly).
   const setpriv =
     process.platform === "linux" && existsSync("/usr/bin/setpriv") ? "/usr/bin/setpriv" : undefined;
-  const child: ChildProcess = setpriv
-    ? spawn(setpriv, ["--pdeathsig", "SIGKILL", "--", bin, ...args], { stdio: ["ignore", "ignore", "pipe"] })
-    : spawn(bin, args, { stdio: ["ignore", "ignore", "pipe"] });
-  const log = createWriteStream(logFile, { flags: "a" });
-  let tail = "";
-  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(
-      () =>
-        reject(
-          new CliError(EXIT.OTHER, `nats-server did not become ready in 20 s; see ${logFile}`, "TIMEOUT"),
-        ),
-      20_000,
-    );
-    child.stderr?.on("data", (b: Buffer) => {
-      log.write(b);
-      tail = (tail + b.toString()).slice(-4000);
-      if (tail.includes("Server is ready")) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    void exited.then((code) => {
-      clearTimeout(timer);
-      const inUse = /address already in use/.test(tail);
-      reject(
-        new CliError(
-          EXIT.OTHER,
-          inUse
-            ? `nats-server could not listen on ${opts.host}:${opts.port}: the port is in use; pick another with --nats-port or join it with --nats nats://${opts.host}:${opts.port}`
-            : `nats-server exited (code ${code}) before it was ready; see ${logFile}`,
-          "UNAVAILABLE",
-        ),
-      );
-    });
+  const [cmd, argv] = setpriv ? [setpriv, ["--pdeathsig", "SIGTERM", "--", bin, ...args]] : [bin, args];
+  // Its own process group only where the parent-death signal covers a `kill -9` of `mesh up`.
+  const child: ChildProcess = spawn(cmd, argv, {
+    stdio: ["ignore", "ignore", "pipe"],
+    detached: setpriv !== undefined,
   });
+  const log = createWriteStream(logFile, { flags: "a", mode: 0o600 });
+  let tail = "";
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once("exit", (code, signal) => resolve({ code, signal })),
+  );
+  // Every path out of this process takes the server with it, even one that skips stop().
+  const killOnExit = () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+  };
+  process.once("exit", killOnExit);
+  void exited.then(() => process.removeListener("exit", killOnExit));
+  let port = opts.port;
+  let ready = false;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(
+        () =>
+          reject(
+            new CliError(EXIT.OTHER, `nats-server did not become ready in 20 s; see ${logFile}`, "TIMEOUT"),
+          ),
+        20_000,
+      );
+      child.stderr?.on("data", (b: Buffer) => {
+        log.write(b);
+        if (ready) return;
+        tail = (tail + b.toString()).slice(-4000);
+        const listening = /Listening for client connections on [^\s]*:(\d+)/.exec(tail);
+        if (listening) port = Number(listening[1]);
+        if (tail.includes("Server is ready")) {
+          ready = true;
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+      void exited.then(({ code }) => {
+        clearTimeout(timer);
+        const inUse = /address already in use/.test(tail);
+        reject(
+          new CliError(
+            EXIT.OTHER,
+            inUse
+              ? `nats-server could not listen on ${opts.host}:${opts.port}: the port is in use; pick another with --nats-port (0: any free port) or join it with --nats nats://${opts.host}:${opts.port}`
+              : `nats-server exited (code ${code}) before it was ready; see ${logFile}`,
+            "UNAVAILABLE",
+          ),
+        );
+      });
+    });
+  } catch (err) {
+    killOnExit();
+    await exited;
+    log.end();
+    throw err;
+  }
   let stopping: Promise<void> | undefined;
   return {
-    url: `nats://${opts.host === "0.0.0.0" ? "127.0.0.1" : opts.host}:${opts.port}`,
+    url: `nats://${opts.host === "0.0.0.0" ? "127.0.0.1" : opts.host}:${port}`,
+    port,
     pid: child.pid,
     logFile,
+    nkeyFile,
+    exited,
     stop() {
       stopping ??= (async () => {
         if (child.exitCode === null && child.signalCode === null) {

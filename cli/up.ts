@@ -1,19 +1,33 @@
 /**
- * `mesh up`: a working local mesh in the foreground: a nats-server child with JetStream (data
- * under the state dir) and one meshd in this process. Ctrl-C stops both cleanly; a second
- * Ctrl-C hands running tasks back at once. `--nats <url>` joins an existing NATS instead.
+ * `mesh up`: a working local mesh in the foreground: a locked nats-server child with JetStream
+ * (data and credentials under the state dir) and one meshd in this process. Ctrl-C stops both
+ * cleanly; a second Ctrl-C hands running tasks back at once. `--nats <url>` joins an existing
+ * NATS instead. If the nats-server dies, `mesh up` stops and exits non-zero.
  */
+import { existsSync } from "node:fs";
+import { mkdir } from "node:fs/promises";
 import { connect } from "node:net";
-import { join } from "node:path";
-import { Command, Option } from "commander";
-import { compileConfig, defaultStateDir, readConfigFile, startDaemon } from "../daemon/index.js";
+import { delimiter, join, resolve } from "node:path";
+import { Command, InvalidArgumentError, Option } from "commander";
+import {
+  compileConfig,
+  type Daemon,
+  type DaemonConfig,
+  defaultStateDir,
+  readConfigFile,
+  startDaemon,
+  useLocalMeshCredentials,
+} from "../daemon/index.js";
 import { parseWholeNumber as int, parseLabels as labels, parseList as list } from "../daemon/lite.js";
 import { CliError, EXIT } from "./errors.js";
-import { startLocalNats } from "./local-nats.js";
+import { type LocalNats, startLocalNats } from "./local-nats.js";
+import { upLogger } from "./up-log.js";
 
 interface UpOptions {
   stateDir?: string;
   nats?: string;
+  natsCreds?: string;
+  insecure?: boolean;
   natsPort: number;
   pools?: string[];
   labels?: Record<string, string>;
@@ -21,98 +35,244 @@ interface UpOptions {
   name?: string;
   config?: string;
   httpPort?: number;
-  logLevel?: string;
+  logLevel: string;
+}
+
+/** npm forwards the terminal's Ctrl-C to its child, which already got it from the terminal. */
+const SAME_SIGNAL_MS = 500;
+/** How long stopping may take once nats-server is gone (nothing can be handed back then). */
+const STOP_WITHOUT_NATS_MS = 5_000;
+
+function port(v: string): number {
+  const n = int(v);
+  if (n < 0 || n > 65535) throw new InvalidArgumentError(`"${v}" is not a port (0-65535; 0: any free port)`);
+  return n;
 }
 
 export function upCommand(): Command {
   return new Command("up")
     .description("start a local mesh in the foreground: a nats-server child with JetStream and one meshd")
     .addOption(
-      new Option("--state-dir <dir>", "where NATS data, the socket and workspaces live").env(
-        "MESH_STATE_DIR",
-      ),
+      new Option(
+        "--state-dir <dir>",
+        "where NATS data and credentials, the socket, logs and workspaces live",
+      ).env("MESH_STATE_DIR"),
     )
     .option("--nats <url>", "join this NATS instead of starting one")
-    .option("--nats-port <port>", "port of the local nats-server (loopback only)", int, 4222)
+    .addOption(
+      new Option("--nats-creds <file>", "with --nats: a NATS .creds file to connect with").env("NATS_CREDS"),
+    )
+    .option("--insecure", "with --nats: allow a NATS on another machine without TLS or credentials")
+    .option("--nats-port <port>", "port of the local nats-server on 127.0.0.1 (0: any free port)", port, 4222)
     .option("-c, --config <file>", "meshd config file (YAML/JSON); flags override it")
     .option("--pools <pools>", "pools this daemon serves", list)
     .option("--labels <k=v,...>", "labels tasks can require", labels)
     .option("--slots <n>", "tasks run at once", int)
     .option("--name <name>", "worker name (default: host name)")
     .option("--http-port <port>", "metrics/health port on 127.0.0.1 (default: random)", int)
-    .option("--log-level <level>", "daemon log level", "info")
+    .option("--log-level <level>", "level of the daemon log (<state dir>/meshd.log)", "info")
     .addHelpText(
       "after",
-      '\nWith --json, one line {"nats","socket","workerId","stateDir","metrics"} is printed once the mesh is up.\nStop with Ctrl-C (twice to force).',
+      `
+With --json, one line {"nats","socket","workerId","stateDir","metrics","log","natsNkey"} is printed once
+the mesh is up. The daemon's log goes to <state dir>/meshd.log; warnings and errors also show on
+stderr. The local nats-server accepts only the nkey in <state dir>/nats-daemon.nk (made on first
+start, mode 0600). Stop with Ctrl-C (twice to hand running tasks back at once).`,
     )
     .action(async (o: UpOptions, cmd: Command) => {
-      const json = Boolean(cmd.optsWithGlobals().json);
-      const raw: Record<string, unknown> = o.config ? readConfigFile(o.config) : {};
-      const stateDir = o.stateDir ?? (raw.stateDir as string | undefined) ?? defaultStateDir();
-      const socketPath =
-        (raw.grpc as { socket?: string } | undefined)?.socket ?? join(stateDir, "meshd.sock");
-      await refuseIfRunning(socketPath, stateDir);
-      const nats = o.nats
-        ? undefined
-        : await startLocalNats({ stateDir, host: "127.0.0.1", port: o.natsPort });
+      let code: number;
       try {
-        const url = o.nats ?? nats!.url;
-        const natsCfg = { ...((raw.nats as Record<string, unknown>) ?? {}), servers: [url] };
-        const http = {
-          ...((raw.http as Record<string, unknown>) ?? {}),
-          ...(o.httpPort !== undefined ? { port: o.httpPort } : {}),
-        };
-        const config = compileConfig(
-          {
-            ...raw,
-            nats: natsCfg,
-            stateDir,
-            http,
-            logLevel: o.logLevel,
-            ...(o.pools ? { pools: o.pools } : {}),
-            ...(o.labels ? { labels: o.labels } : {}),
-            ...(o.slots !== undefined ? { slots: o.slots } : {}),
-            ...(o.name ? { name: o.name } : {}),
-          },
-          o.config ? `${o.config} + flags` : "options",
-        );
-        const daemon = await startDaemon(config);
-        const metricsUrl = daemon.presenceExtras.httpUrl;
-        const info = {
-          nats: url,
-          socket: config.socketPath,
-          workerId: daemon.workerId,
-          stateDir: config.stateDir,
-          metrics: metricsUrl ? `${metricsUrl}/metrics` : null,
-        };
-        if (json) process.stdout.write(`${JSON.stringify(info)}\n`);
-        else {
-          process.stdout.write(
-            `agent-mesh is up\n  NATS    ${url}${nats ? ` (JetStream, data in ${stateDir}/nats, log ${nats.logFile})` : ""}\n` +
-              `  meshd   ${daemon.workerId} (pools ${config.pools.join(",")}, ${config.slots} slots)\n` +
-              `  socket  ${config.socketPath}\n` +
-              (metricsUrl
-                ? `  metrics ${metricsUrl}/metrics  (Prometheus service discovery: ${metricsUrl}/sd)\n`
-                : "") +
-              "Try: mesh workers   |   mesh submit task.yaml --wait   |   Ctrl-C to stop\n",
-          );
-        }
-        await new Promise<void>((resolve) => {
-          let n = 0;
-          const onSignal = () => {
-            n++;
-            if (n === 1) {
-              process.stderr.write("stopping (Ctrl-C again to hand running tasks back now)...\n");
-              void daemon.stop().finally(resolve);
-            } else void daemon.force();
-          };
-          process.on("SIGINT", onSignal);
-          process.on("SIGTERM", onSignal);
-        });
-      } finally {
-        await nats?.stop();
+        code = await up(o, Boolean(cmd.optsWithGlobals().json));
+      } catch (err) {
+        // The error is reported by the caller; whatever a failed start left open (a connection
+        // retrying, a listener) must not keep `mesh up` alive after it.
+        setTimeout(() => process.exit(), 1_000).unref();
+        throw err;
       }
+      process.exit(code);
     });
+}
+
+/** Signals from the very start: a stop asked for while starting is carried out once started. */
+class StopSignals {
+  count = 0;
+  private last = 0;
+  private listener: ((n: number) => void) | undefined;
+  constructor() {
+    const on = () => {
+      const now = Date.now();
+      if (this.count > 0 && now - this.last < SAME_SIGNAL_MS) return;
+      this.last = now;
+      this.count++;
+      this.listener?.(this.count);
+    };
+    process.on("SIGINT", on);
+    process.on("SIGTERM", on);
+    // A closed terminal: stop as gracefully as for Ctrl-C rather than die on the default action.
+    process.on("SIGHUP", on);
+  }
+  onSignal(fn: (n: number) => void): void {
+    this.listener = fn;
+  }
+}
+
+async function up(o: UpOptions, json: boolean): Promise<number> {
+  const signals = new StopSignals();
+  // Until the daemon runs, a stop signal ends everything at once (the exit hook takes nats-server).
+  signals.onSignal(() => process.exit(EXIT.INTERRUPTED));
+  const raw: Record<string, unknown> = o.config ? readConfigFile(o.config) : {};
+  const stateDir = resolve(o.stateDir ?? (raw.stateDir as string | undefined) ?? defaultStateDir());
+  const socketPath = (raw.grpc as { socket?: string } | undefined)?.socket ?? join(stateDir, "meshd.sock");
+  // Bad options are refused before anything starts (the first compile only validates).
+  daemonConfig(
+    o,
+    raw,
+    stateDir,
+    o.nats ?? "nats://127.0.0.1:4222",
+    o.nats ? undefined : join(stateDir, "x.nk"),
+  );
+  await refuseIfRunning(socketPath, stateDir);
+  await mkdir(stateDir, { recursive: true, mode: 0o700 });
+  const nats = o.nats ? undefined : await startLocalNats({ stateDir, host: "127.0.0.1", port: o.natsPort });
+  try {
+    const url = o.nats ?? nats!.url;
+    const config = daemonConfig(o, raw, stateDir, url, nats?.nkeyFile);
+    if (!nats) useLocalMeshCredentials(config);
+    const log = upLogger(stateDir, config.logLevel);
+    const started = await startDaemon(config, { logger: log.logger });
+    const metricsUrl = started.presenceExtras.httpUrl;
+    if (json) {
+      const info = {
+        nats: url,
+        socket: config.socketPath,
+        workerId: started.workerId,
+        stateDir: config.stateDir,
+        metrics: metricsUrl ? `${metricsUrl}/metrics` : null,
+        log: log.file,
+        natsNkey: nats?.nkeyFile ?? null,
+      };
+      process.stdout.write(`${JSON.stringify(info)}\n`);
+    } else {
+      process.stdout.write(banner({ url, nats, daemon: started, config, logFile: log.file, metricsUrl }));
+    }
+    const outcome = await new Promise<number>((done) => {
+      let natsGone = false;
+      signals.onSignal((n) => {
+        if (natsGone) done(EXIT.UNREACHABLE);
+        else if (n === 1) {
+          process.stderr.write("stopping (Ctrl-C again to hand running tasks back now)...\n");
+          void started.stop().then(
+            () => done(EXIT.OK),
+            () => done(EXIT.OTHER),
+          );
+        } else void started.force();
+      });
+      void nats?.exited.then(({ code, signal }) => {
+        natsGone = true;
+        if (started.state === "stopping" || started.state === "stopped") return;
+        process.stderr.write(
+          `error: nats-server exited (${signal ? `signal ${signal}` : `code ${code}`}); see ${nats.logFile}. Stopping meshd.\n`,
+        );
+        const timer = setTimeout(() => done(EXIT.UNREACHABLE), STOP_WITHOUT_NATS_MS);
+        // Nothing can reach NATS any more: fail what waits on it now instead of on timeouts.
+        void started.connection.close().catch(() => {});
+        void started.stop(0).finally(() => {
+          clearTimeout(timer);
+          done(EXIT.UNREACHABLE);
+        });
+      });
+    });
+    log.flush();
+    return outcome;
+  } finally {
+    await nats?.stop();
+  }
+}
+
+function daemonConfig(
+  o: UpOptions,
+  raw: Record<string, unknown>,
+  stateDir: string,
+  url: string,
+  localNkey: string | undefined,
+): DaemonConfig {
+  const natsCfg: Record<string, unknown> = {
+    ...((raw.nats as Record<string, unknown>) ?? {}),
+    servers: [url],
+  };
+  if (localNkey) {
+    for (const k of ["user", "password", "token", "credsFile"]) delete natsCfg[k];
+    natsCfg.nkeySeedFile = localNkey;
+  } else if (o.natsCreds) {
+    natsCfg.credsFile = o.natsCreds;
+    delete natsCfg.nkeySeedFile;
+  }
+  if (o.insecure) natsCfg.insecure = true;
+  const http = {
+    ...((raw.http as Record<string, unknown>) ?? {}),
+    ...(o.httpPort !== undefined ? { port: o.httpPort } : {}),
+  };
+  return compileConfig(
+    {
+      ...raw,
+      nats: natsCfg,
+      stateDir,
+      http,
+      logLevel: o.logLevel,
+      ...(o.pools ? { pools: o.pools } : {}),
+      ...(o.labels ? { labels: o.labels } : {}),
+      ...(o.slots !== undefined ? { slots: o.slots } : {}),
+      ...(o.name ? { name: o.name } : {}),
+    },
+    o.config ? `${o.config} + flags` : "options",
+  );
+}
+
+function onPath(bin: string): boolean {
+  return (process.env.PATH ?? "")
+    .split(delimiter)
+    .some((d) => d && !d.includes("node_modules") && existsSync(join(d, bin)));
+}
+
+function banner(b: {
+  url: string;
+  nats: LocalNats | undefined;
+  daemon: Daemon;
+  config: DaemonConfig;
+  logFile: string;
+  metricsUrl: string | undefined;
+}): string {
+  const { config, nats } = b;
+  const envPrefix =
+    config.stateDir === resolve(defaultStateDir()) ? "" : `MESH_STATE_DIR=${config.stateDir} `;
+  const linked = onPath("mesh");
+  const mesh = `${envPrefix}${linked ? "mesh" : "npm run -s mesh --"}`;
+  const meshd = onPath("meshd") ? "meshd" : "node dist/daemon/main.js";
+  const lines = [
+    "agent-mesh is up",
+    `  NATS     ${b.url}${nats ? ` (JetStream; data ${config.stateDir}/nats, log ${nats.logFile})` : ""}`,
+    ...(nats ? [`           only the nkey in ${nats.nkeyFile} may connect (mode 0600)`] : []),
+    `  meshd    ${b.daemon.workerId} (pools ${config.pools.join(",")}, ${config.slots} slots)`,
+    `  socket   ${config.socketPath}`,
+    `  log      ${b.logFile} (warnings and errors also show here)`,
+    ...(b.metricsUrl
+      ? [`  metrics  ${b.metricsUrl}/metrics  (Prometheus service discovery: ${b.metricsUrl}/sd)`]
+      : []),
+    "",
+    `Try, in another terminal${linked ? "" : " in this repository"}:`,
+    `  ${mesh} workers`,
+    `  ${mesh} submit examples/command.yaml --wait`,
+    ...(linked ? [] : ["  (`npm link` once puts mesh and meshd on your PATH: then just `mesh workers`)"]),
+    ...(nats
+      ? [
+          "Another worker on this machine:",
+          `  ${meshd} --nats ${b.url} --nats-nkey ${nats.nkeyFile} --state-dir /tmp/worker-2`,
+        ]
+      : []),
+    "Ctrl-C stops it (twice: hand running tasks back at once).",
+    "",
+  ];
+  return lines.join("\n");
 }
 
 /** A second `mesh up` on a state dir in use must not start another nats-server on its data. */

@@ -107,6 +107,8 @@ export const daemonOptionsSchema = z.strictObject({
       password: z.string().min(1).optional(),
       token: z.string().min(1).optional(),
       nkeySeedFile: z.string().min(1).optional(),
+      /** A NATS .creds file (user JWT + nkey seed), as `nsc` writes and the `nats` CLI reads. */
+      credsFile: z.string().min(1).optional(),
       tlsCaFile: z.string().min(1).optional(),
       tlsCertFile: z.string().min(1).optional(),
       tlsKeyFile: z.string().min(1).optional(),
@@ -114,8 +116,10 @@ export const daemonOptionsSchema = z.strictObject({
       domain: z.string().min(1).optional(),
       /** Replicas for streams and buckets this daemon creates (3 on a cluster). */
       replicas: z.number().int().min(1).max(5).default(1),
+      /** Allow a NATS on another machine without TLS or without credentials (trusted networks only). */
+      insecure: z.boolean().default(false),
     })
-    .default({ servers: ["nats://127.0.0.1:4222"], replicas: 1 }),
+    .default({ servers: ["nats://127.0.0.1:4222"], replicas: 1, insecure: false }),
   name: z.string().regex(NAME_RE, "names are 1-64 of A-Z a-z 0-9 _ -").optional(),
   pools: z
     .array(z.string().regex(NAME_RE, "pool names are 1-64 of A-Z a-z 0-9 _ -"))
@@ -289,6 +293,11 @@ export function compileConfig(input: unknown, source = "config"): DaemonConfig {
   if (o.nats.password && !o.nats.user) {
     throw new MeshError("INVALID_ARGUMENT", `${source}: nats.password needs nats.user`, {
       field: "nats.user",
+    });
+  }
+  if (o.nats.credsFile && o.nats.nkeySeedFile) {
+    throw new MeshError("INVALID_ARGUMENT", `${source}: nats.credsFile and nats.nkeySeedFile: give one of them`, {
+      field: "nats.credsFile",
     });
   }
   if ((o.nats.tlsCertFile === undefined) !== (o.nats.tlsKeyFile === undefined)) {

@@ -11,6 +11,8 @@ export { Daemon, type DaemonDeps, type DaemonPlugin, type DaemonState } from "./
 export { errorMessage, isMeshError, MeshError, type MeshErrorCode } from "./errors.js";
 export { DEFAULT_SUBMIT_MAX_BYTES } from "./limits.js";
 export { createLogger, type Logger } from "./log.js";
+export { LOCAL_NKEY_FILE, useLocalMeshCredentials } from "./nats/local-creds.js";
+export { DAEMON_PERMISSIONS, MONITOR_PERMISSIONS, renderPermissions } from "./nats/permissions.js";
 export type { WorkerInfo } from "./registry/worker-info.js";
 export {
   CommandRunner,
@@ -39,5 +41,5 @@ export {
   validateTaskBatch,
   validateTaskSpec,
 } from "./tasks/spec.js";
-export { VERSION } from "./version.js";
 export { formatBytes, parseBytes } from "./util/bytes.js";
+export { VERSION } from "./version.js";

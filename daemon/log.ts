@@ -1,9 +1,16 @@
-import { type Logger, pino } from "pino";
+import { type DestinationStream, type Logger, pino } from "pino";
 
 export type { Logger };
 
-/** Structured logs to stderr. Secrets never go through here: callers log ids, not payloads. */
-export function createLogger(level: string, base: Record<string, unknown> = {}): Logger {
+/**
+ * Structured logs to stderr (or `destination`). Secrets never go through here: callers log ids,
+ * not payloads.
+ */
+export function createLogger(
+  level: string,
+  base: Record<string, unknown> = {},
+  destination: DestinationStream = pino.destination(2),
+): Logger {
   return pino(
     {
       level,
@@ -13,6 +20,6 @@ export function createLogger(level: string, base: Record<string, unknown> = {}):
         censor: "[redacted]",
       },
     },
-    pino.destination(2),
+    destination,
   );
 }

@@ -7,6 +7,7 @@ import { readFileSync } from "node:fs";
 import { Command } from "commander";
 import { compileConfig, readConfigFile } from "./config.js";
 import { errorMessage, MeshError } from "./errors.js";
+import { useLocalMeshCredentials } from "./nats/local-creds.js";
 import { startDaemon } from "./start.js";
 import { parseWholeNumber as int, parseLabels, parseList } from "./util/flags.js";
 import { VERSION } from "./version.js";
@@ -15,11 +16,19 @@ const program = new Command("meshd")
   .description("agent-mesh daemon: claims tasks from NATS JetStream and runs them on this machine")
   .version(VERSION)
   .option("-c, --config <file>", "YAML/JSON config file (flags override it)")
-  .option("--nats <urls>", "NATS server url(s), comma-separated (env MESH_NATS)", process.env.MESH_NATS)
+  .option(
+    "--nats <urls>",
+    "NATS server url(s), comma-separated; tls://... always means TLS (env MESH_NATS or NATS_URL)",
+  )
   .option("--nats-user <user>", "NATS user (env MESH_NATS_USER)", process.env.MESH_NATS_USER)
   .option("--nats-password-file <file>", "file holding the NATS password (or env MESH_NATS_PASSWORD)")
   .option("--nats-token-file <file>", "file holding a NATS token (or env MESH_NATS_TOKEN)")
-  .option("--nats-nkey <seedfile>", "NATS nkey seed file")
+  .option("--nats-nkey <seedfile>", "NATS nkey seed file (env NATS_NKEY)")
+  .option("--nats-creds <file>", "NATS .creds file: user JWT + nkey seed, as for the nats CLI (env NATS_CREDS)")
+  .option(
+    "--insecure",
+    "allow a NATS on another machine without TLS or without credentials (config nats.insecure; trusted networks only)",
+  )
   .option("--nats-tls-ca <file>", "CA bundle to verify the NATS server")
   .option("--nats-tls-cert <file>", "client certificate for NATS (mutual TLS)")
   .option("--nats-tls-key <file>", "client key for NATS (mutual TLS)")
@@ -56,7 +65,17 @@ const program = new Command("meshd")
   .option("--http-tls-cert <file>", "serve the metrics/health listener over HTTPS with this certificate")
   .option("--http-tls-key <file>", "key of --http-tls-cert")
   .option("--no-http", "do not start the metrics/health listener")
-  .option("--log-level <level>", "trace|debug|info|warn|error|silent");
+  .option("--log-level <level>", "trace|debug|info|warn|error|silent")
+  .addHelpText(
+    "after",
+    `
+NATS settings: a flag wins over the environment, which wins over the config file (-c), which
+wins over the defaults. Environment: MESH_NATS (or NATS_URL), NATS_CREDS, NATS_NKEY,
+MESH_NATS_USER, MESH_NATS_PASSWORD, MESH_NATS_TOKEN. Without TLS and credentials meshd only
+connects to a NATS on this machine (loopback) unless --insecure. On loopback without
+credentials it uses those of a local \`mesh up\` (nats-daemon.nk in its state dir or the default
+one) when they exist.`,
+  );
 
 /** Secrets come from a file or the environment, never from argv (visible in `ps`). */
 function readSecret(file: string | undefined, envName: string): string | undefined {
@@ -77,13 +96,27 @@ async function main(): Promise<void> {
   const f = program.opts();
   const raw: Record<string, unknown> = f.config ? readConfigFile(f.config) : {};
   const nats = { ...((raw.nats as Record<string, unknown>) ?? {}) };
-  if (f.nats) nats.servers = parseList(f.nats);
-  if (f.natsUser) nats.user = f.natsUser;
+  const env = process.env;
+  const servers = f.nats ?? env.MESH_NATS ?? env.NATS_URL;
+  if (servers) nats.servers = parseList(servers);
+  const user = f.natsUser ?? env.MESH_NATS_USER;
+  if (user) nats.user = user;
   const password = readSecret(f.natsPasswordFile, "MESH_NATS_PASSWORD");
   if (password) nats.password = password;
   const token = readSecret(f.natsTokenFile, "MESH_NATS_TOKEN");
   if (token) nats.token = token;
-  if (f.natsNkey) nats.nkeySeedFile = f.natsNkey;
+  // A flag or variable for one kind of key replaces the file's key of the other kind.
+  const nkey = f.natsNkey ?? (f.natsCreds ? undefined : env.NATS_NKEY);
+  const creds = f.natsCreds ?? (f.natsNkey ? undefined : env.NATS_CREDS);
+  if (nkey) {
+    nats.nkeySeedFile = nkey;
+    delete nats.credsFile;
+  }
+  if (creds) {
+    nats.credsFile = creds;
+    delete nats.nkeySeedFile;
+  }
+  if (f.insecure) nats.insecure = true;
   if (f.natsTlsCa) nats.tlsCaFile = f.natsTlsCa;
   if (f.natsTlsCert) nats.tlsCertFile = f.natsTlsCert;
   if (f.natsTlsKey) nats.tlsKeyFile = f.natsTlsKey;
@@ -132,6 +165,7 @@ async function main(): Promise<void> {
   if (Object.keys(http).length > 0) raw.http = http;
 
   const config = compileConfig(raw, f.config ? `config (${f.config} + flags)` : "options");
+  useLocalMeshCredentials(config);
   // Signals are handled from before the start: a SIGTERM while starting stops once started.
   let daemon: Awaited<ReturnType<typeof startDaemon>> | undefined;
   let signals = 0;

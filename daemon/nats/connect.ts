@@ -1,15 +1,30 @@
-/** Connects to NATS with the daemon's auth and TLS options. */
+/** Connects to NATS with the daemon's auth and TLS options, after the transport policy allows it. */
 import { readFileSync } from "node:fs";
 import {
   type ConnectionOptions,
   connect,
+  credsAuthenticator,
   type NatsConnection,
   nkeyAuthenticator,
 } from "@nats-io/transport-node";
 import type { DaemonConfig } from "../config.js";
 import { errorMessage, MeshError } from "../errors.js";
+import { checkTransportPolicy, usesTls } from "./transport-policy.js";
+
+function readAuthFile(path: string, field: string): Uint8Array {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new MeshError("INVALID_ARGUMENT", `${field}: cannot read ${path}: ${errorMessage(err)}`, {
+      field,
+      cause: err,
+    });
+  }
+}
 
 export function connectionOptions(cfg: DaemonConfig["nats"], name: string): ConnectionOptions {
+  checkTransportPolicy(cfg);
+  const tls = usesTls(cfg);
   const opts: ConnectionOptions = {
     servers: cfg.servers,
     name,
@@ -18,6 +33,9 @@ export function connectionOptions(cfg: DaemonConfig["nats"], name: string): Conn
     reconnectJitter: 100,
     pingInterval: 10_000,
     waitOnFirstConnect: false,
+    // Without TLS, only ever talk to the servers the operator named: a cluster could otherwise
+    // gossip addresses of other machines and the client would follow them in the clear.
+    ignoreClusterUpdates: !tls,
     // Every request would otherwise build two Error objects just to keep a stack: measurable
     // on the claim path, and our own errors carry the context.
     noAsyncTraces: true,
@@ -28,10 +46,35 @@ export function connectionOptions(cfg: DaemonConfig["nats"], name: string): Conn
   }
   if (cfg.token) opts.token = cfg.token;
   if (cfg.nkeySeedFile) {
-    const seed = readFileSync(cfg.nkeySeedFile, "utf8").trim();
-    opts.authenticator = nkeyAuthenticator(new TextEncoder().encode(seed));
+    const seed = new TextDecoder().decode(readAuthFile(cfg.nkeySeedFile, "nats.nkeySeedFile")).trim();
+    const auth = nkeyAuthenticator(new TextEncoder().encode(seed));
+    try {
+      auth("probe");
+    } catch (err) {
+      throw new MeshError(
+        "INVALID_ARGUMENT",
+        `nats.nkeySeedFile: ${cfg.nkeySeedFile} does not hold an nkey user seed (a line starting with SU): ${errorMessage(err)}`,
+        { field: "nats.nkeySeedFile", cause: err },
+      );
+    }
+    opts.authenticator = auth;
   }
-  if (cfg.tlsCaFile || cfg.tlsCertFile) {
+  if (cfg.credsFile) {
+    const creds = readAuthFile(cfg.credsFile, "nats.credsFile");
+    const auth = credsAuthenticator(creds);
+    try {
+      auth("probe");
+    } catch (err) {
+      throw new MeshError(
+        "INVALID_ARGUMENT",
+        `nats.credsFile: ${cfg.credsFile} is not a NATS .creds file (a user JWT and an nkey seed, as \`nsc generate creds\` writes): ${errorMessage(err)}`,
+        { field: "nats.credsFile", cause: err },
+      );
+    }
+    opts.authenticator = auth;
+  }
+  if (tls) {
+    // Set even when empty: a tls:// URL must never fall back to a plaintext server.
     opts.tls = {
       ...(cfg.tlsCaFile ? { caFile: cfg.tlsCaFile } : {}),
       ...(cfg.tlsCertFile ? { certFile: cfg.tlsCertFile } : {}),
@@ -42,13 +85,16 @@ export function connectionOptions(cfg: DaemonConfig["nats"], name: string): Conn
 }
 
 export async function connectNats(cfg: DaemonConfig["nats"], name: string): Promise<NatsConnection> {
+  const opts = connectionOptions(cfg, name);
   try {
-    return await connect(connectionOptions(cfg, name));
+    return await connect(opts);
   } catch (err) {
     const msg = errorMessage(err);
     const hint = /auth/i.test(msg)
-      ? "check --nats-user/--nats-password, --nats-token or --nats-nkey"
-      : "is nats-server running there? (`mesh up` starts one locally)";
+      ? "check --nats-creds, --nats-nkey, --nats-user/--nats-password-file or --nats-token-file (a local `mesh up` server: its state dir's nats-daemon.nk)"
+      : /tls|certificate/i.test(msg)
+        ? "TLS: does the server have tls {...} configured, and is --nats-tls-ca the CA that signed its certificate?"
+        : "is nats-server running there? (`mesh up` starts one locally)";
     throw new MeshError(
       "UNAVAILABLE",
       `cannot connect to NATS at ${cfg.servers.join(", ")}: ${msg}; ${hint}`,
