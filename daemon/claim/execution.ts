@@ -1,7 +1,9 @@
 /**
  * One attempt of one task on this worker, from a won claim to its final fenced write:
  * heartbeat the lease, prepare the workspace, run the runner, record the outcome, then ack or
- * hand the doorbell back. Nothing is written after the fence is lost.
+ * hand the doorbell back. Once another writer holds the record nothing more leaves this worker:
+ * no commit or push, no result, no events. The outcome write is retried through NATS outages
+ * while the record is still ours, so a finished run is not repeated for a blip.
  */
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
@@ -14,6 +16,7 @@ import type { EventPublisher } from "../tasks/event-publisher.js";
 import type { AttemptOutcome, TaskRecord, VersionedRecord } from "../tasks/record.js";
 import type { TaskStore } from "../tasks/store.js";
 import type { PreparedWorkspace, WorkspaceProvider } from "../workspace/workspace.js";
+import type { LeaseBeacon } from "./beacon.js";
 import { Lease } from "./lease.js";
 
 export interface ExecutionDeps {
@@ -35,6 +38,8 @@ export interface ExecutionDeps {
   defaultResume?: "auto" | "never";
   /** Called when the attempt has settled (e.g. to refresh presence). */
   onFinished?(): void;
+  /** Announces each revision the lease holds, so observers time a dead owner's silence early. */
+  beacon?: LeaseBeacon;
 }
 
 /** What a runner that needs no workspace gets: no directory, nothing to commit. */
@@ -50,6 +55,8 @@ export class Execution {
   private readonly abort = new AbortController();
   private readonly lease: Lease;
   private finished: Promise<ExecutionResult> | undefined;
+  /** The daemon is stopping: an outcome write that cannot reach NATS gives up. */
+  private quitting = false;
 
   constructor(
     private readonly deps: ExecutionDeps,
@@ -67,6 +74,7 @@ export class Execution {
         this.stop("fenced");
       },
       onCancelRequested: () => this.stop("cancelled"),
+      ...(deps.beacon ? { onHeld: (rev: number) => deps.beacon?.announce(this.taskId, rev) } : {}),
     });
   }
 
@@ -80,7 +88,18 @@ export class Execution {
 
   /** Aborts the run; the first reason wins. */
   stop(reason: AbortReason): void {
+    if (reason === "shutdown") this.quitting = true;
     if (!this.abort.signal.aborted) this.abort.abort(reason);
+  }
+
+  /** Another writer holds the record: this attempt may not publish or write anything more. */
+  private get fencedOut(): boolean {
+    return this.lease.lostTo === "other";
+  }
+
+  /** Fenced in any way (also self-fenced): nothing may leave the worker for this attempt's work. */
+  private get fenced(): boolean {
+    return this.lease.isLost;
   }
 
   run(): Promise<ExecutionResult> {
@@ -89,6 +108,7 @@ export class Execution {
   }
 
   private emit = (event: RunnerEvent): void => {
+    if (this.fenced) return;
     const model = this.lease.record.spec.agent.model;
     this.deps.observer.runnerEvent({ pool: this.deps.pool, event, ...(model ? { model } : {}) });
     this.deps.events.publish({
@@ -105,7 +125,7 @@ export class Execution {
 
   /** The agent's session id goes into the record at once: a takeover after a crash can resume it. */
   private recordSessionId(sessionId: unknown): void {
-    if (typeof sessionId !== "string" || !sessionId) return;
+    if (typeof sessionId !== "string" || !sessionId || this.fenced) return;
     if (this.lease.record.result?.sessionId === sessionId) return;
     this.lease
       .write((r) => ({ ...r, result: { ...r.result, sessionId } }))
@@ -145,6 +165,8 @@ export class Execution {
     let headCommit: string | undefined;
     let branch: string | undefined;
     let permanent = false;
+    /** The run succeeded and its finishing (commit, push) is done: a finished run. */
+    let completed = false;
     const scratchDir = join(deps.stateDir, "scratch", this.taskId, `a${this.attempt}`);
     try {
       let ws: PreparedWorkspace | undefined;
@@ -188,7 +210,8 @@ export class Execution {
           emit: this.emit,
           ...(previousSessionId ? { previousSessionId } : {}),
         });
-        if (!this.abort.signal.aborted || outcome.status === "succeeded") {
+        // A fenced attempt commits and pushes nothing: another worker may own the task by now.
+        if (!this.fenced && (!this.abort.signal.aborted || outcome.status === "succeeded")) {
           try {
             const fin = await ws.finish({
               succeeded: outcome.status === "succeeded",
@@ -196,6 +219,7 @@ export class Execution {
               signal: this.abort.signal,
             });
             headCommit = fin.headCommit;
+            completed = outcome.status === "succeeded";
           } catch (err) {
             if (err instanceof MeshError && err.code === "FENCED") throw err;
             // The result could not be committed or pushed: this attempt did not succeed.
@@ -210,19 +234,22 @@ export class Execution {
       if (err instanceof MeshError && err.code === "FENCED") {
         clearTimeout(timer);
         this.lease.stop();
-        return this.fenced(log, started);
+        if (this.fencedOut) return this.fencedResult(log, started);
+      } else {
+        failure = `internal: ${errorMessage(err)}`;
+        log.error({ err }, "attempt failed inside the daemon");
       }
-      failure = `internal: ${errorMessage(err)}`;
-      log.error({ err }, "attempt failed inside the daemon");
     } finally {
       clearTimeout(timer);
       this.lease.stop();
     }
-    if (this.lease.isLost) return this.fenced(log, started);
-    return this.finish(log, started, outcome, failure, permanent, headCommit, branch);
+    if (this.fencedOut) return this.fencedResult(log, started);
+    // Self-fenced (cut off from NATS for most of the lease): the run has stopped and the record
+    // may still be ours, so the outcome is still written (see finish()).
+    return this.finish(log, started, outcome, failure, permanent, headCommit, branch, completed);
   }
 
-  private fenced(log: BoundLog, started: number): ExecutionResult {
+  private fencedResult(log: BoundLog, started: number): ExecutionResult {
     log.warn("fenced out: wrote no result");
     this.deps.observer.fenceLost({ pool: this.deps.pool });
     this.deps.observer.attemptFinished({
@@ -242,14 +269,21 @@ export class Execution {
     permanent: boolean,
     headCommit: string | undefined,
     branch: string | undefined,
+    completed: boolean,
   ): Promise<ExecutionResult> {
     const { deps } = this;
     const reason = this.abort.signal.reason as AbortReason | undefined;
     const now = new Date();
     let att: AttemptOutcome;
     let why: string | undefined;
-    if (outcome?.status === "succeeded") att = "succeeded";
-    else if (reason === "cancelled") att = "cancelled";
+    const selfFenced = this.lease.lostTo === "self";
+    // A self-fenced attempt whose run had finished still records its success; one whose run was
+    // stopped by the self-fence is handed back without counting (NATS was away, not the task).
+    if (outcome?.status === "succeeded" && (completed || !selfFenced)) att = "succeeded";
+    else if (selfFenced) {
+      att = "interrupted";
+      why = "self-fenced: NATS was unreachable for most of the lease, so the run was stopped";
+    } else if (reason === "cancelled") att = "cancelled";
     else if (reason === "shutdown") att = "interrupted";
     else if (reason === "timeout") {
       att = "timeout";
@@ -263,68 +297,80 @@ export class Execution {
     }
     let result = "done" as ExecutionResult;
     let written: VersionedRecord;
+    const endedAt = now.toISOString();
+    const landed = (r: TaskRecord): boolean =>
+      r.attempts.some(
+        (a) => a.attempt === this.attempt && a.workerId === deps.workerId && a.endedAt === endedAt,
+      );
     try {
-      written = await this.lease.write((r) => {
-        const a = r.attempts[r.attempts.length - 1];
-        if (a) {
-          a.endedAt = now.toISOString();
-          a.outcome = att;
-          if (why) a.reason = why;
-          if (outcome?.exitCode !== undefined) a.exitCode = outcome.exitCode;
-          if (outcome?.signal !== undefined) a.signal = outcome.signal;
-        }
-        if (outcome?.result || headCommit || branch) {
-          r.result = {
-            ...r.result,
-            ...outcome?.result,
-            ...(branch ? { branch } : {}),
-            ...(headCommit ? { headCommit } : {}),
-          };
-        }
-        delete r.notBefore;
-        switch (att) {
-          case "succeeded":
-            return terminal(r, "succeeded", undefined, now);
-          case "cancelled":
-            return terminal(r, "cancelled", "cancelled by request", now);
-          case "interrupted":
-            result = "requeued";
-            return requeue(r);
-          case "rate_limited": {
-            const limited = r.attempts.filter((x) => x.outcome === "rate_limited").length;
-            if (limited > r.maxAttempts * 5) return terminal(r, "dead", `rate limited ${limited} times`, now);
-            result = "requeued";
-            r.notBefore = new Date(
-              now.getTime() + (outcome?.retryAfterMs ?? deps.retryDelayMs),
-            ).toISOString();
-            return requeue(r);
+      written = await this.lease.settle(
+        (r) => {
+          const a = r.attempts[r.attempts.length - 1];
+          if (a) {
+            a.endedAt = endedAt;
+            a.outcome = att;
+            if (why) a.reason = why;
+            if (outcome?.exitCode !== undefined) a.exitCode = outcome.exitCode;
+            if (outcome?.signal !== undefined) a.signal = outcome.signal;
           }
-          default: {
-            r.countedFailures += 1;
-            if (permanent || outcome?.permanent) return terminal(r, "failed", why, now);
-            if (r.countedFailures >= r.maxAttempts) {
-              return terminal(
-                r,
-                "dead",
-                `attempts exhausted (${r.countedFailures}/${r.maxAttempts}); last: ${why}`,
-                now,
-              );
+          if (outcome?.result || headCommit || branch) {
+            r.result = {
+              ...r.result,
+              ...outcome?.result,
+              ...(branch ? { branch } : {}),
+              ...(headCommit ? { headCommit } : {}),
+            };
+          }
+          delete r.notBefore;
+          switch (att) {
+            case "succeeded":
+              return terminal(r, "succeeded", undefined, now);
+            case "cancelled":
+              return terminal(r, "cancelled", "cancelled by request", now);
+            case "interrupted":
+              result = "requeued";
+              return requeue(r);
+            case "rate_limited": {
+              const limited = r.attempts.filter((x) => x.outcome === "rate_limited").length;
+              if (limited > r.maxAttempts * 5)
+                return terminal(r, "dead", `rate limited ${limited} times`, now);
+              result = "requeued";
+              r.notBefore = new Date(
+                now.getTime() + (outcome?.retryAfterMs ?? deps.retryDelayMs),
+              ).toISOString();
+              return requeue(r);
             }
-            result = "requeued";
-            r.notBefore = new Date(
-              now.getTime() + backoff(deps.retryDelayMs, r.countedFailures),
-            ).toISOString();
-            return requeue(r);
+            default: {
+              r.countedFailures += 1;
+              if (permanent || outcome?.permanent) return terminal(r, "failed", why, now);
+              if (r.countedFailures >= r.maxAttempts) {
+                return terminal(
+                  r,
+                  "dead",
+                  `attempts exhausted (${r.countedFailures}/${r.maxAttempts}); last: ${why}`,
+                  now,
+                );
+              }
+              result = "requeued";
+              r.notBefore = new Date(
+                now.getTime() + backoff(deps.retryDelayMs, r.countedFailures),
+              ).toISOString();
+              return requeue(r);
+            }
           }
-        }
-      });
+        },
+        landed,
+        () => this.quitting,
+      );
     } catch (err) {
-      if (err instanceof MeshError && err.code === "FENCED") return this.fenced(log, started);
-      // Unknown (NATS unreachable): leave the doorbell unacked; the lease expires and another
-      // worker (or we) takes the task over and records this attempt as lost.
+      if (err instanceof MeshError && err.code === "FENCED") return this.fencedResult(log, started);
+      // Given up (the daemon is stopping and NATS is unreachable): leave the doorbell unacked;
+      // the lease expires and another worker takes the task over, recording this attempt as lost.
       log.error({ err }, "could not record the attempt's outcome");
       return "fenced";
     }
+    // The outcome may have landed in an earlier try whose answer was lost: say what is there.
+    if (written.record.state === "queued" && result !== "requeued") result = "requeued";
     this.stateEvent(written.record, true);
     log.info({ state: written.record.state, outcome: att, reason: why }, "attempt finished");
     const msg = this.lease.message;
