@@ -451,7 +451,10 @@ export class ClaudeRunner implements Runner {
     let killTimer: NodeJS.Timeout | undefined;
     const onAbort = (): void => {
       // Fenced: nothing this run does can be recorded, and another worker may take over soon.
-      if (ctx.signal.reason === "fenced") return forceKill("its attempt was fenced");
+      if (ctx.signal.reason === "fenced") {
+        forceKill("its attempt was fenced");
+        return;
+      }
       log.info({ reason: String(ctx.signal.reason) }, "aborting: SIGTERM to mesh-shim");
       proc.kill("SIGTERM");
       killTimer = setTimeout(() => forceKill("did not stop after SIGTERM"), this.cfg.killAfterMs);
