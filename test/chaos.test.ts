@@ -17,6 +17,7 @@ import { nodeTask } from "./support/tasks.js";
 const DAEMONS = 4;
 const SLOTS = 4;
 const KILLS = 8;
+const LEASE = "3s";
 
 interface FleetMember {
   name: string;
@@ -31,6 +32,7 @@ class Fleet {
   constructor(
     private readonly urls: string[],
     private readonly replicas: number,
+    private readonly lease = LEASE,
   ) {}
 
   async startOne(): Promise<FleetMember> {
@@ -43,7 +45,7 @@ class Fleet {
       "--slots",
       String(SLOTS),
       "--lease",
-      "3s",
+      this.lease,
       "--name",
       name,
       "--replicas",
@@ -94,13 +96,17 @@ async function chaosRun(opts: {
   urls: string[];
   replicas: number;
   tasks: number;
+  /** Daemons killed with SIGKILL (and replaced) during the run. */
+  kills?: number;
   /** Called once mid-run: restart NATS / kill the leader. */
   disruptNats: () => Promise<void>;
+  lease?: string;
 }) {
+  const kills = opts.kills ?? KILLS;
   const dir = await makeTempDir("chaos-");
   const script = await writeChaosScript(dir);
   const logFile = join(dir, "side-effects.log");
-  const fleet = new Fleet(opts.urls, opts.replicas);
+  const fleet = new Fleet(opts.urls, opts.replicas, opts.lease);
   cleanup.push(() => fleet.killAll());
   const client = await openClient(opts.urls, { replicas: opts.replicas });
   cleanup.push(() => client.close());
@@ -132,10 +138,10 @@ async function chaosRun(opts: {
   }
 
   // The chaos schedule: a kill every ~1.5 s, NATS disrupted after the third.
-  for (let k = 0; k < KILLS; k++) {
+  for (let k = 0; k < Math.max(kills, 1); k++) {
     await pause(1000 + Math.random() * 1000); // pacing of the fault schedule, not a wait on a condition
-    await fleet.killRandom();
-    if (k === 2) await opts.disruptNats();
+    if (k < kills) await fleet.killRandom();
+    if (k === Math.min(2, Math.max(kills - 1, 0))) await opts.disruptNats();
   }
 
   await waitFor(
@@ -155,7 +161,9 @@ async function chaosRun(opts: {
   console.log(`chaos report: ${JSON.stringify({ ...report, problems: report.problems.slice(0, 20) })}`);
   expect(report.problems).toEqual([]);
   expect(report.tasks).toBe(opts.tasks);
-  expect(fleet.killedNames.size).toBe(KILLS);
+  expect(fleet.killedNames.size).toBe(kills);
+  // No finished run was thrown away and repeated on a worker that lived through the run.
+  expect(report.fencedCompleted).toBe(0);
   return report;
 }
 
@@ -170,6 +178,29 @@ describe("chaos", () => {
       disruptNats: () => nats.restart(),
     });
     expect(report.runs).toBeGreaterThanOrEqual(300);
+  }, 400_000);
+
+  it("a NATS outage of a few seconds repeats no finished run", async () => {
+    const nats = await NatsServer.start();
+    cleanup.push(() => nats.cleanup());
+    const report = await chaosRun({
+      urls: [nats.url],
+      replicas: 1,
+      tasks: 200,
+      kills: 0,
+      // An outage longer than a write's timeout (5 s) but well inside the lease (15 s, the
+      // default): the owners still hold their fences when NATS is back.
+      lease: "15s",
+      disruptNats: async () => {
+        await nats.kill();
+        await pause(6000); // the outage: runs finish while NATS is away
+        await nats.restart();
+      },
+    });
+    // Every run that started finished, was recorded, and none ran twice.
+    expect(report.completedUnrecorded).toBe(0);
+    expect(report.repeatedTasks).toBe(0);
+    expect(report.takeovers).toBe(0);
   }, 400_000);
 
   it("3-node cluster, R3: SIGKILLed daemons and a killed stream leader lose nothing", async () => {

@@ -30,6 +30,9 @@ export interface LeaseOptions {
 /** Who ended the lease: another writer (the record is not ours), or this holder's watchdog. */
 export type LostBy = "other" | "self";
 
+/** Outcome-write failures worth another try: a lost race, or NATS away or slow. */
+const RETRIED = new Set<MeshError["code"]>(["CONFLICT", "UNAVAILABLE", "TIMEOUT"]);
+
 /** Pause between tries of an outcome write that could not reach NATS. */
 const SETTLE_RETRY_MS = [100, 200, 400, 800, 1000];
 
@@ -179,7 +182,8 @@ export class Lease {
           this.lastOkAt = this.now();
           return this.rec;
         } catch (err) {
-          if (err instanceof MeshError && err.code !== "CONFLICT") throw err;
+          // A refusal of the record itself (an illegal transition) is a bug: never retried.
+          if (err instanceof MeshError && !RETRIED.has(err.code)) throw err;
           failure = err;
         }
         const cur = await this.store.get(id).then(
