@@ -52,9 +52,18 @@ afterAll(async () => {
   await removeTempDirs();
 });
 
-/** A shell loop that records its pid, then appends a timestamp to `file` every 50 ms. */
-const writerLoop = (file: string, pids: string) =>
-  `echo $$ >> ${pids}; while :; do date +%s%N >> ${file}; sleep 0.05; done`;
+/**
+ * A writer script: records its pid in `$2`, then appends a timestamp to `$1` every 50 ms. Run as
+ * its own process (`sh writer.sh file pids`), so the pid it records is its own.
+ */
+const WRITER = 'echo $$ >> "$2"; while :; do date +%s%N >> "$1"; sleep 0.05; done\n';
+
+/** Shell text starting a writer in the background, and one that leaves the process group
+ * (setsid, and its parent exits at once: a double fork). */
+function startWriters(dir: string, inGroup: string, escaped: string, pids: string): string {
+  const w = join(dir, "writer.sh");
+  return `sh ${w} ${inGroup} ${pids} > /dev/null 2>&1 & setsid sh -c 'sh ${w} ${escaped} ${pids} > /dev/null 2>&1 &'`;
+}
 
 /** Pids listed in `file`, once it holds `n` of them. */
 async function pidsIn(file: string, n: number): Promise<number[]> {
@@ -103,6 +112,7 @@ describe("kill -9 of a daemon", () => {
     const [inGroup, escaped, pids, check] = ["in-group.log", "escaped.log", "pids", "check.json"].map((f) =>
       join(dir, f),
     ) as [string, string, string, string];
+    await writeFile(join(dir, "writer.sh"), WRITER);
     const pool = "pkill-cmd";
     const meshd = (name: string) =>
       spawnMeshd([
@@ -125,8 +135,7 @@ describe("kill -9 of a daemon", () => {
     const spec = nodeTask(
       `const { spawn } = require("child_process"); const fs = require("fs");
        if (process.env.MESH_ATTEMPT === "1") {
-         spawn("sh", ["-c", ${JSON.stringify(writerLoop(inGroup, pids))}], { stdio: "ignore" });
-         spawn("sh", ["-c", ${JSON.stringify(`setsid sh -c '(${writerLoop(escaped, pids)}) > /dev/null 2>&1 &'`)}], { stdio: "ignore" });
+         spawn("sh", ["-c", ${JSON.stringify(startWriters(dir, inGroup, escaped, pids))}], { stdio: "ignore" });
          setInterval(() => {}, 1000);
        } else {
          const list = fs.readFileSync(${JSON.stringify(pids)}, "utf8").split("\\n").filter(Boolean).map(Number);
@@ -166,6 +175,7 @@ describe("kill -9 of a daemon", () => {
         string,
         string,
       ];
+      await writeFile(join(dir, "writer.sh"), WRITER);
       const pool = "pkill-claude";
       const cfg = join(dir, "meshd.json");
       await writeFile(
@@ -186,9 +196,7 @@ describe("kill -9 of a daemon", () => {
       // setsid); turn 1: the session hangs, as a long tool call or a slow API would.
       mock.setScript((ctx) => {
         if (ctx.turn === 0) {
-          return bash(
-            `(${writerLoop(inGroup, pids)}) > /dev/null 2>&1 & setsid sh -c '(${writerLoop(escaped, pids)}) > /dev/null 2>&1 &' ; sleep 0.3; echo started`,
-          );
+          return bash(`${startWriters(dir, inGroup, escaped, pids)}; sleep 0.3; echo started`);
         }
         return stall();
       });
