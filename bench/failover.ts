@@ -3,7 +3,8 @@
  * processes serve one pool with one slot each; a task whose command runs until cancelled is
  * claimed by one of them, which is then killed with SIGKILL. Measured per kill: SIGKILL ->
  * the task's command running on the other worker, and the owner's last heartbeat (read from the
- * record right after the kill) -> running elsewhere, against the documented bound lease + 2 s
+ * record right after the kill) -> claimed elsewhere (the claim's time in the record) and ->
+ * running elsewhere (the command has started), against the documented bound lease + 2 s
  * after the last heartbeat. The killed worker is replaced before the next round.
  */
 import { readFile } from "node:fs/promises";
@@ -44,6 +45,7 @@ export async function failoverScenario(opts: FailoverOptions) {
   };
   const killToRunning: number[] = [];
   const heartbeatToRunning: number[] = [];
+  const heartbeatToClaimed: number[] = [];
   try {
     await startWorker();
     await startWorker();
@@ -87,6 +89,10 @@ export async function failoverScenario(opts: FailoverOptions) {
       );
       killToRunning.push(second.at - tKill);
       heartbeatToRunning.push(second.at - lastBeat);
+      const taken = (await client.api.getTask(spec.id)).record.attempts.find(
+        (a) => a.attempt === second.attempt,
+      );
+      if (taken) heartbeatToClaimed.push(Date.parse(taken.claimedAt) - lastBeat);
       await client.api.cancel(spec.id);
       await waitFor(async () => (await client.api.getTask(spec.id)).record.state === "cancelled", {
         name: `round ${k}: cancelled`,
@@ -120,6 +126,7 @@ export async function failoverScenario(opts: FailoverOptions) {
     ],
     killToRunningMs: killToRunning,
     heartbeatToRunningMs: heartbeatToRunning,
+    heartbeatToClaimedMs: heartbeatToClaimed,
   };
 }
 

@@ -166,6 +166,30 @@ describe("kill -9 of a daemon", () => {
     expect(JSON.parse(await readFile(check, "utf8"))).toEqual({ alive: [] });
   }, 90_000);
 
+  it("a cancel stops what left the run's process group too (the daemon lives on)", async () => {
+    const dir = await makeTempDir("pkill-cancel-");
+    const [inGroup, escaped, pids] = ["in-group.log", "escaped.log", "pids"].map((f) => join(dir, f)) as [
+      string,
+      string,
+      string,
+    ];
+    await writeFile(join(dir, "writer.sh"), WRITER);
+    const pool = "pkill-cancel";
+    const a = await spawnMeshd(["--nats", nats.url, "--pools", pool, "--slots", "1", "--no-http"]);
+    children.push(a);
+    const spec = nodeTask(
+      `require("child_process").spawn("sh", ["-c", ${JSON.stringify(startWriters(dir, inGroup, escaped, pids))}], { stdio: "ignore" });
+       setInterval(() => {}, 1000);`,
+      { pool },
+    );
+    await client.api.submit([spec]);
+    const writers = await pidsIn(pids, 2);
+    await client.api.cancel(spec.id);
+    const done = await waitForState(client.api, spec.id, ["cancelled", "succeeded", "failed", "dead"]);
+    expect(done.record.state).toBe("cancelled");
+    await assertAllGone([inGroup, escaped], writers);
+  }, 60_000);
+
   it("kills the shim, Claude Code and what its Bash tool started", async () => {
     const mock: MockAnthropic = await startMockAnthropic({ script: () => answer("no script") });
     try {
