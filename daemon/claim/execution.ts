@@ -53,6 +53,8 @@ export type ExecutionResult = "done" | "requeued" | "fenced";
 export class Execution {
   readonly taskId: string;
   private readonly abort = new AbortController();
+  /** Aborted only when the lease is lost: what the finishing steps (commit, push) must stop on. */
+  private readonly fence = new AbortController();
   private readonly lease: Lease;
   private finished: Promise<ExecutionResult> | undefined;
   /** The daemon is stopping: an outcome write that cannot reach NATS gives up. */
@@ -71,6 +73,7 @@ export class Execution {
       log: deps.log,
       onLost: (reason) => {
         deps.log.warn({ taskId: this.taskId, reason }, "lease lost; stopping the run");
+        this.fence.abort("fenced");
         this.stop("fenced");
       },
       onCancelRequested: () => this.stop("cancelled"),
@@ -216,7 +219,8 @@ export class Execution {
             const fin = await ws.finish({
               succeeded: outcome.status === "succeeded",
               message: `${spec.title ?? this.taskId} (mesh task ${this.taskId}, attempt ${this.attempt})`,
-              signal: this.abort.signal,
+              // Not the run's abort: a cancelled run that had succeeded still commits.
+              signal: this.fence.signal,
             });
             headCommit = fin.headCommit;
             completed = outcome.status === "succeeded";
@@ -281,6 +285,7 @@ export class Execution {
     // stopped by the self-fence is handed back without counting (NATS was away, not the task).
     if (outcome?.status === "succeeded" && (completed || !selfFenced)) att = "succeeded";
     else if (selfFenced) {
+      deps.observer.fenceLost({ pool: deps.pool });
       att = "interrupted";
       why = "self-fenced: NATS was unreachable for most of the lease, so the run was stopped";
     } else if (reason === "cancelled") att = "cancelled";
