@@ -543,7 +543,8 @@ function shimsIn(dir: string): number[] {
   for (const pid of readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {
     try {
       if (readlinkSync(`/proc/${pid}/cwd`) !== dir) continue;
-      if (readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("agent-shim")) out.push(Number(pid));
+      const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+      if (!/perl$/.test(argv[0] ?? "") && argv.some((a) => a.includes("agent-shim"))) out.push(Number(pid));
     } catch {
       // gone, or not ours to read
     }
