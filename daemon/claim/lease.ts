@@ -34,7 +34,7 @@ export type LostBy = "other" | "self";
 const RETRIED = new Set<MeshError["code"]>(["CONFLICT", "UNAVAILABLE", "TIMEOUT"]);
 
 /** Pause between tries of an outcome write that could not reach NATS. */
-const SETTLE_RETRY_MS = [100, 200, 400, 800, 1000];
+const SETTLE_RETRY_MS = 200;
 
 export class Lease {
   private rec: VersionedRecord;
@@ -173,12 +173,19 @@ export class Lease {
     quit: () => boolean,
   ): Promise<VersionedRecord> {
     const id = this.rec.record.id;
+    const tryMs = Math.max(250, Math.min(this.opts.heartbeatMs, 1000));
     const run = async (): Promise<VersionedRecord> => {
       if (this.lostBy === "other") throw new MeshError("FENCED", `task ${id}: another writer took over`);
       for (let tries = 0; ; tries++) {
         let failure: unknown;
         try {
-          this.rec = await this.store.update(this.rec, mutate(structuredClone(this.rec.record)));
+          // Each try is bounded: a write sent as the connection dropped would otherwise hold us
+          // for the publisher's whole timeout, while the lease runs out. If it lands after all,
+          // the next try's compare-and-set fails and the read below finds our outcome.
+          this.rec = await bounded(
+            this.store.update(this.rec, mutate(structuredClone(this.rec.record))),
+            tryMs,
+          );
           this.lastOkAt = this.now();
           return this.rec;
         } catch (err) {
@@ -186,7 +193,7 @@ export class Lease {
           if (err instanceof MeshError && !RETRIED.has(err.code)) throw err;
           failure = err;
         }
-        const cur = await this.store.get(id).then(
+        const cur = await bounded(this.store.get(id), tryMs).then(
           (v) => ({ v }),
           () => undefined,
         );
@@ -216,7 +223,7 @@ export class Lease {
             "recording the outcome failed; retrying while the record is still ours",
           );
         }
-        await sleep(SETTLE_RETRY_MS[Math.min(tries, SETTLE_RETRY_MS.length - 1)]!);
+        await sleep(SETTLE_RETRY_MS);
       }
     };
     const p = this.chain.then(run, run);
@@ -250,6 +257,16 @@ export class Lease {
     this.stop();
     this.opts.onLost(reason);
   }
+}
+
+/** `p`, or a TIMEOUT MeshError after `ms` (`p` goes on; its result is then ignored). */
+function bounded<T>(p: Promise<T>, ms: number): Promise<T> {
+  let t: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    t = setTimeout(() => reject(new MeshError("TIMEOUT", `no answer from NATS within ${ms} ms`)), ms);
+  });
+  p.catch(() => undefined);
+  return Promise.race([p, timeout]).finally(() => clearTimeout(t));
 }
 
 function sleep(ms: number): Promise<void> {

@@ -56,7 +56,7 @@ export interface ChaosReport {
 interface RawRecord {
   id: string;
   state: string;
-  attempts: Array<{ attempt: number; workerId: string; outcome?: string }>;
+  attempts: Array<{ attempt: number; workerId: string; outcome?: string; reason?: string }>;
 }
 
 /** Reads every record of `ids` straight from the KV bucket. */
@@ -151,7 +151,7 @@ export async function checkChaos(
         if (!killedWorkers(r.worker)) {
           fencedCompleted++;
           problems.push(
-            `${id}: attempt ${r.attempt} on ${r.worker} completed, was not recorded and ran again, although that worker was never killed`,
+            `${id}: attempt ${r.attempt} on ${r.worker} completed, was not recorded and ran again, although that worker was never killed (${att?.reason ?? "no reason"})`,
           );
         }
         completedUnrecorded++;
