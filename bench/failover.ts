@@ -122,6 +122,7 @@ export async function failoverScenario(opts: FailoverOptions) {
     boundMs,
     rows: [
       row("SIGKILL -> running elsewhere", killToRunning),
+      row("last heartbeat -> claimed elsewhere", heartbeatToClaimed),
       row("last heartbeat -> running elsewhere", heartbeatToRunning),
     ],
     killToRunningMs: killToRunning,
