@@ -11,7 +11,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { pause } from "../daemon/util/abort.js";
 import { makeTempDir, NatsCluster, NatsServer, waitFor } from "./harness/index.js";
 import { checkChaos, readRecords, writeChaosScript } from "./support/chaos.js";
-import { type MeshdProcess, openClient, spawnMeshd } from "./support/mesh.js";
+import { type MeshClient, type MeshdProcess, openClient, spawnMeshd } from "./support/mesh.js";
 import { nodeTask } from "./support/tasks.js";
 
 const DAEMONS = 4;
@@ -32,6 +32,7 @@ class Fleet {
   constructor(
     private readonly urls: string[],
     private readonly replicas: number,
+    private readonly client: MeshClient,
     private readonly lease = LEASE,
   ) {}
 
@@ -58,6 +59,16 @@ class Fleet {
     ]);
     const m = { name, proc };
     this.members.push(m);
+    // Up once it is in the presence registry: a daemon still starting when the fault schedule
+    // cuts NATS would fail its first connect and exit, and the run would test nothing.
+    await waitFor(
+      () =>
+        this.client.api.listWorkers().then(
+          (ws) => ws.some((w) => w.workerId.startsWith(`${name}-`)),
+          () => false,
+        ),
+      { name: `daemon ${name} up`, timeoutMs: 60_000, intervalMs: 100 },
+    );
     return m;
   }
 
@@ -106,10 +117,10 @@ async function chaosRun(opts: {
   const dir = await makeTempDir("chaos-");
   const script = await writeChaosScript(dir);
   const logFile = join(dir, "side-effects.log");
-  const fleet = new Fleet(opts.urls, opts.replicas, opts.lease);
-  cleanup.push(() => fleet.killAll());
   const client = await openClient(opts.urls, { replicas: opts.replicas });
   cleanup.push(() => client.close());
+  const fleet = new Fleet(opts.urls, opts.replicas, client, opts.lease);
+  cleanup.push(() => fleet.killAll());
   for (let i = 0; i < DAEMONS; i++) await fleet.startOne();
 
   const specs = Array.from({ length: opts.tasks }, () =>
@@ -144,17 +155,24 @@ async function chaosRun(opts: {
     if (k === Math.min(2, Math.max(kills - 1, 0))) await opts.disruptNats();
   }
 
+  let open: string[] = [];
+  let last: Awaited<ReturnType<typeof readRecords>> | undefined;
   await waitFor(
     async () => {
       const recs = await readRecords(opts.urls, ids).catch(() => undefined);
       if (!recs) return false;
-      const open = ids.filter(
+      last = recs;
+      open = ids.filter(
         (id) => !["succeeded", "failed", "dead", "cancelled"].includes(recs.get(id)?.state ?? ""),
       );
       return open.length === 0 ? recs : false;
     },
     { name: "every task terminal", timeoutMs: 240_000, intervalMs: 1000 },
-  );
+  ).catch((err: unknown) => {
+    // Say which tasks are stuck, and how, before failing.
+    const stuck = open.slice(0, 5).map((id) => ({ id, record: last?.get(id) }));
+    throw new Error(`${String(err)}; ${open.length} open, e.g. ${JSON.stringify(stuck)}`);
+  });
   await fleet.stopAll();
   const records = await readRecords(opts.urls, ids);
   const report = await checkChaos(logFile, ids, records, (w) => fleet.wasKilled(w));
