@@ -36,7 +36,8 @@ class Fleet {
     private readonly lease = LEASE,
   ) {}
 
-  async startOne(): Promise<FleetMember> {
+  /** `untilUp`: wait for its presence (the initial fleet, before any fault). */
+  async startOne(untilUp = false): Promise<FleetMember> {
     const name = `chaos${this.gen++}`;
     const proc = await spawnMeshd([
       "--nats",
@@ -61,6 +62,7 @@ class Fleet {
     this.members.push(m);
     // Up once it is in the presence registry: a daemon still starting when the fault schedule
     // cuts NATS would fail its first connect and exit, and the run would test nothing.
+    if (!untilUp) return m;
     await waitFor(
       () =>
         this.client.api.listWorkers().then(
@@ -121,7 +123,7 @@ async function chaosRun(opts: {
   cleanup.push(() => client.close());
   const fleet = new Fleet(opts.urls, opts.replicas, client, opts.lease);
   cleanup.push(() => fleet.killAll());
-  for (let i = 0; i < DAEMONS; i++) await fleet.startOne();
+  for (let i = 0; i < DAEMONS; i++) await fleet.startOne(true);
 
   const specs = Array.from({ length: opts.tasks }, () =>
     nodeTask("", {
