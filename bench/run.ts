@@ -1,15 +1,16 @@
 /**
- * `npm run bench [-- <scenario...>] [--count N] [--rounds R] [--warmup W]`: runs benchmark scenarios, prints a table and
+ * `npm run bench [-- <scenario...>] [--count N] [--rounds R] [--warmup W] [--kills K] [--lease-ms L]`: runs benchmark scenarios, prints a table and
  * writes bench/results/<scenario>-<time>.json. Numbers are measured, never asserted.
  */
 import { mkdir, writeFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { claimsScenario } from "./claims.js";
+import { failoverScenario } from "./failover.js";
 import { shimScenario } from "./shim.js";
 import { table } from "./stats.js";
 
 const args = process.argv.slice(2);
-const VALUE_FLAGS = ["--count", "--rounds", "--warmup"];
+const VALUE_FLAGS = ["--count", "--rounds", "--warmup", "--kills", "--lease-ms"];
 const flag = (name: string, dflt: number): number => {
   const i = args.indexOf(name);
   if (i < 0) return dflt;
@@ -23,16 +24,19 @@ const flag = (name: string, dflt: number): number => {
 const count = flag("--count", 2000);
 const rounds = Math.max(1, flag("--rounds", 3));
 const warmup = flag("--warmup", 6000);
+const kills = Math.max(1, flag("--kills", 10));
+const leaseMs = Math.max(1000, flag("--lease-ms", 4000));
 const wanted = args.filter((a, i) => !a.startsWith("--") && !VALUE_FLAGS.includes(args[i - 1] ?? ""));
-const scenarios = wanted.length > 0 ? wanted : ["claims", "shim"];
+const scenarios = wanted.length > 0 ? wanted : ["claims", "shim", "failover"];
 const resultsDir = fileURLToPath(new URL("../../bench/results/", import.meta.url));
 
 for (const name of scenarios) {
   let result: { rows?: object[] } & Record<string, unknown>;
   if (name === "claims") result = await claimsScenario({ count, rounds, warmup, lightCount: 200 });
   else if (name === "shim") result = await shimScenario({ runs: Math.min(count, 20) });
+  else if (name === "failover") result = await failoverScenario({ kills, leaseMs });
   else {
-    process.stderr.write(`unknown scenario "${name}"; known: claims, shim\n`);
+    process.stderr.write(`unknown scenario "${name}"; known: claims, shim, failover\n`);
     process.exit(2);
   }
   const stamp = new Date().toISOString().replace(/[:.]/g, "-");

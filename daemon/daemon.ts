@@ -9,6 +9,7 @@ import { chmod, mkdir } from "node:fs/promises";
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import { makeRedactor, type Redactor } from "../agent-shim/index.js";
 import type { MeshApi } from "./api/mesh-api.js";
+import { NatsLeaseBeacon } from "./claim/beacon.js";
 import { Claimer } from "./claim/claim.js";
 import { ClaimLoop } from "./claim/claim-loop.js";
 import { Execution } from "./claim/execution.js";
@@ -69,6 +70,7 @@ export class Daemon {
   private service: MeshService | undefined;
   private events: EventPublisher | undefined;
   private cancelSub: Subscription | undefined;
+  private beacon: NatsLeaseBeacon | undefined;
   private stopping: Promise<void> | undefined;
   private readonly slots: Slots;
   readonly observer: MeshObserver;
@@ -269,6 +271,9 @@ export class Daemon {
             this.directory?.servedByAnother(this.workerId, pool, labels, runner) ?? true,
         },
       );
+      const beacon = new NatsLeaseBeacon(this.nc);
+      this.beacon = beacon;
+      beacon.listen((id, revision) => claimer.observed(id, revision));
       this.loop = new ClaimLoop({
         pools: cfg.pools,
         slots: this.slots,
@@ -313,6 +318,7 @@ export class Daemon {
               observer: this.observer,
               defaultResume: cfg.claude.resume,
               onFinished: () => this.presence?.beatSoon(),
+              beacon,
             },
             d.claimed,
             msg,
@@ -425,6 +431,7 @@ export class Daemon {
       ["presence", () => this.presence?.stop()],
       ["runners", () => Promise.all([...this.runners.values()].map((r) => r.close?.()))],
       ["cancel subscription", () => this.cancelSub?.unsubscribe()],
+      ["lease beacon", () => this.beacon?.stop()],
       ["events", () => this.events?.flush()],
       ["nats", () => (this.nc && !this.nc.isClosed() ? this.nc.drain() : undefined)],
       ["publisher", () => this.topo?.publisher.close()],

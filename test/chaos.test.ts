@@ -11,12 +11,13 @@ import { afterEach, describe, expect, it } from "vitest";
 import { pause } from "../daemon/util/abort.js";
 import { makeTempDir, NatsCluster, NatsServer, waitFor } from "./harness/index.js";
 import { checkChaos, readRecords, writeChaosScript } from "./support/chaos.js";
-import { type MeshdProcess, openClient, spawnMeshd } from "./support/mesh.js";
+import { type MeshClient, type MeshdProcess, openClient, spawnMeshd } from "./support/mesh.js";
 import { nodeTask } from "./support/tasks.js";
 
 const DAEMONS = 4;
 const SLOTS = 4;
 const KILLS = 8;
+const LEASE = "3s";
 
 interface FleetMember {
   name: string;
@@ -31,9 +32,12 @@ class Fleet {
   constructor(
     private readonly urls: string[],
     private readonly replicas: number,
+    private readonly client: MeshClient,
+    private readonly lease = LEASE,
   ) {}
 
-  async startOne(): Promise<FleetMember> {
+  /** `untilUp`: wait for its presence (the initial fleet, before any fault). */
+  async startOne(untilUp = false): Promise<FleetMember> {
     const name = `chaos${this.gen++}`;
     const proc = await spawnMeshd([
       "--nats",
@@ -43,7 +47,7 @@ class Fleet {
       "--slots",
       String(SLOTS),
       "--lease",
-      "3s",
+      this.lease,
       "--name",
       name,
       "--replicas",
@@ -56,6 +60,17 @@ class Fleet {
     ]);
     const m = { name, proc };
     this.members.push(m);
+    // Up once it is in the presence registry: a daemon still starting when the fault schedule
+    // cuts NATS would fail its first connect and exit, and the run would test nothing.
+    if (!untilUp) return m;
+    await waitFor(
+      () =>
+        this.client.api.listWorkers().then(
+          (ws) => ws.some((w) => w.workerId.startsWith(`${name}-`)),
+          () => false,
+        ),
+      { name: `daemon ${name} up`, timeoutMs: 60_000, intervalMs: 100 },
+    );
     return m;
   }
 
@@ -94,17 +109,21 @@ async function chaosRun(opts: {
   urls: string[];
   replicas: number;
   tasks: number;
+  /** Daemons killed with SIGKILL (and replaced) during the run. */
+  kills?: number;
   /** Called once mid-run: restart NATS / kill the leader. */
   disruptNats: () => Promise<void>;
+  lease?: string;
 }) {
+  const kills = opts.kills ?? KILLS;
   const dir = await makeTempDir("chaos-");
   const script = await writeChaosScript(dir);
   const logFile = join(dir, "side-effects.log");
-  const fleet = new Fleet(opts.urls, opts.replicas);
-  cleanup.push(() => fleet.killAll());
   const client = await openClient(opts.urls, { replicas: opts.replicas });
   cleanup.push(() => client.close());
-  for (let i = 0; i < DAEMONS; i++) await fleet.startOne();
+  const fleet = new Fleet(opts.urls, opts.replicas, client, opts.lease);
+  cleanup.push(() => fleet.killAll());
+  for (let i = 0; i < DAEMONS; i++) await fleet.startOne(true);
 
   const specs = Array.from({ length: opts.tasks }, () =>
     nodeTask("", {
@@ -132,30 +151,39 @@ async function chaosRun(opts: {
   }
 
   // The chaos schedule: a kill every ~1.5 s, NATS disrupted after the third.
-  for (let k = 0; k < KILLS; k++) {
+  for (let k = 0; k < Math.max(kills, 1); k++) {
     await pause(1000 + Math.random() * 1000); // pacing of the fault schedule, not a wait on a condition
-    await fleet.killRandom();
-    if (k === 2) await opts.disruptNats();
+    if (k < kills) await fleet.killRandom();
+    if (k === Math.min(2, Math.max(kills - 1, 0))) await opts.disruptNats();
   }
 
+  let open: string[] = [];
+  let last: Awaited<ReturnType<typeof readRecords>> | undefined;
   await waitFor(
     async () => {
       const recs = await readRecords(opts.urls, ids).catch(() => undefined);
       if (!recs) return false;
-      const open = ids.filter(
+      last = recs;
+      open = ids.filter(
         (id) => !["succeeded", "failed", "dead", "cancelled"].includes(recs.get(id)?.state ?? ""),
       );
       return open.length === 0 ? recs : false;
     },
     { name: "every task terminal", timeoutMs: 240_000, intervalMs: 1000 },
-  );
+  ).catch((err: unknown) => {
+    // Say which tasks are stuck, and how, before failing.
+    const stuck = open.slice(0, 5).map((id) => ({ id, record: last?.get(id) }));
+    throw new Error(`${String(err)}; ${open.length} open, e.g. ${JSON.stringify(stuck)}`);
+  });
   await fleet.stopAll();
   const records = await readRecords(opts.urls, ids);
   const report = await checkChaos(logFile, ids, records, (w) => fleet.wasKilled(w));
   console.log(`chaos report: ${JSON.stringify({ ...report, problems: report.problems.slice(0, 20) })}`);
   expect(report.problems).toEqual([]);
   expect(report.tasks).toBe(opts.tasks);
-  expect(fleet.killedNames.size).toBe(KILLS);
+  expect(fleet.killedNames.size).toBe(kills);
+  // No finished run was thrown away and repeated on a worker that lived through the run.
+  expect(report.fencedCompleted).toBe(0);
   return report;
 }
 
@@ -170,6 +198,29 @@ describe("chaos", () => {
       disruptNats: () => nats.restart(),
     });
     expect(report.runs).toBeGreaterThanOrEqual(300);
+  }, 400_000);
+
+  it("a NATS outage of a few seconds repeats no finished run", async () => {
+    const nats = await NatsServer.start();
+    cleanup.push(() => nats.cleanup());
+    const report = await chaosRun({
+      urls: [nats.url],
+      replicas: 1,
+      tasks: 200,
+      kills: 0,
+      // An outage longer than a write's timeout (5 s) but well inside the lease (15 s, the
+      // default): the owners still hold their fences when NATS is back.
+      lease: "15s",
+      disruptNats: async () => {
+        await nats.kill();
+        await pause(6000); // the outage: runs finish while NATS is away
+        await nats.restart();
+      },
+    });
+    // Every run that started finished, was recorded, and none ran twice.
+    expect(report.completedUnrecorded).toBe(0);
+    expect(report.repeatedTasks).toBe(0);
+    expect(report.takeovers).toBe(0);
   }, 400_000);
 
   it("3-node cluster, R3: SIGKILLed daemons and a killed stream leader lose nothing", async () => {

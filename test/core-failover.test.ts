@@ -5,8 +5,11 @@
  */
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { execa } from "execa";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { Daemon } from "../daemon/index.js";
+import type { RunContext, Runner, RunOutcome } from "../daemon/runner/runner.js";
+import { pause } from "../daemon/util/abort.js";
 import { isAlive, makeTempDir, NatsServer, waitFor } from "./harness/index.js";
 import {
   type MeshClient,
@@ -193,7 +196,60 @@ describe("failover", () => {
     await nats.restart();
     const done = await waitForState(client.api, spec.id, ["succeeded", "dead", "failed"], 45_000);
     expect(done.record.state).toBe("succeeded");
-    expect(done.record.attempts[0]?.outcome).toBe("lost");
-    expect(done.record.attempts.at(-1)?.outcome).toBe("succeeded");
+    // The same worker recorded its own stopped attempt once NATS was back: never a takeover from
+    // itself, and a NATS outage is not the task's failure.
+    expect(done.record.attempts.map((a) => a.outcome)).toEqual(["interrupted", "succeeded"]);
+    expect(done.record.attempts[0]?.reason).toMatch(/self-fenced/);
+    expect(done.record.countedFailures).toBe(0);
+  });
+
+  it("a worker that self-fences while its run ends pushes nothing and writes no result for it", async () => {
+    const origin = await makeTempDir("fence-origin-");
+    const git = (...args: string[]) =>
+      execa("git", ["-c", "user.name=T", "-c", "user.email=t@example.com", ...args], { cwd: origin });
+    await git("init", "--quiet", "-b", "main");
+    await writeFile(join(origin, "README.md"), "x\n");
+    await git("add", "README.md");
+    await git("commit", "--quiet", "-m", "first");
+    // Attempt 1 writes a file and then reports success only once its attempt was aborted (here:
+    // by the self-fence while NATS is away), as a runner whose work ended just then would.
+    let aborted1 = false;
+    let returned1 = false;
+    const runner: Runner = {
+      kind: "command",
+      async run(ctx: RunContext): Promise<RunOutcome> {
+        await writeFile(join(ctx.workdir, `from-attempt-${ctx.attempt}.txt`), "work\n");
+        if (ctx.attempt > 1) return { status: "succeeded", exitCode: 0 };
+        await new Promise((r) => ctx.signal.addEventListener("abort", r, { once: true }));
+        aborted1 = true;
+        returned1 = true;
+        return { status: "succeeded", exitCode: 0 };
+      },
+    };
+    const d = await startDaemon(
+      nats.url,
+      { pools: ["fence-push"], slots: 1, lease: "2s" },
+      { runners: [runner] },
+    );
+    daemons.push(d);
+    const spec = nodeTask("", { pool: "fence-push", repo: origin, push: true, maxAttempts: 3 });
+    await client.api.submit([spec]);
+    await waitForState(client.api, spec.id, ["running"]);
+    await nats.kill();
+    await waitFor(() => aborted1 && returned1, {
+      name: "attempt 1 aborted by its self-fence",
+      timeoutMs: 10_000,
+    });
+    await pause(1500); // proving that no commit or push follows
+    const branches = async () => (await git("branch", "--list", `mesh/${spec.id}`)).stdout.trim();
+    expect(await branches()).toBe("");
+    await nats.restart();
+    const done = await waitForState(client.api, spec.id, ["succeeded", "dead", "failed"], 45_000);
+    expect(done.record.state).toBe("succeeded");
+    expect(done.record.attempts.map((a) => a.outcome)).toEqual(["interrupted", "succeeded"]);
+    // Only the second attempt's work reached the origin.
+    expect(await branches()).toContain(`mesh/${spec.id}`);
+    const files = (await git("ls-tree", "--name-only", `mesh/${spec.id}`)).stdout.split("\n");
+    expect(files).not.toContain("from-attempt-1.txt");
   });
 });

@@ -2,7 +2,7 @@
  * ClaudeRunner -> mesh-shim (TypeScript through tsx) -> the real Claude Code CLI -> the mock
  * Messages API. No NATS: the runner is called directly with a hand-made RunContext.
  */
-import { readdirSync, readlinkSync } from "node:fs";
+import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, rm, writeFile as writeFs } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
@@ -524,12 +524,17 @@ describe("stream-json parsing and outcome rules", () => {
   });
 });
 
-/** Processes whose working directory is `dir` (the runner starts warm shims there). */
+/**
+ * Shim processes whose working directory is `dir` (the runner starts warm shims there; the
+ * run guardian above each one shares its directory but is not a shim).
+ */
 function shimsIn(dir: string): number[] {
   const out: number[] = [];
   for (const pid of readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {
     try {
-      if (readlinkSync(`/proc/${pid}/cwd`) === dir) out.push(Number(pid));
+      if (readlinkSync(`/proc/${pid}/cwd`) !== dir) continue;
+      const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+      if (!/perl$/.test(argv[0] ?? "") && argv.some((a) => a.includes("agent-shim"))) out.push(Number(pid));
     } catch {
       // gone, or not ours to read
     }

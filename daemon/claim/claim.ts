@@ -52,6 +52,7 @@ export class Claimer {
   /** task id -> (revision, when we first saw it) for staleness judged on our own clock. */
   private seen = new Map<string, { revision: number; since: number }>();
   private readonly now: () => number;
+  private prunedAt = 0;
 
   constructor(
     private readonly store: TaskStore,
@@ -59,6 +60,21 @@ export class Claimer {
     private readonly opts: ClaimerOptions,
   ) {
     this.now = opts.now ?? Date.now;
+  }
+
+  /**
+   * A lease beacon said task `id` is held at `revision` (beacon.ts): the first observation of
+   * that revision is now, unless we saw it earlier. Entries not refreshed for a few leases are
+   * dropped (a later doorbell then starts the clock afresh, which is only slower).
+   */
+  observed(id: string, revision: number): void {
+    const t = this.now();
+    const obs = this.seen.get(id);
+    if (!obs || obs.revision < revision) this.seen.set(id, { revision, since: t });
+    if (t - this.prunedAt > this.opts.leaseMs) {
+      this.prunedAt = t;
+      for (const [k, v] of this.seen) if (t - v.since > 3 * this.opts.leaseMs) this.seen.delete(k);
+    }
   }
 
   /** Handles the doorbell's ack/nak itself except for "claimed"/"ours" (the execution keeps it). */
@@ -133,7 +149,12 @@ export class Claimer {
       }
     }
     // claimed or running
-    if (r.owner?.workerId === this.me.workerId && isRunningHere(id)) return { kind: "ours", taskId: id };
+    if (r.owner?.workerId === this.me.workerId) {
+      if (isRunningHere(id)) return { kind: "ours", taskId: id };
+      // Never a takeover from ourselves: our attempt has ended (its processes are gone) without
+      // its outcome in the record. It is handed on at once, and it does not count as a failure.
+      return this.takeover(cur, msg, 0, true);
+    }
     const obs = this.seen.get(id);
     const t = this.now();
     if (!obs || obs.revision !== cur.revision) {
@@ -186,17 +207,24 @@ export class Claimer {
     return { kind: "claimed", claimed: await this.store.update(cur, next) };
   }
 
-  private async takeover(cur: VersionedRecord, msg: Delivery, silentMs: number): Promise<Decision> {
+  private async takeover(
+    cur: VersionedRecord,
+    msg: Delivery,
+    silentMs: number,
+    fromSelf = false,
+  ): Promise<Decision> {
     const r = structuredClone(cur.record);
     const prevOwner = r.owner?.workerId ?? "unknown";
     const last = r.attempts[r.attempts.length - 1];
     const at = new Date(this.now()).toISOString();
     if (last && !last.outcome) {
-      last.outcome = "lost";
+      last.outcome = fromSelf ? "interrupted" : "lost";
       last.endedAt = at;
-      last.reason = `worker ${prevOwner} stopped heartbeating (silent ${Math.round(silentMs)} ms); lease expired`;
+      last.reason = fromSelf
+        ? `worker ${prevOwner} ended this attempt without recording its outcome`
+        : `worker ${prevOwner} stopped heartbeating (silent ${Math.round(silentMs)} ms); lease expired`;
     }
-    r.countedFailures += 1;
+    if (!fromSelf) r.countedFailures += 1;
     try {
       if (r.cancelRequested) {
         r.state = "cancelled";
@@ -224,7 +252,7 @@ export class Claimer {
       this.own(r);
       const claimed = await this.store.update(cur, r);
       this.seen.delete(r.id);
-      return { kind: "claimed", claimed, takeoverFrom: prevOwner };
+      return { kind: "claimed", claimed, ...(fromSelf ? {} : { takeoverFrom: prevOwner }) };
     } catch (err) {
       if (err instanceof MeshError && err.code === "CONFLICT") {
         msg.nak(this.opts.leaseMs);

@@ -1,7 +1,9 @@
 /**
  * One attempt of one task on this worker, from a won claim to its final fenced write:
  * heartbeat the lease, prepare the workspace, run the runner, record the outcome, then ack or
- * hand the doorbell back. Nothing is written after the fence is lost.
+ * hand the doorbell back. Once another writer holds the record nothing more leaves this worker:
+ * no commit or push, no result, no events. The outcome write is retried through NATS outages
+ * while the record is still ours, so a finished run is not repeated for a blip.
  */
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
@@ -15,6 +17,7 @@ import { stateEventAttempt } from "../tasks/events.js";
 import type { AttemptOutcome, TaskRecord, VersionedRecord } from "../tasks/record.js";
 import type { TaskStore } from "../tasks/store.js";
 import type { PreparedWorkspace, WorkspaceProvider } from "../workspace/workspace.js";
+import type { LeaseBeacon } from "./beacon.js";
 import { Lease } from "./lease.js";
 
 export interface ExecutionDeps {
@@ -36,6 +39,8 @@ export interface ExecutionDeps {
   defaultResume?: "auto" | "never";
   /** Called when the attempt has settled (e.g. to refresh presence). */
   onFinished?(): void;
+  /** Announces each revision the lease holds, so observers time a dead owner's silence early. */
+  beacon?: LeaseBeacon;
 }
 
 /** What a runner that needs no workspace gets: no directory, nothing to commit. */
@@ -49,8 +54,12 @@ export type ExecutionResult = "done" | "requeued" | "fenced";
 export class Execution {
   readonly taskId: string;
   private readonly abort = new AbortController();
+  /** Aborted only when the lease is lost: what the finishing steps (commit, push) must stop on. */
+  private readonly fence = new AbortController();
   private readonly lease: Lease;
   private finished: Promise<ExecutionResult> | undefined;
+  /** The daemon is stopping: an outcome write that cannot reach NATS gives up. */
+  private quitting = false;
 
   constructor(
     private readonly deps: ExecutionDeps,
@@ -65,9 +74,11 @@ export class Execution {
       log: deps.log,
       onLost: (reason) => {
         deps.log.warn({ taskId: this.taskId, reason }, "lease lost; stopping the run");
+        this.fence.abort("fenced");
         this.stop("fenced");
       },
       onCancelRequested: () => this.stop("cancelled"),
+      ...(deps.beacon ? { onHeld: (rev: number) => deps.beacon?.announce(this.taskId, rev) } : {}),
     });
   }
 
@@ -81,7 +92,18 @@ export class Execution {
 
   /** Aborts the run; the first reason wins. */
   stop(reason: AbortReason): void {
+    if (reason === "shutdown") this.quitting = true;
     if (!this.abort.signal.aborted) this.abort.abort(reason);
+  }
+
+  /** Another writer holds the record: this attempt may not publish or write anything more. */
+  private get fencedOut(): boolean {
+    return this.lease.lostTo === "other";
+  }
+
+  /** Fenced in any way (also self-fenced): nothing may leave the worker for this attempt's work. */
+  private get fenced(): boolean {
+    return this.lease.isLost;
   }
 
   run(): Promise<ExecutionResult> {
@@ -90,6 +112,7 @@ export class Execution {
   }
 
   private emit = (event: RunnerEvent): void => {
+    if (this.fenced) return;
     const model = this.lease.record.spec.agent.model;
     this.deps.observer.runnerEvent({ pool: this.deps.pool, event, ...(model ? { model } : {}) });
     this.deps.events.publish({
@@ -106,7 +129,7 @@ export class Execution {
 
   /** The agent's session id goes into the record at once: a takeover after a crash can resume it. */
   private recordSessionId(sessionId: unknown): void {
-    if (typeof sessionId !== "string" || !sessionId) return;
+    if (typeof sessionId !== "string" || !sessionId || this.fenced) return;
     if (this.lease.record.result?.sessionId === sessionId) return;
     this.lease
       .write((r) => ({ ...r, result: { ...r.result, sessionId } }))
@@ -146,6 +169,8 @@ export class Execution {
     let headCommit: string | undefined;
     let branch: string | undefined;
     let permanent = false;
+    /** The run succeeded and its finishing (commit, push) is done: a finished run. */
+    let completed = false;
     const scratchDir = join(deps.stateDir, "scratch", this.taskId, `a${this.attempt}`);
     try {
       let ws: PreparedWorkspace | undefined;
@@ -189,14 +214,17 @@ export class Execution {
           emit: this.emit,
           ...(previousSessionId ? { previousSessionId } : {}),
         });
-        if (!this.abort.signal.aborted || outcome.status === "succeeded") {
+        // A fenced attempt commits and pushes nothing: another worker may own the task by now.
+        if (!this.fenced && (!this.abort.signal.aborted || outcome.status === "succeeded")) {
           try {
             const fin = await ws.finish({
               succeeded: outcome.status === "succeeded",
               message: `${spec.title ?? this.taskId} (mesh task ${this.taskId}, attempt ${this.attempt})`,
-              signal: this.abort.signal,
+              // Not the run's abort: a cancelled run that had succeeded still commits.
+              signal: this.fence.signal,
             });
             headCommit = fin.headCommit;
+            completed = outcome.status === "succeeded";
           } catch (err) {
             if (err instanceof MeshError && err.code === "FENCED") throw err;
             // The result could not be committed or pushed: this attempt did not succeed.
@@ -213,19 +241,22 @@ export class Execution {
       if (err instanceof MeshError && err.code === "FENCED") {
         clearTimeout(timer);
         this.lease.stop();
-        return this.fenced(log, started);
+        if (this.fencedOut) return this.fencedResult(log, started);
+      } else {
+        failure = `internal: ${errorMessage(err)}`;
+        log.error({ err }, "attempt failed inside the daemon");
       }
-      failure = `internal: ${errorMessage(err)}`;
-      log.error({ err }, "attempt failed inside the daemon");
     } finally {
       clearTimeout(timer);
       this.lease.stop();
     }
-    if (this.lease.isLost) return this.fenced(log, started);
-    return this.finish(log, started, outcome, failure, permanent, headCommit, branch);
+    if (this.fencedOut) return this.fencedResult(log, started);
+    // Self-fenced (cut off from NATS for most of the lease): the run has stopped and the record
+    // may still be ours, so the outcome is still written (see finish()).
+    return this.finish(log, started, outcome, failure, permanent, headCommit, branch, completed);
   }
 
-  private fenced(log: BoundLog, started: number): ExecutionResult {
+  private fencedResult(log: BoundLog, started: number): ExecutionResult {
     log.warn("fenced out: wrote no result");
     this.deps.observer.fenceLost({ pool: this.deps.pool });
     this.deps.observer.attemptFinished({
@@ -245,14 +276,22 @@ export class Execution {
     permanent: boolean,
     headCommit: string | undefined,
     branch: string | undefined,
+    completed: boolean,
   ): Promise<ExecutionResult> {
     const { deps } = this;
     const reason = this.abort.signal.reason as AbortReason | undefined;
     const now = new Date();
     let att: AttemptOutcome;
     let why: string | undefined;
-    if (outcome?.status === "succeeded") att = "succeeded";
-    else if (reason === "cancelled") att = "cancelled";
+    const selfFenced = this.lease.lostTo === "self";
+    // A self-fenced attempt whose run had finished still records its success; one whose run was
+    // stopped by the self-fence is handed back without counting (NATS was away, not the task).
+    if (outcome?.status === "succeeded" && (completed || !selfFenced)) att = "succeeded";
+    else if (selfFenced) {
+      deps.observer.fenceLost({ pool: deps.pool });
+      att = "interrupted";
+      why = "self-fenced: NATS was unreachable for most of the lease, so the run was stopped";
+    } else if (reason === "cancelled") att = "cancelled";
     else if (reason === "shutdown") att = "interrupted";
     else if (reason === "timeout") {
       att = "timeout";
@@ -266,69 +305,79 @@ export class Execution {
     }
     let result = "done" as ExecutionResult;
     let written: VersionedRecord;
+    const endedAt = now.toISOString();
+    const landed = (r: TaskRecord): boolean =>
+      r.attempts.some(
+        (a) => a.attempt === this.attempt && a.workerId === deps.workerId && a.endedAt === endedAt,
+      );
     try {
-      written = await this.lease.write((r) => {
-        const a = r.attempts[r.attempts.length - 1];
-        if (a) {
-          a.endedAt = now.toISOString();
-          a.outcome = att;
-          if (why) a.reason = why;
-          if (outcome?.exitCode !== undefined) a.exitCode = outcome.exitCode;
-          if (outcome?.signal !== undefined) a.signal = outcome.signal;
-        }
-        if (outcome?.result || headCommit || branch) {
-          r.result = {
-            ...r.result,
-            ...outcome?.result,
-            ...(branch ? { branch } : {}),
-            ...(headCommit ? { headCommit } : {}),
-          };
-        }
-        delete r.notBefore;
-        // A cancel that arrived while the attempt was ending wins over a requeue, a retry
-        // back-off, a rate-limit or shutdown hand-back, and a failure: never queued with it pending.
-        if (r.cancelRequested && att !== "succeeded")
-          return terminal(r, "cancelled", "cancelled by request", now);
-        switch (att) {
-          case "succeeded":
-            return terminal(r, "succeeded", undefined, now);
-          case "cancelled":
+      written = await this.lease.settle(
+        (r) => {
+          const a = r.attempts[r.attempts.length - 1];
+          if (a) {
+            a.endedAt = endedAt;
+            a.outcome = att;
+            if (why) a.reason = why;
+            if (outcome?.exitCode !== undefined) a.exitCode = outcome.exitCode;
+            if (outcome?.signal !== undefined) a.signal = outcome.signal;
+          }
+          if (outcome?.result || headCommit || branch) {
+            r.result = {
+              ...r.result,
+              ...outcome?.result,
+              ...(branch ? { branch } : {}),
+              ...(headCommit ? { headCommit } : {}),
+            };
+          }
+          delete r.notBefore;
+          // A cancel that arrived while the attempt was ending wins over a requeue, a retry
+          // back-off, a rate-limit or shutdown hand-back, and a failure: never queued with it pending.
+          if (r.cancelRequested && att !== "succeeded")
             return terminal(r, "cancelled", "cancelled by request", now);
-          case "interrupted":
-            result = "requeued";
-            return requeue(r);
-          case "rate_limited": {
-            const limited = r.attempts.filter((x) => x.outcome === "rate_limited").length;
-            if (limited > r.maxAttempts * 5) return terminal(r, "dead", `rate limited ${limited} times`, now);
-            result = "requeued";
-            r.notBefore = new Date(
-              now.getTime() + (outcome?.retryAfterMs ?? deps.retryDelayMs),
-            ).toISOString();
-            return requeue(r);
-          }
-          default: {
-            r.countedFailures += 1;
-            if (permanent || outcome?.permanent) return terminal(r, "failed", why, now);
-            if (r.countedFailures >= r.maxAttempts) {
-              return terminal(
-                r,
-                "dead",
-                `attempts exhausted (${r.countedFailures}/${r.maxAttempts}); last: ${why}`,
-                now,
-              );
+          switch (att) {
+            case "succeeded":
+              return terminal(r, "succeeded", undefined, now);
+            case "cancelled":
+              return terminal(r, "cancelled", "cancelled by request", now);
+            case "interrupted":
+              result = "requeued";
+              return requeue(r);
+            case "rate_limited": {
+              const limited = r.attempts.filter((x) => x.outcome === "rate_limited").length;
+              if (limited > r.maxAttempts * 5)
+                return terminal(r, "dead", `rate limited ${limited} times`, now);
+              result = "requeued";
+              r.notBefore = new Date(
+                now.getTime() + (outcome?.retryAfterMs ?? deps.retryDelayMs),
+              ).toISOString();
+              return requeue(r);
             }
-            result = "requeued";
-            r.notBefore = new Date(
-              now.getTime() + backoff(deps.retryDelayMs, r.countedFailures),
-            ).toISOString();
-            return requeue(r);
+            default: {
+              r.countedFailures += 1;
+              if (permanent || outcome?.permanent) return terminal(r, "failed", why, now);
+              if (r.countedFailures >= r.maxAttempts) {
+                return terminal(
+                  r,
+                  "dead",
+                  `attempts exhausted (${r.countedFailures}/${r.maxAttempts}); last: ${why}`,
+                  now,
+                );
+              }
+              result = "requeued";
+              r.notBefore = new Date(
+                now.getTime() + backoff(deps.retryDelayMs, r.countedFailures),
+              ).toISOString();
+              return requeue(r);
+            }
           }
-        }
-      });
+        },
+        landed,
+        () => this.quitting,
+      );
     } catch (err) {
-      if (err instanceof MeshError && err.code === "FENCED") return this.fenced(log, started);
-      // Unknown (NATS unreachable): leave the doorbell unacked; the lease expires and another
-      // worker (or we) takes the task over and records this attempt as lost.
+      if (err instanceof MeshError && err.code === "FENCED") return this.fencedResult(log, started);
+      // Given up (the daemon is stopping and NATS is unreachable): leave the doorbell unacked;
+      // the lease expires and another worker takes the task over, recording this attempt as lost.
       log.error({ err }, "could not record the attempt's outcome");
       return "fenced";
     }

@@ -3,6 +3,8 @@
  * compare-and-set; if another writer changed ownership, this holder is fenced out and must stop
  * at once. If NATS cannot be reached for most of a lease period the holder fences itself, so it
  * has stopped before anyone else may take over (takeover waits a full lease of silence).
+ * The attempt's last write, its outcome, is retried through NATS outages for as long as the
+ * record may still be ours (see `settle`): a finished run is never thrown away for a blip.
  */
 
 import { MeshError } from "../errors.js";
@@ -20,8 +22,19 @@ export interface LeaseOptions {
   onLost(reason: string): void;
   /** Someone asked to cancel this task. */
   onCancelRequested(): void;
+  /** The record is ours at `revision` (after the claim and each successful write). */
+  onHeld?(revision: number): void;
   now?: () => number;
 }
+
+/** Who ended the lease: another writer (the record is not ours), or this holder's watchdog. */
+export type LostBy = "other" | "self";
+
+/** Outcome-write failures worth another try: a lost race, or NATS away or slow. */
+const RETRIED = new Set<MeshError["code"]>(["CONFLICT", "UNAVAILABLE", "TIMEOUT"]);
+
+/** Pause between tries of an outcome write that could not reach NATS. */
+const SETTLE_RETRY_MS = 200;
 
 export class Lease {
   private rec: VersionedRecord;
@@ -29,8 +42,10 @@ export class Lease {
   private chain: Promise<unknown> = Promise.resolve();
   private timer: NodeJS.Timeout | undefined;
   private watchdog: NodeJS.Timeout | undefined;
+  private announce: NodeJS.Timeout | undefined;
   private lastOkAt: number;
   private lost = false;
+  private lostBy: LostBy | undefined;
   private readonly now: () => number;
   readonly attempt: number;
 
@@ -56,6 +71,10 @@ export class Lease {
   get isLost(): boolean {
     return this.lost;
   }
+  /** Set once the lease is lost. */
+  get lostTo(): LostBy | undefined {
+    return this.lostBy;
+  }
   get message(): Delivery {
     return this.msg;
   }
@@ -75,12 +94,14 @@ export class Lease {
       }, this.opts.heartbeatMs);
     };
     tick();
+    // The claim's revision is announced unless the attempt is over at once (a no-op task).
+    this.announce = setTimeout(() => this.opts.onHeld?.(this.rec.revision), 250);
     // Independent of pending writes (a hung request must not delay self-fencing).
     this.watchdog = setInterval(
       () => {
         const silentFor = this.now() - this.lastOkAt;
         if (silentFor > this.opts.leaseMs * 0.6) {
-          this.markLost(`self-fenced: no successful heartbeat for ${silentFor} ms`);
+          this.markLost(`self-fenced: no successful heartbeat for ${silentFor} ms`, "self");
         }
       },
       Math.max(50, Math.floor(this.opts.heartbeatMs / 4)),
@@ -90,8 +111,10 @@ export class Lease {
   stop(): void {
     if (this.timer) clearTimeout(this.timer);
     if (this.watchdog) clearInterval(this.watchdog);
+    if (this.announce) clearTimeout(this.announce);
     this.timer = undefined;
     this.watchdog = undefined;
+    this.announce = undefined;
   }
 
   private ours(r: TaskRecord): boolean {
@@ -110,6 +133,7 @@ export class Lease {
         try {
           this.rec = await this.store.update(this.rec, mutate(structuredClone(this.rec.record)));
           this.lastOkAt = this.now();
+          if (this.timer) this.opts.onHeld?.(this.rec.revision);
           return this.rec;
         } catch (err) {
           if (!(err instanceof MeshError && err.code === "CONFLICT")) throw err;
@@ -117,6 +141,7 @@ export class Lease {
           if (!cur || !this.ours(cur.record)) {
             this.markLost(
               `fenced: task ${this.rec.record.id} now held by ${cur?.record.owner?.workerId ?? "nobody"}`,
+              "other",
             );
             throw new MeshError("FENCED", `task ${this.rec.record.id}: another writer took over`, {
               cause: err,
@@ -127,6 +152,79 @@ export class Lease {
         }
       }
       throw new MeshError("CONFLICT", `task ${this.rec.record.id}: too much contention`);
+    };
+    const p = this.chain.then(run, run);
+    this.chain = p.catch(() => undefined);
+    return p;
+  }
+
+  /**
+   * The attempt's outcome: `mutate` written at the held revision, retried while NATS cannot be
+   * reached. A write whose answer was lost may have landed, so after each failure the record is
+   * read: it shows our outcome (`landed`) -> done; it is still ours (the same revision, or a
+   * newer one of ours: a heartbeat that landed, a cancel request) -> write again on it; anything
+   * else -> FENCED. A self-fenced holder whose run has stopped may still write: the
+   * compare-and-set fails once anyone else has taken over. Gives up only when `quit()` says so
+   * (the daemon is stopping): throws UNAVAILABLE then.
+   */
+  settle(
+    mutate: (r: TaskRecord) => TaskRecord,
+    landed: (r: TaskRecord) => boolean,
+    quit: () => boolean,
+  ): Promise<VersionedRecord> {
+    const id = this.rec.record.id;
+    const tryMs = Math.max(250, Math.min(this.opts.heartbeatMs, 1000));
+    const run = async (): Promise<VersionedRecord> => {
+      if (this.lostBy === "other") throw new MeshError("FENCED", `task ${id}: another writer took over`);
+      for (let tries = 0; ; tries++) {
+        let failure: unknown;
+        try {
+          // Each try is bounded: a write sent as the connection dropped would otherwise hold us
+          // for the publisher's whole timeout, while the lease runs out. If it lands after all,
+          // the next try's compare-and-set fails and the read below finds our outcome.
+          this.rec = await bounded(
+            this.store.update(this.rec, mutate(structuredClone(this.rec.record))),
+            tryMs,
+          );
+          this.lastOkAt = this.now();
+          return this.rec;
+        } catch (err) {
+          // A refusal of the record itself (an illegal transition) is a bug: never retried.
+          if (err instanceof MeshError && !RETRIED.has(err.code)) throw err;
+          failure = err;
+        }
+        const cur = await bounded(this.store.get(id), tryMs).then(
+          (v) => ({ v }),
+          () => undefined,
+        );
+        if (cur) {
+          if (cur.v && landed(cur.v.record)) {
+            this.rec = cur.v;
+            return cur.v;
+          }
+          if (!cur.v || (cur.v.revision !== this.rec.revision && !this.ours(cur.v.record))) {
+            this.markLost(
+              `fenced: task ${id} now held by ${cur.v?.record.owner?.workerId ?? "nobody"}`,
+              "other",
+            );
+            throw new MeshError("FENCED", `task ${id}: another writer took over`, { cause: failure });
+          }
+          if (cur.v.revision !== this.rec.revision) {
+            this.rec = cur.v; // ours still, at a newer revision: write again on it at once
+            continue;
+          }
+        }
+        if (quit()) {
+          throw new MeshError("UNAVAILABLE", `task ${id}: could not record the outcome`, { cause: failure });
+        }
+        if (tries === 0 || tries % 20 === 0) {
+          this.opts.log.warn(
+            { taskId: id, err: failure instanceof Error ? failure.message : String(failure), tries },
+            "recording the outcome failed; retrying while the record is still ours",
+          );
+        }
+        await sleep(SETTLE_RETRY_MS);
+      }
     };
     const p = this.chain.then(run, run);
     this.chain = p.catch(() => undefined);
@@ -151,10 +249,26 @@ export class Lease {
     }
   }
 
-  private markLost(reason: string): void {
+  private markLost(reason: string, by: LostBy): void {
+    if (by === "other") this.lostBy = "other"; // worse news than a self-fence that came first
     if (this.lost) return;
+    this.lostBy = by;
     this.lost = true;
     this.stop();
     this.opts.onLost(reason);
   }
+}
+
+/** `p`, or a TIMEOUT MeshError after `ms` (`p` goes on; its result is then ignored). */
+function bounded<T>(p: Promise<T>, ms: number): Promise<T> {
+  let t: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    t = setTimeout(() => reject(new MeshError("TIMEOUT", `no answer from NATS within ${ms} ms`)), ms);
+  });
+  p.catch(() => undefined);
+  return Promise.race([p, timeout]).finally(() => clearTimeout(t));
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
 }

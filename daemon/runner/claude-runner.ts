@@ -23,6 +23,7 @@ import {
 } from "../../agent-shim/index.js";
 import { MeshError } from "../errors.js";
 import type { TaskResultInfo } from "../tasks/record.js";
+import { controlStdio, killRun, launchRun, type RunLaunch } from "./child.js";
 import { EventCap } from "./event-cap.js";
 import type { RunContext, Runner, RunnerEvent, RunOutcome } from "./runner.js";
 import { resolveExecutable } from "./which.js";
@@ -142,19 +143,8 @@ export function defaultShimCommand(): string[] {
   return [process.execPath, join(root, "agent-shim", "main.js")];
 }
 
-function killGroup(pid: number | undefined, signal: NodeJS.Signals): void {
-  if (pid === undefined) return;
-  try {
-    process.kill(-pid, signal);
-  } catch {
-    // ESRCH: the group is already gone
-  }
-}
-
 type ShimProcess = ResultPromise<{
-  stdin: "pipe";
-  stdout: "pipe";
-  stderr: "pipe";
+  stdio: ["pipe", "pipe", "pipe", "pipe" | "ignore"];
   buffer: false;
   reject: false;
   detached: true;
@@ -195,6 +185,8 @@ export class ClaudeRunner implements Runner {
   }
 
   private warm: ShimProcess | undefined;
+  /** How each shim was started (under a guardian or not), for killing its whole tree. */
+  private readonly launches = new WeakMap<ShimProcess, RunLaunch>();
   private warming: Promise<void> | undefined;
   private closed = false;
 
@@ -204,19 +196,29 @@ export class ClaudeRunner implements Runner {
    */
   private spawnShim(env: Record<string, string>, cwd: string, jobPath: string): ShimProcess {
     const [cmd, ...prefix] = this.cfg.shimCommand;
-    return execa(cmd!, [...prefix, jobPath, "--parent-watch", "stdin"], {
+    // Under a guardian where possible: Claude Code's tool processes die with the run, even those
+    // that left its process group, and all of it dies at once with the daemon.
+    const launch = launchRun([cmd!, ...prefix, jobPath, "--parent-watch", "stdin"]);
+    const [file, ...args] = launch.argv;
+    const proc: ShimProcess = execa(file, args, {
       cwd,
       env,
       extendEnv: false,
-      stdin: "pipe",
-      stdout: "pipe",
-      stderr: "pipe",
+      stdio: ["pipe", "pipe", "pipe", controlStdio(launch)],
       buffer: false,
       reject: false,
       // Own process group, so a forced stop also reaches Claude Code and its tool processes.
       detached: true,
       forceKillAfterDelay: false,
     });
+    this.launches.set(proc, launch);
+    return proc;
+  }
+
+  /** Kills a shim's whole tree now. */
+  private killShim(proc: ShimProcess): void {
+    const launch = this.launches.get(proc);
+    if (launch) killRun(proc, launch);
   }
 
   private takeWarmShim(): ShimProcess | undefined {
@@ -233,7 +235,7 @@ export class ClaudeRunner implements Runner {
         await mkdir(this.cfg.configRoot, { recursive: true, mode: 0o700 });
         const w = this.spawnShim(await this.shimEnv(), this.cfg.configRoot, "-");
         w.catch(() => undefined);
-        if (this.closed) killGroup(w.pid, "SIGKILL");
+        if (this.closed) this.killShim(w);
         else this.warm = w;
       } catch (err) {
         this.log.debug({ err: String(err) }, "could not pre-start a shim");
@@ -250,7 +252,7 @@ export class ClaudeRunner implements Runner {
     const w = this.takeWarmShim();
     if (w) {
       w.stdin?.end();
-      killGroup(w.pid, "SIGKILL");
+      this.killShim(w);
       await w.catch(() => undefined);
     }
   }
@@ -413,7 +415,7 @@ export class ClaudeRunner implements Runner {
     const forceKill = (why: string): void => {
       killedFor ??= why;
       log.warn({ why }, "killing mesh-shim process group");
-      killGroup(proc.pid, "SIGKILL");
+      this.killShim(proc);
     };
 
     const stdoutDone = new Promise<void>((res) => {
@@ -483,6 +485,11 @@ export class ClaudeRunner implements Runner {
 
     let killTimer: NodeJS.Timeout | undefined;
     const onAbort = (): void => {
+      // Fenced: nothing this run does can be recorded, and another worker may take over soon.
+      if (ctx.signal.reason === "fenced") {
+        forceKill("its attempt was fenced");
+        return;
+      }
       log.info({ reason: String(ctx.signal.reason) }, "aborting: SIGTERM to mesh-shim");
       proc.kill("SIGTERM");
       killTimer = setTimeout(() => forceKill("did not stop after SIGTERM"), this.cfg.killAfterMs);
@@ -500,8 +507,9 @@ export class ClaudeRunner implements Runner {
     clearInterval(watchdog);
     clearTimeout(killTimer);
     ctx.signal.removeEventListener("abort", onAbort);
-    // Whatever the shim left behind in its group (a tool's child process) goes with it.
-    killGroup(proc.pid, "SIGKILL");
+    // Whatever the shim left behind in its group (a tool's child process) goes with it; a
+    // guardian has done so already, for the whole tree.
+    if (!this.launches.get(proc)?.guarded) killRun(proc, { argv: ["-"], guarded: false });
     log.info(
       {
         exitCode: res.exitCode ?? null,

@@ -2,13 +2,14 @@
  * The `command` runner: the task's argv (never a shell) in the attempt's working directory,
  * with MESH_TASK_ID, MESH_ATTEMPT, MESH_WORKER_ID and MESH_PROMPT_FILE, in a clean environment
  * (child-env.ts: a small base, the operator's `passEnv`, the task's allowed env). Exit 0 =
- * succeeded. On abort: SIGTERM to the process group, SIGKILL after `killGraceMs`.
+ * succeeded. On abort: SIGTERM to the process group, then the whole tree is killed after
+ * `killGraceMs` (at once when the attempt was fenced: another worker may take the task over soon).
  */
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { execa } from "execa";
-import { signalTree, withParentDeath } from "./child.js";
+import { controlStdio, killRun, launchRun, signalTree } from "./child.js";
 import { childEnv } from "./child-env.js";
 import type { RunContext, Runner, RunOutcome } from "./runner.js";
 import { resolveExecutable } from "./which.js";
@@ -63,12 +64,13 @@ export class CommandRunner implements Runner {
       };
     }
     await writeFile(promptFile, ctx.spec.prompt, { mode: 0o600 });
-    const [file, ...args] = withParentDeath(argv as [string, ...string[]]);
+    const launch = launchRun(argv as [string, ...string[]]);
+    const [file, ...args] = launch.argv;
     const child = execa(file, args, {
       cwd: ctx.workdir,
       env,
       extendEnv: false,
-      stdin: "ignore",
+      stdio: ["ignore", "pipe", "pipe", controlStdio(launch)],
       detached: true,
       reject: false,
       buffer: false,
@@ -85,16 +87,17 @@ export class CommandRunner implements Runner {
     }
     let killTimer: NodeJS.Timeout | undefined;
     const onAbort = () => {
+      if (ctx.signal.reason === "fenced") return killRun(child, launch);
       signalTree(child.pid, "SIGTERM");
-      killTimer = setTimeout(() => signalTree(child.pid, "SIGKILL"), this.killGraceMs);
+      killTimer = setTimeout(() => killRun(child, launch), this.killGraceMs);
     };
     if (ctx.signal.aborted) onAbort();
     else ctx.signal.addEventListener("abort", onAbort, { once: true });
     const res = await child;
     ctx.signal.removeEventListener("abort", onAbort);
     if (killTimer) clearTimeout(killTimer);
-    // Reap stragglers the command left in its group.
-    signalTree(child.pid, "SIGKILL");
+    // Reap stragglers the command left in its group (a guardian has killed its whole tree).
+    if (!launch.guarded) signalTree(child.pid, "SIGKILL");
     if (res.failed && res.exitCode === undefined && !res.signal) {
       return {
         status: "failed",

@@ -40,8 +40,13 @@ export interface ChaosReport {
   runs: number;
   /** Runs that completed but whose worker was killed before recording the result. */
   completedUnrecorded: number;
-  /** Of those, runs on a worker that was not killed (it self-fenced during a NATS outage). */
+  /**
+   * Of those, runs on a worker that was not killed: finished runs thrown away and repeated
+   * although their worker lived (e.g. its outcome write met a NATS outage). Must be 0.
+   */
   fencedCompleted: number;
+  /** Tasks whose log shows more than one completed run (a finished run was repeated). */
+  repeatedTasks: number;
   /** Runs cut short (their worker was killed or fenced). */
   interrupted: number;
   takeovers: number;
@@ -51,7 +56,7 @@ export interface ChaosReport {
 interface RawRecord {
   id: string;
   state: string;
-  attempts: Array<{ attempt: number; workerId: string; outcome?: string }>;
+  attempts: Array<{ attempt: number; workerId: string; outcome?: string; reason?: string }>;
 }
 
 /** Reads every record of `ids` straight from the KV bucket. */
@@ -106,7 +111,9 @@ export async function checkChaos(
   let interrupted = 0;
   let takeovers = 0;
   let fencedCompleted = 0;
+  let repeatedTasks = 0;
   for (const id of ids) {
+    if ((byTask.get(id) ?? []).filter((r) => r.ended).length > 1) repeatedTasks++;
     const rec = records.get(id);
     if (!rec) {
       problems.push(`${id}: lost (no record)`);
@@ -141,7 +148,12 @@ export async function checkChaos(
             `${id}: attempt ${r.attempt} on ${r.worker} completed but the record says ${att?.outcome}`,
           );
         }
-        if (!killedWorkers(r.worker)) fencedCompleted++;
+        if (!killedWorkers(r.worker)) {
+          fencedCompleted++;
+          problems.push(
+            `${id}: attempt ${r.attempt} on ${r.worker} completed, was not recorded and ran again, although that worker was never killed (${att?.reason ?? "no reason"})`,
+          );
+        }
         completedUnrecorded++;
       } else interrupted++;
     }
@@ -160,6 +172,7 @@ export async function checkChaos(
     runs: runs.size,
     completedUnrecorded,
     fencedCompleted,
+    repeatedTasks,
     interrupted,
     takeovers,
     problems,
