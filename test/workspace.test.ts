@@ -20,7 +20,7 @@ import {
   parseRepo,
   type TaskRecordView,
 } from "../daemon/workspace/index.js";
-import { makeTempDir, NatsServer, removeTempDirs } from "./harness/index.js";
+import { makeTempDir, NatsServer, removeTempDirs, waitFor } from "./harness/index.js";
 import { type MeshClient, openClient, plantOrphanedTask, startDaemon, waitForState } from "./support/mesh.js";
 import { uniqueId } from "./support/tasks.js";
 
@@ -183,6 +183,50 @@ describe("GitWorkspaceProvider", () => {
     expect(await git(o.dir, "rev-parse", "HEAD")).toBe(o.main);
     expect(await readFile(join(o.dir, "wip.txt"), "utf8")).toBe("the user's uncommitted work\n");
     expect(existsSync(join(o.dir, "pushed.txt"))).toBe(false);
+  });
+
+  it("a fence lost during the push stops it: finish rejects FENCED and the origin gets nothing", async () => {
+    const o = await makeOrigin();
+    // The origin's pre-receive hook says it started, then holds the push until released; it
+    // refuses afterwards, so a push that were not stopped would still end (as a failure). The
+    // hook (a grandchild of the daemon's git) holds git's output pipes open: stopping the push
+    // must not wait for them.
+    const started = join(o.dir, "hook-started");
+    const release = join(o.dir, "hook-release");
+    await writeFile(
+      join(o.dir, ".git", "hooks", "pre-receive"),
+      `#!/bin/sh\ncat >/dev/null\n: > "${started}"\nwhile [ ! -e "${release}" ]; do sleep 0.05; done\nexit 1\n`,
+      { mode: 0o755 },
+    );
+    const { ws } = await provider();
+    const s = spec(o.dir, { push: true });
+    const w = await ws.prepare(s, 1, live());
+    await writeFile(join(w.workdir, "late.txt"), "late\n");
+    const fence = new AbortController();
+    const fin = w.finish({ succeeded: true, message: "too late", signal: fence.signal });
+    fin.catch(() => undefined);
+    await waitFor(() => existsSync(started), { name: "push reached the origin's hook", timeoutMs: 15_000 });
+    fence.abort(new Error("lease lost"));
+    // Rejected while the hook still holds the push: the worker stopped it instead of waiting.
+    await expect(fin).rejects.toMatchObject({ code: "FENCED" });
+    expect(existsSync(release)).toBe(false);
+    await writeFile(release, "");
+    expect(await git(o.dir, "branch", "--list", `mesh/${s.id}`)).toBe("");
+  });
+
+  it("a fenced finish commits nothing", async () => {
+    const o = await makeOrigin();
+    const { ws } = await provider();
+    const s = spec(o.dir, { push: true });
+    const w = await ws.prepare(s, 1, live());
+    await writeFile(join(w.workdir, "never.txt"), "never\n");
+    const fence = new AbortController();
+    fence.abort(new Error("lease lost"));
+    await expect(w.finish({ succeeded: true, message: "x", signal: fence.signal })).rejects.toMatchObject({
+      code: "FENCED",
+    });
+    expect(await git(ws.cacheDir(o.dir), "rev-parse", `mesh/${s.id}`)).toBe(o.main);
+    expect(await git(o.dir, "branch", "--list", `mesh/${s.id}`)).toBe("");
   });
 
   it("a failed attempt commits nothing and keeps its worktree for inspection", async () => {

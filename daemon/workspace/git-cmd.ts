@@ -209,7 +209,9 @@ export class Git {
       }
       let child: ChildProcess;
       try {
-        child = spawn(this.binary, argv, { cwd, env, stdio: ["ignore", "pipe", "pipe"] });
+        // Its own process group: a stop reaches what git started too (ssh, a local
+        // receive-pack and its hooks), which would otherwise hold git's pipes open.
+        child = spawn(this.binary, argv, { cwd, env, stdio: ["ignore", "pipe", "pipe"], detached: true });
       } catch (err) {
         reject(new GitCommandError(args, String(err), "failed", err));
         return;
@@ -219,10 +221,18 @@ export class Git {
       let size = 0;
       let ended: "aborted" | "timeout" | undefined;
       let idle: NodeJS.Timeout | undefined;
+      const signalGroup = (sig: NodeJS.Signals): void => {
+        try {
+          if (child.pid !== undefined) process.kill(-child.pid, sig);
+          else child.kill(sig);
+        } catch {
+          // already gone
+        }
+      };
       const kill = (why: "aborted" | "timeout"): void => {
         ended ??= why;
-        child.kill("SIGTERM");
-        setTimeout(() => child.kill("SIGKILL"), 5_000).unref();
+        signalGroup("SIGTERM");
+        setTimeout(() => signalGroup("SIGKILL"), 5_000).unref();
       };
       const arm = (): void => {
         if (!opts.timeoutMs) return;
@@ -242,6 +252,12 @@ export class Git {
       let spawnError: Error | undefined;
       child.on("error", (err) => {
         spawnError = err;
+      });
+      // A stopped git is done when it exits, whoever still holds its pipes.
+      child.on("exit", () => {
+        if (!ended) return;
+        child.stdout?.destroy();
+        child.stderr?.destroy();
       });
       child.on("close", (code) => {
         if (idle) clearTimeout(idle);

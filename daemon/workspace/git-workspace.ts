@@ -163,13 +163,13 @@ export class GitWorkspaceProvider implements WorkspaceProvider {
     return {
       workdir,
       branch,
-      finish: async ({ succeeded, message }) => {
+      finish: async ({ succeeded, message, signal: fence }) => {
         if (finished) throw new Error("finish() called twice");
         finished = true;
         signal.removeEventListener("abort", release);
         try {
           if (!succeeded) return {};
-          return await this.lock.with(cache, () => this.commitAndPush(spec, src, wt, branch, message));
+          return await this.lock.with(cache, () => this.commitAndPush(spec, src, wt, branch, message, fence));
         } finally {
           release();
           await touch(workdir);
@@ -184,7 +184,19 @@ export class GitWorkspaceProvider implements WorkspaceProvider {
     wt: TrustedWorktree,
     branch: string,
     message: string,
+    fence?: AbortSignal,
   ): Promise<{ headCommit?: string }> {
+    // Once the attempt is fenced, nothing more leaves this worker: checked between steps, and
+    // the push itself is killed when the fence goes.
+    const fenced = () => {
+      if (fence?.aborted) {
+        throw new MeshError(
+          "FENCED",
+          `fenced out while finishing task ${spec.id}: nothing committed or pushed`,
+        );
+      }
+    };
+    fenced();
     const tampered = await worktreeTampering(this.git, wt);
     if (tampered) {
       // The next task on this cache gets the daemon's config back; this one's work is not used.
@@ -197,6 +209,7 @@ export class GitWorkspaceProvider implements WorkspaceProvider {
     }
     const repo = worktreeRepo(wt);
     const inWt = (args: string[]) => this.git.run(args, { repo });
+    fenced();
     await inWt(["add", "--all"]);
     const staged = (await inWt(["diff-index", "--cached", "--name-only", "HEAD", "--"])).trim();
     if (staged) {
@@ -220,12 +233,19 @@ export class GitWorkspaceProvider implements WorkspaceProvider {
       await inWt(["update-ref", `refs/heads/${branch}`, head]);
     }
     this.log.info({ taskId: spec.id, branch, head, committed: staged !== "" }, "task branch ready");
-    if (spec.push) await this.push(spec, src, wt.cache, branch);
+    fenced();
+    if (spec.push) await this.push(spec, src, wt.cache, branch, fence);
     await markCacheUsed(wt.cache).catch(() => undefined);
     return { headCommit: head };
   }
 
-  private async push(spec: TaskSpec, src: RepoSource, cache: string, branch: string): Promise<void> {
+  private async push(
+    spec: TaskSpec,
+    src: RepoSource,
+    cache: string,
+    branch: string,
+    fence?: AbortSignal,
+  ): Promise<void> {
     const ref = `refs/heads/${branch}`;
     try {
       await this.git.run(
@@ -238,9 +258,14 @@ export class GitWorkspaceProvider implements WorkspaceProvider {
           src.url,
           `${ref}:${ref}`,
         ],
-        { repo: cacheRepo(cache), timeoutMs: this.networkTimeoutMs },
+        { repo: cacheRepo(cache), timeoutMs: this.networkTimeoutMs, ...(fence ? { signal: fence } : {}) },
       );
     } catch (err) {
+      if (fence?.aborted) {
+        throw new MeshError("FENCED", `fenced out while pushing ${branch}: the push was stopped`, {
+          cause: err,
+        });
+      }
       if (
         err instanceof GitCommandError &&
         err.kind === "failed" &&
