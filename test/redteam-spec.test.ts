@@ -6,10 +6,11 @@
  * is now refused (at submit with the field named, exit 2; or by the claiming worker, cleanly) or
  * harmless, and the daemon serves on afterwards.
  */
-import { credentials, Metadata, type ServiceError, status } from "@grpc/grpc-js";
+
 import { existsSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { credentials, Metadata, type ServiceError, status } from "@grpc/grpc-js";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { TaskSpec } from "../daemon/tasks/spec.js";
@@ -141,7 +142,7 @@ beforeAll(async () => {
       "lease: 2s",
       "presenceInterval: 500ms",
       "retryDelay: 100ms",
-      `claude: { command: ["${CLAUDE_BIN}"], env: { ANTHROPIC_BASE_URL: "${mock.url}" }, hangTimeout: 60s }`,
+      `claude: { command: ["${CLAUDE_BIN}"], env: { ANTHROPIC_BASE_URL: "${mock.url}" }, hangTimeout: 60s, maxTurns: 40, maxBudgetUsd: 5 }`,
       "",
     ].join("\n"),
   );
@@ -180,6 +181,9 @@ describe("red team: task input", () => {
     async () => {
       await refusedByCli({ agent: { permissionMode: "bypassPermissions" } }, "agent.permissionMode");
       await refusedByCli({ agent: { allowedTools: ["Bash"] } }, "agent.allowedTools[0]");
+      // The operator's turn and budget limits are ceilings too: a task can lower them only.
+      await refusedByCli({ agent: { maxTurns: 41 } }, "agent.maxTurns");
+      await refusedByDaemon({ agent: { maxBudgetUsd: 5.01 } }, "agent.maxBudgetUsd");
       const human = await mesh([
         "submit",
         await specFile({ agent: { permissionMode: "bypassPermissions" } }),
@@ -193,7 +197,18 @@ describe("red team: task input", () => {
     LONG,
   );
 
-  it.each(["PATH", "LD_PRELOAD", "GIT_SSH_COMMAND", "BASH_ENV", "HTTPS_PROXY", "NODE_OPTIONS"])(
+  it.each([
+    "PATH",
+    "LD_PRELOAD",
+    "GIT_SSH_COMMAND",
+    "BASH_ENV",
+    "HTTPS_PROXY",
+    "NODE_OPTIONS",
+    // other casings: the loader, git and curl read some names in either case
+    "git_dir",
+    "Ld_Preload",
+    "https_proxy",
+  ])(
     "env injection: %s is refused by the CLI and by the daemon",
     async (name) => {
       const doc = { runner: "command", command: ["true"], env: { [name]: "/tmp/evil" } };
@@ -208,6 +223,9 @@ describe("red team: task input", () => {
     ["tool name", { agent: { disallowedTools: ["--x"] } }, "agent.disallowedTools[0]"],
     ["ref", { repo: "/srv/repos/app", ref: "--upload-pack=touch /tmp/pwned" }, "ref"],
     ["repo", { repo: "-oProxyCommand=touch /tmp/pwned" }, "repo"],
+    ["ssh host", { repo: "ssh://-oProxyCommand=touch%20/tmp/pwned/x" }, "repo"],
+    ["scp-like user and host", { repo: "git@-oProxyCommand=x:app" }, "repo"],
+    ["scp-like path", { repo: "git@example.com:--upload-pack=touch /tmp/pwned" }, "repo"],
     ["relative repo (refused only at claim before)", { runner: "noop", repo: "some/relative/dir" }, "repo"],
   ])(
     "option injection: %s is refused by the CLI and by the daemon",
