@@ -274,10 +274,15 @@ const dec = new TextDecoder("utf-8", { fatal: true });
 export function parseTaskRecord(data: Uint8Array, key: string, revision: number): TaskRecord {
   let value: unknown;
   let problem: string | undefined;
-  try {
-    value = JSON.parse(dec.decode(data));
-  } catch {
-    problem = "not JSON";
+  if (data.length > MAX_RECORD_BYTES) {
+    // No daemon writes one (boundRecord); it could not take another attempt below max_payload.
+    problem = `${Math.ceil(data.length / 1024)} KiB, larger than a record can be (${MAX_RECORD_BYTES / 1024} KiB)`;
+  } else {
+    try {
+      value = JSON.parse(dec.decode(data));
+    } catch {
+      problem = "not JSON";
+    }
   }
   problem ??= recordProblem(value, key);
   if (problem) {
