@@ -365,6 +365,31 @@ describe("red team: task input", () => {
   );
 
   it(
+    "a child printing 640 MiB without a newline costs the daemon one cut line, not its memory",
+    async () => {
+      const { task, events } = await runFollowing({
+        runner: "command",
+        command: [
+          process.execPath,
+          "-e",
+          [
+            'const b = Buffer.alloc(1 << 20, "x");',
+            "let n = 0;",
+            "const more = () => { while (n < 640) { n++; if (!process.stdout.write(b)) return process.stdout.once('drain', more); } };",
+            "more();",
+          ].join(" "),
+        ],
+      });
+      expect(task.state, JSON.stringify(task.attempts)).toBe("succeeded");
+      const lines = events.filter((e) => e.type === "log").map((e) => e.line as string);
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toBe("x".repeat(4096));
+      expect(meshd.child.exitCode).toBeNull();
+    },
+    LONG,
+  );
+
+  it(
     "the daemon still serves afterwards",
     async () => {
       const { task } = await runFollowing({ runner: "noop" });
