@@ -390,6 +390,27 @@ describe("red team: task input", () => {
   );
 
   it(
+    "escape sequences a task prints (window title, clipboard, clear screen) reach the terminal as text",
+    async () => {
+      const evil = "\x1b]0;pwned\x07\x1b]52;c;ZXZpbA==\x07\x1b[2J\x9b6n ok";
+      const r = await mesh([
+        "submit",
+        await specFile({
+          id: uniqueId("esc"),
+          title: "title",
+          runner: "command",
+          command: [process.execPath, "-e", "console.log(process.argv[1])", evil],
+        }),
+        "--follow",
+      ]);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toContain("\\x1b]0;pwned\\x07\\x1b]52;c;ZXZpbA==\\x07\\x1b[2J\\x9b6n ok");
+      for (const raw of ["\x07", "\x9b", "\x1b]", "\x1b[2J"]) expect(r.stdout).not.toContain(raw);
+    },
+    LONG,
+  );
+
+  it(
     "the daemon still serves afterwards",
     async () => {
       const { task } = await runFollowing({ runner: "noop" });
