@@ -212,6 +212,9 @@ describe("red team: task input", () => {
     "git_dir",
     "Ld_Preload",
     "https_proxy",
+    // options for the program that reads them (a pre-approved `go test` would run anything)
+    "GOFLAGS",
+    "GLIBC_TUNABLES",
   ])(
     "env injection: %s is refused by the CLI and by the daemon",
     async (name) => {
