@@ -18,7 +18,13 @@ export const REDACTED = "[redacted]";
 export function makeRedactor(secrets: ReadonlyArray<string | undefined>): Redactor {
   // Short values would mask ordinary words; real keys are long. Longest first, so a secret that
   // contains another is masked whole.
-  const list = [...new Set(secrets.filter((s): s is string => typeof s === "string" && s.length >= 8))].sort(
+  // A multi-line secret (a PEM key, a JSON credential) reaches events a line at a time: each
+  // of its lines is a secret too.
+  const whole = secrets.filter((s): s is string => typeof s === "string");
+  const lines = whole
+    .filter((s) => /[\r\n]/.test(s))
+    .flatMap((s) => s.split(/\r?\n|\r/).map((l) => l.trim()));
+  const list = [...new Set([...whole, ...lines].filter((s) => s.length >= 8))].sort(
     (a, b) => b.length - a.length,
   );
   if (list.length === 0) return (t) => t;

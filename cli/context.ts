@@ -6,7 +6,7 @@ import type { Command } from "commander";
 import { MAX_TIMER_MS, parseDuration } from "../daemon/lite.js";
 import { MeshClient } from "./client.js";
 import { CliError, EXIT } from "./errors.js";
-import { type Style, useColor } from "./format.js";
+import { type Style, terminalSafe, useColor } from "./format.js";
 import { parseDaemonTarget } from "./target.js";
 
 export interface GlobalOptions {
@@ -98,7 +98,7 @@ export function makeContext(cmd: Command, signal: AbortSignal): Ctx {
     json,
     style,
     signal,
-    print: (line) => process.stdout.write(`${line}\n`),
+    print: (line) => process.stdout.write(`${terminalSafe(line)}\n`),
     printJson: (value) => process.stdout.write(`${JSON.stringify(value)}\n`),
     // Notes are for a person at a terminal; piped stderr carries errors only.
     note: (line) => {

@@ -34,6 +34,20 @@ export function paintState(style: Style, state: string): string {
 const ANSI_RE = /\x1b\[[0-9;]*m/g;
 const visibleWidth = (s: string): number => [...s.replace(ANSI_RE, "")].length;
 
+// biome-ignore lint/suspicious/noControlCharactersInRegex: finds terminal control characters
+const CONTROL_RE = /\x1b\[[0-9;]*m|[\x00-\x08\x0b-\x1f\x7f-\x9f]/g;
+
+/**
+ * A line fit for a terminal: what tasks print (output lines, titles, reasons) may hold escape
+ * sequences that move the cursor, retitle the window or write the clipboard. Colour codes
+ * (`ESC [ ... m`) are kept; every other control character is shown as `\xNN`.
+ */
+export function terminalSafe(line: string): string {
+  return line.replace(CONTROL_RE, (m) =>
+    m.length > 1 ? m : `\\x${m.charCodeAt(0).toString(16).padStart(2, "0")}`,
+  );
+}
+
 /** Columns padded to the widest cell; the last column is not padded. Cells may hold colour. */
 export function table(headers: string[], rows: string[][], style: Style): string {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => visibleWidth(r[i] ?? ""))));

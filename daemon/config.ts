@@ -9,10 +9,10 @@ import { join, resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { MeshError } from "./errors.js";
+import { DEFAULT_SUBMIT_MAX_BYTES } from "./limits.js";
 import type { TaskPolicy } from "./tasks/policy.js";
 import { formatTimerLimit, LABEL_KEY_RE, MAX_TIMER_MS, NAME_RE, PERMISSION_ORDER } from "./tasks/spec.js";
 import { DEFAULT_TASK_ENV_ALLOW, envPatternProblem } from "./tasks/task-env.js";
-import { DEFAULT_SUBMIT_MAX_BYTES } from "./limits.js";
 import { formatBytes, parseBytes } from "./util/bytes.js";
 import { parseDuration } from "./util/duration.js";
 
@@ -195,6 +195,10 @@ export const daemonOptionsSchema = z.strictObject({
       /** Tools a task may pre-approve beyond allowedTools; ["*"]: any. */
       taskAllowedTools: z.array(z.string().min(1)).default([]),
       disallowedTools: z.array(z.string().min(1)).optional(),
+      /** Each session's turn limit, and the most a task's `agent.maxTurns` may ask for. */
+      maxTurns: z.number().int().positive().optional(),
+      /** Each session's budget in USD, and the most a task's `agent.maxBudgetUsd` may ask for. */
+      maxBudgetUsd: z.number().positive().optional(),
       env: z.record(z.string(), z.string()).default({}),
       /** Variables of the daemon's environment Claude Code also gets (beyond PATH, HOME, ...). */
       passEnv: z
@@ -361,6 +365,8 @@ export function compileConfig(input: unknown, source = "config"): DaemonConfig {
       taskTools: o.claude.taskAllowedTools,
       repos: o.repos,
       envAllow: o.taskEnv.allow,
+      ...(o.claude.maxTurns !== undefined ? { maxTurns: o.claude.maxTurns } : {}),
+      ...(o.claude.maxBudgetUsd !== undefined ? { maxBudgetUsd: o.claude.maxBudgetUsd } : {}),
     },
   };
 }

@@ -29,6 +29,8 @@ export function defaultRunners(
         ...(c.model ? { defaultModel: c.model } : {}),
         ...(c.allowedTools ? { allowedTools: c.allowedTools } : {}),
         ...(c.disallowedTools ? { disallowedTools: c.disallowedTools } : {}),
+        ...(c.maxTurns !== undefined ? { maxTurns: c.maxTurns } : {}),
+        ...(c.maxBudgetUsd !== undefined ? { maxBudgetUsd: c.maxBudgetUsd } : {}),
         extraEnv: c.env,
         passEnv: c.passEnv,
         apiKey: c.apiKeyFile ? { file: c.apiKeyFile } : { env: "ANTHROPIC_API_KEY" },

@@ -16,8 +16,8 @@ import { unschedulableReason } from "./registry/unschedulable.js";
 import type { WorkerInfo } from "./registry/worker-info.js";
 import type { EventPublisher } from "./tasks/event-publisher.js";
 import { EVENTS_STREAM, stateEventAttempt, type TaskEvent, taskEventSubject } from "./tasks/events.js";
-import { isTerminal, newTaskRecord, type TaskRecord, type VersionedRecord } from "./tasks/record.js";
 import { checkBatchPolicy, type TaskPolicy } from "./tasks/policy.js";
+import { isTerminal, newTaskRecord, type TaskRecord, type VersionedRecord } from "./tasks/record.js";
 import type { TaskSpec } from "./tasks/spec.js";
 import type { TaskStore } from "./tasks/store.js";
 import { pause } from "./util/abort.js";
@@ -92,9 +92,20 @@ export class MeshService implements MeshApi {
     const records = specs.map((spec) => newTaskRecord(spec, now));
     // The whole batch or nothing: refused up front when it would fill the bucket.
     await this.d.capacity?.admit(records.reduce((n, r) => n + recordBytes(r), 0));
+    // Every record first, then the doorbells: a create refused part-way (the bucket filled up
+    // behind the check above, by another daemon's submit) takes back the ones made before it,
+    // which no doorbell has announced yet, so a refused batch changes nothing.
+    const made: Array<VersionedRecord | undefined> = [];
+    try {
+      for (const r of records) made.push(await this.d.store.create(r));
+    } catch (err) {
+      const undo = made.filter((v): v is VersionedRecord => v !== undefined);
+      await Promise.allSettled(undo.map((v) => this.d.store.purge(v)));
+      throw err;
+    }
     const out: SubmitResult[] = [];
     for (const [i, spec] of specs.entries()) {
-      const created = await this.d.store.create(records[i] as TaskRecord);
+      const created = made[i];
       if (created) {
         this.d.observer?.submitted({ pool: spec.pool });
         this.stateEvent(created.record);

@@ -8,18 +8,25 @@ import type { Redactor } from "../agent-shim/index.js";
 import { isMeshError } from "./errors.js";
 import type { RunContext, Runner, RunnerEvent, RunOutcome } from "./runner/runner.js";
 import { checkTaskPolicy, type TaskPolicy } from "./tasks/policy.js";
-import type { TaskSpec } from "./tasks/spec.js";
+import { checkStoredSpec, type TaskSpec } from "./tasks/spec.js";
 import type { PreparedWorkspace, WorkspaceProvider } from "./workspace/workspace.js";
 
 /** Why this worker refuses the spec (fields named), or undefined. */
 export function policyRefusal(spec: TaskSpec, policy: TaskPolicy): string | undefined {
-  try {
-    checkTaskPolicy(spec, policy);
-    return undefined;
-  } catch (err) {
-    if (isMeshError(err)) return err.message;
-    throw err;
-  }
+  const why = (check: () => void, what: string): string | undefined => {
+    try {
+      check();
+      return undefined;
+    } catch (err) {
+      if (isMeshError(err)) return `${what}: ${err.message}`;
+      throw err;
+    }
+  };
+  // The spec as stored may not be one a submit accepts (written to the bus some other way).
+  return (
+    why(() => checkStoredSpec(spec), "refused by this worker: not a valid task spec") ??
+    why(() => checkTaskPolicy(spec, policy), "refused by this worker's ceilings")
+  );
 }
 
 function redactEvent(e: RunnerEvent, redact: Redactor): RunnerEvent {
@@ -49,7 +56,7 @@ export function guardRunner(inner: Runner, policy: TaskPolicy, redact: Redactor)
     async run(ctx: RunContext): Promise<RunOutcome> {
       const refused = policyRefusal(ctx.spec, policy);
       if (refused) {
-        return { status: "failed", permanent: true, reason: `refused by this worker's ceilings: ${refused}` };
+        return { status: "failed", permanent: true, reason: refused };
       }
       const emit = (e: RunnerEvent): void => ctx.emit(redactEvent(e, redact));
       return redactOutcome(await inner.run({ ...ctx, emit }), redact);

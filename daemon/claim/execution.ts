@@ -14,7 +14,12 @@ import type { Delivery } from "../queue/delivery.js";
 import type { AbortReason, Runner, RunnerEvent, RunOutcome } from "../runner/runner.js";
 import type { EventPublisher } from "../tasks/event-publisher.js";
 import { stateEventAttempt } from "../tasks/events.js";
-import type { AttemptOutcome, TaskRecord, VersionedRecord } from "../tasks/record.js";
+import {
+  type AttemptOutcome,
+  rateLimitedAttempts,
+  type TaskRecord,
+  type VersionedRecord,
+} from "../tasks/record.js";
 import type { TaskStore } from "../tasks/store.js";
 import type { PreparedWorkspace, WorkspaceProvider } from "../workspace/workspace.js";
 import type { LeaseBeacon } from "./beacon.js";
@@ -343,7 +348,7 @@ export class Execution {
               result = "requeued";
               return requeue(r);
             case "rate_limited": {
-              const limited = r.attempts.filter((x) => x.outcome === "rate_limited").length;
+              const limited = rateLimitedAttempts(r);
               if (limited > r.maxAttempts * 5)
                 return terminal(r, "dead", `rate limited ${limited} times`, now);
               result = "requeued";

@@ -16,6 +16,8 @@ const REFRESH_MS = 1000;
 
 export class BucketCapacity {
   private seen: { bytes: number; maxBytes: number; at: number } | undefined;
+  /** The stream info read under way: concurrent submits share it, so none overwrites another's count. */
+  private reading: Promise<void> | undefined;
 
   constructor(
     private readonly jsm: JetStreamManager,
@@ -28,9 +30,17 @@ export class BucketCapacity {
   async admit(bytes: number): Promise<void> {
     const t = this.now();
     if (!this.seen || t - this.seen.at > REFRESH_MS) {
-      const si = await this.jsm.streams.info(this.stream);
-      this.seen = { bytes: si.state.bytes, maxBytes: si.config.max_bytes, at: t };
+      this.reading ??= this.jsm.streams
+        .info(this.stream)
+        .then((si) => {
+          this.seen = { bytes: si.state.bytes, maxBytes: si.config.max_bytes, at: t };
+        })
+        .finally(() => {
+          this.reading = undefined;
+        });
+      await this.reading;
     }
+    if (!this.seen) return;
     const { maxBytes } = this.seen;
     if (maxBytes <= 0) return;
     const soft = Math.floor(maxBytes * SOFT_RATIO);

@@ -365,9 +365,10 @@ export class ClaudeRunner implements Runner {
     };
     const model = a.model ?? c.defaultModel;
     if (model) job.model = model;
-    const maxTurns = a.maxTurns ?? c.maxTurns;
+    // The operator's values are ceilings: a task can only lower them (tasks/policy.ts refuses more).
+    const maxTurns = lowest(a.maxTurns, c.maxTurns);
     if (maxTurns !== undefined) job.maxTurns = maxTurns;
-    const budget = a.maxBudgetUsd ?? c.maxBudgetUsd;
+    const budget = lowest(a.maxBudgetUsd, c.maxBudgetUsd);
     if (budget !== undefined) job.maxBudgetUsd = budget;
     if (append) job.appendSystemPrompt = append;
     if (c.settings !== undefined) {
@@ -600,4 +601,10 @@ function toResultInfo(outcome: ShimOutcome): TaskResultInfo | undefined {
   if (r.durationMs !== undefined) info.durationMs = r.durationMs;
   if (r.model) info.model = r.model;
   return info;
+}
+
+/** The smaller of two optional limits (undefined: no limit). */
+function lowest(a: number | undefined, b: number | undefined): number | undefined {
+  if (a === undefined) return b;
+  return b === undefined ? a : Math.min(a, b);
 }

@@ -7,8 +7,8 @@
  */
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
 import { execa } from "execa";
+import { onBoundedLines } from "./bounded-lines.js";
 import { controlStdio, killRun, launchRun, signalTree } from "./child.js";
 import { childEnv } from "./child-env.js";
 import type { RunContext, Runner, RunOutcome } from "./runner.js";
@@ -23,6 +23,9 @@ export interface CommandRunnerOptions {
   /** At most this many output lines per attempt are published as events. */
   maxLogLines?: number;
 }
+
+/** The most of one output line the runner holds (what is shown is cut to 4096 after masking). */
+const MAX_HELD_LINE = 64 * 1024;
 
 export class CommandRunner implements Runner {
   readonly kind = "command";
@@ -79,8 +82,9 @@ export class CommandRunner implements Runner {
     for (const stream of ["stdout", "stderr"] as const) {
       const s = child[stream];
       if (!s) continue;
-      createInterface({ input: s }).on("line", (line) => {
-        // Masked before the cut, so a secret split at the cut is not half shown.
+      // At most 64 KiB of a line is held; masked before the cut to 4 KiB, so a secret split at
+      // the cut is not half shown.
+      onBoundedLines(s, MAX_HELD_LINE, (line) => {
         if (lines++ < this.maxLogLines)
           ctx.emit({ type: "log", stream, line: this.redact(line).slice(0, 4096) });
       });

@@ -26,6 +26,10 @@ export interface TaskPolicy {
   repos?: readonly string[] | undefined;
   /** Names a task's `env` may set (`taskEnv.allow`). */
   envAllow: readonly EnvPattern[];
+  /** The most turns a task may ask for (`claude.maxTurns`); undefined: no ceiling. */
+  maxTurns?: number | undefined;
+  /** The largest budget a task may ask for (`claude.maxBudgetUsd`); undefined: no ceiling. */
+  maxBudgetUsd?: number | undefined;
 }
 
 interface Problem {
@@ -66,6 +70,17 @@ function problems(spec: TaskSpec, policy: TaskPolicy): Problem[] {
     out.push({
       path: "agent.permissionMode",
       text: `"${a.permissionMode}" is above this worker's ceiling "${policy.maxPermissionMode}" (modes from least to most permissive: ${PERMISSION_ORDER.join(" < ")}); ask for ${policy.maxPermissionMode} or less, or have the operator raise claude.maxPermissionMode`,
+    });
+  }
+  const limits = [
+    ["maxTurns", a.maxTurns, policy.maxTurns, "claude.maxTurns"],
+    ["maxBudgetUsd", a.maxBudgetUsd, policy.maxBudgetUsd, "claude.maxBudgetUsd"],
+  ] as const;
+  for (const [field, asked, ceiling, setting] of limits) {
+    if (asked === undefined || ceiling === undefined || asked <= ceiling) continue;
+    out.push({
+      path: `agent.${field}`,
+      text: `${asked} is above this worker's ceiling ${ceiling}; ask for ${ceiling} or less, or have the operator raise ${setting}`,
     });
   }
   const anyTool = policy.taskTools.includes("*");

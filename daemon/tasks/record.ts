@@ -108,6 +108,10 @@ export interface TaskRecord {
   result?: TaskResultInfo;
   /** Human reason of the terminal state. */
   reason?: string;
+  /** Attempts no longer listed in `attempts` (the oldest go first; see boundRecord). */
+  droppedAttempts?: number;
+  /** How many of the dropped attempts were rate-limited (they count towards the rate-limit cap). */
+  droppedRateLimited?: number;
 }
 
 export function newTaskRecord(spec: TaskSpec, now: Date): TaskRecord {
@@ -185,6 +189,7 @@ export function recordProblem(value: unknown, id?: string): string | undefined {
   const badField =
     badOptional(value, ["heartbeatAt", "finishedAt", "notBefore"], isTime) ??
     badOptional(value, ["reason"], isString) ??
+    badOptional(value, ["droppedAttempts", "droppedRateLimited"], isCount) ??
     badOptional(value, ["cancelRequested"], (x) => typeof x === "boolean") ??
     badOptional(value, ["owner"], (x) => isObject(x) && isString(x.workerId) && isString(x.host)) ??
     badOptional(value, ["result"], isObject);
@@ -216,6 +221,50 @@ export function recordProblem(value: unknown, id?: string): string | undefined {
   return undefined;
 }
 
+/**
+ * A record is one NATS message: it must stay below the server's max_payload (1 MiB by default)
+ * whatever its attempts collect. The spec is at most MAX_SPEC_BYTES; reasons, the summary and the
+ * list of attempts are bounded here, before every write.
+ */
+export const MAX_RECORD_BYTES = 960 * 1024;
+/** A reason (of an attempt or of the record) longer than this is cut. */
+export const MAX_REASON_CHARS = 2000;
+/** The result's summary longer than this is cut. */
+export const MAX_SUMMARY_CHARS = 16_000;
+/** At most this many attempts are listed: the newest; older ones are only counted. */
+export const MAX_KEPT_ATTEMPTS = 50;
+
+const clipText = (s: string, max: number): string => (s.length <= max ? s : `${s.slice(0, max - 1)}…`);
+
+function dropOldest(r: TaskRecord, n: number): void {
+  const gone = r.attempts.splice(0, n);
+  if (gone.length === 0) return;
+  r.droppedAttempts = (r.droppedAttempts ?? 0) + gone.length;
+  const limited = gone.filter((a) => a.outcome === "rate_limited").length;
+  if (limited > 0) r.droppedRateLimited = (r.droppedRateLimited ?? 0) + limited;
+}
+
+/**
+ * Bounds what grows in `r` (in place): reasons and the summary are cut, only the newest
+ * MAX_KEPT_ATTEMPTS attempts are kept (the others counted in droppedAttempts), and older
+ * attempts go until the record fits MAX_RECORD_BYTES. Returns `r`.
+ */
+export function boundRecord(r: TaskRecord): TaskRecord {
+  if (r.reason !== undefined) r.reason = clipText(r.reason, MAX_REASON_CHARS);
+  for (const a of r.attempts) if (a.reason !== undefined) a.reason = clipText(a.reason, MAX_REASON_CHARS);
+  if (r.result?.summary !== undefined) r.result.summary = clipText(r.result.summary, MAX_SUMMARY_CHARS);
+  if (r.attempts.length > MAX_KEPT_ATTEMPTS) dropOldest(r, r.attempts.length - MAX_KEPT_ATTEMPTS);
+  while (r.attempts.length > 1 && Buffer.byteLength(JSON.stringify(r)) > MAX_RECORD_BYTES) {
+    dropOldest(r, Math.max(1, Math.floor(r.attempts.length / 4)));
+  }
+  return r;
+}
+
+/** Rate-limited attempts of the task so far, the dropped ones included. */
+export function rateLimitedAttempts(r: TaskRecord): number {
+  return r.attempts.filter((a) => a.outcome === "rate_limited").length + (r.droppedRateLimited ?? 0);
+}
+
 const dec = new TextDecoder("utf-8", { fatal: true });
 
 /**
@@ -225,10 +274,15 @@ const dec = new TextDecoder("utf-8", { fatal: true });
 export function parseTaskRecord(data: Uint8Array, key: string, revision: number): TaskRecord {
   let value: unknown;
   let problem: string | undefined;
-  try {
-    value = JSON.parse(dec.decode(data));
-  } catch {
-    problem = "not JSON";
+  if (data.length > MAX_RECORD_BYTES) {
+    // No daemon writes one (boundRecord); it could not take another attempt below max_payload.
+    problem = `${Math.ceil(data.length / 1024)} KiB, larger than a record can be (${MAX_RECORD_BYTES / 1024} KiB)`;
+  } else {
+    try {
+      value = JSON.parse(dec.decode(data));
+    } catch {
+      problem = "not JSON";
+    }
   }
   problem ??= recordProblem(value, key);
   if (problem) {

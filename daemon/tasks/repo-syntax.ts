@@ -40,6 +40,25 @@ export function hasControlChars(s: string): boolean {
 
 const SCP_LIKE = /^([A-Za-z0-9._~-]+@)?[A-Za-z0-9.-]+:(?!\/\/)[^\s]/;
 
+/**
+ * The user, host and path of a remote URL (`scheme://user@host/path` or `user@host:path`): the
+ * parts git hands to ssh (and to the server), where one starting with "-" would be an option.
+ */
+function remoteParts(repo: string, scheme: string | undefined): string[] {
+  if (scheme) {
+    const rest = repo.slice(scheme.length + 3);
+    const slash = rest.indexOf("/");
+    const authority = slash < 0 ? rest : rest.slice(0, slash);
+    const at = authority.lastIndexOf("@");
+    const user = at < 0 ? "" : authority.slice(0, at);
+    const host = (at < 0 ? authority : authority.slice(at + 1)).replace(/^\[/, "");
+    return [user, host, slash < 0 ? "" : rest.slice(slash + 1)];
+  }
+  const colon = repo.indexOf(":");
+  const at = repo.lastIndexOf("@", colon);
+  return [at < 0 ? "" : repo.slice(0, at), repo.slice(at + 1, colon), repo.slice(colon + 1)];
+}
+
 /** A task's `repo`: an absolute path, a `file|git|http|https|ssh` URL, or `user@host:path`. */
 export function parseRepo(repo: string): RepoSource {
   if (repo.startsWith("-") || repo.trim() !== repo || hasControlChars(repo)) {
@@ -58,6 +77,7 @@ export function parseRepo(repo: string): RepoSource {
         `repo "${display}": protocol "${scheme}" is not allowed (${ALLOWED_PROTOCOLS.join(", ")})`,
       );
     }
+    if (scheme !== "file") refuseOptionLike(repo, scheme, display);
     if (scheme === "file") {
       let path: string;
       try {
@@ -73,10 +93,19 @@ export function parseRepo(repo: string): RepoSource {
     const path = resolve(repo);
     return { url: path, localPath: path, key: `file:${path}`, display: path };
   }
+  if (SCP_LIKE.test(repo)) refuseOptionLike(repo, undefined, display);
   if (SCP_LIKE.test(repo)) return { url: repo, key: repo.replace(/\/+$/, ""), display };
   throw invalid(
     `repo "${display}": expected an absolute path or a URL (https://, ssh://, git@host:path, file://); relative paths mean nothing on another machine`,
   );
+}
+
+function refuseOptionLike(repo: string, scheme: string | undefined, display: string): void {
+  if (remoteParts(repo, scheme).some((p) => p.startsWith("-"))) {
+    throw invalid(
+      `repo "${display}": its user, host or path starts with "-" (ssh, which git runs, would read it as an option)`,
+    );
+  }
 }
 
 const REF_RE = /^[A-Za-z0-9._/@{}^~+-]+$/;

@@ -324,3 +324,27 @@ export function parseTaskDocument(text: string, source = "input"): unknown[] {
 export function parseTaskSpecs(text: string, source?: string): TaskSpec[] {
   return validateTaskBatch(parseTaskDocument(text, source));
 }
+
+/**
+ * Checks a spec as stored in a record (validated once at submit, its timeout already in ms)
+ * against today's rules: a record written to the bus directly, or by another version, may hold
+ * one that would crash or misuse a runner (a string `command`, a null `env`). Throws
+ * INVALID_ARGUMENT naming the field.
+ */
+export function checkStoredSpec(spec: TaskSpec): void {
+  const { timeout, ...rest } = spec as Partial<TaskSpec> & Record<string, unknown>;
+  validateTaskSpec(rest);
+  // Submit fills these in; a stored spec without them was not written by a submit.
+  for (const k of ["id", "pool", "labels", "maxAttempts", "runner", "agent", "env"] as const) {
+    if (rest[k] === undefined) throw new MeshError("INVALID_ARGUMENT", `${k}: is required`, { field: k });
+  }
+  if (timeout !== undefined && !(Number.isSafeInteger(timeout) && timeout > 0 && timeout <= MAX_TIMER_MS)) {
+    throw new MeshError(
+      "INVALID_ARGUMENT",
+      `timeout: ${JSON.stringify(timeout)} is not a duration in ms up to ${MAX_TIMER_MS}`,
+      {
+        field: "timeout",
+      },
+    );
+  }
+}

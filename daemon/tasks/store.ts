@@ -10,6 +10,7 @@ import { scanKv } from "../nats/kv-scan.js";
 import { TASKS_BUCKET, type Topology } from "../queue/topology.js";
 import {
   assertTransition,
+  boundRecord,
   parseTaskRecord,
   type TaskRecord,
   type UnreadableRecord,
@@ -118,6 +119,7 @@ export class TaskStore {
   async update(prev: VersionedRecord, next: TaskRecord): Promise<VersionedRecord> {
     if (next.state !== prev.record.state) assertTransition(next.id, prev.record.state, next.state);
     next.updatedAt = this.now().toISOString();
+    boundRecord(next);
     try {
       const data = enc.encode(JSON.stringify(next));
       const { seq: revision } = await this.publisher.publish(`${this.putPrefix}.${next.id}`, data, {

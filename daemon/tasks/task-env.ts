@@ -25,7 +25,6 @@ export const DEFAULT_TASK_ENV_ALLOW: readonly EnvPattern[] = [
   "NODE_ENV",
   "RUST_LOG",
   "RUST_BACKTRACE",
-  "GOFLAGS",
 ];
 
 /** Exact names a task can never set. */
@@ -81,6 +80,20 @@ const DENIED_NAMES = new Set([
   "OPENSSL_MODULES",
   "OPENSSL_ENGINES",
   "DISABLE_AUTOUPDATER",
+  // Options for the programs that read them: `GOFLAGS=-toolexec=<prog>` makes a pre-approved
+  // `go test` run any program, `RUSTFLAGS=-Clinker=<prog>` a `cargo build`, and so on.
+  "GOFLAGS",
+  "GOENV",
+  "GOTOOLCHAIN",
+  "MAKEFLAGS",
+  "MFLAGS",
+  "RUSTFLAGS",
+  "RUSTDOCFLAGS",
+  "CFLAGS",
+  "CXXFLAGS",
+  "CPPFLAGS",
+  "LDFLAGS",
+  "GLIBC_TUNABLES", // read by the dynamic loader
 ]);
 
 /** Prefixes a task can never set (matched without regard to case where tools read either). */
