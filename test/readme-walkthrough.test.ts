@@ -29,8 +29,8 @@ function walkthroughBlocks(readme: string): Block[] {
   const blocks: Block[] = [];
   const re = /<!-- walkthrough(?<marker>[^>]*?)\s*-->\s*\n```sh\n(?<body>[\s\S]*?)\n```/g;
   for (const m of readme.matchAll(re)) {
-    const marker = (m.groups!.marker ?? "").replace(/^:\s*/, "").split(/\s/)[0] ?? "";
-    const lines = m.groups!.body.split("\n").filter((l) => l.trim() && !l.trim().startsWith("#"));
+    const marker = (m.groups?.marker ?? "").replace(/^:\s*/, "").split(/\s/)[0] ?? "";
+    const lines = (m.groups?.body ?? "").split("\n").filter((l) => l.trim() && !l.trim().startsWith("#"));
     blocks.push({ marker, lines });
   }
   return blocks;
@@ -155,7 +155,7 @@ describe("README walkthrough", () => {
     // build`. CI has no time for a second `npm ci` (it needs the registry and takes minutes), so
     // the clone gets this repository's node_modules as a symlink; the build runs as shown.
     const setupLines = setup[0]!.lines.map(commandOf);
-    expect(setupLines[0]).toMatch(/^git clone \S+ agent-mesh && cd agent-mesh$/);
+    expect(setupLines[0]).toMatch(/^git clone .+ agent-mesh && cd agent-mesh$/);
     expect(setupLines.slice(1)).toEqual(["npm ci && npm run build"]);
     await symlink(join(REPO_ROOT, "node_modules"), join(clone, "node_modules"));
     const env: NodeJS.ProcessEnv = {
@@ -166,7 +166,7 @@ describe("README walkthrough", () => {
       MESH_NATS_PORT: "0",
     };
     const build = await bash("npm run build", clone, env);
-    expect(build.code, build.stderr).toBe(0);
+    expect(build.code, `${build.stdout}\n${build.stderr}`).toBe(0);
 
     // `npm start` as a terminal runs it: its own process group, Ctrl-C goes to the group.
     const startLine = start[0]!.lines.map(commandOf);
