@@ -266,7 +266,7 @@ function banner(b: {
       ? [`  metrics  ${b.metricsUrl}/metrics  (Prometheus service discovery: ${b.metricsUrl}/sd)`]
       : []),
     "",
-    `Try, in another terminal${linked ? "" : " in this repository"}:`,
+    "Try, in another terminal in this repository:",
     `  ${mesh} workers`,
     `  ${mesh} submit examples/command.yaml --wait`,
     ...(linked ? [] : ["  (`npm link` once puts mesh and meshd on your PATH: then just `mesh workers`)"]),
