@@ -7,6 +7,7 @@
 import { existsSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { connect } from "node:net";
+import { homedir } from "node:os";
 import { delimiter, join, resolve } from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
 import {
@@ -63,7 +64,12 @@ export function upCommand(): Command {
       new Option("--nats-creds <file>", "with --nats: a NATS .creds file to connect with").env("NATS_CREDS"),
     )
     .option("--insecure", "with --nats: allow a NATS on another machine without TLS or credentials")
-    .option("--nats-port <port>", "port of the local nats-server on 127.0.0.1 (0: any free port)", port, 4222)
+    .addOption(
+      new Option("--nats-port <port>", "port of the local nats-server on 127.0.0.1 (0: any free port)")
+        .env("MESH_NATS_PORT")
+        .argParser(port)
+        .default(4222),
+    )
     .option("-c, --config <file>", "meshd config file (YAML/JSON); flags override it")
     .option("--pools <pools>", "pools this daemon serves", list)
     .option("--labels <k=v,...>", "labels tasks can require", labels)
@@ -243,8 +249,9 @@ function banner(b: {
   metricsUrl: string | undefined;
 }): string {
   const { config, nats } = b;
+  // Another terminal may not share this one's MESH_STATE_DIR: name any state dir but ~/.agent-mesh.
   const envPrefix =
-    config.stateDir === resolve(defaultStateDir()) ? "" : `MESH_STATE_DIR=${config.stateDir} `;
+    config.stateDir === resolve(homedir(), ".agent-mesh") ? "" : `MESH_STATE_DIR=${config.stateDir} `;
   const linked = onPath("mesh");
   const mesh = `${envPrefix}${linked ? "mesh" : "npm run -s mesh --"}`;
   const meshd = onPath("meshd") ? "meshd" : "node dist/daemon/main.js";
@@ -259,7 +266,7 @@ function banner(b: {
       ? [`  metrics  ${b.metricsUrl}/metrics  (Prometheus service discovery: ${b.metricsUrl}/sd)`]
       : []),
     "",
-    `Try, in another terminal${linked ? "" : " in this repository"}:`,
+    "Try, in another terminal in this repository:",
     `  ${mesh} workers`,
     `  ${mesh} submit examples/command.yaml --wait`,
     ...(linked ? [] : ["  (`npm link` once puts mesh and meshd on your PATH: then just `mesh workers`)"]),
