@@ -300,9 +300,13 @@ export function compileConfig(input: unknown, source = "config"): DaemonConfig {
     });
   }
   if (o.nats.credsFile && o.nats.nkeySeedFile) {
-    throw new MeshError("INVALID_ARGUMENT", `${source}: nats.credsFile and nats.nkeySeedFile: give one of them`, {
-      field: "nats.credsFile",
-    });
+    throw new MeshError(
+      "INVALID_ARGUMENT",
+      `${source}: nats.credsFile and nats.nkeySeedFile: give one of them`,
+      {
+        field: "nats.credsFile",
+      },
+    );
   }
   if ((o.nats.tlsCertFile === undefined) !== (o.nats.tlsKeyFile === undefined)) {
     throw new MeshError("INVALID_ARGUMENT", `${source}: nats.tlsCertFile and nats.tlsKeyFile go together`, {

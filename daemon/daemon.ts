@@ -37,6 +37,7 @@ import { VERSION } from "./version.js";
 import { keepBranchWhileTaskLives } from "./workspace/index.js";
 
 const BUILTIN_RUNNERS = ["claude", "command", "noop"] as const;
+
 import type { WorkspaceProvider } from "./workspace/workspace.js";
 
 export type DaemonState = "new" | "starting" | "running" | "stopping" | "stopped" | "failed";

@@ -3,8 +3,9 @@
  * for the CLI, whose start-up time users feel on every command. Everything here is also
  * exported from index.ts.
  */
-export { DEFAULT_SUBMIT_MAX_BYTES } from "./limits.js";
+
 export { errorMessage, isMeshError, MeshError, type MeshErrorCode } from "./errors.js";
+export { DEFAULT_SUBMIT_MAX_BYTES } from "./limits.js";
 export {
   MAX_PROMPT_BYTES,
   MAX_TIMER_MS,

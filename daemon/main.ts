@@ -6,7 +6,7 @@
 import { readFileSync } from "node:fs";
 import { Command } from "commander";
 import { compileConfig, readConfigFile } from "./config.js";
-import { errorMessage, MeshError } from "./errors.js";
+import { errorMessage, isMeshError, MeshError } from "./errors.js";
 import { useLocalMeshCredentials } from "./nats/local-creds.js";
 import { startDaemon } from "./start.js";
 import { parseWholeNumber as int, parseLabels, parseList } from "./util/flags.js";
@@ -24,7 +24,10 @@ const program = new Command("meshd")
   .option("--nats-password-file <file>", "file holding the NATS password (or env MESH_NATS_PASSWORD)")
   .option("--nats-token-file <file>", "file holding a NATS token (or env MESH_NATS_TOKEN)")
   .option("--nats-nkey <seedfile>", "NATS nkey seed file (env NATS_NKEY)")
-  .option("--nats-creds <file>", "NATS .creds file: user JWT + nkey seed, as for the nats CLI (env NATS_CREDS)")
+  .option(
+    "--nats-creds <file>",
+    "NATS .creds file: user JWT + nkey seed, as for the nats CLI (env NATS_CREDS)",
+  )
   .option(
     "--insecure",
     "allow a NATS on another machine without TLS or without credentials (config nats.insecure; trusted networks only)",
@@ -205,7 +208,7 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  const code = err instanceof MeshError ? err.code : undefined;
+  const code = isMeshError(err) ? err.code : undefined;
   process.stderr.write(`meshd: ${errorMessage(err)}\n`);
   if (process.env.MESH_DEBUG) process.stderr.write(`${(err as Error)?.stack ?? ""}\n`);
   process.exit(code === "INVALID_ARGUMENT" ? 2 : code === "UNAVAILABLE" ? 3 : 1);

@@ -4,7 +4,7 @@
  * or just ack because the task is finished. The KV compare-and-set decides every race.
  */
 
-import { isMeshError, MeshError } from "../errors.js";
+import { isMeshError } from "../errors.js";
 import type { Delivery } from "../queue/delivery.js";
 import { doorbellSnapshot, doorbellTaskId, readDoorbell } from "../queue/doorbell.js";
 import { workerServes } from "../registry/worker-info.js";
@@ -141,7 +141,7 @@ export class Claimer {
         }
         return await this.claim(cur);
       } catch (err) {
-        if (!(err instanceof MeshError && err.code === "CONFLICT")) throw err;
+        if (!isMeshError(err, "CONFLICT")) throw err;
         // A stale snapshot: decide again on the record as it is now.
         if (fromSnapshot) return this.decideOn(id, await this.store.get(id), msg, isRunningHere, false);
         msg.nak(this.opts.leaseMs);
@@ -254,7 +254,7 @@ export class Claimer {
       this.seen.delete(r.id);
       return { kind: "claimed", claimed, ...(fromSelf ? {} : { takeoverFrom: prevOwner }) };
     } catch (err) {
-      if (err instanceof MeshError && err.code === "CONFLICT") {
+      if (isMeshError(err, "CONFLICT")) {
         msg.nak(this.opts.leaseMs);
         return { kind: "skip", taskId: r.id, why: "lost the takeover race" };
       }

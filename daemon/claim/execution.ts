@@ -7,7 +7,7 @@
  */
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { errorMessage, MeshError } from "../errors.js";
+import { errorMessage, isMeshError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { MeshObserver } from "../metrics/observer.js";
 import type { Delivery } from "../queue/delivery.js";
@@ -189,7 +189,7 @@ export class Execution {
       } catch (err) {
         if (!this.abort.signal.aborted) {
           failure = `workspace: ${errorMessage(err)}`;
-          permanent = err instanceof MeshError && err.code === "INVALID_ARGUMENT";
+          permanent = isMeshError(err, "INVALID_ARGUMENT");
         }
       }
       if (ws && !this.abort.signal.aborted) {
@@ -231,19 +231,19 @@ export class Execution {
             headCommit = fin.headCommit;
             completed = outcome.status === "succeeded";
           } catch (err) {
-            if (err instanceof MeshError && err.code === "FENCED") throw err;
+            if (isMeshError(err, "FENCED")) throw err;
             // The result could not be committed or pushed: this attempt did not succeed.
             if (outcome.status === "succeeded") {
               outcome = { ...outcome, status: "failed", reason: `workspace: ${errorMessage(err)}` };
               // A workspace the daemon refuses to touch (e.g. a rewritten .git): retrying cannot help.
-              if (err instanceof MeshError && err.code === "FAILED_PRECONDITION") outcome.permanent = true;
+              if (isMeshError(err, "FAILED_PRECONDITION")) outcome.permanent = true;
             }
             log.warn({ err: errorMessage(err) }, "finishing the workspace failed");
           }
         }
       }
     } catch (err) {
-      if (err instanceof MeshError && err.code === "FENCED") {
+      if (isMeshError(err, "FENCED")) {
         clearTimeout(timer);
         this.lease.stop();
         if (this.fencedOut) return this.fencedResult(log, started);
@@ -380,7 +380,7 @@ export class Execution {
         () => this.quitting,
       );
     } catch (err) {
-      if (err instanceof MeshError && err.code === "FENCED") return this.fencedResult(log, started);
+      if (isMeshError(err, "FENCED")) return this.fencedResult(log, started);
       // Given up (the daemon is stopping and NATS is unreachable): leave the doorbell unacked;
       // the lease expires and another worker takes the task over, recording this attempt as lost.
       log.error({ err }, "could not record the attempt's outcome");

@@ -7,7 +7,7 @@
  * record may still be ours (see `settle`): a finished run is never thrown away for a blip.
  */
 
-import { MeshError } from "../errors.js";
+import { isMeshError, MeshError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { Delivery } from "../queue/delivery.js";
 import { isTerminal, type TaskRecord, type VersionedRecord } from "../tasks/record.js";
@@ -136,7 +136,7 @@ export class Lease {
           if (this.timer) this.opts.onHeld?.(this.rec.revision);
           return this.rec;
         } catch (err) {
-          if (!(err instanceof MeshError && err.code === "CONFLICT")) throw err;
+          if (!isMeshError(err, "CONFLICT")) throw err;
           const cur = await this.store.get(this.rec.record.id);
           if (!cur || !this.ours(cur.record)) {
             this.markLost(
@@ -190,7 +190,7 @@ export class Lease {
           return this.rec;
         } catch (err) {
           // A refusal of the record itself (an illegal transition) is a bug: never retried.
-          if (err instanceof MeshError && !RETRIED.has(err.code)) throw err;
+          if (isMeshError(err) && !RETRIED.has(err.code)) throw err;
           failure = err;
         }
         const cur = await bounded(this.store.get(id), tryMs).then(
@@ -243,7 +243,7 @@ export class Lease {
       const r = await this.write((rec) => ({ ...rec, heartbeatAt: at }));
       if (r.record.cancelRequested) this.opts.onCancelRequested();
     } catch (err) {
-      if (err instanceof MeshError && err.code === "FENCED") return;
+      if (isMeshError(err, "FENCED")) return;
       const silentFor = this.now() - this.lastOkAt;
       this.opts.log.warn({ err, taskId: this.rec.record.id, silentFor }, "heartbeat failed");
     }

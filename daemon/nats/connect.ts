@@ -4,11 +4,13 @@ import {
   type ConnectionOptions,
   connect,
   credsAuthenticator,
+  errors,
   type NatsConnection,
   nkeyAuthenticator,
 } from "@nats-io/transport-node";
 import type { DaemonConfig } from "../config.js";
 import { errorMessage, MeshError } from "../errors.js";
+import { isAuthError, isTlsError } from "./js-errors.js";
 import { checkTransportPolicy, usesTls } from "./transport-policy.js";
 
 function readAuthFile(path: string, field: string): Uint8Array {
@@ -90,9 +92,12 @@ export async function connectNats(cfg: DaemonConfig["nats"], name: string): Prom
     return await connect(opts);
   } catch (err) {
     const msg = errorMessage(err);
-    const hint = /auth/i.test(msg)
+    // By type and code: nats.js's AuthorizationError, Node's TLS error codes; a tls:// server
+    // that turns out to have no TLS is an InvalidArgumentError on the "tls" option.
+    const tlsRefused = opts.tls !== undefined && err instanceof errors.InvalidArgumentError;
+    const hint = isAuthError(err)
       ? "check --nats-creds, --nats-nkey, --nats-user/--nats-password-file or --nats-token-file (a local `mesh up` server: its state dir's nats-daemon.nk)"
-      : /tls|certificate/i.test(msg)
+      : isTlsError(err) || tlsRefused
         ? "TLS: does the server have tls {...} configured, and is --nats-tls-ca the CA that signed its certificate?"
         : "is nats-server running there? (`mesh up` starts one locally)";
     throw new MeshError(

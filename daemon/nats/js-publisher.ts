@@ -3,8 +3,10 @@
  * the Go client's PublishAsync). nats.js's js.publish() makes a request object per publish with
  * a timer and an Error built even on success; on the claim path, where every task costs a few
  * compare-and-set writes, that was a tenth of the daemon's CPU. Timeouts are checked by one
- * shared timer. Semantics match js.publish: a timeout means "unknown", not "failed".
+ * shared timer. Semantics match js.publish: a timeout means "unknown", not "failed"; a refusal
+ * is nats.js's JetStreamApiError with the server's code (see js-errors.ts).
  */
+import { JetStreamApiError } from "@nats-io/jetstream";
 import {
   createInbox,
   headers,
@@ -31,14 +33,6 @@ export interface JsPublishOptions {
 /** What ringDoorbell and the task store need; nats.js's JetStreamClient has the same shape. */
 export interface JsPublish {
   publish(subject: string, data: string | Uint8Array, opts?: { msgID?: string }): Promise<{ seq: number }>;
-}
-
-/** The error a JetStream API refusal carries (`api_error.err_code` 10071: wrong last sequence). */
-export class JsApiError extends Error {
-  constructor(readonly api_error: { code: number; err_code: number; description: string }) {
-    super(api_error.description);
-    this.name = "JsApiError";
-  }
 }
 
 interface Pending {
@@ -118,7 +112,7 @@ export class JsPublisher implements JsPublish {
         duplicate?: boolean;
         error?: { code: number; err_code: number; description: string };
       };
-      if (r.error) p.reject(new JsApiError(r.error));
+      if (r.error) p.reject(new JetStreamApiError(r.error));
       else p.resolve({ stream: r.stream ?? "", seq: r.seq ?? 0, duplicate: r.duplicate === true });
     } catch (err) {
       p.reject(new MeshError("INTERNAL", `unreadable PubAck: ${(err as Error).message}`));

@@ -7,6 +7,7 @@
  * a hint: if the record changed since, the compare fails and the claimer reads the record.
  */
 import type { JetStreamManager } from "@nats-io/jetstream";
+import { isNoMessageFound, isStreamNotFound } from "../nats/js-errors.js";
 import type { JsPublish } from "../nats/js-publisher.js";
 import { recordProblem, type TaskRecord, type VersionedRecord } from "../tasks/record.js";
 import { ID_RE } from "../tasks/spec.js";
@@ -96,7 +97,8 @@ export async function hasDoorbell(jsm: JetStreamManager, pool: string, id: strin
     const m = await jsm.streams.getMessage(TASKS_STREAM, { last_by_subj: taskSubject(pool, id) });
     return m !== null && m !== undefined;
   } catch (err) {
-    if (/no message found|not found/i.test(String(err))) return false;
+    // No message on that subject (nats.js usually answers null), or no tasks stream at all.
+    if (isNoMessageFound(err) || isStreamNotFound(err)) return false;
     throw err;
   }
 }

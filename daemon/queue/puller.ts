@@ -155,11 +155,11 @@ export class Puller {
     const why = m.headers?.description ?? "";
     // No message, the request expired, or the server is going away or changing leader: this
     // pull ended empty, and the caller simply pulls again.
-    if (code === 404 || code === 408 || (code === 409 && /shutdown|leadership/i.test(why))) {
+    if (code === 404 || code === 408 || (code === 409 && pullEndedBy(why) === "server")) {
       w.resolve(null);
       return;
     }
-    if (code === 409 && /consumer deleted|consumer not found/i.test(why)) this.opts.onConsumerGone?.();
+    if (code === 409 && pullEndedBy(why) === "consumer-gone") this.opts.onConsumerGone?.();
     w.reject(
       new MeshError(
         "UNAVAILABLE",
@@ -203,4 +203,15 @@ export class Puller {
     }
     w.resolve(d);
   }
+}
+
+/**
+ * Why a 409 ended a pull. The server says it only in the status's description header ("Server
+ * Shutdown", "Leadership Change", "Consumer Deleted"): a pull status has no finer code than 409,
+ * so this is the one place meshd reads NATS error text (nats.js's JetStreamStatus does the same).
+ */
+function pullEndedBy(description: string): "server" | "consumer-gone" | undefined {
+  if (/shutdown|leadership/i.test(description)) return "server";
+  if (/consumer deleted|consumer not found/i.test(description)) return "consumer-gone";
+  return undefined;
 }

@@ -17,7 +17,7 @@
  * removes the revision it read.
  */
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
-import { errorMessage, MeshError } from "../errors.js";
+import { errorMessage, isMeshError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { type WorkerInfo, workerServes } from "../registry/worker-info.js";
 import { isTerminal, type TaskRecord, type VersionedRecord } from "../tasks/record.js";
@@ -244,7 +244,7 @@ export class Sweeper {
       return true;
     } catch (err) {
       // Changed since the read: whoever changed it saw the cancel (or the next pass will).
-      if (err instanceof MeshError && err.code === "CONFLICT") return false;
+      if (isMeshError(err, "CONFLICT")) return false;
       throw err;
     }
   }

@@ -28,6 +28,12 @@ import { type KV, Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { errorMessage, MeshError } from "../errors.js";
 import type { Logger } from "../log.js";
+import {
+  isAlreadyExists,
+  isConsumerNotFound,
+  isInsufficientResources,
+  isStreamNotFound,
+} from "../nats/js-errors.js";
 import { JsPublisher } from "../nats/js-publisher.js";
 import { EVENTS_STREAM } from "../tasks/events.js";
 import { formatBytes } from "../util/bytes.js";
@@ -79,12 +85,6 @@ export interface Topology {
   tasksPutPrefix: string;
   /** Admission of new records to the tasks bucket (refuses submits near its byte limit). */
   tasksCapacity: BucketCapacity;
-}
-
-function isAlreadyExists(err: unknown): boolean {
-  const code = (err as { api_error?: { err_code?: number } }).api_error?.err_code;
-  // 10058 stream name in use with different config; 10148 consumer already exists (different config)
-  return code === 10058 || code === 10148 || /already in use|already exists/i.test(String(err));
 }
 
 export async function ensureTopology(nc: NatsConnection, opts: TopologyOptions): Promise<Topology> {
@@ -159,7 +159,7 @@ export async function ensureTopology(nc: NatsConnection, opts: TopologyOptions):
 
 /** JetStream reserves a stream's max_bytes up front: say which limit to lower when it cannot. */
 function limitError(err: unknown, what: string, field: string): unknown {
-  if (!/insufficient (storage )?resources/i.test(errorMessage(err))) return err;
+  if (!isInsufficientResources(err)) return err;
   return new MeshError(
     "RESOURCE_EXHAUSTED",
     `cannot create ${what}: NATS has not enough JetStream storage for its byte limit (${errorMessage(err)}); lower ${field} in meshd's config, or give JetStream more storage (max_file_store)`,
@@ -223,7 +223,7 @@ async function ensureStream(jsm: JetStreamManager, cfg: Parameters<JetStreamMana
     await jsm.streams.info(cfg.name!);
     return;
   } catch (err) {
-    if (!/stream not found/i.test(String(err))) throw err;
+    if (!isStreamNotFound(err)) throw err;
   }
   try {
     await jsm.streams.add(cfg);
@@ -237,7 +237,7 @@ async function ensureConsumer(jsm: JetStreamManager, js: JetStreamClient, pool: 
   try {
     await jsm.consumers.info(TASKS_STREAM, name);
   } catch (err) {
-    if (!/consumer not found/i.test(String(err))) throw err;
+    if (!isConsumerNotFound(err)) throw err;
     try {
       await jsm.consumers.add(TASKS_STREAM, {
         durable_name: name,

@@ -21,7 +21,7 @@ import {
   type ShimJobInput,
   type ShimOutcome,
 } from "../../agent-shim/index.js";
-import { MeshError } from "../errors.js";
+import { isMeshError, MeshError } from "../errors.js";
 import type { TaskResultInfo } from "../tasks/record.js";
 import { controlStdio, killRun, launchRun, type RunLaunch } from "./child.js";
 import { EventCap } from "./event-cap.js";
@@ -390,7 +390,7 @@ export class ClaudeRunner implements Runner {
       await mkdir(ctx.scratchDir, { recursive: true });
       await writeFile(jobPath, JSON.stringify(this.buildJob(ctx)), { mode: 0o600 });
     } catch (err) {
-      const permanent = err instanceof MeshError && err.code === "FAILED_PRECONDITION";
+      const permanent = isMeshError(err, "FAILED_PRECONDITION");
       return {
         status: "failed",
         reason: `cannot prepare the claude session: ${(err as Error).message}`,

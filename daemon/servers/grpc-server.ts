@@ -13,12 +13,12 @@ import { HealthImplementation } from "grpc-health-check";
 import pino, { type Logger } from "pino";
 import { MESH_SERVICE_NAME, MeshServiceService } from "../../proto/index.js";
 import type { MeshApi } from "../api/mesh-api.js";
-import { errorMessage, MeshError } from "../errors.js";
+import { errorMessage, isMeshError, MeshError } from "../errors.js";
 import { DEFAULT_SUBMIT_MAX_BYTES } from "../limits.js";
 import { bearerTokenInterceptor } from "./grpc/auth.js";
 import { meshServiceHandlers } from "./grpc/handlers.js";
-import { reflectionService } from "./grpc/reflection.js";
 import { requestReadTimeoutInterceptor } from "./grpc/read-timeout.js";
+import { reflectionService } from "./grpc/reflection.js";
 import { prepareSocketPath, removeSocket } from "./grpc/socket.js";
 import { SpecParser } from "./grpc/spec-parser.js";
 
@@ -206,7 +206,7 @@ export class GrpcServer {
       this.log.error({ err }, "grpc server failed to start");
       await this.shutdown();
       this.setState("stopped");
-      if (err instanceof MeshError) throw err;
+      if (isMeshError(err)) throw err;
       throw new MeshError("UNAVAILABLE", `gRPC server could not listen: ${errorMessage(err)}`, {
         cause: err,
       });

@@ -4,7 +4,7 @@
  */
 import { parseAllDocuments } from "yaml";
 import { z } from "zod";
-import { MeshError } from "../errors.js";
+import { isMeshError, MeshError } from "../errors.js";
 import { parseDuration } from "../util/duration.js";
 import { hasControlChars, parseRepo, validateRef } from "./repo-syntax.js";
 import { deniedEnvReason } from "./task-env.js";
@@ -99,7 +99,7 @@ function refineRepo(repo: string | undefined, ref: string | undefined, ctx: z.Re
     try {
       fn();
     } catch (err) {
-      if (!(err instanceof MeshError)) throw err;
+      if (!isMeshError(err)) throw err;
       ctx.addIssue({ code: "custom", path: [path], message: err.message.replace(/^(repo|ref) /, "") });
     }
   };

@@ -5,6 +5,7 @@
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import { isMeshError, MeshError } from "../errors.js";
+import { isStoreFull, isWrongLastSequence } from "../nats/js-errors.js";
 import type { JsPublisher } from "../nats/js-publisher.js";
 import { scanKv } from "../nats/kv-scan.js";
 import { TASKS_BUCKET, type Topology } from "../queue/topology.js";
@@ -22,18 +23,6 @@ const enc = new TextEncoder();
 export interface TaskStoreOptions {
   /** A record that cannot be read, reported once per key and revision (log it, count it). */
   onUnreadable?(u: UnreadableRecord): void;
-}
-
-/** JetStream API error 10071: wrong last sequence (the compare in compare-and-set failed). */
-export function isCasConflict(err: unknown): boolean {
-  const e = err as { api_error?: { err_code?: number }; code?: number | string; message?: string };
-  return e?.api_error?.err_code === 10071 || /wrong last sequence/i.test(e?.message ?? String(err));
-}
-
-/** JetStream API error 10077: the stream (a bucket with discard "new") is at its byte limit. */
-export function isBucketFull(err: unknown): boolean {
-  const e = err as { api_error?: { err_code?: number }; message?: string };
-  return e?.api_error?.err_code === 10077 || /maximum bytes exceeded/i.test(e?.message ?? String(err));
 }
 
 export class TaskStore {
@@ -100,8 +89,9 @@ export class TaskStore {
       const revision = await this.kv.create(record.id, enc.encode(JSON.stringify(record)));
       return { record, revision };
     } catch (err) {
-      if (isCasConflict(err) || /key exists/i.test(String(err))) return undefined;
-      if (isBucketFull(err)) {
+      // kv.create rejects with the wrong-last-sequence error when a live key is there.
+      if (isWrongLastSequence(err)) return undefined;
+      if (isStoreFull(err)) {
         throw new MeshError(
           "RESOURCE_EXHAUSTED",
           `task ${record.id}: the task records bucket is full (limits.tasksMaxBytes); it was not submitted. Finished tasks' records are deleted after taskRetention: wait for that, lower taskRetention, or raise limits.tasksMaxBytes`,
@@ -127,7 +117,7 @@ export class TaskStore {
       });
       return { record: next, revision };
     } catch (err) {
-      if (isCasConflict(err)) {
+      if (isWrongLastSequence(err)) {
         throw new MeshError("CONFLICT", `task ${next.id} changed concurrently (revision ${prev.revision})`, {
           cause: err,
         });
@@ -153,7 +143,7 @@ export class TaskStore {
       try {
         return { before: cur, after: await this.update(cur, next), changed: true };
       } catch (err) {
-        if (!(err instanceof MeshError && err.code === "CONFLICT")) throw err;
+        if (!isMeshError(err, "CONFLICT")) throw err;
       }
     }
     throw new MeshError("CONFLICT", `task ${id}: too much contention; try again`);

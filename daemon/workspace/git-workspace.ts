@@ -11,7 +11,7 @@
  */
 import { lutimes, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
-import { errorMessage, MeshError } from "../errors.js";
+import { errorMessage, isMeshError, MeshError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { TaskSpec } from "../tasks/spec.js";
 import { resetCacheConfig } from "./cache-config.js";
@@ -373,7 +373,7 @@ async function touch(path: string): Promise<void> {
 }
 
 function toMeshError(err: unknown, what: string): MeshError {
-  if (err instanceof MeshError) return err;
+  if (isMeshError(err)) return err;
   if (err instanceof GitCommandError && err.kind === "aborted") {
     return new MeshError("CANCELLED", `${what}: aborted`, { cause: err });
   }

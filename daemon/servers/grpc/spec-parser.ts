@@ -6,7 +6,7 @@
  * terminated) and refused; so is one that needs more memory than `maxMemoryMb`.
  */
 import { Worker } from "node:worker_threads";
-import { MeshError, type MeshErrorCode } from "../../errors.js";
+import { isMeshError, MeshError, type MeshErrorCode } from "../../errors.js";
 import type { TaskSpec } from "../../tasks/spec.js";
 
 export interface ParseRequest {
@@ -108,7 +108,7 @@ class ParseWorker {
     if (job) {
       const oom = (err as { code?: string } | undefined)?.code === "ERR_WORKER_OUT_OF_MEMORY";
       job.reject(
-        err instanceof MeshError
+        isMeshError(err)
           ? err
           : oom
             ? new MeshError(
