@@ -19,6 +19,8 @@ export interface SessionEnd {
   signal: string | null;
   /** Set when the process could not be started at all. */
   spawnError?: string;
+  /** Its errno code (`ENOENT`: no such program). */
+  spawnErrorCode?: string;
   result?: ResultEvent;
   /** From the init line (or the result line). */
   sessionId?: string;
@@ -161,6 +163,7 @@ export class ClaudeSession {
         stderrTail: [...this.stderrTail],
       };
       if (spawnError) end.spawnError = this.deps.redact(spawnError);
+      if (res.spawnErrorCode) end.spawnErrorCode = res.spawnErrorCode;
       if (this.result) end.result = this.result;
       const sessionId = this.result?.sessionId || this.parser.sessionId;
       if (sessionId) end.sessionId = sessionId;

@@ -34,12 +34,24 @@ function exitText(end: SessionEnd): string {
 }
 
 export function classifyEnd(end: SessionEnd): ShimOutcome {
+  const o = judge(end);
+  // Without credentials Claude Code gives no code, only text ("Not logged in · Please run
+  // /login", as its result or on stderr): the shim reads it here, once; the runner reads `failure`.
+  if (o.status === "failed" && !o.failure && /not logged in/i.test(o.reason ?? ""))
+    o.failure = "not_authenticated";
+  return o;
+}
+
+function judge(end: SessionEnd): ShimOutcome {
   const base = { exitCode: end.exitCode, signal: end.signal };
   const result = resultInfo(end);
   const withResult = <T extends ShimOutcome>(o: T): T => (result ? { ...o, result } : o);
 
-  if (end.spawnError)
-    return withResult({ ...base, status: "failed", reason: `cannot start claude: ${end.spawnError}` });
+  if (end.spawnError) {
+    const o: ShimOutcome = { ...base, status: "failed", reason: `cannot start claude: ${end.spawnError}` };
+    if (end.spawnErrorCode === "ENOENT") o.failure = "claude_not_found";
+    return withResult(o);
+  }
   if (end.stop?.beforeResult) {
     const status = end.stop.kind === "hung" ? "failed" : "cancelled";
     return withResult({ ...base, status, reason: end.stop.detail });
@@ -62,6 +74,7 @@ export function classifyEnd(end: SessionEnd): ShimOutcome {
       reason: `api error ${status}${status === 429 ? " (rate limited)" : status === 529 ? " (overloaded)" : ""}: ${text}`,
     };
     if (rateLimited && end.lastRetry?.retryDelayMs !== undefined) o.retryAfterMs = end.lastRetry.retryDelayMs;
+    if (status === 401) o.failure = "not_authenticated";
     return withResult(o);
   }
   // An exhausted error without an API status still says subtype "success": name it plainly.

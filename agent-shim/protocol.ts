@@ -26,9 +26,17 @@ export interface ShimResult {
   terminalReason?: string;
 }
 
+/**
+ * A failure retrying cannot fix, as a field the runner reads (never parsed back from `reason`):
+ * `claude_not_found` the program could not be started (ENOENT); `not_authenticated` Claude
+ * Code has no usable credentials (API status 401, or its "Not logged in" result).
+ */
+export type ShimFailure = "claude_not_found" | "not_authenticated";
+
 export interface ShimOutcome {
   status: ShimStatus;
   reason?: string;
+  failure?: ShimFailure;
   /** The API status of an exhausted API error (429, 529, 401, 500, ...). */
   apiErrorStatus?: number;
   /** For rate_limited: Claude Code's last retry delay, when it reported one. */

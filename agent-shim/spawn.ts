@@ -9,6 +9,8 @@ export interface SpawnedExit {
   signal: NodeJS.Signals | null;
   /** Set when the process could not be started at all (e.g. ENOENT). */
   spawnError?: string;
+  /** The errno code of that failure (`ENOENT`: no such program). */
+  spawnErrorCode?: string;
 }
 
 export interface Spawned {
@@ -29,15 +31,13 @@ export type SpawnFn = (
 export const spawnChild: SpawnFn = (cmd, args, opts) => {
   const child = spawn(cmd, args, { cwd: opts.cwd, env: opts.env, stdio: ["pipe", "pipe", "pipe"] });
   const exited = new Promise<SpawnedExit>((resolve) => {
-    let spawnError: string | undefined;
-    child.once("error", (err) => {
-      spawnError = `${cmd}: ${err.message}`;
+    let failure: { spawnError: string; spawnErrorCode?: string } | undefined;
+    child.once("error", (err: NodeJS.ErrnoException) => {
+      failure = { spawnError: `${cmd}: ${err.message}`, ...(err.code ? { spawnErrorCode: err.code } : {}) };
       // 'close' may not follow a spawn failure
-      if (child.pid === undefined) resolve({ exitCode: null, signal: null, spawnError });
+      if (child.pid === undefined) resolve({ exitCode: null, signal: null, ...failure });
     });
-    child.once("close", (code, signal) =>
-      resolve({ exitCode: code, signal, ...(spawnError ? { spawnError } : {}) }),
-    );
+    child.once("close", (code, signal) => resolve({ exitCode: code, signal, ...failure }));
   });
   return {
     pid: child.pid,

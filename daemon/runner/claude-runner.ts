@@ -575,10 +575,10 @@ export class ClaudeRunner implements Runner {
     if (outcome.status === "cancelled") return { ...base, reason: aborted ?? outcome.reason ?? "cancelled" };
     const reason = outcome.reason ?? "claude session failed";
     // Retrying cannot fix these: the program is missing, or the credentials are refused.
-    if (/^cannot start claude:.*ENOENT/.test(reason)) {
+    if (outcome.failure === "claude_not_found") {
       return { ...base, permanent: true, reason: `${reason} (install Claude Code or set claude.command)` };
     }
-    if (outcome.apiErrorStatus === 401 || /not logged in/i.test(reason)) {
+    if (outcome.failure === "not_authenticated") {
       return {
         ...base,
         permanent: true,
