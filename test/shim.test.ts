@@ -259,6 +259,9 @@ describe("ClaudeRunner with the real Claude Code CLI", () => {
     const outcome = await a.run();
     expect(outcome.status).toBe("failed");
     expect(outcome.reason).toMatch(/^cannot start claude: .*ENOENT/);
+    // the shim's typed failure field makes it permanent, with the fix named
+    expect(outcome.permanent).toBe(true);
+    expect(outcome.reason).toMatch(/install Claude Code or set claude\.command/);
   });
 
   it("resumes the previous session in a new worktree, and starts fresh when resume is never", async () => {
@@ -498,6 +501,21 @@ describe("stream-json parsing and outcome rules", () => {
     });
     expect(outcome.status).toBe("failed");
     expect(outcome.reason).toBe("api error 401: auth");
+    expect(outcome.failure).toBe("not_authenticated");
+  });
+
+  it("reports Claude Code's 'Not logged in' result as a typed failure, and other errors without one", () => {
+    const end = (text: string) => {
+      const [result] = new StreamParser().parseLine(
+        JSON.stringify({ type: "result", subtype: "success", is_error: true, result: text }),
+      );
+      return { exitCode: 1, signal: null, stderrTail: [], ...(result?.kind === "result" ? { result } : {}) };
+    };
+    expect(classifyEnd(end("Not logged in · Please run /login"))).toMatchObject({
+      status: "failed",
+      failure: "not_authenticated",
+    });
+    expect(classifyEnd(end("something else broke")).failure).toBeUndefined();
   });
 
   it("keeps one shim pre-started after a task, uses it for the next, and closes it", async () => {
