@@ -7,6 +7,7 @@ import { readFileSync } from "node:fs";
 import { Command } from "commander";
 import { compileConfig, readConfigFile } from "./config.js";
 import { errorMessage, isMeshError, MeshError } from "./errors.js";
+import { exitCodeFor, exitCodesHelp, MESHD_EXIT } from "./exit-codes.js";
 import { useLocalMeshCredentials } from "./nats/local-creds.js";
 import { startDaemon } from "./start.js";
 import { parseWholeNumber as int, parseLabels, parseList } from "./util/flags.js";
@@ -77,7 +78,9 @@ wins over the defaults. Environment: MESH_NATS (or NATS_URL), NATS_CREDS, NATS_N
 MESH_NATS_USER, MESH_NATS_PASSWORD, MESH_NATS_TOKEN. Without TLS and credentials meshd only
 connects to a NATS on this machine (loopback) unless --insecure. On loopback without
 credentials it uses those of a local \`mesh up\` (nats-daemon.nk in its state dir or the default
-one) when they exist.`,
+one) when they exist.
+
+${exitCodesHelp()}`,
   );
 
 /** Secrets come from a file or the environment, never from argv (visible in `ps`). */
@@ -93,7 +96,7 @@ function readSecret(file: string | undefined, envName: string): string | undefin
 async function main(): Promise<void> {
   program.exitOverride((err) => {
     // usage errors exit 2 (like validation errors); --help and --version exit 0
-    process.exit(err.exitCode === 0 ? 0 : 2);
+    process.exit(err.exitCode === 0 ? MESHD_EXIT.OK : MESHD_EXIT.USAGE);
   });
   program.parse();
   const f = program.opts();
@@ -174,17 +177,17 @@ async function main(): Promise<void> {
   let signals = 0;
   const stopGracefully = (d: NonNullable<typeof daemon>) =>
     void d.stop().then(
-      () => process.exit(0),
+      () => process.exit(MESHD_EXIT.OK),
       (err) => {
         d.log.error({ err }, "stop failed");
-        process.exit(1);
+        process.exit(MESHD_EXIT.FAILED);
       },
     );
   const onSignal = (sig: NodeJS.Signals) => {
     signals++;
     if (!daemon) {
       // Still starting: the first signal stops it once started; a second one gives up now.
-      if (signals > 1) process.exit(130);
+      if (signals > 1) process.exit(MESHD_EXIT.INTERRUPTED);
       return;
     }
     if (signals === 1) {
@@ -211,5 +214,5 @@ main().catch((err: unknown) => {
   const code = isMeshError(err) ? err.code : undefined;
   process.stderr.write(`meshd: ${errorMessage(err)}\n`);
   if (process.env.MESH_DEBUG) process.stderr.write(`${(err as Error)?.stack ?? ""}\n`);
-  process.exit(code === "INVALID_ARGUMENT" ? 2 : code === "UNAVAILABLE" ? 3 : 1);
+  process.exit(exitCodeFor(code));
 });
