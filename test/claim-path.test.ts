@@ -298,8 +298,8 @@ describe("JsPublisher: PubAcks over one shared reply subscription", () => {
     expect(first.stream).toBe(TASKS_STREAM);
     expect(first.seq).toBeGreaterThan(0);
     await expect(pub.publish(subject, "b", { expectLastSubjectSequence: 0 })).rejects.toMatchObject({
-      name: "JsApiError",
-      api_error: { err_code: 10071 },
+      name: "JetStreamApiError",
+      code: 10071,
     });
     const second = await pub.publish(subject, "c", { expectLastSubjectSequence: first.seq, msgID: "m-1" });
     expect(second.seq).toBeGreaterThan(first.seq);
