@@ -11,6 +11,7 @@
  * acks the doorbell and moves on; any other error ends the worker, so the bench fails at once.
  * Usage: node floor-worker.js <natsUrl> <stream> <consumer> <bucket> <lanes>
  */
+import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
 import { runLanes } from "./lanes.js";
 
 interface Bell {
@@ -40,8 +41,8 @@ await runLanes(url!, stream!, consumerName!, Number(lanesArg ?? 4), async (m, js
       expect: { lastSubjectSequence: claimed.seq },
     });
   } catch (err) {
-    // 10071: wrong last sequence, the compare was lost and someone else holds the task.
-    if ((err as { api_error?: { err_code?: number } }).api_error?.err_code !== 10071) {
+    // Wrong last sequence: the compare was lost and someone else holds the task.
+    if (!(err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamWrongLastSequence)) {
       process.stderr.write(`floor worker: ${String(err)}\n`);
       process.exit(1);
     }
