@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { createUser } from "@nats-io/nkeys";
 import { afterAll, describe, expect, it } from "vitest";
+import { MESHD_EXIT } from "../daemon/exit-codes.js";
 import { makeTempDir, NatsServer, waitFor } from "./harness/index.js";
 import { MESHD_BIN, type MeshdProcess, openClient, spawnMeshd } from "./support/mesh.js";
 import { caSignedCert } from "./support/tls.js";
@@ -92,6 +93,12 @@ describe("meshd configuration", () => {
     const res = await meshdFails(["--nats", "nats://127.0.0.1:1"]);
     expect(res.code).toBe(3);
     expect(res.stderr).toMatch(/cannot connect to NATS at nats:\/\/127\.0\.0\.1:1/);
+  });
+
+  it("lists its exit codes in --help, from the one table its exits use", async () => {
+    const { stdout } = await run(process.execPath, [MESHD_BIN, "--help"], { timeout: 30_000 });
+    for (const code of Object.values(MESHD_EXIT)) expect(stdout).toMatch(new RegExp(`^  ${code} +\\S`, "m"));
+    expect(MESHD_EXIT).toMatchObject({ OK: 0, USAGE: 2, UNAVAILABLE: 3 });
   });
 
   it("takes a config file and lets flags override it", async () => {
