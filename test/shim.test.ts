@@ -24,6 +24,7 @@ import {
   answer,
   CLAUDE_BIN,
   FAKE_API_KEY,
+  fail,
   isAlive,
   type MockAnthropic,
   type MockReply,
@@ -189,6 +190,16 @@ describe("ClaudeRunner with the real Claude Code CLI", () => {
     const outcome = await a.run();
     expect(outcome.status).toBe("failed");
     expect(outcome.reason).toMatch(/api error 500/);
+    await expectNoKeyLeak(h, a, outcome);
+  });
+
+  it("fails a refused key (401) for good, through the shim's typed failure, with the fix named", async () => {
+    const h = await harness(steps(fail(401, { message: "invalid x-api-key" })));
+    const a = await attempt(h);
+    const outcome = await a.run();
+    expect(outcome.status).toBe("failed");
+    expect(outcome.permanent).toBe(true);
+    expect(outcome.reason).toMatch(/^Claude Code was not authenticated/);
     await expectNoKeyLeak(h, a, outcome);
   });
 
