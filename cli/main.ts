@@ -122,10 +122,32 @@ function toCliError(err: unknown): CliError {
   );
 }
 
-/** Whether --json was given, before or after the command (but not after a `--`). */
-function jsonRequested(argv: string[]): boolean {
+/** The arguments before a `--` (after it everything is an operand). */
+function flagArgs(argv: string[]): string[] {
   const end = argv.indexOf("--");
-  return (end === -1 ? argv : argv.slice(0, end)).includes("--json");
+  return end === -1 ? argv : argv.slice(0, end);
+}
+
+/**
+ * Whether --json was given, before or after the command (but not after a `--`). `--json=<v>` asks
+ * for JSON too: its usage error (the flag takes no value) is reported as the JSON object.
+ */
+function jsonRequested(argv: string[]): boolean {
+  return flagArgs(argv).some((a) => a === "--json" || a.startsWith("--json="));
+}
+
+/** `--json` is a switch: `--json=true` (or any value) is a usage error that says so. */
+function refuseJsonValue(argv: string[]): void {
+  if (flagArgs(argv).some((a) => a.startsWith("--json="))) {
+    throw new CliError(
+      EXIT.USAGE,
+      "--json takes no value; write --json alone (see `mesh --help`)",
+      "INVALID_ARGUMENT",
+      {
+        field: "--json",
+      },
+    );
+  }
 }
 
 /** A commander parse failure (unknown command or option, missing or invalid argument) as a usage error. */
@@ -180,6 +202,7 @@ async function main(argv: string[]): Promise<number> {
   const program = buildProgram(json);
   try {
     refuseArgvSecrets(argv);
+    refuseJsonValue(argv);
     await program.parseAsync(argv, { from: "user" });
     return EXIT.OK;
   } catch (err) {

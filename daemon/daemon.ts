@@ -177,6 +177,7 @@ export class Daemon {
       version: VERSION,
       startedAt: this.startedAt,
       updatedAt: new Date().toISOString(),
+      staleAfterMs: this.config.presenceTtlMs,
       ...(this._state === "stopping" ? { draining: true } : {}),
       ...(this.sweeper?.lastPassAt ? { sweptAt: this.sweeper.lastPassAt.toISOString() } : {}),
       ...(this.unavailableRunners.size > 0

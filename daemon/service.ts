@@ -6,7 +6,7 @@ import { DeliverPolicy, type JetStreamClient, type JetStreamManager } from "@nat
 import type { KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { MeshApi, MeshEvent, SubmitResult, TaskFilter, TaskList, TaskView } from "./api/mesh-api.js";
-import { MeshError } from "./errors.js";
+import { errorMessage, isMeshError, MeshError } from "./errors.js";
 import type { Logger } from "./log.js";
 import type { MeshObserver } from "./metrics/observer.js";
 import type { JsPublish } from "./nats/js-publisher.js";
@@ -235,14 +235,49 @@ export class MeshService implements MeshApi {
     if (!first) throw new MeshError("NOT_FOUND", `no task with id "${id}"; list them with \`mesh tasks\``);
     const inner = linked(signal);
     const ch = new Channel<TaskEvent | { type: "__check" }>();
+    const filter_subjects = `${taskEventSubject(id)}.>`;
     const oc = await this.d.js.consumers.get(EVENTS_STREAM, {
-      filter_subjects: `${taskEventSubject(id)}.>`,
+      filter_subjects,
       deliver_policy: DeliverPolicy.All,
     });
-    const msgs = await oc.consume();
+    let msgs = await oc.consume();
+    // A consumer that fails while NATS is away (a NATS error, not a MeshError) is opened again
+    // after the last event delivered, once NATS answers: a brief outage does not end the watch.
     const pump = (async () => {
-      for await (const m of msgs) ch.push(m.json<TaskEvent>());
-    })().catch((err) => ch.close(err));
+      let lastSeq = 0;
+      for (;;) {
+        try {
+          for await (const m of msgs) {
+            lastSeq = m.seq;
+            ch.push(m.json<TaskEvent>());
+          }
+          return;
+        } catch (err) {
+          if (isMeshError(err) || inner.signal.aborted) throw err;
+          this.d.log.debug(
+            { taskId: id, err: errorMessage(err) },
+            "watch: events consumer failed; reopening",
+          );
+        }
+        for (;;) {
+          await pause(this.pollMs, inner.signal);
+          try {
+            const again = await this.d.js.consumers.get(EVENTS_STREAM, {
+              filter_subjects,
+              ...(lastSeq > 0
+                ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: lastSeq + 1 }
+                : { deliver_policy: DeliverPolicy.All }),
+            });
+            msgs = await again.consume();
+            break;
+          } catch (err) {
+            if (isMeshError(err)) throw err;
+          }
+        }
+      }
+    })().catch((err) => {
+      if (!inner.signal.aborted) ch.close(err);
+    });
     const stop = () => {
       void msgs.close();
       ch.close();
@@ -261,12 +296,20 @@ export class MeshService implements MeshApi {
     const endsWith = (e: { state: string; attempt: number } | undefined, r: TaskRecord): boolean =>
       e !== undefined && isTerminal(r.state) && e.state === r.state && e.attempt === r.attempt;
     let eventsSinceCheck = 0;
+    // NATS away or slow (a NATS error, not a MeshError) does not end the watch: a brief outage
+    // must not end `mesh watch` or `submit --wait`; the record is read again at the next poll.
+    const reread = () =>
+      this.d.store.get(id).catch((err: unknown) => {
+        if (isMeshError(err)) throw err;
+        this.d.log.debug({ taskId: id, err: errorMessage(err) }, "watch: task record not readable now");
+        return undefined;
+      });
     try {
       for await (const e of ch) {
         if (e.type === "__check") {
           const quiet = eventsSinceCheck === 0 && ch.size === 0;
           eventsSinceCheck = 0;
-          const cur = await this.d.store.get(id);
+          const cur = await reread();
           if (!cur || !isTerminal(cur.record.state)) continue;
           if (endsWith(lastTerminal, cur.record)) return;
           // The terminal event may have been lost (events are best effort): after a whole
@@ -289,7 +332,7 @@ export class MeshService implements MeshApi {
         yield e;
         if (e.type === "state" && isTerminal(e.state)) {
           lastTerminal = { state: e.state, attempt: e.attempt };
-          const cur = await this.d.store.get(id);
+          const cur = await reread();
           if (cur && endsWith(lastTerminal, cur.record)) return;
         }
       }

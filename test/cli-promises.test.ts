@@ -402,6 +402,8 @@ describe("usage errors under --json", () => {
     { name: "an option without its value", args: ["--json", "tasks", "--limit"] },
     { name: "too many arguments", args: ["--json", "watch", "x", "y"] },
     { name: "no command at all", args: ["--json"] },
+    { name: "--json given a value", args: ["--json=true", "workers"] },
+    { name: "--json given a value after the command", args: ["workers", "--json=false"] },
     {
       name: "a bad flag value checked by the command",
       args: ["--json", "--timeout", "soon", "workers"],

@@ -163,8 +163,10 @@ export class Claimer {
       return { kind: "skip", taskId: id, why: "held by a live owner" };
     }
     const silent = t - obs.since;
-    if (silent < this.opts.leaseMs) {
-      msg.nak(Math.max(100, this.opts.leaseMs - silent + 50));
+    // The owner self-fences after ITS lease: never take over sooner, whatever ours is.
+    const leaseMs = Math.max(this.opts.leaseMs, r.owner?.leaseMs ?? 0);
+    if (silent < leaseMs) {
+      msg.nak(Math.max(100, leaseMs - silent + 50));
       return { kind: "skip", taskId: id, why: "held; lease not yet expired" };
     }
     // Any worker may finish a dead owner's task that has a cancel pending; running it again needs
@@ -265,7 +267,7 @@ export class Claimer {
   private own(r: TaskRecord): AttemptInfo {
     const at = new Date(this.now()).toISOString();
     r.attempt += 1;
-    r.owner = { workerId: this.me.workerId, host: this.me.host };
+    r.owner = { workerId: this.me.workerId, host: this.me.host, leaseMs: this.opts.leaseMs };
     r.heartbeatAt = at;
     const a: AttemptInfo = {
       attempt: r.attempt,

@@ -43,6 +43,7 @@ export const TASKS_STREAM = "MESH_TASKS";
 export const TASKS_BUCKET = "mesh-tasks";
 export const WORKERS_BUCKET = "mesh-workers";
 export const TASKS_BUCKET_STREAM = `KV_${TASKS_BUCKET}`;
+export const WORKERS_BUCKET_STREAM = `KV_${WORKERS_BUCKET}`;
 /** Used when a limit is not given; an existing stream then keeps the limits it has. */
 export const DEFAULT_EVENTS_MAX_BYTES = 1024 ** 3;
 export const DEFAULT_TASKS_MAX_BYTES = 1024 ** 3;
@@ -131,6 +132,7 @@ export async function ensureTopology(nc: NatsConnection, opts: TopologyOptions):
     replicas: opts.replicas,
     ttl: opts.presenceTtlMs,
   });
+  await raiseWorkersTtl(jsm, opts);
 
   const ensured = new Map<string, Promise<Consumer>>();
   const consumer = (pool: string): Promise<Consumer> => {
@@ -191,6 +193,25 @@ async function applyEventLimits(jsm: JetStreamManager, opts: TopologyOptions): P
  * The bucket takes a configured byte limit unless its records already use more than the soft
  * share of it: JetStream would delete records to fit a lower limit.
  */
+/**
+ * The workers bucket keeps the TTL of the daemon that created it; a daemon with a longer
+ * presence interval raises it to its own (never lowers it), or its key would expire between
+ * two of its beats and it would flicker out of discovery.
+ */
+async function raiseWorkersTtl(jsm: JetStreamManager, opts: TopologyOptions): Promise<void> {
+  const want = opts.presenceTtlMs * 1_000_000;
+  try {
+    const si = await jsm.streams.info(WORKERS_BUCKET_STREAM);
+    if (si.config.max_age === 0 || si.config.max_age >= want) return;
+    await jsm.streams.update(WORKERS_BUCKET_STREAM, { ...si.config, max_age: want });
+  } catch (err) {
+    opts.log?.warn(
+      { bucket: WORKERS_BUCKET, err: errorMessage(err) },
+      "cannot raise the workers bucket's TTL to this daemon's presence TTL (3 presence intervals); other daemons may see it come and go: give every daemon the same presenceInterval",
+    );
+  }
+}
+
 async function applyTaskLimits(jsm: JetStreamManager, opts: TopologyOptions): Promise<void> {
   const want = opts.tasksMaxBytes;
   if (want === undefined) return;

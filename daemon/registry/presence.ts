@@ -65,7 +65,11 @@ export class Presence {
   }
 }
 
-/** Live workers: the bucket's current keys, each older than `staleMs` filtered out. */
+/**
+ * Live workers: the bucket's current keys, each older than its own `staleAfterMs` (else
+ * `staleMs`, the reader's) filtered out: a worker that beats every 5 s is not gone to a reader
+ * that beats every 500 ms.
+ */
 export async function listWorkers(
   kv: KV,
   jsm: JetStreamManager,
@@ -80,7 +84,8 @@ export async function listWorkers(
       if (e?.operation !== "PUT" || e.value.length === 0) return;
       try {
         const w = JSON.parse(dec.decode(e.value)) as WorkerInfo;
-        if (now - Date.parse(w.updatedAt) <= staleMs) out.push(w);
+        const stale = typeof w.staleAfterMs === "number" && w.staleAfterMs > 0 ? w.staleAfterMs : staleMs;
+        if (now - Date.parse(w.updatedAt) <= stale) out.push(w);
       } catch {
         // a malformed key is not a worker
       }

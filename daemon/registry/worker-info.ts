@@ -13,6 +13,12 @@ export interface WorkerInfo {
   version: string;
   startedAt: string;
   updatedAt: string;
+  /**
+   * How long after `updatedAt` this worker counts as gone: 3 of its own presence intervals.
+   * Readers judge each worker by its own (daemons of one mesh may beat at different intervals);
+   * absent in records of older daemons, where the reader's own is used.
+   */
+  staleAfterMs?: number;
   /** Base URL of the daemon's HTTP side (metrics), when it has one. */
   httpUrl?: string;
   draining?: boolean;

@@ -95,7 +95,12 @@ export interface TaskRecord {
   /** Attempts that count against maxAttempts (failed, timeout, lost). */
   countedFailures: number;
   maxAttempts: number;
-  owner?: { workerId: string; host: string };
+  /**
+   * The current/last owner. `leaseMs` is the owner's lease: another worker takes the task over
+   * only after max(its own lease, this) of silence, as the owner self-fences only after its own
+   * lease (daemons of one mesh may run with different leases). Absent in older records.
+   */
+  owner?: { workerId: string; host: string; leaseMs?: number };
   cancelRequested?: boolean;
   submittedAt: string;
   updatedAt: string;
@@ -191,7 +196,15 @@ export function recordProblem(value: unknown, id?: string): string | undefined {
     badOptional(value, ["reason"], isString) ??
     badOptional(value, ["droppedAttempts", "droppedRateLimited"], isCount) ??
     badOptional(value, ["cancelRequested"], (x) => typeof x === "boolean") ??
-    badOptional(value, ["owner"], (x) => isObject(x) && isString(x.workerId) && isString(x.host)) ??
+    badOptional(
+      value,
+      ["owner"],
+      (x) =>
+        isObject(x) &&
+        isString(x.workerId) &&
+        isString(x.host) &&
+        (x.leaseMs === undefined || isCount(x.leaseMs)),
+    ) ??
     badOptional(value, ["result"], isObject);
   if (badField) return `"${badField}" has the wrong type`;
   if (!Array.isArray(value.attempts)) return `"attempts" is not a list`;
