@@ -4,7 +4,6 @@
 // a wait on a task no live worker serves says so in every output mode and ends with exit 6;
 // a watch of a retried task ends on the current attempt; usage errors honour --json.
 // Needs `npm run build` first (npm test does it).
-import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -12,6 +11,7 @@ import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { makeTempDir, NatsServer, removeTempDirs, waitFor } from "./harness/index.js";
 import { MESH_BIN, MESHD_BIN, REPO_ROOT } from "./support/mesh.js";
+import { type Meshd, startMeshdProcess, stopMeshdProcess } from "./support/meshd-proc.js";
 
 const LONG = 120_000;
 
@@ -22,14 +22,6 @@ interface Run {
   json(): any;
   lines(): any[];
   errLines(): string[];
-}
-
-interface Meshd {
-  name: string;
-  socket: string;
-  proc: ChildProcess;
-  output: string[];
-  exited: boolean;
 }
 
 let nats: NatsServer;
@@ -81,58 +73,18 @@ function expectExit(r: Run, code: number): void {
 }
 
 async function startMeshd(name: string, extra: string[] = []): Promise<Meshd> {
-  const stateDir = await makeTempDir(`mesh-promises-${name}-`);
-  const proc = spawn(
-    process.execPath,
-    [
-      MESHD_BIN,
-      "--nats",
-      nats.url,
-      "--state-dir",
-      stateDir,
-      "--name",
-      name,
-      "--pools",
-      "default",
-      "--slots",
-      "2",
-      "--runners",
-      "command",
-      "--no-http",
-      "--log-level",
-      "warn",
-      ...extra,
-    ],
-    { stdio: ["ignore", "pipe", "pipe"] },
-  );
-  const d: Meshd = { name, socket: join(stateDir, "meshd.sock"), proc, output: [], exited: false };
-  const keep = (chunk: Buffer) => {
-    d.output.push(chunk.toString());
-    if (d.output.length > 400) d.output.splice(0, 100);
-  };
-  proc.stdout?.on("data", keep);
-  proc.stderr?.on("data", keep);
-  proc.once("exit", () => {
-    d.exited = true;
+  const d = await startMeshdProcess({
+    natsUrl: nats.url,
+    name,
+    extra,
+    logLevel: "warn",
+    prefix: "mesh-promises",
   });
   daemons.push(d);
-  const ready = await waitFor(() => (d.exited ? "exited" : existsSync(d.socket) && "ready"), {
-    name: `meshd ${name} socket`,
-    timeoutMs: 60_000,
-  }).catch((err: Error) => err.message);
-  if (ready !== "ready")
-    throw new Error(`meshd ${name} did not come up (${ready}):\n${d.output.join("").slice(-4000)}`);
   return d;
 }
 
-async function stopMeshd(d: Meshd): Promise<void> {
-  if (d.exited) return;
-  const exited = new Promise((resolve) => d.proc.once("exit", resolve));
-  d.proc.kill("SIGTERM");
-  const killer = setTimeout(() => d.proc.kill("SIGKILL"), 30_000);
-  await exited;
-  clearTimeout(killer);
-}
+const stopMeshd = stopMeshdProcess;
 
 async function specFile(name: string, text: string): Promise<string> {
   const path = join(workDir, name);

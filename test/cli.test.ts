@@ -3,7 +3,6 @@
 // process against real `meshd` children (node dist/daemon/main.js) on a real nats-server.
 // Two daemons share one NATS: A has no labels, B has gpu=true; the CLI talks to A only.
 // Needs `npm run build` first (npm test does it).
-import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -13,6 +12,7 @@ import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MeshServiceClient } from "../proto/index.js";
 import { freePort, makeTempDir, NatsServer, removeTempDirs, waitFor } from "./harness/index.js";
+import { type Meshd, startMeshdProcess, stopMeshdProcess } from "./support/meshd-proc.js";
 import { selfSignedCert } from "./support/tls.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -26,15 +26,6 @@ interface Run {
   stderr: string;
   json(): any;
   lines(): any[];
-}
-
-interface Meshd {
-  name: string;
-  stateDir: string;
-  socket: string;
-  proc: ChildProcess;
-  output: string[];
-  exited: boolean;
 }
 
 let nats: NatsServer;
@@ -84,58 +75,12 @@ function oneLine(stderr: string): string {
 }
 
 async function startMeshd(name: string, extra: string[]): Promise<Meshd> {
-  const stateDir = await makeTempDir(`mesh-e2e-${name}-`);
-  const proc = spawn(
-    process.execPath,
-    [
-      MESHD,
-      "--nats",
-      nats.url,
-      "--state-dir",
-      stateDir,
-      "--name",
-      name,
-      "--pools",
-      "default",
-      "--slots",
-      "2",
-      "--runners",
-      "command",
-      "--no-http",
-      "--log-level",
-      "info",
-      ...extra,
-    ],
-    { stdio: ["ignore", "pipe", "pipe"] },
-  );
-  const d: Meshd = { name, stateDir, socket: join(stateDir, "meshd.sock"), proc, output: [], exited: false };
-  const keep = (chunk: Buffer) => {
-    d.output.push(chunk.toString());
-    if (d.output.length > 400) d.output.splice(0, 100);
-  };
-  proc.stdout?.on("data", keep);
-  proc.stderr?.on("data", keep);
-  proc.once("exit", () => {
-    d.exited = true;
-  });
+  const d = await startMeshdProcess({ natsUrl: nats.url, name, extra, logLevel: "info", prefix: "mesh-e2e" });
   daemons.push(d);
-  const ready = await waitFor(() => (d.exited ? "exited" : existsSync(d.socket) && "ready"), {
-    name: `meshd ${name} socket`,
-    timeoutMs: 60_000,
-  }).catch((err: Error) => err.message);
-  if (ready !== "ready")
-    throw new Error(`meshd ${name} did not come up (${ready}):\n${d.output.join("").slice(-4000)}`);
   return d;
 }
 
-async function stopMeshd(d: Meshd): Promise<void> {
-  if (d.exited) return;
-  const exited = new Promise((resolve) => d.proc.once("exit", resolve));
-  d.proc.kill("SIGTERM");
-  const killer = setTimeout(() => d.proc.kill("SIGKILL"), 30_000);
-  await exited;
-  clearTimeout(killer);
-}
+const stopMeshd = stopMeshdProcess;
 
 /** Writes a spec file in the shared work dir and returns its path. */
 async function specFile(name: string, text: string): Promise<string> {
