@@ -1,20 +1,15 @@
 /**
- * A real `meshd` child (node dist/daemon/main.js) for end-to-end CLI tests: command runner only,
- * no HTTP, its output kept for the failure message, ready once its gRPC socket exists.
+ * A real `meshd` child (spawnMeshd: node dist/daemon/main.js) for end-to-end CLI tests: command
+ * runner only, no HTTP, ready once its gRPC socket exists (its stderr in the error otherwise).
  */
-import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { makeTempDir, waitFor } from "../harness/index.js";
-import { MESHD_BIN } from "./mesh.js";
+import { type MeshdProcess, spawnMeshd } from "./mesh.js";
 
-export interface Meshd {
+export interface Meshd extends MeshdProcess {
   name: string;
-  stateDir: string;
   socket: string;
-  proc: ChildProcess;
-  output: string[];
-  exited: boolean;
 }
 
 export interface MeshdOptions {
@@ -28,63 +23,45 @@ export interface MeshdOptions {
 
 export async function startMeshdProcess(o: MeshdOptions): Promise<Meshd> {
   const stateDir = await makeTempDir(`${o.prefix ?? "meshd"}-${o.name}-`);
-  const proc = spawn(
-    process.execPath,
-    [
-      MESHD_BIN,
-      "--nats",
-      o.natsUrl,
-      "--state-dir",
-      stateDir,
-      "--name",
-      o.name,
-      "--pools",
-      "default",
-      "--slots",
-      "2",
-      "--runners",
-      "command",
-      "--no-http",
-      "--log-level",
-      o.logLevel ?? "info",
-      ...(o.extra ?? []),
-    ],
-    { stdio: ["ignore", "pipe", "pipe"] },
-  );
-  const d: Meshd = {
-    name: o.name,
+  const p = await spawnMeshd([
+    "--nats",
+    o.natsUrl,
+    "--state-dir",
     stateDir,
-    socket: join(stateDir, "meshd.sock"),
-    proc,
-    output: [],
-    exited: false,
-  };
-  const keep = (chunk: Buffer) => {
-    d.output.push(chunk.toString());
-    if (d.output.length > 400) d.output.splice(0, 100);
-  };
-  proc.stdout?.on("data", keep);
-  proc.stderr?.on("data", keep);
-  proc.once("exit", () => {
-    d.exited = true;
+    "--name",
+    o.name,
+    "--pools",
+    "default",
+    "--slots",
+    "2",
+    "--runners",
+    "command",
+    "--no-http",
+    "--log-level",
+    o.logLevel ?? "info",
+    ...(o.extra ?? []),
+  ]);
+  let exited = false;
+  void p.exited.then(() => {
+    exited = true;
   });
-  const ready = await waitFor(() => (d.exited ? "exited" : existsSync(d.socket) && "ready"), {
+  const socket = join(stateDir, "meshd.sock");
+  const ready = await waitFor(() => (exited ? "exited" : existsSync(socket) && "ready"), {
     name: `meshd ${o.name} socket`,
     timeoutMs: 60_000,
   }).catch((err: Error) => err.message);
   if (ready !== "ready") {
-    proc.kill("SIGKILL");
-    throw new Error(`meshd ${o.name} did not come up (${ready}):\n${d.output.join("").slice(-4000)}`);
+    p.kill("SIGKILL");
+    throw new Error(`meshd ${o.name} did not come up (${ready}):\n${p.stderr().slice(-4000)}`);
   }
-  return d;
+  return { ...p, name: o.name, socket };
 }
 
 /** SIGTERM, then SIGKILL after 30 s; resolves once it exited. */
-export async function stopMeshdProcess(d: Meshd): Promise<void> {
-  if (d.exited) return;
-  const exited = new Promise((resolve) => d.proc.once("exit", resolve));
-  d.proc.kill("SIGTERM");
-  const killer = setTimeout(() => d.proc.kill("SIGKILL"), 30_000);
-  await exited;
+export async function stopMeshdProcess(d: MeshdProcess): Promise<void> {
+  if (d.child.exitCode !== null || d.child.signalCode !== null) return;
+  d.kill("SIGTERM");
+  const killer = setTimeout(() => d.kill("SIGKILL"), 30_000);
+  await d.exited;
   clearTimeout(killer);
 }
