@@ -231,16 +231,31 @@ export class MeshService implements MeshApi {
   }
 
   async *watchTask(id: string, signal: AbortSignal): AsyncIterable<TaskEvent> {
-    const first = await this.d.store.get(id);
+    // A watch opened while NATS is briefly away (a NATS error, not a MeshError) waits for it.
+    const untilNats = async <T>(f: () => Promise<T>): Promise<T> => {
+      for (;;) {
+        try {
+          return await f();
+        } catch (err) {
+          if (isMeshError(err) || signal.aborted) throw err;
+          this.d.log.debug({ taskId: id, err: errorMessage(err) }, "watch: NATS not answering; trying again");
+          await pause(this.pollMs, signal);
+        }
+      }
+    };
+    const first = await untilNats(() => this.d.store.get(id));
     if (!first) throw new MeshError("NOT_FOUND", `no task with id "${id}"; list them with \`mesh tasks\``);
     const inner = linked(signal);
     const ch = new Channel<TaskEvent | { type: "__check" }>();
     const filter_subjects = `${taskEventSubject(id)}.>`;
-    const oc = await this.d.js.consumers.get(EVENTS_STREAM, {
-      filter_subjects,
-      deliver_policy: DeliverPolicy.All,
-    });
-    let msgs = await oc.consume();
+    let msgs = await untilNats(async () =>
+      (
+        await this.d.js.consumers.get(EVENTS_STREAM, {
+          filter_subjects,
+          deliver_policy: DeliverPolicy.All,
+        })
+      ).consume(),
+    );
     // A consumer that fails while NATS is away (a NATS error, not a MeshError) is opened again
     // after the last event delivered, once NATS answers: a brief outage does not end the watch.
     const pump = (async () => {
