@@ -114,6 +114,8 @@ async function chaosRun(opts: {
   /** Called once mid-run: restart NATS / kill the leader. */
   disruptNats: () => Promise<void>;
   lease?: string;
+  /** See checkChaos: a killed cluster node may cut a live worker off longer than its lease. */
+  allowFenceLoss?: boolean;
 }) {
   const kills = opts.kills ?? KILLS;
   const dir = await makeTempDir("chaos-");
@@ -177,13 +179,14 @@ async function chaosRun(opts: {
   });
   await fleet.stopAll();
   const records = await readRecords(opts.urls, ids);
-  const report = await checkChaos(logFile, ids, records, (w) => fleet.wasKilled(w));
+  const report = await checkChaos(logFile, ids, records, (w) => fleet.wasKilled(w), opts.allowFenceLoss);
   console.log(`chaos report: ${JSON.stringify({ ...report, problems: report.problems.slice(0, 20) })}`);
   expect(report.problems).toEqual([]);
   expect(report.tasks).toBe(opts.tasks);
   expect(fleet.killedNames.size).toBe(kills);
-  // No finished run was thrown away and repeated on a worker that lived through the run.
-  expect(report.fencedCompleted).toBe(0);
+  // No finished run was thrown away and repeated on a worker that lived through the run (where
+  // allowed, only after that worker's fence was really gone).
+  if (!opts.allowFenceLoss) expect(report.fencedCompleted).toBe(0);
   return report;
 }
 
@@ -231,6 +234,11 @@ describe("chaos", () => {
       urls: cluster.urls,
       replicas: 3,
       tasks: 200,
+      // Workers connected to the killed node are cut off while it is down and they reconnect to
+      // another (2-5 s here, under load more): longer than a 3 s lease, so such a worker may lose
+      // its fence, and its finished run is then repeated. That is the fence working; the outage
+      // test above proves that an outage shorter than the lease repeats nothing.
+      allowFenceLoss: true,
       disruptNats: async () => {
         const nc = await connect({ servers: cluster.urls });
         const jsm = await jetstreamManager(nc);

@@ -86,6 +86,11 @@ export async function checkChaos(
   ids: string[],
   records: Map<string, RawRecord>,
   killedWorkers: (workerId: string) => boolean,
+  /**
+   * Where the disruption can cut a live worker off for longer than its lease (a killed cluster
+   * node): its finished but unrecorded run may be repeated once its fence is really gone.
+   */
+  allowFenceLoss = false,
 ): Promise<ChaosReport> {
   const runs = new Map<string, Run>();
   const text = await readFile(logFile, "utf8").catch(() => "");
@@ -143,12 +148,16 @@ export async function checkChaos(
         // was cut off before it could record the result), and the worker really was killed
         // or fenced: never a second "success".
         const att = rec.attempts.find((a) => a.attempt === r.attempt && a.workerId === r.worker);
-        if (att?.outcome !== "lost") {
+        // Its fence was really gone: the others saw the lease expire (lost), or the worker,
+        // cut off from NATS for most of the lease, stopped itself (self-fenced, interrupted).
+        const selfFenced = att?.outcome === "interrupted" && /^self-fenced/.test(att.reason ?? "");
+        const fenceGone = selfFenced || (att?.outcome === "lost" && /lease expired/.test(att.reason ?? ""));
+        if (att?.outcome !== "lost" && !selfFenced) {
           problems.push(
             `${id}: attempt ${r.attempt} on ${r.worker} completed but the record says ${att?.outcome}`,
           );
         }
-        if (!killedWorkers(r.worker)) {
+        if (!killedWorkers(r.worker) && !(allowFenceLoss && fenceGone)) {
           fencedCompleted++;
           problems.push(
             `${id}: attempt ${r.attempt} on ${r.worker} completed, was not recorded and ran again, although that worker was never killed (${att?.reason ?? "no reason"})`,
