@@ -43,29 +43,34 @@ export class ScrapeGate {
   }
 }
 
-export class ZeroFirstCounter<L extends string> implements Held {
+/**
+ * The bookkeeping both kinds share: which series a scrape has shown, and what each series not
+ * yet shown holds back (`H`), released into the real metric once a scrape has shown it at 0.
+ */
+abstract class ZeroFirst<L extends string, H> implements Held {
   private readonly shown = new Set<string>();
-  private readonly fresh = new Map<string, { labels: Labels<L>; held: number }>();
+  private readonly fresh = new Map<string, { labels: Labels<L>; held: H }>();
 
-  constructor(private readonly counter: Counter<L>) {}
+  /** Creates the series at 0 in the real metric. */
+  protected abstract create(labels: Labels<L>): void;
+  protected abstract empty(): H;
+  /** Gives the real metric what was held back. */
+  protected abstract release(labels: Labels<L>, held: H): void;
 
   /** Creates the series at 0 unless it exists. */
   zero(labels: Labels<L>): void {
     const k = keyOf(labels);
     if (this.shown.has(k) || this.fresh.has(k)) return;
-    this.counter.inc(labels, 0);
-    this.fresh.set(k, { labels, held: 0 });
+    this.create(labels);
+    this.fresh.set(k, { labels, held: this.empty() });
   }
 
-  inc(labels: Labels<L>, n = 1): void {
+  /** The held-back value of a series not yet shown, or undefined once it was (count directly). */
+  protected holding(labels: Labels<L>): { held: H } | undefined {
     const k = keyOf(labels);
-    if (this.shown.has(k)) {
-      this.counter.inc(labels, n);
-      return;
-    }
+    if (this.shown.has(k)) return undefined;
     this.zero(labels);
-    const f = this.fresh.get(k);
-    if (f) f.held += n;
+    return this.fresh.get(k);
   }
 
   beforeRender(): () => void {
@@ -76,51 +81,63 @@ export class ZeroFirstCounter<L extends string> implements Held {
         if (!f) continue;
         this.fresh.delete(k);
         this.shown.add(k);
-        if (f.held > 0) this.counter.inc(f.labels, f.held);
+        this.release(f.labels, f.held);
       }
     };
+  }
+}
+
+export class ZeroFirstCounter<L extends string> extends ZeroFirst<L, number> {
+  constructor(private readonly counter: Counter<L>) {
+    super();
+  }
+
+  protected create(labels: Labels<L>): void {
+    this.counter.inc(labels, 0);
+  }
+
+  protected empty(): number {
+    return 0;
+  }
+
+  protected release(labels: Labels<L>, held: number): void {
+    if (held > 0) this.counter.inc(labels, held);
+  }
+
+  inc(labels: Labels<L>, n = 1): void {
+    const f = this.holding(labels);
+    if (f) f.held += n;
+    else this.counter.inc(labels, n);
   }
 }
 
 /** Observations of a series not yet scraped, kept at most this many (then the oldest are dropped). */
 const MAX_HELD_OBSERVATIONS = 1000;
 
-export class ZeroFirstHistogram<L extends string> implements Held {
-  private readonly shown = new Set<string>();
-  private readonly fresh = new Map<string, { labels: Labels<L>; held: number[] }>();
+export class ZeroFirstHistogram<L extends string> extends ZeroFirst<L, number[]> {
+  constructor(private readonly histogram: Histogram<L>) {
+    super();
+  }
 
-  constructor(private readonly histogram: Histogram<L>) {}
-
-  zero(labels: Labels<L>): void {
-    const k = keyOf(labels);
-    if (this.shown.has(k) || this.fresh.has(k)) return;
+  protected create(labels: Labels<L>): void {
     this.histogram.zero(labels);
-    this.fresh.set(k, { labels, held: [] });
+  }
+
+  protected empty(): number[] {
+    return [];
+  }
+
+  protected release(labels: Labels<L>, held: number[]): void {
+    for (const v of held) this.histogram.observe(labels, v);
   }
 
   observe(labels: Labels<L>, value: number): void {
-    const k = keyOf(labels);
-    if (this.shown.has(k)) {
+    const f = this.holding(labels);
+    if (!f) {
       this.histogram.observe(labels, value);
       return;
     }
-    this.zero(labels);
-    const f = this.fresh.get(k);
-    if (!f) return;
     f.held.push(value);
     if (f.held.length > MAX_HELD_OBSERVATIONS) f.held.shift();
-  }
-
-  beforeRender(): () => void {
-    const rendered = [...this.fresh.keys()];
-    return () => {
-      for (const k of rendered) {
-        const f = this.fresh.get(k);
-        if (!f) continue;
-        this.fresh.delete(k);
-        this.shown.add(k);
-        for (const v of f.held) this.histogram.observe(f.labels, v);
-      }
-    };
   }
 }
