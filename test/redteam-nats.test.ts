@@ -105,17 +105,32 @@ describe("red team: mesh up's nats-server", () => {
       const dir = await mkdtemp(join(tmpdir(), "rt-nobody-"));
       await chmod(dir, 0o755);
       const probe = join(dir, "probe.mjs");
-      const transport = join(REPO_ROOT, "node_modules/@nats-io/transport-node/lib/mod.js");
+      // The NATS protocol by hand (node:net only): the repository, and so nats.js, may lie in a
+      // folder `nobody` cannot read (a clone under /root or mktemp -d).
       await writeFile(
         probe,
-        `import { createRequire } from "node:module";
-import { readdirSync, readFileSync } from "node:fs";
-const { connect } = createRequire("/")(${JSON.stringify(transport)});
+        `import { readdirSync, readFileSync } from "node:fs";
+import { connect as tcp } from "node:net";
 const out = { uid: process.getuid() };
 try { readFileSync(process.argv[2]); out.read = "ok"; } catch (e) { out.read = e.code; }
 try { readdirSync(process.argv[4]); out.store = "ok"; } catch (e) { out.store = e.code; }
-try { const nc = await connect({ servers: process.argv[3], reconnect: false }); out.connect = "ok"; await nc.close(); }
-catch (e) { out.connect = e.constructor.name; }
+const url = new URL(process.argv[3]);
+out.connect = await new Promise((resolve) => {
+  const sock = tcp(Number(url.port), url.hostname);
+  let buf = "";
+  let sent = false;
+  sock.on("data", (d) => {
+    buf += d.toString();
+    if (!sent && buf.includes("\\r\\n")) {
+      sent = true;
+      sock.write('CONNECT {"verbose":false,"pedantic":false,"protocol":1}\\r\\nPING\\r\\n');
+    }
+    if (/-ERR '?Authorization Violation/i.test(buf)) { sock.destroy(); resolve("AuthorizationError"); }
+    else if (buf.includes("PONG")) { sock.destroy(); resolve("ok"); }
+  });
+  sock.on("error", (e) => resolve(e.code));
+  sock.on("close", () => resolve("closed: " + buf.trim()));
+});
 process.stdout.write(JSON.stringify(out));
 `,
       );
