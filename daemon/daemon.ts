@@ -341,17 +341,10 @@ export class Daemon {
         elected: () => this.sweeping,
         liveWorkers: () => listWorkers(topo.workers, topo.jsm, cfg.presenceTtlMs),
         watchMs: cfg.presenceIntervalMs,
-        onSettled: (r) => {
-          this.observer.transition({ pool: r.spec.pool, to: r.state });
-          events.publish({
-            type: "state",
-            taskId: r.id,
-            at: r.updatedAt,
-            state: r.state,
-            attempt: r.attempt,
-            ...(r.reason ? { reason: r.reason } : {}),
-          });
-        },
+        onSettled: (r, notices) =>
+          events.announce(r, notices, {
+            onState: (to) => this.observer.transition({ pool: r.spec.pool, to }),
+          }),
       });
       for (const p of this.plugins) await p.start(this);
       this.setState("running");

@@ -15,9 +15,20 @@ import { listWorkers } from "./registry/presence.js";
 import { unschedulableReason } from "./registry/unschedulable.js";
 import type { WorkerInfo } from "./registry/worker-info.js";
 import type { EventPublisher } from "./tasks/event-publisher.js";
-import { EVENTS_STREAM, stateEventAttempt, type TaskEvent, taskEventSubject } from "./tasks/events.js";
+import { EVENTS_STREAM, type TaskEvent, taskEventSubject } from "./tasks/events.js";
+import {
+  cancel,
+  expectState,
+  inState,
+  requestCancel,
+  retry,
+  type Step,
+  stateEvents,
+  submit,
+  TRANSITIONS,
+} from "./tasks/machine/index.js";
 import { checkBatchPolicy, type TaskPolicy } from "./tasks/policy.js";
-import { isTerminal, newTaskRecord, type TaskRecord, type VersionedRecord } from "./tasks/record.js";
+import { isTerminal, type TaskRecord, type VersionedRecord } from "./tasks/record.js";
 import type { TaskSpec } from "./tasks/spec.js";
 import type { TaskStore } from "./tasks/store.js";
 import { pause } from "./util/abort.js";
@@ -52,16 +63,14 @@ export class MeshService implements MeshApi {
     this.pollMs = d.pollMs ?? 1000;
   }
 
-  /** Sent at once: it must be stored before the doorbell the caller rings next (see publishNow). */
-  private stateEvent(r: TaskRecord): void {
-    this.d.observer?.transition({ pool: r.spec.pool, to: r.state });
-    this.d.events.publishNow({
-      type: "state",
-      taskId: r.id,
-      at: r.updatedAt,
-      state: r.state,
-      attempt: stateEventAttempt(r),
-      ...(r.reason ? { reason: r.reason } : {}),
+  /**
+   * A written step's state events, sent at once: they must be stored before the doorbell the
+   * caller rings next (see publishNow).
+   */
+  private announce(written: TaskRecord, step: Step): void {
+    this.d.events.announce(written, step.notices, {
+      now: true,
+      onState: (to) => this.d.observer?.transition({ pool: written.spec.pool, to }),
     });
   }
 
@@ -89,7 +98,8 @@ export class MeshService implements MeshApi {
       });
     }
     const now = new Date();
-    const records = specs.map((spec) => newTaskRecord(spec, now));
+    const steps = specs.map((spec) => submit(spec, now));
+    const records = steps.map((s) => s.record);
     // The whole batch or nothing: refused up front when it would fill the bucket.
     await this.d.capacity?.admit(records.reduce((n, r) => n + recordBytes(r), 0));
     // Every record first, then the doorbells: a create refused part-way (the bucket filled up
@@ -108,7 +118,7 @@ export class MeshService implements MeshApi {
       const created = made[i];
       if (created) {
         this.d.observer?.submitted({ pool: spec.pool });
-        this.stateEvent(created.record);
+        this.announce(created.record, steps[i]!);
         await ringDoorbell(this.d.publisher, spec.pool, spec.id, `${spec.id}#submit`, created);
         out.push({ id: spec.id, created: true, state: "queued" });
         continue;
@@ -175,21 +185,14 @@ export class MeshService implements MeshApi {
   }
 
   async cancel(id: string): Promise<TaskView> {
+    let step: Step | undefined;
     const { after, changed, before } = await this.d.store.mutate(id, (r) => {
       if (isTerminal(r.state)) return undefined;
       // Queued (also in a retry back-off, or handed back with a cancel already pending): done now.
-      if (r.state === "queued") {
-        r.state = "cancelled";
-        r.finishedAt = new Date().toISOString();
-        r.reason =
-          r.attempt > 0 ? "cancelled by request between attempts" : "cancelled by request before it started";
-        delete r.cancelRequested;
-        delete r.notBefore;
-        return r;
-      }
-      if (r.cancelRequested) return undefined;
-      r.cancelRequested = true;
-      return r;
+      step = inState(r, TRANSITIONS.cancel.from)
+        ? cancel(r, new Date())
+        : requestCancel(expectState(r, "cancel", TRANSITIONS.requestCancel.from));
+      return step.write ? step.record : undefined;
     });
     if (!changed && isTerminal(before.record.state)) {
       throw new MeshError(
@@ -197,29 +200,25 @@ export class MeshService implements MeshApi {
         `task ${id} is already ${before.record.state}; nothing to cancel`,
       );
     }
-    if (after.record.state === "cancelled") this.stateEvent(after.record);
+    if (changed && step && after.record.state === "cancelled") this.announce(after.record, step);
     else this.d.nc.publish(cancelSubject(id));
     return this.view(after, await this.listWorkers());
   }
 
   async retry(id: string): Promise<TaskView> {
+    let step: Step | undefined;
     const { after, changed, before } = await this.d.store.mutate(id, (r) => {
-      if (r.state !== "failed" && r.state !== "dead") return undefined;
-      r.state = "queued";
-      // One more attempt than have counted so far.
-      r.maxAttempts = Math.max(r.maxAttempts, r.countedFailures + 1);
-      delete r.finishedAt;
-      delete r.reason;
-      delete r.notBefore;
-      return r;
+      if (!inState(r, TRANSITIONS.retry.from)) return undefined;
+      step = retry(r);
+      return step.record;
     });
-    if (!changed) {
+    if (!changed || !step) {
       throw new MeshError(
         "FAILED_PRECONDITION",
         `task ${id} is ${before.record.state}; only failed or dead tasks can be retried`,
       );
     }
-    this.stateEvent(after.record);
+    this.announce(after.record, step);
     await ringDoorbell(
       this.d.publisher,
       after.record.spec.pool,
@@ -330,15 +329,7 @@ export class MeshService implements MeshApi {
           // The terminal event may have been lost (events are best effort): after a whole
           // quiet poll period, end from the record instead of waiting forever.
           if (quiet) {
-            const r = cur.record;
-            yield {
-              type: "state",
-              taskId: id,
-              at: r.updatedAt,
-              state: r.state,
-              attempt: r.attempt,
-              ...(r.reason ? { reason: r.reason } : {}),
-            };
+            yield* stateEvents(cur.record, [{ of: "record" }]);
             return;
           }
           continue;

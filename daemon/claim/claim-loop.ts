@@ -1,6 +1,7 @@
 /**
  * The claim loop: while a slot is free, pull ONE doorbell from a pool this daemon serves,
- * decide (claim.ts), and run won claims as Executions. Pulling one at a time matters: a
+ * let the claimer decide (claim.ts), settle the doorbell as the decision says, publish the
+ * decision's state events, and run won claims as Executions. Pulling one at a time matters: a
  * prefetched doorbell would time out while the worker is busy.
  */
 import { errorMessage } from "../errors.js";
@@ -9,11 +10,12 @@ import type { MeshObserver } from "../metrics/observer.js";
 import type { Delivery } from "../queue/delivery.js";
 import type { Puller } from "../queue/puller.js";
 import type { EventPublisher } from "../tasks/event-publisher.js";
-import { stateEventAttempt } from "../tasks/events.js";
+import type { TaskState } from "../tasks/record.js";
 import { pause } from "../util/abort.js";
 import type { Slots } from "../util/slots.js";
 import type { Claimer, Decision } from "./claim.js";
 import type { Execution } from "./execution.js";
+import { settleDoorbell } from "./settle-doorbell.js";
 
 export type ClaimLoopState = "new" | "running" | "stopping" | "stopped";
 
@@ -112,7 +114,8 @@ export class ClaimLoop {
   /** Returns true when an execution took the slot. */
   private async handle(pool: string, msg: Delivery): Promise<boolean> {
     if (msg.deliveryCount > 1) this.deps.observer.redelivered({ pool });
-    const d = await this.deps.claimer.decide(msg, (id) => this.running.has(id));
+    const d = await this.deps.claimer.judge(msg, (id) => this.running.has(id));
+    await settleDoorbell(msg, d.doorbell);
     if (d.kind === "skip" && d.unreadable === "doorbell") {
       this.deps.observer.unreadable({ kind: "doorbell" });
       this.deps.log.warn(
@@ -124,17 +127,9 @@ export class ClaimLoop {
       this.running.get(d.taskId)?.execution.adopt(msg);
       return false;
     }
+    const onState = (to: TaskState) => this.deps.observer.transition({ pool, to });
     if (d.kind === "settled") {
-      const r = d.record;
-      this.deps.observer.transition({ pool, to: r.state });
-      this.deps.events.publish({
-        type: "state",
-        taskId: r.id,
-        at: r.updatedAt,
-        state: r.state,
-        attempt: stateEventAttempt(r),
-        ...(r.reason ? { reason: r.reason } : {}),
-      });
+      this.deps.events.announce(d.record, d.notices, { onState });
       return false;
     }
     if (d.kind !== "claimed") return false;
@@ -146,15 +141,7 @@ export class ClaimLoop {
     });
     // Always a `claimed` event, also when the claim went straight to `running` (the execution
     // announces `running`): watchers see the same sequence either way.
-    this.deps.observer.transition({ pool, to: "claimed" });
-    this.deps.events.publish({
-      type: "state",
-      taskId: r.id,
-      at: r.attempts[r.attempts.length - 1]?.claimedAt ?? r.updatedAt,
-      state: "claimed",
-      attempt: r.attempt,
-      ...(r.owner ? { workerId: r.owner.workerId } : {}),
-    });
+    this.deps.events.announce(r, d.notices, { onState });
     const execution = this.deps.execution(pool, d, msg);
     const done = execution
       .run()

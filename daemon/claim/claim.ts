@@ -1,16 +1,32 @@
 /**
  * What to do with one doorbell: claim a queued task, adopt our own redelivery, wait on a live
  * owner, take over from a dead one (its revision unchanged for a whole lease, timed locally),
- * or just ack because the task is finished. The KV compare-and-set decides every race.
+ * or just ack because the task is finished. The claimer decides which transition applies
+ * (tasks/machine) and writes it; the KV compare-and-set decides every race.
  */
 
 import { isMeshError } from "../errors.js";
 import type { Delivery } from "../queue/delivery.js";
 import { doorbellSnapshot, doorbellTaskId, readDoorbell } from "../queue/doorbell.js";
 import { workerServes } from "../registry/worker-info.js";
-import { type AttemptInfo, isTerminal, type TaskRecord, type VersionedRecord } from "../tasks/record.js";
+import {
+  applyCancel,
+  type Claimant,
+  claim,
+  type DoorbellAction,
+  expectState,
+  type HeldRecord,
+  inState,
+  type Notice,
+  type Step,
+  TRANSITIONS,
+  type TakeoverCause,
+  takeOver,
+} from "../tasks/machine/index.js";
+import { isTerminal, type TaskRecord, type VersionedRecord } from "../tasks/record.js";
 import type { TaskSpec } from "../tasks/spec.js";
 import type { TaskStore } from "../tasks/store.js";
+import { settleDoorbell } from "./settle-doorbell.js";
 
 export interface ClaimerIdentity {
   workerId: string;
@@ -20,9 +36,20 @@ export interface ClaimerIdentity {
   runners: string[];
 }
 
+/**
+ * What the claimer decided for one doorbell, and what to do with the doorbell (`settleDoorbell`).
+ * A won claim and a settled task carry the state events to publish (`notices`, for the record
+ * as written).
+ */
 export type Decision =
-  | { kind: "claimed"; claimed: VersionedRecord; takeoverFrom?: string }
-  | { kind: "ours"; taskId: string } // our own task's doorbell came back: adopt it
+  | {
+      kind: "claimed";
+      claimed: VersionedRecord;
+      takeoverFrom?: string;
+      notices: readonly Notice[];
+      doorbell: DoorbellAction;
+    }
+  | { kind: "ours"; taskId: string; doorbell: DoorbellAction } // our own task's doorbell came back: adopt it
   | {
       kind: "skip";
       taskId: string;
@@ -30,8 +57,10 @@ export type Decision =
       parked?: boolean;
       /** A doorbell or record that could not be read (set aside). */
       unreadable?: "doorbell" | "record";
+      doorbell: DoorbellAction;
     }
-  | { kind: "settled"; record: TaskRecord }; // a takeover found it exhausted or cancelled: now terminal
+  // A queued task with a cancel pending, or a takeover that found it cancelled or exhausted: now terminal.
+  | { kind: "settled"; record: TaskRecord; notices: readonly Notice[]; doorbell: DoorbellAction };
 
 export interface ClaimerOptions {
   leaseMs: number;
@@ -77,205 +106,177 @@ export class Claimer {
     }
   }
 
-  /** Handles the doorbell's ack/nak itself except for "claimed"/"ours" (the execution keeps it). */
+  /** Decides on the doorbell and settles it as the decision says (for callers without a loop). */
   async decide(msg: Delivery, isRunningHere: (id: string) => boolean): Promise<Decision> {
+    const d = await this.judge(msg, isRunningHere);
+    await settleDoorbell(msg, d.doorbell);
+    return d;
+  }
+
+  /**
+   * Decides which transition applies to the doorbell's task and writes it (compare-and-set);
+   * the doorbell is left for the caller to settle as `doorbell` says ("claimed" and "ours" leave
+   * it to the execution).
+   */
+  async judge(msg: Delivery, isRunningHere: (id: string) => boolean): Promise<Decision> {
     const id = doorbellTaskId(msg.subject);
     const read = readDoorbell(msg);
     if ("problem" in read) {
       // Set aside: nothing can come of it, and a nak would bring it back forever.
-      msg.ack();
-      return { kind: "skip", taskId: id, why: `malformed doorbell: ${read.problem}`, unreadable: "doorbell" };
+      return {
+        kind: "skip",
+        taskId: id,
+        why: `malformed doorbell: ${read.problem}`,
+        unreadable: "doorbell",
+        doorbell: ACK,
+      };
     }
     try {
       // A first delivery usually carries the queued record it was rung for: try the claim on it
       // straight away; a stale snapshot only fails the compare-and-set, and we read then.
       const hint = msg.deliveryCount === 1 ? doorbellSnapshot(read.bell, id) : undefined;
-      if (hint) return await this.decideOn(id, hint, msg, isRunningHere, true);
-      return await this.decideOn(id, await this.store.get(id), msg, isRunningHere, false);
+      if (hint) return await this.decideOn(id, hint, isRunningHere, true);
+      return await this.decideOn(id, await this.store.get(id), isRunningHere, false);
     } catch (err) {
       if (!isMeshError(err, "DATA_LOSS")) throw err;
       // The record cannot be read (the store reported it): nothing here can run it.
-      msg.ack();
-      return { kind: "skip", taskId: id, why: "unreadable record", unreadable: "record" };
+      return { kind: "skip", taskId: id, why: "unreadable record", unreadable: "record", doorbell: ACK };
     }
+  }
+
+  private get claimant(): Claimant {
+    return { workerId: this.me.workerId, host: this.me.host, leaseMs: this.opts.leaseMs };
   }
 
   private async decideOn(
     id: string,
     cur: VersionedRecord | undefined,
-    msg: Delivery,
     isRunningHere: (id: string) => boolean,
     fromSnapshot: boolean,
   ): Promise<Decision> {
-    if (!cur) {
-      msg.ack();
-      return { kind: "skip", taskId: id, why: "no record" };
-    }
+    const skip = (why: string, doorbell: DoorbellAction, parked?: true): Decision => ({
+      kind: "skip",
+      taskId: id,
+      why,
+      ...(parked ? { parked } : {}),
+      doorbell,
+    });
+    if (!cur) return skip("no record", ACK);
     const r = cur.record;
     if (isTerminal(r.state)) {
       this.seen.delete(id);
-      msg.ack();
-      return { kind: "skip", taskId: id, why: `already ${r.state}` };
+      return skip(`already ${r.state}`, ACK);
     }
-    if (r.state === "queued") {
+    if (inState(r, ["queued"])) {
       this.seen.delete(id);
       try {
         // A cancel that raced a requeue: whoever sees it first finishes it.
-        if (r.cancelRequested) return await this.settleCancelled(cur, msg);
+        if (r.cancelRequested) return await this.settled(cur, applyCancel(r, new Date(this.now())));
         if (!workerServes(this.me, r.spec.pool, r.spec.labels, r.spec.runner)) {
           if (this.opts.servedByAnother?.(r.spec.pool, r.spec.labels, r.spec.runner) ?? true) {
-            msg.nak(HANDBACK_TO_ANOTHER_MS);
-            return { kind: "skip", taskId: id, why: "labels or runner not served here" };
+            return skip("labels or runner not served here", { kind: "nak", delayMs: HANDBACK_TO_ANOTHER_MS });
           }
           // Nobody live can run it: park it. Its doorbell is acked so that it holds no delivery
           // slot (a nak'ed message waiting for redelivery still counts against MaxAckPending);
           // the record stays queued, shown as unschedulable, and the sweeper rings it again
           // once a worker that serves it is live.
-          msg.ack();
-          return { kind: "skip", taskId: id, why: "parked: no live worker serves it", parked: true };
+          return skip("parked: no live worker serves it", PARK, true);
         }
         const notBefore = r.notBefore ? Date.parse(r.notBefore) - Date.now() : 0;
-        if (notBefore > 0) {
-          msg.nak(notBefore);
-          return { kind: "skip", taskId: id, why: "retry back-off" };
-        }
-        return await this.claim(cur);
+        if (notBefore > 0) return skip("retry back-off", { kind: "nak", delayMs: notBefore });
+        const next = claim(
+          r,
+          this.claimant,
+          new Date(this.now()),
+          this.opts.startsAtClaim?.(r.spec) ?? false,
+        );
+        const claimed = await this.store.update(cur, next.record);
+        return { kind: "claimed", claimed, notices: next.notices, doorbell: next.doorbell };
       } catch (err) {
         if (!isMeshError(err, "CONFLICT")) throw err;
         // A stale snapshot: decide again on the record as it is now.
-        if (fromSnapshot) return this.decideOn(id, await this.store.get(id), msg, isRunningHere, false);
-        msg.nak(this.opts.leaseMs);
-        return { kind: "skip", taskId: id, why: "lost the claim race" };
+        if (fromSnapshot) return this.decideOn(id, await this.store.get(id), isRunningHere, false);
+        return skip("lost the claim race", { kind: "nak", delayMs: this.opts.leaseMs });
       }
     }
-    // claimed or running
-    if (r.owner?.workerId === this.me.workerId) {
-      if (isRunningHere(id)) return { kind: "ours", taskId: id };
+    const held = expectState(r, "take over", TRANSITIONS.takeOver.from);
+    if (held.owner?.workerId === this.me.workerId) {
+      if (isRunningHere(id)) return { kind: "ours", taskId: id, doorbell: LEAVE };
       // Never a takeover from ourselves: our attempt has ended (its processes are gone) without
       // its outcome in the record. It is handed on at once, and it does not count as a failure.
-      return this.takeover(cur, msg, 0, true);
+      return this.takeover({ ...cur, record: held }, { kind: "abandoned" });
     }
     const obs = this.seen.get(id);
     const t = this.now();
     if (!obs || obs.revision !== cur.revision) {
       this.seen.set(id, { revision: cur.revision, since: t });
-      msg.nak(this.opts.leaseMs);
-      return { kind: "skip", taskId: id, why: "held by a live owner" };
+      return skip("held by a live owner", { kind: "nak", delayMs: this.opts.leaseMs });
     }
     const silent = t - obs.since;
     // The owner self-fences after ITS lease: never take over sooner, whatever ours is.
     const leaseMs = Math.max(this.opts.leaseMs, r.owner?.leaseMs ?? 0);
     if (silent < leaseMs) {
-      msg.nak(Math.max(100, leaseMs - silent + 50));
-      return { kind: "skip", taskId: id, why: "held; lease not yet expired" };
+      return skip("held; lease not yet expired", {
+        kind: "nak",
+        delayMs: Math.max(100, leaseMs - silent + 50),
+      });
     }
     // Any worker may finish a dead owner's task that has a cancel pending; running it again needs
     // one that serves it.
     if (!r.cancelRequested && !workerServes(this.me, r.spec.pool, r.spec.labels, r.spec.runner)) {
       if (this.opts.servedByAnother?.(r.spec.pool, r.spec.labels, r.spec.runner) ?? true) {
-        msg.nak(HANDBACK_TO_ANOTHER_MS);
-        return { kind: "skip", taskId: id, why: "stale, but labels or runner not served here" };
+        return skip("stale, but labels or runner not served here", {
+          kind: "nak",
+          delayMs: HANDBACK_TO_ANOTHER_MS,
+        });
       }
       this.seen.delete(id);
-      msg.ack();
-      return { kind: "skip", taskId: id, why: "stale and parked: no live worker serves it", parked: true };
+      return skip("stale and parked: no live worker serves it", PARK, true);
     }
-    return this.takeover(cur, msg, silent);
+    return this.takeover({ ...cur, record: held }, { kind: "expired", silentMs: silent });
   }
 
-  /** A queued task with a cancel pending ends cancelled. Throws CONFLICT like claim(). */
-  private async settleCancelled(cur: VersionedRecord, msg: Delivery): Promise<Decision> {
-    const r = structuredClone(cur.record);
-    r.state = "cancelled";
-    r.finishedAt = new Date(this.now()).toISOString();
-    r.reason = "cancelled by request";
-    delete r.owner;
-    delete r.cancelRequested;
-    delete r.notBefore;
-    const written = await this.store.update(cur, r);
-    msg.ack();
-    return { kind: "settled", record: written.record };
-  }
-
-  /** Throws CONFLICT when the record is no longer at `cur.revision` (the caller decides). */
-  private async claim(cur: VersionedRecord): Promise<Decision> {
-    const next = structuredClone(cur.record);
-    next.state = "claimed";
-    const a = this.own(next);
-    if (this.opts.startsAtClaim?.(next.spec)) {
-      next.state = "running";
-      a.startedAt = a.claimedAt;
-    }
-    return { kind: "claimed", claimed: await this.store.update(cur, next) };
+  /** Writes a step that ends the task. Throws CONFLICT like a claim. */
+  private async settled(cur: VersionedRecord, step: Step): Promise<Decision> {
+    const written = await this.store.update(cur, step.record);
+    return { kind: "settled", record: written.record, notices: step.notices, doorbell: step.doorbell };
   }
 
   private async takeover(
-    cur: VersionedRecord,
-    msg: Delivery,
-    silentMs: number,
-    fromSelf = false,
+    cur: { record: HeldRecord; revision: number },
+    cause: TakeoverCause,
   ): Promise<Decision> {
-    const r = structuredClone(cur.record);
-    const prevOwner = r.owner?.workerId ?? "unknown";
-    const last = r.attempts[r.attempts.length - 1];
-    const at = new Date(this.now()).toISOString();
-    if (last && !last.outcome) {
-      last.outcome = fromSelf ? "interrupted" : "lost";
-      last.endedAt = at;
-      last.reason = fromSelf
-        ? `worker ${prevOwner} ended this attempt without recording its outcome`
-        : `worker ${prevOwner} stopped heartbeating (silent ${Math.round(silentMs)} ms); lease expired`;
-    }
-    if (!fromSelf) r.countedFailures += 1;
+    const r = cur.record;
+    const next = takeOver(r, this.claimant, cause, new Date(this.now()));
     try {
-      if (r.cancelRequested) {
-        r.state = "cancelled";
-        r.finishedAt = at;
-        r.reason = "cancelled by request (its worker had died)";
-        delete r.owner;
-        delete r.cancelRequested;
-        const written = await this.store.update(cur, r);
+      if (next.record.state !== "claimed") {
+        const d = await this.settled(cur, next);
         this.seen.delete(r.id);
-        await msg.ackAck().catch(() => undefined);
-        return { kind: "settled", record: written.record };
+        return d;
       }
-      if (r.countedFailures >= r.maxAttempts) {
-        r.state = "dead";
-        r.finishedAt = at;
-        r.reason = `attempts exhausted (${r.countedFailures}/${r.maxAttempts}); last: ${last?.reason ?? "lost"}`;
-        delete r.owner;
-        delete r.cancelRequested;
-        const written = await this.store.update(cur, r);
-        this.seen.delete(r.id);
-        await msg.ackAck().catch(() => undefined);
-        return { kind: "settled", record: written.record };
-      }
-      r.state = "claimed";
-      this.own(r);
-      const claimed = await this.store.update(cur, r);
+      const claimed = await this.store.update(cur, next.record);
       this.seen.delete(r.id);
-      return { kind: "claimed", claimed, ...(fromSelf ? {} : { takeoverFrom: prevOwner }) };
+      return {
+        kind: "claimed",
+        claimed,
+        ...(cause.kind === "expired" ? { takeoverFrom: r.owner?.workerId ?? "unknown" } : {}),
+        notices: next.notices,
+        doorbell: next.doorbell,
+      };
     } catch (err) {
       if (isMeshError(err, "CONFLICT")) {
-        msg.nak(this.opts.leaseMs);
-        return { kind: "skip", taskId: r.id, why: "lost the takeover race" };
+        return {
+          kind: "skip",
+          taskId: r.id,
+          why: "lost the takeover race",
+          doorbell: { kind: "nak", delayMs: this.opts.leaseMs },
+        };
       }
       throw err;
     }
   }
-
-  private own(r: TaskRecord): AttemptInfo {
-    const at = new Date(this.now()).toISOString();
-    r.attempt += 1;
-    r.owner = { workerId: this.me.workerId, host: this.me.host, leaseMs: this.opts.leaseMs };
-    r.heartbeatAt = at;
-    const a: AttemptInfo = {
-      attempt: r.attempt,
-      workerId: this.me.workerId,
-      host: this.me.host,
-      claimedAt: at,
-    };
-    r.attempts.push(a);
-    return a;
-  }
 }
+
+const ACK: DoorbellAction = { kind: "ack" };
+const PARK: DoorbellAction = { kind: "park" };
+const LEAVE: DoorbellAction = { kind: "leave" };

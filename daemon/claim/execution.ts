@@ -13,17 +13,22 @@ import type { MeshObserver } from "../metrics/observer.js";
 import type { Delivery } from "../queue/delivery.js";
 import type { AbortReason, Runner, RunnerEvent, RunOutcome } from "../runner/runner.js";
 import type { EventPublisher } from "../tasks/event-publisher.js";
-import { stateEventAttempt } from "../tasks/events.js";
 import {
-  type AttemptOutcome,
-  rateLimitedAttempts,
-  type TaskRecord,
-  type VersionedRecord,
-} from "../tasks/record.js";
+  type AttemptEnd,
+  expectState,
+  type Notice,
+  noteSession,
+  type Step,
+  settle,
+  start,
+  TRANSITIONS,
+} from "../tasks/machine/index.js";
+import type { AttemptOutcome, TaskRecord, VersionedRecord } from "../tasks/record.js";
 import type { TaskStore } from "../tasks/store.js";
 import type { PreparedWorkspace, WorkspaceProvider } from "../workspace/workspace.js";
 import type { LeaseBeacon } from "./beacon.js";
 import { Lease } from "./lease.js";
+import { settleDoorbell } from "./settle-doorbell.js";
 
 export interface ExecutionDeps {
   store: TaskStore;
@@ -137,26 +142,23 @@ export class Execution {
     if (typeof sessionId !== "string" || !sessionId || this.fenced) return;
     if (this.lease.record.result?.sessionId === sessionId) return;
     this.lease
-      .write((r) => ({ ...r, result: { ...r.result, sessionId } }))
+      .write((r) =>
+        noteSession(expectState(r, "note the session of", TRANSITIONS.noteSession.from), sessionId),
+      )
       .catch((err: unknown) =>
         this.deps.log.debug({ err, taskId: this.taskId }, "could not record the session id"),
       );
   }
 
   /**
-   * `now`: the event goes out before what this connection publishes next (the attempt's outcome
-   * before the ack or the hand-back that lets another worker claim the task again).
+   * Publishes a written step's state events. `now`: they go out before what this connection
+   * publishes next (the attempt's outcome before the ack or the hand-back that lets another
+   * worker claim the task again).
    */
-  private stateEvent(r: TaskRecord, now = false): void {
-    this.deps.observer.transition({ pool: this.deps.pool, to: r.state });
-    this.deps.events[now ? "publishNow" : "publish"]({
-      type: "state",
-      taskId: r.id,
-      at: r.updatedAt,
-      state: r.state,
-      attempt: stateEventAttempt(r),
-      workerId: this.deps.workerId,
-      ...(r.reason ? { reason: r.reason } : {}),
+  private announce(written: TaskRecord, notices: readonly Notice[], now = false): void {
+    this.deps.events.announce(written, notices, {
+      now,
+      onState: (to) => this.deps.observer.transition({ pool: this.deps.pool, to }),
     });
   }
 
@@ -194,17 +196,19 @@ export class Execution {
       }
       if (ws && !this.abort.signal.aborted) {
         branch = ws.branch;
-        // Claimed straight into `running` (nothing to prepare), or `running` now.
-        const running =
-          this.lease.record.state === "running"
-            ? { record: this.lease.record }
-            : await this.lease.write((r) => {
-                r.state = "running";
-                const a = r.attempts[r.attempts.length - 1];
-                if (a) a.startedAt = new Date().toISOString();
-                return r;
-              });
-        this.stateEvent(running.record);
+        // `running` now, or claimed straight into it (nothing to prepare): announced either way.
+        const begin = (r: TaskRecord) =>
+          start(expectState(r, "start", TRANSITIONS.start.from), deps.workerId, new Date());
+        const first = begin(this.lease.record);
+        let notices = first.notices;
+        const running = first.write
+          ? await this.lease.write((r) => {
+              const s = begin(r);
+              notices = s.notices;
+              return s;
+            })
+          : { record: first.record };
+        this.announce(running.record, notices);
         log.info("running");
         const resume = (spec.agent.resume ?? deps.defaultResume ?? "auto") === "auto";
         const previousSessionId = resume ? this.lease.record.result?.sessionId : undefined;
@@ -308,73 +312,33 @@ export class Execution {
       att = "failed";
       why = failure ?? outcome?.reason ?? "failed";
     }
-    let result = "done" as ExecutionResult;
     let written: VersionedRecord;
     const endedAt = now.toISOString();
     const landed = (r: TaskRecord): boolean =>
       r.attempts.some(
         (a) => a.attempt === this.attempt && a.workerId === deps.workerId && a.endedAt === endedAt,
       );
+    const end: AttemptEnd = {
+      outcome: att,
+      workerId: deps.workerId,
+      reason: why,
+      exitCode: outcome?.exitCode,
+      signal: outcome?.signal,
+      result:
+        outcome?.result || headCommit || branch
+          ? { ...outcome?.result, ...(branch ? { branch } : {}), ...(headCommit ? { headCommit } : {}) }
+          : undefined,
+      permanent: permanent || outcome?.permanent,
+      retryAfterMs: outcome?.retryAfterMs,
+    };
+    // The write may apply the transition more than once (a concurrent cancel request): the last
+    // step is the one written, and it says what becomes of the doorbell.
+    let last: Step | undefined;
     try {
       written = await this.lease.settle(
         (r) => {
-          const a = r.attempts[r.attempts.length - 1];
-          if (a) {
-            a.endedAt = endedAt;
-            a.outcome = att;
-            if (why) a.reason = why;
-            if (outcome?.exitCode !== undefined) a.exitCode = outcome.exitCode;
-            if (outcome?.signal !== undefined) a.signal = outcome.signal;
-          }
-          if (outcome?.result || headCommit || branch) {
-            r.result = {
-              ...r.result,
-              ...outcome?.result,
-              ...(branch ? { branch } : {}),
-              ...(headCommit ? { headCommit } : {}),
-            };
-          }
-          delete r.notBefore;
-          // A cancel that arrived while the attempt was ending wins over a requeue, a retry
-          // back-off, a rate-limit or shutdown hand-back, and a failure: never queued with it pending.
-          if (r.cancelRequested && att !== "succeeded")
-            return terminal(r, "cancelled", "cancelled by request", now);
-          switch (att) {
-            case "succeeded":
-              return terminal(r, "succeeded", undefined, now);
-            case "cancelled":
-              return terminal(r, "cancelled", "cancelled by request", now);
-            case "interrupted":
-              result = "requeued";
-              return requeue(r);
-            case "rate_limited": {
-              const limited = rateLimitedAttempts(r);
-              if (limited > r.maxAttempts * 5)
-                return terminal(r, "dead", `rate limited ${limited} times`, now);
-              result = "requeued";
-              r.notBefore = new Date(
-                now.getTime() + (outcome?.retryAfterMs ?? deps.retryDelayMs),
-              ).toISOString();
-              return requeue(r);
-            }
-            default: {
-              r.countedFailures += 1;
-              if (permanent || outcome?.permanent) return terminal(r, "failed", why, now);
-              if (r.countedFailures >= r.maxAttempts) {
-                return terminal(
-                  r,
-                  "dead",
-                  `attempts exhausted (${r.countedFailures}/${r.maxAttempts}); last: ${why}`,
-                  now,
-                );
-              }
-              result = "requeued";
-              r.notBefore = new Date(
-                now.getTime() + backoff(deps.retryDelayMs, r.countedFailures),
-              ).toISOString();
-              return requeue(r);
-            }
-          }
+          last = settle(expectState(r, "settle", TRANSITIONS.settle.from), end, deps, now);
+          return last;
         },
         landed,
         () => this.quitting,
@@ -386,23 +350,14 @@ export class Execution {
       log.error({ err }, "could not record the attempt's outcome");
       return "fenced";
     }
-    // The write may have run `mutate` more than once (a concurrent cancel request): the record
-    // as written decides whether the doorbell goes back.
-    result = written.record.state === "queued" ? "requeued" : "done";
-    this.stateEvent(written.record, true);
+    const step = last!;
+    const result: ExecutionResult = written.record.state === "queued" ? "requeued" : "done";
+    this.announce(written.record, step.notices, true);
     log.info({ state: written.record.state, outcome: att, reason: why }, "attempt finished");
-    const msg = this.lease.message;
     try {
-      if (result === "requeued") {
-        const delay = written.record.notBefore
-          ? Math.max(0, Date.parse(written.record.notBefore) - Date.now())
-          : 0;
-        msg.nak(delay);
-      } else {
-        // A plain ack: the record, not the ack, says the task is done. A lost ack only means a
-        // redelivered doorbell, which finds the record terminal and is acked then.
-        msg.ack();
-      }
+      // A plain ack: the record, not the ack, says the task is done. A lost ack only means a
+      // redelivered doorbell, which finds the record terminal and is acked then.
+      await settleDoorbell(this.lease.message, step.doorbell);
     } catch (err) {
       // The record is written; a redelivered doorbell is recognised and acked or claimed.
       log.debug({ err }, "doorbell ack/nak failed");
@@ -425,29 +380,4 @@ function bound(log: Logger, bindings: Record<string, unknown>): BoundLog {
       else log[level]({ ...bindings, ...(objOrMsg as object) }, msg);
     };
   return { debug: at("debug"), info: at("info"), warn: at("warn"), error: at("error") } as BoundLog;
-}
-
-function terminal(
-  r: TaskRecord,
-  state: TaskRecord["state"],
-  reason: string | undefined,
-  now: Date,
-): TaskRecord {
-  r.state = state;
-  r.finishedAt = now.toISOString();
-  if (reason) r.reason = reason;
-  delete r.owner;
-  delete r.cancelRequested;
-  return r;
-}
-
-function requeue(r: TaskRecord): TaskRecord {
-  r.state = "queued";
-  delete r.owner;
-  delete r.heartbeatAt;
-  return r;
-}
-
-function backoff(base: number, failures: number): number {
-  return Math.min(base * 2 ** Math.max(0, failures - 1), 5 * 60_000);
 }

@@ -10,6 +10,7 @@
 import { isMeshError, MeshError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { Delivery } from "../queue/delivery.js";
+import { expectState, renew, type Step, TRANSITIONS } from "../tasks/machine/index.js";
 import { isTerminal, type TaskRecord, type VersionedRecord } from "../tasks/record.js";
 import type { TaskStore } from "../tasks/store.js";
 
@@ -122,16 +123,19 @@ export class Lease {
   }
 
   /**
-   * Fenced write: applies `mutate` to the current record and writes it at the held revision.
-   * A conflict caused only by a cancel request is absorbed (re-read, still ours, retry);
-   * any change of owner or attempt throws FENCED.
+   * Fenced write: applies the transition `next` to the current record and writes its step at
+   * the held revision (nothing when the step changes nothing). A conflict caused only by a
+   * cancel request is absorbed (re-read, still ours, retry); any change of owner or attempt
+   * throws FENCED.
    */
-  write(mutate: (r: TaskRecord) => TaskRecord): Promise<VersionedRecord> {
+  write(next: (r: TaskRecord) => Step): Promise<VersionedRecord> {
     const run = async (): Promise<VersionedRecord> => {
       if (this.lost) throw new MeshError("FENCED", `task ${this.rec.record.id}: lease lost`);
       for (let i = 0; i < 5; i++) {
         try {
-          this.rec = await this.store.update(this.rec, mutate(structuredClone(this.rec.record)));
+          const step = next(this.rec.record);
+          if (!step.write) return this.rec;
+          this.rec = await this.store.update(this.rec, step.record);
           this.lastOkAt = this.now();
           if (this.timer) this.opts.onHeld?.(this.rec.revision);
           return this.rec;
@@ -159,7 +163,7 @@ export class Lease {
   }
 
   /**
-   * The attempt's outcome: `mutate` written at the held revision, retried while NATS cannot be
+   * The attempt's outcome: the step of `next` written at the held revision, retried while NATS cannot be
    * reached. A write whose answer was lost may have landed, so after each failure the record is
    * read: it shows our outcome (`landed`) -> done; it is still ours (the same revision, or a
    * newer one of ours: a heartbeat that landed, a cancel request) -> write again on it; anything
@@ -168,7 +172,7 @@ export class Lease {
    * (the daemon is stopping): throws UNAVAILABLE then.
    */
   settle(
-    mutate: (r: TaskRecord) => TaskRecord,
+    next: (r: TaskRecord) => Step,
     landed: (r: TaskRecord) => boolean,
     quit: () => boolean,
   ): Promise<VersionedRecord> {
@@ -182,10 +186,7 @@ export class Lease {
           // Each try is bounded: a write sent as the connection dropped would otherwise hold us
           // for the publisher's whole timeout, while the lease runs out. If it lands after all,
           // the next try's compare-and-set fails and the read below finds our outcome.
-          this.rec = await bounded(
-            this.store.update(this.rec, mutate(structuredClone(this.rec.record))),
-            tryMs,
-          );
+          this.rec = await bounded(this.store.update(this.rec, next(this.rec.record).record), tryMs);
           this.lastOkAt = this.now();
           return this.rec;
         } catch (err) {
@@ -239,8 +240,8 @@ export class Lease {
       // connection trouble: the KV write below decides
     }
     try {
-      const at = new Date(this.now()).toISOString();
-      const r = await this.write((rec) => ({ ...rec, heartbeatAt: at }));
+      const at = new Date(this.now());
+      const r = await this.write((rec) => renew(expectState(rec, "renew", TRANSITIONS.renew.from), at));
       if (r.record.cancelRequested) this.opts.onCancelRequested();
     } catch (err) {
       if (isMeshError(err, "FENCED")) return;

@@ -20,6 +20,7 @@ import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import { errorMessage, isMeshError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { type WorkerInfo, workerServes } from "../registry/worker-info.js";
+import { applyCancel, type From, inState, type Notice, TRANSITIONS } from "../tasks/machine/index.js";
 import { isTerminal, type TaskRecord, type VersionedRecord } from "../tasks/record.js";
 import type { TaskSpec } from "../tasks/spec.js";
 import type { TaskStore } from "../tasks/store.js";
@@ -41,8 +42,11 @@ export interface SweeperOptions {
   liveWorkers?: () => Promise<ServingWorker[]>;
   /** How often to look for workers that joined (0 or unset: never). */
   watchMs?: number;
-  /** The pass finished this task (a queued task with a cancel pending). */
-  onSettled?: (r: TaskRecord) => void;
+  /**
+   * The pass finished this task (a queued task with a cancel pending): `written` is the record
+   * as written, `notices` the state events its transition names (see tasks/machine).
+   */
+  onSettled?: (written: TaskRecord, notices: readonly Notice[]) => void;
 }
 
 export interface SweepResult {
@@ -203,8 +207,8 @@ export class Sweeper {
           }
           continue;
         }
-        if (r.state === "queued" && r.cancelRequested) {
-          if (await this.cancelQueued(v)) res.cancelled++;
+        if (inState(r, TRANSITIONS.applyCancel.from) && r.cancelRequested) {
+          if (await this.cancelQueued({ record: r, revision: v.revision })) res.cancelled++;
           continue;
         }
         if (newlyServed) {
@@ -229,18 +233,12 @@ export class Sweeper {
     return res;
   }
 
-  private async cancelQueued(v: VersionedRecord): Promise<boolean> {
-    const r = structuredClone(v.record);
-    r.state = "cancelled";
-    r.finishedAt = new Date().toISOString();
-    r.reason = "cancelled by request";
-    delete r.cancelRequested;
-    delete r.notBefore;
-    delete r.owner;
+  private async cancelQueued(v: { record: From<"applyCancel">; revision: number }): Promise<boolean> {
+    const step = applyCancel(v.record, new Date());
     try {
-      const written = await this.store.update(v, r);
-      this.log.info({ taskId: r.id }, "queued task with a cancel pending: cancelled");
-      this.opts.onSettled?.(written.record);
+      const written = await this.store.update(v, step.record);
+      this.log.info({ taskId: v.record.id }, "queued task with a cancel pending: cancelled");
+      this.opts.onSettled?.(written.record, step.notices);
       return true;
     } catch (err) {
       // Changed since the read: whoever changed it saw the cancel (or the next pass will).

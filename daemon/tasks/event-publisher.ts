@@ -12,6 +12,15 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "../log.js";
 import type { TaskEvent } from "./events.js";
 import { taskEventSubject } from "./events.js";
+import { type Notice, stateEvents } from "./machine/step.js";
+import type { TaskRecord, TaskState } from "./record.js";
+
+export interface AnnounceOptions {
+  /** Send at once (see publishNow), not at the end of this turn. */
+  now?: boolean;
+  /** Told of each state published (the metrics count transitions). */
+  onState?: (to: TaskState) => void;
+}
 
 export class EventPublisher {
   private queued: TaskEvent[] = [];
@@ -39,6 +48,15 @@ export class EventPublisher {
   publishNow(event: TaskEvent): void {
     this.queued.push(event);
     this.send();
+  }
+
+  /** Publishes the state events a transition's `notices` name for `written`, the record as written. */
+  announce(written: TaskRecord, notices: readonly Notice[], opts: AnnounceOptions = {}): void {
+    for (const event of stateEvents(written, notices)) {
+      opts.onState?.(event.state);
+      if (opts.now) this.publishNow(event);
+      else this.publish(event);
+    }
   }
 
   private send(): void {

@@ -5,16 +5,19 @@
 import type { RunnerEvent } from "../runner/runner.js";
 import type { TaskRecord, TaskState } from "./record.js";
 
+/** A task's state changed (made by the transition that changed it: see machine/notices.ts). */
+export interface StateEvent {
+  type: "state";
+  taskId: string;
+  at: string;
+  state: TaskState;
+  attempt: number;
+  workerId?: string;
+  reason?: string;
+}
+
 export type TaskEvent =
-  | {
-      type: "state";
-      taskId: string;
-      at: string;
-      state: TaskState;
-      attempt: number;
-      workerId?: string;
-      reason?: string;
-    }
+  | StateEvent
   | ({ taskId: string; at: string; attempt: number; workerId: string } & RunnerEvent);
 
 export const EVENTS_STREAM = "MESH_EVENTS";

@@ -1,5 +1,5 @@
 /**
- * The task record kept in KV (bucket `mesh-tasks`, key = task id) and its state machine.
+ * The task record kept in KV (bucket `mesh-tasks`, key = task id); its state machine is in machine/.
  * Every write is compare-and-set on the KV revision; the revision is the fencing token.
  */
 import { MeshError } from "../errors.js";
@@ -17,31 +17,6 @@ export const TASK_STATES = [
 export type TaskState = (typeof TASK_STATES)[number];
 export const TERMINAL_STATES: ReadonlySet<TaskState> = new Set(["succeeded", "failed", "cancelled", "dead"]);
 export const isTerminal = (s: TaskState): boolean => TERMINAL_STATES.has(s);
-
-/**
- * Legal transitions. `failed` is terminal only when no retry is due; a retry goes back to `queued`.
- * A claim normally writes `claimed`, and `running` once the workspace (a git worktree) is ready;
- * an attempt with nothing to prepare (no repo) is claimed straight into `running` in one write.
- */
-const TRANSITIONS: Record<TaskState, readonly TaskState[]> = {
-  queued: ["claimed", "running", "cancelled", "dead"],
-  claimed: ["running", "queued", "failed", "cancelled", "dead", "claimed"],
-  running: ["succeeded", "failed", "queued", "cancelled", "dead", "claimed"],
-  succeeded: [],
-  failed: ["queued"], // RetryTask
-  cancelled: [],
-  dead: ["queued"], // RetryTask
-};
-
-export function canTransition(from: TaskState, to: TaskState): boolean {
-  return TRANSITIONS[from].includes(to);
-}
-
-export function assertTransition(id: string, from: TaskState, to: TaskState): void {
-  if (!canTransition(from, to)) {
-    throw new MeshError("FAILED_PRECONDITION", `task ${id}: cannot go from ${from} to ${to}`);
-  }
-}
 
 export type AttemptOutcome =
   | "succeeded"

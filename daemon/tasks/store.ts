@@ -9,8 +9,8 @@ import { isStoreFull, isWrongLastSequence } from "../nats/js-errors.js";
 import type { JsPublisher } from "../nats/js-publisher.js";
 import { scanKv } from "../nats/kv-scan.js";
 import { TASKS_BUCKET, type Topology } from "../queue/topology.js";
+import { assertTransition } from "./machine/states.js";
 import {
-  assertTransition,
   boundRecord,
   parseTaskRecord,
   type TaskRecord,

@@ -1,0 +1,36 @@
+/** The task state machine: records by state, the pure transitions, and what their steps mean. */
+export {
+  assertTransition,
+  canTransition,
+  EDGES,
+  expectState,
+  type HeldRecord,
+  inState,
+  type QueuedRecord,
+  type RecordIn,
+  type RetryableRecord,
+} from "./states.js";
+export { type DoorbellAction, nakDelayMs, type Notice, type Step, stateEvents } from "./step.js";
+export {
+  type AttemptEnd,
+  applyCancel,
+  backoffMs,
+  type Claimant,
+  cancel,
+  claim,
+  type From,
+  MAX_BACKOFF_MS,
+  noteSession,
+  type RetryPolicy,
+  renew,
+  requestCancel,
+  retry,
+  type StepOf,
+  settle,
+  start,
+  submit,
+  type TakeoverCause,
+  takeOver,
+  TRANSITIONS,
+  type TransitionName,
+} from "./transitions.js";
