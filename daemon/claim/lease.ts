@@ -163,11 +163,11 @@ export class Lease {
   }
 
   /**
-   * The attempt's outcome: the step of `next` written at the held revision, retried while NATS cannot be
-   * reached. A write whose answer was lost may have landed, so after each failure the record is
-   * read: it shows our outcome (`landed`) -> done; it is still ours (the same revision, or a
-   * newer one of ours: a heartbeat that landed, a cancel request) -> write again on it; anything
-   * else -> FENCED. A self-fenced holder whose run has stopped may still write: the
+   * The attempt's outcome: the step of the transition `next` written at the held revision,
+   * retried while NATS cannot be reached. A write whose answer was lost may have landed, so
+   * after each failure the record is read: it shows our outcome (`landed`) -> done; it is still
+   * ours (the same revision, or a newer one of ours: a heartbeat that landed, a cancel request)
+   * -> write again on it; anything else -> FENCED. A self-fenced holder whose run has stopped may still write: the
    * compare-and-set fails once anyone else has taken over. Gives up only when `quit()` says so
    * (the daemon is stopping): throws UNAVAILABLE then.
    */

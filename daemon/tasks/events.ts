@@ -5,7 +5,7 @@
 import type { RunnerEvent } from "../runner/runner.js";
 import type { TaskRecord, TaskState } from "./record.js";
 
-/** A task's state changed (made by the transition that changed it: see machine/notices.ts). */
+/** A task's state changed: made from the written record of a transition's step (machine/step.ts). */
 export interface StateEvent {
   type: "state";
   taskId: string;
