@@ -12,6 +12,21 @@ export { errorMessage, isMeshError, MeshError, type MeshErrorCode } from "./erro
 export { DEFAULT_SUBMIT_MAX_BYTES } from "./limits.js";
 export { createLogger, type Logger } from "./log.js";
 export { LOCAL_NKEY_FILE, useLocalMeshCredentials } from "./nats/local-creds.js";
+export {
+  beaconSubject,
+  cancelSubject,
+  EVENTS_STREAM,
+  kvStream,
+  kvSubject,
+  poolConsumerName,
+  poolFilter,
+  STATE_EVENTS_FILTER,
+  TASKS_BUCKET,
+  TASKS_STREAM,
+  taskEventSubject,
+  taskSubject,
+  WORKERS_BUCKET,
+} from "./nats/names.js";
 export { DAEMON_PERMISSIONS, MONITOR_PERMISSIONS, renderPermissions } from "./nats/permissions.js";
 export type { WorkerInfo } from "./registry/worker-info.js";
 export {

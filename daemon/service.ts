@@ -10,20 +10,19 @@ import { errorMessage, isMeshError, MeshError } from "./errors.js";
 import type { Logger } from "./log.js";
 import type { MeshObserver } from "./metrics/observer.js";
 import type { JsPublish } from "./nats/js-publisher.js";
+import { cancelSubject, EVENTS_STREAM, STATE_EVENTS_FILTER, taskEventSubject } from "./nats/names.js";
 import { ringDoorbell } from "./queue/doorbell.js";
 import { listWorkers } from "./registry/presence.js";
 import { unschedulableReason } from "./registry/unschedulable.js";
 import type { WorkerInfo } from "./registry/worker-info.js";
 import type { EventPublisher } from "./tasks/event-publisher.js";
-import { EVENTS_STREAM, stateEventAttempt, type TaskEvent, taskEventSubject } from "./tasks/events.js";
+import { stateEventAttempt, type TaskEvent } from "./tasks/events.js";
 import { checkBatchPolicy, type TaskPolicy } from "./tasks/policy.js";
 import { isTerminal, newTaskRecord, type TaskRecord, type VersionedRecord } from "./tasks/record.js";
 import type { TaskSpec } from "./tasks/spec.js";
 import type { TaskStore } from "./tasks/store.js";
 import { pause } from "./util/abort.js";
 import { Channel } from "./util/channel.js";
-
-export const cancelSubject = (taskId: string): string => `mesh.ctl.cancel.${taskId}`;
 
 export interface MeshServiceDeps {
   nc: NatsConnection;
@@ -364,7 +363,7 @@ export class MeshService implements MeshApi {
     const inner = linked(signal);
     const ch = new Channel<MeshEvent>();
     const oc = await this.d.js.consumers.get(EVENTS_STREAM, {
-      filter_subjects: "mesh.events.task.*.state",
+      filter_subjects: STATE_EVENTS_FILTER,
       deliver_policy: DeliverPolicy.New,
     });
     const msgs = await oc.consume();

@@ -9,10 +9,10 @@
 import type { JetStreamManager } from "@nats-io/jetstream";
 import { isNoMessageFound, isStreamNotFound } from "../nats/js-errors.js";
 import type { JsPublish } from "../nats/js-publisher.js";
+import { TASKS_STREAM, taskSubject } from "../nats/names.js";
 import { recordProblem, type TaskRecord, type VersionedRecord } from "../tasks/record.js";
 import { ID_RE } from "../tasks/spec.js";
 import type { Delivery } from "./delivery.js";
-import { TASKS_STREAM, taskSubject } from "./topology.js";
 
 export interface Doorbell {
   id: string;

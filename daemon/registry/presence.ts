@@ -8,7 +8,7 @@ import type { KV } from "@nats-io/kv";
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
 import { kvKeys } from "../nats/kv-keys.js";
-import { WORKERS_BUCKET } from "../queue/topology.js";
+import { WORKERS_BUCKET } from "../nats/names.js";
 import type { WorkerInfo } from "./worker-info.js";
 
 const dec = new TextDecoder();

@@ -10,8 +10,8 @@
  */
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "../log.js";
+import { taskEventSubject } from "../nats/names.js";
 import type { TaskEvent } from "./events.js";
-import { taskEventSubject } from "./events.js";
 
 export class EventPublisher {
   private queued: TaskEvent[] = [];

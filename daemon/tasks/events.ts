@@ -1,6 +1,6 @@
 /**
  * Events about tasks, published on the limits-retention stream `MESH_EVENTS` under
- * `mesh.events.task.<id>` so a task can be replayed from its start.
+ * `mesh.events.task.<id>` so a task can be replayed from its start (names in nats/names.ts).
  */
 import type { RunnerEvent } from "../runner/runner.js";
 import type { TaskRecord, TaskState } from "./record.js";
@@ -16,11 +16,6 @@ export type TaskEvent =
       reason?: string;
     }
   | ({ taskId: string; at: string; attempt: number; workerId: string } & RunnerEvent);
-
-export const EVENTS_STREAM = "MESH_EVENTS";
-/** Events of one task: `<subject>.state` for state changes, `<subject>.run` for runner/agent events. */
-export const taskEventSubject = (taskId: string): string => `mesh.events.task.${taskId}`;
-export const workerEventSubject = (workerId: string): string => `mesh.events.worker.${workerId}`;
 
 /**
  * The attempt a state event belongs to: the record's attempt, except that a `queued` task waits

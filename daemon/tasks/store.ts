@@ -8,7 +8,8 @@ import { isMeshError, MeshError } from "../errors.js";
 import { isStoreFull, isWrongLastSequence } from "../nats/js-errors.js";
 import type { JsPublisher } from "../nats/js-publisher.js";
 import { scanKv } from "../nats/kv-scan.js";
-import { TASKS_BUCKET, type Topology } from "../queue/topology.js";
+import { kvSubject, TASKS_BUCKET, TASKS_BUCKET_STREAM } from "../nats/names.js";
+import type { Topology } from "../queue/topology.js";
 import {
   assertTransition,
   boundRecord,
@@ -154,8 +155,8 @@ export class TaskStore {
    * retry) survives. Afterwards the id is free again.
    */
   async purge(v: VersionedRecord): Promise<void> {
-    await this.jsm.streams.purge(`KV_${TASKS_BUCKET}`, {
-      filter: `$KV.${TASKS_BUCKET}.${v.record.id}`,
+    await this.jsm.streams.purge(TASKS_BUCKET_STREAM, {
+      filter: kvSubject(TASKS_BUCKET, v.record.id),
       seq: v.revision + 1,
     });
   }

@@ -8,7 +8,7 @@ import type { DaemonConfig } from "../../config.js";
 import type { Daemon, DaemonPlugin } from "../../daemon.js";
 import { errorMessage, MeshError } from "../../errors.js";
 import type { MeshMetrics } from "../../metrics/mesh-metrics.js";
-import { poolConsumerName, TASKS_STREAM } from "../../queue/topology.js";
+import { poolConsumerName, TASKS_STREAM } from "../../nats/names.js";
 import { HttpServer } from "../http-server.js";
 import type { Readiness } from "./routes.js";
 import { advertisedUrl, targetGroups } from "./sd.js";
