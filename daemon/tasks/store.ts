@@ -9,7 +9,6 @@ import { isStoreFull, isWrongLastSequence } from "../nats/js-errors.js";
 import type { JsPublisher } from "../nats/js-publisher.js";
 import { scanKv } from "../nats/kv-scan.js";
 import { kvSubject, TASKS_BUCKET, TASKS_BUCKET_STREAM } from "../nats/names.js";
-import type { Topology } from "../queue/topology.js";
 import {
   assertTransition,
   boundRecord,
@@ -24,6 +23,17 @@ const enc = new TextEncoder();
 export interface TaskStoreOptions {
   /** A record that cannot be read, reported once per key and revision (log it, count it). */
   onUnreadable?(u: UnreadableRecord): void;
+}
+
+/** The NATS side the store works on (the queue room's Topology is one). */
+export interface TaskBucket {
+  /** The task records bucket. */
+  tasks: KV;
+  js: JetStreamClient;
+  jsm: JetStreamManager;
+  publisher: JsPublisher;
+  /** Where compare-and-set writes go, `<prefix>.<task id>` (domain-aware, as the KV client does). */
+  tasksPutPrefix: string;
 }
 
 export class TaskStore {
@@ -42,11 +52,7 @@ export class TaskStore {
    * topology's JsPublisher (lighter than kv.update; see js-publisher.ts) to
    * `<tasksPutPrefix>.<id>`, the domain-aware subject the KV client would use.
    */
-  constructor(
-    topo: Pick<Topology, "tasks" | "js" | "jsm" | "publisher" | "tasksPutPrefix">,
-    now: () => Date = () => new Date(),
-    opts: TaskStoreOptions = {},
-  ) {
+  constructor(topo: TaskBucket, now: () => Date = () => new Date(), opts: TaskStoreOptions = {}) {
     this.opts = opts;
     this.kv = topo.tasks;
     this.jsm = topo.jsm;
