@@ -33,11 +33,10 @@ export {
   CommandRunner,
   type RunContext,
   type Runner,
-  type RunnerEvent,
   type RunOutcome,
 } from "./runner/index.js";
 export { startDaemon } from "./start.js";
-export type { TaskEvent } from "./tasks/events.js";
+export type { RunnerEvent, TaskEvent } from "./tasks/events.js";
 export {
   type AttemptInfo,
   isTerminal,

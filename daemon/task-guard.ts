@@ -6,7 +6,8 @@
  */
 import type { Redactor } from "../agent-shim/index.js";
 import { isMeshError } from "./errors.js";
-import type { RunContext, Runner, RunnerEvent, RunOutcome } from "./runner/runner.js";
+import type { RunContext, Runner, RunOutcome } from "./runner/runner.js";
+import type { RunnerEvent } from "./tasks/events.js";
 import { checkTaskPolicy, type TaskPolicy } from "./tasks/policy.js";
 import { checkStoredSpec, type TaskSpec } from "./tasks/spec.js";
 import type { PreparedWorkspace, WorkspaceProvider } from "./workspace/workspace.js";

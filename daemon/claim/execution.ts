@@ -11,8 +11,9 @@ import { errorMessage, isMeshError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { MeshObserver } from "../metrics/observer.js";
 import type { Delivery } from "../queue/delivery.js";
-import type { AbortReason, Runner, RunnerEvent, RunOutcome } from "../runner/runner.js";
+import type { AbortReason, Runner, RunOutcome } from "../runner/runner.js";
 import type { EventPublisher } from "../tasks/event-publisher.js";
+import type { RunnerEvent } from "../tasks/events.js";
 import { stateEventAttempt } from "../tasks/events.js";
 import {
   type AttemptOutcome,

@@ -2,7 +2,7 @@
  * What the core reports as it works. The metrics room implements it with prom-client; tests
  * and the default use a no-op. Calls are synchronous and must never throw.
  */
-import type { RunnerEvent } from "../runner/runner.js";
+import type { RunnerEvent } from "../tasks/events.js";
 import type { AttemptOutcome, TaskState } from "../tasks/record.js";
 
 export interface MeshObserver {

@@ -1,2 +1,2 @@
 export { CommandRunner, type CommandRunnerOptions } from "./command-runner.js";
-export type { AbortReason, RunContext, Runner, RunnerEvent, RunOutcome } from "./runner.js";
+export type { AbortReason, RunContext, Runner, RunOutcome } from "./runner.js";

@@ -2,6 +2,7 @@
  * The runner interface: how a claimed task is executed. The daemon owns claiming, fencing and
  * records; a runner only runs one attempt in a prepared working directory and reports back.
  */
+import type { RunnerEvent } from "../tasks/events.js";
 import type { TaskResultInfo } from "../tasks/record.js";
 import type { TaskSpec } from "../tasks/spec.js";
 
@@ -21,11 +22,6 @@ export interface RunContext {
   /** Emit a progress event (published on the task's event subject). Never throws. */
   emit(event: RunnerEvent): void;
 }
-
-/** Progress events a runner may emit; the shim adds agent events in its own issue. */
-export type RunnerEvent =
-  | { type: "log"; stream: "stdout" | "stderr"; line: string }
-  | { type: "agent"; kind: string; data: Record<string, unknown> };
 
 export interface RunOutcome {
   status: "succeeded" | "failed" | "rate_limited";

@@ -2,8 +2,12 @@
  * Events about tasks, published on the limits-retention stream `MESH_EVENTS` under
  * `mesh.events.task.<id>` so a task can be replayed from its start (names in nats/names.ts).
  */
-import type { RunnerEvent } from "../runner/runner.js";
 import type { TaskRecord, TaskState } from "./record.js";
+
+/** Progress events a runner emits (its output lines, agent events); each becomes a task event. */
+export type RunnerEvent =
+  | { type: "log"; stream: "stdout" | "stderr"; line: string }
+  | { type: "agent"; kind: string; data: Record<string, unknown> };
 
 export type TaskEvent =
   | {
