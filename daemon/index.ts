@@ -1,5 +1,7 @@
 /** Public surface of the daemon folder. Other folders import from here only. */
 export type { MeshApi, MeshEvent, SubmitResult, TaskFilter, TaskList, TaskView } from "./api/mesh-api.js";
+export type { MeshObserver } from "./claim/observer.js";
+export type { RunContext, Runner, RunOutcome } from "./claim/runner.js";
 export {
   compileConfig,
   type DaemonConfig,
@@ -29,12 +31,7 @@ export {
 } from "./nats/names.js";
 export { DAEMON_PERMISSIONS, MONITOR_PERMISSIONS, renderPermissions } from "./nats/permissions.js";
 export type { WorkerInfo } from "./registry/worker-info.js";
-export {
-  CommandRunner,
-  type RunContext,
-  type Runner,
-  type RunOutcome,
-} from "./runner/index.js";
+export { CommandRunner } from "./runner/index.js";
 export { startDaemon } from "./start.js";
 export type { RunnerEvent, TaskEvent } from "./tasks/events.js";
 export {

@@ -1,12 +1,12 @@
 /** The built-in runners and workspace provider a daemon uses, built from its config. */
 import { join } from "node:path";
+import { type MeshObserver, noopObserver } from "./claim/observer.js";
+import type { Runner } from "./claim/runner.js";
 import type { DaemonConfig } from "./config.js";
 import type { Logger } from "./log.js";
-import { type MeshObserver, noopObserver } from "./metrics/observer.js";
 import { ClaudeRunner } from "./runner/claude-runner.js";
 import { CommandRunner } from "./runner/command-runner.js";
 import { NoopRunner } from "./runner/noop-runner.js";
-import type { Runner } from "./runner/runner.js";
 import { type KeepBranch, MeshWorkspaces } from "./workspace/index.js";
 import type { WorkspaceProvider } from "./workspace/workspace.js";
 

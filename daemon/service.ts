@@ -6,9 +6,9 @@ import { DeliverPolicy, type JetStreamClient, type JetStreamManager } from "@nat
 import type { KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { MeshApi, MeshEvent, SubmitResult, TaskFilter, TaskList, TaskView } from "./api/mesh-api.js";
+import type { MeshObserver } from "./claim/observer.js";
 import { errorMessage, isMeshError, MeshError } from "./errors.js";
 import type { Logger } from "./log.js";
-import type { MeshObserver } from "./metrics/observer.js";
 import type { JsPublish } from "./nats/js-publisher.js";
 import { cancelSubject, EVENTS_STREAM, STATE_EVENTS_FILTER, taskEventSubject } from "./nats/names.js";
 import { ringDoorbell } from "./queue/doorbell.js";

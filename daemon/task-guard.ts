@@ -5,8 +5,8 @@
  * reports (output lines, agent events, reasons, summaries) before it reaches the bus or a record.
  */
 import type { Redactor } from "../agent-shim/index.js";
+import type { RunContext, Runner, RunOutcome } from "./claim/runner.js";
 import { isMeshError } from "./errors.js";
-import type { RunContext, Runner, RunOutcome } from "./runner/runner.js";
 import type { RunnerEvent } from "./tasks/events.js";
 import { checkTaskPolicy, type TaskPolicy } from "./tasks/policy.js";
 import { checkStoredSpec, type TaskSpec } from "./tasks/spec.js";

@@ -5,7 +5,6 @@
  */
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
-import type { MeshObserver } from "../metrics/observer.js";
 import type { Delivery } from "../queue/delivery.js";
 import type { Puller } from "../queue/puller.js";
 import type { EventPublisher } from "../tasks/event-publisher.js";
@@ -14,6 +13,7 @@ import { pause } from "../util/abort.js";
 import type { Slots } from "../util/slots.js";
 import type { Claimer, Decision } from "./claim.js";
 import type { Execution } from "./execution.js";
+import type { MeshObserver } from "./observer.js";
 
 export type ClaimLoopState = "new" | "running" | "stopping" | "stopped";
 

@@ -9,9 +9,7 @@ import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { errorMessage, isMeshError } from "../errors.js";
 import type { Logger } from "../log.js";
-import type { MeshObserver } from "../metrics/observer.js";
 import type { Delivery } from "../queue/delivery.js";
-import type { AbortReason, Runner, RunOutcome } from "../runner/runner.js";
 import type { EventPublisher } from "../tasks/event-publisher.js";
 import type { RunnerEvent } from "../tasks/events.js";
 import { stateEventAttempt } from "../tasks/events.js";
@@ -25,6 +23,8 @@ import type { TaskStore } from "../tasks/store.js";
 import type { PreparedWorkspace, WorkspaceProvider } from "../workspace/workspace.js";
 import type { LeaseBeacon } from "./beacon.js";
 import { Lease } from "./lease.js";
+import type { MeshObserver } from "./observer.js";
+import type { AbortReason, Runner, RunOutcome } from "./runner.js";
 
 export interface ExecutionDeps {
   store: TaskStore;

@@ -21,12 +21,12 @@ import {
   type ShimJobInput,
   type ShimOutcome,
 } from "../../agent-shim/index.js";
+import type { RunContext, Runner, RunOutcome } from "../claim/runner.js";
 import { isMeshError, MeshError } from "../errors.js";
 import type { RunnerEvent } from "../tasks/events.js";
 import type { TaskResultInfo } from "../tasks/record.js";
 import { controlStdio, killRun, launchRun, type RunLaunch } from "./child.js";
 import { EventCap } from "./event-cap.js";
-import type { RunContext, Runner, RunOutcome } from "./runner.js";
 import { resolveExecutable } from "./which.js";
 
 /** Daemon variables that look like secrets are not handed to agents unless named in `passEnv`. */

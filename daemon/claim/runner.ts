@@ -1,6 +1,7 @@
 /**
- * The runner interface: how a claimed task is executed. The daemon owns claiming, fencing and
- * records; a runner only runs one attempt in a prepared working directory and reports back.
+ * The runner interface: how a claimed task is executed, a port kept with the execution that
+ * calls it (runner/ implements it). The daemon owns claiming, fencing and records; a runner
+ * only runs one attempt in a prepared working directory and reports back.
  */
 import type { RunnerEvent } from "../tasks/events.js";
 import type { TaskResultInfo } from "../tasks/record.js";
