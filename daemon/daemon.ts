@@ -20,6 +20,7 @@ import { MeshError } from "./errors.js";
 import { createLogger, type Logger } from "./log.js";
 import { connectNats } from "./nats/connect.js";
 import { cancelSubject, poolConsumerName, TASKS_STREAM } from "./nats/names.js";
+import type { DaemonPlugin } from "./plugin.js";
 import type { Delivery } from "./queue/delivery.js";
 import { Puller } from "./queue/puller.js";
 import { Sweeper } from "./queue/sweeper.js";
@@ -49,13 +50,6 @@ export interface DaemonDeps {
   runners?: Runner[];
   workspaces?: WorkspaceProvider;
   observer?: MeshObserver;
-}
-
-/** A running daemon's side servers (gRPC, HTTP) plug in here. */
-export interface DaemonPlugin {
-  readonly name: string;
-  start(d: Daemon): Promise<void>;
-  stop(): Promise<void>;
 }
 
 export class Daemon {

@@ -9,7 +9,7 @@ export {
   defaultStateDir,
   readConfigFile,
 } from "./config.js";
-export { Daemon, type DaemonDeps, type DaemonPlugin, type DaemonState } from "./daemon.js";
+export { Daemon, type DaemonDeps, type DaemonState } from "./daemon.js";
 export { errorMessage, isMeshError, MeshError, type MeshErrorCode } from "./errors.js";
 export { DEFAULT_SUBMIT_MAX_BYTES } from "./limits.js";
 export { createLogger, type Logger } from "./log.js";
@@ -30,6 +30,7 @@ export {
   WORKERS_BUCKET,
 } from "./nats/names.js";
 export { DAEMON_PERMISSIONS, MONITOR_PERMISSIONS, renderPermissions } from "./nats/permissions.js";
+export type { DaemonPlugin, PluginContext } from "./plugin.js";
 export type { WorkerInfo } from "./registry/worker-info.js";
 export { CommandRunner } from "./runner/index.js";
 export { startDaemon } from "./start.js";
