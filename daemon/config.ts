@@ -10,13 +10,19 @@ import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { MeshError } from "./errors.js";
 import { DEFAULT_SUBMIT_MAX_BYTES } from "./limits.js";
-import { natsOptionsSchema } from "./nats/settings.js";
+import { natsOptionsSchema } from "./nats/index.js";
 import { defaultStateDir } from "./state-dir.js";
-import type { TaskPolicy } from "./tasks/policy.js";
-import { formatTimerLimit, LABEL_KEY_RE, MAX_TIMER_MS, NAME_RE, PERMISSION_ORDER } from "./tasks/spec.js";
-import { DEFAULT_TASK_ENV_ALLOW, envPatternProblem } from "./tasks/task-env.js";
-import { formatBytes, parseBytes } from "./util/bytes.js";
-import { parseDuration } from "./util/duration.js";
+import type { TaskPolicy } from "./tasks/index.js";
+import {
+  DEFAULT_TASK_ENV_ALLOW,
+  envPatternProblem,
+  formatTimerLimit,
+  LABEL_KEY_RE,
+  MAX_TIMER_MS,
+  NAME_RE,
+  PERMISSION_ORDER,
+} from "./tasks/index.js";
+import { formatBytes, parseBytes, parseDuration } from "./util/index.js";
 
 /** A duration a timer can hold: at most 2^31-1 ms (about 24.8 days). */
 const durationMs = z.union([z.number().int().positive(), z.string()]).transform((v, ctx) => {

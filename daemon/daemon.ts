@@ -8,39 +8,37 @@ import { randomBytes } from "node:crypto";
 import { chmod, mkdir } from "node:fs/promises";
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import { makeRedactor, type Redactor } from "../agent-shim/index.js";
-import type { MeshApi } from "./api/mesh-api.js";
-import { NatsLeaseBeacon } from "./claim/beacon.js";
-import { Claimer } from "./claim/claim.js";
-import { ClaimLoop } from "./claim/claim-loop.js";
-import { Execution } from "./claim/execution.js";
-import { type MeshObserver, noopObserver } from "./claim/observer.js";
-import type { Runner } from "./claim/runner.js";
+import type { MeshApi } from "./api/index.js";
+import type { Runner } from "./claim/index.js";
+import {
+  Claimer,
+  ClaimLoop,
+  Execution,
+  type MeshObserver,
+  NatsLeaseBeacon,
+  noopObserver,
+} from "./claim/index.js";
 import type { DaemonConfig } from "./config.js";
 import { MeshError } from "./errors.js";
 import { createLogger, type Logger } from "./log.js";
-import { connectNats } from "./nats/connect.js";
-import { cancelSubject, poolConsumerName, TASKS_STREAM } from "./nats/names.js";
+import { cancelSubject, connectNats, poolConsumerName, TASKS_STREAM } from "./nats/index.js";
 import type { DaemonPlugin } from "./plugin.js";
-import type { Delivery } from "./queue/delivery.js";
-import { Puller } from "./queue/puller.js";
-import { Sweeper } from "./queue/sweeper.js";
-import { ensureTopology, type Topology } from "./queue/topology.js";
-import { WorkerDirectory } from "./registry/directory.js";
-import { listWorkers, Presence } from "./registry/presence.js";
-import type { WorkerInfo } from "./registry/worker-info.js";
+import type { Delivery } from "./queue/index.js";
+import { ensureTopology, Puller, Sweeper, type Topology } from "./queue/index.js";
+import type { WorkerInfo } from "./registry/index.js";
+import { listWorkers, Presence, WorkerDirectory } from "./registry/index.js";
 import { defaultRunners, defaultWorkspaces } from "./runtime.js";
 import { daemonSecrets } from "./secrets.js";
 import { MeshService } from "./service.js";
 import { guardRunner, guardWorkspaces } from "./task-guard.js";
-import { EventPublisher } from "./tasks/event-publisher.js";
-import { TaskStore } from "./tasks/store.js";
-import { Slots } from "./util/slots.js";
+import { EventPublisher, TaskStore } from "./tasks/index.js";
+import { Slots } from "./util/index.js";
 import { VERSION } from "./version.js";
 import { keepBranchWhileTaskLives } from "./workspace/index.js";
 
 const BUILTIN_RUNNERS = ["claude", "command", "noop"] as const;
 
-import type { WorkspaceProvider } from "./workspace/workspace.js";
+import type { WorkspaceProvider } from "./workspace/index.js";
 
 export type DaemonState = "new" | "starting" | "running" | "stopping" | "stopped" | "failed";
 

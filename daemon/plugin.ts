@@ -5,10 +5,10 @@
  */
 import type { JetStreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
-import type { MeshApi } from "./api/mesh-api.js";
+import type { MeshApi } from "./api/index.js";
 import type { DaemonConfig } from "./config.js";
 import type { Logger } from "./log.js";
-import type { WorkerInfo } from "./registry/worker-info.js";
+import type { WorkerInfo } from "./registry/index.js";
 
 export interface PluginContext {
   readonly workerId: string;

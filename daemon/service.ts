@@ -5,24 +5,27 @@
 import { DeliverPolicy, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
-import type { MeshApi, MeshEvent, SubmitResult, TaskFilter, TaskList, TaskView } from "./api/mesh-api.js";
-import type { MeshObserver } from "./claim/observer.js";
+import type { MeshApi, MeshEvent, SubmitResult, TaskFilter, TaskList, TaskView } from "./api/index.js";
+import type { MeshObserver } from "./claim/index.js";
 import { errorMessage, isMeshError, MeshError } from "./errors.js";
 import type { Logger } from "./log.js";
-import type { JsPublish } from "./nats/js-publisher.js";
-import { cancelSubject, EVENTS_STREAM, STATE_EVENTS_FILTER, taskEventSubject } from "./nats/names.js";
-import { ringDoorbell } from "./queue/doorbell.js";
-import { listWorkers } from "./registry/presence.js";
-import { unschedulableReason } from "./registry/unschedulable.js";
-import type { WorkerInfo } from "./registry/worker-info.js";
-import type { EventPublisher } from "./tasks/event-publisher.js";
-import { stateEventAttempt, type TaskEvent } from "./tasks/events.js";
-import { checkBatchPolicy, type TaskPolicy } from "./tasks/policy.js";
-import { isTerminal, newTaskRecord, type TaskRecord, type VersionedRecord } from "./tasks/record.js";
-import type { TaskSpec } from "./tasks/spec.js";
-import type { TaskStore } from "./tasks/store.js";
-import { pause } from "./util/abort.js";
-import { Channel } from "./util/channel.js";
+import type { JsPublish } from "./nats/index.js";
+import { cancelSubject, EVENTS_STREAM, STATE_EVENTS_FILTER, taskEventSubject } from "./nats/index.js";
+import { ringDoorbell } from "./queue/index.js";
+import type { WorkerInfo } from "./registry/index.js";
+import { listWorkers, unschedulableReason } from "./registry/index.js";
+import type { EventPublisher, TaskSpec, TaskStore } from "./tasks/index.js";
+import {
+  checkBatchPolicy,
+  isTerminal,
+  newTaskRecord,
+  stateEventAttempt,
+  type TaskEvent,
+  type TaskPolicy,
+  type TaskRecord,
+  type VersionedRecord,
+} from "./tasks/index.js";
+import { Channel, pause } from "./util/index.js";
 
 export interface MeshServiceDeps {
   nc: NatsConnection;

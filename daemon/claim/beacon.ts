@@ -7,7 +7,7 @@
  * start its clock later (at the doorbell): never earlier than the revision existed.
  */
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
-import { beaconSubject } from "../nats/names.js";
+import { beaconSubject } from "../nats/index.js";
 
 export interface LeaseBeacon {
   announce(taskId: string, revision: number): void;

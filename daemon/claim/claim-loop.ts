@@ -5,12 +5,11 @@
  */
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
-import type { Delivery } from "../queue/delivery.js";
-import type { Puller } from "../queue/puller.js";
-import type { EventPublisher } from "../tasks/event-publisher.js";
-import { stateEventAttempt } from "../tasks/events.js";
-import { pause } from "../util/abort.js";
-import type { Slots } from "../util/slots.js";
+import type { Delivery, Puller } from "../queue/index.js";
+import type { EventPublisher } from "../tasks/index.js";
+import { stateEventAttempt } from "../tasks/index.js";
+import type { Slots } from "../util/index.js";
+import { pause } from "../util/index.js";
 import type { Claimer, Decision } from "./claim.js";
 import type { Execution } from "./execution.js";
 import type { MeshObserver } from "./observer.js";

@@ -5,12 +5,11 @@
  */
 
 import { isMeshError } from "../errors.js";
-import type { Delivery } from "../queue/delivery.js";
-import { doorbellSnapshot, doorbellTaskId, readDoorbell } from "../queue/doorbell.js";
-import { workerServes } from "../registry/worker-info.js";
-import { type AttemptInfo, isTerminal, type TaskRecord, type VersionedRecord } from "../tasks/record.js";
-import type { TaskSpec } from "../tasks/spec.js";
-import type { TaskStore } from "../tasks/store.js";
+import type { Delivery } from "../queue/index.js";
+import { doorbellSnapshot, doorbellTaskId, readDoorbell } from "../queue/index.js";
+import { workerServes } from "../registry/index.js";
+import type { TaskSpec, TaskStore } from "../tasks/index.js";
+import { type AttemptInfo, isTerminal, type TaskRecord, type VersionedRecord } from "../tasks/index.js";
 
 export interface ClaimerIdentity {
   workerId: string;

@@ -9,18 +9,16 @@ import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { errorMessage, isMeshError } from "../errors.js";
 import type { Logger } from "../log.js";
-import type { Delivery } from "../queue/delivery.js";
-import type { EventPublisher } from "../tasks/event-publisher.js";
-import type { RunnerEvent } from "../tasks/events.js";
-import { stateEventAttempt } from "../tasks/events.js";
+import type { Delivery } from "../queue/index.js";
+import type { EventPublisher, RunnerEvent, TaskStore } from "../tasks/index.js";
 import {
   type AttemptOutcome,
   rateLimitedAttempts,
+  stateEventAttempt,
   type TaskRecord,
   type VersionedRecord,
-} from "../tasks/record.js";
-import type { TaskStore } from "../tasks/store.js";
-import type { PreparedWorkspace, WorkspaceProvider } from "../workspace/workspace.js";
+} from "../tasks/index.js";
+import type { PreparedWorkspace, WorkspaceProvider } from "../workspace/index.js";
 import type { LeaseBeacon } from "./beacon.js";
 import { Lease } from "./lease.js";
 import type { MeshObserver } from "./observer.js";

@@ -3,9 +3,7 @@
  * calls it (runner/ implements it). The daemon owns claiming, fencing and records; a runner
  * only runs one attempt in a prepared working directory and reports back.
  */
-import type { RunnerEvent } from "../tasks/events.js";
-import type { TaskResultInfo } from "../tasks/record.js";
-import type { TaskSpec } from "../tasks/spec.js";
+import type { RunnerEvent, TaskResultInfo, TaskSpec } from "../tasks/index.js";
 
 export interface RunContext {
   spec: TaskSpec;

@@ -20,7 +20,7 @@ import {
   TASK_SUBJECT_PREFIX,
   TASKS_STREAM,
   TASKS_SUBJECTS,
-} from "../nats/names.js";
+} from "../nats/index.js";
 
 export interface QueueStats {
   pending: number;

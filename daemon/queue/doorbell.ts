@@ -7,11 +7,9 @@
  * a hint: if the record changed since, the compare fails and the claimer reads the record.
  */
 import type { JetStreamManager } from "@nats-io/jetstream";
-import { isNoMessageFound, isStreamNotFound } from "../nats/js-errors.js";
-import type { JsPublish } from "../nats/js-publisher.js";
-import { TASKS_STREAM, taskSubject } from "../nats/names.js";
-import { recordProblem, type TaskRecord, type VersionedRecord } from "../tasks/record.js";
-import { ID_RE } from "../tasks/spec.js";
+import type { JsPublish } from "../nats/index.js";
+import { isNoMessageFound, isStreamNotFound, TASKS_STREAM, taskSubject } from "../nats/index.js";
+import { ID_RE, recordProblem, type TaskRecord, type VersionedRecord } from "../tasks/index.js";
 import type { Delivery } from "./delivery.js";
 
 export interface Doorbell {

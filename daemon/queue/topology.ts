@@ -29,15 +29,13 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { errorMessage, MeshError } from "../errors.js";
 import type { Logger } from "../log.js";
 import {
+  EVENTS_STREAM,
+  EVENTS_SUBJECTS,
   isAlreadyExists,
   isConsumerNotFound,
   isInsufficientResources,
   isStreamNotFound,
-} from "../nats/js-errors.js";
-import { JsPublisher } from "../nats/js-publisher.js";
-import {
-  EVENTS_STREAM,
-  EVENTS_SUBJECTS,
+  JsPublisher,
   kvSubjectPrefix,
   poolConsumerName,
   poolFilter,
@@ -47,8 +45,8 @@ import {
   TASKS_SUBJECTS,
   WORKERS_BUCKET,
   WORKERS_BUCKET_STREAM,
-} from "../nats/names.js";
-import { formatBytes } from "../util/bytes.js";
+} from "../nats/index.js";
+import { formatBytes } from "../util/index.js";
 import { BucketCapacity, SOFT_RATIO } from "./capacity.js";
 
 /** Used when a limit is not given; an existing stream then keeps the limits it has. */

@@ -21,10 +21,9 @@ import {
   type ShimJobInput,
   type ShimOutcome,
 } from "../../agent-shim/index.js";
-import type { RunContext, Runner, RunOutcome } from "../claim/runner.js";
+import type { RunContext, Runner, RunOutcome } from "../claim/index.js";
 import { isMeshError, MeshError } from "../errors.js";
-import type { RunnerEvent } from "../tasks/events.js";
-import type { TaskResultInfo } from "../tasks/record.js";
+import type { RunnerEvent, TaskResultInfo } from "../tasks/index.js";
 import { controlStdio, killRun, launchRun, type RunLaunch } from "./child.js";
 import { EventCap } from "./event-cap.js";
 import { resolveExecutable } from "./which.js";

@@ -10,7 +10,7 @@
  */
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "../log.js";
-import { taskEventSubject } from "../nats/names.js";
+import { taskEventSubject } from "../nats/index.js";
 import type { TaskEvent } from "./events.js";
 
 export class EventPublisher {

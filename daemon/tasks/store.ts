@@ -5,10 +5,15 @@
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import { isMeshError, MeshError } from "../errors.js";
-import { isStoreFull, isWrongLastSequence } from "../nats/js-errors.js";
-import type { JsPublisher } from "../nats/js-publisher.js";
-import { scanKv } from "../nats/kv-scan.js";
-import { kvSubject, TASKS_BUCKET, TASKS_BUCKET_STREAM } from "../nats/names.js";
+import type { JsPublisher } from "../nats/index.js";
+import {
+  isStoreFull,
+  isWrongLastSequence,
+  kvSubject,
+  scanKv,
+  TASKS_BUCKET,
+  TASKS_BUCKET_STREAM,
+} from "../nats/index.js";
 import {
   assertTransition,
   boundRecord,

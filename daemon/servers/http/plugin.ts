@@ -6,8 +6,8 @@
 import { readFile } from "node:fs/promises";
 import type { DaemonConfig } from "../../config.js";
 import { errorMessage, MeshError } from "../../errors.js";
-import type { MeshMetrics } from "../../metrics/mesh-metrics.js";
-import { poolConsumerName, TASKS_STREAM } from "../../nats/names.js";
+import type { MeshMetrics } from "../../metrics/index.js";
+import { poolConsumerName, TASKS_STREAM } from "../../nats/index.js";
 import type { DaemonPlugin, PluginContext } from "../../plugin.js";
 import { HttpServer } from "../http-server.js";
 import type { Readiness } from "./routes.js";
