@@ -294,7 +294,7 @@ describe("claims from doorbell snapshots", () => {
 describe("JsPublisher: PubAcks over one shared reply subscription", () => {
   it("acks a publish, refuses a wrong expected sequence with the API error, and dedups by msgID", async () => {
     const pub = topo.publisher;
-    const subject = `mesh.task.${uniqueId("pub")}.x`;
+    const subject = taskSubject(uniqueId("pub"), "x");
     const first = await pub.publish(subject, "a", { expectLastSubjectSequence: 0 });
     expect(first.stream).toBe(TASKS_STREAM);
     expect(first.seq).toBeGreaterThan(0);
