@@ -12,7 +12,6 @@ import { MeshError } from "./errors.js";
 import { DEFAULT_SUBMIT_MAX_BYTES } from "./limits.js";
 import { natsOptionsSchema } from "./nats/index.js";
 import { defaultStateDir } from "./state-dir.js";
-import type { TaskPolicy } from "./tasks/index.js";
 import {
   DEFAULT_TASK_ENV_ALLOW,
   envPatternProblem,
@@ -21,6 +20,7 @@ import {
   MAX_TIMER_MS,
   NAME_RE,
   PERMISSION_ORDER,
+  type TaskPolicy,
 } from "./tasks/index.js";
 import { formatBytes, parseBytes, parseDuration } from "./util/index.js";
 

@@ -9,7 +9,6 @@ import { chmod, mkdir } from "node:fs/promises";
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import { makeRedactor, type Redactor } from "../agent-shim/index.js";
 import type { MeshApi } from "./api/index.js";
-import type { Runner } from "./claim/index.js";
 import {
   Claimer,
   ClaimLoop,
@@ -17,16 +16,15 @@ import {
   type MeshObserver,
   NatsLeaseBeacon,
   noopObserver,
+  type Runner,
 } from "./claim/index.js";
 import type { DaemonConfig } from "./config.js";
 import { MeshError } from "./errors.js";
 import { createLogger, type Logger } from "./log.js";
 import { cancelSubject, connectNats, poolConsumerName, TASKS_STREAM } from "./nats/index.js";
 import type { DaemonPlugin } from "./plugin.js";
-import type { Delivery } from "./queue/index.js";
-import { ensureTopology, Puller, Sweeper, type Topology } from "./queue/index.js";
-import type { WorkerInfo } from "./registry/index.js";
-import { listWorkers, Presence, WorkerDirectory } from "./registry/index.js";
+import { type Delivery, ensureTopology, Puller, Sweeper, type Topology } from "./queue/index.js";
+import { listWorkers, Presence, WorkerDirectory, type WorkerInfo } from "./registry/index.js";
 import { defaultRunners, defaultWorkspaces } from "./runtime.js";
 import { daemonSecrets } from "./secrets.js";
 import { MeshService } from "./service.js";
@@ -34,11 +32,9 @@ import { guardRunner, guardWorkspaces } from "./task-guard.js";
 import { EventPublisher, TaskStore } from "./tasks/index.js";
 import { Slots } from "./util/index.js";
 import { VERSION } from "./version.js";
-import { keepBranchWhileTaskLives } from "./workspace/index.js";
+import { keepBranchWhileTaskLives, type WorkspaceProvider } from "./workspace/index.js";
 
 const BUILTIN_RUNNERS = ["claude", "command", "noop"] as const;
-
-import type { WorkspaceProvider } from "./workspace/index.js";
 
 export type DaemonState = "new" | "starting" | "running" | "stopping" | "stopped" | "failed";
 

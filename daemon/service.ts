@@ -9,20 +9,26 @@ import type { MeshApi, MeshEvent, SubmitResult, TaskFilter, TaskList, TaskView }
 import type { MeshObserver } from "./claim/index.js";
 import { errorMessage, isMeshError, MeshError } from "./errors.js";
 import type { Logger } from "./log.js";
-import type { JsPublish } from "./nats/index.js";
-import { cancelSubject, EVENTS_STREAM, STATE_EVENTS_FILTER, taskEventSubject } from "./nats/index.js";
+import {
+  cancelSubject,
+  EVENTS_STREAM,
+  type JsPublish,
+  STATE_EVENTS_FILTER,
+  taskEventSubject,
+} from "./nats/index.js";
 import { ringDoorbell } from "./queue/index.js";
-import type { WorkerInfo } from "./registry/index.js";
-import { listWorkers, unschedulableReason } from "./registry/index.js";
-import type { EventPublisher, TaskSpec, TaskStore } from "./tasks/index.js";
+import { listWorkers, unschedulableReason, type WorkerInfo } from "./registry/index.js";
 import {
   checkBatchPolicy,
+  type EventPublisher,
   isTerminal,
   newTaskRecord,
   stateEventAttempt,
   type TaskEvent,
   type TaskPolicy,
   type TaskRecord,
+  type TaskSpec,
+  type TaskStore,
   type VersionedRecord,
 } from "./tasks/index.js";
 import { Channel, pause } from "./util/index.js";

@@ -7,8 +7,13 @@
 import type { Redactor } from "../agent-shim/index.js";
 import type { RunContext, Runner, RunOutcome } from "./claim/index.js";
 import { isMeshError } from "./errors.js";
-import type { RunnerEvent } from "./tasks/index.js";
-import { checkStoredSpec, checkTaskPolicy, type TaskPolicy, type TaskSpec } from "./tasks/index.js";
+import {
+  checkStoredSpec,
+  checkTaskPolicy,
+  type RunnerEvent,
+  type TaskPolicy,
+  type TaskSpec,
+} from "./tasks/index.js";
 import type { PreparedWorkspace, WorkspaceProvider } from "./workspace/index.js";
 
 /** Why this worker refuses the spec (fields named), or undefined. */

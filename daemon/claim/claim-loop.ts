@@ -6,10 +6,8 @@
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { Delivery, Puller } from "../queue/index.js";
-import type { EventPublisher } from "../tasks/index.js";
-import { stateEventAttempt } from "../tasks/index.js";
-import type { Slots } from "../util/index.js";
-import { pause } from "../util/index.js";
+import { type EventPublisher, stateEventAttempt } from "../tasks/index.js";
+import { pause, type Slots } from "../util/index.js";
 import type { Claimer, Decision } from "./claim.js";
 import type { Execution } from "./execution.js";
 import type { MeshObserver } from "./observer.js";

@@ -5,11 +5,16 @@
  */
 
 import { isMeshError } from "../errors.js";
-import type { Delivery } from "../queue/index.js";
-import { doorbellSnapshot, doorbellTaskId, readDoorbell } from "../queue/index.js";
+import { type Delivery, doorbellSnapshot, doorbellTaskId, readDoorbell } from "../queue/index.js";
 import { workerServes } from "../registry/index.js";
-import type { TaskSpec, TaskStore } from "../tasks/index.js";
-import { type AttemptInfo, isTerminal, type TaskRecord, type VersionedRecord } from "../tasks/index.js";
+import {
+  type AttemptInfo,
+  isTerminal,
+  type TaskRecord,
+  type TaskSpec,
+  type TaskStore,
+  type VersionedRecord,
+} from "../tasks/index.js";
 
 export interface ClaimerIdentity {
   workerId: string;

@@ -10,12 +10,14 @@ import { join } from "node:path";
 import { errorMessage, isMeshError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { Delivery } from "../queue/index.js";
-import type { EventPublisher, RunnerEvent, TaskStore } from "../tasks/index.js";
 import {
   type AttemptOutcome,
+  type EventPublisher,
+  type RunnerEvent,
   rateLimitedAttempts,
   stateEventAttempt,
   type TaskRecord,
+  type TaskStore,
   type VersionedRecord,
 } from "../tasks/index.js";
 import type { PreparedWorkspace, WorkspaceProvider } from "../workspace/index.js";

@@ -10,8 +10,7 @@
 import { isMeshError, MeshError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { Delivery } from "../queue/index.js";
-import type { TaskStore } from "../tasks/index.js";
-import { isTerminal, type TaskRecord, type VersionedRecord } from "../tasks/index.js";
+import { isTerminal, type TaskRecord, type TaskStore, type VersionedRecord } from "../tasks/index.js";
 
 export interface LeaseOptions {
   workerId: string;

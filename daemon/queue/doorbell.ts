@@ -7,8 +7,13 @@
  * a hint: if the record changed since, the compare fails and the claimer reads the record.
  */
 import type { JetStreamManager } from "@nats-io/jetstream";
-import type { JsPublish } from "../nats/index.js";
-import { isNoMessageFound, isStreamNotFound, TASKS_STREAM, taskSubject } from "../nats/index.js";
+import {
+  isNoMessageFound,
+  isStreamNotFound,
+  type JsPublish,
+  TASKS_STREAM,
+  taskSubject,
+} from "../nats/index.js";
 import { ID_RE, recordProblem, type TaskRecord, type VersionedRecord } from "../tasks/index.js";
 import type { Delivery } from "./delivery.js";
 

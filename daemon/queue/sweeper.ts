@@ -20,8 +20,13 @@ import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import { errorMessage, isMeshError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { type WorkerInfo, workerServes } from "../registry/index.js";
-import type { TaskSpec, TaskStore } from "../tasks/index.js";
-import { isTerminal, type TaskRecord, type VersionedRecord } from "../tasks/index.js";
+import {
+  isTerminal,
+  type TaskRecord,
+  type TaskSpec,
+  type TaskStore,
+  type VersionedRecord,
+} from "../tasks/index.js";
 import { hasDoorbell, ringDoorbell } from "./doorbell.js";
 
 export type ServingWorker = Pick<WorkerInfo, "workerId" | "pools" | "labels" | "runners" | "draining">;

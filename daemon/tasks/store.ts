@@ -5,10 +5,10 @@
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import { isMeshError, MeshError } from "../errors.js";
-import type { JsPublisher } from "../nats/index.js";
 import {
   isStoreFull,
   isWrongLastSequence,
+  type JsPublisher,
   kvSubject,
   scanKv,
   TASKS_BUCKET,
