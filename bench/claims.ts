@@ -11,8 +11,7 @@ import { fileURLToPath } from "node:url";
 import { AckPolicy, jetstream, jetstreamManager, RetentionPolicy } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { connect } from "@nats-io/transport-node";
-import { validateTaskSpec } from "../daemon/index.js";
-import { poolConsumerName, TASKS_STREAM } from "../daemon/queue/topology.js";
+import { kvSubject, poolConsumerName, TASKS_STREAM, validateTaskSpec } from "../daemon/index.js";
 import { NatsServer, waitFor } from "../test/harness/index.js";
 import { openClient, spawnMeshd } from "../test/support/mesh.js";
 import { type CpuPerTask, cpuMeter, percentile, round, rssMb } from "./stats.js";
@@ -192,7 +191,7 @@ async function floorFleet(url: string, processes: number, serverPid?: number): P
       const id = `f${processes}-${seq++}`;
       const t = Date.now();
       const record = { id, state: "queued", attempt: 0, submittedAt: new Date(t).toISOString() };
-      const created = await js.publish(`$KV.${bucket}.${id}`, JSON.stringify(record), {
+      const created = await js.publish(kvSubject(bucket, id), JSON.stringify(record), {
         expect: { lastSubjectSequence: 0 },
       });
       const bell = JSON.stringify({ id, revision: created.seq, record, t });

@@ -12,6 +12,7 @@
  * Usage: node floor-worker.js <natsUrl> <stream> <consumer> <bucket> <lanes>
  */
 import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
+import { kvSubject } from "../daemon/lite.js";
 import { runLanes } from "./lanes.js";
 
 interface Bell {
@@ -31,13 +32,13 @@ await runLanes(url!, stream!, consumerName!, Number(lanesArg ?? 4), async (m, js
     r.state = "running";
     r.attempt += 1;
     r.owner = { workerId };
-    const claimed = await js.publish(`$KV.${bucket}.${bell.id}`, JSON.stringify(r), {
+    const claimed = await js.publish(kvSubject(bucket!, bell.id), JSON.stringify(r), {
       expect: { lastSubjectSequence: bell.revision },
     });
     r.state = "succeeded";
     r.finishedAt = new Date().toISOString();
     delete r.owner;
-    await js.publish(`$KV.${bucket}.${bell.id}`, JSON.stringify(r), {
+    await js.publish(kvSubject(bucket!, bell.id), JSON.stringify(r), {
       expect: { lastSubjectSequence: claimed.seq },
     });
   } catch (err) {

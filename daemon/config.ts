@@ -4,17 +4,25 @@
  * durations in ms).
  */
 import { readFileSync } from "node:fs";
-import { homedir, hostname } from "node:os";
+import { hostname } from "node:os";
 import { join, resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { MeshError } from "./errors.js";
 import { DEFAULT_SUBMIT_MAX_BYTES } from "./limits.js";
-import type { TaskPolicy } from "./tasks/policy.js";
-import { formatTimerLimit, LABEL_KEY_RE, MAX_TIMER_MS, NAME_RE, PERMISSION_ORDER } from "./tasks/spec.js";
-import { DEFAULT_TASK_ENV_ALLOW, envPatternProblem } from "./tasks/task-env.js";
-import { formatBytes, parseBytes } from "./util/bytes.js";
-import { parseDuration } from "./util/duration.js";
+import { natsOptionsSchema } from "./nats/index.js";
+import { defaultStateDir } from "./state-dir.js";
+import {
+  DEFAULT_TASK_ENV_ALLOW,
+  envPatternProblem,
+  formatTimerLimit,
+  LABEL_KEY_RE,
+  MAX_TIMER_MS,
+  NAME_RE,
+  PERMISSION_ORDER,
+  type TaskPolicy,
+} from "./tasks/index.js";
+import { formatBytes, parseBytes, parseDuration } from "./util/index.js";
 
 /** A duration a timer can hold: at most 2^31-1 ms (about 24.8 days). */
 const durationMs = z.union([z.number().int().positive(), z.string()]).transform((v, ctx) => {
@@ -95,31 +103,8 @@ const limitsSchema = z.strictObject({
 
 const LIMITS_DEFAULTS = limitsSchema.parse({});
 
-const natsUrl = z
-  .string()
-  .regex(/^(nats|tls|ws|wss):\/\/[^\s]+$|^[^\s:/]+:\d+$/, "expected a NATS url like nats://127.0.0.1:4222");
-
 export const daemonOptionsSchema = z.strictObject({
-  nats: z
-    .strictObject({
-      servers: z.array(natsUrl).min(1).default(["nats://127.0.0.1:4222"]),
-      user: z.string().min(1).optional(),
-      password: z.string().min(1).optional(),
-      token: z.string().min(1).optional(),
-      nkeySeedFile: z.string().min(1).optional(),
-      /** A NATS .creds file (user JWT + nkey seed), as `nsc` writes and the `nats` CLI reads. */
-      credsFile: z.string().min(1).optional(),
-      tlsCaFile: z.string().min(1).optional(),
-      tlsCertFile: z.string().min(1).optional(),
-      tlsKeyFile: z.string().min(1).optional(),
-      /** JetStream domain when connecting through a leaf node. */
-      domain: z.string().min(1).optional(),
-      /** Replicas for streams and buckets this daemon creates (3 on a cluster). */
-      replicas: z.number().int().min(1).max(5).default(1),
-      /** Allow a NATS on another machine without TLS or without credentials (trusted networks only). */
-      insecure: z.boolean().default(false),
-    })
-    .default({ servers: ["nats://127.0.0.1:4222"], replicas: 1, insecure: false }),
+  nats: natsOptionsSchema,
   name: z.string().regex(NAME_RE, "names are 1-64 of A-Z a-z 0-9 _ -").optional(),
   pools: z
     .array(z.string().regex(NAME_RE, "pool names are 1-64 of A-Z a-z 0-9 _ -"))
@@ -276,7 +261,7 @@ export interface DaemonConfig
   taskPolicy: TaskPolicy;
 }
 
-export const defaultStateDir = (): string => process.env.MESH_STATE_DIR ?? join(homedir(), ".agent-mesh");
+export { defaultStateDir };
 
 function issueToError(err: z.ZodError, source: string): MeshError {
   const issue = err.issues[0]!;

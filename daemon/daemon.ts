@@ -8,37 +8,33 @@ import { randomBytes } from "node:crypto";
 import { chmod, mkdir } from "node:fs/promises";
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import { makeRedactor, type Redactor } from "../agent-shim/index.js";
-import type { MeshApi } from "./api/mesh-api.js";
-import { NatsLeaseBeacon } from "./claim/beacon.js";
-import { Claimer } from "./claim/claim.js";
-import { ClaimLoop } from "./claim/claim-loop.js";
-import { Execution } from "./claim/execution.js";
+import type { MeshApi } from "./api/index.js";
+import {
+  Claimer,
+  ClaimLoop,
+  Execution,
+  type MeshObserver,
+  NatsLeaseBeacon,
+  noopObserver,
+  type Runner,
+} from "./claim/index.js";
 import type { DaemonConfig } from "./config.js";
 import { MeshError } from "./errors.js";
 import { createLogger, type Logger } from "./log.js";
-import { type MeshObserver, noopObserver } from "./metrics/observer.js";
-import { connectNats } from "./nats/connect.js";
-import type { Delivery } from "./queue/delivery.js";
-import { Puller } from "./queue/puller.js";
-import { Sweeper } from "./queue/sweeper.js";
-import { ensureTopology, poolConsumerName, TASKS_STREAM, type Topology } from "./queue/topology.js";
-import { WorkerDirectory } from "./registry/directory.js";
-import { listWorkers, Presence } from "./registry/presence.js";
-import type { WorkerInfo } from "./registry/worker-info.js";
-import type { Runner } from "./runner/runner.js";
+import { cancelSubject, connectNats, poolConsumerName, TASKS_STREAM } from "./nats/index.js";
+import type { DaemonPlugin } from "./plugin.js";
+import { type Delivery, ensureTopology, Puller, Sweeper, type Topology } from "./queue/index.js";
+import { listWorkers, Presence, WorkerDirectory, type WorkerInfo } from "./registry/index.js";
 import { defaultRunners, defaultWorkspaces } from "./runtime.js";
 import { daemonSecrets } from "./secrets.js";
-import { cancelSubject, MeshService } from "./service.js";
+import { MeshService } from "./service.js";
 import { guardRunner, guardWorkspaces } from "./task-guard.js";
-import { EventPublisher } from "./tasks/event-publisher.js";
-import { TaskStore } from "./tasks/store.js";
-import { Slots } from "./util/slots.js";
+import { EventPublisher, TaskStore } from "./tasks/index.js";
+import { Slots } from "./util/index.js";
 import { VERSION } from "./version.js";
-import { keepBranchWhileTaskLives } from "./workspace/index.js";
+import { keepBranchWhileTaskLives, type WorkspaceProvider } from "./workspace/index.js";
 
 const BUILTIN_RUNNERS = ["claude", "command", "noop"] as const;
-
-import type { WorkspaceProvider } from "./workspace/workspace.js";
 
 export type DaemonState = "new" | "starting" | "running" | "stopping" | "stopped" | "failed";
 
@@ -48,13 +44,6 @@ export interface DaemonDeps {
   runners?: Runner[];
   workspaces?: WorkspaceProvider;
   observer?: MeshObserver;
-}
-
-/** A running daemon's side servers (gRPC, HTTP) plug in here. */
-export interface DaemonPlugin {
-  readonly name: string;
-  start(d: Daemon): Promise<void>;
-  stop(): Promise<void>;
 }
 
 export class Daemon {

@@ -1,5 +1,6 @@
 /** Public surface of the daemon folder. Other folders import from here only. */
-export type { MeshApi, MeshEvent, SubmitResult, TaskFilter, TaskList, TaskView } from "./api/mesh-api.js";
+export type { MeshApi, MeshEvent, SubmitResult, TaskFilter, TaskList, TaskView } from "./api/index.js";
+export type { MeshObserver, RunContext, Runner, RunOutcome } from "./claim/index.js";
 export {
   compileConfig,
   type DaemonConfig,
@@ -7,39 +8,50 @@ export {
   defaultStateDir,
   readConfigFile,
 } from "./config.js";
-export { Daemon, type DaemonDeps, type DaemonPlugin, type DaemonState } from "./daemon.js";
+export { Daemon, type DaemonDeps, type DaemonState } from "./daemon.js";
 export { errorMessage, isMeshError, MeshError, type MeshErrorCode } from "./errors.js";
 export { DEFAULT_SUBMIT_MAX_BYTES } from "./limits.js";
 export { createLogger, type Logger } from "./log.js";
-export { LOCAL_NKEY_FILE, useLocalMeshCredentials } from "./nats/local-creds.js";
-export { DAEMON_PERMISSIONS, MONITOR_PERMISSIONS, renderPermissions } from "./nats/permissions.js";
-export type { WorkerInfo } from "./registry/worker-info.js";
 export {
-  CommandRunner,
-  type RunContext,
-  type Runner,
-  type RunnerEvent,
-  type RunOutcome,
-} from "./runner/index.js";
+  beaconSubject,
+  cancelSubject,
+  DAEMON_PERMISSIONS,
+  EVENTS_STREAM,
+  kvStream,
+  kvSubject,
+  LOCAL_NKEY_FILE,
+  MONITOR_PERMISSIONS,
+  poolConsumerName,
+  poolFilter,
+  renderPermissions,
+  STATE_EVENTS_FILTER,
+  TASKS_BUCKET,
+  TASKS_STREAM,
+  taskEventSubject,
+  taskSubject,
+  useLocalMeshCredentials,
+  WORKERS_BUCKET,
+} from "./nats/index.js";
+export type { DaemonPlugin, PluginContext } from "./plugin.js";
+export type { WorkerInfo } from "./registry/index.js";
+export { ClaudeRunner, CommandRunner } from "./runner/index.js";
 export { startDaemon } from "./start.js";
-export type { TaskEvent } from "./tasks/events.js";
+export type { RunnerEvent, TaskEvent } from "./tasks/index.js";
 export {
   type AttemptInfo,
   isTerminal,
-  TASK_STATES,
-  type TaskRecord,
-  type TaskResultInfo,
-  type TaskState,
-} from "./tasks/record.js";
-export {
   MAX_PROMPT_BYTES,
   newTaskId,
   parseTaskDocument,
   parseTaskSpecs,
+  TASK_STATES,
+  type TaskRecord,
+  type TaskResultInfo,
   type TaskSpec,
   type TaskSpecInput,
+  type TaskState,
   validateTaskBatch,
   validateTaskSpec,
-} from "./tasks/spec.js";
-export { formatBytes, parseBytes } from "./util/bytes.js";
+} from "./tasks/index.js";
+export { formatBytes, parseBytes } from "./util/index.js";
 export { VERSION } from "./version.js";

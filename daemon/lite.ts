@@ -7,6 +7,21 @@
 export { errorMessage, isMeshError, MeshError, type MeshErrorCode } from "./errors.js";
 export { DEFAULT_SUBMIT_MAX_BYTES } from "./limits.js";
 export {
+  beaconSubject,
+  cancelSubject,
+  EVENTS_STREAM,
+  kvStream,
+  kvSubject,
+  poolConsumerName,
+  poolFilter,
+  STATE_EVENTS_FILTER,
+  TASKS_BUCKET,
+  TASKS_STREAM,
+  taskEventSubject,
+  taskSubject,
+  WORKERS_BUCKET,
+} from "./nats/names.js";
+export {
   MAX_PROMPT_BYTES,
   MAX_TIMER_MS,
   parseTaskDocument,

@@ -8,9 +8,9 @@ import { Command } from "commander";
 import { compileConfig, readConfigFile } from "./config.js";
 import { errorMessage, isMeshError, MeshError } from "./errors.js";
 import { exitCodeFor, exitCodesHelp, MESHD_EXIT } from "./exit-codes.js";
-import { useLocalMeshCredentials } from "./nats/local-creds.js";
+import { useLocalMeshCredentials } from "./nats/index.js";
 import { startDaemon } from "./start.js";
-import { parseWholeNumber as int, parseLabels, parseList } from "./util/flags.js";
+import { parseWholeNumber as int, parseLabels, parseList } from "./util/index.js";
 import { VERSION } from "./version.js";
 
 const program = new Command("meshd")

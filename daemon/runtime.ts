@@ -1,14 +1,10 @@
 /** The built-in runners and workspace provider a daemon uses, built from its config. */
 import { join } from "node:path";
+import { type MeshObserver, noopObserver, type Runner } from "./claim/index.js";
 import type { DaemonConfig } from "./config.js";
 import type { Logger } from "./log.js";
-import { type MeshObserver, noopObserver } from "./metrics/observer.js";
-import { ClaudeRunner } from "./runner/claude-runner.js";
-import { CommandRunner } from "./runner/command-runner.js";
-import { NoopRunner } from "./runner/noop-runner.js";
-import type { Runner } from "./runner/runner.js";
-import { type KeepBranch, MeshWorkspaces } from "./workspace/index.js";
-import type { WorkspaceProvider } from "./workspace/workspace.js";
+import { ClaudeRunner, CommandRunner, NoopRunner } from "./runner/index.js";
+import { type KeepBranch, MeshWorkspaces, type WorkspaceProvider } from "./workspace/index.js";
 
 export function defaultRunners(
   config: DaemonConfig,

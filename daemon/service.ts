@@ -5,36 +5,40 @@
 import { DeliverPolicy, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
-import type { MeshApi, MeshEvent, SubmitResult, TaskFilter, TaskList, TaskView } from "./api/mesh-api.js";
+import type { MeshApi, MeshEvent, SubmitResult, TaskFilter, TaskList, TaskView } from "./api/index.js";
+import type { MeshObserver } from "./claim/index.js";
 import { errorMessage, isMeshError, MeshError } from "./errors.js";
 import type { Logger } from "./log.js";
-import type { MeshObserver } from "./metrics/observer.js";
-import type { JsPublish } from "./nats/js-publisher.js";
-import { ringDoorbell } from "./queue/doorbell.js";
-import { listWorkers } from "./registry/presence.js";
-import { unschedulableReason } from "./registry/unschedulable.js";
-import type { WorkerInfo } from "./registry/worker-info.js";
-import type { EventPublisher } from "./tasks/event-publisher.js";
-import { EVENTS_STREAM, type TaskEvent, taskEventSubject } from "./tasks/events.js";
+import {
+  cancelSubject,
+  EVENTS_STREAM,
+  type JsPublish,
+  STATE_EVENTS_FILTER,
+  taskEventSubject,
+} from "./nats/index.js";
+import { ringDoorbell } from "./queue/index.js";
+import { listWorkers, unschedulableReason, type WorkerInfo } from "./registry/index.js";
 import {
   cancel,
+  checkBatchPolicy,
+  type EventPublisher,
   expectState,
   inState,
+  isTerminal,
   requestCancel,
   retry,
   type Step,
   stateEvents,
   submit,
   TRANSITIONS,
-} from "./tasks/machine/index.js";
-import { checkBatchPolicy, type TaskPolicy } from "./tasks/policy.js";
-import { isTerminal, type TaskRecord, type VersionedRecord } from "./tasks/record.js";
-import type { TaskSpec } from "./tasks/spec.js";
-import type { TaskStore } from "./tasks/store.js";
-import { pause } from "./util/abort.js";
-import { Channel } from "./util/channel.js";
-
-export const cancelSubject = (taskId: string): string => `mesh.ctl.cancel.${taskId}`;
+  type TaskEvent,
+  type TaskPolicy,
+  type TaskRecord,
+  type TaskSpec,
+  type TaskStore,
+  type VersionedRecord,
+} from "./tasks/index.js";
+import { Channel, pause } from "./util/index.js";
 
 export interface MeshServiceDeps {
   nc: NatsConnection;
@@ -355,7 +359,7 @@ export class MeshService implements MeshApi {
     const inner = linked(signal);
     const ch = new Channel<MeshEvent>();
     const oc = await this.d.js.consumers.get(EVENTS_STREAM, {
-      filter_subjects: "mesh.events.task.*.state",
+      filter_subjects: STATE_EVENTS_FILTER,
       deliver_policy: DeliverPolicy.New,
     });
     const msgs = await oc.consume();

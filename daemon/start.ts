@@ -1,11 +1,11 @@
 /** Builds a daemon with the servers its config asks for, and starts it. */
 import { readFile } from "node:fs/promises";
 import type { DaemonConfig } from "./config.js";
-import { Daemon, type DaemonDeps, type DaemonPlugin } from "./daemon.js";
+import { Daemon, type DaemonDeps } from "./daemon.js";
 import { errorMessage, MeshError } from "./errors.js";
 import { MeshMetrics, metricsPlugin } from "./metrics/index.js";
-import { GrpcServer } from "./servers/grpc-server.js";
-import { httpPlugin } from "./servers/http/plugin.js";
+import type { DaemonPlugin } from "./plugin.js";
+import { GrpcServer, httpPlugin } from "./servers/index.js";
 
 /** The gRPC API (Unix socket, optional TLS+token TCP) as a daemon plugin. */
 export function grpcPlugin(config: DaemonConfig): DaemonPlugin {

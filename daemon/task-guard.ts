@@ -5,11 +5,16 @@
  * reports (output lines, agent events, reasons, summaries) before it reaches the bus or a record.
  */
 import type { Redactor } from "../agent-shim/index.js";
+import type { RunContext, Runner, RunOutcome } from "./claim/index.js";
 import { isMeshError } from "./errors.js";
-import type { RunContext, Runner, RunnerEvent, RunOutcome } from "./runner/runner.js";
-import { checkTaskPolicy, type TaskPolicy } from "./tasks/policy.js";
-import { checkStoredSpec, type TaskSpec } from "./tasks/spec.js";
-import type { PreparedWorkspace, WorkspaceProvider } from "./workspace/workspace.js";
+import {
+  checkStoredSpec,
+  checkTaskPolicy,
+  type RunnerEvent,
+  type TaskPolicy,
+  type TaskSpec,
+} from "./tasks/index.js";
+import type { PreparedWorkspace, WorkspaceProvider } from "./workspace/index.js";
 
 /** Why this worker refuses the spec (fields named), or undefined. */
 export function policyRefusal(spec: TaskSpec, policy: TaskPolicy): string | undefined {

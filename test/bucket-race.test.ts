@@ -8,13 +8,9 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { isMeshError } from "../daemon/errors.js";
 import { createLogger } from "../daemon/log.js";
+import { TASKS_BUCKET_STREAM, TASKS_STREAM } from "../daemon/nats/names.js";
 import { BucketCapacity, SOFT_RATIO } from "../daemon/queue/capacity.js";
-import {
-  ensureTopology,
-  TASKS_BUCKET_STREAM,
-  TASKS_STREAM,
-  type Topology,
-} from "../daemon/queue/topology.js";
+import { ensureTopology, type Topology } from "../daemon/queue/topology.js";
 import { MeshService } from "../daemon/service.js";
 import { EventPublisher } from "../daemon/tasks/event-publisher.js";
 import { validateTaskSpec } from "../daemon/tasks/spec.js";

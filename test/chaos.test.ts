@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { afterEach, describe, expect, it } from "vitest";
+import { TASKS_STREAM } from "../daemon/nats/names.js";
 import { pause } from "../daemon/util/abort.js";
 import { makeTempDir, NatsCluster, NatsServer, waitFor } from "./harness/index.js";
 import { checkChaos, readRecords, writeChaosScript } from "./support/chaos.js";
@@ -242,7 +243,7 @@ describe("chaos", () => {
       disruptNats: async () => {
         const nc = await connect({ servers: cluster.urls });
         const jsm = await jetstreamManager(nc);
-        const leader = (await jsm.streams.info("MESH_TASKS")).cluster?.leader;
+        const leader = (await jsm.streams.info(TASKS_STREAM)).cluster?.leader;
         await nc.close();
         const victim = cluster.servers.find((s) => s.serverName === leader) ?? cluster.servers[0]!;
         await victim.kill();

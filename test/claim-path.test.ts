@@ -11,11 +11,12 @@ import { Claimer, type ClaimerOptions } from "../daemon/claim/claim.js";
 import type { Daemon } from "../daemon/index.js";
 import { validateTaskSpec } from "../daemon/index.js";
 import { createLogger } from "../daemon/log.js";
+import { poolConsumerName, TASKS_STREAM, taskSubject } from "../daemon/nats/names.js";
 import { type Delivery, parseAckSubject } from "../daemon/queue/delivery.js";
 import { doorbellSnapshot, ringDoorbell } from "../daemon/queue/doorbell.js";
 import { Puller } from "../daemon/queue/puller.js";
 import { Sweeper } from "../daemon/queue/sweeper.js";
-import { ensureTopology, poolConsumerName, TASKS_STREAM, type Topology } from "../daemon/queue/topology.js";
+import { ensureTopology, type Topology } from "../daemon/queue/topology.js";
 import { WorkerDirectory } from "../daemon/registry/directory.js";
 import type { WorkerInfo } from "../daemon/registry/worker-info.js";
 import { newTaskRecord, type VersionedRecord } from "../daemon/tasks/record.js";
@@ -84,7 +85,7 @@ describe("Puller: one message per pull over a shared inbox", () => {
       await ringDoorbell(topo.js, pool, "t1", "t1#a");
       const first = await p.pull(2000);
       expect(first).not.toBeNull();
-      expect(first!.subject).toBe(`mesh.task.${pool}.t1`);
+      expect(first!.subject).toBe(taskSubject(pool, "t1"));
       expect(first!.deliveryCount).toBe(1);
       expect(first!.json<{ id: string }>().id).toBe("t1");
       first!.nak();
@@ -174,7 +175,7 @@ describe("Puller: one message per pull over a shared inbox", () => {
         name: "message pulled after restart",
         timeoutMs: 15_000,
       });
-      expect(got.subject).toBe(`mesh.task.${pool}.t4`);
+      expect(got.subject).toBe(taskSubject(pool, "t4"));
       got.ack();
     }, 300));
 
@@ -293,7 +294,7 @@ describe("claims from doorbell snapshots", () => {
 describe("JsPublisher: PubAcks over one shared reply subscription", () => {
   it("acks a publish, refuses a wrong expected sequence with the API error, and dedups by msgID", async () => {
     const pub = topo.publisher;
-    const subject = `mesh.task.${uniqueId("pub")}.x`;
+    const subject = taskSubject(uniqueId("pub"), "x");
     const first = await pub.publish(subject, "a", { expectLastSubjectSequence: 0 });
     expect(first.stream).toBe(TASKS_STREAM);
     expect(first.seq).toBeGreaterThan(0);

@@ -7,8 +7,8 @@ import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import type { RunContext, Runner, RunOutcome } from "../daemon/claim/runner.js";
 import type { Daemon } from "../daemon/index.js";
-import type { RunContext, Runner, RunOutcome } from "../daemon/runner/runner.js";
 import { pause } from "../daemon/util/abort.js";
 import { isAlive, makeTempDir, NatsServer, waitFor } from "./harness/index.js";
 import {

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import type { Daemon } from "../daemon/index.js";
 import { MeshError, validateTaskSpec } from "../daemon/index.js";
-import { TASKS_STREAM, taskSubject } from "../daemon/queue/topology.js";
+import { TASKS_STREAM, taskSubject } from "../daemon/nats/names.js";
 import { newTaskRecord } from "../daemon/tasks/record.js";
 import { isAlive, makeTempDir, waitFor } from "./harness/index.js";
 import { useMesh } from "./support/fixture.js";

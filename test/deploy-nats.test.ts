@@ -14,6 +14,7 @@ import { AuthorizationError, connect, type NatsConnection, nkeyAuthenticator } f
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
 import { compileConfig, readConfigFile } from "../daemon/index.js";
+import { TASKS_BUCKET, TASKS_STREAM, taskSubject } from "../daemon/nats/names.js";
 import { MONITOR_INBOX_PREFIX } from "../daemon/nats/permissions.js";
 import { checkTransportPolicy } from "../daemon/nats/transport-policy.js";
 import { freePort, makeTempDir, waitFor } from "./harness/index.js";
@@ -149,8 +150,8 @@ describe("deploy/nats/single", () => {
   it("gives the monitor user reads and nothing else", async () => {
     const nc = await connectAs(server.url, "monitor", { inboxPrefix: MONITOR_INBOX_PREFIX });
     const jsm = await jetstreamManager(nc, { timeout: 3_000 });
-    expect((await jsm.streams.info("MESH_TASKS")).config.name).toBe("MESH_TASKS");
-    const kv = await new Kvm(nc).open("mesh-tasks");
+    expect((await jsm.streams.info(TASKS_STREAM)).config.name).toBe(TASKS_STREAM);
+    const kv = await new Kvm(nc).open(TASKS_BUCKET);
     const entry = await kv.get("deploy-single");
     expect(entry?.json<{ state: string }>().state).toBe("succeeded");
     // Watching the records (an ordered consumer) works too.
@@ -160,11 +161,11 @@ describe("deploy/nats/single", () => {
       break;
     }
     const js = jsm.jetstream();
-    await expect(js.publish("mesh.task.default.evil", "x", { timeout: 2_000 })).rejects.toThrow();
+    await expect(js.publish(taskSubject("default", "evil"), "x", { timeout: 2_000 })).rejects.toThrow();
     await expect(kv.put("deploy-single", "{}", { timeout: 2_000 } as never)).rejects.toThrow();
-    await expect(jsm.streams.delete("MESH_TASKS")).rejects.toThrow();
+    await expect(jsm.streams.delete(TASKS_STREAM)).rejects.toThrow();
     await expect(
-      jsm.consumers.add("MESH_TASKS", { durable_name: "steal", ack_policy: "explicit" as never }),
+      jsm.consumers.add(TASKS_STREAM, { durable_name: "steal", ack_policy: "explicit" as never }),
     ).rejects.toThrow();
     // Nothing changed, and the daemon still serves.
     expect((await kv.get("deploy-single"))?.json<{ state: string }>().state).toBe("succeeded");

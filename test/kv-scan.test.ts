@@ -8,6 +8,7 @@ import { type KV, Kvm } from "@nats-io/kv";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { scanKv } from "../daemon/nats/kv-scan.js";
+import { kvStream } from "../daemon/nats/names.js";
 import { NatsServer, waitFor } from "./harness/index.js";
 import { uniqueId } from "./support/tasks.js";
 
@@ -37,7 +38,7 @@ const text = (b: Uint8Array) => new TextDecoder().decode(b);
 
 /** Consumers left on the bucket's stream (a scan must delete its own). */
 async function consumersOn(name: string): Promise<number> {
-  return (await jsm.consumers.list(`KV_${name}`).next()).length;
+  return (await jsm.consumers.list(kvStream(name)).next()).length;
 }
 
 describe("scanKv", () => {
@@ -45,7 +46,7 @@ describe("scanKv", () => {
     const { name, kv } = await bucket();
     expect(await scanKv({ js, jsm }, kv, name)).toEqual([]);
     await kv.put("a", "1");
-    await jsm.streams.purge(`KV_${name}`);
+    await jsm.streams.purge(kvStream(name));
     expect(await scanKv({ js, jsm }, kv, name)).toEqual([]);
   });
 
@@ -72,7 +73,7 @@ describe("scanKv", () => {
       idleCheckMs: 200,
       // Removed without markers (as the retention sweep does) between listing and reading.
       afterListing: async () => {
-        await jsm.streams.purge(`KV_${name}`);
+        await jsm.streams.purge(kvStream(name));
       },
     });
     expect(got).toEqual([]);

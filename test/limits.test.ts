@@ -7,17 +7,16 @@
 import { existsSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { jetstreamManager } from "@nats-io/jetstream";
 import { credentials, type ServiceError, status } from "@grpc/grpc-js";
+import { jetstreamManager } from "@nats-io/jetstream";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { compileConfig, type Daemon, isMeshError, type TaskEvent } from "../daemon/index.js";
 import { MeshMetrics } from "../daemon/metrics/index.js";
-import { MeshServiceClient } from "../proto/index.js";
-import { TASKS_BUCKET_STREAM } from "../daemon/queue/topology.js";
+import { EVENTS_STREAM, TASKS_BUCKET_STREAM } from "../daemon/nats/names.js";
 import { EventCap } from "../daemon/runner/event-cap.js";
-import { EVENTS_STREAM } from "../daemon/tasks/events.js";
 import { validateTaskSpec } from "../daemon/tasks/spec.js";
+import { MeshServiceClient } from "../proto/index.js";
 import { makeTempDir, NatsServer, removeTempDirs, waitFor } from "./harness/index.js";
 import {
   answer,

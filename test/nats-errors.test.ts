@@ -20,8 +20,8 @@ import {
   isWrongLastSequence,
 } from "../daemon/nats/js-errors.js";
 import { JsPublisher } from "../daemon/nats/js-publisher.js";
+import { TASKS_STREAM } from "../daemon/nats/names.js";
 import { hasDoorbell } from "../daemon/queue/doorbell.js";
-import { TASKS_STREAM } from "../daemon/queue/topology.js";
 import { makeTempDir, NatsServer, removeTempDirs } from "./harness/index.js";
 import { caSignedCert } from "./support/tls.js";
 

@@ -7,7 +7,8 @@
 import { jetstream } from "@nats-io/jetstream";
 import { afterEach, describe, expect, it } from "vitest";
 import { type Daemon, validateTaskSpec } from "../daemon/index.js";
-import { ensureTopology, TASKS_STREAM, taskSubject } from "../daemon/queue/topology.js";
+import { kvSubject, poolFilter, TASKS_BUCKET, TASKS_STREAM, taskSubject } from "../daemon/nats/names.js";
+import { ensureTopology } from "../daemon/queue/topology.js";
 import { newTaskRecord } from "../daemon/tasks/record.js";
 import { waitFor } from "./harness/index.js";
 import { useMesh } from "./support/fixture.js";
@@ -59,7 +60,7 @@ describe("records whose spec today's validation refuses", () => {
       const id = uniqueId(name);
       const r = base(id);
       mutate(r);
-      await js.publish(`$KV.mesh-tasks.${id}`, enc.encode(JSON.stringify(r)));
+      await js.publish(kvSubject(TASKS_BUCKET, id), enc.encode(JSON.stringify(r)));
       await js.publish(taskSubject(pool, id), JSON.stringify({ id }));
       ids.push(id);
     }
@@ -68,7 +69,7 @@ describe("records whose spec today's validation refuses", () => {
     const hr = base(huge);
     hr.spec.prompt = "";
     hr.spec.prompt = "h".repeat(1024 * 1024 - 100 - JSON.stringify(hr).length);
-    await js.publish(`$KV.mesh-tasks.${huge}`, enc.encode(JSON.stringify(hr)));
+    await js.publish(kvSubject(TASKS_BUCKET, huge), enc.encode(JSON.stringify(hr)));
     await js.publish(taskSubject(pool, huge), JSON.stringify({ id: huge }));
     // A well-formed doorbell for a task that has no record.
     await js.publish(taskSubject(pool, uniqueId("ghost")), JSON.stringify({ id: "x" }));
@@ -93,7 +94,7 @@ describe("records whose spec today's validation refuses", () => {
     expect(list.unreadable.find((u) => u.key === huge)?.reason).toMatch(/larger than a record can be/);
     await waitFor(
       async () => {
-        const info = await topo.jsm.streams.info(TASKS_STREAM, { subjects_filter: `mesh.task.${pool}.>` });
+        const info = await topo.jsm.streams.info(TASKS_STREAM, { subjects_filter: poolFilter(pool) });
         return Object.keys(info.state.subjects ?? {}).length === 0;
       },
       { name: "no doorbell left in the pool's queue", timeoutMs: 20_000 },

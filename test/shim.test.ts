@@ -17,8 +17,9 @@ import {
   parseShimJob,
   StreamParser,
 } from "../agent-shim/index.js";
+import type { RunContext, RunOutcome } from "../daemon/claim/runner.js";
 import { ClaudeRunner, type ClaudeRunnerOptions } from "../daemon/runner/claude-runner.js";
-import type { RunContext, RunnerEvent, RunOutcome } from "../daemon/runner/runner.js";
+import type { RunnerEvent } from "../daemon/tasks/events.js";
 import { validateTaskSpec } from "../daemon/tasks/spec.js";
 import {
   answer,

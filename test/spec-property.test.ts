@@ -12,9 +12,8 @@ import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stringify as toYaml } from "yaml";
 import { compileConfig, type Daemon, startDaemon } from "../daemon/index.js";
-import { TASKS_BUCKET, TASKS_STREAM } from "../daemon/queue/topology.js";
+import { EVENTS_STREAM, TASKS_BUCKET_STREAM, TASKS_STREAM } from "../daemon/nats/names.js";
 import { checkTaskPolicy } from "../daemon/tasks/policy.js";
-import { EVENTS_STREAM } from "../daemon/tasks/events.js";
 import {
   MAX_SPEC_BYTES,
   parseTaskDocument,
@@ -295,7 +294,7 @@ function submit(document: string): Promise<ServiceError | undefined> {
 /** The last sequence of every stream a submit writes to: any write moves one. */
 async function streamSeqs(): Promise<number[]> {
   const jsm = await jetstreamManager(nc);
-  const names = [`KV_${TASKS_BUCKET}`, TASKS_STREAM, EVENTS_STREAM];
+  const names = [TASKS_BUCKET_STREAM, TASKS_STREAM, EVENTS_STREAM];
   return Promise.all(names.map(async (n) => (await jsm.streams.info(n)).state.last_seq));
 }
 

@@ -13,24 +13,27 @@ import { join } from "node:path";
 import { jetstream } from "@nats-io/jetstream";
 import { execa } from "execa";
 import { afterEach, describe, expect, it } from "vitest";
+import { Claimer } from "../daemon/claim/claim.js";
 import {
   compileConfig,
   type Daemon,
   startDaemon as startFullDaemon,
   validateTaskSpec,
 } from "../daemon/index.js";
+import { createLogger } from "../daemon/log.js";
 import { MeshMetrics } from "../daemon/metrics/index.js";
-import { ringDoorbell } from "../daemon/queue/doorbell.js";
 import {
-  ensureTopology,
+  kvSubject,
   poolConsumerName,
+  poolFilter,
   TASKS_BUCKET,
+  TASKS_BUCKET_STREAM,
   TASKS_STREAM,
   taskSubject,
-} from "../daemon/queue/topology.js";
-import { Claimer } from "../daemon/claim/claim.js";
-import { createLogger } from "../daemon/log.js";
+} from "../daemon/nats/names.js";
+import { ringDoorbell } from "../daemon/queue/doorbell.js";
 import { Puller } from "../daemon/queue/puller.js";
+import { ensureTopology } from "../daemon/queue/topology.js";
 import { ClaudeRunner } from "../daemon/runner/claude-runner.js";
 import { newTaskRecord } from "../daemon/tasks/record.js";
 import type { TaskSpec } from "../daemon/tasks/spec.js";
@@ -130,7 +133,7 @@ describe("unschedulable tasks hold no delivery slot", () => {
     expect(still.record.state).toBe("queued");
     expect(still.unschedulable).toMatch(/labels gpu=yes/);
     // Leave the bucket small for the tests after this one.
-    await topo.jsm.streams.purge(`KV_${TASKS_BUCKET}`);
+    await topo.jsm.streams.purge(TASKS_BUCKET_STREAM);
   }, 180_000);
 });
 
@@ -358,20 +361,20 @@ describe("unreadable records and doorbells are set aside", () => {
     mesh.daemons.push(d);
     const js = jetstream(mesh.client.nc);
     const enc = new TextEncoder();
-    const kvSubject = (key: string) => `$KV.mesh-tasks.${key}`;
+    const taskKey = (key: string) => kvSubject(TASKS_BUCKET, key);
     const tag = uniqueId("p");
     const garbage = `garbage-${tag}`;
     const shape = `shape-${tag}`;
     const future = `future-${tag}`;
     const types = `types-${tag}`;
-    await js.publish(kvSubject(garbage), new Uint8Array([0xff, 0xfe, 0x00, 0x7b, 0x22]));
-    await js.publish(kvSubject(shape), enc.encode(JSON.stringify({ hello: "world", state: 7 })));
+    await js.publish(taskKey(garbage), new Uint8Array([0xff, 0xfe, 0x00, 0x7b, 0x22]));
+    await js.publish(taskKey(shape), enc.encode(JSON.stringify({ hello: "world", state: 7 })));
     const newer = {
       ...newTaskRecord(validateTaskSpec({ id: future, prompt: "p", pool, runner: "noop" }), new Date()),
       v: 2,
       shinyNewField: { x: 1 },
     };
-    await js.publish(kvSubject(future), enc.encode(JSON.stringify(newer)));
+    await js.publish(taskKey(future), enc.encode(JSON.stringify(newer)));
     // Looks like a record, but an attempt's worker id is a number (the API would fail to encode it).
     const typed = newTaskRecord(
       validateTaskSpec({ id: types, prompt: "p", pool, runner: "noop" }),
@@ -381,7 +384,7 @@ describe("unreadable records and doorbells are set aside", () => {
       ...typed,
       attempts: [{ attempt: 1, workerId: 42, host: "h", claimedAt: typed.submittedAt }],
     };
-    await js.publish(kvSubject(types), enc.encode(JSON.stringify(wrongTypes)));
+    await js.publish(taskKey(types), enc.encode(JSON.stringify(wrongTypes)));
     // Doorbells for the unreadable records, and doorbells that are not doorbells at all.
     for (const key of [garbage, shape, future, types])
       await js.publish(taskSubject(pool, key), JSON.stringify({ id: key }));
@@ -419,7 +422,7 @@ describe("unreadable records and doorbells are set aside", () => {
     const topo = await topology();
     await waitFor(
       async () => {
-        const info = await topo.jsm.streams.info(TASKS_STREAM, { subjects_filter: `mesh.task.${pool}.>` });
+        const info = await topo.jsm.streams.info(TASKS_STREAM, { subjects_filter: poolFilter(pool) });
         return Object.keys(info.state.subjects ?? {}).length === 0;
       },
       { name: "no doorbell left in the poison pool's queue", timeoutMs: 20_000 },

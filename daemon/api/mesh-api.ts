@@ -2,10 +2,8 @@
  * The daemon's answer for the whole mesh: what the gRPC server (and tests) call.
  * Implemented by `MeshService` over NATS; the transport layers only translate.
  */
-import type { WorkerInfo } from "../registry/worker-info.js";
-import type { TaskEvent } from "../tasks/events.js";
-import type { TaskRecord, TaskState, UnreadableRecord } from "../tasks/record.js";
-import type { TaskSpec } from "../tasks/spec.js";
+import type { WorkerInfo } from "../registry/index.js";
+import type { TaskEvent, TaskRecord, TaskSpec, TaskState, UnreadableRecord } from "../tasks/index.js";
 
 export interface SubmitResult {
   id: string;

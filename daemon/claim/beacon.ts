@@ -7,8 +7,7 @@
  * start its clock later (at the doorbell): never earlier than the revision existed.
  */
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
-
-export const beaconSubject = (taskId: string): string => `mesh.lease.${taskId}`;
+import { beaconSubject } from "../nats/index.js";
 
 export interface LeaseBeacon {
   announce(taskId: string, revision: number): void;

@@ -6,15 +6,12 @@
  */
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
-import type { MeshObserver } from "../metrics/observer.js";
-import type { Delivery } from "../queue/delivery.js";
-import type { Puller } from "../queue/puller.js";
-import type { EventPublisher } from "../tasks/event-publisher.js";
-import type { TaskState } from "../tasks/record.js";
-import { pause } from "../util/abort.js";
-import type { Slots } from "../util/slots.js";
+import type { Delivery, Puller } from "../queue/index.js";
+import type { EventPublisher, TaskState } from "../tasks/index.js";
+import { pause, type Slots } from "../util/index.js";
 import type { Claimer, Decision } from "./claim.js";
 import type { Execution } from "./execution.js";
+import type { MeshObserver } from "./observer.js";
 import { settleDoorbell } from "./settle-doorbell.js";
 
 export type ClaimLoopState = "new" | "running" | "stopping" | "stopped";

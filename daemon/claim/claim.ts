@@ -6,9 +6,8 @@
  */
 
 import { isMeshError } from "../errors.js";
-import type { Delivery } from "../queue/delivery.js";
-import { doorbellSnapshot, doorbellTaskId, readDoorbell } from "../queue/doorbell.js";
-import { workerServes } from "../registry/worker-info.js";
+import { type Delivery, doorbellSnapshot, doorbellTaskId, readDoorbell } from "../queue/index.js";
+import { workerServes } from "../registry/index.js";
 import {
   applyCancel,
   type Claimant,
@@ -17,15 +16,17 @@ import {
   expectState,
   type HeldRecord,
   inState,
+  isTerminal,
   type Notice,
   type Step,
   TRANSITIONS,
   type TakeoverCause,
+  type TaskRecord,
+  type TaskSpec,
+  type TaskStore,
   takeOver,
-} from "../tasks/machine/index.js";
-import { isTerminal, type TaskRecord, type VersionedRecord } from "../tasks/record.js";
-import type { TaskSpec } from "../tasks/spec.js";
-import type { TaskStore } from "../tasks/store.js";
+  type VersionedRecord,
+} from "../tasks/index.js";
 import { settleDoorbell } from "./settle-doorbell.js";
 
 export interface ClaimerIdentity {

@@ -9,25 +9,28 @@ import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { errorMessage, isMeshError } from "../errors.js";
 import type { Logger } from "../log.js";
-import type { MeshObserver } from "../metrics/observer.js";
-import type { Delivery } from "../queue/delivery.js";
-import type { AbortReason, Runner, RunnerEvent, RunOutcome } from "../runner/runner.js";
-import type { EventPublisher } from "../tasks/event-publisher.js";
+import type { Delivery } from "../queue/index.js";
 import {
   type AttemptEnd,
+  type AttemptOutcome,
+  type EventPublisher,
   expectState,
   type Notice,
   noteSession,
+  type RunnerEvent,
   type Step,
   settle,
   start,
   TRANSITIONS,
-} from "../tasks/machine/index.js";
-import type { AttemptOutcome, TaskRecord, VersionedRecord } from "../tasks/record.js";
-import type { TaskStore } from "../tasks/store.js";
-import type { PreparedWorkspace, WorkspaceProvider } from "../workspace/workspace.js";
+  type TaskRecord,
+  type TaskStore,
+  type VersionedRecord,
+} from "../tasks/index.js";
+import type { PreparedWorkspace, WorkspaceProvider } from "../workspace/index.js";
 import type { LeaseBeacon } from "./beacon.js";
 import { Lease } from "./lease.js";
+import type { MeshObserver } from "./observer.js";
+import type { AbortReason, Runner, RunOutcome } from "./runner.js";
 import { settleDoorbell } from "./settle-doorbell.js";
 
 export interface ExecutionDeps {

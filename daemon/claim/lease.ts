@@ -9,10 +9,17 @@
 
 import { isMeshError, MeshError } from "../errors.js";
 import type { Logger } from "../log.js";
-import type { Delivery } from "../queue/delivery.js";
-import { expectState, renew, type Step, TRANSITIONS } from "../tasks/machine/index.js";
-import { isTerminal, type TaskRecord, type VersionedRecord } from "../tasks/record.js";
-import type { TaskStore } from "../tasks/store.js";
+import type { Delivery } from "../queue/index.js";
+import {
+  expectState,
+  isTerminal,
+  renew,
+  type Step,
+  TRANSITIONS,
+  type TaskRecord,
+  type TaskStore,
+  type VersionedRecord,
+} from "../tasks/index.js";
 
 export interface LeaseOptions {
   workerId: string;

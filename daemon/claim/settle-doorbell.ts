@@ -1,6 +1,6 @@
 /** Does with a delivered doorbell what a transition or the claimer's decision says. */
-import type { Delivery } from "../queue/delivery.js";
-import { type DoorbellAction, nakDelayMs } from "../tasks/machine/index.js";
+import type { Delivery } from "../queue/index.js";
+import { type DoorbellAction, nakDelayMs } from "../tasks/index.js";
 
 /**
  * `ring` and `leave` do nothing here (a new doorbell is the caller's; a left one stays with

@@ -10,7 +10,7 @@
  * until a scrape has shown it at 0.
  */
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
-import type { RunnerEvent } from "../runner/runner.js";
+import type { RunnerEvent } from "../tasks/index.js";
 import { ScrapeGate, ZeroFirstCounter, ZeroFirstHistogram } from "./first-zero.js";
 import { BoundedLabel, num, statusLabel } from "./labels.js";
 

@@ -1,14 +1,14 @@
 /**
- * Binds MeshMetrics to a running daemon: the scrape-time source (slots, running tasks, queue
+ * Binds MeshMetrics to a running daemon (through its plugin context): the scrape-time source (slots, running tasks, queue
  * depth from JetStream, presence) and the NATS connection's status events.
  */
-import type { Daemon, DaemonPlugin } from "../daemon.js";
+import type { DaemonPlugin, PluginContext } from "../plugin.js";
 import { VERSION } from "../version.js";
 import type { LiveSource } from "./live-metrics.js";
 import type { MeshMetrics } from "./mesh-metrics.js";
 import { readMeshQueueStats } from "./queue-stats.js";
 
-export function daemonSource(d: Daemon): LiveSource {
+export function daemonSource(d: PluginContext): LiveSource {
   return {
     workerId: d.workerId,
     host: d.config.host,

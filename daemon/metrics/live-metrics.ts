@@ -5,7 +5,7 @@
  * reads have a time budget so a slow JetStream cannot hang a scrape.
  */
 import { Counter, Gauge, type Registry } from "prom-client";
-import type { WorkerInfo } from "../registry/worker-info.js";
+import type { WorkerInfo } from "../registry/index.js";
 import type { QueueStats } from "./queue-stats.js";
 
 /** What the scrape-time gauges read; the daemon adapter is daemonSource() in daemon-plugin.ts. */

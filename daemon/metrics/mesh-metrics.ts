@@ -5,11 +5,10 @@
  * carries `worker` (the daemon's name) as a default label. Nothing is labelled by task id.
  */
 import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
-import type { RunnerEvent } from "../runner/runner.js";
-import type { TaskState } from "../tasks/record.js";
+import type { MeshObserver } from "../claim/index.js";
+import type { RunnerEvent, TaskState } from "../tasks/index.js";
 import { AgentMetrics, type AgentMetricsOptions } from "./agent-metrics.js";
 import { LiveMetrics, type LiveSource } from "./live-metrics.js";
-import type { MeshObserver } from "./observer.js";
 import { type ObservedOutcome, TaskMetrics } from "./task-metrics.js";
 
 export interface MeshMetricsOptions extends AgentMetricsOptions {

@@ -14,7 +14,13 @@
  * held (one per unfinished task, paged by the client), one message read per pool with a backlog.
  */
 import type { ConsumerInfo, JetStreamManager, MsgRequest } from "@nats-io/jetstream";
-import { poolConsumerName, poolFilter, TASKS_STREAM } from "../queue/topology.js";
+import {
+  poolConsumerName,
+  poolFilter,
+  TASK_SUBJECT_PREFIX,
+  TASKS_STREAM,
+  TASKS_SUBJECTS,
+} from "../nats/index.js";
 
 export interface QueueStats {
   pending: number;
@@ -25,7 +31,6 @@ export interface QueueStats {
 }
 
 const CONSUMER_PREFIX = poolConsumerName("");
-const SUBJECT_PREFIX = "mesh.task.";
 
 async function oldestAge(
   jsm: JetStreamManager,
@@ -65,10 +70,10 @@ export async function readMeshQueueStats(
   for await (const ci of jsm.consumers.list(TASKS_STREAM)) {
     if (ci.name.startsWith(CONSUMER_PREFIX)) consumers.set(ci.name.slice(CONSUMER_PREFIX.length), ci);
   }
-  const si = await jsm.streams.info(TASKS_STREAM, { subjects_filter: `${SUBJECT_PREFIX}>` });
+  const si = await jsm.streams.info(TASKS_STREAM, { subjects_filter: TASKS_SUBJECTS });
   const doorbells = new Map<string, number>();
   for (const [subject, n] of Object.entries(si.state.subjects ?? {})) {
-    const pool = subject.slice(SUBJECT_PREFIX.length).split(".")[0];
+    const pool = subject.slice(TASK_SUBJECT_PREFIX.length).split(".")[0];
     if (pool) doorbells.set(pool, (doorbells.get(pool) ?? 0) + n);
   }
   const names = [...new Set([...pools, ...consumers.keys(), ...doorbells.keys()])];

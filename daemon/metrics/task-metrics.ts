@@ -3,7 +3,7 @@
  * claims and their latency, takeovers, redeliveries, fencing losses, attempts.
  */
 import { Counter, Histogram, type Registry } from "prom-client";
-import { type AttemptOutcome, TASK_STATES, type TaskState } from "../tasks/record.js";
+import { type AttemptOutcome, TASK_STATES, type TaskState } from "../tasks/index.js";
 
 export const CLAIM_LATENCY_BUCKETS = [
   0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600,

@@ -8,9 +8,9 @@ import {
   type NatsConnection,
   nkeyAuthenticator,
 } from "@nats-io/transport-node";
-import type { DaemonConfig } from "../config.js";
 import { errorMessage, MeshError } from "../errors.js";
 import { isAuthError, isTlsError } from "./js-errors.js";
+import type { NatsSettings } from "./settings.js";
 import { checkTransportPolicy, usesTls } from "./transport-policy.js";
 
 function readAuthFile(path: string, field: string): Uint8Array {
@@ -24,7 +24,7 @@ function readAuthFile(path: string, field: string): Uint8Array {
   }
 }
 
-export function connectionOptions(cfg: DaemonConfig["nats"], name: string): ConnectionOptions {
+export function connectionOptions(cfg: NatsSettings, name: string): ConnectionOptions {
   checkTransportPolicy(cfg);
   const tls = usesTls(cfg);
   const opts: ConnectionOptions = {
@@ -86,7 +86,7 @@ export function connectionOptions(cfg: DaemonConfig["nats"], name: string): Conn
   return opts;
 }
 
-export async function connectNats(cfg: DaemonConfig["nats"], name: string): Promise<NatsConnection> {
+export async function connectNats(cfg: NatsSettings, name: string): Promise<NatsConnection> {
   const opts = connectionOptions(cfg, name);
   try {
     return await connect(opts);

@@ -12,6 +12,7 @@
  */
 import { DeliverPolicy, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
+import { kvStream, kvSubjectPrefix } from "./names.js";
 
 export interface KvScanEntry {
   key: string;
@@ -39,8 +40,8 @@ export async function scanKv(
   bucket: string,
   opts: KvScanOptions = {},
 ): Promise<KvScanEntry[]> {
-  const stream = `KV_${bucket}`;
-  const prefix = `$KV.${bucket}.`;
+  const stream = kvStream(bucket);
+  const prefix = kvSubjectPrefix(bucket);
   const info = await nats.jsm.streams.info(stream, { subjects_filter: `${prefix}>` });
   const keys = Object.keys(info.state.subjects ?? {})
     .filter((s) => s.startsWith(prefix))

@@ -4,7 +4,8 @@
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { type DaemonConfig, defaultStateDir } from "../config.js";
+import { defaultStateDir } from "../state-dir.js";
+import type { NatsSettings } from "./settings.js";
 import { hasCredentials, isLoopbackHost, urlHost } from "./transport-policy.js";
 
 /** File name (in the state dir) of the local mesh's daemon nkey seed. */
@@ -19,7 +20,7 @@ export function findLocalNkey(stateDirs: string[]): string | undefined {
 }
 
 /** On loopback without credentials: use a local `mesh up`'s (own state dir first, then the default one). */
-export function useLocalMeshCredentials(config: DaemonConfig): void {
+export function useLocalMeshCredentials(config: { nats: NatsSettings; stateDir: string }): void {
   const n = config.nats;
   if (hasCredentials(n) || !n.servers.every((s) => isLoopbackHost(urlHost(s)))) return;
   const seed = findLocalNkey([config.stateDir, defaultStateDir()]);

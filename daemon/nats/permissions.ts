@@ -8,6 +8,14 @@
  *   prefix, so it can neither read nor forge the replies daemons get on `_INBOX.>`.
  * Nobody else needs NATS credentials: people submit through their local daemon's socket.
  */
+import {
+  EVENTS_STREAM,
+  EVENTS_SUBJECTS,
+  MESH_SUBJECTS,
+  TASKS_BUCKET_STREAM,
+  WORKERS_BUCKET_STREAM,
+} from "./names.js";
+
 export interface SubjectPermissions {
   publish: { allow: string[] };
   subscribe: { allow: string[] };
@@ -15,15 +23,15 @@ export interface SubjectPermissions {
 
 export const DAEMON_PERMISSIONS: SubjectPermissions = {
   publish: {
-    allow: ["mesh.>", "$KV.>", "$JS.API.>", "$JS.*.API.>", "$JS.ACK.>", "$JS.FC.>", "_INBOX.>"],
+    allow: [MESH_SUBJECTS, "$KV.>", "$JS.API.>", "$JS.*.API.>", "$JS.ACK.>", "$JS.FC.>", "_INBOX.>"],
   },
-  subscribe: { allow: ["mesh.>", "_INBOX.>"] },
+  subscribe: { allow: [MESH_SUBJECTS, "_INBOX.>"] },
 };
 
 /** The inbox prefix a monitoring client must set (nats.js `inboxPrefix`, `nats --inbox-prefix`). */
 export const MONITOR_INBOX_PREFIX = "_INBOX_monitor";
 
-const READABLE_STREAMS = ["MESH_EVENTS", "KV_mesh-tasks", "KV_mesh-workers"];
+const READABLE_STREAMS = [EVENTS_STREAM, TASKS_BUCKET_STREAM, WORKERS_BUCKET_STREAM];
 
 export const MONITOR_PERMISSIONS: SubjectPermissions = {
   publish: {
@@ -48,7 +56,7 @@ export const MONITOR_PERMISSIONS: SubjectPermissions = {
       "$JS.FC.>",
     ],
   },
-  subscribe: { allow: ["mesh.events.>", `${MONITOR_INBOX_PREFIX}.>`] },
+  subscribe: { allow: [EVENTS_SUBJECTS, `${MONITOR_INBOX_PREFIX}.>`] },
 };
 
 /** A permissions block in nats-server config syntax (JSON is a subset of it). */

@@ -3,10 +3,8 @@
  * results; whoever can speak on it with the daemon's rights can run tasks. So a NATS that is
  * not on this machine needs both TLS and credentials, unless the operator says `insecure`.
  */
-import type { DaemonConfig } from "../config.js";
 import { MeshError } from "../errors.js";
-
-type NatsConfig = DaemonConfig["nats"];
+import type { NatsSettings as NatsConfig } from "./settings.js";
 
 /** Host of `nats://h:p`, `tls://[::1]:p`, or a bare `h:p`. */
 export function urlHost(url: string): string {

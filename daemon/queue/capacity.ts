@@ -7,7 +7,7 @@
  */
 import type { JetStreamManager } from "@nats-io/jetstream";
 import { MeshError } from "../errors.js";
-import { formatBytes } from "../util/bytes.js";
+import { formatBytes } from "../util/index.js";
 
 /** New submits stop when the bucket would pass this share of its byte limit. */
 export const SOFT_RATIO = 0.9;

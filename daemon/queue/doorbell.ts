@@ -7,12 +7,15 @@
  * a hint: if the record changed since, the compare fails and the claimer reads the record.
  */
 import type { JetStreamManager } from "@nats-io/jetstream";
-import { isNoMessageFound, isStreamNotFound } from "../nats/js-errors.js";
-import type { JsPublish } from "../nats/js-publisher.js";
-import { recordProblem, type TaskRecord, type VersionedRecord } from "../tasks/record.js";
-import { ID_RE } from "../tasks/spec.js";
+import {
+  isNoMessageFound,
+  isStreamNotFound,
+  type JsPublish,
+  TASKS_STREAM,
+  taskSubject,
+} from "../nats/index.js";
+import { ID_RE, recordProblem, type TaskRecord, type VersionedRecord } from "../tasks/index.js";
 import type { Delivery } from "./delivery.js";
-import { TASKS_STREAM, taskSubject } from "./topology.js";
 
 export interface Doorbell {
   id: string;

@@ -19,11 +19,19 @@
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import { errorMessage, isMeshError } from "../errors.js";
 import type { Logger } from "../log.js";
-import { type WorkerInfo, workerServes } from "../registry/worker-info.js";
-import { applyCancel, type From, inState, type Notice, TRANSITIONS } from "../tasks/machine/index.js";
-import { isTerminal, type TaskRecord, type VersionedRecord } from "../tasks/record.js";
-import type { TaskSpec } from "../tasks/spec.js";
-import type { TaskStore } from "../tasks/store.js";
+import { type WorkerInfo, workerServes } from "../registry/index.js";
+import {
+  applyCancel,
+  type From,
+  inState,
+  isTerminal,
+  type Notice,
+  TRANSITIONS,
+  type TaskRecord,
+  type TaskSpec,
+  type TaskStore,
+  type VersionedRecord,
+} from "../tasks/index.js";
 import { hasDoorbell, ringDoorbell } from "./doorbell.js";
 
 export type ServingWorker = Pick<WorkerInfo, "workerId" | "pools" | "labels" | "runners" | "draining">;

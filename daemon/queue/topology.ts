@@ -29,29 +29,30 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { errorMessage, MeshError } from "../errors.js";
 import type { Logger } from "../log.js";
 import {
+  EVENTS_STREAM,
+  EVENTS_SUBJECTS,
   isAlreadyExists,
   isConsumerNotFound,
   isInsufficientResources,
   isStreamNotFound,
-} from "../nats/js-errors.js";
-import { JsPublisher } from "../nats/js-publisher.js";
-import { EVENTS_STREAM } from "../tasks/events.js";
-import { formatBytes } from "../util/bytes.js";
+  JsPublisher,
+  kvSubjectPrefix,
+  poolConsumerName,
+  poolFilter,
+  TASKS_BUCKET,
+  TASKS_BUCKET_STREAM,
+  TASKS_STREAM,
+  TASKS_SUBJECTS,
+  WORKERS_BUCKET,
+  WORKERS_BUCKET_STREAM,
+} from "../nats/index.js";
+import { formatBytes } from "../util/index.js";
 import { BucketCapacity, SOFT_RATIO } from "./capacity.js";
 
-export const TASKS_STREAM = "MESH_TASKS";
-export const TASKS_BUCKET = "mesh-tasks";
-export const WORKERS_BUCKET = "mesh-workers";
-export const TASKS_BUCKET_STREAM = `KV_${TASKS_BUCKET}`;
-export const WORKERS_BUCKET_STREAM = `KV_${WORKERS_BUCKET}`;
 /** Used when a limit is not given; an existing stream then keeps the limits it has. */
 export const DEFAULT_EVENTS_MAX_BYTES = 1024 ** 3;
 export const DEFAULT_TASKS_MAX_BYTES = 1024 ** 3;
 const DEFAULT_EVENTS_MAX_AGE_MS = 7 * 86_400_000;
-/** A doorbell for task `id` in `pool`. One subject per task lets the sweeper see whether a task has one. */
-export const taskSubject = (pool: string, id: string): string => `mesh.task.${pool}.${id}`;
-export const poolFilter = (pool: string): string => `mesh.task.${pool}.*`;
-export const poolConsumerName = (pool: string): string => `pool-${pool}`;
 
 export interface TopologyOptions {
   replicas: number;
@@ -95,7 +96,7 @@ export async function ensureTopology(nc: NatsConnection, opts: TopologyOptions):
 
   await ensureStream(jsm, {
     name: TASKS_STREAM,
-    subjects: ["mesh.task.>"],
+    subjects: [TASKS_SUBJECTS],
     retention: RetentionPolicy.Workqueue,
     storage: StorageType.File,
     num_replicas: opts.replicas,
@@ -103,7 +104,7 @@ export async function ensureTopology(nc: NatsConnection, opts: TopologyOptions):
   });
   await ensureStream(jsm, {
     name: EVENTS_STREAM,
-    subjects: ["mesh.events.>"],
+    subjects: [EVENTS_SUBJECTS],
     retention: RetentionPolicy.Limits,
     storage: StorageType.File,
     num_replicas: opts.replicas,
@@ -153,7 +154,7 @@ export async function ensureTopology(nc: NatsConnection, opts: TopologyOptions):
     consumer,
     forgetConsumer: (pool) => void ensured.delete(pool),
     apiPrefix,
-    tasksPutPrefix: `${opts.domain ? `${apiPrefix}.` : ""}$KV.${TASKS_BUCKET}`,
+    tasksPutPrefix: `${opts.domain ? `${apiPrefix}.` : ""}${kvSubjectPrefix(TASKS_BUCKET).slice(0, -1)}`,
     publisher: new JsPublisher(nc),
     tasksCapacity: new BucketCapacity(jsm, TASKS_BUCKET_STREAM, "limits.tasksMaxBytes"),
   };

@@ -7,8 +7,7 @@ import type { JetStreamManager } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
-import { kvKeys } from "../nats/kv-keys.js";
-import { WORKERS_BUCKET } from "../queue/topology.js";
+import { kvKeys, WORKERS_BUCKET } from "../nats/index.js";
 import type { WorkerInfo } from "./worker-info.js";
 
 const dec = new TextDecoder();

@@ -21,11 +21,11 @@ import {
   type ShimJobInput,
   type ShimOutcome,
 } from "../../agent-shim/index.js";
+import type { RunContext, Runner, RunOutcome } from "../claim/index.js";
 import { isMeshError, MeshError } from "../errors.js";
-import type { TaskResultInfo } from "../tasks/record.js";
+import type { RunnerEvent, TaskResultInfo } from "../tasks/index.js";
 import { controlStdio, killRun, launchRun, type RunLaunch } from "./child.js";
 import { EventCap } from "./event-cap.js";
-import type { RunContext, Runner, RunnerEvent, RunOutcome } from "./runner.js";
 import { resolveExecutable } from "./which.js";
 
 /** Daemon variables that look like secrets are not handed to agents unless named in `passEnv`. */

@@ -8,10 +8,10 @@
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { execa } from "execa";
+import type { RunContext, Runner, RunOutcome } from "../claim/index.js";
 import { onBoundedLines } from "./bounded-lines.js";
 import { controlStdio, killRun, launchRun, signalTree } from "./child.js";
 import { childEnv } from "./child-env.js";
-import type { RunContext, Runner, RunOutcome } from "./runner.js";
 import { resolveExecutable } from "./which.js";
 
 export interface CommandRunnerOptions {

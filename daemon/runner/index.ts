@@ -1,2 +1,3 @@
+export { ClaudeRunner } from "./claude-runner.js";
 export { CommandRunner, type CommandRunnerOptions } from "./command-runner.js";
-export type { AbortReason, RunContext, Runner, RunnerEvent, RunOutcome } from "./runner.js";
+export { NoopRunner } from "./noop-runner.js";

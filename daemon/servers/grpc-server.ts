@@ -12,7 +12,7 @@ import { type ChannelOptions, Server, ServerCredentials, type ServerInterceptor 
 import { HealthImplementation } from "grpc-health-check";
 import pino, { type Logger } from "pino";
 import { MESH_SERVICE_NAME, MeshServiceService } from "../../proto/index.js";
-import type { MeshApi } from "../api/mesh-api.js";
+import type { MeshApi } from "../api/index.js";
 import { errorMessage, isMeshError, MeshError } from "../errors.js";
 import { DEFAULT_SUBMIT_MAX_BYTES } from "../limits.js";
 import { bearerTokenInterceptor } from "./grpc/auth.js";

@@ -10,8 +10,8 @@
  */
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "../log.js";
+import { taskEventSubject } from "../nats/index.js";
 import type { TaskEvent } from "./events.js";
-import { taskEventSubject } from "./events.js";
 import { type Notice, stateEvents } from "./machine/step.js";
 import type { TaskRecord, TaskState } from "./record.js";
 

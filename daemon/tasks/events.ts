@@ -1,8 +1,7 @@
 /**
  * Events about tasks, published on the limits-retention stream `MESH_EVENTS` under
- * `mesh.events.task.<id>` so a task can be replayed from its start.
+ * `mesh.events.task.<id>` so a task can be replayed from its start (names in nats/names.ts).
  */
-import type { RunnerEvent } from "../runner/runner.js";
 import type { TaskRecord, TaskState } from "./record.js";
 
 /** A task's state changed: made from the written record of a transition's step (machine/step.ts). */
@@ -16,14 +15,14 @@ export interface StateEvent {
   reason?: string;
 }
 
+/** Progress events a runner emits (its output lines, agent events); each becomes a task event. */
+export type RunnerEvent =
+  | { type: "log"; stream: "stdout" | "stderr"; line: string }
+  | { type: "agent"; kind: string; data: Record<string, unknown> };
+
 export type TaskEvent =
   | StateEvent
   | ({ taskId: string; at: string; attempt: number; workerId: string } & RunnerEvent);
-
-export const EVENTS_STREAM = "MESH_EVENTS";
-/** Events of one task: `<subject>.state` for state changes, `<subject>.run` for runner/agent events. */
-export const taskEventSubject = (taskId: string): string => `mesh.events.task.${taskId}`;
-export const workerEventSubject = (workerId: string): string => `mesh.events.worker.${workerId}`;
 
 /**
  * The attempt a state event belongs to: the record's attempt, except that a `queued` task waits

@@ -5,7 +5,7 @@
 import { parseAllDocuments } from "yaml";
 import { z } from "zod";
 import { isMeshError, MeshError } from "../errors.js";
-import { parseDuration } from "../util/duration.js";
+import { parseDuration } from "../util/index.js";
 import { hasControlChars, parseRepo, validateRef } from "./repo-syntax.js";
 import { deniedEnvReason } from "./task-env.js";
 

@@ -5,10 +5,15 @@
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import { isMeshError, MeshError } from "../errors.js";
-import { isStoreFull, isWrongLastSequence } from "../nats/js-errors.js";
-import type { JsPublisher } from "../nats/js-publisher.js";
-import { scanKv } from "../nats/kv-scan.js";
-import { TASKS_BUCKET, type Topology } from "../queue/topology.js";
+import {
+  isStoreFull,
+  isWrongLastSequence,
+  type JsPublisher,
+  kvSubject,
+  scanKv,
+  TASKS_BUCKET,
+  TASKS_BUCKET_STREAM,
+} from "../nats/index.js";
 import { assertTransition } from "./machine/states.js";
 import {
   boundRecord,
@@ -23,6 +28,17 @@ const enc = new TextEncoder();
 export interface TaskStoreOptions {
   /** A record that cannot be read, reported once per key and revision (log it, count it). */
   onUnreadable?(u: UnreadableRecord): void;
+}
+
+/** The NATS side the store works on (the queue room's Topology is one). */
+export interface TaskBucket {
+  /** The task records bucket. */
+  tasks: KV;
+  js: JetStreamClient;
+  jsm: JetStreamManager;
+  publisher: JsPublisher;
+  /** Where compare-and-set writes go, `<prefix>.<task id>` (domain-aware, as the KV client does). */
+  tasksPutPrefix: string;
 }
 
 export class TaskStore {
@@ -41,11 +57,7 @@ export class TaskStore {
    * topology's JsPublisher (lighter than kv.update; see js-publisher.ts) to
    * `<tasksPutPrefix>.<id>`, the domain-aware subject the KV client would use.
    */
-  constructor(
-    topo: Pick<Topology, "tasks" | "js" | "jsm" | "publisher" | "tasksPutPrefix">,
-    now: () => Date = () => new Date(),
-    opts: TaskStoreOptions = {},
-  ) {
+  constructor(topo: TaskBucket, now: () => Date = () => new Date(), opts: TaskStoreOptions = {}) {
     this.opts = opts;
     this.kv = topo.tasks;
     this.jsm = topo.jsm;
@@ -154,8 +166,8 @@ export class TaskStore {
    * retry) survives. Afterwards the id is free again.
    */
   async purge(v: VersionedRecord): Promise<void> {
-    await this.jsm.streams.purge(`KV_${TASKS_BUCKET}`, {
-      filter: `$KV.${TASKS_BUCKET}.${v.record.id}`,
+    await this.jsm.streams.purge(TASKS_BUCKET_STREAM, {
+      filter: kvSubject(TASKS_BUCKET, v.record.id),
       seq: v.revision + 1,
     });
   }

@@ -2,7 +2,7 @@
  * When a task's branch in a repo cache may go: keep it while the task's record exists and is not
  * finished-and-past the task retention (a retry continues the branch; `mesh task` names it).
  */
-import { isTerminal, type TaskState } from "../tasks/record.js";
+import { isTerminal, type TaskState } from "../tasks/index.js";
 import type { KeepBranch } from "./evict.js";
 
 export interface TaskRecordView {

@@ -1,7 +1,7 @@
 /** A fresh empty directory per attempt, for tasks without a repo. */
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
-import type { TaskSpec } from "../tasks/spec.js";
+import type { TaskSpec } from "../tasks/index.js";
 import type { PreparedWorkspace, WorkspaceProvider } from "./workspace.js";
 
 export class DirWorkspaceProvider implements WorkspaceProvider {

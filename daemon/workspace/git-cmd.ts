@@ -13,7 +13,7 @@
  * value first), and filter and diff drivers are named by the attacker.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { ALLOWED_PROTOCOLS, redactUrlCredentials } from "../tasks/repo-syntax.js";
+import { ALLOWED_PROTOCOLS, redactUrlCredentials } from "../tasks/index.js";
 
 export { ALLOWED_PROTOCOLS, redactUrlCredentials };
 

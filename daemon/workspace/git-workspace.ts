@@ -13,7 +13,7 @@ import { lutimes, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { errorMessage, isMeshError, MeshError } from "../errors.js";
 import type { Logger } from "../log.js";
-import type { TaskSpec } from "../tasks/spec.js";
+import type { TaskSpec } from "../tasks/index.js";
 import { resetCacheConfig } from "./cache-config.js";
 import { cacheWorktrees, evictCache, type KeepBranch, listCaches } from "./evict.js";
 import { Git, GitCommandError } from "./git-cmd.js";

@@ -7,7 +7,7 @@
  */
 import { join, resolve } from "node:path";
 import type { Logger } from "../log.js";
-import type { TaskSpec } from "../tasks/spec.js";
+import type { TaskSpec } from "../tasks/index.js";
 import { DirWorkspaceProvider } from "./dir-workspace.js";
 import { type GitWorkspaceOptions, GitWorkspaceProvider } from "./git-workspace.js";
 import { sweepAttempts } from "./sweep.js";

@@ -10,12 +10,12 @@ import { createHash, randomBytes } from "node:crypto";
 import { access, mkdir, rename, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { MeshError } from "../errors.js";
-import type { RepoSource } from "../tasks/repo-syntax.js";
+import type { RepoSource } from "../tasks/index.js";
 import { resetCacheConfig } from "./cache-config.js";
 import { type Git, GitCommandError, type GitRepo } from "./git-cmd.js";
 
 // The pure syntax checks live with the task spec, so submit and the workspace judge alike.
-export { parseRepo, type RepoSource, validateRef } from "../tasks/repo-syntax.js";
+export { parseRepo, type RepoSource, validateRef } from "../tasks/index.js";
 
 /** Where fetch leaves the origin's default branch (its HEAD). */
 const ORIGIN_HEAD = "refs/mesh/origin-head";

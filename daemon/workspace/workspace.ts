@@ -2,7 +2,7 @@
  * Where an attempt runs. Without a repo: a fresh empty directory. With a repo: a git worktree on
  * branch `mesh/<task-id>` (see git-workspace.ts).
  */
-import type { TaskSpec } from "../tasks/spec.js";
+import type { TaskSpec } from "../tasks/index.js";
 
 export interface PreparedWorkspace {
   /** The directory the runner runs in. */

@@ -7,6 +7,7 @@ import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Kvm } from "@nats-io/kv";
 import { connect } from "@nats-io/transport-node";
+import { TASKS_BUCKET } from "../../daemon/nats/names.js";
 
 /** Each run appends `start`, a `tick` every 20 ms, then `end` lines: task attempt worker ms. */
 export const CHAOS_TASK_SCRIPT = `
@@ -63,7 +64,7 @@ interface RawRecord {
 export async function readRecords(servers: string[], ids: string[]): Promise<Map<string, RawRecord>> {
   const nc = await connect({ servers });
   try {
-    const kv = await new Kvm(nc).open("mesh-tasks");
+    const kv = await new Kvm(nc).open(TASKS_BUCKET);
     const out = new Map<string, RawRecord>();
     for (const id of ids) {
       const e = await kv.get(id);

@@ -9,10 +9,9 @@ import {
   type WatchMeshResponse,
   type Worker,
 } from "../../../proto/index.js";
-import type { MeshEvent, SubmitResult, TaskView } from "../../api/mesh-api.js";
-import type { WorkerInfo } from "../../registry/worker-info.js";
-import type { TaskEvent } from "../../tasks/events.js";
-import type { AttemptInfo, TaskResultInfo, TaskState } from "../../tasks/record.js";
+import type { MeshEvent, SubmitResult, TaskView } from "../../api/index.js";
+import type { WorkerInfo } from "../../registry/index.js";
+import type { AttemptInfo, TaskEvent, TaskResultInfo, TaskState } from "../../tasks/index.js";
 
 export function stateToProto(s: TaskState): TaskStateMsg {
   return taskStateFromName(s) ?? TaskStateMsg.TASK_STATE_UNSPECIFIED;

@@ -8,11 +8,10 @@ import {
   type WatchMeshResponse,
   type WatchTaskResponse,
 } from "../../../proto/index.js";
-import type { MeshApi, TaskFilter } from "../../api/mesh-api.js";
+import type { MeshApi, TaskFilter } from "../../api/index.js";
 import { MeshError } from "../../errors.js";
-import type { TaskState } from "../../tasks/record.js";
-import type { TaskSpec } from "../../tasks/spec.js";
-import { formatBytes } from "../../util/bytes.js";
+import type { TaskSpec, TaskState } from "../../tasks/index.js";
+import { formatBytes } from "../../util/index.js";
 import {
   meshEventToProto,
   submitResultToProto,

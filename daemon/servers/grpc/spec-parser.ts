@@ -7,7 +7,7 @@
  */
 import { Worker } from "node:worker_threads";
 import { isMeshError, MeshError, type MeshErrorCode } from "../../errors.js";
-import type { TaskSpec } from "../../tasks/spec.js";
+import type { TaskSpec } from "../../tasks/index.js";
 
 export interface ParseRequest {
   id: number;

@@ -5,10 +5,10 @@
  */
 import { readFile } from "node:fs/promises";
 import type { DaemonConfig } from "../../config.js";
-import type { Daemon, DaemonPlugin } from "../../daemon.js";
 import { errorMessage, MeshError } from "../../errors.js";
-import type { MeshMetrics } from "../../metrics/mesh-metrics.js";
-import { poolConsumerName, TASKS_STREAM } from "../../queue/topology.js";
+import type { MeshMetrics } from "../../metrics/index.js";
+import { poolConsumerName, TASKS_STREAM } from "../../nats/index.js";
+import type { DaemonPlugin, PluginContext } from "../../plugin.js";
 import { HttpServer } from "../http-server.js";
 import type { Readiness } from "./routes.js";
 import { advertisedUrl, targetGroups } from "./sd.js";
@@ -52,7 +52,7 @@ function within<T>(p: Promise<T>, ms: number): Promise<T> {
 }
 
 /** Running, NATS up (as last reported), and every pool's consumer answering. */
-export async function readiness(d: Daemon, metrics: MeshMetrics | undefined): Promise<Readiness> {
+export async function readiness(d: PluginContext, metrics: MeshMetrics | undefined): Promise<Readiness> {
   const checks: Readiness["checks"] = {};
   checks.daemon = d.ready ? { ok: true } : { ok: false, detail: `daemon is ${d.state}` };
   const natsUp = d.ready && (metrics ? metrics.natsConnected : true);

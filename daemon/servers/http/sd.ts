@@ -4,7 +4,7 @@
  * relabelling and drops them afterwards, so they never collide with the `worker` label the
  * metrics carry themselves (deploy/prometheus/prometheus.yml turns host and pools into labels).
  */
-import type { WorkerInfo } from "../../registry/worker-info.js";
+import type { WorkerInfo } from "../../registry/index.js";
 
 export interface TargetGroup {
   targets: string[];

@@ -1,9 +1,9 @@
 /**
- * The runner interface: how a claimed task is executed. The daemon owns claiming, fencing and
- * records; a runner only runs one attempt in a prepared working directory and reports back.
+ * The runner interface: how a claimed task is executed, a port kept with the execution that
+ * calls it (runner/ implements it). The daemon owns claiming, fencing and records; a runner
+ * only runs one attempt in a prepared working directory and reports back.
  */
-import type { TaskResultInfo } from "../tasks/record.js";
-import type { TaskSpec } from "../tasks/spec.js";
+import type { RunnerEvent, TaskResultInfo, TaskSpec } from "../tasks/index.js";
 
 export interface RunContext {
   spec: TaskSpec;
@@ -21,11 +21,6 @@ export interface RunContext {
   /** Emit a progress event (published on the task's event subject). Never throws. */
   emit(event: RunnerEvent): void;
 }
-
-/** Progress events a runner may emit; the shim adds agent events in its own issue. */
-export type RunnerEvent =
-  | { type: "log"; stream: "stdout" | "stderr"; line: string }
-  | { type: "agent"; kind: string; data: Record<string, unknown> };
 
 export interface RunOutcome {
   status: "succeeded" | "failed" | "rate_limited";

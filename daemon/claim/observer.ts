@@ -1,9 +1,9 @@
 /**
- * What the core reports as it works. The metrics room implements it with prom-client; tests
- * and the default use a no-op. Calls are synchronous and must never throw.
+ * What the core (claim loop, an attempt's execution, the service) reports as it works: a port
+ * kept with its callers. The metrics room implements it with prom-client; tests and the
+ * default use a no-op. Calls are synchronous and must never throw.
  */
-import type { RunnerEvent } from "../runner/runner.js";
-import type { AttemptOutcome, TaskState } from "../tasks/record.js";
+import type { AttemptOutcome, RunnerEvent, TaskState } from "../tasks/index.js";
 
 export interface MeshObserver {
   /** A new task was accepted through this daemon's API (not counted again on re-submit). */

@@ -1,0 +1,2 @@
+/** Public surface of the api folder: the MeshApi contract the service implements and the servers call. */
+export type { MeshApi, MeshEvent, SubmitResult, TaskFilter, TaskList, TaskView } from "./mesh-api.js";

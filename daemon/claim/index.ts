@@ -1,0 +1,7 @@
+/** Public surface of the claim folder: the claim loop, claims and leases, one attempt's execution, and the ports they call (runner, observer). */
+export { NatsLeaseBeacon } from "./beacon.js";
+export { Claimer } from "./claim.js";
+export { ClaimLoop } from "./claim-loop.js";
+export { Execution } from "./execution.js";
+export { type MeshObserver, noopObserver } from "./observer.js";
+export type { RunContext, Runner, RunOutcome } from "./runner.js";

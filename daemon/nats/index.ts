@@ -1,0 +1,38 @@
+/** Public surface of the nats folder: the connection, every NATS name, JetStream errors and publisher, KV reads, permissions. */
+export { connectNats } from "./connect.js";
+export {
+  isAlreadyExists,
+  isConsumerNotFound,
+  isInsufficientResources,
+  isNoMessageFound,
+  isStoreFull,
+  isStreamNotFound,
+  isWrongLastSequence,
+} from "./js-errors.js";
+export { type JsPublish, JsPublisher } from "./js-publisher.js";
+export { kvKeys } from "./kv-keys.js";
+export { scanKv } from "./kv-scan.js";
+export { LOCAL_NKEY_FILE, useLocalMeshCredentials } from "./local-creds.js";
+export {
+  beaconSubject,
+  cancelSubject,
+  EVENTS_STREAM,
+  EVENTS_SUBJECTS,
+  kvStream,
+  kvSubject,
+  kvSubjectPrefix,
+  poolConsumerName,
+  poolFilter,
+  STATE_EVENTS_FILTER,
+  TASK_SUBJECT_PREFIX,
+  TASKS_BUCKET,
+  TASKS_BUCKET_STREAM,
+  TASKS_STREAM,
+  TASKS_SUBJECTS,
+  taskEventSubject,
+  taskSubject,
+  WORKERS_BUCKET,
+  WORKERS_BUCKET_STREAM,
+} from "./names.js";
+export { DAEMON_PERMISSIONS, MONITOR_PERMISSIONS, renderPermissions } from "./permissions.js";
+export { natsOptionsSchema } from "./settings.js";

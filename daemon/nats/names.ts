@@ -1,0 +1,46 @@
+/**
+ * Every stream, bucket, consumer and subject name agent-mesh uses on NATS, in one place.
+ * Everything that spells a name (topology, stores, presence, the service, metrics, the CLI,
+ * benchmarks, tests) imports it from here; deploy/nats/ mirrors the prefixes in its permissions.
+ */
+
+/** Work-queue stream of doorbells, one subject per task: `mesh.task.<pool>.<id>`. */
+export const TASKS_STREAM = "MESH_TASKS";
+export const TASK_SUBJECT_PREFIX = "mesh.task.";
+export const TASKS_SUBJECTS = `${TASK_SUBJECT_PREFIX}>`;
+/** A doorbell for task `id` in `pool`. One subject per task lets the sweeper see whether a task has one. */
+export const taskSubject = (pool: string, id: string): string => `${TASK_SUBJECT_PREFIX}${pool}.${id}`;
+/** Every doorbell of one pool (a pool consumer's filter). */
+export const poolFilter = (pool: string): string => `${TASK_SUBJECT_PREFIX}${pool}.*`;
+/** The durable pull consumer of one pool. */
+export const poolConsumerName = (pool: string): string => `pool-${pool}`;
+
+/** Limits-retention stream of task state changes and agent events, replayable. */
+export const EVENTS_STREAM = "MESH_EVENTS";
+export const EVENTS_SUBJECTS = "mesh.events.>";
+/** Events of one task: `<subject>.state` for state changes, `<subject>.run` for runner/agent events. */
+export const taskEventSubject = (taskId: string): string => `mesh.events.task.${taskId}`;
+/** The state-change events of every task. */
+export const STATE_EVENTS_FILTER = `${taskEventSubject("*")}.state`;
+export const workerEventSubject = (workerId: string): string => `mesh.events.worker.${workerId}`;
+
+/** KV bucket of task records, the source of truth (key = task id). */
+export const TASKS_BUCKET = "mesh-tasks";
+/** KV bucket of presence (key = worker id), with a TTL. */
+export const WORKERS_BUCKET = "mesh-workers";
+/** The stream behind a KV bucket. */
+export const kvStream = (bucket: string): string => `KV_${bucket}`;
+/** The subject prefix of a KV bucket's keys, ending in a dot: `$KV.<bucket>.`. */
+export const kvSubjectPrefix = (bucket: string): string => `$KV.${bucket}.`;
+/** The subject one KV key is written on. */
+export const kvSubject = (bucket: string, key: string): string => `${kvSubjectPrefix(bucket)}${key}`;
+export const TASKS_BUCKET_STREAM = kvStream(TASKS_BUCKET);
+export const WORKERS_BUCKET_STREAM = kvStream(WORKERS_BUCKET);
+
+/** Core NATS (no stream): a cancel request for a running task. */
+export const cancelSubject = (taskId: string): string => `mesh.ctl.cancel.${taskId}`;
+/** Core NATS (no stream): the lease beacon, each revision a task's owner holds. */
+export const beaconSubject = (taskId: string): string => `mesh.lease.${taskId}`;
+
+/** Every subject agent-mesh publishes or subscribes on outside JetStream's and KV's own. */
+export const MESH_SUBJECTS = "mesh.>";
