@@ -11,6 +11,18 @@ export { Daemon, type DaemonDeps, type DaemonPlugin, type DaemonState } from "./
 export { errorMessage, isMeshError, MeshError, type MeshErrorCode } from "./errors.js";
 export { DEFAULT_SUBMIT_MAX_BYTES } from "./limits.js";
 export { createLogger, type Logger } from "./log.js";
+export {
+  JOIN_CA_FILE,
+  JOIN_FILE,
+  JOIN_LEAF_PASSWORD_FILE,
+  JOIN_NKEY_FILE,
+  type JoinedFiles,
+  type JoinedHub,
+  joinDir,
+  joinedHubSchema,
+  joinedNatsOptions,
+  readJoinedHub,
+} from "./nats/joined.js";
 export { LOCAL_NKEY_FILE, useLocalMeshCredentials } from "./nats/local-creds.js";
 export { DAEMON_PERMISSIONS, MONITOR_PERMISSIONS, renderPermissions } from "./nats/permissions.js";
 export type { WorkerInfo } from "./registry/worker-info.js";
