@@ -101,6 +101,9 @@ describe("HTTP endpoints of a running daemon", () => {
           __meta_agentmesh_pools: ",h-1,",
           __meta_agentmesh_version: expect.any(String),
           __meta_agentmesh_draining: "false",
+          // Bound to 127.0.0.1 (the default): the target is truthfully a loopback one.
+          __meta_agentmesh_reach: "loopback",
+          __meta_agentmesh_addresses: ",127.0.0.1,",
         },
       });
       expect(byWorker.get("http-b")?.labels.__meta_agentmesh_pools).toBe(",h-1,h-2,");
