@@ -116,7 +116,9 @@ async function main(): Promise<void> {
   // Given no NATS at all, a state dir that joined a hub (`mesh join`) connects to that hub.
   const joined =
     nats.servers === undefined
-      ? readJoinedHub((f.stateDir as string | undefined) ?? (raw.stateDir as string | undefined) ?? defaultStateDir())
+      ? readJoinedHub(
+          (f.stateDir as string | undefined) ?? (raw.stateDir as string | undefined) ?? defaultStateDir(),
+        )
       : undefined;
   const user = f.natsUser ?? env.MESH_NATS_USER;
   if (user) nats.user = user;

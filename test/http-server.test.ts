@@ -383,7 +383,9 @@ describe("service discovery helpers", () => {
       reach: "loopback",
     });
     expect(adv({ bindHost: "::1", port: 4000 })).toEqual({ urls: ["http://[::1]:4000"], reach: "loopback" });
-    expect(adv({ bindHost: "0.0.0.0", port: 4000, advertise: "10.1.2.3" }).urls).toEqual(["http://10.1.2.3:4000"]);
+    expect(adv({ bindHost: "0.0.0.0", port: 4000, advertise: "10.1.2.3" }).urls).toEqual([
+      "http://10.1.2.3:4000",
+    ]);
     expect(adv({ bindHost: "0.0.0.0", port: 4000, advertise: ["10.1.2.3:80", "box"] }).urls).toEqual([
       "http://10.1.2.3:80",
       "http://box:4000",

@@ -110,7 +110,8 @@ export function advertisedUrls(
     const hosts = WILDCARD_HOSTS.has(opts.bindHost)
       ? interfaceAddresses(opts.bindHost, interfaces)
       : [opts.bindHost];
-    for (const h of hosts.length > 0 ? hosts : ["127.0.0.1"]) urls.push(`${scheme}://${bracket(h)}:${opts.port}`);
+    for (const h of hosts.length > 0 ? hosts : ["127.0.0.1"])
+      urls.push(`${scheme}://${bracket(h)}:${opts.port}`);
   }
   const reach: Reach = urls.every((u) => isLoopback(hostOf(u))) ? "loopback" : "network";
   return { urls, reach };
