@@ -202,12 +202,9 @@ describe("README walkthrough", () => {
       try {
         check(o, { workerId: workerId! });
       } catch (e) {
-        throw new Error(
-          `README command failed: ${line}\nexit ${o.code}\nstdout:\n${o.stdout}\nstderr:\n${o.stderr}`,
-          {
-            cause: e,
-          },
-        );
+        throw new Error(`README command failed: ${line}\nexit ${o.code}\nstdout:\n${o.stdout}\nstderr:\n${o.stderr}`, {
+          cause: e,
+        });
       }
     }
 
