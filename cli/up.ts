@@ -103,8 +103,8 @@ export function upCommand(): Command {
 With --json, one line {"nats","socket","workerId","stateDir","metrics","log","natsNkey"} is printed once
 the mesh is up. After \`mesh join\`, \`mesh up\` connects to the joined hub as a TLS client (no
 local nats-server), and \`mesh up --leaf\` starts a local nats-server that dials the hub as a leaf
-node and runs the daemon behind it (on the hub's JetStream domain). The daemon's log goes to <state dir>/meshd.log; warnings and errors also show on
-stderr. The local nats-server accepts only the nkey in <state dir>/nats-daemon.nk (made on first
+node and runs the daemon behind it (on the hub's JetStream domain). The daemon's log goes to
+<state dir>/meshd.log; warnings and errors also show on stderr. The local nats-server accepts only the nkey in <state dir>/nats-daemon.nk (made on first
 start, mode 0600). Stop with Ctrl-C (twice to hand running tasks back at once).`,
     )
     .action(async (o: UpOptions, cmd: Command) => {
@@ -168,7 +168,7 @@ async function up(o: UpOptions, json: boolean): Promise<number> {
     o.nats ?? hub?.hub.urls[0] ?? "nats://127.0.0.1:4222",
     local ? join(stateDir, "x.nk") : undefined,
     joinedNats,
-    leaf ? joined?.hub.domain : undefined,
+    leaf ? joined?.hub : undefined,
   );
   await refuseIfRunning(socketPath, stateDir);
   await mkdir(stateDir, { recursive: true, mode: 0o700 });
@@ -184,7 +184,7 @@ async function up(o: UpOptions, json: boolean): Promise<number> {
       o.nats ?? nats?.url ?? hub!.hub.urls[0]!,
       nats?.nkeyFile,
       joinedNats,
-      leaf ? joined?.hub.domain : undefined,
+      leaf ? joined?.hub : undefined,
     );
     if (!nats) useLocalMeshCredentials(config);
     const log = upLogger(stateDir, config.logLevel);
@@ -284,7 +284,8 @@ function daemonConfig(
   url: string,
   localNkey: string | undefined,
   joinedNats?: Record<string, unknown>,
-  domain?: string,
+  /** Behind a leaf node: the hub's JetStream domain and replicas. */
+  leafHub?: { domain: string; replicas: number },
 ): DaemonConfig {
   const natsCfg: Record<string, unknown> = joinedNats
     ? { ...joinedNats }
@@ -292,7 +293,10 @@ function daemonConfig(
         ...((raw.nats as Record<string, unknown>) ?? {}),
         servers: [url],
       };
-  if (domain) natsCfg.domain = domain;
+  if (leafHub) {
+    natsCfg.domain = leafHub.domain;
+    natsCfg.replicas ??= leafHub.replicas;
+  }
   if (localNkey) {
     for (const k of ["user", "password", "token", "credsFile"]) delete natsCfg[k];
     natsCfg.nkeySeedFile = localNkey;

@@ -183,6 +183,7 @@ export async function hubInvite(dir: string, name: string): Promise<InviteResult
     nkey: new TextDecoder().decode(kp.getSeed()),
     leafUser,
     leafPassword,
+    replicas: s.nodes >= 3 ? 3 : 1,
   });
   return { joinString, reloaded: reloadNodes(dir, s), nodes: s.nodes };
 }

@@ -23,6 +23,8 @@ export const joinTokenSchema = z.strictObject({
   nkey: z.string().regex(/^SU[A-Z2-7]{56}$/, "an nkey user seed (SU...)"),
   leafUser: z.string().regex(/^[A-Za-z0-9_-]{1,80}$/),
   leafPassword: z.string().regex(/^[A-Za-z0-9_-]{16,128}$/),
+  /** Replicas for the mesh's streams: 3 on a cluster hub. */
+  replicas: z.number().int().min(1).max(5),
 });
 
 export type JoinToken = z.infer<typeof joinTokenSchema>;

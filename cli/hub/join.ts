@@ -70,6 +70,7 @@ export async function joinHub(o: { text: string; stateDir: string; force: boolea
     domain: t.domain,
     caSha256: t.ca,
     leafUser: t.leafUser,
+    replicas: t.replicas,
     joinedAt: new Date().toISOString(),
   };
   await mkdir(o.stateDir, { recursive: true, mode: 0o700 });

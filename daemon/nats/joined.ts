@@ -30,6 +30,8 @@ export const joinedHubSchema = z.strictObject({
   caSha256: z.string().regex(/^[0-9a-f]{64}$/),
   /** The leaf user's name (its password is in leaf.pass). */
   leafUser: z.string().min(1).max(80),
+  /** Replicas for streams and buckets (3 on a cluster hub). */
+  replicas: z.number().int().min(1).max(5),
   joinedAt: z.string(),
 });
 
@@ -79,6 +81,7 @@ export function joinedNatsOptions(
 ): Record<string, unknown> {
   const out: Record<string, unknown> = { ...given, servers: joined.hub.urls };
   out.tlsCaFile ??= joined.caFile;
+  out.replicas ??= joined.hub.replicas;
   const hasCreds = ["user", "token", "nkeySeedFile", "credsFile"].some((k) => given[k] !== undefined);
   if (!hasCreds) out.nkeySeedFile = joined.nkeyFile;
   return out;

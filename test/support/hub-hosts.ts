@@ -31,6 +31,35 @@ export async function startHub(host: Host): Promise<Hub> {
   return { host, dir, server };
 }
 
+/** A 3-node cluster hub: `mesh hub init --cluster 3` on the first host, one node per host. */
+export async function startClusterHub(nodes: Host[]): Promise<Hub & { servers: HostProcess[] }> {
+  const dir = join(await makeTempDir("hub-"), "hub");
+  const hosts = nodes.flatMap((n) => ["--host", n.ip]);
+  const init = await mesh(nodes[0]!, [
+    "hub",
+    "init",
+    "--dir",
+    dir,
+    "--cluster",
+    String(nodes.length),
+    ...hosts,
+  ]);
+  if (init.code !== 0) throw new Error(`mesh hub init --cluster: ${init.stderr}`);
+  const servers = nodes.map((n, i) =>
+    n.spawn([process.execPath, MESH_BIN, "hub", "start", "--dir", dir, "--node", String(i + 1)]),
+  );
+  // JetStream serves once the nodes have elected a metadata leader.
+  await waitFor(
+    () => {
+      const dead = servers.find((s) => s.child.exitCode !== null);
+      if (dead) throw new Error(`a hub node exited:\n${dead.stderr()}`);
+      return servers.some((s) => /JetStream cluster new metadata leader/.test(s.stderr()));
+    },
+    { name: "hub cluster has a metadata leader", timeoutMs: 30_000 },
+  );
+  return { host: nodes[0]!, dir, server: servers[0]!, servers };
+}
+
 export async function invite(hub: Hub, name: string): Promise<string> {
   const r = await mesh(hub.host, ["invite", name, "--dir", hub.dir]);
   if (r.code !== 0) throw new Error(`mesh invite ${name}: ${r.stderr}`);
