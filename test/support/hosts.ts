@@ -97,6 +97,83 @@ function collect(p: ChildProcess): { out: () => string; err: () => string } {
   return { out: () => out, err: () => err };
 }
 
+/** run/spawn of a host: argv under `prefix` (e.g. `ip netns exec <ns>`) with a parent-death signal. */
+function processRunners(
+  stateDir: string,
+  prefix: string[],
+  live: Set<ChildProcess>,
+): Pick<Host, "run" | "spawn"> {
+  const argvIn = (argv: string[]) => ["--pdeathsig", "KILL", "--", ...prefix, ...argv];
+  const env = (extra?: NodeJS.ProcessEnv) => ({
+    ...process.env,
+    NO_COLOR: "1",
+    MESH_STATE_DIR: stateDir,
+    ...extra,
+  });
+  return {
+    run: (argv, opts = {}) =>
+      new Promise((resolve) => {
+        const c = spawn(SETPRIV, argvIn(argv), { env: env(opts.env), stdio: ["pipe", "pipe", "pipe"] });
+        live.add(c);
+        const o = collect(c);
+        c.stdin?.end(opts.input ?? "");
+        c.once("close", (code, signal) => {
+          live.delete(c);
+          resolve({ code: code ?? (signal ? 128 : 1), stdout: o.out(), stderr: o.err() });
+        });
+      }),
+    spawn: (argv, opts = {}) => {
+      const c = spawn(SETPRIV, argvIn(argv), { env: env(opts.env), stdio: ["ignore", "pipe", "pipe"] });
+      live.add(c);
+      const o = collect(c);
+      const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+        c.once("exit", (code, signal) => {
+          live.delete(c);
+          resolve({ code, signal });
+        }),
+      );
+      return {
+        child: c,
+        stdout: o.out,
+        stderr: o.err,
+        exited,
+        async stop(signal = "SIGTERM") {
+          if (c.exitCode !== null || c.signalCode !== null) return;
+          c.kill(signal);
+          const t = setTimeout(() => c.kill("SIGKILL"), 20_000);
+          await exited;
+          clearTimeout(t);
+        },
+      };
+    },
+  };
+}
+
+/**
+ * This machine as a "host" (loopback, no namespace, no root needed) for the same helpers:
+ * its processes run here with their own state dir; it cannot be cut off.
+ */
+export async function localHost(name: string): Promise<Host & { remove(): void }> {
+  const live = new Set<ChildProcess>();
+  const stateDir = await makeTempDir(`local-${name}-`);
+  const no = () => {
+    throw new Error(`${name} is this machine: it cannot be cut off or filtered`);
+  };
+  return {
+    ...processRunners(stateDir, [], live),
+    name,
+    ns: "",
+    ip: "127.0.0.1",
+    stateDir,
+    cut: no,
+    heal: no,
+    dropInbound: no,
+    remove: () => {
+      for (const c of live) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
+    },
+  };
+}
+
 export async function makeHosts(names: string[]): Promise<Hosts> {
   const id = randomBytes(3).toString("hex");
   const bridgeNs = `mesh-${id}-br`;
@@ -138,53 +215,13 @@ export async function makeHosts(names: string[]): Promise<Hosts> {
       inNs(ns, ["ip", "link", "set", "eth0", "up"]);
       inNs(ns, ["ip", "link", "set", "lo", "up"]);
       const stateDir = await makeTempDir(`host-${name}-`);
-      const argvIn = (argv: string[]) => ["--pdeathsig", "KILL", "--", IP!, "netns", "exec", ns, ...argv];
-      const env = (extra?: NodeJS.ProcessEnv) => ({
-        ...process.env,
-        NO_COLOR: "1",
-        MESH_STATE_DIR: stateDir,
-        ...extra,
-      });
+      const prefix = [IP!, "netns", "exec", ns];
       hosts[name] = {
+        ...processRunners(stateDir, prefix, live),
         name,
         ns,
         ip: hostIp,
         stateDir,
-        run: (argv, opts = {}) =>
-          new Promise((resolve) => {
-            const c = spawn(SETPRIV, argvIn(argv), { env: env(opts.env), stdio: ["pipe", "pipe", "pipe"] });
-            live.add(c);
-            const o = collect(c);
-            c.stdin?.end(opts.input ?? "");
-            c.once("close", (code, signal) => {
-              live.delete(c);
-              resolve({ code: code ?? (signal ? 128 : 1), stdout: o.out(), stderr: o.err() });
-            });
-          }),
-        spawn: (argv, opts = {}) => {
-          const c = spawn(SETPRIV, argvIn(argv), { env: env(opts.env), stdio: ["ignore", "pipe", "pipe"] });
-          live.add(c);
-          const o = collect(c);
-          const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-            c.once("exit", (code, signal) => {
-              live.delete(c);
-              resolve({ code, signal });
-            }),
-          );
-          return {
-            child: c,
-            stdout: o.out,
-            stderr: o.err,
-            exited,
-            async stop(signal = "SIGTERM") {
-              if (c.exitCode !== null || c.signalCode !== null) return;
-              c.kill(signal);
-              const t = setTimeout(() => c.kill("SIGKILL"), 20_000);
-              await exited;
-              clearTimeout(t);
-            },
-          };
-        },
         cut: () => inNs(ns, ["ip", "link", "set", "eth0", "down"]),
         heal: () => inNs(ns, ["ip", "link", "set", "eth0", "up"]),
         dropInbound: () => {

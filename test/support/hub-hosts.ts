@@ -18,9 +18,24 @@ export interface Hub {
   server: HostProcess;
 }
 
-export async function startHub(host: Host): Promise<Hub> {
+export async function startHub(
+  host: Host,
+  ports: { port: number; leafPort: number } = { port: 4222, leafPort: 7422 },
+): Promise<Hub> {
   const dir = join(await makeTempDir("hub-"), "hub");
-  const init = await mesh(host, ["hub", "init", "--dir", dir, "--host", host.ip, "--json"]);
+  const init = await mesh(host, [
+    "hub",
+    "init",
+    "--dir",
+    dir,
+    "--host",
+    host.ip,
+    "--port",
+    String(ports.port),
+    "--leaf-port",
+    String(ports.leafPort),
+    "--json",
+  ]);
   if (init.code !== 0) throw new Error(`mesh hub init: ${init.stderr}`);
   const server = host.spawn([process.execPath, MESH_BIN, "hub", "start", "--dir", dir]);
   await waitFor(() => server.stderr().includes("Server is ready") || server.child.exitCode !== null, {
