@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort, makeTempDir, removeTempDirs, waitFor } from "./harness/index.js";
 import { type Host, localHost } from "./support/hosts.js";
+import { MESHD_BIN } from "./support/mesh.js";
 import {
   type Hub,
   invite,
@@ -79,6 +80,34 @@ describe("mesh hub, invite and join on one machine", () => {
     const r = await mesh(b, ["submit", spec, "--wait", "--json", "--unschedulable-timeout", "30s"]);
     expect(r.code).toBe(0);
     expect((JSON.parse(r.stdout) as { tasks: { workerId: string }[] }).tasks[0]?.workerId).toBe(upA.workerId);
+  });
+
+  it("a meshd given no NATS uses the hub its state dir joined (the string read from stdin)", async () => {
+    const c = await localHost("c");
+    const joined = await mesh(c, ["join", "-", "--state-dir", c.stateDir, "--json"], await invite(hub, "c"));
+    expect(joined.code).toBe(0);
+    const d = c.spawn([
+      process.execPath,
+      MESHD_BIN,
+      "--state-dir",
+      c.stateDir,
+      "--name",
+      "c",
+      "--runners",
+      "command",
+      "--no-http",
+      "--presence-interval",
+      "500ms",
+    ]);
+    try {
+      await waitFor(async () => (await workersOn(b)).some((w) => w.name === "c"), {
+        name: "the joined meshd in the mesh",
+        timeoutMs: 30_000,
+      });
+    } finally {
+      await d.stop();
+      c.remove();
+    }
   });
 
   it("refuses bad hub input with exit 2 naming the flag, and makes nothing", async () => {
