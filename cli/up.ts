@@ -350,7 +350,13 @@ function banner(b: {
   const meshd = onPath("meshd") ? "meshd" : "node dist/daemon/main.js";
   const lines = [
     "agent-mesh is up",
-    `  NATS     ${b.url}${nats ? ` (JetStream; data ${config.stateDir}/nats, log ${nats.logFile})` : ""}`,
+    `  NATS     ${b.url}${
+      nats
+        ? config.nats.domain
+          ? ` (a leaf node of the hub: its JetStream domain ${config.nats.domain}; log ${nats.logFile})`
+          : ` (JetStream; data ${config.stateDir}/nats, log ${nats.logFile})`
+        : ""
+    }`,
     ...(nats ? [`           only the nkey in ${nats.nkeyFile} may connect (mode 0600)`] : []),
     `  meshd    ${b.daemon.workerId} (pools ${config.pools.join(",")}, ${config.slots} slots)`,
     `  socket   ${config.socketPath}`,
