@@ -33,9 +33,7 @@ interface InitFlags {
 }
 
 async function init(ctx: Ctx, f: InitFlags): Promise<void> {
-  const { hubInit, writeReadme } = await import("../hub/hub-ops.js");
-  const { hubDirOf, clientUrls, leafUrls } = await import("../hub/hub-state.js");
-  const { colonHex } = await import("../hub/certs.js");
+  const { hubInit, writeReadme, hubDirOf, clientUrls, leafUrls, colonHex } = await import("../hub/index.js");
   const dir = hubDirOf(f.dir);
   const s = await hubInit({
     dir,
@@ -71,8 +69,7 @@ async function init(ctx: Ctx, f: InitFlags): Promise<void> {
 }
 
 async function start(_ctx: Ctx, f: { dir?: string; node: number }): Promise<void> {
-  const { hubStart } = await import("../hub/hub-ops.js");
-  const { hubDirOf } = await import("../hub/hub-state.js");
+  const { hubStart, hubDirOf } = await import("../hub/index.js");
   process.exitCode = await hubStart(hubDirOf(f.dir), f.node);
 }
 
@@ -88,8 +85,7 @@ function reloadNote(ctx: Ctx, r: { reloaded: number[]; nodes: number }): void {
 }
 
 async function invite(ctx: Ctx, name: string, f: { dir?: string }): Promise<void> {
-  const { hubInvite } = await import("../hub/hub-ops.js");
-  const { hubDirOf } = await import("../hub/hub-state.js");
+  const { hubInvite, hubDirOf } = await import("../hub/index.js");
   const r = await hubInvite(hubDirOf(f.dir), name);
   if (ctx.json) return ctx.printJson({ name, join: r.joinString, reloaded: r.reloaded });
   ctx.print(r.joinString);
@@ -100,8 +96,7 @@ async function invite(ctx: Ctx, name: string, f: { dir?: string }): Promise<void
 }
 
 async function revoke(ctx: Ctx, name: string, f: { dir?: string }): Promise<void> {
-  const { hubRevoke } = await import("../hub/hub-ops.js");
-  const { hubDirOf } = await import("../hub/hub-state.js");
+  const { hubRevoke, hubDirOf } = await import("../hub/index.js");
   const r = await hubRevoke(hubDirOf(f.dir), name);
   if (ctx.json) return ctx.printJson({ name, revoked: true, reloaded: r.reloaded });
   ctx.print(`${name} revoked: its connections are closed and its key refused`);
@@ -109,7 +104,7 @@ async function revoke(ctx: Ctx, name: string, f: { dir?: string }): Promise<void
 }
 
 async function list(ctx: Ctx, f: { dir?: string }): Promise<void> {
-  const { hubDirOf, readHubState } = await import("../hub/hub-state.js");
+  const { hubDirOf, readHubState } = await import("../hub/index.js");
   const s = readHubState(hubDirOf(f.dir));
   const machines = s.machines.map((m) => ({ name: m.name, nkey: m.nkey, invitedAt: m.invitedAt }));
   if (ctx.json) return ctx.printJson({ machines, revoked: s.revoked });
@@ -119,7 +114,7 @@ async function list(ctx: Ctx, f: { dir?: string }): Promise<void> {
 }
 
 async function join(ctx: Ctx, text: string, f: { stateDir?: string; force?: boolean }): Promise<void> {
-  const { joinHub } = await import("../hub/join.js");
+  const { joinHub } = await import("../hub/index.js");
   const { defaultStateDir } = await import("../../daemon/index.js");
   let value = text;
   if (text === "-") {
