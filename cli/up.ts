@@ -104,8 +104,8 @@ With --json, one line {"nats","socket","workerId","stateDir","metrics","log","na
 the mesh is up. After \`mesh join\`, \`mesh up\` connects to the joined hub as a TLS client (no
 local nats-server), and \`mesh up --leaf\` starts a local nats-server that dials the hub as a leaf
 node and runs the daemon behind it (on the hub's JetStream domain). The daemon's log goes to
-<state dir>/meshd.log; warnings and errors also show on stderr. The local nats-server accepts only the nkey in <state dir>/nats-daemon.nk (made on first
-start, mode 0600). Stop with Ctrl-C (twice to hand running tasks back at once).`,
+<state dir>/meshd.log; warnings and errors also show on stderr. The local nats-server accepts
+only the nkey in <state dir>/nats-daemon.nk (made on first start, mode 0600). Stop with Ctrl-C (twice to hand running tasks back at once).`,
     )
     .action(async (o: UpOptions, cmd: Command) => {
       let code: number;
