@@ -151,8 +151,26 @@ export interface WorkerJson {
   lastSeen: string;
   draining: boolean;
   httpUrl: string | null;
+  /** Every URL its HTTP side is advertised at (interface addresses or `http.advertise`). */
+  httpUrls: string[];
+  /** `loopback` (only its own machine reaches its HTTP side), `network`, or null (no HTTP side). */
+  reach: string | null;
   /** Runners the worker does not offer, with why and the fix. */
   unavailableRunners: { runner: string; reason: string }[];
+}
+
+/** The advertised URLs travel in the worker's full presence record (`infoJson`). */
+function advertisedOf(w: Worker): { httpUrls: string[]; reach: string | null } {
+  let info: { httpUrls?: unknown; reach?: unknown } = {};
+  try {
+    info = JSON.parse(w.infoJson || "{}") as typeof info;
+  } catch {
+    // an unreadable record advertises nothing more
+  }
+  const urls = Array.isArray(info.httpUrls) ? info.httpUrls.filter((u) => typeof u === "string") : [];
+  const httpUrls = urls.length > 0 ? urls : w.httpUrl ? [w.httpUrl] : [];
+  const reach = typeof info.reach === "string" ? info.reach : null;
+  return { httpUrls, reach };
 }
 
 export function workerJson(w: Worker): WorkerJson {
@@ -171,6 +189,7 @@ export function workerJson(w: Worker): WorkerJson {
     lastSeen: w.updatedAt,
     draining: w.draining,
     httpUrl: orNull(w.httpUrl),
+    ...advertisedOf(w),
     unavailableRunners: w.unavailableRunners.map((u) => ({ runner: u.runner, reason: u.reason })),
   };
 }

@@ -75,13 +75,45 @@ async function daemonSeed(stateDir: string): Promise<{ file: string; publicKey: 
   }
 }
 
-function renderConfig(o: { host: string; port: number; storeDir: string; publicKey: string }): string {
+/**
+ * A leaf-node remote: the local server dials the hub (TLS, the hub's CA) as the machine's leaf
+ * user. Such a server runs no JetStream of its own: the daemon uses the hub's streams through
+ * the hub's domain (`$JS.<domain>.API`), and a daemon without that domain gets "JetStream not
+ * enabled" instead of streams on this machine.
+ */
+export interface LeafRemote {
+  urls: string[];
+  user: string;
+  password: string;
+  caFile: string;
+}
+
+function leafUrl(url: string, user: string, password: string): string {
+  const u = new URL(url);
+  u.username = encodeURIComponent(user);
+  u.password = encodeURIComponent(password);
+  return u.toString().replace(/\/$/, "");
+}
+
+function renderConfig(o: {
+  host: string;
+  port: number;
+  storeDir: string;
+  publicKey: string;
+  leaf?: LeafRemote | undefined;
+}): string {
   const q = (s: string) => JSON.stringify(s);
+  const leaf = o.leaf;
   return [
     "# Written by `mesh up` on every start; the daemon's nkey seed is beside it (nats-daemon.nk).",
     `listen: ${q(`${o.host}:${o.port === 0 ? -1 : o.port}`)}`,
-    `server_name: "agent-mesh-local"`,
-    `jetstream { store_dir: ${q(o.storeDir)} }`,
+    `server_name: ${q(leaf ? `agent-mesh-${leaf.user}` : "agent-mesh-local")}`,
+    ...(leaf
+      ? [
+          "# A leaf node of the hub: it dials out only (TLS); the leaf password is why this file is 0600.",
+          `leafnodes { remotes: [ { urls: [${leaf.urls.map((u) => q(leafUrl(u, leaf.user, leaf.password))).join(", ")}], tls: { ca_file: ${q(leaf.caFile)} } } ] }`,
+        ]
+      : [`jetstream { store_dir: ${q(o.storeDir)} }`]),
     "authorization {",
     `  users: [ { nkey: ${q(o.publicKey)}, permissions: ${renderPermissions(DAEMON_PERMISSIONS)} } ]`,
     "}",
@@ -89,11 +121,16 @@ function renderConfig(o: { host: string; port: number; storeDir: string; publicK
   ].join("\n");
 }
 
+/** How long `mesh up --leaf` waits for the hub to accept the leaf connection at start. */
+const LEAF_CONNECT_MS = 20_000;
+
 export async function startLocalNats(opts: {
   stateDir: string;
   host: string;
   port: number;
   bin?: string;
+  /** Run as a leaf node of a hub (and wait for the leaf connection before it counts as ready). */
+  leaf?: LeafRemote;
 }): Promise<LocalNats> {
   const pinned = opts.bin ?? process.env.MESH_NATS_SERVER;
   const bin = pinned ? (existsSync(pinned) ? pinned : undefined) : findNatsServer();
@@ -107,9 +144,13 @@ export async function startLocalNats(opts: {
   await mkdir(storeDir, { recursive: true, mode: 0o700 });
   const { file: nkeyFile, publicKey } = await daemonSeed(opts.stateDir);
   const configFile = join(opts.stateDir, LOCAL_NATS_CONFIG_FILE);
-  await writeFile(configFile, renderConfig({ host: opts.host, port: opts.port, storeDir, publicKey }), {
-    mode: 0o600,
-  });
+  await writeFile(
+    configFile,
+    renderConfig({ host: opts.host, port: opts.port, storeDir, publicKey, leaf: opts.leaf }),
+    {
+      mode: 0o600,
+    },
+  );
   await chmod(configFile, 0o600);
   const logFile = join(opts.stateDir, "nats-server.log");
   const args = ["-c", configFile];
@@ -136,14 +177,26 @@ export async function startLocalNats(opts: {
   void exited.then(() => process.removeListener("exit", killOnExit));
   let port = opts.port;
   let ready = false;
+  let serverReady = false;
+  let leafUp = false;
   try {
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(
         () =>
           reject(
-            new CliError(EXIT.OTHER, `nats-server did not become ready in 20 s; see ${logFile}`, "TIMEOUT"),
+            opts.leaf && serverReady
+              ? new CliError(
+                  EXIT.UNREACHABLE,
+                  `the hub did not accept the leaf connection from ${opts.leaf.urls.join(", ")} in ${LEAF_CONNECT_MS / 1000} s (unreachable, or the machine was revoked?); see ${logFile}`,
+                  "UNAVAILABLE",
+                )
+              : new CliError(
+                  EXIT.OTHER,
+                  `nats-server did not become ready in 20 s; see ${logFile}`,
+                  "TIMEOUT",
+                ),
           ),
-        20_000,
+        opts.leaf ? LEAF_CONNECT_MS : 20_000,
       );
       child.stderr?.on("data", (b: Buffer) => {
         log.write(b);
@@ -151,7 +204,9 @@ export async function startLocalNats(opts: {
         tail = (tail + b.toString()).slice(-4000);
         const listening = /Listening for client connections on [^\s]*:(\d+)/.exec(tail);
         if (listening) port = Number(listening[1]);
-        if (tail.includes("Server is ready")) {
+        if (tail.includes("Server is ready")) serverReady = true;
+        if (tail.includes("Leafnode connection created")) leafUp = true;
+        if (serverReady && (!opts.leaf || leafUp)) {
           ready = true;
           clearTimeout(timer);
           resolve();

@@ -6,6 +6,7 @@
 import { Command, CommanderError, Option } from "commander";
 import { isMeshError, VERSION } from "../daemon/lite.js";
 import { cancelCommand, retryCommand } from "./commands/control.js";
+import { hubCommand, inviteCommand, joinCommand } from "./commands/hub.js";
 import { submitCommand } from "./commands/submit.js";
 import { taskCommand, tasksCommand } from "./commands/tasks.js";
 import { watchCommand } from "./commands/watch.js";
@@ -80,6 +81,9 @@ JSON field names are listed in each command's --help and in cli/README-fields.md
     cancelCommand(),
     retryCommand(),
     upCommand(),
+    hubCommand(),
+    inviteCommand(),
+    joinCommand(),
   ]) {
     program.addCommand(cmd);
   }

@@ -4,7 +4,7 @@
  * cleanly; a second Ctrl-C hands running tasks back at once. `--nats <url>` joins an existing
  * NATS instead. If the nats-server dies, `mesh up` stops and exits non-zero.
  */
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { connect } from "node:net";
 import { homedir } from "node:os";
@@ -15,13 +15,16 @@ import {
   type Daemon,
   type DaemonConfig,
   defaultStateDir,
+  type JoinedFiles,
+  joinedNatsOptions,
   readConfigFile,
+  readJoinedHub,
   startDaemon,
   useLocalMeshCredentials,
 } from "../daemon/index.js";
 import { parseWholeNumber as int, parseLabels as labels, parseList as list } from "../daemon/lite.js";
 import { CliError, EXIT } from "./errors.js";
-import { type LocalNats, startLocalNats } from "./local-nats.js";
+import { type LeafRemote, type LocalNats, startLocalNats } from "./local-nats.js";
 import { upLogger } from "./up-log.js";
 
 interface UpOptions {
@@ -36,6 +39,10 @@ interface UpOptions {
   name?: string;
   config?: string;
   httpPort?: number;
+  httpHost?: string;
+  advertise?: string[];
+  /** `true`: through a leaf node to the joined hub's leaf URLs; a string: that leaf URL. */
+  leaf?: boolean | string;
   logLevel: string;
 }
 
@@ -75,15 +82,30 @@ export function upCommand(): Command {
     .option("--labels <k=v,...>", "labels tasks can require", labels)
     .option("--slots <n>", "tasks run at once", int)
     .option("--name <name>", "worker name (default: host name)")
-    .option("--http-port <port>", "metrics/health port on 127.0.0.1 (default: random)", int)
+    .option("--http-port <port>", "metrics/health port (default: random)", int)
+    .option(
+      "--http-host <host>",
+      "metrics/health listener address (default 127.0.0.1; 0.0.0.0: every interface)",
+    )
+    .option(
+      "--advertise <addresses>",
+      "addresses other machines reach this daemon's HTTP side at (default: its interface addresses when --http-host is 0.0.0.0)",
+      list,
+    )
+    .option(
+      "--leaf [url]",
+      "after `mesh join`: start a local nats-server as a leaf node of the hub (dials out only; default: the joined hub's leaf URLs)",
+    )
     .option("--log-level <level>", "level of the daemon log (<state dir>/meshd.log)", "info")
     .addHelpText(
       "after",
       `
 With --json, one line {"nats","socket","workerId","stateDir","metrics","log","natsNkey"} is printed once
-the mesh is up. The daemon's log goes to <state dir>/meshd.log; warnings and errors also show on
-stderr. The local nats-server accepts only the nkey in <state dir>/nats-daemon.nk (made on first
-start, mode 0600). Stop with Ctrl-C (twice to hand running tasks back at once).`,
+the mesh is up. After \`mesh join\`, \`mesh up\` connects to the joined hub as a TLS client (no
+local nats-server), and \`mesh up --leaf\` starts a local nats-server that dials the hub as a leaf
+node and runs the daemon behind it (on the hub's JetStream domain). The daemon's log goes to
+<state dir>/meshd.log; warnings and errors also show on stderr. The local nats-server accepts
+only the nkey in <state dir>/nats-daemon.nk (made on first start, mode 0600). Stop with Ctrl-C (twice to hand running tasks back at once).`,
     )
     .action(async (o: UpOptions, cmd: Command) => {
       let code: number;
@@ -129,20 +151,41 @@ async function up(o: UpOptions, json: boolean): Promise<number> {
   const raw: Record<string, unknown> = o.config ? readConfigFile(o.config) : {};
   const stateDir = resolve(o.stateDir ?? (raw.stateDir as string | undefined) ?? defaultStateDir());
   const socketPath = (raw.grpc as { socket?: string } | undefined)?.socket ?? join(stateDir, "meshd.sock");
+  // A NATS named by --nats or the config file wins over a joined hub.
+  const named =
+    o.nats !== undefined || (raw.nats as { servers?: unknown } | undefined)?.servers !== undefined;
+  const joined = named ? undefined : readJoinedHub(stateDir);
+  const leaf = leafRemote(o, joined);
+  // Joined and neither --nats nor --leaf: the daemon is a TLS client of the hub.
+  const hub = joined && !leaf ? joined : undefined;
+  const joinedNats = hub ? joinedNatsOptions(hub, (raw.nats as Record<string, unknown>) ?? {}) : undefined;
+  const local = !o.nats && !hub;
   // Bad options are refused before anything starts (the first compile only validates).
   daemonConfig(
     o,
     raw,
     stateDir,
-    o.nats ?? "nats://127.0.0.1:4222",
-    o.nats ? undefined : join(stateDir, "x.nk"),
+    o.nats ?? hub?.hub.urls[0] ?? "nats://127.0.0.1:4222",
+    local ? join(stateDir, "x.nk") : undefined,
+    joinedNats,
+    leaf ? joined?.hub : undefined,
   );
   await refuseIfRunning(socketPath, stateDir);
   await mkdir(stateDir, { recursive: true, mode: 0o700 });
-  const nats = o.nats ? undefined : await startLocalNats({ stateDir, host: "127.0.0.1", port: o.natsPort });
+  const nats = local
+    ? await startLocalNats({ stateDir, host: "127.0.0.1", port: o.natsPort, ...(leaf ? { leaf } : {}) })
+    : undefined;
   try {
-    const url = o.nats ?? nats!.url;
-    const config = daemonConfig(o, raw, stateDir, url, nats?.nkeyFile);
+    const url = o.nats ?? (hub ? hub.hub.urls.join(",") : nats!.url);
+    const config = daemonConfig(
+      o,
+      raw,
+      stateDir,
+      o.nats ?? nats?.url ?? hub!.hub.urls[0]!,
+      nats?.nkeyFile,
+      joinedNats,
+      leaf ? joined?.hub : undefined,
+    );
     if (!nats) useLocalMeshCredentials(config);
     const log = upLogger(stateDir, config.logLevel);
     const started = await startDaemon(config, { logger: log.logger });
@@ -195,17 +238,65 @@ async function up(o: UpOptions, json: boolean): Promise<number> {
   }
 }
 
+/** The leaf remote for `--leaf`: the joined hub's leaf URLs (or the one given), its CA, the leaf user. */
+function leafRemote(o: UpOptions, joined: JoinedFiles | undefined): LeafRemote | undefined {
+  if (o.leaf === undefined || o.leaf === false) return undefined;
+  if (o.nats) {
+    throw new CliError(EXIT.USAGE, "--leaf and --nats: give one of them", "INVALID_ARGUMENT", {
+      field: "--leaf",
+    });
+  }
+  if (!joined) {
+    throw new CliError(
+      EXIT.USAGE,
+      "--leaf needs a joined hub: run `mesh join <string>` (from `mesh invite <name>` on the hub) with this state dir first",
+      "INVALID_ARGUMENT",
+      { field: "--leaf" },
+    );
+  }
+  const urls = typeof o.leaf === "string" ? [o.leaf] : joined.hub.leafUrls;
+  if (urls.length === 0 || urls.some((u) => !/^tls:\/\/[^\s/@]+:\d+$/.test(u))) {
+    throw new CliError(
+      EXIT.USAGE,
+      `--leaf: ${urls.join(", ") || "the joined hub has no leaf URL"}: expected tls://host:port (the hub's leaf port, 7422 by default)`,
+      "INVALID_ARGUMENT",
+      { field: "--leaf" },
+    );
+  }
+  let password: string;
+  try {
+    password = readFileSync(joined.leafPasswordFile, "utf8").trim();
+  } catch (err) {
+    throw new CliError(
+      EXIT.USAGE,
+      `--leaf: cannot read ${joined.leafPasswordFile} (${(err as Error).message}); run \`mesh join\` again`,
+      "INVALID_ARGUMENT",
+      { field: "--leaf" },
+    );
+  }
+  return { urls, user: joined.hub.leafUser, password, caFile: joined.caFile };
+}
+
 function daemonConfig(
   o: UpOptions,
   raw: Record<string, unknown>,
   stateDir: string,
   url: string,
   localNkey: string | undefined,
+  joinedNats?: Record<string, unknown>,
+  /** Behind a leaf node: the hub's JetStream domain and replicas. */
+  leafHub?: { domain: string; replicas: number },
 ): DaemonConfig {
-  const natsCfg: Record<string, unknown> = {
-    ...((raw.nats as Record<string, unknown>) ?? {}),
-    servers: [url],
-  };
+  const natsCfg: Record<string, unknown> = joinedNats
+    ? { ...joinedNats }
+    : {
+        ...((raw.nats as Record<string, unknown>) ?? {}),
+        servers: [url],
+      };
+  if (leafHub) {
+    natsCfg.domain = leafHub.domain;
+    natsCfg.replicas ??= leafHub.replicas;
+  }
   if (localNkey) {
     for (const k of ["user", "password", "token", "credsFile"]) delete natsCfg[k];
     natsCfg.nkeySeedFile = localNkey;
@@ -217,6 +308,8 @@ function daemonConfig(
   const http = {
     ...((raw.http as Record<string, unknown>) ?? {}),
     ...(o.httpPort !== undefined ? { port: o.httpPort } : {}),
+    ...(o.httpHost !== undefined ? { host: o.httpHost } : {}),
+    ...(o.advertise !== undefined ? { advertise: o.advertise } : {}),
   };
   return compileConfig(
     {
@@ -257,7 +350,13 @@ function banner(b: {
   const meshd = onPath("meshd") ? "meshd" : "node dist/daemon/main.js";
   const lines = [
     "agent-mesh is up",
-    `  NATS     ${b.url}${nats ? ` (JetStream; data ${config.stateDir}/nats, log ${nats.logFile})` : ""}`,
+    `  NATS     ${b.url}${
+      nats
+        ? config.nats.domain
+          ? ` (a leaf node of the hub: its JetStream domain ${config.nats.domain}; log ${nats.logFile})`
+          : ` (JetStream; data ${config.stateDir}/nats, log ${nats.logFile})`
+        : ""
+    }`,
     ...(nats ? [`           only the nkey in ${nats.nkeyFile} may connect (mode 0600)`] : []),
     `  meshd    ${b.daemon.workerId} (pools ${config.pools.join(",")}, ${config.slots} slots)`,
     `  socket   ${config.socketPath}`,

@@ -151,8 +151,11 @@ export const daemonOptionsSchema = z.strictObject({
       /** Serve HTTPS (both or neither). */
       tlsCertFile: z.string().min(1).optional(),
       tlsKeyFile: z.string().min(1).optional(),
-      /** Address other daemons and Prometheus use to reach this one (defaults to host:port). */
-      advertise: z.string().min(1).optional(),
+      /**
+       * Addresses other daemons and Prometheus use to reach this one: host, host:port or URL, one
+       * or a list (default: the bound address; for 0.0.0.0 or ::, the interface addresses).
+       */
+      advertise: z.union([z.string().min(1), z.array(z.string().min(1)).min(1).max(16)]).optional(),
     })
     .default({ enabled: true, host: "127.0.0.1", port: 0 }),
   /** Repos a task may name: prefixes (a path, or a URL) matched at a path boundary; unset: any. */

@@ -13,6 +13,18 @@ export { errorMessage, isMeshError, MeshError, type MeshErrorCode } from "./erro
 export { DEFAULT_SUBMIT_MAX_BYTES } from "./limits.js";
 export { createLogger, type Logger } from "./log.js";
 export {
+  JOIN_CA_FILE,
+  JOIN_FILE,
+  JOIN_LEAF_PASSWORD_FILE,
+  JOIN_NKEY_FILE,
+  type JoinedFiles,
+  type JoinedHub,
+  joinDir,
+  joinedHubSchema,
+  joinedNatsOptions,
+  readJoinedHub,
+} from "./nats/index.js";
+export {
   beaconSubject,
   cancelSubject,
   DAEMON_PERMISSIONS,

@@ -5,10 +5,10 @@
  */
 import { readFileSync } from "node:fs";
 import { Command } from "commander";
-import { compileConfig, readConfigFile } from "./config.js";
+import { compileConfig, defaultStateDir, readConfigFile } from "./config.js";
 import { errorMessage, isMeshError, MeshError } from "./errors.js";
 import { exitCodeFor, exitCodesHelp, MESHD_EXIT } from "./exit-codes.js";
-import { useLocalMeshCredentials } from "./nats/index.js";
+import { joinedNatsOptions, readJoinedHub, useLocalMeshCredentials } from "./nats/index.js";
 import { startDaemon } from "./start.js";
 import { parseWholeNumber as int, parseLabels, parseList } from "./util/index.js";
 import { VERSION } from "./version.js";
@@ -64,6 +64,11 @@ const program = new Command("meshd")
   .option("--grpc-tls-ca <file>", "CA for client certificates on the gRPC TCP listener (mutual TLS)")
   .option("--grpc-token-file <file>", "file holding the bearer token gRPC TCP clients must send")
   .option("--http-host <host>", "metrics/health listener address (default 127.0.0.1)")
+  .option(
+    "--advertise <addresses>",
+    "addresses (host, host:port or URL) other machines reach this daemon's HTTP side at, comma-separated (default: its interface addresses when bound to 0.0.0.0)",
+    parseList,
+  )
   .option("--http-port <port>", "metrics/health listener port (default: random)", int)
   .option("--http-token-file <file>", "require this bearer token for /metrics and /sd")
   .option("--http-tls-cert <file>", "serve the metrics/health listener over HTTPS with this certificate")
@@ -76,7 +81,9 @@ const program = new Command("meshd")
 NATS settings: a flag wins over the environment, which wins over the config file (-c), which
 wins over the defaults. Environment: MESH_NATS (or NATS_URL), NATS_CREDS, NATS_NKEY,
 MESH_NATS_USER, MESH_NATS_PASSWORD, MESH_NATS_TOKEN. Without TLS and credentials meshd only
-connects to a NATS on this machine (loopback) unless --insecure. On loopback without
+connects to a NATS on this machine (loopback) unless --insecure. Given no NATS at all (no
+--nats, MESH_NATS, NATS_URL or nats.servers), a state dir that joined a hub with \`mesh join\`
+connects to that hub over TLS with the stored CA and machine key. On loopback without
 credentials it uses those of a local \`mesh up\` (nats-daemon.nk in its state dir or the default
 one) when they exist.
 
@@ -105,6 +112,13 @@ async function main(): Promise<void> {
   const env = process.env;
   const servers = f.nats ?? env.MESH_NATS ?? env.NATS_URL;
   if (servers) nats.servers = parseList(servers);
+  // Given no NATS at all, a state dir that joined a hub (`mesh join`) connects to that hub.
+  const joined =
+    nats.servers === undefined
+      ? readJoinedHub(
+          (f.stateDir as string | undefined) ?? (raw.stateDir as string | undefined) ?? defaultStateDir(),
+        )
+      : undefined;
   const user = f.natsUser ?? env.MESH_NATS_USER;
   if (user) nats.user = user;
   const password = readSecret(f.natsPasswordFile, "MESH_NATS_PASSWORD");
@@ -129,6 +143,7 @@ async function main(): Promise<void> {
   if (f.natsDomain) nats.domain = f.natsDomain;
   if (f.replicas !== undefined) nats.replicas = f.replicas;
   if (Object.keys(nats).length > 0) raw.nats = nats;
+  if (joined) raw.nats = joinedNatsOptions(joined, nats);
   const set = (key: string, v: unknown) => {
     if (v !== undefined) raw[key] = v;
   };
@@ -163,6 +178,7 @@ async function main(): Promise<void> {
   if (Object.keys(grpc).length > 0) raw.grpc = grpc;
   const http = { ...((raw.http as Record<string, unknown>) ?? {}) };
   if (f.httpHost) http.host = f.httpHost;
+  if (f.advertise) http.advertise = f.advertise;
   if (f.httpPort !== undefined) http.port = f.httpPort;
   if (f.httpTokenFile) http.tokenFile = f.httpTokenFile;
   if (f.httpTlsCert) http.tlsCertFile = f.httpTlsCert;

@@ -29,7 +29,7 @@ export interface PluginContext {
   /** The runners this worker offers (as in its presence record). */
   snapshot(): Pick<WorkerInfo, "runners">;
   /** Presence fields a plugin adds (the HTTP server's URL). */
-  readonly presenceExtras: Pick<Partial<WorkerInfo>, "httpUrl">;
+  readonly presenceExtras: Pick<Partial<WorkerInfo>, "httpUrl" | "httpUrls" | "reach">;
 }
 
 /** A running daemon's side servers (gRPC, HTTP) and metrics plug in here. */

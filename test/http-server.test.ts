@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { compileConfig, type Daemon, type DaemonOptions, MeshError, startDaemon } from "../daemon/index.js";
 import type { WorkerInfo } from "../daemon/registry/worker-info.js";
-import { advertisedUrl, type TargetGroup, targetGroups } from "../daemon/servers/http/sd.js";
+import { advertisedUrls, type TargetGroup, targetGroups } from "../daemon/servers/http/sd.js";
 import { HttpServer } from "../daemon/servers/http-server.js";
 import { makeTempDir, NatsServer, waitFor } from "./harness/index.js";
 import { useMesh } from "./support/fixture.js";
@@ -101,6 +101,9 @@ describe("HTTP endpoints of a running daemon", () => {
           __meta_agentmesh_pools: ",h-1,",
           __meta_agentmesh_version: expect.any(String),
           __meta_agentmesh_draining: "false",
+          // Bound to 127.0.0.1 (the default): the target is truthfully a loopback one.
+          __meta_agentmesh_reach: "loopback",
+          __meta_agentmesh_addresses: ",127.0.0.1,",
         },
       });
       expect(byWorker.get("http-b")?.labels.__meta_agentmesh_pools).toBe(",h-1,h-2,");
@@ -345,19 +348,68 @@ describe("service discovery helpers", () => {
     expect(groups[0]?.labels.__metrics_path__).toBeUndefined();
   });
 
-  it("derives the advertised URL", () => {
-    expect(advertisedUrl({ bindHost: "127.0.0.1", port: 4000 }, "box")).toBe("http://127.0.0.1:4000");
-    expect(advertisedUrl({ bindHost: "0.0.0.0", port: 4000 }, "box")).toBe("http://box:4000");
-    expect(advertisedUrl({ bindHost: "::", port: 4000 }, "box")).toBe("http://box:4000");
-    expect(advertisedUrl({ bindHost: "::1", port: 4000 }, "box")).toBe("http://[::1]:4000");
-    expect(advertisedUrl({ bindHost: "0.0.0.0", port: 4000, advertise: "10.1.2.3" }, "box")).toBe(
+  it("derives the advertised URLs: interface addresses for a wildcard bind, loopback said as such", () => {
+    const nic = (address: string, family: "IPv4" | "IPv6", internal = false) => ({
+      address,
+      family,
+      internal,
+      netmask: "",
+      mac: "",
+      cidr: null,
+      ...(family === "IPv6" ? { scopeid: 0 } : {}),
+    });
+    const ifs = {
+      lo: [nic("127.0.0.1", "IPv4", true), nic("::1", "IPv6", true)],
+      eth0: [nic("10.0.0.5", "IPv4"), nic("fe80::1", "IPv6"), nic("2001:db8::5", "IPv6")],
+      eth1: [nic("192.168.1.9", "IPv4")],
+    } as Parameters<typeof advertisedUrls>[1];
+    const adv = (o: Parameters<typeof advertisedUrls>[0], i = ifs) => advertisedUrls(o, i);
+    expect(adv({ bindHost: "127.0.0.1", port: 4000 })).toEqual({
+      urls: ["http://127.0.0.1:4000"],
+      reach: "loopback",
+    });
+    expect(adv({ bindHost: "0.0.0.0", port: 4000 })).toEqual({
+      urls: ["http://10.0.0.5:4000", "http://192.168.1.9:4000"],
+      reach: "network",
+    });
+    expect(adv({ bindHost: "::", port: 4000 }).urls).toEqual([
+      "http://10.0.0.5:4000",
+      "http://192.168.1.9:4000",
+      "http://[2001:db8::5]:4000",
+    ]);
+    // A machine with loopback only cannot be reached from elsewhere, and says so.
+    expect(adv({ bindHost: "0.0.0.0", port: 4000 }, { lo: ifs!.lo })).toEqual({
+      urls: ["http://127.0.0.1:4000"],
+      reach: "loopback",
+    });
+    expect(adv({ bindHost: "::1", port: 4000 })).toEqual({ urls: ["http://[::1]:4000"], reach: "loopback" });
+    expect(adv({ bindHost: "0.0.0.0", port: 4000, advertise: "10.1.2.3" }).urls).toEqual([
       "http://10.1.2.3:4000",
-    );
-    expect(advertisedUrl({ bindHost: "0.0.0.0", port: 4000, advertise: "10.1.2.3:80" }, "box")).toBe(
+    ]);
+    expect(adv({ bindHost: "0.0.0.0", port: 4000, advertise: ["10.1.2.3:80", "box"] }).urls).toEqual([
       "http://10.1.2.3:80",
-    );
-    expect(advertisedUrl({ bindHost: "0.0.0.0", port: 4000, advertise: "https://p.example/m/" }, "box")).toBe(
+      "http://box:4000",
+    ]);
+    expect(adv({ bindHost: "0.0.0.0", port: 4000, advertise: "https://p.example/m/" }).urls).toEqual([
       "https://p.example/m",
-    );
+    ]);
+  });
+
+  it("says in /sd whether a target is reachable from other machines", () => {
+    const [local, remote] = targetGroups([
+      w({ workerId: "a", httpUrl: "http://127.0.0.1:9470", reach: "loopback" }),
+      w({
+        workerId: "b",
+        httpUrl: "http://10.0.0.5:9470",
+        httpUrls: ["http://10.0.0.5:9470", "http://192.168.1.9:9470"],
+        reach: "network",
+      }),
+    ]);
+    expect(local?.labels.__meta_agentmesh_reach).toBe("loopback");
+    expect(remote?.targets).toEqual(["10.0.0.5:9470"]);
+    expect(remote?.labels).toMatchObject({
+      __meta_agentmesh_reach: "network",
+      __meta_agentmesh_addresses: ",10.0.0.5,192.168.1.9,",
+    });
   });
 });

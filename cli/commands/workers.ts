@@ -2,8 +2,15 @@
 import { Command } from "commander";
 import type { Ctx } from "../context.js";
 import { ago, dash, labelsText, table } from "../format.js";
-import { workerJson } from "../json.js";
+import { type WorkerJson, workerJson } from "../json.js";
 import { run } from "../run.js";
+
+/** Where its HTTP side is reached: the advertised addresses, or "loopback only". */
+function httpText(w: WorkerJson): string {
+  const hosts = w.httpUrls.map((u) => u.replace(/^[a-z]+:\/\//, ""));
+  if (hosts.length === 0) return "-";
+  return w.reach === "loopback" ? `${hosts.join(",")} (loopback only)` : hosts.join(",");
+}
 
 async function workers(ctx: Ctx): Promise<void> {
   const list = (await ctx.client().listWorkers()).workers.map(workerJson);
@@ -16,7 +23,7 @@ async function workers(ctx: Ctx): Promise<void> {
   }
   ctx.print(
     table(
-      ["WORKER", "HOST", "POOLS", "LABELS", "SLOTS", "RUNNING", "LAST SEEN"],
+      ["WORKER", "HOST", "POOLS", "LABELS", "SLOTS", "RUNNING", "LAST SEEN", "HTTP"],
       list.map((w) => [
         w.draining ? `${w.workerId} (draining)` : w.workerId,
         w.host,
@@ -25,6 +32,7 @@ async function workers(ctx: Ctx): Promise<void> {
         `${w.slotsTotal - w.slotsFree}/${w.slotsTotal}`,
         dash(w.running.join(",")),
         ago(w.lastSeen),
+        httpText(w),
       ]),
       ctx.style,
     ),
@@ -45,9 +53,11 @@ export function workersCommand(): Command {
       `
 --json output:
   {"workers":[{"workerId","name","host","pools","labels","runners","slotsTotal","slotsFree",
-               "running","version","startedAt","lastSeen","draining","httpUrl",
+               "running","version","startedAt","lastSeen","draining","httpUrl","httpUrls","reach",
                "unavailableRunners":[{"runner","reason"}]}]}
-  unavailableRunners: the runners a worker does not offer, each with why and the fix`,
+  unavailableRunners: the runners a worker does not offer, each with why and the fix
+  httpUrls: every URL its HTTP side is advertised at; reach: "loopback" (only that machine
+            reaches it: bound to 127.0.0.1, the default), "network", or null (no HTTP side)`,
     )
     .action(run<[]>((ctx) => workers(ctx)));
 }

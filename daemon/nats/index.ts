@@ -36,3 +36,15 @@ export {
 } from "./names.js";
 export { DAEMON_PERMISSIONS, MONITOR_PERMISSIONS, renderPermissions } from "./permissions.js";
 export { natsOptionsSchema } from "./settings.js";
+export {
+  JOIN_CA_FILE,
+  JOIN_FILE,
+  JOIN_LEAF_PASSWORD_FILE,
+  JOIN_NKEY_FILE,
+  type JoinedFiles,
+  type JoinedHub,
+  joinDir,
+  joinedHubSchema,
+  joinedNatsOptions,
+  readJoinedHub,
+} from "./joined.js";

@@ -19,8 +19,12 @@ export interface WorkerInfo {
    * absent in records of older daemons, where the reader's own is used.
    */
   staleAfterMs?: number;
-  /** Base URL of the daemon's HTTP side (metrics), when it has one. */
+  /** Base URL of the daemon's HTTP side (metrics), when it has one: the first of `httpUrls`. */
   httpUrl?: string;
+  /** Every base URL the HTTP side is advertised at (its interface addresses, or `http.advertise`). */
+  httpUrls?: string[];
+  /** `loopback`: the HTTP side listens on loopback only, so only its own machine reaches it. */
+  reach?: "loopback" | "network";
   draining?: boolean;
   /** When this worker last finished a pass as the mesh's sweeper. */
   sweptAt?: string;

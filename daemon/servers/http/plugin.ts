@@ -11,7 +11,7 @@ import { poolConsumerName, TASKS_STREAM } from "../../nats/index.js";
 import type { DaemonPlugin, PluginContext } from "../../plugin.js";
 import { HttpServer } from "../http-server.js";
 import type { Readiness } from "./routes.js";
-import { advertisedUrl, targetGroups } from "./sd.js";
+import { advertisedUrls, targetGroups } from "./sd.js";
 
 const READY_CHECK_TIMEOUT_MS = 2000;
 
@@ -100,18 +100,23 @@ export function httpPlugin(config: DaemonConfig, metrics?: MeshMetrics): DaemonP
         },
       });
       const addr = await server.start();
-      const url = advertisedUrl(
-        {
-          bindHost: config.http.host,
-          port: addr.port,
-          advertise: config.http.advertise,
-          tls: tls !== undefined,
-        },
-        config.host,
-      );
+      const advertised = advertisedUrls({
+        bindHost: config.http.host,
+        port: addr.port,
+        advertise: config.http.advertise,
+        tls: tls !== undefined,
+      });
+      const url = advertised.urls[0]!;
       d.presenceExtras.httpUrl = url;
+      d.presenceExtras.httpUrls = advertised.urls;
+      d.presenceExtras.reach = advertised.reach;
       d.log.info(
-        { address: `${addr.host}:${addr.port}`, url, auth: token ? "bearer" : "none" },
+        {
+          address: `${addr.host}:${addr.port}`,
+          urls: advertised.urls,
+          reach: advertised.reach,
+          auth: token ? "bearer" : "none",
+        },
         "HTTP listening",
       );
     },
