@@ -16,7 +16,7 @@
  * The main process also gets PR_SET_PDEATHSIG SIGKILL, should the guardian itself be killed.
  *
  * Without Perl, or off Linux, runs fall back to `setpriv --pdeathsig SIGKILL` and a process
- * group (see child.ts): the direct child dies with the daemon, its group is signalled, but a
+ * group (see spawn.ts): the direct child dies with the daemon, its group is signalled, but a
  * process that left the group can outlive the daemon.
  */
 import { execFileSync } from "node:child_process";
