@@ -50,6 +50,7 @@ export class Lifecycle {
   #stopping: Promise<void> | undefined;
   #error: unknown;
   #died = false;
+  #startFailed = false;
   readonly #work = new Set<Promise<unknown>>();
   readonly #stopSignal = new AbortController();
   readonly closed: Promise<void>;
@@ -104,6 +105,7 @@ export class Lifecycle {
       } catch (err) {
         this.#error = err;
         this.#died = true;
+        this.#startFailed = true;
         await this.stop();
         throw err;
       }
@@ -123,7 +125,7 @@ export class Lifecycle {
     const wasNew = this.#state === "new";
     this.#stopSignal.abort();
     if (!wasNew) {
-      if (this.#state === "starting" && !this.#died) await this.#starting?.catch(() => undefined);
+      if (this.#state === "starting" && !this.#startFailed) await this.#starting?.catch(() => undefined);
       this.#set("stopping");
       try {
         await this.hooks.stop?.();
@@ -209,16 +211,16 @@ export abstract class Part implements LongRunning {
  * that failed to start stops the ones before it. Each is `[name, part]`.
  */
 export class PartGroup {
-  readonly #started: Array<[string, Pick<LongRunning, "stop">]> = [];
+  readonly #started: Array<[string, { stop(): unknown }]> = [];
   constructor(private readonly log: Logger) {}
 
-  async start(name: string, part: Pick<LongRunning, "start" | "stop">): Promise<void> {
+  async start(name: string, part: { start(): Promise<unknown>; stop(): unknown }): Promise<void> {
     await part.start();
     this.#started.push([name, part]);
   }
 
   /** Adds a part started elsewhere (or a bare cleanup) to be stopped in reverse order. */
-  add(name: string, part: Pick<LongRunning, "stop">): void {
+  add(name: string, part: { stop(): unknown }): void {
     this.#started.push([name, part]);
   }
 
