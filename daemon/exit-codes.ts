@@ -5,7 +5,7 @@
 import type { MeshErrorCode } from "./errors.js";
 
 export const MESHD_EXIT = {
-  /** Stopped cleanly (a signal, `--help`, `--version`). */
+  /** Stopped cleanly (a signal, also a second one that handed running tasks back; `--help`, `--version`). */
   OK: 0,
   /** Any other failure: while starting, or a stop that failed. */
   FAILED: 1,
@@ -15,7 +15,7 @@ export const MESHD_EXIT = {
   UNAVAILABLE: 3,
   /** It stopped itself: a part it cannot run without died (the NATS connection, the cancel subscription). */
   LOST: 4,
-  /** A second stop signal: running tasks were handed back at once (or, while starting, it gave up). */
+  /** Gave up at once: a second stop signal while still starting, or a third one while stopping. */
   INTERRUPTED: 130,
 } as const;
 
@@ -37,6 +37,6 @@ export function exitCodesHelp(): string {
     `  ${MESHD_EXIT.USAGE}    bad usage or configuration (flag, config field, unreadable file)`,
     `  ${MESHD_EXIT.UNAVAILABLE}    NATS cannot be reached or refused the credentials`,
     `  ${MESHD_EXIT.LOST}    stopped itself: the NATS connection closed for good or the cancel subscription ended`,
-    `  ${MESHD_EXIT.INTERRUPTED}  a second stop signal: running tasks handed back at once (or gave up starting)`,
+    `  ${MESHD_EXIT.INTERRUPTED}  a second signal while still starting, or a third while stopping`,
   ].join("\n");
 }

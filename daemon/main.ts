@@ -175,8 +175,12 @@ async function main(): Promise<void> {
   const config = compileConfig(raw, f.config ? `config (${f.config} + flags)` : "options");
   useLocalMeshCredentials(config);
   // Signals are handled from before the start (lib/signals.ts): a SIGTERM while starting stops
-  // once started; a second signal hands running tasks back at once and exits INTERRUPTED.
-  const signals = new SignalPolicy({ forceExitCode: MESHD_EXIT.INTERRUPTED });
+  // once started; a second signal hands running tasks back at once (a clean stop still: exit 0);
+  // a second while starting, or a third, gives up at once (INTERRUPTED).
+  const signals = new SignalPolicy({
+    forcedExitCode: MESHD_EXIT.OK,
+    abandonExitCode: MESHD_EXIT.INTERRUPTED,
+  });
   const daemon = await startDaemon(config);
   // A part meshd cannot live without died: it has stopped itself; exit saying which.
   daemon.closed.then(
@@ -188,7 +192,10 @@ async function main(): Promise<void> {
   );
   signals.attach({
     graceful(signal) {
-      daemon.log.info({ signal }, "stopping gracefully (a second signal hands running tasks back at once)");
+      daemon.log.info(
+        { signal },
+        "stopping gracefully (a second SIGINT hands running tasks back at once, as does a second SIGTERM)",
+      );
       void daemon.stop().then(
         () => process.exit(signals.exitCode(MESHD_EXIT.OK)),
         (err: unknown) => {

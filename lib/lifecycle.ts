@@ -23,7 +23,7 @@ export class LifecycleError extends Error {
     readonly component: string,
     message: string,
   ) {
-    super(`${component}: ${message}`);
+    super(`${component} ${message}`);
   }
 }
 
@@ -94,9 +94,7 @@ export class Lifecycle {
   /** Runs the start hook once; a second call throws. */
   start(): Promise<void> {
     if (this.#state !== "new") {
-      return Promise.reject(
-        new LifecycleError(this.component, `start() while ${this.#state}; a part starts once`),
-      );
+      return Promise.reject(new LifecycleError(this.component, `already ${this.#state}: a part starts once`));
     }
     this.#set("starting");
     this.#starting = (async () => {

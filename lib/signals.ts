@@ -2,9 +2,9 @@
  * The stop-signal policy of agent-mesh's foreground programs (`meshd`, `mesh up`), handled at
  * their entry points only:
  * - the first SIGINT/SIGTERM (and whatever else `signals` names) asks for a graceful stop;
- * - the second forces it: running work is handed back at once, and the program then exits with
- *   `forceExitCode` (see `exitCode()`), whatever the stop itself returns;
- * - a third, or a second before anything could be stopped, exits with `forceExitCode` at once.
+ * - the second forces it: running work is handed back at once, and once stopped the program
+ *   exits with `forcedExitCode` (see `exitCode()`);
+ * - a third, or a second before anything could be stopped, exits at once with `abandonExitCode`.
  * A signal that arrives before `attach()` (while starting) is remembered and acted on by it.
  */
 export type StopActions = {
@@ -20,8 +20,10 @@ export interface SignalPolicyOptions {
    * to its child, which already got it from the terminal (default 0: every signal counts).
    */
   sameSignalMs?: number;
-  /** The exit code once forced. */
-  forceExitCode: number;
+  /** The exit code after a forced stop has finished. */
+  forcedExitCode: number;
+  /** The exit code of giving up at once (a second signal while starting, a third one). */
+  abandonExitCode: number;
   /** Default process.exit. */
   exit?: (code: number) => void;
 }
@@ -51,9 +53,9 @@ export class SignalPolicy {
     return this.#count >= 2;
   }
 
-  /** The code to exit with once stopped: `forceExitCode` when forced, else `code`. */
+  /** The code to exit with once stopped: `forcedExitCode` when forced, else `code`. */
   exitCode(code: number): number {
-    return this.forced ? this.opts.forceExitCode : code;
+    return this.forced ? this.opts.forcedExitCode : code;
   }
 
   /** What the signals do from now on; a signal already received is acted on now. */
@@ -80,6 +82,6 @@ export class SignalPolicy {
       this.#first = signal;
       this.#actions?.graceful(signal);
     } else if (this.#count === 2 && this.#actions) this.#actions.force(signal);
-    else exit(this.opts.forceExitCode);
+    else exit(this.opts.abandonExitCode);
   }
 }
