@@ -66,6 +66,7 @@ export class Daemon extends Part {
   /** What stop() undoes, in reverse order of start. */
   private readonly parts: PartGroup;
   private graceMs: number;
+  private lostWhileStarting: MeshError | undefined;
   private nc: NatsConnection | undefined;
   private topo: Topology | undefined;
   private loop: ClaimLoop | undefined;
@@ -349,22 +350,27 @@ export class Daemon extends Part {
     });
     this.presence = new Presence(topo.workers, () => this.snapshot(), cfg.presenceIntervalMs, this.log);
     const cancelSub = nc.subscribe(cancelSubject("*"), {
-      callback: (_err, m) => {
+      callback: (err, m) => {
+        // An error (a refused subscription) ends the subscription: `closed` reports it.
+        if (err) return;
         const id = m.subject.slice(m.subject.lastIndexOf(".") + 1);
         if (this.loop?.cancel(id)) this.log.info({ taskId: id }, "cancel requested");
       },
     });
     this.cancelSub = cancelSub;
     parts.add("cancel subscription", { stop: async () => cancelSub.unsubscribe() });
-    void cancelSub.closed.then((err) =>
+    void cancelSub.closed.then(async (err) => {
+      // A closing connection ends its subscriptions first: that death is the connection's.
+      await new Promise((r) => setImmediate(r));
+      if (nc.isClosed()) return;
       this.lost(
         new MeshError(
           "UNAVAILABLE",
           `the cancel subscription ended${err ? ` (${errorMessage(err)})` : ""}; running tasks could not be cancelled`,
           { cause: err },
         ),
-      ),
-    );
+      );
+    });
     parts.add("runners", {
       stop: () => Promise.all([...this.runners.values()].map((r) => r.close?.())),
     });
@@ -398,6 +404,7 @@ export class Daemon extends Part {
     await parts.start("worker directory", this.directory);
     await parts.start("claim loop", this.loop);
     await parts.start("sweeper", this.sweeper);
+    if (this.lostWhileStarting) throw this.lostWhileStarting;
     this.log.info(
       {
         pools: cfg.pools,
@@ -419,8 +426,19 @@ export class Daemon extends Part {
     }
   }
 
+  /** Starts every part in order; a part it cannot live without dying meanwhile fails the start. */
+  override async start(): Promise<void> {
+    await super.start();
+    // Lost between the last part's start and "running": die now.
+    if (this.lostWhileStarting) this.lost(this.lostWhileStarting);
+  }
+
   /** A part the daemon cannot live without died: stop now (running tasks handed back at once). */
   private lost(err: MeshError): void {
+    if (this.state === "starting") {
+      this.lostWhileStarting ??= err;
+      return;
+    }
     if (this.state !== "running") return;
     this.graceMs = 0;
     void this.life.die(err);
@@ -444,7 +462,7 @@ export class Daemon extends Part {
   protected async onStop(): Promise<void> {
     this.log.info({ graceMs: this.graceMs, running: this.runningTaskIds.length }, "stopping: no new claims");
     // Tell the mesh at once that this worker drains (the snapshot says so while stopping).
-    void this.presence?.beat();
+    if (this.nc && !this.nc.isClosed()) void this.presence?.beat();
     await this.loop?.stop(this.graceMs);
     await this.parts.stopAll();
     this.log.info("meshd stopped");
