@@ -8,7 +8,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { chmod, mkdir } from "node:fs/promises";
-import type { NatsConnection, Subscription } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { makeRedactor, type Redactor } from "../agent-shim/index.js";
 import { type LifeState, Part, PartGroup } from "../lib/lifecycle.js";
 import type { MeshApi } from "./api/mesh-api.js";
@@ -76,8 +76,6 @@ export class Daemon extends Part {
   private sweeper: Sweeper | undefined;
   private service: MeshService | undefined;
   private events: EventPublisher | undefined;
-  private cancelSub: Subscription | undefined;
-  private beacon: NatsLeaseBeacon | undefined;
   private readonly slots: Slots;
   readonly observer: MeshObserver;
   private readonly runners = new Map<string, Runner>();
@@ -292,7 +290,6 @@ export class Daemon extends Part {
       },
     );
     const beacon = new NatsLeaseBeacon(nc);
-    this.beacon = beacon;
     parts.add("lease beacon", { stop: async () => beacon.stop() });
     beacon.listen((id, revision) => claimer.observed(id, revision));
     this.loop = new ClaimLoop({
@@ -357,7 +354,6 @@ export class Daemon extends Part {
         if (this.loop?.cancel(id)) this.log.info({ taskId: id }, "cancel requested");
       },
     });
-    this.cancelSub = cancelSub;
     parts.add("cancel subscription", { stop: async () => cancelSub.unsubscribe() });
     void cancelSub.closed.then(async (err) => {
       // A closing connection ends its subscriptions first: that death is the connection's.
