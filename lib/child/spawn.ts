@@ -73,6 +73,8 @@ export interface ChildExit {
 
 export interface Child extends AsyncDisposable {
   readonly pid: number | undefined;
+  /** The node:child_process object underneath (its events, exitCode), for callers that need it. */
+  readonly process: ChildProcess;
   /** Under a guardian (its pid is the guardian's; signals are forwarded to the run's group). */
   readonly guarded: boolean;
   readonly stdin: Writable | null;
@@ -218,6 +220,7 @@ export function spawnChild(
 
   return {
     pid: proc.pid,
+    process: proc,
     guarded,
     stdin: proc.stdin,
     stdout: proc.stdout,
