@@ -15,6 +15,8 @@ import {
   type Daemon,
   type DaemonConfig,
   defaultStateDir,
+  errorMessage,
+  isMeshError,
   readConfigFile,
   startDaemon,
   useLocalMeshCredentials,
@@ -159,6 +161,11 @@ async function up(o: UpOptions, json: boolean): Promise<number> {
           );
         },
         force: () => void started.force(),
+      });
+      // The daemon stopped itself (a part it cannot live without died): so does `mesh up`.
+      started.closed.catch((err: unknown) => {
+        process.stderr.write(`error: meshd stopped: ${errorMessage(err)}\n`);
+        done(isMeshError(err, "UNAVAILABLE") ? EXIT.UNREACHABLE : EXIT.OTHER);
       });
       void nats?.exited.then(({ code, signal }) => {
         signals.attach({ graceful: () => done(EXIT.UNREACHABLE), force: () => done(EXIT.UNREACHABLE) });

@@ -101,6 +101,8 @@ while (!$gone && !defined $status) {
   $gone = 1 if getppid() != $ppid;
 }
 kill_all();
+# The main process may be between SIGKILL and reapable: wait (at most 2 s) for its status.
+for (1 .. 200) { last if defined $status; select(undef, undef, undef, 0.01); reap(); }
 exit 1 if !defined $status;
 if (POSIX::WIFSIGNALED($status)) {
   my $sig = POSIX::WTERMSIG($status);
