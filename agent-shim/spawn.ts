@@ -1,8 +1,9 @@
 /**
- * A lean child process for Claude Code. The shim starts once per task and its start-up time is
- * on every task's critical path: node:child_process costs nothing to import, execa ~100 ms.
+ * Claude Code's child process, through lib/child (lean: no execa, whose import would cost
+ * ~100 ms of every task's start). A function type so tests can inject a fake.
  */
-import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
+import type { ChildProcessWithoutNullStreams } from "node:child_process";
+import { spawnChild as spawnLibChild } from "../lib/index.js";
 
 export interface SpawnedExit {
   exitCode: number | null;
@@ -29,28 +30,22 @@ export type SpawnFn = (
 ) => Spawned;
 
 export const spawnChild: SpawnFn = (cmd, args, opts) => {
-  const child = spawn(cmd, args, { cwd: opts.cwd, env: opts.env, stdio: ["pipe", "pipe", "pipe"] });
-  const exited = new Promise<SpawnedExit>((resolve) => {
-    let failure: { spawnError: string; spawnErrorCode?: string } | undefined;
-    child.once("error", (err: NodeJS.ErrnoException) => {
-      failure = { spawnError: `${cmd}: ${err.message}`, ...(err.code ? { spawnErrorCode: err.code } : {}) };
-      // 'close' may not follow a spawn failure
-      if (child.pid === undefined) resolve({ exitCode: null, signal: null, ...failure });
-    });
-    child.once("close", (code, signal) => resolve({ exitCode: code, signal, ...failure }));
+  // Claude Code stays in the shim's process group and has no parent-death signal: the shim
+  // stops it in steps (interrupt, stdin EOF, TERM, KILL), and the daemon's guardian around the
+  // shim takes the whole tree with it.
+  const child = spawnLibChild([cmd, ...args], {
+    cwd: opts.cwd,
+    env: opts.env,
+    stdin: "pipe",
+    group: false,
+    parentDeath: "none",
   });
   return {
     pid: child.pid,
-    stdin: child.stdin,
-    stdout: child.stdout,
-    stderr: child.stderr,
-    kill: (signal) => {
-      try {
-        child.kill(signal);
-      } catch {
-        // already gone
-      }
-    },
-    exited,
+    stdin: child.stdin as Spawned["stdin"],
+    stdout: child.stdout as Spawned["stdout"],
+    stderr: child.stderr as Spawned["stderr"],
+    kill: (signal) => child.signal(signal),
+    exited: child.exited,
   };
 };

@@ -5,11 +5,11 @@
  * started in its own process group (a terminal's Ctrl-C reaches `mesh up`, which stops the
  * daemon first and then the server) with a parent-death signal, so it never outlives `mesh up`.
  */
-import { type ChildProcess, spawn } from "node:child_process";
 import { createWriteStream, existsSync } from "node:fs";
 import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
 import { delimiter, join } from "node:path";
 import { createUser, fromSeed } from "@nats-io/nkeys";
+import { parentDeathSignalAvailable, spawnChild } from "../lib/index.js";
 import { DAEMON_PERMISSIONS, LOCAL_NKEY_FILE, renderPermissions } from "../daemon/index.js";
 import { CliError, EXIT } from "./errors.js";
 
@@ -156,25 +156,20 @@ export async function startLocalNats(opts: {
   const args = ["-c", configFile];
   // setpriv sets PR_SET_PDEATHSIG and then execs nats-server (same pid): the kernel stops the
   // server when `mesh up` dies, however it dies (SIGTERM: the server flushes and exits cleanly).
-  const setpriv =
-    process.platform === "linux" && existsSync("/usr/bin/setpriv") ? "/usr/bin/setpriv" : undefined;
-  const [cmd, argv] = setpriv ? [setpriv, ["--pdeathsig", "SIGTERM", "--", bin, ...args]] : [bin, args];
   // Its own process group only where the parent-death signal covers a `kill -9` of `mesh up`.
-  const child: ChildProcess = spawn(cmd, argv, {
-    stdio: ["ignore", "ignore", "pipe"],
-    detached: setpriv !== undefined,
+  // Every path out of this process takes the server with it, even one that skips stop().
+  const child = spawnChild([bin, ...args], {
+    stdout: "ignore",
+    parentDeath: "signal",
+    parentDeathSignal: "SIGTERM",
+    group: parentDeathSignalAvailable(),
+    reapGroup: false,
+    killOnExit: true,
+    killGraceMs: 10_000,
   });
   const log = createWriteStream(logFile, { flags: "a", mode: 0o600 });
   let tail = "";
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.once("exit", (code, signal) => resolve({ code, signal })),
-  );
-  // Every path out of this process takes the server with it, even one that skips stop().
-  const killOnExit = () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-  };
-  process.once("exit", killOnExit);
-  void exited.then(() => process.removeListener("exit", killOnExit));
+  const exited = child.exited.then(({ exitCode, signal }) => ({ code: exitCode, signal }));
   let port = opts.port;
   let ready = false;
   let serverReady = false;
@@ -227,7 +222,7 @@ export async function startLocalNats(opts: {
       });
     });
   } catch (err) {
-    killOnExit();
+    child.kill();
     await exited;
     log.end();
     throw err;
@@ -242,12 +237,7 @@ export async function startLocalNats(opts: {
     exited,
     stop() {
       stopping ??= (async () => {
-        if (child.exitCode === null && child.signalCode === null) {
-          child.kill("SIGTERM");
-          const t = setTimeout(() => child.kill("SIGKILL"), 10_000);
-          await exited;
-          clearTimeout(t);
-        }
+        await child.stop();
         log.end();
       })();
       return stopping;

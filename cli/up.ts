@@ -15,6 +15,8 @@ import {
   type Daemon,
   type DaemonConfig,
   defaultStateDir,
+  errorMessage,
+  isMeshError,
   type JoinedFiles,
   joinedNatsOptions,
   readConfigFile,
@@ -23,6 +25,7 @@ import {
   useLocalMeshCredentials,
 } from "../daemon/index.js";
 import { parseWholeNumber as int, parseLabels as labels, parseList as list } from "../daemon/lite.js";
+import { SignalPolicy } from "../lib/index.js";
 import { CliError, EXIT } from "./errors.js";
 import { type LeafRemote, type LocalNats, startLocalNats } from "./local-nats.js";
 import { upLogger } from "./up-log.js";
@@ -121,33 +124,20 @@ only the nkey in <state dir>/nats-daemon.nk (made on first start, mode 0600). St
     });
 }
 
-/** Signals from the very start: a stop asked for while starting is carried out once started. */
-class StopSignals {
-  count = 0;
-  private last = 0;
-  private listener: ((n: number) => void) | undefined;
-  constructor() {
-    const on = () => {
-      const now = Date.now();
-      if (this.count > 0 && now - this.last < SAME_SIGNAL_MS) return;
-      this.last = now;
-      this.count++;
-      this.listener?.(this.count);
-    };
-    process.on("SIGINT", on);
-    process.on("SIGTERM", on);
-    // A closed terminal: stop as gracefully as for Ctrl-C rather than die on the default action.
-    process.on("SIGHUP", on);
-  }
-  onSignal(fn: (n: number) => void): void {
-    this.listener = fn;
-  }
-}
-
 async function up(o: UpOptions, json: boolean): Promise<number> {
-  const signals = new StopSignals();
-  // Until the daemon runs, a stop signal ends everything at once (the exit hook takes nats-server).
-  signals.onSignal(() => process.exit(EXIT.INTERRUPTED));
+  // One policy with meshd (lib/signals.ts). A closed terminal (SIGHUP) stops as gracefully as
+  // Ctrl-C rather than die on the default action. Until the daemon runs, a stop signal ends
+  // everything at once (the exit hook takes nats-server).
+  const signals = new SignalPolicy({
+    signals: ["SIGINT", "SIGTERM", "SIGHUP"],
+    sameSignalMs: SAME_SIGNAL_MS,
+    forcedExitCode: EXIT.OK,
+    abandonExitCode: EXIT.INTERRUPTED,
+  });
+  signals.attach({
+    graceful: () => process.exit(EXIT.INTERRUPTED),
+    force: () => process.exit(EXIT.INTERRUPTED),
+  });
   const raw: Record<string, unknown> = o.config ? readConfigFile(o.config) : {};
   const stateDir = resolve(o.stateDir ?? (raw.stateDir as string | undefined) ?? defaultStateDir());
   const socketPath = (raw.grpc as { socket?: string } | undefined)?.socket ?? join(stateDir, "meshd.sock");
@@ -205,19 +195,23 @@ async function up(o: UpOptions, json: boolean): Promise<number> {
       process.stdout.write(banner({ url, nats, daemon: started, config, logFile: log.file, metricsUrl }));
     }
     const outcome = await new Promise<number>((done) => {
-      let natsGone = false;
-      signals.onSignal((n) => {
-        if (natsGone) done(EXIT.UNREACHABLE);
-        else if (n === 1) {
+      signals.attach({
+        graceful: () => {
           process.stderr.write("stopping (Ctrl-C again to hand running tasks back now)...\n");
           void started.stop().then(
-            () => done(EXIT.OK),
+            () => done(signals.exitCode(EXIT.OK)),
             () => done(EXIT.OTHER),
           );
-        } else void started.force();
+        },
+        force: () => void started.force(),
+      });
+      // The daemon stopped itself (a part it cannot live without died): so does `mesh up`.
+      started.closed.catch((err: unknown) => {
+        process.stderr.write(`error: meshd stopped: ${errorMessage(err)}\n`);
+        done(isMeshError(err, "UNAVAILABLE") ? EXIT.UNREACHABLE : EXIT.OTHER);
       });
       void nats?.exited.then(({ code, signal }) => {
-        natsGone = true;
+        signals.attach({ graceful: () => done(EXIT.UNREACHABLE), force: () => done(EXIT.UNREACHABLE) });
         if (started.state === "stopping" || started.state === "stopped") return;
         process.stderr.write(
           `error: nats-server exited (${signal ? `signal ${signal}` : `code ${code}`}); see ${nats.logFile}. Stopping meshd.\n`,

@@ -1,13 +1,16 @@
 /**
  * The daemon: composes the rooms (NATS topology, presence registry, claim loop, runners,
- * sweeper, servers) and owns their lifecycle. start() refuses a second start; stop() is
- * idempotent: stop intake, let running tasks finish within the grace period, then hand the
- * rest back to the queue.
+ * sweeper, servers) and owns their lifecycle (lib/lifecycle.ts): they start in order and stop
+ * in reverse, NATS last. start() refuses a second start; stop() is memoized: stop intake, let
+ * running tasks finish within the grace period, then hand the rest back to the queue. When a
+ * part it cannot live without dies (the NATS connection closes for good, the cancel
+ * subscription ends) it stops itself at once and `closed` rejects with a MeshError naming it.
  */
 import { randomBytes } from "node:crypto";
 import { chmod, mkdir } from "node:fs/promises";
-import type { NatsConnection, Subscription } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { makeRedactor, type Redactor } from "../agent-shim/index.js";
+import { type LifeState, Part, PartGroup } from "../lib/index.js";
 import type { MeshApi } from "./api/index.js";
 import {
   Claimer,
@@ -19,7 +22,7 @@ import {
   type Runner,
 } from "./claim/index.js";
 import type { DaemonConfig } from "./config.js";
-import { MeshError } from "./errors.js";
+import { errorMessage, MeshError } from "./errors.js";
 import { createLogger, type Logger } from "./log.js";
 import { cancelSubject, connectNats, poolConsumerName, TASKS_STREAM } from "./nats/index.js";
 import type { DaemonPlugin } from "./plugin.js";
@@ -36,7 +39,7 @@ import { keepBranchWhileTaskLives, type WorkspaceProvider } from "./workspace/in
 
 const BUILTIN_RUNNERS = ["claude", "command", "noop"] as const;
 
-export type DaemonState = "new" | "starting" | "running" | "stopping" | "stopped" | "failed";
+export type DaemonState = LifeState;
 
 export interface DaemonDeps {
   logger?: Logger;
@@ -46,10 +49,13 @@ export interface DaemonDeps {
   observer?: MeshObserver;
 }
 
-export class Daemon {
+export class Daemon extends Part {
   readonly workerId: string;
   readonly log: Logger;
-  private _state: DaemonState = "new";
+  /** What stop() undoes, in reverse order of start. */
+  private readonly parts: PartGroup;
+  private graceMs: number;
+  private lostWhileStarting: MeshError | undefined;
   private nc: NatsConnection | undefined;
   private topo: Topology | undefined;
   private loop: ClaimLoop | undefined;
@@ -59,9 +65,6 @@ export class Daemon {
   private sweeper: Sweeper | undefined;
   private service: MeshService | undefined;
   private events: EventPublisher | undefined;
-  private cancelSub: Subscription | undefined;
-  private beacon: NatsLeaseBeacon | undefined;
-  private stopping: Promise<void> | undefined;
   private readonly slots: Slots;
   readonly observer: MeshObserver;
   private readonly runners = new Map<string, Runner>();
@@ -77,8 +80,13 @@ export class Daemon {
     readonly config: DaemonConfig,
     private readonly deps: DaemonDeps = {},
   ) {
-    this.workerId = `${config.name}-${randomBytes(4).toString("hex")}`;
-    this.log = deps.logger ?? createLogger(config.logLevel, { workerId: this.workerId });
+    const workerId = `${config.name}-${randomBytes(4).toString("hex")}`;
+    const log = deps.logger ?? createLogger(config.logLevel, { workerId });
+    super("daemon", log);
+    this.workerId = workerId;
+    this.log = log;
+    this.parts = new PartGroup(this.life.log);
+    this.graceMs = config.shutdownGraceMs;
     this.slots = new Slots(config.slots);
     this.observer = deps.observer ?? noopObserver;
     // The daemon's secret values, masked in whatever its runners report.
@@ -96,9 +104,6 @@ export class Daemon {
     }
   }
 
-  get state(): DaemonState {
-    return this._state;
-  }
   get api(): MeshApi {
     if (!this.service) throw new MeshError("FAILED_PRECONDITION", "daemon not started");
     return this.service;
@@ -123,7 +128,7 @@ export class Daemon {
    * interval late) for three sweep intervals.
    */
   get sweeping(): boolean {
-    if (this._state !== "running" || !this.directory) return false;
+    if (this.state !== "running" || !this.directory) return false;
     const { sweepIntervalMs, presenceIntervalMs } = this.config;
     const staleMs = Math.max(sweepIntervalMs, presenceIntervalMs) * 3 + presenceIntervalMs;
     return this.directory.isChoreHolder(this.workerId, (w) => w.sweptAt, staleMs);
@@ -136,18 +141,13 @@ export class Daemon {
 
   /** Ready: connected to NATS and the pool consumers bound. */
   get ready(): boolean {
-    return this._state === "running" && this.nc !== undefined && !this.nc.isClosed();
+    return this.state === "running" && this.nc !== undefined && !this.nc.isClosed();
   }
 
   use(plugin: DaemonPlugin): this {
-    if (this._state !== "new") throw new Error("plugins are added before start()");
+    if (this.state !== "new") throw new Error("plugins are added before start()");
     this.plugins.push(plugin);
     return this;
-  }
-
-  private setState(s: DaemonState): void {
-    this.log.debug({ from: this._state, to: s }, "daemon state");
-    this._state = s;
   }
 
   snapshot(): WorkerInfo {
@@ -167,7 +167,7 @@ export class Daemon {
       startedAt: this.startedAt,
       updatedAt: new Date().toISOString(),
       staleAfterMs: this.config.presenceTtlMs,
-      ...(this._state === "stopping" ? { draining: true } : {}),
+      ...(this.state === "stopping" ? { draining: true } : {}),
       ...(this.sweeper?.lastPassAt ? { sweptAt: this.sweeper.lastPassAt.toISOString() } : {}),
       ...(this.unavailableRunners.size > 0
         ? {
@@ -178,189 +178,221 @@ export class Daemon {
     };
   }
 
-  async start(): Promise<void> {
-    if (this._state !== "new") throw new Error(`daemon already ${this._state}`);
-    this.setState("starting");
+  protected async onStart(): Promise<void> {
     const cfg = this.config;
-    try {
-      await mkdir(cfg.stateDir, { recursive: true, mode: 0o700 });
-      // The socket, worktrees and agent transcripts live here: private to this user.
-      await chmod(cfg.stateDir, 0o700).catch((err) =>
-        this.log.warn({ err, stateDir: cfg.stateDir }, "cannot make the state dir private"),
+    const parts = this.parts;
+    await mkdir(cfg.stateDir, { recursive: true, mode: 0o700 });
+    // The socket, worktrees and agent transcripts live here: private to this user.
+    await chmod(cfg.stateDir, 0o700).catch((err) =>
+      this.log.warn({ err, stateDir: cfg.stateDir }, "cannot make the state dir private"),
+    );
+    const nc = await connectNats(cfg.nats, `meshd ${this.workerId}`);
+    this.nc = nc;
+    // Closed last: what the other parts hand back on their way out still reaches NATS.
+    parts.add("nats", {
+      stop: async () => {
+        if (!nc.isClosed()) await nc.drain();
+        this.topo?.publisher.close();
+      },
+    });
+    void this.watchConnection(nc);
+    void nc
+      .closed()
+      .then((err) =>
+        this.lost(
+          new MeshError(
+            "UNAVAILABLE",
+            `the NATS connection closed for good${err ? ` (${errorMessage(err)})` : ""}; meshd cannot go on without it`,
+            { cause: err },
+          ),
+        ),
       );
-      this.nc = await connectNats(cfg.nats, `meshd ${this.workerId}`);
-      void this.watchConnection(this.nc);
-      this.topo = await ensureTopology(this.nc, {
-        replicas: cfg.nats.replicas,
-        leaseMs: cfg.leaseMs,
-        presenceTtlMs: cfg.presenceTtlMs,
-        ...(cfg.nats.domain ? { domain: cfg.nats.domain } : {}),
-        eventsMaxBytes: cfg.limits.eventsMaxBytes,
-        eventsMaxAgeMs: cfg.limits.eventsMaxAge,
-        tasksMaxBytes: cfg.limits.tasksMaxBytes,
-        log: this.log,
-      });
-      for (const pool of cfg.pools) await this.topo.consumer(pool);
-      // Offer only runners that can work here; their tasks then wait for a worker that can.
-      for (const [kind, runner] of [...this.runners]) {
-        const why = await runner.unavailable?.();
-        if (why) {
-          this.log.warn({ runner: kind, why }, "runner not offered by this worker");
-          this.runners.delete(kind);
-          this.unavailableRunners.set(kind, why);
-        }
+    this.topo = await ensureTopology(nc, {
+      replicas: cfg.nats.replicas,
+      leaseMs: cfg.leaseMs,
+      presenceTtlMs: cfg.presenceTtlMs,
+      ...(cfg.nats.domain ? { domain: cfg.nats.domain } : {}),
+      eventsMaxBytes: cfg.limits.eventsMaxBytes,
+      eventsMaxAgeMs: cfg.limits.eventsMaxAge,
+      tasksMaxBytes: cfg.limits.tasksMaxBytes,
+      log: this.log,
+    });
+    parts.add("pullers", { stop: () => Promise.all([...this.pullers.values()].map((p) => p.stop())) });
+    for (const pool of cfg.pools) await this.topo.consumer(pool);
+    // Offer only runners that can work here; their tasks then wait for a worker that can.
+    for (const [kind, runner] of [...this.runners]) {
+      const why = await runner.unavailable?.();
+      if (why) {
+        this.log.warn({ runner: kind, why }, "runner not offered by this worker");
+        this.runners.delete(kind);
+        this.unavailableRunners.set(kind, why);
       }
-      const topo = this.topo;
-      const store = new TaskStore(topo, undefined, {
-        onUnreadable: (u) => {
-          this.observer.unreadable({ kind: "record" });
-          this.log.warn(
-            { key: u.key, revision: u.revision, why: u.reason },
-            "unreadable task record skipped",
-          );
-        },
-      });
-      this.events = new EventPublisher(this.nc, this.log);
-      const events = this.events;
-      this.service = new MeshService({
-        nc: this.nc,
-        js: topo.js,
-        publisher: topo.publisher,
-        jsm: topo.jsm,
-        store,
-        workersKv: topo.workers,
-        events,
-        log: this.log,
-        presenceTtlMs: cfg.presenceTtlMs,
-        observer: this.observer,
-        policy: cfg.taskPolicy,
-        capacity: topo.tasksCapacity,
-      });
-      const workspaces = guardWorkspaces(
-        this.deps.workspaces ??
-          defaultWorkspaces(cfg, this.log, {
-            keepBranch: keepBranchWhileTaskLives(
-              async (id) => (await store.get(id))?.record,
-              cfg.taskRetentionMs,
-            ),
-          }),
-        cfg.taskPolicy,
-      );
-      const claimer = new Claimer(
-        store,
-        {
-          workerId: this.workerId,
-          host: cfg.host,
-          pools: cfg.pools,
-          labels: cfg.labels,
-          runners: [...this.runners.keys()],
-        },
-        {
-          leaseMs: cfg.leaseMs,
-          startsAtClaim: (spec) => !spec.repo || this.runners.get(spec.runner)?.needsWorkspace === false,
-          servedByAnother: (pool, labels, runner) =>
-            this.directory?.servedByAnother(this.workerId, pool, labels, runner) ?? true,
-        },
-      );
-      const beacon = new NatsLeaseBeacon(this.nc);
-      this.beacon = beacon;
-      beacon.listen((id, revision) => claimer.observed(id, revision));
-      this.loop = new ClaimLoop({
-        pools: cfg.pools,
-        slots: this.slots,
-        claimer,
-        puller: async (pool) => {
-          await topo.consumer(pool);
-          let p = this.pullers.get(pool);
-          if (!p) {
-            p = new Puller(this.connection, {
-              apiPrefix: topo.apiPrefix,
-              stream: TASKS_STREAM,
-              consumer: poolConsumerName(pool),
-              log: this.log,
-              onConsumerGone: () => topo.forgetConsumer(pool),
-            });
-            this.pullers.set(pool, p);
-          }
-          return p;
-        },
-        events,
-        log: this.log,
-        observer: this.observer,
-        execution: (pool, d, msg: Delivery) => {
-          const runner = this.runners.get(d.claimed.record.spec.runner);
-          if (!runner) throw new Error(`no runner ${d.claimed.record.spec.runner}`); // claimer checked
-          this.presence?.beatSoon();
-          return new Execution(
-            {
-              store,
-              events,
-              runner: guardRunner(runner, cfg.taskPolicy, this.redact),
-              workspaces,
-              log: this.log,
-              workerId: this.workerId,
-              host: cfg.host,
-              pool,
-              stateDir: cfg.stateDir,
-              leaseMs: cfg.leaseMs,
-              heartbeatMs: cfg.heartbeatMs,
-              retryDelayMs: cfg.retryDelayMs,
-              defaultTimeoutMs: cfg.taskTimeoutMs,
-              observer: this.observer,
-              defaultResume: cfg.claude.resume,
-              onFinished: () => this.presence?.beatSoon(),
-              beacon,
-            },
-            d.claimed,
-            msg,
-          );
-        },
-      });
-      this.presence = new Presence(topo.workers, () => this.snapshot(), cfg.presenceIntervalMs, this.log);
-      this.cancelSub = this.nc.subscribe(cancelSubject("*"), {
-        callback: (_err, m) => {
-          const id = m.subject.slice(m.subject.lastIndexOf(".") + 1);
-          if (this.loop?.cancel(id)) this.log.info({ taskId: id }, "cancel requested");
-        },
-      });
-      this.sweeper = new Sweeper(store, topo.js, topo.jsm, this.log, {
-        intervalMs: cfg.sweepIntervalMs,
-        minAgeMs: Math.max(cfg.leaseMs, 5_000),
-        retentionMs: cfg.taskRetentionMs,
-        elected: () => this.sweeping,
-        liveWorkers: () => listWorkers(topo.workers, topo.jsm, cfg.presenceTtlMs),
-        watchMs: cfg.presenceIntervalMs,
-        onSettled: (r, notices) =>
-          events.announce(r, notices, {
-            onState: (to) => this.observer.transition({ pool: r.spec.pool, to }),
-          }),
-      });
-      for (const p of this.plugins) await p.start(this);
-      this.setState("running");
-      await this.presence.start();
-      this.directory = new WorkerDirectory(topo.workers, topo.jsm, {
-        refreshMs: cfg.presenceIntervalMs,
-        staleMs: cfg.presenceTtlMs,
-        log: this.log,
-      });
-      await this.directory.start();
-      this.loop.start();
-      this.sweeper.start();
-      this.log.info(
-        {
-          pools: cfg.pools,
-          labels: cfg.labels,
-          slots: cfg.slots,
-          runners: [...this.runners.keys()],
-          nats: cfg.nats.servers,
-        },
-        "meshd started",
-      );
-    } catch (err) {
-      this.setState("failed");
-      await this.closeAll();
-      throw err;
     }
+    const topo = this.topo;
+    const store = new TaskStore(topo, undefined, {
+      onUnreadable: (u) => {
+        this.observer.unreadable({ kind: "record" });
+        this.log.warn({ key: u.key, revision: u.revision, why: u.reason }, "unreadable task record skipped");
+      },
+    });
+    this.events = new EventPublisher(nc, this.log);
+    const events = this.events;
+    parts.add("events", { stop: () => events.flush() });
+    this.service = new MeshService({
+      nc: this.nc,
+      js: topo.js,
+      publisher: topo.publisher,
+      jsm: topo.jsm,
+      store,
+      workersKv: topo.workers,
+      events,
+      log: this.log,
+      presenceTtlMs: cfg.presenceTtlMs,
+      observer: this.observer,
+      policy: cfg.taskPolicy,
+      capacity: topo.tasksCapacity,
+    });
+    const workspaces = guardWorkspaces(
+      this.deps.workspaces ??
+        defaultWorkspaces(cfg, this.log, {
+          keepBranch: keepBranchWhileTaskLives(
+            async (id) => (await store.get(id))?.record,
+            cfg.taskRetentionMs,
+          ),
+        }),
+      cfg.taskPolicy,
+    );
+    const claimer = new Claimer(
+      store,
+      {
+        workerId: this.workerId,
+        host: cfg.host,
+        pools: cfg.pools,
+        labels: cfg.labels,
+        runners: [...this.runners.keys()],
+      },
+      {
+        leaseMs: cfg.leaseMs,
+        startsAtClaim: (spec) => !spec.repo || this.runners.get(spec.runner)?.needsWorkspace === false,
+        servedByAnother: (pool, labels, runner) =>
+          this.directory?.servedByAnother(this.workerId, pool, labels, runner) ?? true,
+      },
+    );
+    const beacon = new NatsLeaseBeacon(nc);
+    parts.add("lease beacon", { stop: async () => beacon.stop() });
+    beacon.listen((id, revision) => claimer.observed(id, revision));
+    this.loop = new ClaimLoop({
+      pools: cfg.pools,
+      slots: this.slots,
+      claimer,
+      puller: async (pool) => {
+        await topo.consumer(pool);
+        let p = this.pullers.get(pool);
+        if (!p) {
+          p = new Puller(this.connection, {
+            apiPrefix: topo.apiPrefix,
+            stream: TASKS_STREAM,
+            consumer: poolConsumerName(pool),
+            log: this.log,
+            onConsumerGone: () => topo.forgetConsumer(pool),
+          });
+          this.pullers.set(pool, p);
+          await p.start();
+        }
+        return p;
+      },
+      events,
+      log: this.log,
+      observer: this.observer,
+      graceMs: cfg.shutdownGraceMs,
+      execution: (pool, d, msg: Delivery) => {
+        const runner = this.runners.get(d.claimed.record.spec.runner);
+        if (!runner) throw new Error(`no runner ${d.claimed.record.spec.runner}`); // claimer checked
+        this.presence?.beatSoon();
+        return new Execution(
+          {
+            store,
+            events,
+            runner: guardRunner(runner, cfg.taskPolicy, this.redact),
+            workspaces,
+            log: this.log,
+            workerId: this.workerId,
+            host: cfg.host,
+            pool,
+            stateDir: cfg.stateDir,
+            leaseMs: cfg.leaseMs,
+            heartbeatMs: cfg.heartbeatMs,
+            retryDelayMs: cfg.retryDelayMs,
+            defaultTimeoutMs: cfg.taskTimeoutMs,
+            observer: this.observer,
+            defaultResume: cfg.claude.resume,
+            onFinished: () => this.presence?.beatSoon(),
+            beacon,
+          },
+          d.claimed,
+          msg,
+        );
+      },
+    });
+    this.presence = new Presence(topo.workers, () => this.snapshot(), cfg.presenceIntervalMs, this.log);
+    const cancelSub = nc.subscribe(cancelSubject("*"), {
+      callback: (err, m) => {
+        // An error (a refused subscription) ends the subscription: `closed` reports it.
+        if (err) return;
+        const id = m.subject.slice(m.subject.lastIndexOf(".") + 1);
+        if (this.loop?.cancel(id)) this.log.info({ taskId: id }, "cancel requested");
+      },
+    });
+    parts.add("cancel subscription", { stop: async () => cancelSub.unsubscribe() });
+    void cancelSub.closed.then(async (err) => {
+      // A closing connection ends its subscriptions first: that death is the connection's.
+      await new Promise((r) => setImmediate(r));
+      if (nc.isClosed()) return;
+      this.lost(
+        new MeshError(
+          "UNAVAILABLE",
+          `the cancel subscription ended${err ? ` (${errorMessage(err)})` : ""}; running tasks could not be cancelled`,
+          { cause: err },
+        ),
+      );
+    });
+    parts.add("runners", {
+      stop: () => Promise.all([...this.runners.values()].map((r) => r.close?.())),
+    });
+    this.sweeper = new Sweeper(store, topo.js, topo.jsm, this.log, {
+      intervalMs: cfg.sweepIntervalMs,
+      minAgeMs: Math.max(cfg.leaseMs, 5_000),
+      retentionMs: cfg.taskRetentionMs,
+      elected: () => this.sweeping,
+      liveWorkers: () => listWorkers(topo.workers, topo.jsm, cfg.presenceTtlMs),
+      watchMs: cfg.presenceIntervalMs,
+      onSettled: (r, notices) =>
+        events.announce(r, notices, {
+          onState: (to) => this.observer.transition({ pool: r.spec.pool, to }),
+        }),
+    });
+    for (const p of this.plugins)
+      await parts.start(p.name, { start: () => p.start(this), stop: () => p.stop() });
+    await parts.start("presence", this.presence);
+    this.directory = new WorkerDirectory(topo.workers, topo.jsm, {
+      refreshMs: cfg.presenceIntervalMs,
+      staleMs: cfg.presenceTtlMs,
+      log: this.log,
+    });
+    await parts.start("worker directory", this.directory);
+    await parts.start("claim loop", this.loop);
+    await parts.start("sweeper", this.sweeper);
+    if (this.lostWhileStarting) throw this.lostWhileStarting;
+    this.log.info(
+      {
+        pools: cfg.pools,
+        labels: cfg.labels,
+        slots: cfg.slots,
+        runners: [...this.runners.keys()],
+        nats: cfg.nats.servers,
+      },
+      "meshd started",
+    );
   }
 
   private async watchConnection(nc: NatsConnection): Promise<void> {
@@ -372,13 +404,31 @@ export class Daemon {
     }
   }
 
+  /** Starts every part in order; a part it cannot live without dying meanwhile fails the start. */
+  override async start(): Promise<void> {
+    await super.start();
+    // Lost between the last part's start and "running": die now.
+    if (this.lostWhileStarting) this.lost(this.lostWhileStarting);
+  }
+
+  /** A part the daemon cannot live without died: stop now (running tasks handed back at once). */
+  private lost(err: MeshError): void {
+    if (this.state === "starting") {
+      this.lostWhileStarting ??= err;
+      return;
+    }
+    if (this.state !== "running") return;
+    this.graceMs = 0;
+    void this.life.die(err);
+  }
+
   /**
-   * Graceful stop: no new claims; running tasks get `graceMs` to finish, then are aborted and
-   * handed back to the queue for another worker. Idempotent and memoized.
+   * Graceful stop: no new claims; running tasks get `graceMs` (the first call's) to finish, then
+   * are aborted and handed back to the queue for another worker. Memoized.
    */
-  stop(graceMs = this.config.shutdownGraceMs): Promise<void> {
-    this.stopping ??= this.doStop(graceMs);
-    return this.stopping;
+  override stop(graceMs?: number): Promise<void> {
+    if (graceMs !== undefined && this.state !== "stopping") this.graceMs = graceMs;
+    return super.stop();
   }
 
   /** Second Ctrl-C: abort running tasks now (they are still handed back) and finish stopping. */
@@ -386,47 +436,13 @@ export class Daemon {
     await this.loop?.abortAll("shutdown");
   }
 
-  private async doStop(graceMs: number): Promise<void> {
-    if (this._state === "new") {
-      this.setState("stopped");
-      return;
-    }
-    this.setState("stopping");
-    this.log.info({ graceMs, running: this.runningTaskIds.length }, "stopping: no new claims");
-    await this.loop?.stopIntake();
-    void this.presence?.beat();
-    if (this.loop && this.loop.running.size > 0) {
-      const all = await this.loop.drain(graceMs);
-      if (!all)
-        this.log.warn({ running: this.runningTaskIds }, "grace period over: handing running tasks back");
-    }
-    await this.loop?.abortAll("shutdown");
-    await this.closeAll();
-    this.setState("stopped");
+  /** Stops every part in reverse order of start, each one even when another fails; NATS last. */
+  protected async onStop(): Promise<void> {
+    this.log.info({ graceMs: this.graceMs, running: this.runningTaskIds.length }, "stopping: no new claims");
+    // Tell the mesh at once that this worker drains (the snapshot says so while stopping).
+    if (this.nc && !this.nc.isClosed()) void this.presence?.beat();
+    await this.loop?.stop(this.graceMs);
+    await this.parts.stopAll();
     this.log.info("meshd stopped");
-  }
-
-  /** Runs every cleanup even when one fails. */
-  private async closeAll(): Promise<void> {
-    const steps: Array<[string, () => Promise<unknown> | unknown]> = [
-      ["sweeper", () => this.sweeper?.stop()],
-      ["worker directory", () => this.directory?.stop()],
-      ...this.plugins.map((p): [string, () => Promise<void>] => [p.name, () => p.stop()]),
-      ["presence", () => this.presence?.stop()],
-      ["runners", () => Promise.all([...this.runners.values()].map((r) => r.close?.()))],
-      ["cancel subscription", () => this.cancelSub?.unsubscribe()],
-      ["lease beacon", () => this.beacon?.stop()],
-      ["events", () => this.events?.flush()],
-      ["nats", () => (this.nc && !this.nc.isClosed() ? this.nc.drain() : undefined)],
-      ["publisher", () => this.topo?.publisher.close()],
-      ["pullers", () => [...this.pullers.values()].map((p) => p.close())],
-    ];
-    for (const [name, step] of steps) {
-      try {
-        await step();
-      } catch (err) {
-        this.log.warn({ err, step: name }, "cleanup step failed");
-      }
-    }
   }
 }

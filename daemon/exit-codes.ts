@@ -5,7 +5,7 @@
 import type { MeshErrorCode } from "./errors.js";
 
 export const MESHD_EXIT = {
-  /** Stopped cleanly (a signal, `--help`, `--version`). */
+  /** Stopped cleanly (a signal, also a second one that handed running tasks back; `--help`, `--version`). */
   OK: 0,
   /** Any other failure: while starting, or a stop that failed. */
   FAILED: 1,
@@ -13,7 +13,9 @@ export const MESHD_EXIT = {
   USAGE: 2,
   /** NATS cannot be reached (or refused the credentials). */
   UNAVAILABLE: 3,
-  /** A second stop signal arrived while still starting: gave up at once. */
+  /** It stopped itself: a part it cannot run without died (the NATS connection, the cancel subscription). */
+  LOST: 4,
+  /** Gave up at once: a second stop signal while still starting, or a third one while stopping. */
   INTERRUPTED: 130,
 } as const;
 
@@ -34,6 +36,7 @@ export function exitCodesHelp(): string {
     `  ${MESHD_EXIT.FAILED}    failed to start, or the stop failed`,
     `  ${MESHD_EXIT.USAGE}    bad usage or configuration (flag, config field, unreadable file)`,
     `  ${MESHD_EXIT.UNAVAILABLE}    NATS cannot be reached or refused the credentials`,
-    `  ${MESHD_EXIT.INTERRUPTED}  a second signal while still starting`,
+    `  ${MESHD_EXIT.LOST}    stopped itself: the NATS connection closed for good or the cancel subscription ended`,
+    `  ${MESHD_EXIT.INTERRUPTED}  a second signal while still starting, or a third while stopping`,
   ].join("\n");
 }

@@ -1,10 +1,12 @@
 #!/usr/bin/env node
 /**
  * meshd: the agent-mesh daemon. Flags override the config file; everything is validated at
- * start. Signals are handled here only: SIGTERM/SIGINT stop gracefully, a second SIGINT forces.
+ * start. Signals are handled here only (lib/signals.ts): SIGTERM/SIGINT stop gracefully, a second
+ * one forces.
  */
 import { readFileSync } from "node:fs";
 import { Command } from "commander";
+import { SignalPolicy } from "../lib/index.js";
 import { compileConfig, defaultStateDir, readConfigFile } from "./config.js";
 import { errorMessage, isMeshError, MeshError } from "./errors.js";
 import { exitCodeFor, exitCodesHelp, MESHD_EXIT } from "./exit-codes.js";
@@ -188,42 +190,41 @@ async function main(): Promise<void> {
 
   const config = compileConfig(raw, f.config ? `config (${f.config} + flags)` : "options");
   useLocalMeshCredentials(config);
-  // Signals are handled from before the start: a SIGTERM while starting stops once started.
-  let daemon: Awaited<ReturnType<typeof startDaemon>> | undefined;
-  let signals = 0;
-  const stopGracefully = (d: NonNullable<typeof daemon>) =>
-    void d.stop().then(
-      () => process.exit(MESHD_EXIT.OK),
-      (err) => {
-        d.log.error({ err }, "stop failed");
-        process.exit(MESHD_EXIT.FAILED);
-      },
-    );
-  const onSignal = (sig: NodeJS.Signals) => {
-    signals++;
-    if (!daemon) {
-      // Still starting: the first signal stops it once started; a second one gives up now.
-      if (signals > 1) process.exit(MESHD_EXIT.INTERRUPTED);
-      return;
-    }
-    if (signals === 1) {
+  // Signals are handled from before the start (lib/signals.ts): a SIGTERM while starting stops
+  // once started; a second signal hands running tasks back at once (a clean stop still: exit 0);
+  // a second while starting, or a third, gives up at once (INTERRUPTED).
+  const signals = new SignalPolicy({
+    forcedExitCode: MESHD_EXIT.OK,
+    abandonExitCode: MESHD_EXIT.INTERRUPTED,
+  });
+  const daemon = await startDaemon(config);
+  // A part meshd cannot live without died: it has stopped itself; exit saying which.
+  daemon.closed.then(
+    () => undefined,
+    (err: unknown) => {
+      process.stderr.write(`meshd: ${errorMessage(err)}\n`);
+      process.exit(MESHD_EXIT.LOST);
+    },
+  );
+  signals.attach({
+    graceful(signal) {
       daemon.log.info(
-        { signal: sig },
-        "stopping gracefully (a second SIGINT hands running tasks back at once)",
+        { signal },
+        "stopping gracefully (a second SIGINT hands running tasks back at once, as does a second SIGTERM)",
       );
-      stopGracefully(daemon);
-    } else if (sig === "SIGINT" || signals > 2) {
+      void daemon.stop().then(
+        () => process.exit(signals.exitCode(MESHD_EXIT.OK)),
+        (err: unknown) => {
+          daemon.log.error({ err }, "stop failed");
+          process.exit(MESHD_EXIT.FAILED);
+        },
+      );
+    },
+    force() {
       daemon.log.warn("forcing: handing running tasks back now");
       void daemon.force();
-    }
-  };
-  process.on("SIGTERM", onSignal);
-  process.on("SIGINT", onSignal);
-  daemon = await startDaemon(config);
-  if (signals > 0) {
-    daemon.log.info("a stop signal arrived while starting: stopping");
-    stopGracefully(daemon);
-  }
+    },
+  });
 }
 
 main().catch((err: unknown) => {

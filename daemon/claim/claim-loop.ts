@@ -4,6 +4,7 @@
  * decision's state events, and run won claims as Executions. Pulling one at a time matters: a
  * prefetched doorbell would time out while the worker is busy.
  */
+import { Part } from "../../lib/index.js";
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { Delivery, Puller } from "../queue/index.js";
@@ -13,8 +14,6 @@ import type { Claimer, Decision } from "./claim.js";
 import type { Execution } from "./execution.js";
 import type { MeshObserver } from "./observer.js";
 import { settleDoorbell } from "./settle-doorbell.js";
-
-export type ClaimLoopState = "new" | "running" | "stopping" | "stopped";
 
 export interface ClaimLoopDeps {
   pools: string[];
@@ -27,29 +26,47 @@ export interface ClaimLoopDeps {
   events: EventPublisher;
   log: Logger;
   observer: MeshObserver;
+  /** How long stop() lets running executions finish before aborting them (default 0). */
+  graceMs?: number;
 }
 
-export class ClaimLoop {
-  private state: ClaimLoopState = "new";
+/**
+ * stop(): no new pulls, running executions get the grace period, the rest are aborted
+ * ("shutdown": handed back), and it resolves once every execution has settled.
+ */
+export class ClaimLoop extends Part {
   private readonly intake = new AbortController();
   private loops: Promise<void>[] = [];
+  private graceMs: number;
   readonly running = new Map<string, { execution: Execution; done: Promise<unknown> }>();
 
-  constructor(private readonly deps: ClaimLoopDeps) {}
-
-  get status(): ClaimLoopState {
-    return this.state;
+  constructor(private readonly deps: ClaimLoopDeps) {
+    super("claim-loop", deps.log);
+    this.graceMs = deps.graceMs ?? 0;
   }
 
-  start(): void {
-    if (this.state !== "new") throw new Error(`claim loop already ${this.state}`);
-    this.state = "running";
-    this.loops = this.deps.pools.map((pool) => this.poolLoop(pool));
+  protected onStart(): void {
+    this.loops = this.deps.pools.map((pool) => this.life.track(this.poolLoop(pool)));
+  }
+
+  /** Stops, giving running executions `graceMs` (the first call's) to finish. */
+  override stop(graceMs?: number): Promise<void> {
+    if (graceMs !== undefined && this.state !== "stopping") this.graceMs = graceMs;
+    return super.stop();
+  }
+
+  protected async onStop(): Promise<void> {
+    await this.stopIntake();
+    if (this.running.size > 0 && !(await this.drain(this.graceMs)))
+      this.deps.log.warn(
+        { running: [...this.running.keys()] },
+        "grace period over: handing running tasks back",
+      );
+    await this.abortAll("shutdown");
   }
 
   /** Stops taking new work; running executions go on. Idempotent. */
   async stopIntake(): Promise<void> {
-    if (this.state === "running") this.state = "stopping";
     this.intake.abort();
     await Promise.allSettled(this.loops);
   }
@@ -73,7 +90,6 @@ export class ClaimLoop {
   async abortAll(reason: "shutdown" | "fenced"): Promise<void> {
     for (const r of this.running.values()) r.execution.stop(reason);
     await Promise.allSettled([...this.running.values()].map((r) => r.done));
-    this.state = "stopped";
   }
 
   cancel(taskId: string): boolean {
@@ -147,7 +163,7 @@ export class ClaimLoop {
         this.running.delete(r.id);
         this.deps.slots.release();
       });
-    this.running.set(r.id, { execution, done });
+    this.running.set(r.id, { execution, done: this.life.track(done) });
     return true;
   }
 }

@@ -14,6 +14,7 @@
  * is handed straight back (nak) rather than held until AckWait.
  */
 import { createInbox, type Msg, type NatsConnection, type Subscription } from "@nats-io/transport-node";
+import { Part } from "../../lib/index.js";
 import { MeshError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { type Delivery, NatsDelivery, parseAckSubject } from "./delivery.js";
@@ -44,17 +45,27 @@ export interface PullerOptions {
   onConsumerGone?(): void;
 }
 
-export class Puller {
+/** A part: start() opens the reply subscription, stop() ends every waiting pull. */
+export class Puller extends Part {
   private readonly inbox = createInbox();
   private sub: Subscription | undefined;
   private readonly requests = new Map<string, Request>();
   private next = 0;
-  private closed = false;
 
   constructor(
     private readonly nc: NatsConnection,
     private readonly opts: PullerOptions,
-  ) {}
+  ) {
+    super("puller", opts.log.child({ consumer: opts.consumer }));
+  }
+
+  protected onStart(): void {
+    this.subscribe();
+  }
+
+  private subscribe(): void {
+    this.sub ??= this.nc.subscribe(`${this.inbox}.*`, { callback: (_err, m) => this.answer(m) });
+  }
 
   /** Requests the server may still answer (for tests and diagnostics). */
   get outstanding(): number {
@@ -63,8 +74,8 @@ export class Puller {
 
   /** One message, or null when the pull expired, was given up, or `signal` aborted. */
   pull(expiresMs: number, signal?: AbortSignal): Promise<Delivery | null> {
-    if (this.closed || signal?.aborted) return Promise.resolve(null);
-    this.sub ??= this.nc.subscribe(`${this.inbox}.*`, { callback: (_err, m) => this.answer(m) });
+    if (this.life.stopSignal.aborted || signal?.aborted) return Promise.resolve(null);
+    this.subscribe();
     return new Promise<Delivery | null>((resolve, reject) => {
       const onAbort = () => giveUp();
       const settle = () => {
@@ -134,9 +145,13 @@ export class Puller {
 
   /** Stops pulling. The subscription stays (until the connection closes) so that a message
    * still on its way is handed back at once rather than left to time out. Idempotent. */
-  close(): void {
-    this.closed = true;
+  protected onStop(): void {
     this.abandonAll();
+  }
+
+  /** stop() by its older name. */
+  close(): Promise<void> {
+    return this.stop();
   }
 
   private answer(m: Msg): void {

@@ -18,6 +18,7 @@
  */
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import { errorMessage, isMeshError } from "../errors.js";
+import { Part } from "../../lib/index.js";
 import type { Logger } from "../log.js";
 import { type WorkerInfo, workerServes } from "../registry/index.js";
 import {
@@ -63,7 +64,7 @@ export interface SweepResult {
   cancelled: number;
 }
 
-export class Sweeper {
+export class Sweeper extends Part {
   private timer: NodeJS.Timeout | undefined;
   private watcher: NodeJS.Timeout | undefined;
   private running: Promise<SweepResult> | undefined;
@@ -73,7 +74,6 @@ export class Sweeper {
   private known = new Map<string, ServingWorker>();
   /** Set when workers joined: the ones live before and still live (what served before). */
   private joinedPending: ServingWorker[] | undefined;
-  private stopped = false;
   /** Passes run so far (timer or sweep()). */
   passes = 0;
   /** When the last pass that could read the records finished. */
@@ -87,9 +87,11 @@ export class Sweeper {
     private readonly jsm: JetStreamManager,
     private readonly log: Logger,
     private readonly opts: SweeperOptions,
-  ) {}
+  ) {
+    super("sweeper", log);
+  }
 
-  start(): void {
+  protected onStart(): void {
     this.timer = setInterval(() => {
       if (this.opts.elected?.() === false) return;
       void this.sweep();
@@ -102,8 +104,8 @@ export class Sweeper {
     }
   }
 
-  stop(): void {
-    this.stopped = true;
+  /** Stops the timers; a pass in progress is waited for (tracked). */
+  protected onStop(): void {
     if (this.timer) clearInterval(this.timer);
     if (this.watcher) clearInterval(this.watcher);
     this.timer = undefined;
@@ -125,12 +127,14 @@ export class Sweeper {
       if (joinedAfter) this.again = this.again ? common(this.again, joinedAfter) : joinedAfter;
       return this.running;
     }
-    this.running = this.run(joinedAfter).finally(() => {
-      this.running = undefined;
-      const next = this.again;
-      this.again = undefined;
-      if (next && !this.stopped) void this.pass(next);
-    });
+    this.running = this.life.track(
+      this.run(joinedAfter).finally(() => {
+        this.running = undefined;
+        const next = this.again;
+        this.again = undefined;
+        if (next && !this.life.stopSignal.aborted) void this.pass(next);
+      }),
+    );
     return this.running;
   }
 

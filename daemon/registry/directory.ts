@@ -4,12 +4,13 @@
  */
 import type { JetStreamManager } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
+import { Part } from "../../lib/index.js";
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
 import { listWorkers } from "./presence.js";
 import { type WorkerInfo, workerServes } from "./worker-info.js";
 
-export class WorkerDirectory {
+export class WorkerDirectory extends Part {
   private workers: WorkerInfo[] = [];
   private timer: NodeJS.Timeout | undefined;
   private refreshing: Promise<void> | undefined;
@@ -19,30 +20,35 @@ export class WorkerDirectory {
     private readonly kv: KV,
     private readonly jsm: JetStreamManager,
     private readonly opts: { refreshMs: number; staleMs: number; log: Logger },
-  ) {}
+  ) {
+    super("directory", opts.log);
+  }
 
-  async start(): Promise<void> {
+  protected async onStart(): Promise<void> {
     await this.refresh();
     this.timer = setInterval(() => void this.refresh(), this.opts.refreshMs);
     this.timer.unref();
   }
 
-  stop(): void {
+  /** Stops refreshing; a refresh in flight is waited for. */
+  protected onStop(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
   }
 
   refresh(): Promise<void> {
-    this.refreshing ??= (async () => {
-      try {
-        this.workers = await listWorkers(this.kv, this.jsm, this.opts.staleMs);
-        this.lastRefresh = Date.now();
-      } catch (err) {
-        this.opts.log.debug({ err: errorMessage(err) }, "worker directory refresh failed");
-      } finally {
-        this.refreshing = undefined;
-      }
-    })();
+    this.refreshing ??= this.life.track(
+      (async () => {
+        try {
+          this.workers = await listWorkers(this.kv, this.jsm, this.opts.staleMs);
+          this.lastRefresh = Date.now();
+        } catch (err) {
+          this.opts.log.debug({ err: errorMessage(err) }, "worker directory refresh failed");
+        } finally {
+          this.refreshing = undefined;
+        }
+      })(),
+    );
     return this.refreshing;
   }
 

@@ -5,6 +5,7 @@
  */
 import type { JetStreamManager } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
+import { Part } from "../../lib/index.js";
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
 import { kvKeys, WORKERS_BUCKET } from "../nats/index.js";
@@ -12,50 +13,54 @@ import type { WorkerInfo } from "./worker-info.js";
 
 const dec = new TextDecoder();
 
-export class Presence {
+export class Presence extends Part {
   private timer: NodeJS.Timeout | undefined;
-  private stopped = false;
+  private soon: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly kv: KV,
     private readonly snapshot: () => WorkerInfo,
     private readonly intervalMs: number,
-    private readonly log: Logger,
-  ) {}
+    log: Logger,
+  ) {
+    super("presence", log);
+  }
 
-  async start(): Promise<void> {
+  protected async onStart(): Promise<void> {
     await this.beat();
     this.timer = setInterval(() => void this.beat(), this.intervalMs);
   }
 
-  private soon: NodeJS.Timeout | undefined;
-
   /** Publishes shortly, coalescing bursts (slot changes under load would be a write per task). */
   beatSoon(delayMs = 250): void {
-    if (this.soon || this.stopped) return;
+    if (this.soon || !this.live) return;
     this.soon = setTimeout(() => {
       this.soon = undefined;
       void this.beat();
     }, delayMs);
   }
 
-  /** Publishes now. */
-  async beat(): Promise<void> {
-    if (this.stopped) return;
-    const info = this.snapshot();
-    try {
-      await this.kv.put(info.workerId, JSON.stringify(info));
-    } catch (err) {
-      this.log.warn({ err: errorMessage(err) }, "presence update failed");
-    }
+  private get live(): boolean {
+    return this.state === "starting" || this.state === "running";
   }
 
-  /** Removes our key so we leave discovery at once. Idempotent. */
-  async stop(): Promise<void> {
-    if (this.stopped) return;
-    this.stopped = true;
+  /** Publishes now (also while the daemon drains: the snapshot then says so). */
+  beat(): Promise<void> {
+    if (!this.live) return Promise.resolve();
+    const info = this.snapshot();
+    return this.life.track(
+      this.kv.put(info.workerId, JSON.stringify(info)).then(
+        () => undefined,
+        (err: unknown) => this.life.log.warn({ err: errorMessage(err) }, "presence update failed"),
+      ),
+    );
+  }
+
+  /** Removes our key so we leave discovery at once, after any update in flight. */
+  protected async onStop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     if (this.soon) clearTimeout(this.soon);
+    await this.life.idle();
     try {
       await this.kv.delete(this.snapshot().workerId);
     } catch {

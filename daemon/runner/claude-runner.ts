@@ -9,9 +9,7 @@ import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
-import { createInterface } from "node:readline";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { execa, type ResultPromise } from "execa";
 import pino, { type Logger } from "pino";
 import { z } from "zod";
 import {
@@ -21,10 +19,10 @@ import {
   type ShimJobInput,
   type ShimOutcome,
 } from "../../agent-shim/index.js";
+import { type Child, spawnChild } from "../../lib/index.js";
 import type { RunContext, Runner, RunOutcome } from "../claim/index.js";
 import { isMeshError, MeshError } from "../errors.js";
 import type { RunnerEvent, TaskResultInfo } from "../tasks/index.js";
-import { controlStdio, killRun, launchRun, type RunLaunch } from "./child.js";
 import { EventCap } from "./event-cap.js";
 import { resolveExecutable } from "./which.js";
 
@@ -143,16 +141,10 @@ export function defaultShimCommand(): string[] {
   return [process.execPath, join(root, "agent-shim", "main.js")];
 }
 
-type ShimProcess = ResultPromise<{
-  stdio: ["pipe", "pipe", "pipe", "pipe" | "ignore"];
-  buffer: false;
-  reject: false;
-  detached: true;
-  extendEnv: false;
-  forceKillAfterDelay: false;
-  cwd: string;
-  env: Record<string, string>;
-}>;
+type ShimProcess = Child;
+
+/** A shim's stdout line is one JSON message; held whole up to this size (events are capped). */
+const MAX_SHIM_LINE = 16 * 1024 * 1024;
 
 export class ClaudeRunner implements Runner {
   readonly kind = "claude";
@@ -185,8 +177,6 @@ export class ClaudeRunner implements Runner {
   }
 
   private warm: ShimProcess | undefined;
-  /** How each shim was started (under a guardian or not), for killing its whole tree. */
-  private readonly launches = new WeakMap<ShimProcess, RunLaunch>();
   private warming: Promise<void> | undefined;
   private closed = false;
 
@@ -197,34 +187,20 @@ export class ClaudeRunner implements Runner {
   private spawnShim(env: Record<string, string>, cwd: string, jobPath: string): ShimProcess {
     const [cmd, ...prefix] = this.cfg.shimCommand;
     // Under a guardian where possible: Claude Code's tool processes die with the run, even those
-    // that left its process group, and all of it dies at once with the daemon.
-    const launch = launchRun([cmd!, ...prefix, jobPath, "--parent-watch", "stdin"]);
-    const [file, ...args] = launch.argv;
-    const proc: ShimProcess = execa(file, args, {
+    // that left its process group, and all of it dies at once with the daemon. Its own process
+    // group, so a forced stop also reaches Claude Code and its tool processes.
+    return spawnChild([cmd!, ...prefix, jobPath, "--parent-watch", "stdin"], {
       cwd,
       env,
-      extendEnv: false,
-      stdio: ["pipe", "pipe", "pipe", controlStdio(launch)],
-      buffer: false,
-      reject: false,
-      // Own process group, so a forced stop also reaches Claude Code and its tool processes.
-      detached: true,
-      forceKillAfterDelay: false,
+      stdin: "pipe",
+      maxLineChars: MAX_SHIM_LINE,
     });
-    this.launches.set(proc, launch);
-    return proc;
-  }
-
-  /** Kills a shim's whole tree now. */
-  private killShim(proc: ShimProcess): void {
-    const launch = this.launches.get(proc);
-    if (launch) killRun(proc, launch);
   }
 
   private takeWarmShim(): ShimProcess | undefined {
     const w = this.warm;
     this.warm = undefined;
-    return w && w.exitCode === null && w.signalCode === null && w.pid !== undefined ? w : undefined;
+    return w?.running ? w : undefined;
   }
 
   /** Keeps one shim started and waiting, once this runner has run a task (idle daemons hold none). */
@@ -234,8 +210,7 @@ export class ClaudeRunner implements Runner {
       try {
         await mkdir(this.cfg.configRoot, { recursive: true, mode: 0o700 });
         const w = this.spawnShim(await this.shimEnv(), this.cfg.configRoot, "-");
-        w.catch(() => undefined);
-        if (this.closed) this.killShim(w);
+        if (this.closed) w.kill();
         else this.warm = w;
       } catch (err) {
         this.log.debug({ err: String(err) }, "could not pre-start a shim");
@@ -252,8 +227,8 @@ export class ClaudeRunner implements Runner {
     const w = this.takeWarmShim();
     if (w) {
       w.stdin?.end();
-      this.killShim(w);
-      await w.catch(() => undefined);
+      w.kill();
+      await w.exited;
     }
   }
 
@@ -416,73 +391,66 @@ export class ClaudeRunner implements Runner {
     const forceKill = (why: string): void => {
       killedFor ??= why;
       log.warn({ why }, "killing mesh-shim process group");
-      this.killShim(proc);
+      proc.kill();
     };
 
-    const stdoutDone = new Promise<void>((res) => {
-      if (!proc.stdout) return res();
-      const rl = createInterface({ input: proc.stdout, crlfDelay: Number.POSITIVE_INFINITY });
-      rl.on("line", (line) => {
-        lastLineAt = Date.now();
-        this.onShimLine?.("stdout", line);
-        const msg = parseShimLine(line);
-        if (!msg) {
-          log.debug({ line }, "unexpected shim stdout");
-          return;
-        }
-        switch (msg.type) {
-          case "event": {
-            const { kind, ...data } = msg.event;
-            const verdict = cap.admit(kind, Buffer.byteLength(line));
-            if (verdict === "send") ctx.emit({ type: "agent", kind, data });
-            else {
-              if (verdict === "truncate") {
-                log.warn(cap.marker(), "agent event cap reached; further events are only counted");
-                ctx.emit({ type: "agent", kind: "events_truncated", data: cap.marker() });
-              }
-              const model = ctx.spec.agent.model;
-              this.onEventDropped?.({
-                pool: ctx.pool,
-                event: { type: "agent", kind, data },
-                ...(model ? { model } : {}),
-              });
+    const onStdout = (line: string): void => {
+      lastLineAt = Date.now();
+      this.onShimLine?.("stdout", line);
+      const msg = parseShimLine(line);
+      if (!msg) {
+        log.debug({ line }, "unexpected shim stdout");
+        return;
+      }
+      switch (msg.type) {
+        case "event": {
+          const { kind, ...data } = msg.event;
+          const verdict = cap.admit(kind, Buffer.byteLength(line));
+          if (verdict === "send") ctx.emit({ type: "agent", kind, data });
+          else {
+            if (verdict === "truncate") {
+              log.warn(cap.marker(), "agent event cap reached; further events are only counted");
+              ctx.emit({ type: "agent", kind: "events_truncated", data: cap.marker() });
             }
-            break;
-          }
-          case "heartbeat":
-            if (this.cfg.emitHeartbeats) {
-              ctx.emit({ type: "agent", kind: "heartbeat", data: { idleMs: msg.idleMs, pid: msg.pid } });
-            }
-            break;
-          case "started":
-            ctx.emit({
-              type: "agent",
-              kind: "shim_started",
-              data: {
-                pid: msg.pid,
-                resumed: msg.resumed,
-                ...(msg.sessionId ? { sessionId: msg.sessionId } : {}),
-              },
+            const model = ctx.spec.agent.model;
+            this.onEventDropped?.({
+              pool: ctx.pool,
+              event: { type: "agent", kind, data },
+              ...(model ? { model } : {}),
             });
-            break;
-          case "outcome":
-            outcome = msg.outcome;
-            break;
+          }
+          break;
         }
-      });
-      rl.on("close", res);
-    });
-    const stderrDone = new Promise<void>((res) => {
-      if (!proc.stderr) return res();
-      const rl = createInterface({ input: proc.stderr, crlfDelay: Number.POSITIVE_INFINITY });
-      rl.on("line", (line) => {
-        this.onShimLine?.("stderr", line);
-        stderrTail.push(line);
-        if (stderrTail.length > STDERR_TAIL) stderrTail.shift();
-        log.debug({ line }, "shim stderr");
-      });
-      rl.on("close", res);
-    });
+        case "heartbeat":
+          if (this.cfg.emitHeartbeats) {
+            ctx.emit({ type: "agent", kind: "heartbeat", data: { idleMs: msg.idleMs, pid: msg.pid } });
+          }
+          break;
+        case "started":
+          ctx.emit({
+            type: "agent",
+            kind: "shim_started",
+            data: {
+              pid: msg.pid,
+              resumed: msg.resumed,
+              ...(msg.sessionId ? { sessionId: msg.sessionId } : {}),
+            },
+          });
+          break;
+        case "outcome":
+          outcome = msg.outcome;
+          break;
+      }
+    };
+    const onStderr = (line: string): void => {
+      this.onShimLine?.("stderr", line);
+      stderrTail.push(line);
+      if (stderrTail.length > STDERR_TAIL) stderrTail.shift();
+      log.debug({ line }, "shim stderr");
+    };
+    const output = (async () => {
+      for await (const { stream, line } of proc.lines()) (stream === "stdout" ? onStdout : onStderr)(line);
+    })();
 
     let killTimer: NodeJS.Timeout | undefined;
     const onAbort = (): void => {
@@ -492,7 +460,7 @@ export class ClaudeRunner implements Runner {
         return;
       }
       log.info({ reason: String(ctx.signal.reason) }, "aborting: SIGTERM to mesh-shim");
-      proc.kill("SIGTERM");
+      proc.signal("SIGTERM");
       killTimer = setTimeout(() => forceKill("did not stop after SIGTERM"), this.cfg.killAfterMs);
     };
     ctx.signal.addEventListener("abort", onAbort, { once: true });
@@ -503,18 +471,17 @@ export class ClaudeRunner implements Runner {
       Math.min(this.cfg.heartbeatMs, 5_000),
     );
 
-    const res = await proc;
-    await Promise.all([stdoutDone, stderrDone]);
+    const res = await proc.exited;
+    await output;
     clearInterval(watchdog);
     clearTimeout(killTimer);
     ctx.signal.removeEventListener("abort", onAbort);
-    // Whatever the shim left behind in its group (a tool's child process) goes with it; a
-    // guardian has done so already, for the whole tree.
-    if (!this.launches.get(proc)?.guarded) killRun(proc, { argv: ["-"], guarded: false });
+    // Whatever the shim left behind (a tool's child process) went with it: the guardian kills
+    // the whole tree, or spawnChild its process group.
     log.info(
       {
-        exitCode: res.exitCode ?? null,
-        signal: res.signal ?? null,
+        exitCode: res.exitCode,
+        signal: res.signal,
         status: outcome?.status,
         ...(cap.dropped > 0 ? { eventsDropped: cap.dropped } : {}),
       },
@@ -522,9 +489,9 @@ export class ClaudeRunner implements Runner {
     );
 
     const mapped = this.mapOutcome(ctx, outcome, {
-      exitCode: res.exitCode ?? null,
-      signal: res.signal ?? null,
-      spawnError: res.failed && res.exitCode === undefined && !res.signal ? res.originalMessage : undefined,
+      exitCode: res.exitCode,
+      signal: res.signal,
+      spawnError: res.spawnError,
       stderrTail,
       killedFor,
     });

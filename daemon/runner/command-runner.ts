@@ -7,10 +7,8 @@
  */
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { execa } from "execa";
+import { spawnChild } from "../../lib/index.js";
 import type { RunContext, Runner, RunOutcome } from "../claim/index.js";
-import { onBoundedLines } from "./bounded-lines.js";
-import { controlStdio, killRun, launchRun, signalTree } from "./child.js";
 import { childEnv } from "./child-env.js";
 import { resolveExecutable } from "./which.js";
 
@@ -67,51 +65,32 @@ export class CommandRunner implements Runner {
       };
     }
     await writeFile(promptFile, ctx.spec.prompt, { mode: 0o600 });
-    const launch = launchRun(argv as [string, ...string[]]);
-    const [file, ...args] = launch.argv;
-    const child = execa(file, args, {
+    const child = spawnChild(argv, {
       cwd: ctx.workdir,
       env,
-      extendEnv: false,
-      stdio: ["ignore", "pipe", "pipe", controlStdio(launch)],
-      detached: true,
-      reject: false,
-      buffer: false,
+      signal: ctx.signal,
+      // Fenced: another worker may take the task over soon, so nothing waits for a grace.
+      killNowOn: (reason) => reason === "fenced",
+      killGraceMs: this.killGraceMs,
+      maxLineChars: MAX_HELD_LINE,
     });
     let lines = 0;
-    for (const stream of ["stdout", "stderr"] as const) {
-      const s = child[stream];
-      if (!s) continue;
-      // At most 64 KiB of a line is held; masked before the cut to 4 KiB, so a secret split at
-      // the cut is not half shown.
-      onBoundedLines(s, MAX_HELD_LINE, (line) => {
-        if (lines++ < this.maxLogLines)
-          ctx.emit({ type: "log", stream, line: this.redact(line).slice(0, 4096) });
-      });
+    // At most 64 KiB of a line is held; masked before the cut to 4 KiB, so a secret split at the
+    // cut is not half shown.
+    for await (const { stream, line } of child.lines()) {
+      if (lines++ < this.maxLogLines)
+        ctx.emit({ type: "log", stream, line: this.redact(line).slice(0, 4096) });
     }
-    let killTimer: NodeJS.Timeout | undefined;
-    const onAbort = () => {
-      if (ctx.signal.reason === "fenced") return killRun(child, launch);
-      signalTree(child.pid, "SIGTERM");
-      killTimer = setTimeout(() => killRun(child, launch), this.killGraceMs);
-    };
-    if (ctx.signal.aborted) onAbort();
-    else ctx.signal.addEventListener("abort", onAbort, { once: true });
-    const res = await child;
-    ctx.signal.removeEventListener("abort", onAbort);
-    if (killTimer) clearTimeout(killTimer);
-    // Reap stragglers the command left in its group (a guardian has killed its whole tree).
-    if (!launch.guarded) signalTree(child.pid, "SIGKILL");
-    if (res.failed && res.exitCode === undefined && !res.signal) {
+    const res = await child.exited;
+    if (res.spawnError) {
       return {
         status: "failed",
-        reason: `could not start ${argv[0]}: ${res.shortMessage}`,
+        reason: `could not start ${argv[0]}: ${res.spawnError}`,
         exitCode: null,
         signal: null,
       };
     }
-    const exitCode = res.exitCode ?? null;
-    const signal = res.signal ?? null;
+    const { exitCode, signal } = res;
     if (exitCode === 0 && !ctx.signal.aborted) return { status: "succeeded", exitCode, signal };
     const reason = signal ? `killed by ${signal}` : `exit code ${exitCode}`;
     return { status: "failed", reason, exitCode, signal };

@@ -10,6 +10,7 @@
 import { chmod, readFile } from "node:fs/promises";
 import { type ChannelOptions, Server, ServerCredentials, type ServerInterceptor } from "@grpc/grpc-js";
 import { HealthImplementation } from "grpc-health-check";
+import { Lifecycle, type LifeState } from "../../lib/index.js";
 import pino, { type Logger } from "pino";
 import { MESH_SERVICE_NAME, MeshServiceService } from "../../proto/index.js";
 import type { MeshApi } from "../api/index.js";
@@ -56,8 +57,6 @@ export interface GrpcAddresses {
   tcpAddress?: string;
 }
 
-type State = "new" | "starting" | "running" | "stopping" | "stopped";
-
 /** Answers (a long task list) may be large; requests are bounded by the submit limit. */
 const MAX_SEND_BYTES = 64 * 1024 * 1024;
 /** Room in a request beyond the document itself (the source name, framing). */
@@ -94,7 +93,8 @@ async function readTlsFile(path: string, what: string): Promise<Buffer> {
 }
 
 export class GrpcServer {
-  private state: State = "new";
+  private readonly life: Lifecycle;
+  private addresses: GrpcAddresses = {};
   private readonly log: Logger;
   private readonly servers: Server[] = [];
   private readonly streams = new Set<() => void>();
@@ -102,7 +102,6 @@ export class GrpcServer {
     "": "NOT_SERVING",
     [MESH_SERVICE_NAME]: "NOT_SERVING",
   });
-  private stopping?: Promise<void>;
   private boundSocket?: string;
   private readonly parser: SpecParser;
 
@@ -110,13 +109,12 @@ export class GrpcServer {
     private readonly api: MeshApi,
     private readonly opts: GrpcServerOptions,
   ) {
-    this.log = (opts.logger ?? pino({ level: "silent" })).child({ component: "grpc" });
+    this.life = new Lifecycle("grpc", opts.logger ?? pino({ level: "silent" }), {
+      start: () => this.listen(),
+      stop: () => this.close(),
+    });
+    this.log = this.life.log;
     this.parser = new SpecParser({ timeoutMs: opts.submitParseTimeoutMs ?? 30_000 });
-  }
-
-  private setState(next: State): void {
-    this.log.debug({ from: this.state, to: next }, "grpc server state");
-    this.state = next;
   }
 
   private newServer(interceptors: ServerInterceptor[] = []): Server {
@@ -138,7 +136,7 @@ export class GrpcServer {
         maxSubmitBytes,
         parse: (text, source) => this.parser.parse(text, source),
         // calls may arrive between bind and "running": the api is ready before the server starts
-        accepting: () => this.state === "running" || this.state === "starting",
+        accepting: () => this.life.state === "running" || this.life.state === "starting",
         track: (end) => {
           this.streams.add(end);
           return () => this.streams.delete(end);
@@ -151,9 +149,20 @@ export class GrpcServer {
     return server;
   }
 
+  get state(): LifeState {
+    return this.life.state;
+  }
+  get closed(): Promise<void> {
+    return this.life.closed;
+  }
+
+  /** Listens; a second start is refused (FAILED_PRECONDITION). */
   async start(): Promise<GrpcAddresses> {
-    if (this.state !== "new")
-      throw new MeshError("FAILED_PRECONDITION", `grpc server cannot start: it is ${this.state}`);
+    await this.life.start();
+    return this.addresses;
+  }
+
+  private async listen(): Promise<void> {
     const { socketPath, tcp } = this.opts;
     if (!socketPath && !tcp) {
       throw new MeshError("INVALID_ARGUMENT", "grpc server needs a socketPath or a tcp listener", {
@@ -180,7 +189,6 @@ export class GrpcServer {
         );
       }
     }
-    this.setState("starting");
     const out: GrpcAddresses = {};
     try {
       if (socketPath) {
@@ -204,8 +212,6 @@ export class GrpcServer {
       }
     } catch (err) {
       this.log.error({ err }, "grpc server failed to start");
-      await this.shutdown();
-      this.setState("stopped");
       if (isMeshError(err)) throw err;
       throw new MeshError("UNAVAILABLE", `gRPC server could not listen: ${errorMessage(err)}`, {
         cause: err,
@@ -213,26 +219,24 @@ export class GrpcServer {
     }
     this.health.setStatus("", "SERVING");
     this.health.setStatus(MESH_SERVICE_NAME, "SERVING");
-    this.setState("running");
+    this.addresses = out;
     this.log.info(out, "grpc server listening");
-    return out;
   }
 
-  /** Idempotent: refuses new calls, ends open streams, lets unary calls finish, then forces. */
+  /** Memoized: refuses new calls, ends open streams, lets unary calls finish, then forces. */
   stop(): Promise<void> {
-    this.stopping ??= (async () => {
-      if (this.state === "new") {
-        this.setState("stopped");
-        return;
-      }
-      this.setState("stopping");
-      this.health.setStatus("", "NOT_SERVING");
-      this.health.setStatus(MESH_SERVICE_NAME, "NOT_SERVING");
-      await this.shutdown();
-      this.setState("stopped");
-      this.log.info("grpc server stopped");
-    })();
-    return this.stopping;
+    return this.life.stop();
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.stop();
+  }
+
+  private async close(): Promise<void> {
+    this.health.setStatus("", "NOT_SERVING");
+    this.health.setStatus(MESH_SERVICE_NAME, "NOT_SERVING");
+    await this.shutdown();
+    this.log.info("grpc server stopped");
   }
 
   private async shutdown(): Promise<void> {

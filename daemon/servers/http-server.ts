@@ -1,12 +1,13 @@
 /**
  * The daemon's HTTP side: Prometheus metrics, health and readiness probes, and service
  * discovery for the whole mesh. Binds loopback by default; port 0 picks a free port (see the
- * address `start()` returns). start() refuses a second start; stop() is idempotent.
+ * address `start()` returns). start() refuses a second start; stop() is memoized (lib/lifecycle.ts).
  */
 import type { Server } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import { createAdaptorServer } from "@hono/node-server";
+import { Lifecycle, type LifeState } from "../../lib/index.js";
 import pino, { type Logger } from "pino";
 import { errorMessage, MeshError } from "../errors.js";
 import { buildApp, type HttpRoutes } from "./http/routes.js";
@@ -27,26 +28,33 @@ export interface HttpAddress {
   port: number;
 }
 
-type State = "new" | "starting" | "running" | "stopping" | "stopped";
-
 export class HttpServer {
-  private state: State = "new";
   private server: Server | undefined;
-  private stopping: Promise<void> | undefined;
+  private readonly life: Lifecycle;
   private readonly log: Logger;
 
   constructor(private readonly opts: HttpServerOptions) {
-    this.log = (opts.logger ?? pino({ level: "silent" })).child({ component: "http" });
+    this.life = new Lifecycle("http", opts.logger ?? pino({ level: "silent" }), {
+      start: () => this.listen(),
+      stop: () => this.close(),
+    });
+    this.log = this.life.log;
   }
 
-  private setState(next: State): void {
-    this.log.debug({ from: this.state, to: next }, "http server state");
-    this.state = next;
+  get state(): LifeState {
+    return this.life.state;
+  }
+  get closed(): Promise<void> {
+    return this.life.closed;
   }
 
+  /** Listens; a second start is refused (FAILED_PRECONDITION). */
   async start(): Promise<HttpAddress> {
-    if (this.state !== "new") throw new Error(`http server already ${this.state}`);
-    this.setState("starting");
+    await this.life.start();
+    return this.address();
+  }
+
+  private async listen(): Promise<void> {
     const app = buildApp(this.opts.routes, {
       log: this.log,
       ...(this.opts.token ? { token: this.opts.token } : {}),
@@ -72,7 +80,6 @@ export class HttpServer {
         });
       });
     } catch (err) {
-      this.setState("stopped");
       throw new MeshError(
         "UNAVAILABLE",
         `http: cannot listen on ${this.opts.host}:${this.opts.port}: ${errorMessage(err)}`,
@@ -80,8 +87,6 @@ export class HttpServer {
       );
     }
     server.on("error", (err) => this.log.warn({ err: errorMessage(err) }, "http server error"));
-    this.setState("running");
-    return this.address();
   }
 
   address(): HttpAddress {
@@ -90,23 +95,22 @@ export class HttpServer {
     return { host: a.address, port: a.port };
   }
 
+  /** Memoized. */
   stop(): Promise<void> {
-    this.stopping ??= this.doStop();
-    return this.stopping;
+    return this.life.stop();
   }
 
-  private async doStop(): Promise<void> {
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.stop();
+  }
+
+  private async close(): Promise<void> {
     const server = this.server;
-    if (this.state === "new" || this.state === "stopped" || !server) {
-      this.setState("stopped");
-      return;
-    }
-    this.setState("stopping");
+    if (!server?.listening) return;
     await new Promise<void>((resolve) => {
       server.close(() => resolve());
       // Prometheus keeps connections alive between scrapes: do not wait for them.
       server.closeAllConnections();
     });
-    this.setState("stopped");
   }
 }

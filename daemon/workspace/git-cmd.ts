@@ -12,7 +12,7 @@
  * `-c` cannot reset every key (multi-valued ones like `remote.*.receivepack` keep the file's
  * value first), and filter and diff drivers are named by the attacker.
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import { spawnChild } from "../../lib/index.js";
 import { ALLOWED_PROTOCOLS, redactUrlCredentials } from "../tasks/index.js";
 
 export { ALLOWED_PROTOCOLS, redactUrlCredentials };
@@ -202,82 +202,66 @@ export class Git {
     cwd: string,
     opts: { signal?: AbortSignal; timeoutMs?: number },
   ): Promise<string> {
-    return new Promise((resolve, reject) => {
-      if (opts.signal?.aborted) {
-        reject(new GitCommandError(args, "", "aborted"));
-        return;
-      }
-      let child: ChildProcess;
-      try {
-        // Its own process group: a stop reaches what git started too (ssh, a local
-        // receive-pack and its hooks), which would otherwise hold git's pipes open.
-        child = spawn(this.binary, argv, { cwd, env, stdio: ["ignore", "pipe", "pipe"], detached: true });
-      } catch (err) {
-        reject(new GitCommandError(args, String(err), "failed", err));
-        return;
-      }
-      const out: Buffer[] = [];
-      const errOut: Buffer[] = [];
-      let size = 0;
-      let ended: "aborted" | "timeout" | undefined;
-      let idle: NodeJS.Timeout | undefined;
-      const signalGroup = (sig: NodeJS.Signals): void => {
-        try {
-          if (child.pid !== undefined) process.kill(-child.pid, sig);
-          else child.kill(sig);
-        } catch {
-          // already gone
-        }
-      };
-      const kill = (why: "aborted" | "timeout"): void => {
-        ended ??= why;
-        signalGroup("SIGTERM");
-        setTimeout(() => signalGroup("SIGKILL"), 5_000).unref();
-      };
-      const arm = (): void => {
-        if (!opts.timeoutMs) return;
-        if (idle) clearTimeout(idle);
-        idle = setTimeout(() => kill("timeout"), opts.timeoutMs);
-      };
-      const onAbort = (): void => kill("aborted");
-      opts.signal?.addEventListener("abort", onAbort, { once: true });
+    if (opts.signal?.aborted) return Promise.reject(new GitCommandError(args, "", "aborted"));
+    // Its own process group (lib/child): a stop reaches what git started too (ssh, a local
+    // receive-pack and its hooks), which would otherwise hold git's pipes open; what is left in
+    // the group when git exits is killed with it. No parent-death wrapper: git ends on its own.
+    const child = spawnChild([this.binary, ...argv], { cwd, env, parentDeath: "none", killGraceMs: 5_000 });
+    const out: Buffer[] = [];
+    const errOut: Buffer[] = [];
+    let size = 0;
+    let ended: "aborted" | "timeout" | undefined;
+    let idle: NodeJS.Timeout | undefined;
+    const kill = (why: "aborted" | "timeout"): void => {
+      ended ??= why;
+      void child.stop();
+    };
+    const arm = (): void => {
+      if (!opts.timeoutMs) return;
+      if (idle) clearTimeout(idle);
+      idle = setTimeout(() => kill("timeout"), opts.timeoutMs);
+    };
+    const onAbort = (): void => kill("aborted");
+    opts.signal?.addEventListener("abort", onAbort, { once: true });
+    arm();
+    const collect = (into: Buffer[]) => (chunk: Buffer) => {
       arm();
-      const collect = (into: Buffer[]) => (chunk: Buffer) => {
-        arm();
-        size += chunk.length;
-        if (size <= MAX_OUTPUT) into.push(chunk);
-      };
-      child.stdout?.on("data", collect(out));
-      child.stderr?.on("data", collect(errOut));
-      let spawnError: Error | undefined;
-      child.on("error", (err) => {
-        spawnError = err;
-      });
+      size += chunk.length;
+      if (size <= MAX_OUTPUT) into.push(chunk);
+    };
+    child.stdout?.on("data", collect(out));
+    child.stderr?.on("data", collect(errOut));
+    const streamsDone = Promise.all(
+      [child.stdout, child.stderr].map(
+        (s) =>
+          new Promise<void>((resolve) => (s && !s.destroyed ? s.once("close", () => resolve()) : resolve())),
+      ),
+    );
+    return (async () => {
+      const exit = await child.exited;
       // A stopped git is done when it exits, whoever still holds its pipes.
-      child.on("exit", () => {
-        if (!ended) return;
+      if (ended) {
         child.stdout?.destroy();
         child.stderr?.destroy();
-      });
-      child.on("close", (code) => {
-        if (idle) clearTimeout(idle);
-        opts.signal?.removeEventListener("abort", onAbort);
-        const stderr = redactUrlCredentials(Buffer.concat(errOut).toString("utf8"));
-        if (ended) reject(new GitCommandError(args, ended === "timeout" ? stderr : "", ended));
-        else if (spawnError) reject(new GitCommandError(args, spawnError.message, "failed", spawnError));
-        else if (code !== 0) {
-          const stdout = redactUrlCredentials(Buffer.concat(out).toString("utf8"));
-          reject(
-            new GitCommandError(
-              args,
-              stderr.trim() ? stderr : `exit code ${code}`,
-              "failed",
-              undefined,
-              stdout,
-            ),
-          );
-        } else resolve(Buffer.concat(out).toString("utf8"));
-      });
-    });
+      }
+      await streamsDone;
+      if (idle) clearTimeout(idle);
+      opts.signal?.removeEventListener("abort", onAbort);
+      const stderr = redactUrlCredentials(Buffer.concat(errOut).toString("utf8"));
+      if (ended) throw new GitCommandError(args, ended === "timeout" ? stderr : "", ended);
+      if (exit.spawnError) throw new GitCommandError(args, exit.spawnError, "failed");
+      if (exit.exitCode !== 0) {
+        const stdout = redactUrlCredentials(Buffer.concat(out).toString("utf8"));
+        const code = exit.exitCode ?? exit.signal;
+        throw new GitCommandError(
+          args,
+          stderr.trim() ? stderr : `exit code ${code}`,
+          "failed",
+          undefined,
+          stdout,
+        );
+      }
+      return Buffer.concat(out).toString("utf8");
+    })();
   }
 }

@@ -1,14 +1,13 @@
 // Launches real nats-server processes for integration tests (the nats.js `nst` way): random
 // loopback port, temp store dir, readiness from the log, restart on the same port, clusters.
-import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { delimiter, join, resolve } from "node:path";
-import { createInterface } from "node:readline";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import type { StartedTestContainer } from "testcontainers";
+import { type Child, spawnChild } from "../../lib/child/index.js";
 import { resolveExecutable } from "../../daemon/runner/which.js";
 import { makeTempDir, removeTempDir } from "./tmp.js";
 import { Deferred, waitFor, withTimeout } from "./wait.js";
@@ -70,34 +69,10 @@ export class NatsServerStartError extends Error {
   }
 }
 
-// Best-effort reaper: a test that crashes before cleanup must not leave servers behind.
-const liveChildren = new Set<ChildProcess>();
-let exitHookInstalled = false;
-function track(child: ChildProcess): void {
-  liveChildren.add(child);
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.on("exit", () => {
-    for (const c of liveChildren) {
-      try {
-        c.kill("SIGKILL");
-      } catch {
-        // already gone
-      }
-    }
-  });
-}
-
-// vitest stops its fork workers with SIGTERM, so 'exit' hooks never run there and a test that
-// skipped cleanup would leave servers holding ports. On Linux, util-linux `setpriv` sets
-// PR_SET_PDEATHSIG and then execs nats-server (same pid), so the kernel kills the server
-// whenever this process dies, however it dies.
-const SETPRIV = ["/usr/bin/setpriv", "/bin/setpriv"].find(
-  (p) => process.platform === "linux" && resolveExecutable(p, "/") !== undefined,
-);
-function withParentDeathSignal(bin: string, args: string[]): [string, string[]] {
-  return SETPRIV ? [SETPRIV, ["--pdeathsig", "KILL", "--", bin, ...args]] : [bin, args];
-}
+// lib/child starts each server: `parentDeath: "signal"` (util-linux setpriv sets
+// PR_SET_PDEATHSIG, then execs nats-server, same pid) makes the kernel kill the server whenever
+// this process dies, however it dies (vitest stops its fork workers with SIGTERM, so 'exit' hooks
+// never run there); `killOnExit` is the best-effort reaper where they do.
 
 /** $MESH_TEST_NATS_BIN if set (even when unusable, so tests can force "missing"), else PATH, /usr/sbin, /usr/local/bin. */
 export function findNatsServerBinary(): string | undefined {
@@ -190,7 +165,7 @@ export class NatsServer {
   readonly clusterPort: number | undefined;
 
   readonly #init: ProcessInit | ContainerInit;
-  #child: ChildProcess | undefined;
+  #child: Child | undefined;
   #closed: Promise<void> = Promise.resolve();
   #stopping: Promise<void> | undefined;
   #containerRunning = false;
@@ -255,8 +230,7 @@ export class NatsServer {
 
   get running(): boolean {
     if (this.#init.kind === "container") return this.#containerRunning;
-    const child = this.#child;
-    return child !== undefined && child.exitCode === null && child.signalCode === null;
+    return this.#child?.running ?? false;
   }
 
   /** The most recent server log lines (stdout and stderr), oldest first. */
@@ -271,13 +245,8 @@ export class NatsServer {
     if (!child || !this.running) return this.#closed;
     // Memoized so concurrent stop() calls share one shutdown.
     this.#stopping ??= (async () => {
-      child.kill("SIGTERM");
-      try {
-        await withTimeout(this.#closed, STOP_GRACE_MS, `nats-server ${this.url} SIGTERM`);
-      } catch {
-        child.kill("SIGKILL");
-        await this.#closed;
-      }
+      await child.stop(STOP_GRACE_MS);
+      await this.#closed;
     })().finally(() => {
       this.#stopping = undefined;
     });
@@ -287,14 +256,7 @@ export class NatsServer {
   /** SIGKILL by pid (a crash: no JetStream flush) and wait for the process to be gone. */
   async kill(): Promise<void> {
     if (this.#init.kind === "container") return this.#stopContainer(0);
-    const pid = this.pid;
-    if (pid !== undefined) {
-      try {
-        process.kill(pid, "SIGKILL");
-      } catch {
-        // exited on its own in between
-      }
-    }
+    this.#child?.kill();
     await this.#closed;
   }
 
@@ -355,51 +317,50 @@ export class NatsServer {
     const init = this.#init;
     if (init.kind !== "process") throw new Error("not a process server");
     this.#log = [];
-    const [cmd, args] = withParentDeathSignal(init.bin, ["-c", this.configFile]);
-    const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawnChild([init.bin, "-c", this.configFile], {
+      parentDeath: "signal",
+      group: false,
+      killOnExit: true,
+    });
     this.#child = child;
-    track(child);
 
     const ready = new Deferred<void>();
     const echo = process.env[NATS_LOG_ENV] === "1";
-    const onLine = (line: string) => {
-      this.#log.push(line);
-      if (this.#log.length > LOG_LINES_KEPT) this.#log.shift();
-      if (echo) process.stderr.write(`[nats ${this.port}] ${line}\n`);
-      if (line.includes(READY_LINE)) ready.resolve();
-    };
-    // Both pipes must be drained for the server's whole life or it blocks on a full pipe.
-    for (const stream of [child.stdout, child.stderr]) {
-      if (stream) createInterface({ input: stream }).on("line", onLine);
-    }
+    // Both pipes are drained for the server's whole life, or it would block on a full pipe.
+    const output = (async () => {
+      for await (const { line } of child.lines()) {
+        this.#log.push(line);
+        if (this.#log.length > LOG_LINES_KEPT) this.#log.shift();
+        if (echo) process.stderr.write(`[nats ${this.port}] ${line}\n`);
+        if (line.includes(READY_LINE)) ready.resolve();
+      }
+    })();
 
-    // 'close' (not 'exit') so the final log lines are in before we report an early exit.
-    this.#closed = new Promise<void>((resolve) => {
-      const done = (why: string) => {
-        liveChildren.delete(child);
-        const inUse = this.#log.some((l) => l.includes("address already in use"));
-        ready.reject(
-          new NatsServerStartError(
-            `nats-server ${this.url} exited before ready (${why})`,
-            [...this.#log],
-            inUse,
-          ),
-        );
-        resolve();
-      };
-      child.once("close", (code, signal) => done(signal ? `signal ${signal}` : `exit code ${code}`));
-      child.once("error", (err) => {
-        // spawn failures (ENOENT, EACCES) never produce a process to wait for.
-        if (child.pid === undefined) done(`spawn error: ${err.message}`);
-      });
-    });
+    // After the output has ended too, so the final log lines are in before we report an early exit.
+    this.#closed = (async () => {
+      const exit = await child.exited;
+      await output;
+      const why = exit.spawnError
+        ? `spawn error: ${exit.spawnError}`
+        : exit.signal
+          ? `signal ${exit.signal}`
+          : `exit code ${exit.exitCode}`;
+      const inUse = this.#log.some((l) => l.includes("address already in use"));
+      ready.reject(
+        new NatsServerStartError(
+          `nats-server ${this.url} exited before ready (${why})`,
+          [...this.#log],
+          inUse,
+        ),
+      );
+    })();
 
     const timeoutMs = init.opts.readyTimeoutMs ?? 15_000;
     try {
       await withTimeout(ready.promise, timeoutMs, `nats-server ${this.url} ready`);
     } catch (err) {
       if (err instanceof NatsServerStartError) throw err;
-      child.kill("SIGKILL");
+      child.kill();
       await this.#closed;
       throw new NatsServerStartError(
         `nats-server ${this.url} not ready within ${timeoutMs}ms`,

@@ -3,8 +3,8 @@
  * writes), optionally inside a network namespace. The config says `listen: <host>:-1`; the
  * port is read from the log. Killed with the test process (parent-death signal).
  */
-import { type ChildProcess, spawn } from "node:child_process";
-import { createInterface } from "node:readline";
+import type { ChildProcess } from "node:child_process";
+import { spawnChild } from "../../lib/child/index.js";
 import { findNatsServerBinary } from "../harness/index.js";
 import { Deferred, withTimeout } from "../harness/wait.js";
 
@@ -24,30 +24,30 @@ export async function startConfServer(
   const bin = findNatsServerBinary();
   if (!bin) throw new Error("nats-server not found (sudo apt-get install nats-server)");
   const inner = opts.netns ? ["/usr/sbin/ip", "netns", "exec", opts.netns, bin] : [bin];
-  const child = spawn("/usr/bin/setpriv", ["--pdeathsig", "KILL", "--", ...inner, "-c", configFile], {
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  // setpriv's parent-death signal reaches `ip netns exec`, which execs nats-server (same pid).
+  const server = spawnChild([...inner, "-c", configFile], { parentDeath: "signal", group: false });
+  const child = server.process;
   const logs: string[] = [];
   const ready = new Deferred<{ host: string; port: number }>();
   let listen: { host: string; port: number } | undefined;
-  const closed = new Promise<void>((resolve) =>
-    child.once("close", (code, signal) => {
-      ready.reject(
-        new Error(`nats-server -c ${configFile} exited (${signal ?? code}):\n${logs.slice(-20).join("\n")}`),
-      );
-      resolve();
-    }),
-  );
-  for (const s of [child.stdout, child.stderr]) {
-    if (!s) continue;
-    createInterface({ input: s }).on("line", (line) => {
+  const output = (async () => {
+    for await (const { line } of server.lines()) {
       logs.push(line);
       if (logs.length > 300) logs.shift();
       const m = /Listening for client connections on (.+):(\d+)$/.exec(line);
       if (m) listen = { host: m[1]!, port: Number(m[2]) };
       if (line.includes("Server is ready") && listen) ready.resolve(listen);
-    });
-  }
+    }
+  })();
+  const closed = (async () => {
+    const { exitCode, signal } = await server.exited;
+    await output;
+    ready.reject(
+      new Error(
+        `nats-server -c ${configFile} exited (${signal ?? exitCode}):\n${logs.slice(-20).join("\n")}`,
+      ),
+    );
+  })();
   const { host, port } = await withTimeout(
     ready.promise,
     opts.readyTimeoutMs ?? 15_000,
@@ -61,7 +61,7 @@ export async function startConfServer(
     child,
     logs,
     async stop() {
-      if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
+      server.signal("SIGTERM");
       await closed;
     },
   };

@@ -2,7 +2,7 @@
  * Test support: in-process daemons, meshd child processes (the built bin, as users run it),
  * and a submit-only client. All talk to a real nats-server from the harness.
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
@@ -21,6 +21,7 @@ import { EventPublisher } from "../../daemon/tasks/event-publisher.js";
 import { newTaskRecord } from "../../daemon/tasks/record.js";
 import type { TaskSpec } from "../../daemon/tasks/spec.js";
 import { TaskStore } from "../../daemon/tasks/store.js";
+import { spawnChild } from "../../lib/child/index.js";
 import { makeTempDir, waitFor } from "../harness/index.js";
 
 const HERE_ROOT = fileURLToPath(new URL("../../", import.meta.url));
@@ -140,6 +141,8 @@ export interface MeshdProcess {
   stderr: () => string;
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   kill(signal?: NodeJS.Signals): void;
+  /** SIGTERM, then SIGKILL after `graceMs`; resolves once it exited. */
+  stop(graceMs: number): Promise<void>;
 }
 
 /** Runs the built `meshd` as a child process. */
@@ -149,17 +152,26 @@ export async function spawnMeshd(args: string[], env: NodeJS.ProcessEnv = {}): P
     ? args[args.indexOf("--state-dir") + 1]!
     : await makeTempDir("meshd-");
   const fullArgs = args.includes("--state-dir") ? args : [...args, "--state-dir", stateDir];
-  const child = spawn(process.execPath, [MESHD_BIN, ...fullArgs], {
+  // Dies with the test process (a vitest worker stopped mid-test leaves no meshd behind).
+  const meshd = spawnChild([process.execPath, MESHD_BIN, ...fullArgs], {
     env: { ...process.env, MESH_STATE_DIR: stateDir, ...env },
-    stdio: ["ignore", "ignore", "pipe"],
+    stdout: "ignore",
+    parentDeath: "signal",
+    group: false,
   });
+  const child = meshd.process;
   let err = "";
   child.stderr?.on("data", (b: Buffer) => {
     err += b.toString();
     if (err.length > 200_000) err = err.slice(-100_000);
   });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.once("exit", (code, signal) => resolve({ code, signal })),
-  );
-  return { child, stateDir, stderr: () => err, exited, kill: (s = "SIGTERM") => void child.kill(s) };
+  const exited = meshd.exited.then(({ exitCode, signal }) => ({ code: exitCode, signal }));
+  return {
+    child,
+    stateDir,
+    stderr: () => err,
+    exited,
+    kill: (s = "SIGTERM") => meshd.signal(s),
+    stop: async (graceMs) => void (await meshd.stop(graceMs)),
+  };
 }

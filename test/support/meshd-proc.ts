@@ -59,9 +59,5 @@ export async function startMeshdProcess(o: MeshdOptions): Promise<Meshd> {
 
 /** SIGTERM, then SIGKILL after 30 s; resolves once it exited. */
 export async function stopMeshdProcess(d: MeshdProcess): Promise<void> {
-  if (d.child.exitCode !== null || d.child.signalCode !== null) return;
-  d.kill("SIGTERM");
-  const killer = setTimeout(() => d.kill("SIGKILL"), 30_000);
-  await d.exited;
-  clearTimeout(killer);
+  await d.stop(30_000);
 }

@@ -16,7 +16,7 @@
  * The main process also gets PR_SET_PDEATHSIG SIGKILL, should the guardian itself be killed.
  *
  * Without Perl, or off Linux, runs fall back to `setpriv --pdeathsig SIGKILL` and a process
- * group (see child.ts): the direct child dies with the daemon, its group is signalled, but a
+ * group (see spawn.ts): the direct child dies with the daemon, its group is signalled, but a
  * process that left the group can outlive the daemon.
  */
 import { execFileSync } from "node:child_process";
@@ -101,6 +101,8 @@ while (!$gone && !defined $status) {
   $gone = 1 if getppid() != $ppid;
 }
 kill_all();
+# The main process may be between SIGKILL and reapable: wait (at most 2 s) for its status.
+for (1 .. 200) { last if defined $status; select(undef, undef, undef, 0.01); reap(); }
 exit 1 if !defined $status;
 if (POSIX::WIFSIGNALED($status)) {
   my $sig = POSIX::WTERMSIG($status);

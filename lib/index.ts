@@ -1,0 +1,11 @@
+export * from "./child/index.js";
+export {
+  type LifecycleHooks,
+  Lifecycle,
+  LifecycleError,
+  type LifeState,
+  type LongRunning,
+  Part,
+  PartGroup,
+} from "./lifecycle.js";
+export { SignalPolicy, type SignalPolicyOptions, type StopActions } from "./signals.js";
