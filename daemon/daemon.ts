@@ -34,7 +34,8 @@ import { EventPublisher } from "./tasks/event-publisher.js";
 import { TaskStore } from "./tasks/store.js";
 import { Slots } from "./util/slots.js";
 import { VERSION } from "./version.js";
-import { keepBranchWhileTaskLives } from "./workspace/index.js";
+import { BundleStore, MeshTransfer } from "./transfer/index.js";
+import { Git, keepBranchWhileTaskLives } from "./workspace/index.js";
 
 const BUILTIN_RUNNERS = ["claude", "command", "noop"] as const;
 
@@ -70,6 +71,7 @@ export class Daemon {
   private sweeper: Sweeper | undefined;
   private service: MeshService | undefined;
   private events: EventPublisher | undefined;
+  private _transfer: MeshTransfer | undefined;
   private cancelSub: Subscription | undefined;
   private beacon: NatsLeaseBeacon | undefined;
   private stopping: Promise<void> | undefined;
@@ -117,6 +119,10 @@ export class Daemon {
   get connection(): NatsConnection {
     if (!this.nc) throw new MeshError("FAILED_PRECONDITION", "daemon not started");
     return this.nc;
+  }
+  /** The bundle store's daemon side (code out, results home); set once started. */
+  get transfer(): MeshTransfer | undefined {
+    return this._transfer;
   }
   get topology(): Topology {
     if (!this.topo) throw new MeshError("FAILED_PRECONDITION", "daemon not started");
@@ -212,6 +218,19 @@ export class Daemon {
         log: this.log,
       });
       for (const pool of cfg.pools) await this.topo.consumer(pool);
+      this._transfer = new MeshTransfer({
+        git: new Git({ config: cfg.workspaces.gitConfig }),
+        store: await BundleStore.open(this.topo.js, this.nc.info?.max_payload ?? 1024 * 1024, {
+          replicas: cfg.nats.replicas,
+          maxBytes: cfg.limits.bundlesMaxBytes,
+          maxBundleBytes: cfg.limits.bundleMaxBytes,
+          chunkBytes: cfg.limits.bundleChunkBytes,
+          // Retention tied to the tasks': a bundle lives two task retentions (see transfer/ship.ts isFresh).
+          ttlMs: cfg.taskRetentionMs * 2,
+        }),
+        stateDir: cfg.stateDir,
+        log: this.log,
+      });
       // Offer only runners that can work here; their tasks then wait for a worker that can.
       for (const [kind, runner] of [...this.runners]) {
         const why = await runner.unavailable?.();
@@ -254,6 +273,7 @@ export class Daemon {
               async (id) => (await store.get(id))?.record,
               cfg.taskRetentionMs,
             ),
+            transfer: this._transfer,
           }),
         cfg.taskPolicy,
       );

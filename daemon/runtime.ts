@@ -7,7 +7,7 @@ import { ClaudeRunner } from "./runner/claude-runner.js";
 import { CommandRunner } from "./runner/command-runner.js";
 import { NoopRunner } from "./runner/noop-runner.js";
 import type { Runner } from "./runner/runner.js";
-import { type KeepBranch, MeshWorkspaces } from "./workspace/index.js";
+import { type KeepBranch, MeshWorkspaces, type RepoTransfer } from "./workspace/index.js";
 import type { WorkspaceProvider } from "./workspace/workspace.js";
 
 export function defaultRunners(
@@ -55,7 +55,7 @@ export function defaultRunners(
 export function defaultWorkspaces(
   config: DaemonConfig,
   log: Logger,
-  opts: { keepBranch?: KeepBranch } = {},
+  opts: { keepBranch?: KeepBranch; transfer?: RepoTransfer } = {},
 ): WorkspaceProvider {
   return new MeshWorkspaces({
     stateDir: config.stateDir,
@@ -63,6 +63,7 @@ export function defaultWorkspaces(
     cacheRetentionMs: config.workspaces.cacheRetention,
     gitConfig: config.workspaces.gitConfig,
     ...(opts.keepBranch ? { keepBranch: opts.keepBranch } : {}),
+    ...(opts.transfer ? { transfer: opts.transfer } : {}),
     log,
   });
 }

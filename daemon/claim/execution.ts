@@ -17,6 +17,7 @@ import { stateEventAttempt } from "../tasks/events.js";
 import {
   type AttemptOutcome,
   rateLimitedAttempts,
+  type ResultBundle,
   type TaskRecord,
   type VersionedRecord,
 } from "../tasks/record.js";
@@ -173,6 +174,7 @@ export class Execution {
     let failure: string | undefined;
     let headCommit: string | undefined;
     let branch: string | undefined;
+    let bundle: ResultBundle | undefined;
     let permanent = false;
     /** The run succeeded and its finishing (commit, push) is done: a finished run. */
     let completed = false;
@@ -184,7 +186,14 @@ export class Execution {
         else {
           await rm(scratchDir, { recursive: true, force: true });
           await mkdir(scratchDir, { recursive: true, mode: 0o700 });
-          ws = await deps.workspaces.prepare(spec, this.attempt, this.abort.signal);
+          // The latest earlier attempt's commits (a bundle, maybe made on another host) carry over.
+          const previous = this.lease.record.attempts.findLast((a) => a.bundle?.name)?.bundle;
+          ws = await deps.workspaces.prepare(
+            spec,
+            this.attempt,
+            this.abort.signal,
+            previous ? { previous } : {},
+          );
         }
       } catch (err) {
         if (!this.abort.signal.aborted) {
@@ -229,6 +238,7 @@ export class Execution {
               signal: this.fence.signal,
             });
             headCommit = fin.headCommit;
+            bundle = fin.bundle;
             completed = outcome.status === "succeeded";
           } catch (err) {
             if (isMeshError(err, "FENCED")) throw err;
@@ -258,7 +268,7 @@ export class Execution {
     if (this.fencedOut) return this.fencedResult(log, started);
     // Self-fenced (cut off from NATS for most of the lease): the run has stopped and the record
     // may still be ours, so the outcome is still written (see finish()).
-    return this.finish(log, started, outcome, failure, permanent, headCommit, branch, completed);
+    return this.finish(log, started, outcome, failure, permanent, headCommit, branch, completed, bundle);
   }
 
   private fencedResult(log: BoundLog, started: number): ExecutionResult {
@@ -282,6 +292,7 @@ export class Execution {
     headCommit: string | undefined,
     branch: string | undefined,
     completed: boolean,
+    bundle?: ResultBundle,
   ): Promise<ExecutionResult> {
     const { deps } = this;
     const reason = this.abort.signal.reason as AbortReason | undefined;
@@ -325,6 +336,7 @@ export class Execution {
             if (why) a.reason = why;
             if (outcome?.exitCode !== undefined) a.exitCode = outcome.exitCode;
             if (outcome?.signal !== undefined) a.signal = outcome.signal;
+            if (bundle) a.bundle = bundle;
           }
           if (outcome?.result || headCommit || branch) {
             r.result = {
@@ -332,6 +344,7 @@ export class Execution {
               ...outcome?.result,
               ...(branch ? { branch } : {}),
               ...(headCommit ? { headCommit } : {}),
+              ...(bundle && att === "succeeded" ? { bundle } : {}),
             };
           }
           delete r.notBefore;

@@ -15,7 +15,7 @@ export interface SubjectPermissions {
 
 export const DAEMON_PERMISSIONS: SubjectPermissions = {
   publish: {
-    allow: ["mesh.>", "$KV.>", "$JS.API.>", "$JS.*.API.>", "$JS.ACK.>", "$JS.FC.>", "_INBOX.>"],
+    allow: ["mesh.>", "$KV.>", "$O.>", "$JS.API.>", "$JS.*.API.>", "$JS.ACK.>", "$JS.FC.>", "_INBOX.>"],
   },
   subscribe: { allow: ["mesh.>", "_INBOX.>"] },
 };

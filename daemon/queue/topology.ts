@@ -44,6 +44,10 @@ export const TASKS_BUCKET = "mesh-tasks";
 export const WORKERS_BUCKET = "mesh-workers";
 export const TASKS_BUCKET_STREAM = `KV_${TASKS_BUCKET}`;
 export const WORKERS_BUCKET_STREAM = `KV_${WORKERS_BUCKET}`;
+/** Object Store of git bundles (code going out, results coming home; see daemon/transfer/). */
+export const BUNDLES_BUCKET = "mesh-bundles";
+/** KV: per repo, which commits the mesh holds as the tip of which bundle (`<repo id>.<commit>`). */
+export const BUNDLE_INDEX_BUCKET = "mesh-bundle-index";
 /** Used when a limit is not given; an existing stream then keeps the limits it has. */
 export const DEFAULT_EVENTS_MAX_BYTES = 1024 ** 3;
 export const DEFAULT_TASKS_MAX_BYTES = 1024 ** 3;

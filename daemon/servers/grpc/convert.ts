@@ -12,7 +12,15 @@ import {
 import type { MeshEvent, SubmitResult, TaskView } from "../../api/mesh-api.js";
 import type { WorkerInfo } from "../../registry/worker-info.js";
 import type { TaskEvent } from "../../tasks/events.js";
-import type { AttemptInfo, TaskResultInfo, TaskState } from "../../tasks/record.js";
+import type { AttemptInfo, ResultBundle, TaskResultInfo, TaskState } from "../../tasks/record.js";
+
+export const bundleToProto = (b: ResultBundle) => ({
+  name: b.name ?? "",
+  repoId: b.repoId,
+  base: b.base,
+  head: b.head,
+  size: b.size,
+});
 
 export function stateToProto(s: TaskState): TaskStateMsg {
   return taskStateFromName(s) ?? TaskStateMsg.TASK_STATE_UNSPECIFIED;
@@ -30,6 +38,7 @@ function attemptToProto(a: AttemptInfo): Attempt {
     reason: a.reason ?? "",
     ...(typeof a.exitCode === "number" ? { exitCode: a.exitCode } : {}),
     signal: a.signal ?? "",
+    ...(a.bundle ? { bundle: bundleToProto(a.bundle) } : {}),
   };
 }
 
@@ -44,6 +53,7 @@ function resultToProto(r: TaskResultInfo): TaskResult {
     headCommit: r.headCommit ?? "",
     ...(r.durationMs !== undefined ? { durationMs: Math.round(r.durationMs) } : {}),
     model: r.model ?? "",
+    ...(r.bundle ? { bundle: bundleToProto(r.bundle) } : {}),
   };
 }
 
