@@ -1,3 +1,4 @@
+// biome-ignore-all lint/suspicious/noExplicitAny: the CLI's parsed JSON output and the index entries are asserted field by field
 /**
  * Code goes out, results come home (issue 13 §1, §2), end to end with real meshd processes on a
  * real nats-server and real git: a "laptop" daemon that serves no pool of the tasks (so it only
