@@ -260,7 +260,15 @@ describe("git bundles through the mesh", () => {
       await git(repo, "commit", "--quiet", "-am", "third");
       const head = await git(repo, "rev-parse", "HEAD");
       const id = uid("incr");
-      expectExit(await mesh(["submit", "-", "--wait", "--json"], { input: spec(id, "process.exit(0)") }), 0);
+      // --wait --fetch brings the result home as it finishes.
+      const sub = await mesh(["submit", "-", "--wait", "--fetch", "--json"], {
+        input: spec(id, "require('fs').writeFileSync('incr.txt', 'x\\n')"),
+      });
+      expectExit(sub, 0);
+      const row = sub.json().tasks[0];
+      expect(row).toMatchObject({ id, state: "succeeded", fetch: { outcome: "created", branch: `mesh/${id}` } });
+      expect(await git(repo, "rev-parse", `mesh/${id}`)).toBe(row.fetch.head);
+      expect(await git(repo, "rev-parse", `mesh/${id}^`)).toBe(head);
       const after = await objects();
       const added = after.filter((o) => !before.some((b) => b.name === o.name));
       const entry = await indexEntry(first.repoId, head);
