@@ -14,7 +14,7 @@ import { Claimer } from "./claim/claim.js";
 import { ClaimLoop } from "./claim/claim-loop.js";
 import { Execution } from "./claim/execution.js";
 import type { DaemonConfig } from "./config.js";
-import { MeshError } from "./errors.js";
+import { isMeshError, MeshError } from "./errors.js";
 import { createLogger, type Logger } from "./log.js";
 import { type MeshObserver, noopObserver } from "./metrics/observer.js";
 import { connectNats } from "./nats/connect.js";
@@ -218,19 +218,28 @@ export class Daemon {
         log: this.log,
       });
       for (const pool of cfg.pools) await this.topo.consumer(pool);
-      this._transfer = new MeshTransfer({
-        git: new Git({ config: cfg.workspaces.gitConfig }),
-        store: await BundleStore.open(this.topo.js, this.nc.info?.max_payload ?? 1024 * 1024, {
-          replicas: cfg.nats.replicas,
-          maxBytes: cfg.limits.bundlesMaxBytes,
-          maxBundleBytes: cfg.limits.bundleMaxBytes,
-          chunkBytes: cfg.limits.bundleChunkBytes,
-          // Retention tied to the tasks': a bundle lives two task retentions (see transfer/ship.ts isFresh).
-          ttlMs: cfg.taskRetentionMs * 2,
-        }),
-        stateDir: cfg.stateDir,
-        log: this.log,
+      // Without room for the bundle store the daemon still runs tasks on URL repos; shipped
+      // (mesh://) repos then fail on it with the reason.
+      const bundles = await BundleStore.open(this.topo.js, this.nc.info?.max_payload ?? 1024 * 1024, {
+        replicas: cfg.nats.replicas,
+        maxBytes: cfg.limits.bundlesMaxBytes,
+        maxBundleBytes: cfg.limits.bundleMaxBytes,
+        chunkBytes: cfg.limits.bundleChunkBytes,
+        // Retention tied to the tasks': a bundle lives two task retentions (see transfer/ship.ts isFresh).
+        ttlMs: cfg.taskRetentionMs * 2,
+      }).catch((err: unknown) => {
+        if (!isMeshError(err, "RESOURCE_EXHAUSTED")) throw err;
+        this.log.warn({ err: err.message, field: err.field }, "running without the bundle store");
+        return undefined;
       });
+      if (bundles) {
+        this._transfer = new MeshTransfer({
+          git: new Git({ config: cfg.workspaces.gitConfig }),
+          store: bundles,
+          stateDir: cfg.stateDir,
+          log: this.log,
+        });
+      }
       // Offer only runners that can work here; their tasks then wait for a worker that can.
       for (const [kind, runner] of [...this.runners]) {
         const why = await runner.unavailable?.();
@@ -273,7 +282,7 @@ export class Daemon {
               async (id) => (await store.get(id))?.record,
               cfg.taskRetentionMs,
             ),
-            transfer: this._transfer,
+            ...(this._transfer ? { transfer: this._transfer } : {}),
           }),
         cfg.taskPolicy,
       );
