@@ -18,6 +18,7 @@ import { Objm } from "@nats-io/obj";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { BundleStore } from "../daemon/transfer/index.js";
 import { cacheDirFor, parseRepo } from "../daemon/workspace/index.js";
 import { MeshServiceClient, type ShipRepoResponse } from "../proto/index.js";
 import { makeTempDir, NatsServer, removeTempDirs, waitFor } from "./harness/index.js";
@@ -69,7 +70,15 @@ function expectExit(r: Run, code: number): void {
 
 /** A task as JSON (a spec document is YAML, and JSON is YAML). */
 const spec = (id: string, js: string, extra: Record<string, unknown> = {}) =>
-  JSON.stringify({ id, prompt: "p", repo: ".", runner: "command", command: ["node", "-e", js], maxAttempts: 1, ...extra });
+  JSON.stringify({
+    id,
+    prompt: "p",
+    repo: ".",
+    runner: "command",
+    command: ["node", "-e", js],
+    maxAttempts: 1,
+    ...extra,
+  });
 
 const uid = (p: string) => `${p}-${randomBytes(3).toString("hex")}`;
 
@@ -266,7 +275,11 @@ describe("git bundles through the mesh", () => {
       });
       expectExit(sub, 0);
       const row = sub.json().tasks[0];
-      expect(row).toMatchObject({ id, state: "succeeded", fetch: { outcome: "created", branch: `mesh/${id}` } });
+      expect(row).toMatchObject({
+        id,
+        state: "succeeded",
+        fetch: { outcome: "created", branch: `mesh/${id}` },
+      });
       expect(await git(repo, "rev-parse", `mesh/${id}`)).toBe(row.fetch.head);
       expect(await git(repo, "rev-parse", `mesh/${id}^`)).toBe(head);
       const after = await objects();
@@ -359,6 +372,24 @@ describe("git bundles through the mesh", () => {
     },
     LONG,
   );
+
+  it("refuses a bundle the store has no room for (limits.bundlesMaxBytes) before uploading it", async () => {
+    const store = await BundleStore.open(jetstream(nc), nc.info?.max_payload ?? 1024 * 1024, {
+      replicas: 1,
+      maxBytes: 1024 * 1024,
+      maxBundleBytes: 8 * 1024 * 1024,
+      ttlMs: 0,
+      chunkBytes: 1024 * 1024,
+    });
+    const before = await objects();
+    await expect(store.admit(2 * 1024 * 1024, "a bundle", "repo")).rejects.toMatchObject({
+      code: "RESOURCE_EXHAUSTED",
+      field: "repo",
+      message: expect.stringContaining("limits.bundlesMaxBytes"),
+    });
+    await expect(store.admit(16 * 1024, "a bundle", "repo")).resolves.toBeUndefined();
+    expect(await objects()).toEqual(before);
+  });
 
   it(
     "a worker refuses a bundle that fails git bundle verify",
@@ -477,6 +508,12 @@ describe("git bundles through the mesh", () => {
       expect(await git(repo, "show", `mesh/${id}:one.txt`)).toBe("1");
       expect(await git(repo, "show", `mesh/${id}:two.txt`)).toBe("2");
       expect(done.result.bundle.base).toBe(kept.base);
+      // --all: every succeeded task of this repository (the other repo's and the dead ones left out).
+      const all = await mesh(["fetch", "--all", "--json"]);
+      expectExit(all, 0);
+      const outcomes = all.json().results.map((r: { outcome: string }) => r.outcome);
+      expect(outcomes.length).toBeGreaterThanOrEqual(6);
+      expect(outcomes.every((o: string) => o === "unchanged" || o === "created")).toBe(true);
     },
     LONG,
   );
