@@ -136,8 +136,11 @@ export class BundleStore {
   /** Stores the bundle file (unless the store has it already), then its index entry. */
   async put(entry: BundleEntry, file: string): Promise<{ uploaded: boolean }> {
     const existing = await this.objects.info(entry.name).catch(() => null);
+    // Stored again when past half its TTL: a new bundle built on it must not outlive it.
+    const stale =
+      existing && this.opts.ttlMs > 0 && Date.now() - Date.parse(existing.mtime) >= this.opts.ttlMs / 2;
     let uploaded = false;
-    if (!existing || existing.deleted || existing.size !== entry.size) {
+    if (!existing || existing.deleted || existing.size !== entry.size || stale) {
       const size = (await stat(file)).size;
       await this.admit(
         size,

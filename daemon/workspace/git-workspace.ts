@@ -127,9 +127,10 @@ export class GitWorkspaceProvider implements WorkspaceProvider {
         signal.throwIfAborted();
         if (src.meshRepoId) {
           if (!transfer || !spec.ref) {
+            // Retryable: another worker of the mesh may have the store.
             throw new MeshError(
-              "INVALID_ARGUMENT",
-              `repo ${src.display} comes through the mesh's bundle store, which this worker has no access to`,
+              "UNAVAILABLE",
+              `repo ${src.display} comes through the mesh's bundle store, which this worker could not open (see its log)`,
               { field: "repo" },
             );
           }
