@@ -8,6 +8,7 @@ import { claimsScenario } from "./claims.js";
 import { failoverScenario } from "./failover.js";
 import { shimScenario } from "./shim.js";
 import { table } from "./stats.js";
+import { transferScenario } from "./transfer.js";
 
 const args = process.argv.slice(2);
 const VALUE_FLAGS = ["--count", "--rounds", "--warmup", "--kills", "--lease-ms"];
@@ -35,8 +36,9 @@ for (const name of scenarios) {
   if (name === "claims") result = await claimsScenario({ count, rounds, warmup, lightCount: 200 });
   else if (name === "shim") result = await shimScenario({ runs: Math.min(count, 20) });
   else if (name === "failover") result = await failoverScenario({ kills, leaseMs });
+  else if (name === "transfer") result = await transferScenario({ rounds: Math.max(3, rounds) });
   else {
-    process.stderr.write(`unknown scenario "${name}"; known: claims, shim, failover\n`);
+    process.stderr.write(`unknown scenario "${name}"; known: claims, shim, failover, transfer\n`);
     process.exit(2);
   }
   const stamp = new Date().toISOString().replace(/[:.]/g, "-");

@@ -15,6 +15,10 @@ import {
 } from "@grpc/grpc-js";
 import {
   type CancelTaskResponse,
+  type FetchResultsRequest,
+  type FetchResultsResponse,
+  type ShipRepoRequest,
+  type ShipRepoResponse,
   type GetTaskResponse,
   type ListTasksRequest,
   type ListTasksResponse,
@@ -103,6 +107,11 @@ export class MeshClient {
     return this.opts.target.display;
   }
 
+  /** The daemon is on this machine (its Unix socket): it can read and write this machine's repositories. */
+  get isLocal(): boolean {
+    return this.opts.target.kind === "unix";
+  }
+
   close(): void {
     this.raw.close();
   }
@@ -125,9 +134,9 @@ export class MeshClient {
     return fromServiceError(err, this.target);
   }
 
-  private unary<Res>(fn: UnaryFn<Res>): Promise<Res> {
+  private unary<Res>(fn: UnaryFn<Res>, timeoutMs = this.opts.timeoutMs): Promise<Res> {
     return new Promise((resolve, reject) => {
-      fn(new Metadata(), { deadline: Date.now() + this.opts.timeoutMs }, (err, res) =>
+      fn(new Metadata(), { deadline: Date.now() + timeoutMs }, (err, res) =>
         err ? reject(this.toCliError(err)) : resolve(res),
       );
     });
@@ -150,6 +159,19 @@ export class MeshClient {
   }
   retryTask(id: string): Promise<RetryTaskResponse> {
     return this.unary((md, o, cb) => this.raw.retryTask({ id }, md, o, cb));
+  }
+  /** Bundling and uploading a repository's history can take a while: a longer deadline. */
+  shipRepo(req: ShipRepoRequest): Promise<ShipRepoResponse> {
+    return this.unary(
+      (md, o, cb) => this.raw.shipRepo(req, md, o, cb),
+      Math.max(this.opts.timeoutMs, 600_000),
+    );
+  }
+  fetchResults(req: FetchResultsRequest): Promise<FetchResultsResponse> {
+    return this.unary(
+      (md, o, cb) => this.raw.fetchResults(req, md, o, cb),
+      Math.max(this.opts.timeoutMs, 600_000),
+    );
   }
 
   /** Ends normally after the task's terminal state; throws a CliError on failure. */

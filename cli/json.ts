@@ -5,6 +5,7 @@
  */
 import {
   type Attempt,
+  type ResultBundle,
   type SubmitResult,
   type Task,
   type TaskEvent,
@@ -50,6 +51,20 @@ export interface AttemptJson {
   reason: string | null;
   exitCode: number | null;
   signal: string | null;
+  /** The attempt's commits as a bundle in the mesh's store (failed attempts too). */
+  bundle: BundleJson | null;
+}
+
+export interface BundleJson {
+  name: string | null;
+  repoId: string;
+  base: string;
+  head: string;
+  size: number;
+}
+
+function bundleJson(b: ResultBundle | undefined): BundleJson | null {
+  return b ? { name: orNull(b.name), repoId: b.repoId, base: b.base, head: b.head, size: b.size } : null;
 }
 
 export interface ResultJson {
@@ -62,6 +77,8 @@ export interface ResultJson {
   headCommit: string | null;
   durationMs: number | null;
   model: string | null;
+  /** The task branch as a bundle (`mesh fetch` imports it). */
+  bundle: BundleJson | null;
 }
 
 function attemptJson(a: Attempt): AttemptJson {
@@ -76,6 +93,7 @@ function attemptJson(a: Attempt): AttemptJson {
     reason: orNull(a.reason),
     exitCode: a.exitCode ?? null,
     signal: orNull(a.signal),
+    bundle: bundleJson(a.bundle),
   };
 }
 
@@ -119,6 +137,7 @@ export function taskJson(t: Task): TaskJson {
           headCommit: orNull(r.headCommit),
           durationMs: r.durationMs ?? null,
           model: orNull(r.model),
+          bundle: bundleJson(r.bundle),
         }
       : null,
     revision: t.revision,

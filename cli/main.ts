@@ -6,6 +6,7 @@
 import { Command, CommanderError, Option } from "commander";
 import { isMeshError, VERSION } from "../daemon/lite.js";
 import { cancelCommand, retryCommand } from "./commands/control.js";
+import { diffCommand, fetchCommand } from "./commands/fetch.js";
 import { hubCommand, inviteCommand, joinCommand } from "./commands/hub.js";
 import { submitCommand } from "./commands/submit.js";
 import { taskCommand, tasksCommand } from "./commands/tasks.js";
@@ -79,6 +80,8 @@ JSON field names are listed in each command's --help and in cli/README-fields.md
     taskCommand(),
     watchCommand(),
     cancelCommand(),
+    fetchCommand(),
+    diffCommand(),
     retryCommand(),
     upCommand(),
     hubCommand(),

@@ -99,6 +99,12 @@ const limitsSchema = z.strictObject({
   agentEventsPerAttempt: z.number().int().min(10).default(5000),
   /** Bytes of agent events one attempt may put on the bus. */
   agentEventBytesPerAttempt: bytes(4096).default(10 * 1024 * 1024),
+  /** The largest git bundle shipped or stored (a repo's first sync is one bundle). */
+  bundleMaxBytes: bytes(64 * 1024).default(256 * 1024 ** 2),
+  /** The bundle store (mesh-bundles) holds at most this many bytes; a bundle that does not fit is refused. */
+  bundlesMaxBytes: bytes(1024 ** 2).default(2 * 1024 ** 3),
+  /** Object Store chunk size of bundles (at most the server's max_payload). */
+  bundleChunkBytes: bytes(16 * 1024).default(1024 ** 2),
 });
 
 const LIMITS_DEFAULTS = limitsSchema.parse({});

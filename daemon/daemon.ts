@@ -22,7 +22,7 @@ import {
   type Runner,
 } from "./claim/index.js";
 import type { DaemonConfig } from "./config.js";
-import { errorMessage, MeshError } from "./errors.js";
+import { errorMessage, isMeshError, MeshError } from "./errors.js";
 import { createLogger, type Logger } from "./log.js";
 import { cancelSubject, connectNats, poolConsumerName, TASKS_STREAM } from "./nats/index.js";
 import type { DaemonPlugin } from "./plugin.js";
@@ -35,7 +35,8 @@ import { guardRunner, guardWorkspaces } from "./task-guard.js";
 import { EventPublisher, TaskStore } from "./tasks/index.js";
 import { Slots } from "./util/index.js";
 import { VERSION } from "./version.js";
-import { keepBranchWhileTaskLives, type WorkspaceProvider } from "./workspace/index.js";
+import { BundleStore, MeshTransfer } from "./transfer/index.js";
+import { Git, keepBranchWhileTaskLives, type WorkspaceProvider } from "./workspace/index.js";
 
 const BUILTIN_RUNNERS = ["claude", "command", "noop"] as const;
 
@@ -65,6 +66,7 @@ export class Daemon extends Part {
   private sweeper: Sweeper | undefined;
   private service: MeshService | undefined;
   private events: EventPublisher | undefined;
+  private _transfer: MeshTransfer | undefined;
   private readonly slots: Slots;
   readonly observer: MeshObserver;
   private readonly runners = new Map<string, Runner>();
@@ -111,6 +113,10 @@ export class Daemon extends Part {
   get connection(): NatsConnection {
     if (!this.nc) throw new MeshError("FAILED_PRECONDITION", "daemon not started");
     return this.nc;
+  }
+  /** The bundle store's daemon side (code out, results home); set once started. */
+  get transfer(): MeshTransfer | undefined {
+    return this._transfer;
   }
   get topology(): Topology {
     if (!this.topo) throw new MeshError("FAILED_PRECONDITION", "daemon not started");
@@ -219,6 +225,28 @@ export class Daemon extends Part {
     });
     parts.add("pullers", { stop: () => Promise.all([...this.pullers.values()].map((p) => p.stop())) });
     for (const pool of cfg.pools) await this.topo.consumer(pool);
+    // Without room for the bundle store the daemon still runs tasks on URL repos; shipped
+    // (mesh://) repos then fail on it with the reason.
+    const bundles = await BundleStore.open(this.topo.js, nc.info?.max_payload ?? 1024 * 1024, {
+      replicas: cfg.nats.replicas,
+      maxBytes: cfg.limits.bundlesMaxBytes,
+      maxBundleBytes: cfg.limits.bundleMaxBytes,
+      chunkBytes: cfg.limits.bundleChunkBytes,
+      // Retention tied to the tasks': a bundle lives two task retentions (see transfer/ship.ts isFresh).
+      ttlMs: cfg.taskRetentionMs * 2,
+    }).catch((err: unknown) => {
+      if (!isMeshError(err, "RESOURCE_EXHAUSTED")) throw err;
+      this.log.warn({ err: err.message, field: err.field }, "running without the bundle store");
+      return undefined;
+    });
+    if (bundles) {
+      this._transfer = new MeshTransfer({
+        git: new Git({ config: cfg.workspaces.gitConfig }),
+        store: bundles,
+        stateDir: cfg.stateDir,
+        log: this.log,
+      });
+    }
     // Offer only runners that can work here; their tasks then wait for a worker that can.
     for (const [kind, runner] of [...this.runners]) {
       const why = await runner.unavailable?.();
@@ -259,6 +287,7 @@ export class Daemon extends Part {
             async (id) => (await store.get(id))?.record,
             cfg.taskRetentionMs,
           ),
+          ...(this._transfer ? { transfer: this._transfer } : {}),
         }),
       cfg.taskPolicy,
     );

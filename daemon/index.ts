@@ -67,3 +67,5 @@ export {
 } from "./tasks/index.js";
 export { formatBytes, parseBytes } from "./util/index.js";
 export { VERSION } from "./version.js";
+export { BundleStore, DEFAULT_CHUNK_BYTES, ensureCommit, shipRepo } from "./transfer/index.js";
+export { Git } from "./workspace/index.js";

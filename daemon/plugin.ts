@@ -9,6 +9,7 @@ import type { MeshApi } from "./api/index.js";
 import type { DaemonConfig } from "./config.js";
 import type { Logger } from "./log.js";
 import type { WorkerInfo } from "./registry/index.js";
+import type { MeshTransfer } from "./transfer/index.js";
 
 export interface PluginContext {
   readonly workerId: string;
@@ -20,6 +21,8 @@ export interface PluginContext {
   readonly ready: boolean;
   /** The mesh API (what the gRPC server serves). */
   readonly api: MeshApi;
+  /** Code and results over the bus (absent without room for the bundle store). */
+  readonly transfer: MeshTransfer | undefined;
   readonly slotsInfo: { total: number; busy: number };
   readonly runningTaskIds: readonly string[];
   /** JetStream reads (queue depth, consumer health). */

@@ -1,10 +1,10 @@
 /** The built-in runners and workspace provider a daemon uses, built from its config. */
 import { join } from "node:path";
-import { type MeshObserver, noopObserver, type Runner } from "./claim/index.js";
 import type { DaemonConfig } from "./config.js";
 import type { Logger } from "./log.js";
+import { type MeshObserver, noopObserver, type Runner } from "./claim/index.js";
 import { ClaudeRunner, CommandRunner, NoopRunner } from "./runner/index.js";
-import { type KeepBranch, MeshWorkspaces, type WorkspaceProvider } from "./workspace/index.js";
+import { type KeepBranch, MeshWorkspaces, type RepoTransfer, type WorkspaceProvider } from "./workspace/index.js";
 
 export function defaultRunners(
   config: DaemonConfig,
@@ -51,7 +51,7 @@ export function defaultRunners(
 export function defaultWorkspaces(
   config: DaemonConfig,
   log: Logger,
-  opts: { keepBranch?: KeepBranch } = {},
+  opts: { keepBranch?: KeepBranch; transfer?: RepoTransfer } = {},
 ): WorkspaceProvider {
   return new MeshWorkspaces({
     stateDir: config.stateDir,
@@ -59,6 +59,7 @@ export function defaultWorkspaces(
     cacheRetentionMs: config.workspaces.cacheRetention,
     gitConfig: config.workspaces.gitConfig,
     ...(opts.keepBranch ? { keepBranch: opts.keepBranch } : {}),
+    ...(opts.transfer ? { transfer: opts.transfer } : {}),
     log,
   });
 }

@@ -31,6 +31,7 @@ export function grpcPlugin(config: DaemonConfig): DaemonPlugin {
       }
       server = new GrpcServer(d.api, {
         socketPath: config.socketPath,
+        ...(d.transfer ? { transfer: d.transfer } : {}),
         logger: d.log,
         maxSubmitBytes: config.limits.submitMaxBytes,
         submitParseTimeoutMs: config.limits.submitParseTimeout,

@@ -76,8 +76,8 @@ const REFUSED: PreparedWorkspace = { workdir: "", finish: async () => ({}) };
 
 export function guardWorkspaces(inner: WorkspaceProvider, policy: TaskPolicy): WorkspaceProvider {
   return {
-    prepare: (spec, attempt, signal) =>
-      policyRefusal(spec, policy) ? Promise.resolve(REFUSED) : inner.prepare(spec, attempt, signal),
+    prepare: (spec, attempt, signal, carry) =>
+      policyRefusal(spec, policy) ? Promise.resolve(REFUSED) : inner.prepare(spec, attempt, signal, carry),
     ...(inner.sweep ? { sweep: () => inner.sweep?.() ?? Promise.resolve() } : {}),
   };
 }

@@ -575,6 +575,8 @@ describe("health and reflection", () => {
       "WatchMesh",
       "CancelTask",
       "RetryTask",
+      "ShipRepo",
+      "FetchResults",
     ]);
   });
 });
@@ -687,6 +689,14 @@ describe("TCP listener", () => {
     expect((await call(good.listWorkers, good, {})).workers).toHaveLength(1);
     const { items } = await collect(good.watchTask({ id: "t1" }));
     expect(items).toHaveLength(5);
+    // Folders of the daemon's machine are named on its Unix socket only: refused over TCP.
+    const ship = await failure(call(good.shipRepo, good, { path: "/etc", ref: "", dirty: false }));
+    expect(ship.code).toBe(status.FAILED_PRECONDITION);
+    expect(ship.details).toContain("Unix socket");
+    const fetched = await failure(
+      call(good.fetchResults, good, { path: "/tmp", ids: ["t1"], all: false, force: false, hidden: false }),
+    );
+    expect(fetched.code).toBe(status.FAILED_PRECONDITION);
 
     const none = meshClient(address, tls);
     clients.push(none);

@@ -1,5 +1,6 @@
 /** `mesh submit <file|->`: validate here (fail fast, exit 2), send the document, optionally wait. */
 import { type FileHandle, open } from "node:fs/promises";
+import { resolve } from "node:path";
 import { Command } from "commander";
 // Pure module, imported directly (daemon/index.js would load the whole daemon).
 import {
@@ -14,7 +15,9 @@ import { CliError, EXIT } from "../errors.js";
 import { taskEventLine } from "../events.js";
 import { dash, paint, paintState, table } from "../format.js";
 import { eventJson, type SubmitJson, submitJson, unschedulableEventJson } from "../json.js";
+import { planLocalRepos } from "../local-repos.js";
 import { run } from "../run.js";
+import { FETCHED_OK, type FetchJson, fetchLine, fetchOne } from "./fetch.js";
 import {
   eachLimited,
   FAILED,
@@ -80,10 +83,19 @@ async function readInput(file: string): Promise<{ text: string; source: string }
   }
 }
 
+/** The document's tasks as written (raw objects). */
+function parse(text: string, source: string): unknown[] {
+  return judged(source, () => parseTaskDocument(text, source));
+}
+
 /** All or nothing, exactly as the daemon will judge it, before anything is sent. */
-function validate(text: string, source: string): number {
+function validate(tasks: unknown[], source: string): number {
+  return judged(source, () => validateTaskBatch(tasks).length);
+}
+
+function judged<T>(source: string, fn: () => T): T {
   try {
-    return validateTaskBatch(parseTaskDocument(text, source)).length;
+    return fn();
   } catch (err) {
     if (!isMeshError(err)) throw err;
     const msg = err.message.replace(/:\s*$/, "");
@@ -96,22 +108,46 @@ function validate(text: string, source: string): number {
 }
 
 interface Opts {
+  dirty?: boolean;
+  fetch?: boolean;
+  repo?: string;
   wait?: boolean;
   follow?: boolean;
   waitTimeout: string;
   unschedulableTimeout: string;
 }
 
-type Row = SubmitJson & Omit<Final, "id" | "state">;
+type Row = SubmitJson & Omit<Final, "id" | "state"> & { fetch?: FetchJson | null };
 
 async function submit(ctx: Ctx, file: string, opts: Opts): Promise<void> {
   const waitMs = parseDurationFlag(opts.waitTimeout, "--wait-timeout");
   const unschedulableMs = parseDurationFlag(opts.unschedulableTimeout, "--unschedulable-timeout", true);
-  const { text, source } = await readInput(file);
-  validate(text, source);
-  const res = await ctx.client().submitTasks(text, source);
-  const submitted = res.results.map(submitJson);
   const waiting = Boolean(opts.wait || opts.follow);
+  if (opts.fetch && !waiting) {
+    throw new CliError(
+      EXIT.USAGE,
+      "--fetch goes with --wait or --follow (it fetches each result as it finishes)",
+      "INVALID_ARGUMENT",
+      {
+        field: "--fetch",
+      },
+    );
+  }
+  const { text, source } = await readInput(file);
+  const tasks = parse(text, source);
+  // Tasks on a repo of this machine: checked with placeholders, then shipped, then submitted as mesh:// repos.
+  const local = planLocalRepos(tasks, { source, dirty: opts.dirty === true });
+  validate(tasks, source);
+  const shipped = await local.ship(ctx);
+  if (shipped.length) validate(tasks, source);
+  const res = await ctx.client().submitTasks(shipped.length ? JSON.stringify({ tasks }) : text, source);
+  const submitted = res.results.map(submitJson);
+  const fetchInto = new Map<string, string>();
+  for (const l of shipped) {
+    const id = submitted[l.index]?.id;
+    if (id) fetchInto.set(id, l.toplevel);
+  }
+  const fetched = new Map<string, FetchJson>();
 
   if (!waiting) {
     if (ctx.json) return ctx.printJson({ tasks: submitted });
@@ -153,6 +189,11 @@ async function submit(ctx: Ctx, file: string, opts: Opts): Promise<void> {
       },
     });
     if (final) finals.set(t.id, final);
+    if (opts.fetch && final?.state === "succeeded") {
+      const r = await fetchOne(ctx, t.id, fetchInto.get(t.id) ?? resolve(opts.repo ?? "."));
+      fetched.set(t.id, r);
+      if (!ctx.json) ctx.print(fetchLine(r));
+    }
   });
   if (ctx.signal.aborted) {
     throw new CliError(
@@ -171,6 +212,7 @@ async function submit(ctx: Ctx, file: string, opts: Opts): Promise<void> {
       workerId: f?.workerId ?? null,
       reason: f?.reason ?? null,
       unschedulable: f?.unschedulable ?? null,
+      ...(opts.fetch ? { fetch: fetched.get(t.id) ?? null } : {}),
     };
   });
   if (ctx.json) {
@@ -205,6 +247,15 @@ async function submit(ctx: Ctx, file: string, opts: Opts): Promise<void> {
   if (stuck.length > 0) {
     throw unschedulableError(stuck, unschedulableMs);
   }
+  const notFetched = [...fetched.values()].filter((f) => !FETCHED_OK.has(f.outcome));
+  if (notFetched.length > 0) {
+    const f = notFetched[0] as FetchJson;
+    throw new CliError(
+      EXIT.OTHER,
+      `the tasks succeeded, but ${notFetched.length} result(s) were not fetched (${f.id} ${f.outcome}${f.reason ? `: ${f.reason}` : ""}); \`mesh fetch ${f.id}\` tries again`,
+      "FETCH_FAILED",
+    );
+  }
   if (!ctx.json) ctx.note(paint(ctx.style, "green", `all ${rows.length} task(s) succeeded`));
 }
 
@@ -212,6 +263,15 @@ export function submitCommand(): Command {
   return new Command("submit")
     .description("submit one task or a list of tasks from a YAML/JSON file (- reads stdin); all or nothing")
     .argument("<file>", "task spec file (YAML or JSON: one task, a list, or {tasks: [...]}), or - for stdin")
+    .option("--dirty", "for repo: . tasks: ship uncommitted changes too, as a commit on top of HEAD")
+    .option(
+      "--fetch",
+      "with --wait/--follow: fetch each result as mesh/<id> into its repository as it finishes",
+    )
+    .option(
+      "--repo <path>",
+      "with --fetch: the repository for tasks not submitted from a local repo (default: .)",
+    )
     .option(
       "--wait",
       "show state changes until every task is terminal; exit 1 if any failed, died or was cancelled",
@@ -229,7 +289,11 @@ export function submitCommand(): Command {
 --json output:
   {"tasks":[{"id","created","state"}]}
   with --wait: {"tasks":[{"id","created","state","attempt","workerId","reason","unschedulable"}]}
+  with --fetch: each task also has "fetch": FETCH (see \`mesh fetch --help\`) or null
                once every task is terminal or was given up as unschedulable
+  repo: . (or ./path) names a repository of this machine: it is shipped through the mesh's bundle
+  store (only what the mesh lacks) and the task runs on mesh://<repo id> at that commit; a
+  dirty tree is said on stderr ({"warning":{"code":"DIRTY_TREE",...}}) unless --dirty ships it.
   with --follow: one event object per line (see \`mesh watch --help\`), then
                  {"type":"summary","tasks":[...as with --wait]}
   while no live worker can serve a task, stderr gets (in every mode)

@@ -17,6 +17,7 @@ import {
   expectState,
   type Notice,
   noteSession,
+  type ResultBundle,
   type RunnerEvent,
   type Step,
   settle,
@@ -178,6 +179,7 @@ export class Execution {
     let failure: string | undefined;
     let headCommit: string | undefined;
     let branch: string | undefined;
+    let bundle: ResultBundle | undefined;
     let permanent = false;
     /** The run succeeded and its finishing (commit, push) is done: a finished run. */
     let completed = false;
@@ -189,7 +191,14 @@ export class Execution {
         else {
           await rm(scratchDir, { recursive: true, force: true });
           await mkdir(scratchDir, { recursive: true, mode: 0o700 });
-          ws = await deps.workspaces.prepare(spec, this.attempt, this.abort.signal);
+          // The latest earlier attempt's commits (a bundle, maybe made on another host) carry over.
+          const previous = this.lease.record.attempts.findLast((a) => a.bundle?.name)?.bundle;
+          ws = await deps.workspaces.prepare(
+            spec,
+            this.attempt,
+            this.abort.signal,
+            previous ? { previous } : {},
+          );
         }
       } catch (err) {
         if (!this.abort.signal.aborted) {
@@ -236,6 +245,7 @@ export class Execution {
               signal: this.fence.signal,
             });
             headCommit = fin.headCommit;
+            bundle = fin.bundle;
             completed = outcome.status === "succeeded";
           } catch (err) {
             if (isMeshError(err, "FENCED")) throw err;
@@ -265,7 +275,7 @@ export class Execution {
     if (this.fencedOut) return this.fencedResult(log, started);
     // Self-fenced (cut off from NATS for most of the lease): the run has stopped and the record
     // may still be ours, so the outcome is still written (see finish()).
-    return this.finish(log, started, outcome, failure, permanent, headCommit, branch, completed);
+    return this.finish(log, started, outcome, failure, permanent, headCommit, branch, completed, bundle);
   }
 
   private fencedResult(log: BoundLog, started: number): ExecutionResult {
@@ -289,6 +299,7 @@ export class Execution {
     headCommit: string | undefined,
     branch: string | undefined,
     completed: boolean,
+    bundle?: ResultBundle,
   ): Promise<ExecutionResult> {
     const { deps } = this;
     const reason = this.abort.signal.reason as AbortReason | undefined;
@@ -329,8 +340,14 @@ export class Execution {
       signal: outcome?.signal,
       result:
         outcome?.result || headCommit || branch
-          ? { ...outcome?.result, ...(branch ? { branch } : {}), ...(headCommit ? { headCommit } : {}) }
+          ? {
+              ...outcome?.result,
+              ...(branch ? { branch } : {}),
+              ...(headCommit ? { headCommit } : {}),
+              ...(bundle && att === "succeeded" ? { bundle } : {}),
+            }
           : undefined,
+      bundle,
       permanent: permanent || outcome?.permanent,
       retryAfterMs: outcome?.retryAfterMs,
     };

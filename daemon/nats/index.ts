@@ -14,6 +14,8 @@ export { kvKeys } from "./kv-keys.js";
 export { scanKv } from "./kv-scan.js";
 export { LOCAL_NKEY_FILE, useLocalMeshCredentials } from "./local-creds.js";
 export {
+  BUNDLE_INDEX_BUCKET,
+  BUNDLES_BUCKET,
   beaconSubject,
   cancelSubject,
   EVENTS_STREAM,

@@ -44,3 +44,8 @@ export const beaconSubject = (taskId: string): string => `mesh.lease.${taskId}`;
 
 /** Every subject agent-mesh publishes or subscribes on outside JetStream's and KV's own. */
 export const MESH_SUBJECTS = "mesh.>";
+
+/** Object Store of git bundles (code going out, results coming home; see daemon/transfer/). */
+export const BUNDLES_BUCKET = "mesh-bundles";
+/** KV: per repo, which commits the mesh holds as the tip of which bundle (`<repo id>.<commit>`). */
+export const BUNDLE_INDEX_BUCKET = "mesh-bundle-index";

@@ -23,7 +23,7 @@ export interface SubjectPermissions {
 
 export const DAEMON_PERMISSIONS: SubjectPermissions = {
   publish: {
-    allow: [MESH_SUBJECTS, "$KV.>", "$JS.API.>", "$JS.*.API.>", "$JS.ACK.>", "$JS.FC.>", "_INBOX.>"],
+    allow: [MESH_SUBJECTS, "$KV.>", "$O.>", "$JS.API.>", "$JS.*.API.>", "$JS.ACK.>", "$JS.FC.>", "_INBOX.>"],
   },
   subscribe: { allow: [MESH_SUBJECTS, "_INBOX.>"] },
 };

@@ -14,6 +14,7 @@ import { Lifecycle, type LifeState } from "../../lib/index.js";
 import pino, { type Logger } from "pino";
 import { MESH_SERVICE_NAME, MeshServiceService } from "../../proto/index.js";
 import type { MeshApi } from "../api/index.js";
+import type { MeshTransfer } from "../transfer/index.js";
 import { errorMessage, isMeshError, MeshError } from "../errors.js";
 import { DEFAULT_SUBMIT_MAX_BYTES } from "../limits.js";
 import { bearerTokenInterceptor } from "./grpc/auth.js";
@@ -39,6 +40,8 @@ export interface GrpcTcpOptions {
 export interface GrpcServerOptions {
   socketPath?: string;
   tcp?: GrpcTcpOptions;
+  /** The bundle store's daemon side (ShipRepo, FetchResults; on the Unix socket only). */
+  transfer?: MeshTransfer;
   logger?: Logger;
   /** Messages a streaming client may fall behind before its stream is ended. Default 10 000. */
   maxStreamBacklog?: number;
@@ -117,7 +120,7 @@ export class GrpcServer {
     this.parser = new SpecParser({ timeoutMs: opts.submitParseTimeoutMs ?? 30_000 });
   }
 
-  private newServer(interceptors: ServerInterceptor[] = []): Server {
+  private newServer(interceptors: ServerInterceptor[] = [], localPaths = false): Server {
     const maxSubmitBytes = this.opts.maxSubmitBytes ?? DEFAULT_SUBMIT_MAX_BYTES;
     const readTimeout = requestReadTimeoutInterceptor(
       this.opts.requestReadTimeoutMs ?? 30_000,
@@ -131,6 +134,8 @@ export class GrpcServer {
       MeshServiceService,
       meshServiceHandlers({
         api: this.api,
+        ...(this.opts.transfer ? { transfer: this.opts.transfer } : {}),
+        localPaths,
         logger: this.log,
         maxBacklog: this.opts.maxStreamBacklog ?? 10_000,
         maxSubmitBytes,
@@ -193,7 +198,7 @@ export class GrpcServer {
     try {
       if (socketPath) {
         await prepareSocketPath(socketPath);
-        await bindAsync(this.newServer(), `unix:${socketPath}`, ServerCredentials.createInsecure());
+        await bindAsync(this.newServer([], true), `unix:${socketPath}`, ServerCredentials.createInsecure());
         this.boundSocket = socketPath;
         await chmod(socketPath, 0o600);
         out.socketPath = socketPath;

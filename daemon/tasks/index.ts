@@ -10,6 +10,7 @@ export {
   newTaskRecord,
   rateLimitedAttempts,
   recordProblem,
+  type ResultBundle,
   TASK_STATES,
   type TaskRecord,
   type TaskResultInfo,

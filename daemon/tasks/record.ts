@@ -27,6 +27,20 @@ export type AttemptOutcome =
   | "rate_limited" // the agent hit an API rate limit; retried after a delay, not counted
   | "cancelled";
 
+/**
+ * A task branch stored as a git bundle (`base..head`) in the mesh's bundle store (see
+ * daemon/transfer/): what `mesh fetch` imports, and what a later attempt on another host
+ * continues from. `name` is absent when there was nothing to store (head equals base).
+ */
+export interface ResultBundle {
+  name?: string;
+  /** The repo's identity (its first-parent root commit; `mesh://<repoId>`). */
+  repoId: string;
+  base: string;
+  head: string;
+  size: number;
+}
+
 export interface AttemptInfo {
   attempt: number;
   workerId: string;
@@ -38,6 +52,8 @@ export interface AttemptInfo {
   reason?: string;
   exitCode?: number | null;
   signal?: string | null;
+  /** The attempt's commits as a bundle (kept for failed attempts too). */
+  bundle?: ResultBundle;
 }
 
 /** Agent numbers attached by the runner (the Claude Code shim fills them). */
@@ -51,6 +67,8 @@ export interface TaskResultInfo {
   headCommit?: string;
   durationMs?: number;
   model?: string;
+  /** The task branch as a bundle, for `mesh fetch` / `mesh diff`. */
+  bundle?: ResultBundle;
 }
 
 /**
@@ -133,6 +151,16 @@ const badOptional = (o: Record<string, unknown>, keys: readonly string[], ok: (x
   keys.find((k) => o[k] !== undefined && !ok(o[k]));
 const isString = (x: unknown): boolean => typeof x === "string";
 const isNumber = (x: unknown): boolean => typeof x === "number" && Number.isFinite(x);
+const SHA = /^[0-9a-f]{40}(?:[0-9a-f]{24})?$/;
+const isSha = (x: unknown): boolean => typeof x === "string" && SHA.test(x);
+/** A ResultBundle: hex ids, a size; the name a SHA-256 when present. */
+const isBundle = (x: unknown): boolean =>
+  isObject(x) &&
+  isSha(x.repoId) &&
+  isSha(x.base) &&
+  isSha(x.head) &&
+  isCount(x.size) &&
+  (x.name === undefined || (typeof x.name === "string" && /^[0-9a-f]{64}$/.test(x.name)));
 
 function attemptProblem(a: unknown, i: number): string | undefined {
   if (!isObject(a)) return `"attempts[${i}]" is not an object`;
@@ -144,7 +172,8 @@ function attemptProblem(a: unknown, i: number): string | undefined {
     badOptional(a, ["startedAt", "endedAt"], isTime) ??
     badOptional(a, ["outcome", "reason"], isString) ??
     badOptional(a, ["exitCode"], (x) => x === null || isNumber(x)) ??
-    badOptional(a, ["signal"], (x) => x === null || isString(x));
+    badOptional(a, ["signal"], (x) => x === null || isString(x)) ??
+    badOptional(a, ["bundle"], isBundle);
   return bad ? `"attempts[${i}].${bad}" has the wrong type` : undefined;
 }
 
@@ -196,7 +225,8 @@ export function recordProblem(value: unknown, id?: string): string | undefined {
         result,
         ["tokens"],
         (t) => isObject(t) && ["input", "output", "cacheRead", "cacheCreation"].every((k) => isNumber(t[k])),
-      );
+      ) ??
+      badOptional(result, ["bundle"], isBundle);
     if (bad) return `"result.${bad}" has the wrong type`;
   }
   const spec = value.spec;

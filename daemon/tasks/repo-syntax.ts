@@ -19,7 +19,16 @@ export interface RepoSource {
   key: string;
   /** For messages: the URL without credentials. */
   display: string;
+  /** `mesh://<repo id>`: a repository shipped as bundles through the mesh (daemon/transfer/). */
+  meshRepoId?: string;
 }
+
+/** A repo shipped through the mesh: `mesh://` and its id (the repo's root commit, hex). */
+export const MESH_REPO_RE = /^mesh:\/\/([0-9a-f]{40}(?:[0-9a-f]{24})?)$/;
+/** A full commit id, as a `mesh://` repo's ref must be. */
+export const COMMIT_ID_RE = /^[0-9a-f]{40}(?:[0-9a-f]{24})?$/;
+/** A repo path the CLI resolves on the submitting machine and ships (`.`, `./x`, `../x`). */
+export const isSubmitterPath = (repo: string): boolean => /^\.\.?(\/|$)/.test(repo);
 
 /** `https://user:secret@host/x` -> `https://***@host/x`. */
 export function redactUrlCredentials(text: string): string {
@@ -67,6 +76,13 @@ export function parseRepo(repo: string): RepoSource {
     );
   }
   const display = redactUrlCredentials(repo);
+  const mesh = MESH_REPO_RE.exec(repo);
+  if (mesh?.[1]) return { url: repo, key: `mesh:${mesh[1]}`, display: repo, meshRepoId: mesh[1] };
+  if (repo.startsWith("mesh:")) {
+    throw invalid(
+      `repo "${display}": a mesh repo is mesh://<repo id> (hex); \`mesh submit\` makes it from repo: .`,
+    );
+  }
   if (/^[A-Za-z0-9+.-]+::/.test(repo)) {
     throw invalid(`repo "${display}": remote helpers (<transport>::<address>) are not allowed`);
   }
@@ -96,7 +112,7 @@ export function parseRepo(repo: string): RepoSource {
   if (SCP_LIKE.test(repo)) refuseOptionLike(repo, undefined, display);
   if (SCP_LIKE.test(repo)) return { url: repo, key: repo.replace(/\/+$/, ""), display };
   throw invalid(
-    `repo "${display}": expected an absolute path or a URL (https://, ssh://, git@host:path, file://); relative paths mean nothing on another machine`,
+    `repo "${display}": expected an absolute path or a URL (https://, ssh://, git@host:path, file://), or a path of the submitting machine starting with . (\`mesh submit\` ships it: repo: .); other relative paths mean nothing on another machine`,
   );
 }
 

@@ -6,7 +6,7 @@ import { parseAllDocuments } from "yaml";
 import { z } from "zod";
 import { isMeshError, MeshError } from "../errors.js";
 import { parseDuration } from "../util/index.js";
-import { hasControlChars, parseRepo, validateRef } from "./repo-syntax.js";
+import { COMMIT_ID_RE, hasControlChars, MESH_REPO_RE, parseRepo, validateRef } from "./repo-syntax.js";
 import { deniedEnvReason } from "./task-env.js";
 
 export const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$/;
@@ -115,6 +115,14 @@ function refineRepo(repo: string | undefined, ref: string | undefined, ctx: z.Re
     }
   }
   if (ref !== undefined) check(() => validateRef(ref), "ref");
+  if (repo !== undefined && MESH_REPO_RE.test(repo) && (ref === undefined || !COMMIT_ID_RE.test(ref))) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["ref"],
+      message:
+        "a mesh:// repo needs ref: the full commit id to run on (`mesh submit` sets both from repo: .)",
+    });
+  }
 }
 
 export const taskSpecSchema = z
@@ -178,6 +186,14 @@ export const taskSpecSchema = z
       });
     }
     refineRepo(t.repo, t.ref, ctx);
+    if (t.push && t.repo && MESH_REPO_RE.test(t.repo)) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["push"],
+        message:
+          "a repo shipped through the mesh has no origin to push to: drop push; `mesh fetch <id>` brings the result home",
+      });
+    }
     const bytes = Buffer.byteLength(JSON.stringify(t));
     if (bytes > MAX_SPEC_BYTES) {
       ctx.addIssue({

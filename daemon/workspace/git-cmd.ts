@@ -103,6 +103,8 @@ export interface GitRepo {
   commonDir?: string;
   /** `$GIT_WORK_TREE`. */
   workTree?: string;
+  /** `$GIT_INDEX_FILE`: an index other than the repository's own (e.g. a scratch copy). */
+  indexFile?: string;
 }
 
 export interface GitRunOptions {
@@ -112,6 +114,10 @@ export interface GitRunOptions {
   signal?: AbortSignal;
   /** Kill git after this long without output. */
   timeoutMs?: number;
+  /** Written to git's stdin (e.g. `bundle create --stdin`, `cat-file --batch-check`). */
+  input?: string;
+  /** Commit dates for `commit-tree` (`GIT_AUTHOR_DATE`, `GIT_COMMITTER_DATE`), to make a commit reproducible. */
+  date?: string;
 }
 
 const MAX_OUTPUT = 16 * 1024 * 1024;
@@ -164,6 +170,11 @@ export class Git {
     const env: Record<string, string> = { ...this.env, GIT_DIR: opts.repo.gitDir };
     if (opts.repo.commonDir) env.GIT_COMMON_DIR = opts.repo.commonDir;
     if (opts.repo.workTree) env.GIT_WORK_TREE = opts.repo.workTree;
+    if (opts.repo.indexFile) env.GIT_INDEX_FILE = opts.repo.indexFile;
+    if (opts.date) {
+      env.GIT_AUTHOR_DATE = opts.date;
+      env.GIT_COMMITTER_DATE = opts.date;
+    }
     const cwd = opts.cwd ?? opts.repo.workTree ?? opts.repo.gitDir;
     return this.spawn([...this.config, ...args], args, env, cwd, opts);
   }
@@ -176,6 +187,38 @@ export class Git {
       if (err instanceof GitCommandError && err.kind === "failed") return undefined;
       throw err;
     }
+  }
+
+  /**
+   * Finds the repository that contains `dir` (a user's checkout, never a daemon cache): its
+   * top level, its git dir and its common dir, all absolute. No `GIT_DIR` is set for this one
+   * command (git discovers the repo from the folder, as the user's own git would); every later
+   * command names the repository explicitly.
+   */
+  async discover(dir: string, signal?: AbortSignal): Promise<Required<Omit<GitRepo, "indexFile">>> {
+    const out = await this.spawn(
+      [
+        ...this.config,
+        "rev-parse",
+        "--path-format=absolute",
+        "--show-toplevel",
+        "--git-dir",
+        "--git-common-dir",
+      ],
+      ["rev-parse"],
+      { ...this.env },
+      dir,
+      { timeoutMs: 30_000, ...(signal ? { signal } : {}) },
+    );
+    const [workTree, gitDir, commonDir] = out.split("\n").map((l) => l.trim());
+    if (!workTree || !gitDir || !commonDir) {
+      throw new GitCommandError(
+        ["rev-parse"],
+        `${dir} is not inside a work tree (a bare repository?)`,
+        "failed",
+      );
+    }
+    return { workTree, gitDir, commonDir };
   }
 
   /**
@@ -200,13 +243,24 @@ export class Git {
     args: readonly string[],
     env: Record<string, string>,
     cwd: string,
-    opts: { signal?: AbortSignal; timeoutMs?: number },
+    opts: { signal?: AbortSignal; timeoutMs?: number; input?: string },
   ): Promise<string> {
     if (opts.signal?.aborted) return Promise.reject(new GitCommandError(args, "", "aborted"));
     // Its own process group (lib/child): a stop reaches what git started too (ssh, a local
     // receive-pack and its hooks), which would otherwise hold git's pipes open; what is left in
     // the group when git exits is killed with it. No parent-death wrapper: git ends on its own.
-    const child = spawnChild([this.binary, ...argv], { cwd, env, parentDeath: "none", killGraceMs: 5_000 });
+    const child = spawnChild([this.binary, ...argv], {
+      cwd,
+      env,
+      parentDeath: "none",
+      killGraceMs: 5_000,
+      stdin: opts.input === undefined ? "ignore" : "pipe",
+    });
+    if (opts.input !== undefined && child.stdin) {
+      // git may exit before reading it all (an error): that is its exit code's business.
+      child.stdin.on("error", () => undefined);
+      child.stdin.end(opts.input);
+    }
     const out: Buffer[] = [];
     const errOut: Buffer[] = [];
     let size = 0;

@@ -23,13 +23,16 @@ import {
   cacheRepo,
   markCacheUsed,
   parseRepo,
+  prepareMeshCache,
   type RepoSource,
   syncCache,
   validateRef,
 } from "./repo-cache.js";
 import { sweepAttempts } from "./sweep.js";
 import { branchStart } from "./task-branch.js";
-import type { PreparedWorkspace, WorkspaceProvider } from "./workspace.js";
+import type { RepoTransfer } from "./transfer-port.js";
+import type { PrepareCarry, PreparedWorkspace, WorkspaceProvider } from "./workspace.js";
+import type { ResultBundle } from "../tasks/index.js";
 import {
   isPrivateDirOf,
   parseGitFile,
@@ -59,7 +62,15 @@ export interface GitWorkspaceOptions {
   author?: { name: string; email: string };
   /** Network operations (fetch, push) are killed after this long without output. */
   networkTimeoutMs?: number;
+  /**
+   * The mesh's bundle store: `mesh://` repos come from it, and every attempt's task branch goes
+   * into it as a bundle (results come home; a later attempt elsewhere continues from it).
+   */
+  transfer?: RepoTransfer;
 }
+
+/** Where the cache remembers the commit a task branch started from (its result bundles are `base..head`). */
+const baseRef = (taskId: string): string => `refs/mesh/base/${taskId}`;
 
 export const DEFAULT_CACHE_RETENTION_MS = 7 * 86_400_000;
 
@@ -96,7 +107,12 @@ export class GitWorkspaceProvider implements WorkspaceProvider {
     return this.active.has(workdir);
   }
 
-  async prepare(spec: TaskSpec, attempt: number, signal: AbortSignal): Promise<PreparedWorkspace> {
+  async prepare(
+    spec: TaskSpec,
+    attempt: number,
+    signal: AbortSignal,
+    carry: PrepareCarry = {},
+  ): Promise<PreparedWorkspace> {
     if (!spec.repo) throw new MeshError("INVALID_ARGUMENT", "task has no repo", { field: "repo" });
     const src = parseRepo(spec.repo);
     if (spec.ref !== undefined) validateRef(spec.ref);
@@ -105,16 +121,37 @@ export class GitWorkspaceProvider implements WorkspaceProvider {
     const branch = taskBranch(spec.id);
     const log = this.log.child({ taskId: spec.id, attempt });
 
-    const wt = await this.lock
+    const transfer = this.opts.transfer;
+    const { wt, base, startHead, repoId } = await this.lock
       .with(cache, async () => {
         signal.throwIfAborted();
-        await syncCache(this.git, cache, src, {
-          signal,
-          timeoutMs: this.networkTimeoutMs,
-          wantHead: spec.ref === undefined,
-        });
+        if (src.meshRepoId) {
+          if (!transfer || !spec.ref) {
+            // Retryable: another worker of the mesh may have the store.
+            throw new MeshError(
+              "UNAVAILABLE",
+              `repo ${src.display} comes through the mesh's bundle store, which this worker could not open (see its log)`,
+              { field: "repo" },
+            );
+          }
+          await prepareMeshCache(this.git, cache, signal);
+          await transfer.importCommit(cache, src.meshRepoId, spec.ref, signal);
+        } else {
+          await syncCache(this.git, cache, src, {
+            signal,
+            timeoutMs: this.networkTimeoutMs,
+            wantHead: spec.ref === undefined,
+          });
+        }
         const repo = cacheRepo(cache);
         const run = (args: string[]) => this.git.run(args, { repo, signal });
+        // An earlier attempt's commits, stored as a bundle (by this host or another).
+        let carried: string | undefined;
+        const prev = carry.previous;
+        if (transfer && prev?.name && attempt > 1) {
+          await transfer.importCommit(cache, prev.repoId, prev.head, signal);
+          carried = prev.head;
+        }
         await run(["worktree", "prune"]);
         // A folder left by a crashed attempt with this number is replaced, never reused.
         await this.removeWorktreeLocked(cache, workdir);
@@ -127,10 +164,12 @@ export class GitWorkspaceProvider implements WorkspaceProvider {
           ref: spec.ref,
           push: spec.push === true,
           attempt,
+          ...(carried ? { carried } : {}),
           signal,
         });
         if (start.kind === "new") {
           await run(["worktree", "add", "--no-track", "-b", branch, "--", workdir, start.base]);
+          await run(["update-ref", baseRef(spec.id), start.base]);
           log.info(
             { workdir, branch, base: start.base, ref: spec.ref ?? "(default branch)" },
             "worktree created",
@@ -147,8 +186,17 @@ export class GitWorkspaceProvider implements WorkspaceProvider {
           }
           await run(["worktree", "add", "--", workdir, branch]);
           log.info({ workdir, branch, head: start.head }, "worktree continues the task branch");
+          if (carried && prev) await run(["update-ref", baseRef(spec.id), prev.base]);
         }
-        return trustWorktree(cache, workdir);
+        const startHead = start.kind === "new" ? start.base : start.head;
+        const base =
+          (
+            await this.git.tryRun(["rev-parse", "--verify", "--quiet", `${baseRef(spec.id)}^{commit}`], {
+              repo,
+            })
+          )?.trim() || startHead;
+        const repoId = src.meshRepoId ?? (transfer ? await transfer.repoIdOf(cache, base) : undefined);
+        return { wt: await trustWorktree(cache, workdir), base, startHead, repoId };
       })
       .catch((err: unknown) => {
         throw toMeshError(err, `cannot prepare a worktree of ${src.display}`);
@@ -168,14 +216,66 @@ export class GitWorkspaceProvider implements WorkspaceProvider {
         finished = true;
         signal.removeEventListener("abort", release);
         try {
-          if (!succeeded) return {};
-          return await this.lock.with(cache, () => this.commitAndPush(spec, src, wt, branch, message, fence));
+          if (!succeeded) {
+            if (!transfer || !repoId) return {};
+            // A failed attempt's commits are kept for inspection and for the next attempt elsewhere.
+            const bundle = await this.lock
+              .with(cache, () => this.keepFailed(spec, wt, attempt, { repoId, base, startHead }, fence))
+              .catch((err: unknown) => {
+                log.warn({ err: errorMessage(err) }, "could not store the failed attempt's commits");
+                return undefined;
+              });
+            return bundle ? { bundle } : {};
+          }
+          return await this.lock.with(cache, async () => {
+            const done = await this.commitAndPush(spec, src, wt, branch, message, fence);
+            if (!transfer || !repoId || !done.headCommit) return done;
+            if (fence?.aborted) throw new MeshError("FENCED", `fenced out while finishing task ${spec.id}`);
+            try {
+              const bundle = await transfer.storeResult(cache, {
+                repoId,
+                base,
+                head: done.headCommit,
+                taskId: spec.id,
+                attempt,
+              });
+              return { ...done, bundle };
+            } catch (err) {
+              // Without its bundle a shipped repo's result cannot come home: the attempt fails.
+              if (src.meshRepoId) throw err;
+              log.warn({ err: errorMessage(err) }, "could not store the task branch as a bundle");
+              return done;
+            }
+          });
         } finally {
           release();
           await touch(workdir);
         }
       },
     };
+  }
+
+  /** The failed attempt's committed head as a bundle, unless it made no commit (or is fenced, or tampered). */
+  private async keepFailed(
+    spec: TaskSpec,
+    wt: TrustedWorktree,
+    attempt: number,
+    at: { repoId: string; base: string; startHead: string },
+    fence?: AbortSignal,
+  ): Promise<ResultBundle | undefined> {
+    if (fence?.aborted || !this.opts.transfer) return undefined;
+    if (await worktreeTampering(this.git, wt)) return undefined;
+    const head = (
+      await this.git.tryRun(["rev-parse", "--verify", "--quiet", "HEAD^{commit}"], { repo: worktreeRepo(wt) })
+    )?.trim();
+    if (!head || head === at.startHead) return undefined;
+    return this.opts.transfer.storeResult(wt.cache, {
+      repoId: at.repoId,
+      base: at.base,
+      head,
+      taskId: spec.id,
+      attempt,
+    });
   }
 
   private async commitAndPush(

@@ -2,7 +2,7 @@
 export { keepBranchWhileTaskLives, type TaskRecordView } from "./branch-retention.js";
 export { DirWorkspaceProvider } from "./dir-workspace.js";
 export type { KeepBranch } from "./evict.js";
-export { GitCommandError, HARDENING_CONFIG, redactUrlCredentials } from "./git-cmd.js";
+export { Git, GitCommandError, type GitRepo, HARDENING_CONFIG, redactUrlCredentials } from "./git-cmd.js";
 export {
   DEFAULT_AUTHOR,
   DEFAULT_CACHE_RETENTION_MS,
@@ -12,4 +12,5 @@ export {
 } from "./git-workspace.js";
 export { MeshWorkspaces, type MeshWorkspacesOptions } from "./mesh-workspaces.js";
 export { cacheDirFor, parseRepo, type RepoSource, validateRef } from "./repo-cache.js";
-export type { PreparedWorkspace, WorkspaceProvider } from "./workspace.js";
+export type { RepoTransfer } from "./transfer-port.js";
+export type { PrepareCarry, PreparedWorkspace, WorkspaceProvider } from "./workspace.js";

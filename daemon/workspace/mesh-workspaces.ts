@@ -11,7 +11,7 @@ import type { TaskSpec } from "../tasks/index.js";
 import { DirWorkspaceProvider } from "./dir-workspace.js";
 import { type GitWorkspaceOptions, GitWorkspaceProvider } from "./git-workspace.js";
 import { sweepAttempts } from "./sweep.js";
-import type { PreparedWorkspace, WorkspaceProvider } from "./workspace.js";
+import type { PrepareCarry, PreparedWorkspace, WorkspaceProvider } from "./workspace.js";
 
 export interface MeshWorkspacesOptions extends GitWorkspaceOptions {
   /** How often to sweep; default a quarter of the retention, between 1 s and 1 h. */
@@ -39,9 +39,14 @@ export class MeshWorkspaces implements WorkspaceProvider {
     this.log = opts.log.child({ component: "workspaces" });
   }
 
-  async prepare(spec: TaskSpec, attempt: number, signal: AbortSignal): Promise<PreparedWorkspace> {
+  async prepare(
+    spec: TaskSpec,
+    attempt: number,
+    signal: AbortSignal,
+    carry?: PrepareCarry,
+  ): Promise<PreparedWorkspace> {
     this.startTimer();
-    if (spec.repo) return this.git.prepare(spec, attempt, signal);
+    if (spec.repo) return this.git.prepare(spec, attempt, signal, carry);
     const ws = await this.dir.prepare(spec, attempt);
     this.activeDirs.add(ws.workdir);
     const release = (): void => {

@@ -113,6 +113,13 @@ export async function syncCache(git: Git, dir: string, src: RepoSource, opts: Sy
   }
 }
 
+/** The cache of a repo shipped through the mesh: made and reset like any; its commits come from bundles. */
+export async function prepareMeshCache(git: Git, dir: string, signal?: AbortSignal): Promise<void> {
+  await ensureCache(git, dir, signal);
+  await resetCacheConfig(git, dir);
+  await markCacheUsed(dir);
+}
+
 async function ensureCache(git: Git, dir: string, signal?: AbortSignal): Promise<void> {
   const sig = signal ? { signal } : {};
   if ((await exists(join(dir, "HEAD"))) && (await exists(join(dir, "objects")))) return;

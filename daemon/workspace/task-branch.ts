@@ -27,6 +27,8 @@ export interface BranchStartInput {
   ref: string | undefined;
   push: boolean;
   attempt: number;
+  /** An earlier attempt's head, imported from its bundle (possibly made on another host). */
+  carried?: string;
   signal?: AbortSignal;
 }
 
@@ -40,7 +42,8 @@ export async function branchStart(i: BranchStartInput): Promise<BranchStart> {
       })
     )?.trim() || undefined;
   const local = await rev(`refs/heads/${i.branch}`);
-  const pushed = i.push ? await rev(`refs/remotes/origin/${i.branch}`) : undefined;
+  // What an earlier attempt left beyond this cache: pushed to the origin, or stored as a bundle.
+  const pushed = (i.push ? await rev(`refs/remotes/origin/${i.branch}`) : undefined) ?? i.carried;
   if (pushed) {
     if (!local) {
       if (i.attempt <= 1) {

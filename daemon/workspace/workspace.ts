@@ -2,7 +2,13 @@
  * Where an attempt runs. Without a repo: a fresh empty directory. With a repo: a git worktree on
  * branch `mesh/<task-id>` (see git-workspace.ts).
  */
-import type { TaskSpec } from "../tasks/index.js";
+import type { ResultBundle, TaskSpec } from "../tasks/index.js";
+
+/** What an attempt may continue from beyond this host's cache. */
+export interface PrepareCarry {
+  /** The latest earlier attempt's commits as a bundle (possibly made on another host). */
+  previous?: ResultBundle;
+}
 
 export interface PreparedWorkspace {
   /** The directory the runner runs in. */
@@ -17,11 +23,16 @@ export interface PreparedWorkspace {
     succeeded: boolean;
     message: string;
     signal?: AbortSignal;
-  }): Promise<{ headCommit?: string }>;
+  }): Promise<{ headCommit?: string; bundle?: ResultBundle }>;
 }
 
 export interface WorkspaceProvider {
-  prepare(spec: TaskSpec, attempt: number, signal: AbortSignal): Promise<PreparedWorkspace>;
+  prepare(
+    spec: TaskSpec,
+    attempt: number,
+    signal: AbortSignal,
+    carry?: PrepareCarry,
+  ): Promise<PreparedWorkspace>;
   /** Removes workspaces older than the retention; safe to call any time. */
   sweep?(): Promise<void>;
 }

@@ -11,7 +11,15 @@ import {
 } from "../../../proto/index.js";
 import type { MeshEvent, SubmitResult, TaskView } from "../../api/index.js";
 import type { WorkerInfo } from "../../registry/index.js";
-import type { AttemptInfo, TaskEvent, TaskResultInfo, TaskState } from "../../tasks/index.js";
+import type { AttemptInfo, ResultBundle, TaskEvent, TaskResultInfo, TaskState } from "../../tasks/index.js";
+
+export const bundleToProto = (b: ResultBundle) => ({
+  name: b.name ?? "",
+  repoId: b.repoId,
+  base: b.base,
+  head: b.head,
+  size: b.size,
+});
 
 export function stateToProto(s: TaskState): TaskStateMsg {
   return taskStateFromName(s) ?? TaskStateMsg.TASK_STATE_UNSPECIFIED;
@@ -29,6 +37,7 @@ function attemptToProto(a: AttemptInfo): Attempt {
     reason: a.reason ?? "",
     ...(typeof a.exitCode === "number" ? { exitCode: a.exitCode } : {}),
     signal: a.signal ?? "",
+    ...(a.bundle ? { bundle: bundleToProto(a.bundle) } : {}),
   };
 }
 
@@ -43,6 +52,7 @@ function resultToProto(r: TaskResultInfo): TaskResult {
     headCommit: r.headCommit ?? "",
     ...(r.durationMs !== undefined ? { durationMs: Math.round(r.durationMs) } : {}),
     model: r.model ?? "",
+    ...(r.bundle ? { bundle: bundleToProto(r.bundle) } : {}),
   };
 }
 

@@ -9,6 +9,7 @@ import {
   type WatchTaskResponse,
 } from "../../../proto/index.js";
 import type { MeshApi, TaskFilter } from "../../api/index.js";
+import type { MeshTransfer } from "../../transfer/index.js";
 import { MeshError } from "../../errors.js";
 import type { TaskSpec, TaskState } from "../../tasks/index.js";
 import { formatBytes } from "../../util/index.js";
@@ -33,6 +34,13 @@ export interface HandlerContext {
   /** False once the server is stopping: new calls are refused with UNAVAILABLE. */
   accepting(): boolean;
   track: PumpOptions["track"];
+  /** The bundle store's daemon side; none: ShipRepo and FetchResults answer UNIMPLEMENTED. */
+  transfer?: MeshTransfer;
+  /**
+   * This listener's callers are on the daemon's machine (the Unix socket): only they may name
+   * local paths (ShipRepo reads one, FetchResults writes one).
+   */
+  localPaths: boolean;
 }
 
 function requireId(id: string): string {
@@ -77,6 +85,19 @@ export function meshServiceHandlers(ctx: HandlerContext): MeshServiceServer {
   }
 
   const pump = { maxBacklog: ctx.maxBacklog, logger, track: ctx.track };
+  const transfer = (what: string): MeshTransfer => {
+    if (!ctx.localPaths) {
+      throw new MeshError(
+        "FAILED_PRECONDITION",
+        `${what} names a folder of the daemon's machine: call it on the daemon's Unix socket (run mesh on that machine)`,
+        { field: "path" },
+      );
+    }
+    if (!ctx.transfer) {
+      throw new MeshError("FAILED_PRECONDITION", `${what}: this daemon has no bundle store`);
+    }
+    return ctx.transfer;
+  };
 
   return {
     submitTasks: unary("SubmitTasks", async (req) => {
@@ -141,5 +162,60 @@ export function meshServiceHandlers(ctx: HandlerContext): MeshServiceServer {
       task: taskToProto(await api.cancel(requireId(req.id))),
     })),
     retryTask: unary("RetryTask", async (req) => ({ task: taskToProto(await api.retry(requireId(req.id))) })),
+    shipRepo: unary("ShipRepo", async (req) => {
+      const t = transfer("ShipRepo");
+      if (!req.path) throw new MeshError("INVALID_ARGUMENT", "path: a folder is required", { field: "path" });
+      const r = await t.ship({ path: req.path, dirty: req.dirty, ...(req.ref ? { ref: req.ref } : {}) });
+      return {
+        repoId: r.repoId,
+        commit: r.commit,
+        head: r.head,
+        toplevel: r.toplevel,
+        dirty: r.dirty,
+        dirtyShipped: r.dirtyShipped,
+        uploaded: r.uploaded,
+        bytes: r.bytes,
+        requires: r.requires,
+        bundle: r.bundle ?? "",
+      };
+    }),
+    fetchResults: unary("FetchResults", async (req) => {
+      const t = transfer("FetchResults");
+      if (!req.path) throw new MeshError("INVALID_ARGUMENT", "path: a folder is required", { field: "path" });
+      const results = await t.fetch(api, {
+        path: req.path,
+        ids: req.ids,
+        all: req.all,
+        force: req.force,
+        hidden: req.hidden,
+      });
+      return {
+        results: results.map((r) =>
+          "hiddenRef" in r
+            ? {
+                id: r.id,
+                outcome: r.outcome,
+                branch: r.branch ?? "",
+                base: r.base,
+                head: r.head,
+                previous: r.previous ?? "",
+                bytes: r.bytes,
+                reason: r.reason ?? "",
+                hiddenRef: r.hiddenRef,
+              }
+            : {
+                id: r.id,
+                outcome: r.outcome,
+                branch: "",
+                base: "",
+                head: "",
+                previous: "",
+                bytes: 0,
+                reason: r.reason,
+                hiddenRef: "",
+              },
+        ),
+      };
+    }),
   };
 }

@@ -11,6 +11,7 @@ import {
   type AttemptOutcome,
   newTaskRecord,
   rateLimitedAttempts,
+  type ResultBundle,
   type TaskRecord,
   type TaskResultInfo,
   type TaskState,
@@ -73,6 +74,8 @@ export interface AttemptEnd {
   permanent?: boolean | undefined;
   /** A rate-limited attempt: try again after this (else the policy's delay). */
   retryAfterMs?: number | undefined;
+  /** The attempt's commits, stored as a bundle (kept for failed attempts too). */
+  bundle?: ResultBundle | undefined;
 }
 
 export interface RetryPolicy {
@@ -292,6 +295,7 @@ export function settle(r: From<"settle">, end: AttemptEnd, policy: RetryPolicy, 
     if (end.reason) a.reason = end.reason;
     if (end.exitCode !== undefined) a.exitCode = end.exitCode;
     if (end.signal !== undefined) a.signal = end.signal;
+    if (end.bundle) a.bundle = end.bundle;
   }
   if (end.result) next.result = { ...next.result, ...end.result };
   delete next.notBefore;

@@ -257,6 +257,8 @@ export interface Attempt {
   reason: string;
   exitCode?: number | undefined;
   signal: string;
+  /** This attempt's commits as a bundle (kept for failed attempts too). */
+  bundle?: ResultBundle | undefined;
 }
 
 export interface TaskResult {
@@ -269,6 +271,83 @@ export interface TaskResult {
   headCommit: string;
   durationMs?: number | undefined;
   model: string;
+  /** The task branch as a bundle in the mesh's bundle store (`mesh fetch` imports it). */
+  bundle?: ResultBundle | undefined;
+}
+
+export interface ResultBundle {
+  /** The bundle's object name (SHA-256 of its ref set); empty when head equals base. */
+  name: string;
+  /** The repository's identity: its first-parent root commit (`mesh://<repo_id>`). */
+  repoId: string;
+  base: string;
+  head: string;
+  size: number;
+}
+
+export interface ShipRepoRequest {
+  /** An absolute folder inside a git work tree on the daemon's machine. Required. */
+  path: string;
+  /** A branch, tag or commit to ship instead of HEAD (the working tree is then not looked at). */
+  ref: string;
+  /** Ship uncommitted changes (tracked and untracked, not ignored) as a commit on top of HEAD. */
+  dirty: boolean;
+}
+
+export interface ShipRepoResponse {
+  repoId: string;
+  /** The commit the task runs on (HEAD, ref, or the commit of the uncommitted changes). */
+  commit: string;
+  /** The commit HEAD (or ref) names. */
+  head: string;
+  /** The work tree's top level. */
+  toplevel: string;
+  /** The working tree differs from HEAD. */
+  dirty: boolean;
+  /** Those changes were shipped (dirty was asked). */
+  dirtyShipped: boolean;
+  /** A new bundle was stored (false: the mesh had this commit already). */
+  uploaded: boolean;
+  /** Size of the bundle of `commit` (0 when the mesh had it). */
+  bytes: number;
+  /** Commits the bundle builds on, which the mesh already has. */
+  requires: string[];
+  bundle: string;
+}
+
+export interface FetchResultsRequest {
+  /** An absolute folder inside the git work tree to import into. Required. */
+  path: string;
+  /** Task ids; or `all`. */
+  ids: string[];
+  /** Every succeeded task of this repository that has a result bundle. */
+  all: boolean;
+  /** Move a `mesh/<id>` branch that has diverged from the result. */
+  force: boolean;
+  /** Only `refs/mesh/fetched/<id>` (for `mesh diff`), no branch. */
+  hidden: boolean;
+}
+
+export interface FetchResultsResponse {
+  results: FetchedResult[];
+}
+
+export interface FetchedResult {
+  id: string;
+  /** created | updated | unchanged | hidden | diverged | no_result | not_found | failed */
+  outcome: string;
+  /** `mesh/<id>` (empty with hidden). */
+  branch: string;
+  base: string;
+  head: string;
+  /** What the branch pointed at before (updated, diverged). */
+  previous: string;
+  /** Bytes downloaded from the bundle store. */
+  bytes: number;
+  /** Why, for diverged, no_result, not_found and failed. */
+  reason: string;
+  /** The task's hidden ref `refs/mesh/fetched/<id>`, set whenever the result was imported. */
+  hiddenRef: string;
 }
 
 export interface TokenUsage {
@@ -2344,6 +2423,7 @@ function createBaseAttempt(): Attempt {
     reason: "",
     exitCode: undefined,
     signal: "",
+    bundle: undefined,
   };
 }
 
@@ -2378,6 +2458,9 @@ export const Attempt: MessageFns<Attempt> = {
     }
     if (message.signal !== "") {
       writer.uint32(82).string(message.signal);
+    }
+    if (message.bundle !== undefined) {
+      ResultBundle.encode(message.bundle, writer.uint32(90).fork()).join();
     }
     return writer;
   },
@@ -2475,6 +2558,14 @@ export const Attempt: MessageFns<Attempt> = {
             message.signal = reader.string();
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.bundle = ResultBundle.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2519,6 +2610,7 @@ export const Attempt: MessageFns<Attempt> = {
         ? globalThis.Number(object.exit_code)
         : undefined,
       signal: isSet(object.signal) ? globalThis.String(object.signal) : "",
+      bundle: isSet(object.bundle) ? ResultBundle.fromJSON(object.bundle) : undefined,
     };
   },
 
@@ -2554,6 +2646,9 @@ export const Attempt: MessageFns<Attempt> = {
     if (message.signal !== "") {
       obj.signal = message.signal;
     }
+    if (message.bundle !== undefined) {
+      obj.bundle = ResultBundle.toJSON(message.bundle);
+    }
     return obj;
   },
 
@@ -2572,6 +2667,9 @@ export const Attempt: MessageFns<Attempt> = {
     message.reason = object.reason ?? "";
     message.exitCode = object.exitCode ?? undefined;
     message.signal = object.signal ?? "";
+    message.bundle = (object.bundle !== undefined && object.bundle !== null)
+      ? ResultBundle.fromPartial(object.bundle)
+      : undefined;
     return message;
   },
 };
@@ -2587,6 +2685,7 @@ function createBaseTaskResult(): TaskResult {
     headCommit: "",
     durationMs: undefined,
     model: "",
+    bundle: undefined,
   };
 }
 
@@ -2618,6 +2717,9 @@ export const TaskResult: MessageFns<TaskResult> = {
     }
     if (message.model !== "") {
       writer.uint32(74).string(message.model);
+    }
+    if (message.bundle !== undefined) {
+      ResultBundle.encode(message.bundle, writer.uint32(82).fork()).join();
     }
     return writer;
   },
@@ -2707,6 +2809,14 @@ export const TaskResult: MessageFns<TaskResult> = {
             message.model = reader.string();
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.bundle = ResultBundle.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2746,6 +2856,7 @@ export const TaskResult: MessageFns<TaskResult> = {
         ? globalThis.Number(object.duration_ms)
         : undefined,
       model: isSet(object.model) ? globalThis.String(object.model) : "",
+      bundle: isSet(object.bundle) ? ResultBundle.fromJSON(object.bundle) : undefined,
     };
   },
 
@@ -2778,6 +2889,9 @@ export const TaskResult: MessageFns<TaskResult> = {
     if (message.model !== "") {
       obj.model = message.model;
     }
+    if (message.bundle !== undefined) {
+      obj.bundle = ResultBundle.toJSON(message.bundle);
+    }
     return obj;
   },
 
@@ -2797,6 +2911,884 @@ export const TaskResult: MessageFns<TaskResult> = {
     message.headCommit = object.headCommit ?? "";
     message.durationMs = object.durationMs ?? undefined;
     message.model = object.model ?? "";
+    message.bundle = (object.bundle !== undefined && object.bundle !== null)
+      ? ResultBundle.fromPartial(object.bundle)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseResultBundle(): ResultBundle {
+  return { name: "", repoId: "", base: "", head: "", size: 0 };
+}
+
+export const ResultBundle: MessageFns<ResultBundle> = {
+  encode(message: ResultBundle, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.repoId !== "") {
+      writer.uint32(18).string(message.repoId);
+    }
+    if (message.base !== "") {
+      writer.uint32(26).string(message.base);
+    }
+    if (message.head !== "") {
+      writer.uint32(34).string(message.head);
+    }
+    if (message.size !== 0) {
+      writer.uint32(40).uint64(message.size);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ResultBundle {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseResultBundle();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.repoId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.base = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.head = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.size = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ResultBundle {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      repoId: isSet(object.repoId)
+        ? globalThis.String(object.repoId)
+        : isSet(object.repo_id)
+        ? globalThis.String(object.repo_id)
+        : "",
+      base: isSet(object.base) ? globalThis.String(object.base) : "",
+      head: isSet(object.head) ? globalThis.String(object.head) : "",
+      size: isSet(object.size) ? globalThis.Number(object.size) : 0,
+    };
+  },
+
+  toJSON(message: ResultBundle): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.repoId !== "") {
+      obj.repoId = message.repoId;
+    }
+    if (message.base !== "") {
+      obj.base = message.base;
+    }
+    if (message.head !== "") {
+      obj.head = message.head;
+    }
+    if (message.size !== 0) {
+      obj.size = Math.round(message.size);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ResultBundle>, I>>(base?: I): ResultBundle {
+    return ResultBundle.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ResultBundle>, I>>(object: I): ResultBundle {
+    const message = createBaseResultBundle();
+    message.name = object.name ?? "";
+    message.repoId = object.repoId ?? "";
+    message.base = object.base ?? "";
+    message.head = object.head ?? "";
+    message.size = object.size ?? 0;
+    return message;
+  },
+};
+
+function createBaseShipRepoRequest(): ShipRepoRequest {
+  return { path: "", ref: "", dirty: false };
+}
+
+export const ShipRepoRequest: MessageFns<ShipRepoRequest> = {
+  encode(message: ShipRepoRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.path !== "") {
+      writer.uint32(10).string(message.path);
+    }
+    if (message.ref !== "") {
+      writer.uint32(18).string(message.ref);
+    }
+    if (message.dirty !== false) {
+      writer.uint32(24).bool(message.dirty);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ShipRepoRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseShipRepoRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.ref = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.dirty = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ShipRepoRequest {
+    return {
+      path: isSet(object.path) ? globalThis.String(object.path) : "",
+      ref: isSet(object.ref) ? globalThis.String(object.ref) : "",
+      dirty: isSet(object.dirty) ? globalThis.Boolean(object.dirty) : false,
+    };
+  },
+
+  toJSON(message: ShipRepoRequest): unknown {
+    const obj: any = {};
+    if (message.path !== "") {
+      obj.path = message.path;
+    }
+    if (message.ref !== "") {
+      obj.ref = message.ref;
+    }
+    if (message.dirty !== false) {
+      obj.dirty = message.dirty;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ShipRepoRequest>, I>>(base?: I): ShipRepoRequest {
+    return ShipRepoRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ShipRepoRequest>, I>>(object: I): ShipRepoRequest {
+    const message = createBaseShipRepoRequest();
+    message.path = object.path ?? "";
+    message.ref = object.ref ?? "";
+    message.dirty = object.dirty ?? false;
+    return message;
+  },
+};
+
+function createBaseShipRepoResponse(): ShipRepoResponse {
+  return {
+    repoId: "",
+    commit: "",
+    head: "",
+    toplevel: "",
+    dirty: false,
+    dirtyShipped: false,
+    uploaded: false,
+    bytes: 0,
+    requires: [],
+    bundle: "",
+  };
+}
+
+export const ShipRepoResponse: MessageFns<ShipRepoResponse> = {
+  encode(message: ShipRepoResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.repoId !== "") {
+      writer.uint32(10).string(message.repoId);
+    }
+    if (message.commit !== "") {
+      writer.uint32(18).string(message.commit);
+    }
+    if (message.head !== "") {
+      writer.uint32(26).string(message.head);
+    }
+    if (message.toplevel !== "") {
+      writer.uint32(34).string(message.toplevel);
+    }
+    if (message.dirty !== false) {
+      writer.uint32(40).bool(message.dirty);
+    }
+    if (message.dirtyShipped !== false) {
+      writer.uint32(48).bool(message.dirtyShipped);
+    }
+    if (message.uploaded !== false) {
+      writer.uint32(56).bool(message.uploaded);
+    }
+    if (message.bytes !== 0) {
+      writer.uint32(64).uint64(message.bytes);
+    }
+    for (const v of message.requires) {
+      writer.uint32(74).string(v!);
+    }
+    if (message.bundle !== "") {
+      writer.uint32(82).string(message.bundle);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ShipRepoResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseShipRepoResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.repoId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.commit = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.head = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.toplevel = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.dirty = reader.bool();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.dirtyShipped = reader.bool();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.uploaded = reader.bool();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.bytes = longToNumber(reader.uint64());
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.requires.push(reader.string());
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.bundle = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ShipRepoResponse {
+    return {
+      repoId: isSet(object.repoId)
+        ? globalThis.String(object.repoId)
+        : isSet(object.repo_id)
+        ? globalThis.String(object.repo_id)
+        : "",
+      commit: isSet(object.commit) ? globalThis.String(object.commit) : "",
+      head: isSet(object.head) ? globalThis.String(object.head) : "",
+      toplevel: isSet(object.toplevel) ? globalThis.String(object.toplevel) : "",
+      dirty: isSet(object.dirty) ? globalThis.Boolean(object.dirty) : false,
+      dirtyShipped: isSet(object.dirtyShipped)
+        ? globalThis.Boolean(object.dirtyShipped)
+        : isSet(object.dirty_shipped)
+        ? globalThis.Boolean(object.dirty_shipped)
+        : false,
+      uploaded: isSet(object.uploaded) ? globalThis.Boolean(object.uploaded) : false,
+      bytes: isSet(object.bytes) ? globalThis.Number(object.bytes) : 0,
+      requires: globalThis.Array.isArray(object?.requires) ? object.requires.map((e: any) => globalThis.String(e)) : [],
+      bundle: isSet(object.bundle) ? globalThis.String(object.bundle) : "",
+    };
+  },
+
+  toJSON(message: ShipRepoResponse): unknown {
+    const obj: any = {};
+    if (message.repoId !== "") {
+      obj.repoId = message.repoId;
+    }
+    if (message.commit !== "") {
+      obj.commit = message.commit;
+    }
+    if (message.head !== "") {
+      obj.head = message.head;
+    }
+    if (message.toplevel !== "") {
+      obj.toplevel = message.toplevel;
+    }
+    if (message.dirty !== false) {
+      obj.dirty = message.dirty;
+    }
+    if (message.dirtyShipped !== false) {
+      obj.dirtyShipped = message.dirtyShipped;
+    }
+    if (message.uploaded !== false) {
+      obj.uploaded = message.uploaded;
+    }
+    if (message.bytes !== 0) {
+      obj.bytes = Math.round(message.bytes);
+    }
+    if (message.requires?.length) {
+      obj.requires = message.requires;
+    }
+    if (message.bundle !== "") {
+      obj.bundle = message.bundle;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ShipRepoResponse>, I>>(base?: I): ShipRepoResponse {
+    return ShipRepoResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ShipRepoResponse>, I>>(object: I): ShipRepoResponse {
+    const message = createBaseShipRepoResponse();
+    message.repoId = object.repoId ?? "";
+    message.commit = object.commit ?? "";
+    message.head = object.head ?? "";
+    message.toplevel = object.toplevel ?? "";
+    message.dirty = object.dirty ?? false;
+    message.dirtyShipped = object.dirtyShipped ?? false;
+    message.uploaded = object.uploaded ?? false;
+    message.bytes = object.bytes ?? 0;
+    message.requires = object.requires?.map((e) => e) || [];
+    message.bundle = object.bundle ?? "";
+    return message;
+  },
+};
+
+function createBaseFetchResultsRequest(): FetchResultsRequest {
+  return { path: "", ids: [], all: false, force: false, hidden: false };
+}
+
+export const FetchResultsRequest: MessageFns<FetchResultsRequest> = {
+  encode(message: FetchResultsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.path !== "") {
+      writer.uint32(10).string(message.path);
+    }
+    for (const v of message.ids) {
+      writer.uint32(18).string(v!);
+    }
+    if (message.all !== false) {
+      writer.uint32(24).bool(message.all);
+    }
+    if (message.force !== false) {
+      writer.uint32(32).bool(message.force);
+    }
+    if (message.hidden !== false) {
+      writer.uint32(40).bool(message.hidden);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FetchResultsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFetchResultsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.ids.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.all = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.force = reader.bool();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.hidden = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FetchResultsRequest {
+    return {
+      path: isSet(object.path) ? globalThis.String(object.path) : "",
+      ids: globalThis.Array.isArray(object?.ids) ? object.ids.map((e: any) => globalThis.String(e)) : [],
+      all: isSet(object.all) ? globalThis.Boolean(object.all) : false,
+      force: isSet(object.force) ? globalThis.Boolean(object.force) : false,
+      hidden: isSet(object.hidden) ? globalThis.Boolean(object.hidden) : false,
+    };
+  },
+
+  toJSON(message: FetchResultsRequest): unknown {
+    const obj: any = {};
+    if (message.path !== "") {
+      obj.path = message.path;
+    }
+    if (message.ids?.length) {
+      obj.ids = message.ids;
+    }
+    if (message.all !== false) {
+      obj.all = message.all;
+    }
+    if (message.force !== false) {
+      obj.force = message.force;
+    }
+    if (message.hidden !== false) {
+      obj.hidden = message.hidden;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<FetchResultsRequest>, I>>(base?: I): FetchResultsRequest {
+    return FetchResultsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<FetchResultsRequest>, I>>(object: I): FetchResultsRequest {
+    const message = createBaseFetchResultsRequest();
+    message.path = object.path ?? "";
+    message.ids = object.ids?.map((e) => e) || [];
+    message.all = object.all ?? false;
+    message.force = object.force ?? false;
+    message.hidden = object.hidden ?? false;
+    return message;
+  },
+};
+
+function createBaseFetchResultsResponse(): FetchResultsResponse {
+  return { results: [] };
+}
+
+export const FetchResultsResponse: MessageFns<FetchResultsResponse> = {
+  encode(message: FetchResultsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.results) {
+      FetchedResult.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FetchResultsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFetchResultsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.results.push(FetchedResult.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FetchResultsResponse {
+    return {
+      results: globalThis.Array.isArray(object?.results)
+        ? object.results.map((e: any) => FetchedResult.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: FetchResultsResponse): unknown {
+    const obj: any = {};
+    if (message.results?.length) {
+      obj.results = message.results.map((e) => FetchedResult.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<FetchResultsResponse>, I>>(base?: I): FetchResultsResponse {
+    return FetchResultsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<FetchResultsResponse>, I>>(object: I): FetchResultsResponse {
+    const message = createBaseFetchResultsResponse();
+    message.results = object.results?.map((e) => FetchedResult.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseFetchedResult(): FetchedResult {
+  return { id: "", outcome: "", branch: "", base: "", head: "", previous: "", bytes: 0, reason: "", hiddenRef: "" };
+}
+
+export const FetchedResult: MessageFns<FetchedResult> = {
+  encode(message: FetchedResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.outcome !== "") {
+      writer.uint32(18).string(message.outcome);
+    }
+    if (message.branch !== "") {
+      writer.uint32(26).string(message.branch);
+    }
+    if (message.base !== "") {
+      writer.uint32(34).string(message.base);
+    }
+    if (message.head !== "") {
+      writer.uint32(42).string(message.head);
+    }
+    if (message.previous !== "") {
+      writer.uint32(50).string(message.previous);
+    }
+    if (message.bytes !== 0) {
+      writer.uint32(56).uint64(message.bytes);
+    }
+    if (message.reason !== "") {
+      writer.uint32(66).string(message.reason);
+    }
+    if (message.hiddenRef !== "") {
+      writer.uint32(74).string(message.hiddenRef);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FetchedResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFetchedResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.outcome = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.branch = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.base = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.head = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.previous = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.bytes = longToNumber(reader.uint64());
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.hiddenRef = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FetchedResult {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      outcome: isSet(object.outcome) ? globalThis.String(object.outcome) : "",
+      branch: isSet(object.branch) ? globalThis.String(object.branch) : "",
+      base: isSet(object.base) ? globalThis.String(object.base) : "",
+      head: isSet(object.head) ? globalThis.String(object.head) : "",
+      previous: isSet(object.previous) ? globalThis.String(object.previous) : "",
+      bytes: isSet(object.bytes) ? globalThis.Number(object.bytes) : 0,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+      hiddenRef: isSet(object.hiddenRef)
+        ? globalThis.String(object.hiddenRef)
+        : isSet(object.hidden_ref)
+        ? globalThis.String(object.hidden_ref)
+        : "",
+    };
+  },
+
+  toJSON(message: FetchedResult): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.outcome !== "") {
+      obj.outcome = message.outcome;
+    }
+    if (message.branch !== "") {
+      obj.branch = message.branch;
+    }
+    if (message.base !== "") {
+      obj.base = message.base;
+    }
+    if (message.head !== "") {
+      obj.head = message.head;
+    }
+    if (message.previous !== "") {
+      obj.previous = message.previous;
+    }
+    if (message.bytes !== 0) {
+      obj.bytes = Math.round(message.bytes);
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    if (message.hiddenRef !== "") {
+      obj.hiddenRef = message.hiddenRef;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<FetchedResult>, I>>(base?: I): FetchedResult {
+    return FetchedResult.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<FetchedResult>, I>>(object: I): FetchedResult {
+    const message = createBaseFetchedResult();
+    message.id = object.id ?? "";
+    message.outcome = object.outcome ?? "";
+    message.branch = object.branch ?? "";
+    message.base = object.base ?? "";
+    message.head = object.head ?? "";
+    message.previous = object.previous ?? "";
+    message.bytes = object.bytes ?? 0;
+    message.reason = object.reason ?? "";
+    message.hiddenRef = object.hiddenRef ?? "";
     return message;
   },
 };
@@ -4142,6 +5134,37 @@ export const MeshServiceService = {
     responseSerialize: (value: RetryTaskResponse): Buffer => Buffer.from(RetryTaskResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): RetryTaskResponse => RetryTaskResponse.decode(value),
   },
+  /**
+   * Ships a git repository of the daemon's machine (a folder inside a checkout) to the mesh's
+   * bundle store, only what the mesh lacks, and answers the `mesh://<repo_id>` and commit a task
+   * runs on. Unix socket only (PERMISSION_DENIED over TCP: the path is the caller's machine's).
+   * INVALID_ARGUMENT for a folder outside a work tree or a repo without commits;
+   * RESOURCE_EXHAUSTED when the bundle is over limits.bundleMaxBytes or the store is full.
+   */
+  shipRepo: {
+    path: "/agentmesh.v1.MeshService/ShipRepo" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ShipRepoRequest): Buffer => Buffer.from(ShipRepoRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ShipRepoRequest => ShipRepoRequest.decode(value),
+    responseSerialize: (value: ShipRepoResponse): Buffer => Buffer.from(ShipRepoResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ShipRepoResponse => ShipRepoResponse.decode(value),
+  },
+  /**
+   * Imports finished tasks' result bundles into a local repository as `mesh/<id>` (or, with
+   * `hidden`, only as `refs/mesh/fetched/<id>`). Unix socket only. Per task: a branch that has
+   * diverged from the result is refused (`diverged`) unless `force`.
+   */
+  fetchResults: {
+    path: "/agentmesh.v1.MeshService/FetchResults" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: FetchResultsRequest): Buffer => Buffer.from(FetchResultsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): FetchResultsRequest => FetchResultsRequest.decode(value),
+    responseSerialize: (value: FetchResultsResponse): Buffer =>
+      Buffer.from(FetchResultsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): FetchResultsResponse => FetchResultsResponse.decode(value),
+  },
 } as const;
 
 export interface MeshServiceServer extends UntypedServiceImplementation {
@@ -4172,6 +5195,20 @@ export interface MeshServiceServer extends UntypedServiceImplementation {
   cancelTask: handleUnaryCall<CancelTaskRequest, CancelTaskResponse>;
   /** A failed or dead task runs again as a new attempt; FAILED_PRECONDITION otherwise. */
   retryTask: handleUnaryCall<RetryTaskRequest, RetryTaskResponse>;
+  /**
+   * Ships a git repository of the daemon's machine (a folder inside a checkout) to the mesh's
+   * bundle store, only what the mesh lacks, and answers the `mesh://<repo_id>` and commit a task
+   * runs on. Unix socket only (PERMISSION_DENIED over TCP: the path is the caller's machine's).
+   * INVALID_ARGUMENT for a folder outside a work tree or a repo without commits;
+   * RESOURCE_EXHAUSTED when the bundle is over limits.bundleMaxBytes or the store is full.
+   */
+  shipRepo: handleUnaryCall<ShipRepoRequest, ShipRepoResponse>;
+  /**
+   * Imports finished tasks' result bundles into a local repository as `mesh/<id>` (or, with
+   * `hidden`, only as `refs/mesh/fetched/<id>`). Unix socket only. Per task: a branch that has
+   * diverged from the result is refused (`diverged`) unless `force`.
+   */
+  fetchResults: handleUnaryCall<FetchResultsRequest, FetchResultsResponse>;
 }
 
 export interface MeshServiceClient extends Client {
@@ -4295,6 +5332,48 @@ export interface MeshServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: RetryTaskResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Ships a git repository of the daemon's machine (a folder inside a checkout) to the mesh's
+   * bundle store, only what the mesh lacks, and answers the `mesh://<repo_id>` and commit a task
+   * runs on. Unix socket only (PERMISSION_DENIED over TCP: the path is the caller's machine's).
+   * INVALID_ARGUMENT for a folder outside a work tree or a repo without commits;
+   * RESOURCE_EXHAUSTED when the bundle is over limits.bundleMaxBytes or the store is full.
+   */
+  shipRepo(
+    request: ShipRepoRequest,
+    callback: (error: ServiceError | null, response: ShipRepoResponse) => void,
+  ): ClientUnaryCall;
+  shipRepo(
+    request: ShipRepoRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ShipRepoResponse) => void,
+  ): ClientUnaryCall;
+  shipRepo(
+    request: ShipRepoRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ShipRepoResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Imports finished tasks' result bundles into a local repository as `mesh/<id>` (or, with
+   * `hidden`, only as `refs/mesh/fetched/<id>`). Unix socket only. Per task: a branch that has
+   * diverged from the result is refused (`diverged`) unless `force`.
+   */
+  fetchResults(
+    request: FetchResultsRequest,
+    callback: (error: ServiceError | null, response: FetchResultsResponse) => void,
+  ): ClientUnaryCall;
+  fetchResults(
+    request: FetchResultsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: FetchResultsResponse) => void,
+  ): ClientUnaryCall;
+  fetchResults(
+    request: FetchResultsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: FetchResultsResponse) => void,
   ): ClientUnaryCall;
 }
 
