@@ -307,9 +307,8 @@ export class Daemon extends Part {
           this.directory?.servedByAnother(this.workerId, pool, labels, runner) ?? true,
       },
     );
-    const beacon = new NatsLeaseBeacon(nc);
-    parts.add("lease beacon", { stop: async () => beacon.stop() });
-    beacon.listen((id, revision) => claimer.observed(id, revision));
+    const beacon = new NatsLeaseBeacon(nc, this.log, (id, revision) => claimer.observed(id, revision));
+    await parts.start("lease beacon", beacon);
     this.loop = new ClaimLoop({
       pools: cfg.pools,
       slots: this.slots,

@@ -151,7 +151,7 @@ describe("the daemon's lifecycle", () => {
     expect((await client.api.getTask(spec.id)).record.state).toBe("succeeded");
     expect(messages().filter((m) => m === "meshd stopped")).toHaveLength(1);
     // Parts stop in reverse order of start, each logged with its component: the claim loop and
-    // the sweeper before presence, the pullers (just before NATS) after it, the daemon last.
+    // the sweeper before presence, then the lease beacon, the pullers (just before NATS), the daemon last.
     const stopped = entries()
       .filter((e) => e.msg === "state" && e.to === "stopped")
       .map((e) => e.component);
@@ -161,7 +161,8 @@ describe("the daemon's lifecycle", () => {
     expect(at("claim-loop")).toBeLessThan(at("sweeper"));
     expect(at("sweeper")).toBeLessThan(at("directory"));
     expect(at("directory")).toBeLessThan(at("presence"));
-    expect(at("presence")).toBeLessThan(at("puller"));
+    expect(at("presence")).toBeLessThan(at("lease-beacon"));
+    expect(at("lease-beacon")).toBeLessThan(at("puller"));
   });
 
   it("disposes with await using: stopped, and gone from the worker list", async () => {
