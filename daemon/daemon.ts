@@ -291,6 +291,8 @@ export class Daemon extends Part {
         }),
       cfg.taskPolicy,
     );
+    // Its sweep timer stops with the daemon (after the claim loop: no attempt prepares any more).
+    parts.add("workspaces", { stop: () => workspaces.close?.() });
     const claimer = new Claimer(
       store,
       {
