@@ -291,6 +291,8 @@ export class Daemon extends Part {
         }),
       cfg.taskPolicy,
     );
+    // Its sweep timer stops with the daemon (after the claim loop: no attempt prepares any more).
+    parts.add("workspaces", { stop: () => workspaces.close?.() });
     const claimer = new Claimer(
       store,
       {
@@ -307,9 +309,8 @@ export class Daemon extends Part {
           this.directory?.servedByAnother(this.workerId, pool, labels, runner) ?? true,
       },
     );
-    const beacon = new NatsLeaseBeacon(nc);
-    parts.add("lease beacon", { stop: async () => beacon.stop() });
-    beacon.listen((id, revision) => claimer.observed(id, revision));
+    const beacon = new NatsLeaseBeacon(nc, this.log, (id, revision) => claimer.observed(id, revision));
+    await parts.start("lease beacon", beacon);
     this.loop = new ClaimLoop({
       pools: cfg.pools,
       slots: this.slots,

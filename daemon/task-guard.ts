@@ -79,5 +79,6 @@ export function guardWorkspaces(inner: WorkspaceProvider, policy: TaskPolicy): W
     prepare: (spec, attempt, signal, carry) =>
       policyRefusal(spec, policy) ? Promise.resolve(REFUSED) : inner.prepare(spec, attempt, signal, carry),
     ...(inner.sweep ? { sweep: () => inner.sweep?.() ?? Promise.resolve() } : {}),
+    ...(inner.close ? { close: () => inner.close?.() ?? Promise.resolve() } : {}),
   };
 }

@@ -5,7 +5,8 @@
  * stops gracefully; a second forces the hand-back; a third gives up at once).
  */
 import { Writable } from "node:stream";
-import { readFile, writeFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { mkdir, readFile, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -151,7 +152,7 @@ describe("the daemon's lifecycle", () => {
     expect((await client.api.getTask(spec.id)).record.state).toBe("succeeded");
     expect(messages().filter((m) => m === "meshd stopped")).toHaveLength(1);
     // Parts stop in reverse order of start, each logged with its component: the claim loop and
-    // the sweeper before presence, the pullers (just before NATS) after it, the daemon last.
+    // the sweeper before presence, then the lease beacon, the pullers (just before NATS), the daemon last.
     const stopped = entries()
       .filter((e) => e.msg === "state" && e.to === "stopped")
       .map((e) => e.component);
@@ -161,7 +162,27 @@ describe("the daemon's lifecycle", () => {
     expect(at("claim-loop")).toBeLessThan(at("sweeper"));
     expect(at("sweeper")).toBeLessThan(at("directory"));
     expect(at("directory")).toBeLessThan(at("presence"));
-    expect(at("presence")).toBeLessThan(at("puller"));
+    expect(at("presence")).toBeLessThan(at("lease-beacon"));
+    expect(at("lease-beacon")).toBeLessThan(at("puller"));
+  });
+
+  it("stops its workspace sweeper with it: nothing is swept from its state dir after the stop", async () => {
+    const stateDir = await makeTempDir("meshd-");
+    // A retention of 4 s sweeps every second once the first attempt has prepared its folder.
+    const d = await startDaemon(nats.url, { pools: ["ws-sweep"], stateDir, workspaces: { retention: "4s" } });
+    daemons.push(d);
+    const spec = nodeTask("process.exit(0)", { pool: "ws-sweep" });
+    await client.api.submit([spec]);
+    await waitForState(client.api, spec.id, ["succeeded"]);
+    await d.stop();
+    // An attempt's folder long past the retention, left there after the stop.
+    const left = join(stateDir, "work", "left-behind", "a1");
+    await mkdir(left, { recursive: true });
+    const past = new Date(Date.now() - 3_600_000);
+    await utimes(left, past, past);
+    // A sleep only to prove that no sweep comes (it would within a second).
+    await new Promise((r) => setTimeout(r, 2_500));
+    expect(existsSync(left)).toBe(true);
   });
 
   it("disposes with await using: stopped, and gone from the worker list", async () => {

@@ -6,7 +6,6 @@
  * every PromQL expression of the Grafana dashboard must return data. A daemon that stops
  * leaves /sd and Prometheus' targets.
  */
-import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -28,7 +27,8 @@ import {
 import type { TargetGroup } from "../daemon/servers/http/sd.js";
 import { DirWorkspaceProvider } from "../daemon/workspace/dir-workspace.js";
 import type { PreparedWorkspace, WorkspaceProvider } from "../daemon/workspace/workspace.js";
-import { freePort, makeTempDir, NatsServer, removeTempDirs, waitFor, withTimeout } from "./harness/index.js";
+import { type Child, spawnChild } from "../lib/index.js";
+import { freePort, makeTempDir, NatsServer, removeTempDirs, waitFor } from "./harness/index.js";
 import {
   answer,
   CLAUDE_BIN,
@@ -64,20 +64,21 @@ const TOKEN = "prom-test-token";
 
 class Prometheus {
   private readonly log: string[] = [];
-  private readonly exited: Promise<number | null>;
+  /** Ends when the child's stdout and stderr have ended. */
+  private readonly read: Promise<void>;
 
+  /** Through lib/child: it dies with this process, and stop() is TERM then KILL after a grace. */
   private constructor(
-    private readonly child: ChildProcess,
+    private readonly child: Child,
     readonly url: string,
   ) {
-    for (const s of [child.stdout, child.stderr]) {
-      s?.setEncoding("utf8");
-      s?.on("data", (chunk: string) => {
-        this.log.push(...chunk.split("\n").filter(Boolean));
+    this.read = (async () => {
+      for await (const { line } of child.lines()) {
+        if (!line) continue;
+        this.log.push(line);
         if (this.log.length > 200) this.log.splice(0, this.log.length - 200);
-      });
-    }
-    this.exited = new Promise((resolve) => child.once("exit", (code) => resolve(code)));
+      }
+    })();
   }
 
   get logs(): string {
@@ -89,15 +90,15 @@ class Prometheus {
     let last: unknown;
     for (let i = 0; i < 3; i++) {
       const port = await freePort();
-      const child = spawn(
-        PROMETHEUS_BIN,
+      const child = spawnChild(
         [
+          PROMETHEUS_BIN,
           `--config.file=${configFile}`,
           `--storage.tsdb.path=${join(dataDir, `tsdb-${i}`)}`,
           `--web.listen-address=127.0.0.1:${port}`,
           "--log.level=info",
         ],
-        { stdio: ["ignore", "pipe", "pipe"] },
+        { parentDeath: "signal", killGraceMs: 15_000 },
       );
       const p = new Prometheus(child, `http://127.0.0.1:${port}`);
       try {
@@ -107,8 +108,10 @@ class Prometheus {
             timeoutMs: 60_000,
             intervalMs: 100,
           }),
-          p.exited.then((code) => {
-            throw new Error(`prometheus exited (${code}) before it was ready:\n${p.logs}`);
+          p.child.exited.then((exit) => {
+            throw new Error(
+              `prometheus exited (${exit.spawnError ?? exit.exitCode ?? exit.signal}) before it was ready:\n${p.logs}`,
+            );
           }),
         ]);
         return p;
@@ -144,15 +147,10 @@ class Prometheus {
     );
   }
 
+  /** TERM, then KILL after 15 s; resolves once it has exited and its output is read. */
   async stop(): Promise<void> {
-    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
-    this.child.kill("SIGTERM");
-    try {
-      await withTimeout(this.exited, 15_000, "prometheus SIGTERM");
-    } catch {
-      this.child.kill("SIGKILL");
-      await this.exited;
-    }
+    await this.child.stop();
+    await this.read;
   }
 }
 

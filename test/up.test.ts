@@ -2,13 +2,14 @@
  * `mesh up` as a user runs it: the built CLI starts nats-server + meshd in the foreground,
  * the CLI talks to it, Ctrl-C stops both; a missing nats-server binary gets a clear message.
  */
-import { execFile, spawn } from "node:child_process";
+import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
 import { stat } from "node:fs/promises";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterEach, describe, expect, it } from "vitest";
+import { type Child, type SpawnOptions, spawnChild } from "../lib/index.js";
 import { freePort, makeTempDir, waitFor } from "./harness/index.js";
 import { MESH_BIN, REPO_ROOT } from "./support/mesh.js";
 
@@ -21,7 +22,7 @@ const noProcessMentions = (text: string) =>
     () => true,
   );
 
-function readyLine(child: ReturnType<typeof spawn>): Promise<Record<string, string>> {
+function readyLine(child: Child): Promise<Record<string, string>> {
   let out = "";
   child.stdout?.on("data", (b: Buffer) => {
     out += b.toString();
@@ -35,36 +36,61 @@ function readyLine(child: ReturnType<typeof spawn>): Promise<Record<string, stri
     { name: "mesh up ready line", timeoutMs: 60_000 },
   );
 }
-const procs: Array<ReturnType<typeof spawn>> = [];
+const procs: Child[] = [];
+/**
+ * A child through lib/child, as a terminal would start it: no guardian, and nothing of its
+ * process group reaped after it exits (what it leaves behind is what a test checks). The
+ * parent-death signal ends it if this test process dies.
+ */
+function start(argv: string[], opts: Pick<SpawnOptions, "cwd" | "env" | "group"> = {}): Child {
+  const child = spawnChild(argv, { parentDeath: "signal", group: false, ...opts, reapGroup: false });
+  procs.push(child);
+  return child;
+}
+/** Its exit code (null when a signal ended it). */
+const exitCode = (child: Child) => child.exited.then((e) => e.exitCode);
+/** `mesh up --json` on `stateDir` with its nats-server on a free port. */
+const upArgs = (stateDir: string) => [
+  process.execPath,
+  MESH_BIN,
+  "up",
+  "--json",
+  "--state-dir",
+  stateDir,
+  "--nats-port",
+  "0",
+  "--log-level",
+  "warn",
+];
 afterEach(() => {
-  for (const p of procs.splice(0)) {
-    try {
-      // npm start runs in its own process group: take the whole group.
-      if (p.pid && p.exitCode === null) process.kill(-p.pid, "SIGKILL");
-    } catch {
-      p.kill("SIGKILL");
-    }
-  }
+  // npm start runs in its own process group: signal() takes the whole group.
+  for (const p of procs.splice(0)) p.signal("SIGKILL");
 });
 
 describe("mesh up", () => {
   it("starts a local mesh, serves the CLI, and Ctrl-C stops both processes", async () => {
     const stateDir = await makeTempDir("up-");
     const port = await freePort();
-    const child = spawn(
-      process.execPath,
-      [MESH_BIN, "up", "--json", "--state-dir", stateDir, "--nats-port", String(port), "--log-level", "warn"],
-      {
-        stdio: ["ignore", "pipe", "pipe"],
-        env: { ...process.env, NO_COLOR: "1" },
-      },
+    const child = start(
+      [
+        process.execPath,
+        MESH_BIN,
+        "up",
+        "--json",
+        "--state-dir",
+        stateDir,
+        "--nats-port",
+        String(port),
+        "--log-level",
+        "warn",
+      ],
+      { env: { ...process.env, NO_COLOR: "1" } },
     );
-    procs.push(child);
     let out = "";
     child.stdout?.on("data", (b: Buffer) => {
       out += b.toString();
     });
-    const exited = new Promise<number | null>((r) => child.once("exit", (c) => r(c)));
+    const exited = exitCode(child);
     const info = await waitFor(() => (out.includes("\n") ? JSON.parse(out.split("\n")[0]!) : undefined), {
       name: "mesh up ready line",
       timeoutMs: 30_000,
@@ -96,7 +122,7 @@ describe("mesh up", () => {
       (await run("pgrep", ["-f", `nats-server -c ${stateDir}/`])).stdout.trim().split("\n")[0],
     );
     expect(natsPid).toBeGreaterThan(0);
-    child.kill("SIGINT");
+    child.signal("SIGINT");
     expect(await exited).toBe(0);
     await waitFor(() => noProcessMentions(stateDir), { name: "nats-server stopped" });
   });
@@ -130,13 +156,8 @@ describe("mesh up", () => {
 describe("mesh up: its nats-server", () => {
   it("--nats-port 0 starts on a free port and connects to it; killing nats-server ends mesh up (exit 3)", async () => {
     const stateDir = await makeTempDir("up-");
-    const child = spawn(
-      process.execPath,
-      [MESH_BIN, "up", "--json", "--state-dir", stateDir, "--nats-port", "0", "--log-level", "warn"],
-      { stdio: ["ignore", "pipe", "pipe"] },
-    );
-    procs.push(child);
-    const exited = new Promise<number | null>((r) => child.once("exit", (c) => r(c)));
+    const child = start(upArgs(stateDir));
+    const exited = exitCode(child);
     const info = await readyLine(child);
     const port = Number(new URL(info.nats!).port);
     expect(port).toBeGreaterThan(0);
@@ -150,15 +171,10 @@ describe("mesh up: its nats-server", () => {
     expect(await exited).toBe(3);
     expect(await noProcessMentions(stateDir)).toBe(true);
     // The same state dir starts again (same credentials, same data).
-    const again = spawn(
-      process.execPath,
-      [MESH_BIN, "up", "--json", "--state-dir", stateDir, "--nats-port", "0", "--log-level", "warn"],
-      { stdio: ["ignore", "pipe", "pipe"] },
-    );
-    procs.push(again);
-    const againExited = new Promise<number | null>((r) => again.once("exit", (c) => r(c)));
+    const again = start(upArgs(stateDir));
+    const againExited = exitCode(again);
     expect((await readyLine(again)).natsNkey).toBe(info.natsNkey);
-    again.kill("SIGTERM");
+    again.signal("SIGTERM");
     expect(await againExited).toBe(0);
     await waitFor(() => noProcessMentions(stateDir), { name: "everything stopped" });
   }, 120_000);
@@ -191,15 +207,10 @@ describe("mesh up: its nats-server", () => {
 
   it("kill -9 of mesh up takes its nats-server with it", async () => {
     const stateDir = await makeTempDir("up-");
-    const child = spawn(
-      process.execPath,
-      [MESH_BIN, "up", "--json", "--state-dir", stateDir, "--nats-port", "0", "--log-level", "warn"],
-      { stdio: ["ignore", "pipe", "pipe"] },
-    );
-    procs.push(child);
+    const child = start(upArgs(stateDir));
     await readyLine(child);
     expect(await noProcessMentions(`nats-server -c ${stateDir}/`)).toBe(false);
-    child.kill("SIGKILL");
+    child.signal("SIGKILL");
     await waitFor(() => noProcessMentions(stateDir), { name: "nats-server died with mesh up" });
   });
 });
@@ -208,20 +219,16 @@ describe("npm start", () => {
   const NPM = "npm";
   /** `npm start` in its own process group, as a terminal runs it. */
   function npmStart(stateDir: string, extra: string[] = ["--json", "--log-level", "warn"]) {
-    const child = spawn(NPM, ["-s", "start", "--", ...extra, "--state-dir", stateDir, "--nats-port", "0"], {
+    const child = start([NPM, "-s", "start", "--", ...extra, "--state-dir", stateDir, "--nats-port", "0"], {
       cwd: REPO_ROOT,
-      detached: true,
-      stdio: ["ignore", "pipe", "pipe"],
+      group: true,
       env: { ...process.env, NO_COLOR: "1" },
     });
-    procs.push(child);
     let err = "";
     child.stderr?.on("data", (b: Buffer) => {
       err += b.toString();
     });
-    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) =>
-      child.once("exit", (code, signal) => r({ code, signal })),
-    );
+    const exited = child.exited.then((e) => ({ code: e.exitCode, signal: e.signal }));
     return { child, exited, stderr: () => err };
   }
 

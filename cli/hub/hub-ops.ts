@@ -3,13 +3,13 @@
  * (a machine's user, its join string, a reload of the running nodes), `mesh hub revoke`, and
  * `mesh hub start` (nats-server in the foreground).
  */
-import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { chmod, mkdir, writeFile } from "node:fs/promises";
 import { hostname, networkInterfaces } from "node:os";
 import { join } from "node:path";
 import { createUser } from "@nats-io/nkeys";
+import { spawnChild } from "../../lib/index.js";
 import { CliError, EXIT } from "../errors.js";
 import { findNatsServer, NATS_INSTALL_HINT } from "../local-nats.js";
 import { makeHubCerts, pemSha256 } from "./certs.js";
@@ -223,15 +223,22 @@ export async function hubStart(dir: string, node: number): Promise<number> {
   if (!bin || !existsSync(bin)) {
     throw new CliError(EXIT.OTHER, `nats-server not found; ${NATS_INSTALL_HINT}`, "MISSING_DEPENDENCY");
   }
-  const child = spawn(bin, ["-c", nodeConfigFile(dir, node)], { stdio: ["ignore", "inherit", "inherit"] });
-  const pass = (sig: NodeJS.Signals) => () => void child.kill(sig);
-  for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(sig, pass(sig));
-  process.once("exit", () => child.exitCode === null && child.kill("SIGKILL"));
-  return new Promise((resolve) =>
-    child.once("exit", (code, signal) =>
-      resolve(code ?? (signal === "SIGINT" || signal === "SIGTERM" ? 0 : 1)),
-    ),
-  );
+  // Through lib/child like mesh up's server: it stays in this process group (a terminal's Ctrl-C
+  // reaches it as before), gets SIGTERM when this process dies however it dies, and is killed
+  // on every path out of this process.
+  const child = spawnChild([bin, "-c", nodeConfigFile(dir, node)], {
+    stdout: "inherit",
+    stderr: "inherit",
+    group: false,
+    parentDeath: "signal",
+    parentDeathSignal: "SIGTERM",
+    killOnExit: true,
+  });
+  for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(sig, () => child.signal(sig));
+  const { exitCode, signal, spawnError } = await child.exited;
+  if (spawnError)
+    throw new CliError(EXIT.OTHER, `cannot start nats-server: ${spawnError}`, "MISSING_DEPENDENCY");
+  return exitCode ?? (signal === "SIGINT" || signal === "SIGTERM" ? 0 : 1);
 }
 
 export async function writeReadme(dir: string, s: HubState): Promise<void> {

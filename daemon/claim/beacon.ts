@@ -5,18 +5,32 @@
  * timed (on the observer's own clock, as always) from just after its last heartbeat rather than
  * from when its doorbell comes back, an ack wait later. A lost beacon only makes the observer
  * start its clock later (at the doorbell): never earlier than the revision existed.
+ *
+ * The listening side is a part (lib/lifecycle.ts): start() subscribes, stop() unsubscribes.
+ * The daemon can live without it (takeovers then time from the doorbell), so a subscription
+ * the server ends is logged as the part's death, not the daemon's.
  */
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
+import { Part } from "../../lib/index.js";
+import { errorMessage, MeshError } from "../errors.js";
+import type { Logger } from "../log.js";
 import { beaconSubject } from "../nats/index.js";
 
 export interface LeaseBeacon {
   announce(taskId: string, revision: number): void;
 }
 
-export class NatsLeaseBeacon implements LeaseBeacon {
+export class NatsLeaseBeacon extends Part implements LeaseBeacon {
   private sub: Subscription | undefined;
 
-  constructor(private readonly nc: NatsConnection) {}
+  /** `onRevision` is called for every announcement heard while started. */
+  constructor(
+    private readonly nc: NatsConnection,
+    log: Logger,
+    private readonly onRevision: (taskId: string, revision: number) => void = () => undefined,
+  ) {
+    super("lease-beacon", log);
+  }
 
   announce(taskId: string, revision: number): void {
     try {
@@ -26,21 +40,31 @@ export class NatsLeaseBeacon implements LeaseBeacon {
     }
   }
 
-  /** Calls `onRevision` for every announcement heard. Idempotent. */
-  listen(onRevision: (taskId: string, revision: number) => void): void {
-    if (this.sub) return;
+  protected onStart(): void {
     const prefix = beaconSubject("");
-    this.sub = this.nc.subscribe(beaconSubject("*"), {
+    const sub = this.nc.subscribe(beaconSubject("*"), {
       callback: (err, m) => {
         if (err) return;
         const revision = Number(m.string());
         if (Number.isSafeInteger(revision) && revision > 0)
-          onRevision(m.subject.slice(prefix.length), revision);
+          this.onRevision(m.subject.slice(prefix.length), revision);
       },
+    });
+    this.sub = sub;
+    void sub.closed.then((err) => {
+      // Our own unsubscribe (stop), or the connection's close (the daemon's to report).
+      if (this.life.stopSignal.aborted || this.nc.isClosed()) return;
+      void this.life.die(
+        new MeshError(
+          "UNAVAILABLE",
+          `the lease beacon subscription ended${err ? ` (${errorMessage(err)})` : ""}; takeovers are timed from doorbells`,
+          { cause: err },
+        ),
+      );
     });
   }
 
-  stop(): void {
+  protected onStop(): void {
     this.sub?.unsubscribe();
     this.sub = undefined;
   }

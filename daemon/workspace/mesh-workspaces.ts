@@ -28,6 +28,7 @@ export class MeshWorkspaces implements WorkspaceProvider {
   private readonly claudeRoot: string;
   private timer: NodeJS.Timeout | undefined;
   private sweeping: Promise<void> | undefined;
+  private closing: Promise<void> | undefined;
 
   constructor(private readonly opts: MeshWorkspacesOptions) {
     this.git = new GitWorkspaceProvider(opts);
@@ -85,7 +86,7 @@ export class MeshWorkspaces implements WorkspaceProvider {
   }
 
   private startTimer(): void {
-    if (this.timer) return;
+    if (this.timer || this.closing) return;
     const every =
       this.opts.sweepIntervalMs ??
       Math.min(3_600_000, Math.max(1_000, Math.floor(this.opts.retentionMs / 4)));
@@ -95,9 +96,16 @@ export class MeshWorkspaces implements WorkspaceProvider {
     this.timer.unref();
   }
 
-  /** Stops the sweep timer. */
-  close(): void {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = undefined;
+  /**
+   * Stops the sweep timer (a prepare() after it starts none) and waits for a sweep in progress:
+   * the daemon calls it on its way out, so that nothing removes worktrees after it stopped.
+   */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      if (this.timer) clearInterval(this.timer);
+      this.timer = undefined;
+      await this.sweeping?.catch(() => undefined);
+    })();
+    return this.closing;
   }
 }

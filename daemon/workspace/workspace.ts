@@ -35,4 +35,6 @@ export interface WorkspaceProvider {
   ): Promise<PreparedWorkspace>;
   /** Removes workspaces older than the retention; safe to call any time. */
   sweep?(): Promise<void>;
+  /** Stops its background work (the sweep timer) and waits for a sweep in progress; memoized. */
+  close?(): Promise<void>;
 }
