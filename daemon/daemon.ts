@@ -24,7 +24,13 @@ import {
 import type { DaemonConfig } from "./config.js";
 import { errorMessage, isMeshError, MeshError } from "./errors.js";
 import { createLogger, type Logger } from "./log.js";
-import { cancelSubject, connectNats, poolConsumerName, TASKS_STREAM } from "./nats/index.js";
+import {
+  cancelSubject,
+  connectNats,
+  isJetStreamUnavailable,
+  poolConsumerName,
+  TASKS_STREAM,
+} from "./nats/index.js";
 import type { DaemonPlugin } from "./plugin.js";
 import { type Delivery, ensureTopology, Puller, Sweeper, type Topology } from "./queue/index.js";
 import { listWorkers, Presence, WorkerDirectory, type WorkerInfo } from "./registry/index.js";
@@ -33,12 +39,14 @@ import { daemonSecrets } from "./secrets.js";
 import { MeshService } from "./service.js";
 import { guardRunner, guardWorkspaces } from "./task-guard.js";
 import { EventPublisher, TaskStore } from "./tasks/index.js";
-import { Slots } from "./util/index.js";
+import { pause, Slots } from "./util/index.js";
 import { VERSION } from "./version.js";
 import { BundleStore, MeshTransfer } from "./transfer/index.js";
 import { Git, keepBranchWhileTaskLives, type WorkspaceProvider } from "./workspace/index.js";
 
 const BUILTIN_RUNNERS = ["claude", "command", "noop"] as const;
+/** How long a start waits for a JetStream that does not answer yet. */
+const JETSTREAM_WAIT_MS = 30_000;
 
 export type DaemonState = LifeState;
 
@@ -213,7 +221,7 @@ export class Daemon extends Part {
           ),
         ),
       );
-    this.topo = await ensureTopology(nc, {
+    const topoOpts = {
       replicas: cfg.nats.replicas,
       leaseMs: cfg.leaseMs,
       presenceTtlMs: cfg.presenceTtlMs,
@@ -222,7 +230,20 @@ export class Daemon extends Part {
       eventsMaxAgeMs: cfg.limits.eventsMaxAge,
       tasksMaxBytes: cfg.limits.tasksMaxBytes,
       log: this.log,
-    });
+    };
+    // A JetStream that is not there yet (a server or cluster still starting, a leaf whose hub
+    // link is coming up) is waited for, up to JETSTREAM_WAIT_MS; then its error is the start's.
+    const waitUntil = Date.now() + JETSTREAM_WAIT_MS;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        this.topo = await ensureTopology(nc, topoOpts);
+        break;
+      } catch (err) {
+        if (!isJetStreamUnavailable(err) || Date.now() >= waitUntil) throw err;
+        if (attempt === 0) this.log.warn({ err: errorMessage(err) }, "waiting for JetStream");
+        await pause(Math.min(250 * 2 ** attempt, 2_000));
+      }
+    }
     parts.add("pullers", { stop: () => Promise.all([...this.pullers.values()].map((p) => p.stop())) });
     for (const pool of cfg.pools) await this.topo.consumer(pool);
     // Without room for the bundle store the daemon still runs tasks on URL repos; shipped

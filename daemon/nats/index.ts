@@ -4,6 +4,7 @@ export {
   isAlreadyExists,
   isConsumerNotFound,
   isInsufficientResources,
+  isJetStreamUnavailable,
   isNoMessageFound,
   isStoreFull,
   isStreamNotFound,

@@ -24,6 +24,10 @@ export const JS_ERR = {
   StreamNameExists: 10058,
   /** JSStreamStoreFailedF: a write the store refused, e.g. "maximum bytes exceeded" (discard new). */
   StreamStoreFailed: 10077,
+  /** JSClusterNoPeersErr: "no suitable peers for placement" (a cluster still forming). */
+  ClusterNoPeers: 10005,
+  /** JSClusterNotAvailErr: "JetStream system temporarily unavailable" (no meta leader yet). */
+  ClusterNotAvailable: 10008,
   /** JSConsumerAlreadyExists: "consumer already exists" (with a different configuration). */
   ConsumerAlreadyExists: 10148,
 } as const;
@@ -101,4 +105,15 @@ export function isTlsError(err: unknown): boolean {
     if (typeof code === "string" && TLS_CODE.test(code)) return true;
   }
   return false;
+}
+
+/**
+ * JetStream is not there yet: nobody answers its API (nats.js `JetStreamNotEnabled`: a server
+ * starting, a leaf whose hub link is not up, a cluster without a meta leader), or the cluster
+ * says it is temporarily unavailable or has no peers to place on. Worth waiting for at start.
+ */
+export function isJetStreamUnavailable(err: unknown): boolean {
+  // nats.js does not export the class; its name is its type's stable identifier.
+  const notEnabled = err instanceof Error && err.name === "JetStreamNotEnabled";
+  return notEnabled || hasCode(err, JS_ERR.ClusterNotAvailable, JS_ERR.ClusterNoPeers);
 }
