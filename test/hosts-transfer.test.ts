@@ -45,12 +45,12 @@ const spec = (id: string, js: string, extra: Record<string, unknown> = {}) =>
     ...extra,
   });
 
-/** Waits for the file GATE, then writes result.txt (this host's name) into the worktree. */
+/** Waits for the file TASK_GATE, then writes result.txt (this host's name) into the worktree. */
 const GATED = `
 const fs = require("fs"), os = require("os");
 console.log("started on " + os.hostname());
 const t = setInterval(() => {
-  if (!fs.existsSync(process.env.GATE)) return;
+  if (!fs.existsSync(process.env.TASK_GATE)) return;
   clearInterval(t);
   fs.writeFileSync("result.txt", os.hostname() + "\\n");
   console.log("done on " + os.hostname());
@@ -96,8 +96,8 @@ describe.skipIf(unavailable !== undefined)("code and results over the bus betwee
   }
   const git = (...args: string[]) => onLaptop(["git", ...ID, ...args]);
   /** `mesh` in the laptop's repository (`repo: .` and `mesh fetch` name it). */
-  const meshJson = async (host: Host, args: string[], input?: string) => {
-    const r = await host.run([process.execPath, MESH_BIN, ...args], {
+  const laptopMesh = async (args: string[], input?: string) => {
+    const r = await h().laptop.run([process.execPath, MESH_BIN, ...args], {
       cwd: repo,
       ...(input === undefined ? {} : { input }),
     });
@@ -119,7 +119,7 @@ describe.skipIf(unavailable !== undefined)("code and results over the bus betwee
       },
       { name: `task ${id} succeeded (seen on ${host.name})`, timeoutMs: 60_000, intervalMs: 200 },
     );
-  /** The task branch in a worker's repo cache (the worker's state dir is readable from here). */
+  /** The task branch in a worker's repo cache, read on that worker's host. */
   async function cacheHead(m: Machine, repoId: string, id: string): Promise<string> {
     const cache = cacheDirFor(join(m.host.stateDir, "repos"), parseRepo(`mesh://${repoId}`));
     const r = await m.host.run(["git", "-C", cache, "rev-parse", "--verify", `refs/heads/mesh/${id}`]);
@@ -176,8 +176,7 @@ describe.skipIf(unavailable !== undefined)("code and results over the bus betwee
       }
       const id = uid("laptop-repo");
       const head = await git("rev-parse", "HEAD");
-      const sub = await meshJson(
-        h().laptop,
+      const sub = await laptopMesh(
         ["submit", "-", "--json"],
         spec(id, "const os=require('os');require('fs').writeFileSync('result.txt', os.hostname()+'\\n')"),
       );
@@ -198,7 +197,7 @@ describe.skipIf(unavailable !== undefined)("code and results over the bus betwee
       expect(done.result.headCommit).toBe(workerHead);
       expect(done.result.bundle).toMatchObject({ repoId, base: head, head: workerHead });
 
-      const f = await meshJson(h().laptop, ["fetch", id, "--json"]);
+      const f = await laptopMesh(["fetch", id, "--json"]);
       expect(f.code, f.stderr).toBe(0);
       expect(f.json().results).toEqual([
         expect.objectContaining({ id, outcome: "created", head: workerHead }),
@@ -216,10 +215,9 @@ describe.skipIf(unavailable !== undefined)("code and results over the bus betwee
       const gate = join(await makeTempDir("gate-"), "go");
       const ids = [uid("offline-a"), uid("offline-b")];
       for (const id of ids) {
-        const sub = await meshJson(
-          h().laptop,
+        const sub = await laptopMesh(
           ["submit", "-", "--json"],
-          spec(id, GATED, { env: { GATE: gate } }),
+          spec(id, GATED, { env: { TASK_GATE: gate } }),
         );
         expect(sub.code, sub.stderr).toBe(0);
       }
@@ -238,7 +236,7 @@ describe.skipIf(unavailable !== undefined)("code and results over the bus betwee
         const ran = machineOf(t.workerId)!;
         expect(["w1", "w2"]).toContain(t.host);
         // Back online: the watch replays the task's whole story, from its submission.
-        const w = await meshJson(h().laptop, ["watch", id, "--json"]);
+        const w = await laptopMesh(["watch", id, "--json"]);
         expect(w.code, w.stderr).toBe(0);
         const events = w.stdout
           .trim()
@@ -256,7 +254,7 @@ describe.skipIf(unavailable !== undefined)("code and results over the bus betwee
         expect(await cacheHead(ran, t.result.bundle.repoId, id)).toBe(t.result.headCommit);
       }
       // The results waited in the store.
-      const f = await meshJson(h().laptop, ["fetch", ...ids, "--json"]);
+      const f = await laptopMesh(["fetch", ...ids, "--json"]);
       expect(f.code, f.stderr).toBe(0);
       expect(f.json().results).toEqual(
         ids.map((id, i) =>
@@ -278,8 +276,7 @@ describe.skipIf(unavailable !== undefined)("code and results over the bus betwee
       const log = join(dir, "side-effects.log");
       const go = join(dir, "go");
       const id = uid("xfer-partition");
-      const sub = await meshJson(
-        h().laptop,
+      const sub = await laptopMesh(
         ["submit", "-", "--json"],
         spec(id, CHAOS, { maxAttempts: 3, env: { TASK_CHAOS_LOG: log, TASK_GO: go } }),
       );
@@ -336,22 +333,31 @@ describe.skipIf(unavailable !== undefined)("code and results over the bus betwee
       expect(after.revision).toBe(done.revision);
       expect(after.result.headCommit).toBe(otherHead);
       expect(after.result.bundle).toMatchObject({ repoId, head: otherHead });
-      const f = await meshJson(h().laptop, ["fetch", id, "--json"]);
+      const f = await laptopMesh(["fetch", id, "--json"]);
       expect(f.code, f.stderr).toBe(0);
       expect(f.json().results).toEqual([
         expect.objectContaining({ id, outcome: "created", head: otherHead }),
       ]);
       expect(await git("show", `mesh/${id}:result.txt`)).toBe(other.workerId);
-      // The cut worker's late commit, where it made one, is not what came home.
+      const cutCache = cacheDirFor(join(cut.host.stateDir, "repos"), parseRepo(`mesh://${repoId}`));
       const late = await cut.host.run([
         "git",
         "-C",
-        cacheDirFor(join(cut.host.stateDir, "repos"), parseRepo(`mesh://${repoId}`)),
+        cutCache,
         "rev-parse",
         "--verify",
         `refs/heads/mesh/${id}`,
       ]);
-      if (late.code === 0) expect(late.stdout.trim()).not.toBe(otherHead);
+      // The cut worker committed its run in its own cache (a late result): never the task's,
+      // never brought home.
+      expect(late.code, late.stderr).toBe(0);
+      const lateHead = late.stdout.trim();
+      expect(lateHead).not.toBe(otherHead);
+      const lateFile = await cut.host.run(["git", "-C", cutCache, "show", `${lateHead}:result.txt`]);
+      expect(lateFile.stdout.trim()).toBe(cut.workerId);
+      expect(
+        (await h().laptop.run(["git", "cat-file", "-e", `${lateHead}^{commit}`], { cwd: repo })).code,
+      ).not.toBe(0);
     },
     LONG,
   );

@@ -137,6 +137,9 @@ function processRunners(
         });
         live.add(c);
         const o = collect(c);
+        // A command that exits without reading its input closes the pipe first (EPIPE): its
+        // outcome says what happened.
+        c.stdin?.on("error", () => {});
         c.stdin?.end(opts.input ?? "");
         c.once("close", (code, signal) => {
           live.delete(c);
