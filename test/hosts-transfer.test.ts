@@ -209,63 +209,72 @@ describe.skipIf(unavailable !== undefined)("code and results over the bus betwee
     LONG,
   );
 
+  /**
+   * Two tasks are submitted on the laptop, which then goes offline: its link is cut (asleep), or
+   * also its daemon stopped (shut down, and `mesh up` again on its return). The tasks finish on
+   * the workers meanwhile; back online, `mesh watch` replays each from its submission and
+   * `mesh fetch` gets both results from the store.
+   */
+  async function offlineRound(shutDown: boolean): Promise<void> {
+    const gate = join(await makeTempDir("gate-"), "go");
+    const ids = [uid("offline-a"), uid("offline-b")];
+    for (const id of ids) {
+      const sub = await laptopMesh(["submit", "-", "--json"], spec(id, GATED, { env: { TASK_GATE: gate } }));
+      expect(sub.code, sub.stderr).toBe(0);
+    }
+    if (shutDown) await laptop.up.stop();
+    h().laptop.cut();
+    const finished: any[] = [];
+    try {
+      await writeFile(gate, "");
+      for (const id of ids) finished.push(await succeeded(h().w1, id));
+    } finally {
+      h().laptop.heal();
+    }
+    if (shutDown) laptop = await meshUp(h().laptop, { extra: ["--pools", "laptop-only"] });
+    for (const [i, id] of ids.entries()) {
+      const t = finished[i];
+      const ran = machineOf(t.workerId)!;
+      expect(["w1", "w2"]).toContain(t.host);
+      const w = await laptopMesh(["watch", id, "--json"]);
+      expect(w.code, w.stderr).toBe(0);
+      const events = w.stdout
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l) as { type: string; state?: string; workerId?: string; line?: string });
+      expect(events.filter((e) => e.type === "state").map((e) => e.state)).toEqual([
+        "queued",
+        "claimed",
+        "running",
+        "succeeded",
+      ]);
+      expect(events.find((e) => e.state === "succeeded")?.workerId).toBe(ran.workerId);
+      const lines = events.filter((e) => e.type === "log").map((e) => e.line);
+      expect(lines).toEqual(expect.arrayContaining([`started on ${t.host}`, `done on ${t.host}`]));
+      expect(await cacheHead(ran, t.result.bundle.repoId, id)).toBe(t.result.headCommit);
+    }
+    const f = await laptopMesh(["fetch", ...ids, "--json"]);
+    expect(f.code, f.stderr).toBe(0);
+    expect(f.json().results).toEqual(
+      ids.map((id, i) =>
+        expect.objectContaining({ id, outcome: "created", head: finished[i].result.headCommit }),
+      ),
+    );
+    for (const [i, id] of ids.entries()) {
+      expect(await git("rev-parse", `refs/heads/mesh/${id}`)).toBe(finished[i].result.headCommit);
+      expect(await git("show", `mesh/${id}:result.txt`)).toBe(finished[i].host);
+    }
+  }
+
   it(
-    "the laptop goes offline after submitting; on return mesh watch replays what it missed and mesh fetch gets the results",
-    async () => {
-      const gate = join(await makeTempDir("gate-"), "go");
-      const ids = [uid("offline-a"), uid("offline-b")];
-      for (const id of ids) {
-        const sub = await laptopMesh(
-          ["submit", "-", "--json"],
-          spec(id, GATED, { env: { TASK_GATE: gate } }),
-        );
-        expect(sub.code, sub.stderr).toBe(0);
-      }
-      // Offline: the laptop's link goes down; the tasks finish on the workers meanwhile.
-      h().laptop.cut();
-      let finished: any[];
-      try {
-        await writeFile(gate, "");
-        finished = [];
-        for (const id of ids) finished.push(await succeeded(h().w1, id));
-      } finally {
-        h().laptop.heal();
-      }
-      for (const [i, id] of ids.entries()) {
-        const t = finished[i];
-        const ran = machineOf(t.workerId)!;
-        expect(["w1", "w2"]).toContain(t.host);
-        // Back online: the watch replays the task's whole story, from its submission.
-        const w = await laptopMesh(["watch", id, "--json"]);
-        expect(w.code, w.stderr).toBe(0);
-        const events = w.stdout
-          .trim()
-          .split("\n")
-          .map((l) => JSON.parse(l) as { type: string; state?: string; workerId?: string; line?: string });
-        expect(events.filter((e) => e.type === "state").map((e) => e.state)).toEqual([
-          "queued",
-          "claimed",
-          "running",
-          "succeeded",
-        ]);
-        expect(events.find((e) => e.state === "succeeded")?.workerId).toBe(ran.workerId);
-        const lines = events.filter((e) => e.type === "log").map((e) => e.line);
-        expect(lines).toEqual(expect.arrayContaining([`started on ${t.host}`, `done on ${t.host}`]));
-        expect(await cacheHead(ran, t.result.bundle.repoId, id)).toBe(t.result.headCommit);
-      }
-      // The results waited in the store.
-      const f = await laptopMesh(["fetch", ...ids, "--json"]);
-      expect(f.code, f.stderr).toBe(0);
-      expect(f.json().results).toEqual(
-        ids.map((id, i) =>
-          expect.objectContaining({ id, outcome: "created", head: finished[i].result.headCommit }),
-        ),
-      );
-      for (const [i, id] of ids.entries()) {
-        expect(await git("rev-parse", `refs/heads/mesh/${id}`)).toBe(finished[i].result.headCommit);
-        expect(await git("show", `mesh/${id}:result.txt`)).toBe(finished[i].host);
-      }
-    },
+    "the laptop goes offline (link cut) after submitting; on return mesh watch replays what it missed and mesh fetch gets the results",
+    () => offlineRound(false),
+    LONG,
+  );
+
+  it(
+    "the laptop shuts down (daemon stopped, link cut) after submitting; after mesh up again, watch replays and fetch gets the results",
+    () => offlineRound(true),
     LONG,
   );
 
