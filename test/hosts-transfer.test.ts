@@ -15,7 +15,14 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cacheDirFor, parseRepo } from "../daemon/workspace/index.js";
 import { makeTempDir, removeTempDirs, waitFor } from "./harness/index.js";
 import { checkChaos } from "./support/chaos.js";
-import { type Host, type Hosts, hostsUnavailable, makeHosts, nftUnavailable } from "./support/hosts.js";
+import {
+  type Host,
+  type Hosts,
+  hostsUnavailable,
+  makeHosts,
+  nftUnavailable,
+  privateNsUnavailable,
+} from "./support/hosts.js";
 import {
   type Hub,
   inviteAndJoin,
@@ -27,7 +34,7 @@ import {
 } from "./support/hub-hosts.js";
 import { MESH_BIN } from "./support/mesh.js";
 
-const unavailable = hostsUnavailable() ?? nftUnavailable();
+const unavailable = hostsUnavailable() ?? nftUnavailable() ?? privateNsUnavailable();
 if (unavailable) console.warn(`hosts-transfer: skipped: ${unavailable}`);
 
 const LONG = 120_000;

@@ -17,7 +17,9 @@
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { randomBytes, randomInt } from "node:crypto";
-import { existsSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { makeTempDir } from "../harness/index.js";
 
 const IP = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip"].find((p) => existsSync(p));
@@ -87,6 +89,36 @@ export function hostsUnavailable(): string | undefined {
     }
   }
   return undefined;
+}
+
+/** Why makeHosts' `hostnames`/`privateDirs` cannot work here (UTS and mount namespaces), or undefined. */
+export function privateNsUnavailable(): string | undefined {
+  if (!existsSync(UNSHARE) || !existsSync(NSENTER) || !existsSync(ENV))
+    return "private host names and folders need unshare, nsenter (util-linux) and env (coreutils)";
+  const dir = mkdtempSync(join(tmpdir(), "mesh-probe-"));
+  try {
+    execFileSync(
+      UNSHARE,
+      [
+        "--uts",
+        "--mount",
+        "--propagation",
+        "private",
+        "--",
+        "/bin/sh",
+        "-c",
+        'hostname mesh-probe && mount -t tmpfs mesh-probe "$1"',
+        "sh",
+        dir,
+      ],
+      { stdio: ["ignore", "ignore", "pipe"] },
+    );
+    return undefined;
+  } catch (err) {
+    return `the kernel refuses UTS or mount namespaces (or tmpfs) here (unshare: ${String((err as { stderr?: Buffer }).stderr ?? err).trim()})`;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 /** Why dropInbound() cannot work here, or undefined. */
