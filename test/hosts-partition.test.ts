@@ -12,9 +12,16 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { makeTempDir, removeTempDirs, waitFor } from "./harness/index.js";
 import { checkChaos } from "./support/chaos.js";
-import { type Host, type Hosts, hostsUnavailable, makeHosts } from "./support/hosts.js";
-import { type Hub, inviteAndJoin, type Machine, mesh, meshUp, startHub } from "./support/hub-hosts.js";
-import { REPO_ROOT } from "./support/mesh.js";
+import { type Hosts, hostsUnavailable, makeHosts } from "./support/hosts.js";
+import {
+  type Hub,
+  inviteAndJoin,
+  type Machine,
+  mesh,
+  meshUp,
+  rawRecords,
+  startHub,
+} from "./support/hub-hosts.js";
 
 const unavailable = hostsUnavailable();
 if (unavailable) console.warn(`hosts-partition: skipped: ${unavailable}`);
@@ -31,29 +38,6 @@ const t = setInterval(() => {
   if (fs.existsSync(go)) { clearInterval(t); line("end"); process.exit(0); }
 }, 20);
 `;
-
-type RawRecord = {
-  id: string;
-  state: string;
-  revision?: number;
-  attempts: Array<{ attempt: number; workerId: string; outcome?: string; reason?: string }>;
-};
-
-/** Raw records through the hub, read inside `host` with its joined credentials (plain nats.js). */
-async function rawRecords(host: Host, ids: string[]): Promise<Map<string, RawRecord>> {
-  const joinDir = join(host.stateDir, "join");
-  const url = (JSON.parse(readFileSync(join(joinDir, "hub.json"), "utf8")) as { urls: string[] }).urls[0]!;
-  const r = await host.run([
-    process.execPath,
-    join(REPO_ROOT, "test/support/dump-kv.mjs"),
-    url,
-    join(joinDir, "ca.pem"),
-    join(joinDir, "machine.nk"),
-    ...ids,
-  ]);
-  if (r.code !== 0) throw new Error(`dump-kv: ${r.stderr}`);
-  return new Map(Object.entries(JSON.parse(r.stdout) as Record<string, RawRecord>));
-}
 
 describe.skipIf(unavailable !== undefined)("a worker host cut off longer than the lease", () => {
   let net: Hosts;

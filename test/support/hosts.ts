@@ -7,17 +7,27 @@
  * `cut()`/`heal()` take the host's link down and up; `dropInbound()` makes it refuse every
  * connection from outside (nftables), as a laptop behind NAT would.
  *
+ * Options: `hostnames` gives each host a UTS namespace with its own host name (what a daemon
+ * records as an attempt's `host`); `privateDirs` names hosts whose processes share a mount
+ * namespace of their own with a tmpfs over `host.privateDir`: files there exist on that host
+ * only (the other hosts, and the test process, see an empty folder).
+ *
  * `makeHosts()` returns a reason instead where it cannot work: not root, no `ip`, or a kernel
  * that refuses namespaces. Everything is removed by `remove()` (also on a failed build).
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { randomBytes, randomInt } from "node:crypto";
-import { existsSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { makeTempDir } from "../harness/index.js";
 
 const IP = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip"].find((p) => existsSync(p));
 const NFT = ["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft"].find((p) => existsSync(p));
 const SETPRIV = "/usr/bin/setpriv";
+const UNSHARE = "/usr/bin/unshare";
+const NSENTER = "/usr/bin/nsenter";
+const ENV = "/usr/bin/env";
 
 export interface Outcome {
   code: number;
@@ -40,10 +50,12 @@ export interface Host {
   ip: string;
   /** A state dir of its own (MESH_STATE_DIR of its commands). */
   stateDir: string;
-  /** Runs a command inside the host to its end. */
-  run(argv: string[], opts?: { env?: NodeJS.ProcessEnv; input?: string }): Promise<Outcome>;
+  /** With `privateDirs`: a folder only this host's processes see the contents of. */
+  privateDir?: string;
+  /** Runs a command inside the host to its end (`cwd` is resolved inside the host). */
+  run(argv: string[], opts?: { env?: NodeJS.ProcessEnv; input?: string; cwd?: string }): Promise<Outcome>;
   /** Starts a long-running command inside the host. */
-  spawn(argv: string[], opts?: { env?: NodeJS.ProcessEnv }): HostProcess;
+  spawn(argv: string[], opts?: { env?: NodeJS.ProcessEnv; cwd?: string }): HostProcess;
   /** Takes the host's link down: every connection of it stops at once (a partition). */
   cut(): void;
   heal(): void;
@@ -79,6 +91,36 @@ export function hostsUnavailable(): string | undefined {
   return undefined;
 }
 
+/** Why makeHosts' `hostnames`/`privateDirs` cannot work here (UTS and mount namespaces), or undefined. */
+export function privateNsUnavailable(): string | undefined {
+  if (!existsSync(UNSHARE) || !existsSync(NSENTER) || !existsSync(ENV))
+    return "private host names and folders need unshare, nsenter (util-linux) and env (coreutils)";
+  const dir = mkdtempSync(join(tmpdir(), "mesh-probe-"));
+  try {
+    execFileSync(
+      UNSHARE,
+      [
+        "--uts",
+        "--mount",
+        "--propagation",
+        "private",
+        "--",
+        "/bin/sh",
+        "-c",
+        'hostname mesh-probe && mount -t tmpfs mesh-probe "$1"',
+        "sh",
+        dir,
+      ],
+      { stdio: ["ignore", "ignore", "pipe"] },
+    );
+    return undefined;
+  } catch (err) {
+    return `the kernel refuses UTS or mount namespaces (or tmpfs) here (unshare: ${String((err as { stderr?: Buffer }).stderr ?? err).trim()})`;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 /** Why dropInbound() cannot work here, or undefined. */
 export const nftUnavailable = (): string | undefined =>
   NFT ? undefined : "the packet filter needs nftables (`nft`): apt-get install nftables";
@@ -103,7 +145,15 @@ function processRunners(
   prefix: string[],
   live: Set<ChildProcess>,
 ): Pick<Host, "run" | "spawn"> {
-  const argvIn = (argv: string[]) => ["--pdeathsig", "KILL", "--", ...prefix, ...argv];
+  // The folder is changed to inside the host's namespaces (a private folder exists only there).
+  const argvIn = (argv: string[], cwd?: string) => [
+    "--pdeathsig",
+    "KILL",
+    "--",
+    ...prefix,
+    ...(cwd === undefined ? [] : [ENV, "-C", cwd]),
+    ...argv,
+  ];
   const env = (extra?: NodeJS.ProcessEnv) => ({
     ...process.env,
     NO_COLOR: "1",
@@ -113,9 +163,15 @@ function processRunners(
   return {
     run: (argv, opts = {}) =>
       new Promise((resolve) => {
-        const c = spawn(SETPRIV, argvIn(argv), { env: env(opts.env), stdio: ["pipe", "pipe", "pipe"] });
+        const c = spawn(SETPRIV, argvIn(argv, opts.cwd), {
+          env: env(opts.env),
+          stdio: ["pipe", "pipe", "pipe"],
+        });
         live.add(c);
         const o = collect(c);
+        // A command that exits without reading its input closes the pipe first (EPIPE): its
+        // outcome says what happened.
+        c.stdin?.on("error", () => {});
         c.stdin?.end(opts.input ?? "");
         c.once("close", (code, signal) => {
           live.delete(c);
@@ -123,7 +179,10 @@ function processRunners(
         });
       }),
     spawn: (argv, opts = {}) => {
-      const c = spawn(SETPRIV, argvIn(argv), { env: env(opts.env), stdio: ["ignore", "pipe", "pipe"] });
+      const c = spawn(SETPRIV, argvIn(argv, opts.cwd), {
+        env: env(opts.env),
+        stdio: ["ignore", "pipe", "pipe"],
+      });
       live.add(c);
       const o = collect(c);
       const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
@@ -174,7 +233,62 @@ export async function localHost(name: string): Promise<Host & { remove(): void }
   };
 }
 
-export async function makeHosts(names: string[]): Promise<Hosts> {
+export interface HostsOptions {
+  /** Each host gets its own host name (its name), in a UTS namespace of its own. */
+  hostnames?: boolean;
+  /** Hosts whose processes see a private tmpfs at `privateDir` (a mount namespace of their own). */
+  privateDirs?: string[];
+}
+
+/**
+ * A process that holds a host's UTS and/or mount namespace (host name set, private tmpfs
+ * mounted) for the host's commands to enter with nsenter; it ends with the test process.
+ */
+async function nsHolder(
+  name: string,
+  o: { uts: boolean; privateDir?: string },
+  live: Set<ChildProcess>,
+): Promise<ChildProcess> {
+  const script = [
+    o.uts ? 'hostname "$1"' : ":",
+    o.privateDir ? 'mount -t tmpfs -o mode=0700,size=256m mesh-private "$2"' : ":",
+    "echo ready",
+    "exec sleep infinity",
+  ].join(" && ");
+  const c = spawn(
+    SETPRIV,
+    [
+      "--pdeathsig",
+      "KILL",
+      "--",
+      UNSHARE,
+      ...(o.uts ? ["--uts"] : []),
+      ...(o.privateDir ? ["--mount", "--propagation", "private"] : []),
+      "--",
+      "/bin/sh",
+      "-c",
+      script,
+      "sh",
+      name,
+      o.privateDir ?? "",
+    ],
+    { stdio: ["ignore", "pipe", "pipe"] },
+  );
+  live.add(c);
+  const { out, err } = collect(c);
+  await new Promise<void>((resolve, reject) => {
+    const check = () => {
+      if (out().includes("ready")) resolve();
+      else if (c.exitCode !== null || c.signalCode !== null)
+        reject(new Error(`namespace holder of ${name} exited: ${err()}`));
+      else setTimeout(check, 20);
+    };
+    check();
+  });
+  return c;
+}
+
+export async function makeHosts(names: string[], opts: HostsOptions = {}): Promise<Hosts> {
   const id = randomBytes(3).toString("hex");
   const bridgeNs = `mesh-${id}-br`;
   const subnet = `198.19.${randomInt(0, 256)}`;
@@ -215,13 +329,30 @@ export async function makeHosts(names: string[]): Promise<Hosts> {
       inNs(ns, ["ip", "link", "set", "eth0", "up"]);
       inNs(ns, ["ip", "link", "set", "lo", "up"]);
       const stateDir = await makeTempDir(`host-${name}-`);
-      const prefix = [IP!, "netns", "exec", ns];
+      const privateDir = opts.privateDirs?.includes(name) ? await makeTempDir(`private-${name}-`) : undefined;
+      const uts = opts.hostnames === true;
+      let enter: string[] = [];
+      if (uts || privateDir) {
+        const holder = await nsHolder(name, { uts, ...(privateDir ? { privateDir } : {}) }, live);
+        enter = [
+          NSENTER,
+          "-t",
+          String(holder.pid),
+          ...(uts ? ["-u"] : []),
+          ...(privateDir ? ["-m"] : []),
+          "--",
+        ];
+      }
+      // `ip netns exec` makes a mount namespace of its own from the one it starts in: a
+      // private tmpfs entered first is in it too.
+      const prefix = [...enter, IP!, "netns", "exec", ns];
       hosts[name] = {
         ...processRunners(stateDir, prefix, live),
         name,
         ns,
         ip: hostIp,
         stateDir,
+        ...(privateDir ? { privateDir } : {}),
         cut: () => inNs(ns, ["ip", "link", "set", "eth0", "down"]),
         heal: () => inNs(ns, ["ip", "link", "set", "eth0", "up"]),
         dropInbound: () => {

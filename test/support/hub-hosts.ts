@@ -3,11 +3,12 @@
  * `mesh hub start` on the hub host, `mesh invite <name>` there, `mesh join <line>` and
  * `mesh up` (as a TLS client, or `--leaf`) on each machine. Only the built CLI is used.
  */
+import { readFileSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { makeTempDir, waitFor } from "../harness/index.js";
 import type { Host, HostProcess, Outcome } from "./hosts.js";
-import { MESH_BIN } from "./mesh.js";
+import { MESH_BIN, REPO_ROOT } from "./mesh.js";
 
 export const mesh = (host: Host, args: string[], input?: string): Promise<Outcome> =>
   host.run([process.execPath, MESH_BIN, ...args], input === undefined ? {} : { input });
@@ -157,4 +158,27 @@ export async function workersOn(host: Host): Promise<WorkerRow[]> {
   const r = await mesh(host, ["workers", "--json"]);
   if (r.code !== 0) throw new Error(`mesh workers on ${host.name}: ${r.stderr}`);
   return (JSON.parse(r.stdout) as { workers: WorkerRow[] }).workers;
+}
+
+export type RawRecord = {
+  id: string;
+  state: string;
+  revision?: number;
+  attempts: Array<{ attempt: number; workerId: string; outcome?: string; reason?: string }>;
+};
+
+/** Raw records through the hub, read inside `host` with its joined credentials (plain nats.js). */
+export async function rawRecords(host: Host, ids: string[]): Promise<Map<string, RawRecord>> {
+  const joinDir = join(host.stateDir, "join");
+  const url = (JSON.parse(readFileSync(join(joinDir, "hub.json"), "utf8")) as { urls: string[] }).urls[0]!;
+  const r = await host.run([
+    process.execPath,
+    join(REPO_ROOT, "test/support/dump-kv.mjs"),
+    url,
+    join(joinDir, "ca.pem"),
+    join(joinDir, "machine.nk"),
+    ...ids,
+  ]);
+  if (r.code !== 0) throw new Error(`dump-kv: ${r.stderr}`);
+  return new Map(Object.entries(JSON.parse(r.stdout) as Record<string, RawRecord>));
 }
