@@ -19,7 +19,7 @@
  * Needs root and iproute2 (network namespaces); skipped with the reason elsewhere.
  */
 import { cp, mkdir, rm, writeFile } from "node:fs/promises";
-import { cpus, release } from "node:os";
+import { cpus, loadavg, release } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { execa } from "execa";
@@ -213,7 +213,7 @@ async function handoff(
   const w1 = await link(laptop);
   if (r.code !== 0)
     throw new Error(`mesh submit --wait --fetch (${id}) exited ${r.code}:\n${r.stderr}\n${r.stdout}`);
-  const sub = JSON.parse(r.stdout) as {
+  const sub = JSON.parse(r.stdout.trim().split("\n").pop()!) as {
     tasks: Array<{ state: string; fetch: { outcome: string; head: string; branch: string } | null }>;
   };
   const t = sub.tasks[0]!;
@@ -268,7 +268,42 @@ async function versions(): Promise<Json> {
     natsServer: await v("/usr/sbin/nats-server", ["--version"]),
     kernel: release(),
     cpu: `${cpus().length} x ${cpus()[0]?.model ?? "?"}`,
+    loadAverage1mAtEnd: round(loadavg()[0]!, 2),
   };
+}
+
+/**
+ * Where the mesh's first sync spends its time on git's side, on this machine without a network:
+ * the bundle as shipRepo makes it, `git bundle verify` and the import (`git fetch` from it).
+ */
+async function localGitPhases(repoDir: string): Promise<Json> {
+  const dir = await makeTempDir("bench-phases-");
+  const file = join(dir, "all.bundle");
+  const bare = join(dir, "bare.git");
+  await execa("git", ["init", "--quiet", "--bare", bare]);
+  const time = async (f: () => Promise<unknown>) => {
+    const t = performance.now();
+    await f();
+    return round(performance.now() - t, 0);
+  };
+  const bundleCreateMs = await time(() =>
+    execa("git", ["bundle", "create", "--quiet", file, "--stdin"], {
+      cwd: repoDir,
+      input: "refs/heads/main\n",
+    }),
+  );
+  const bundleVerifyMs = await time(() => execa("git", ["bundle", "verify", "--quiet", file], { cwd: bare }));
+  const fetchFromBundleMs = await time(() =>
+    execa(
+      "git",
+      ["fetch", "--quiet", "--no-write-fetch-head", "--no-tags", "--", file, "+refs/heads/main:refs/x"],
+      {
+        cwd: bare,
+      },
+    ),
+  );
+  await rm(dir, { recursive: true, force: true });
+  return { bundleCreateMs, bundleVerifyMs, fetchFromBundleMs };
 }
 
 const med = (xs: number[]) => percentile(xs, 50);
@@ -302,6 +337,8 @@ export async function transferScenario(o: TransferOptions): Promise<{ rows: obje
     const laptopDir = await makeTempDir("bench-laptop-");
     const repoDir = join(laptopDir, "repo");
     await cp(repo.dir, repoDir, { recursive: true });
+    // A copy's index no longer matches its files' inodes: refresh it, as a working checkout's is.
+    await execa("git", ["update-index", "-q", "--refresh"], { cwd: repoDir });
     await mkdir(join(laptopDir, "specs"));
     daemon = h.laptop.spawn([
       "git",
@@ -319,7 +356,9 @@ export async function transferScenario(o: TransferOptions): Promise<{ rows: obje
     });
     if (daemon.child.exitCode !== null) throw new Error(`git daemon exited:\n${daemon.stderr()}`);
 
+    const loadAtStart = round(loadavg()[0]!, 2);
     const sync = await firstSync(h, repoDir, repo.head, o.syncRounds);
+    const gitPhases = await localGitPhases(repoDir);
     const meshSync = sync.filter((s) => s.system === "mesh");
     const gitSync = sync.filter((s) => s.system === "git");
     const mbps = (rs: SyncRound[]) => mb(repo.packBytes) / (med(rs.map((r) => r.ms)) / 1000);
@@ -399,7 +438,7 @@ export async function transferScenario(o: TransferOptions): Promise<{ rows: obje
     const phase = (k: keyof HandoffRound) => round(med(rounds.map((r) => r[k] as number)), 0);
     return {
       scenario: "transfer",
-      machine: await versions(),
+      machine: { ...(await versions()), loadAverage1mAtStart: loadAtStart },
       hosts: "network namespaces on a bridge: hub (nats-server via mesh hub start, TLS), laptop, worker",
       repo: { files: repo.files, commits: repo.commits, packBytes: repo.packBytes, head: repo.head },
       rows,
@@ -427,6 +466,7 @@ export async function transferScenario(o: TransferOptions): Promise<{ rows: obje
         bundleBytesAtMost1_5xThinPack: outRatio <= 1.5 && backRatio <= 1.5,
       },
       firstSyncRounds: sync,
+      firstSyncLocalGitPhasesMs: gitPhases,
       handoffRounds: out,
     };
   } finally {
