@@ -322,6 +322,13 @@ export async function transferScenario(o: TransferOptions): Promise<{ rows: obje
   );
   const net = await makeHosts(["hub", "laptop", "worker"]);
   const h = net.hosts as Record<"hub" | "laptop" | "worker", Host>;
+  // Ctrl-C or a crash must not leave the namespaces behind.
+  const bail = (why: unknown) => {
+    process.stderr.write(`transfer: stopped (${String(why)}); removing the hosts\n`);
+    net.remove();
+    process.exit(1);
+  };
+  process.once("SIGINT", bail).once("SIGTERM", bail).once("uncaughtException", bail);
   let hub: Hub | undefined;
   let daemon: HostProcess | undefined;
   const machines: Machine[] = [];
@@ -470,6 +477,7 @@ export async function transferScenario(o: TransferOptions): Promise<{ rows: obje
       handoffRounds: out,
     };
   } finally {
+    process.off("SIGINT", bail).off("SIGTERM", bail).off("uncaughtException", bail);
     await daemon?.stop();
     await Promise.allSettled(machines.map((m) => m.up.stop()));
     await hub?.server.stop();

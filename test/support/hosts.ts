@@ -116,6 +116,8 @@ function processRunners(
         const c = spawn(SETPRIV, argvIn(argv), { env: env(opts.env), stdio: ["pipe", "pipe", "pipe"] });
         live.add(c);
         const o = collect(c);
+        // A command that exits without reading its stdin closes the pipe first (EPIPE): not an error.
+        c.stdin?.on("error", () => undefined);
         c.stdin?.end(opts.input ?? "");
         c.once("close", (code, signal) => {
           live.delete(c);
