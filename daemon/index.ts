@@ -25,8 +25,10 @@ export {
   readJoinedHub,
 } from "./nats/index.js";
 export {
+  BUNDLE_INDEX_BUCKET,
   beaconSubject,
   cancelSubject,
+  connectNats,
   DAEMON_PERMISSIONS,
   EVENTS_STREAM,
   kvStream,
@@ -67,5 +69,5 @@ export {
 } from "./tasks/index.js";
 export { formatBytes, parseBytes } from "./util/index.js";
 export { VERSION } from "./version.js";
-export { BundleStore, DEFAULT_CHUNK_BYTES, ensureCommit, shipRepo } from "./transfer/index.js";
+export { BundleStore, DEFAULT_CHUNK_BYTES, ensureCommit, indexKey, shipRepo } from "./transfer/index.js";
 export { Git } from "./workspace/index.js";
