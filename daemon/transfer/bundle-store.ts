@@ -6,10 +6,9 @@
  * Both buckets expire entries after the same TTL (tied to the task retention), so an index entry
  * never outlives its bundle by more than the put between them.
  */
-import { createReadStream, createWriteStream } from "node:fs";
+import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
 import { Readable, Transform, type Writable } from "node:stream";
-import { pipeline } from "node:stream/promises";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
 import type { JetStreamClient } from "@nats-io/jetstream";
 import { type KV, Kvm } from "@nats-io/kv";
@@ -297,24 +296,6 @@ export class BundleStore {
     );
     verified.catch(() => undefined);
     return { data, size: res.info.size, verified };
-  }
-
-  /** Writes the bundle `name` to `file`; the store checks its SHA-256 digest on the way. */
-  async download(name: string, file: string): Promise<number> {
-    const res = await this.objects.get(name);
-    if (!res) {
-      throw new MeshError(
-        "NOT_FOUND",
-        `bundle ${name} is not in the bundle store (expired with the task retention, or never stored)`,
-      );
-    }
-    await pipeline(
-      Readable.fromWeb(res.data as unknown as WebReadableStream<Uint8Array>),
-      createWriteStream(file, { mode: 0o600 }),
-    );
-    const err = await res.error;
-    if (err) throw new MeshError("DATA_LOSS", `bundle ${name} arrived damaged: ${errorMessage(err)}`);
-    return res.info.size;
   }
 
   /** Bytes and objects in the store (tests, `mesh` status). */

@@ -1,7 +1,7 @@
 /**
  * The git side of bundles, through the daemon's hardened git (workspace/git-cmd.ts): make a
- * bundle of one commit over the commits a receiver has, check which commits a repository has,
- * and import a bundle after `git bundle verify`.
+ * bundle of one commit over the commits a receiver has (to a file, or streamed), check which
+ * commits a repository has, and import a bundle while it streams in, verified before use.
  *
  * A bundle needs a ref to carry, and the user's repository must not change: bundles are made in
  * a scratch bare repository that borrows the user's objects (`objects/info/alternates`) and
@@ -240,53 +240,4 @@ export async function importBundleStream(
 async function removePack(repo: GitRepo, hash: string): Promise<void> {
   const base = join(repo.commonDir ?? repo.gitDir, "objects", "pack", `pack-${hash}`);
   await Promise.all([".pack", ".idx", ".rev", ".keep"].map((ext) => rm(`${base}${ext}`, { force: true })));
-}
-
-/**
- * `git bundle verify`, then imports the bundle's commit `tip` into `repo` (its objects, and the
- * ref `ref` when given). A bundle that does not verify is refused with DATA_LOSS.
- */
-export async function importBundle(
-  git: Git,
-  repo: GitRepo,
-  file: string,
-  tip: string,
-  ref: string | undefined,
-  signal?: AbortSignal,
-): Promise<void> {
-  const sig = signal ? { signal } : {};
-  const ok = await git.tryRun(["bundle", "verify", "--quiet", file], { repo, ...sig });
-  if (ok === undefined) {
-    const why = await git.run(["bundle", "verify", file], { repo, ...sig }).then(
-      () => "",
-      (err: unknown) => (err instanceof Error ? err.message : String(err)),
-    );
-    throw new MeshError(
-      "DATA_LOSS",
-      `the bundle of commit ${tip.slice(0, 12)} failed git bundle verify (${why || "not a valid bundle"}); it was not used`,
-      { field: "repo" },
-    );
-  }
-  const heads = await git.run(["bundle", "list-heads", file, bundleRef(tip)], { repo, ...sig });
-  if (!heads.split("\n").some((l) => l.startsWith(`${tip} `))) {
-    throw new MeshError(
-      "DATA_LOSS",
-      `the bundle said to carry ${tip.slice(0, 12)} does not: it was not used`,
-      {
-        field: "repo",
-      },
-    );
-  }
-  await git.run(
-    [
-      "fetch",
-      "--quiet",
-      "--no-write-fetch-head",
-      "--no-tags",
-      "--",
-      file,
-      ref ? `+${bundleRef(tip)}:${ref}` : bundleRef(tip),
-    ],
-    { repo, ...sig },
-  );
 }
