@@ -420,7 +420,7 @@ describe("git bundles through the mesh", () => {
         while (!signal.aborted) {
           const chunk = randomBytes(64 * 1024);
           written += chunk.length;
-          if (!sink.write(chunk))
+          if (!sink.write(chunk) && !signal.aborted)
             await new Promise<void>((r) => {
               sink.once("drain", r);
               signal.addEventListener("abort", () => r(), { once: true });

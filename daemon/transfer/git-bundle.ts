@@ -7,7 +7,7 @@
  * a scratch bare repository that borrows the user's objects (`objects/info/alternates`) and
  * holds the one ref `refs/mesh/c/<tip>`.
  */
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Readable, type Writable } from "node:stream";
 import { MeshError } from "../errors.js";
@@ -217,9 +217,15 @@ export async function importBundleStream(
         }
       })(),
     );
+    const packDir = join(repo.commonDir ?? repo.gitDir, "objects", "pack");
+    const tmpBefore = new Set(await tmpPacks(packDir));
     const out = await git
       .run(["index-pack", "--stdin", "--fix-thin"], { repo, stdin: pack, ...sig })
-      .catch((err: unknown) => {
+      .catch(async (err: unknown) => {
+        // A failed index-pack leaves its tmp_pack_* behind: remove the one it made.
+        for (const f of await tmpPacks(packDir)) {
+          if (!tmpBefore.has(f)) await rm(join(packDir, f), { force: true });
+        }
         throw refused(tip, `git index-pack: ${err instanceof Error ? err.message : String(err)}`, err);
       });
     packHash = /^(?:pack|keep)\t([0-9a-f]+)/.exec(out.trim())?.[1];
@@ -235,6 +241,10 @@ export async function importBundleStream(
     bundle.data.destroy();
     if (packHash) await removePack(repo, packHash);
   }
+}
+
+async function tmpPacks(dir: string): Promise<string[]> {
+  return (await readdir(dir).catch(() => [] as string[])).filter((f) => f.startsWith("tmp_pack_"));
 }
 
 async function removePack(repo: GitRepo, hash: string): Promise<void> {
