@@ -441,6 +441,54 @@ describe("git bundles through the mesh", () => {
     expect(await indexEntry(entry.repoId, entry.tip)).toBeUndefined();
   });
 
+  it("keeps the Object Store's SHA-256 digests exact with the native hash, and refuses a bundle whose bytes do not match", async () => {
+    const store = await BundleStore.open(jetstream(nc), nc.info?.max_payload ?? 1024 * 1024, {
+      replicas: 1,
+      maxBytes: 64 * 1024 * 1024,
+      maxBundleBytes: 8 * 1024 * 1024,
+      ttlMs: 0,
+      chunkBytes: 16 * 1024,
+    });
+    const body = randomBytes(100 * 1024 + 7);
+    const entry: Omit<BundleEntry, "size"> = {
+      v: 1,
+      name: "digest-test",
+      repoId: "d".repeat(40),
+      tip: "e".repeat(40),
+      requires: [],
+      kind: "source",
+      at: new Date().toISOString(),
+    };
+    await store.putStream(entry, "a bundle", async (sink) => {
+      sink.write(body);
+    });
+    const os = await new Objm(jetstream(nc)).open("mesh-bundles");
+    const info = await os.info("digest-test");
+    expect(info?.digest).toBe(`SHA-256=${createHash("sha256").update(body).digest("base64url")}=`);
+    const got = await store.open("digest-test");
+    const chunks: Buffer[] = [];
+    for await (const c of got.data) chunks.push(Buffer.from(c));
+    await got.verified;
+    expect(Buffer.concat(chunks).equals(body)).toBe(true);
+    // Same chunks, a digest of other bytes: the get must refuse it.
+    const kv = await jetstream(nc).jetstreamManager();
+    const metaSubject = `$O.mesh-bundles.M.${Buffer.from("digest-test").toString("base64").replace(/\+/g, "-").replace(/\//g, "_")}`;
+    const m = await kv.streams.getMessage("OBJ_mesh-bundles", { last_by_subj: metaSubject });
+    if (!m) throw new Error("no meta message");
+    const forged = {
+      ...m.json<Record<string, unknown>>(),
+      digest: `SHA-256=${createHash("sha256").update("other").digest("base64url")}=`,
+    };
+    const h = (await import("@nats-io/transport-node")).headers();
+    h.set("Nats-Rollup", "sub");
+    await jetstream(nc).publish(m.subject, JSON.stringify(forged), { headers: h });
+    expect((await os.info("digest-test"))?.digest).toBe(forged.digest);
+    const bad = await store.open("digest-test");
+    bad.data.on("error", () => undefined);
+    bad.data.resume();
+    await expect(bad.verified).rejects.toMatchObject({ code: "DATA_LOSS" });
+  });
+
   it("a streamed import refuses a damaged pack or a missing prerequisite and keeps nothing of it", async () => {
     const src = join(work, "stream-src");
     await execa("git", ["init", "--quiet", "-b", "main", src]);

@@ -16,6 +16,7 @@ import { type ObjectStore, Objm } from "@nats-io/obj";
 import { errorMessage, MeshError } from "../errors.js";
 import { BUNDLE_INDEX_BUCKET, BUNDLES_BUCKET, isInsufficientResources, isStoreFull } from "../nats/index.js";
 import { formatBytes } from "../util/index.js";
+import { useNativeSha256 } from "./native-sha256.js";
 
 /** One bundle as the index records it. */
 export interface BundleEntry {
@@ -62,6 +63,7 @@ export class BundleStore {
   ) {}
 
   static async open(js: JetStreamClient, maxPayload: number, opts: BundleStoreOptions): Promise<BundleStore> {
+    useNativeSha256();
     const ttl = opts.ttlMs > 0 ? opts.ttlMs * 1_000_000 : 0;
     const create = async () => {
       const objects = await new Objm(js).create(BUNDLES_BUCKET, {
@@ -273,9 +275,9 @@ export class BundleStore {
   }
 
   /**
-   * The bundle `name` as a stream, read while it arrives; `verified` resolves once the whole
-   * object has arrived and matched its SHA-256 digest (reject: DATA_LOSS). Use nothing from
-   * the stream before `verified` has resolved.
+   * The bundle `name` as a stream, read while it arrives; `verified` resolves once the stream
+   * has been read to its end and matched its SHA-256 digest (reject: DATA_LOSS). Use nothing
+   * from the stream before `verified` has resolved.
    */
   async open(name: string): Promise<{ data: Readable; size: number; verified: Promise<void> }> {
     const res = await this.objects.get(name);
@@ -286,14 +288,25 @@ export class BundleStore {
       );
     }
     const data = Readable.fromWeb(res.data as unknown as WebReadableStream<Uint8Array>);
-    const verified = res.error.then(
-      (err) => {
-        if (err) throw new MeshError("DATA_LOSS", `bundle ${name} arrived damaged: ${errorMessage(err)}`);
-      },
-      (err: unknown) => {
-        throw new MeshError("DATA_LOSS", `bundle ${name} arrived damaged: ${errorMessage(err)}`);
-      },
-    );
+    // The client reports a digest mismatch by failing the stream (not through res.error): the
+    // bundle is verified once the stream has ended cleanly and the client saw no error.
+    const damaged = (err: unknown) =>
+      new MeshError("DATA_LOSS", `bundle ${name} arrived damaged: ${errorMessage(err)}`, { cause: err });
+    const ended = new Promise<void>((resolve, reject) => {
+      data.once("end", resolve);
+      data.once("error", (err) => reject(damaged(err)));
+    });
+    const verified = Promise.all([
+      ended,
+      res.error.then(
+        (err) => {
+          if (err) throw damaged(err);
+        },
+        (err: unknown) => {
+          throw damaged(err);
+        },
+      ),
+    ]).then(() => undefined);
     verified.catch(() => undefined);
     return { data, size: res.info.size, verified };
   }

@@ -9,8 +9,8 @@
  */
 import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { Readable, type Writable } from "node:stream";
-import { MeshError } from "../errors.js";
+import { PassThrough, type Readable, type Writable } from "node:stream";
+import { errorMessage, MeshError } from "../errors.js";
 import type { Git, GitRepo } from "../workspace/index.js";
 
 export const bundleRef = (tip: string): string => `refs/mesh/c/${tip}`;
@@ -207,16 +207,32 @@ export async function importBundleStream(
         `the repository lacks these prerequisite commits: ${missing.join(", ").slice(0, 200)}`,
       );
     }
-    const pack = Readable.from(
-      (async function* () {
-        if (header.rest.length) yield header.rest;
+    // The pack goes to index-pack as it arrives; the pump reads the store's stream to its end
+    // even after index-pack is done, since only a clean end says the digest matched.
+    const pack = new PassThrough();
+    let gitDone = false;
+    let wake: (() => void) | undefined;
+    const pump = (async () => {
+      try {
+        let chunk: Buffer | undefined = header.rest.length ? header.rest : undefined;
         for (;;) {
+          if (chunk && !gitDone && !pack.write(chunk)) {
+            await new Promise<void>((r) => {
+              wake = r;
+              pack.once("drain", r);
+            });
+          }
           const { done, value } = await it.next();
-          if (done) return;
-          yield value;
+          if (done) break;
+          chunk = Buffer.from(value);
         }
-      })(),
-    );
+        pack.end();
+      } catch (err) {
+        pack.destroy(err instanceof Error ? err : new Error(String(err)));
+        throw err;
+      }
+    })();
+    pump.catch(() => undefined);
     const packDir = join(repo.commonDir ?? repo.gitDir, "objects", "pack");
     const tmpBefore = new Set(await tmpPacks(packDir));
     const out = await git
@@ -227,8 +243,22 @@ export async function importBundleStream(
           if (!tmpBefore.has(f)) await rm(join(packDir, f), { force: true });
         }
         throw refused(tip, `git index-pack: ${err instanceof Error ? err.message : String(err)}`, err);
+      })
+      .finally(() => {
+        gitDone = true;
+        wake?.();
       });
     packHash = /^(?:pack|keep)\t([0-9a-f]+)/.exec(out.trim())?.[1];
+    await pump.catch((err: unknown) => {
+      throw new MeshError(
+        "DATA_LOSS",
+        `the bundle of commit ${tip.slice(0, 12)} arrived damaged: ${errorMessage(err)}; it was not used`,
+        {
+          field: "repo",
+          cause: err,
+        },
+      );
+    });
     await bundle.verified;
     const objectsOk = await git.tryRun(
       ["rev-list", "--objects", "--quiet", tip, "--not", ...header.prerequisites, "--"],
