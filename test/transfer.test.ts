@@ -18,8 +18,9 @@ import { Objm } from "@nats-io/obj";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { BundleStore } from "../daemon/transfer/index.js";
-import { cacheDirFor, parseRepo } from "../daemon/workspace/index.js";
+import { importBundleStream } from "../daemon/transfer/git-bundle.js";
+import { type BundleEntry, BundleStore } from "../daemon/transfer/index.js";
+import { cacheDirFor, Git, parseRepo } from "../daemon/workspace/index.js";
 import { MeshServiceClient, type ShipRepoResponse } from "../proto/index.js";
 import { makeTempDir, NatsServer, removeTempDirs, waitFor } from "./harness/index.js";
 import { spawnMeshd } from "./support/mesh.js";
@@ -389,6 +390,157 @@ describe("git bundles through the mesh", () => {
     });
     await expect(store.admit(16 * 1024, "a bundle", "repo")).resolves.toBeUndefined();
     expect(await objects()).toEqual(before);
+  });
+
+  it("stops a streamed bundle at limits.bundleMaxBytes while it streams, keeping no chunk of it", async () => {
+    const store = await BundleStore.open(jetstream(nc), nc.info?.max_payload ?? 1024 * 1024, {
+      replicas: 1,
+      maxBytes: 64 * 1024 * 1024,
+      maxBundleBytes: 1024 * 1024,
+      ttlMs: 0,
+      chunkBytes: 256 * 1024,
+    });
+    const jsm = await jetstream(nc).jetstreamManager();
+    const messages = async () => (await jsm.streams.info("OBJ_mesh-bundles")).state.messages;
+    const before = { objects: await objects(), messages: await messages() };
+    let written = 0;
+    let stopped = false;
+    const entry: Omit<BundleEntry, "size"> = {
+      v: 1,
+      name: "overflow-test",
+      repoId: "r".repeat(40),
+      tip: "a".repeat(40),
+      requires: [],
+      kind: "source",
+      at: new Date().toISOString(),
+    };
+    await expect(
+      store.putStream(entry, "a streamed bundle", async (sink, signal) => {
+        // An endless producer: only the limit ends it.
+        while (!signal.aborted) {
+          const chunk = randomBytes(64 * 1024);
+          written += chunk.length;
+          if (!sink.write(chunk) && !signal.aborted)
+            await new Promise<void>((r) => {
+              sink.once("drain", r);
+              signal.addEventListener("abort", () => r(), { once: true });
+            });
+        }
+        stopped = true;
+        throw new Error("aborted");
+      }),
+    ).rejects.toMatchObject({
+      code: "RESOURCE_EXHAUSTED",
+      field: "repo",
+      message: expect.stringContaining("limits.bundleMaxBytes"),
+    });
+    expect(stopped).toBe(true);
+    expect(written).toBeLessThan(8 * 1024 * 1024);
+    expect(await objects()).toEqual(before.objects);
+    expect(await messages()).toBe(before.messages);
+    expect(await indexEntry(entry.repoId, entry.tip)).toBeUndefined();
+  });
+
+  it("keeps the Object Store's SHA-256 digests exact with the native hash, and refuses a bundle whose bytes do not match", async () => {
+    const store = await BundleStore.open(jetstream(nc), nc.info?.max_payload ?? 1024 * 1024, {
+      replicas: 1,
+      maxBytes: 64 * 1024 * 1024,
+      maxBundleBytes: 8 * 1024 * 1024,
+      ttlMs: 0,
+      chunkBytes: 16 * 1024,
+    });
+    const body = randomBytes(100 * 1024 + 7);
+    const entry: Omit<BundleEntry, "size"> = {
+      v: 1,
+      name: "digest-test",
+      repoId: "d".repeat(40),
+      tip: "e".repeat(40),
+      requires: [],
+      kind: "source",
+      at: new Date().toISOString(),
+    };
+    await store.putStream(entry, "a bundle", async (sink) => {
+      sink.write(body);
+    });
+    const os = await new Objm(jetstream(nc)).open("mesh-bundles");
+    const info = await os.info("digest-test");
+    expect(info?.digest).toBe(`SHA-256=${createHash("sha256").update(body).digest("base64url")}=`);
+    const got = await store.open("digest-test");
+    const chunks: Buffer[] = [];
+    for await (const c of got.data) chunks.push(Buffer.from(c));
+    await got.verified;
+    expect(Buffer.concat(chunks).equals(body)).toBe(true);
+    // Same chunks, a digest of other bytes: the get must refuse it.
+    const kv = await jetstream(nc).jetstreamManager();
+    const metaSubject = `$O.mesh-bundles.M.${Buffer.from("digest-test").toString("base64").replace(/\+/g, "-").replace(/\//g, "_")}`;
+    const m = await kv.streams.getMessage("OBJ_mesh-bundles", { last_by_subj: metaSubject });
+    if (!m) throw new Error("no meta message");
+    const forged = {
+      ...m.json<Record<string, unknown>>(),
+      digest: `SHA-256=${createHash("sha256").update("other").digest("base64url")}=`,
+    };
+    const h = (await import("@nats-io/transport-node")).headers();
+    h.set("Nats-Rollup", "sub");
+    await jetstream(nc).publish(m.subject, JSON.stringify(forged), { headers: h });
+    expect((await os.info("digest-test"))?.digest).toBe(forged.digest);
+    const bad = await store.open("digest-test");
+    bad.data.on("error", () => undefined);
+    bad.data.resume();
+    await expect(bad.verified).rejects.toMatchObject({ code: "DATA_LOSS" });
+  });
+
+  it("a streamed import refuses a damaged pack or a missing prerequisite and keeps nothing of it", async () => {
+    const src = join(work, "stream-src");
+    await execa("git", ["init", "--quiet", "-b", "main", src]);
+    await writeFile(join(src, "a.txt"), randomBytes(64 * 1024).toString("hex"));
+    await git(src, "add", ".");
+    await git(src, "commit", "--quiet", "-m", "one");
+    const one = await git(src, "rev-parse", "HEAD");
+    await writeFile(join(src, "b.txt"), "b\n");
+    await git(src, "add", ".");
+    await git(src, "commit", "--quiet", "-m", "two");
+    const two = await git(src, "rev-parse", "HEAD");
+    await git(src, "update-ref", `refs/mesh/c/${one}`, one);
+    await git(src, "update-ref", `refs/mesh/c/${two}`, two);
+    const whole = join(work, "one.bundle");
+    const top = join(work, "two.bundle");
+    await git(src, "bundle", "create", "--quiet", whole, `refs/mesh/c/${one}`);
+    await git(src, "bundle", "create", "--quiet", top, `refs/mesh/c/${two}`, `^${one}`);
+    const os = await new Objm(jetstream(nc)).open("mesh-bundles");
+    const store = await BundleStore.open(jetstream(nc), nc.info?.max_payload ?? 1024 * 1024, {
+      replicas: 1,
+      maxBytes: 64 * 1024 * 1024,
+      maxBundleBytes: 8 * 1024 * 1024,
+      ttlMs: 0,
+      chunkBytes: 16 * 1024,
+    });
+    const bytes = await readFile(whole);
+    // Flip a byte in the middle of the pack (the digest the store keeps is of the damaged bytes).
+    const damaged = Buffer.from(bytes);
+    const at = bytes.indexOf("PACK") + Math.floor((bytes.length - bytes.indexOf("PACK")) / 2);
+    damaged[at] = (damaged[at] ?? 0) ^ 0xff;
+    await os.putBlob({ name: "stream-damaged" }, damaged);
+    await os.putBlob({ name: "stream-whole" }, bytes);
+    await os.putBlob({ name: "stream-top" }, await readFile(top));
+    const g = new Git();
+    const dst = join(work, "stream-dst.git");
+    await execa("git", ["init", "--quiet", "--bare", dst]);
+    const repo2 = { gitDir: dst };
+    const packs = async () => (await execa("ls", [join(dst, "objects", "pack")])).stdout.trim();
+    const ref = (c: string) => `refs/mesh/have/${c}`;
+    await expect(
+      importBundleStream(g, repo2, await store.open("stream-top"), two, ref(two)),
+    ).rejects.toMatchObject({ code: "DATA_LOSS", message: expect.stringContaining("prerequisite") });
+    await expect(
+      importBundleStream(g, repo2, await store.open("stream-damaged"), one, ref(one)),
+    ).rejects.toMatchObject({ code: "DATA_LOSS", message: expect.stringContaining("git bundle verify") });
+    expect(await packs()).toBe("");
+    expect((await execa("git", ["for-each-ref"], { env: { GIT_DIR: dst } })).stdout.trim()).toBe("");
+    // The intact ones import, in order, and set their refs.
+    await importBundleStream(g, repo2, await store.open("stream-whole"), one, ref(one));
+    await importBundleStream(g, repo2, await store.open("stream-top"), two, ref(two));
+    expect((await execa("git", ["rev-parse", ref(two)], { env: { GIT_DIR: dst } })).stdout.trim()).toBe(two);
+    expect((await execa("git", ["fsck", "--no-progress"], { env: { GIT_DIR: dst } })).exitCode).toBe(0);
   });
 
   it(

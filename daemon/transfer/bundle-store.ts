@@ -6,18 +6,17 @@
  * Both buckets expire entries after the same TTL (tied to the task retention), so an index entry
  * never outlives its bundle by more than the put between them.
  */
-import { createReadStream, createWriteStream } from "node:fs";
+import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
-import { Readable } from "node:stream";
-import { pipeline } from "node:stream/promises";
+import { Readable, Transform, type Writable } from "node:stream";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
 import type { JetStreamClient } from "@nats-io/jetstream";
 import { type KV, Kvm } from "@nats-io/kv";
 import { type ObjectStore, Objm } from "@nats-io/obj";
 import { errorMessage, MeshError } from "../errors.js";
-import { isInsufficientResources, isStoreFull } from "../nats/index.js";
-import { BUNDLE_INDEX_BUCKET, BUNDLES_BUCKET } from "../nats/index.js";
+import { BUNDLE_INDEX_BUCKET, BUNDLES_BUCKET, isInsufficientResources, isStoreFull } from "../nats/index.js";
 import { formatBytes } from "../util/index.js";
+import { useNativeSha256 } from "./native-sha256.js";
 
 /** One bundle as the index records it. */
 export interface BundleEntry {
@@ -64,6 +63,7 @@ export class BundleStore {
   ) {}
 
   static async open(js: JetStreamClient, maxPayload: number, opts: BundleStoreOptions): Promise<BundleStore> {
+    useNativeSha256();
     const ttl = opts.ttlMs > 0 ? opts.ttlMs * 1_000_000 : 0;
     const create = async () => {
       const objects = await new Objm(js).create(BUNDLES_BUCKET, {
@@ -175,8 +175,111 @@ export class BundleStore {
     return { uploaded };
   }
 
-  /** Writes the bundle `name` to `file`; the store checks its SHA-256 digest on the way. */
-  async download(name: string, file: string): Promise<number> {
+  /**
+   * Stores the bundle that `produce` writes into the sink it is given, while it writes it (no
+   * temp file), unless the store has a fresh object of that name already (the name is the hash
+   * of the ref set, so it carries the same commits). Over limits.bundleMaxBytes, or past the
+   * store's room, the upload is aborted and its chunks purged: RESOURCE_EXHAUSTED, nothing
+   * stored. `produce` resolves when all is written (the sink is then ended here); when it
+   * fails, so does the upload. Then the index entry, with the size.
+   */
+  async putStream(
+    entry: Omit<BundleEntry, "size">,
+    what: string,
+    produce: (sink: Writable, signal: AbortSignal) => Promise<void>,
+  ): Promise<{ uploaded: boolean; size: number }> {
+    const field = entry.kind === "source" ? "repo" : "result";
+    const existing = await this.objects.info(entry.name).catch(() => null);
+    const stale =
+      existing && this.opts.ttlMs > 0 && Date.now() - Date.parse(existing.mtime) >= this.opts.ttlMs / 2;
+    if (existing && !existing.deleted && !stale && existing.size > 0) {
+      await this.index.put(
+        indexKey(entry.repoId, entry.tip),
+        JSON.stringify({ ...entry, size: existing.size }),
+      );
+      return { uploaded: false, size: existing.size };
+    }
+    const used = (await this.objects.status()).size;
+    const room = this.opts.maxBytes - used;
+    let size = 0;
+    let refused: MeshError | undefined;
+    const abort = new AbortController();
+    const meter = new Transform({
+      transform: (chunk: Buffer, _enc, done) => {
+        size += chunk.length;
+        if (size > this.opts.maxBundleBytes) {
+          refused = new MeshError(
+            "RESOURCE_EXHAUSTED",
+            `${what} is over ${formatBytes(this.opts.maxBundleBytes)}, the largest bundle accepted (limits.bundleMaxBytes); ship less history (a shallower base) or raise limits.bundleMaxBytes`,
+            { field },
+          );
+        } else if (size > room) {
+          refused = new MeshError(
+            "RESOURCE_EXHAUSTED",
+            `${what} (over ${formatBytes(size)}) does not fit in the bundle store: ${formatBytes(used)} of ${formatBytes(this.opts.maxBytes)} used (limits.bundlesMaxBytes); raise it, or wait for finished tasks' bundles to expire`,
+            { field },
+          );
+        }
+        if (refused) {
+          abort.abort(refused);
+          done(refused);
+        } else done(null, chunk);
+      },
+    });
+    const body = Readable.toWeb(meter) as unknown as ReadableStream<Uint8Array>;
+    const upload = this.objects.put(
+      {
+        name: entry.name,
+        options: { max_chunk_size: this.opts.chunkBytes },
+        metadata: { repo: entry.repoId, tip: entry.tip },
+      },
+      body,
+    );
+    let first: { from: "producer" | "store"; err: unknown } | undefined;
+    upload.catch((err: unknown) => {
+      first ??= { from: "store", err };
+    });
+    const wrote = produce(meter, abort.signal).then(
+      () => {
+        meter.end();
+      },
+      (err: unknown) => {
+        first ??= { from: "producer", err };
+        abort.abort(err);
+        meter.destroy(refused ?? (err instanceof Error ? err : new Error(String(err))));
+        throw err;
+      },
+    );
+    try {
+      await Promise.all([wrote, upload]);
+    } catch (err) {
+      abort.abort(err);
+      meter.destroy();
+      await Promise.allSettled([wrote, upload]);
+      if (refused) throw refused;
+      const cause = first?.err ?? err;
+      if (first?.from === "producer") throw cause;
+      if (isStoreFull(cause) || isInsufficientResources(cause)) {
+        throw new MeshError(
+          "RESOURCE_EXHAUSTED",
+          `the bundle store is full (limits.bundlesMaxBytes ${formatBytes(this.opts.maxBytes)}): ${errorMessage(cause)}; raise it, or wait for finished tasks' bundles to expire`,
+          { field: "limits.bundlesMaxBytes", cause },
+        );
+      }
+      throw new MeshError("UNAVAILABLE", `cannot store bundle ${entry.name}: ${errorMessage(cause)}`, {
+        cause,
+      });
+    }
+    await this.index.put(indexKey(entry.repoId, entry.tip), JSON.stringify({ ...entry, size }));
+    return { uploaded: true, size };
+  }
+
+  /**
+   * The bundle `name` as a stream, read while it arrives; `verified` resolves once the stream
+   * has been read to its end and matched its SHA-256 digest (reject: DATA_LOSS). Use nothing
+   * from the stream before `verified` has resolved.
+   */
+  async open(name: string): Promise<{ data: Readable; size: number; verified: Promise<void> }> {
     const res = await this.objects.get(name);
     if (!res) {
       throw new MeshError(
@@ -184,13 +287,28 @@ export class BundleStore {
         `bundle ${name} is not in the bundle store (expired with the task retention, or never stored)`,
       );
     }
-    await pipeline(
-      Readable.fromWeb(res.data as unknown as WebReadableStream<Uint8Array>),
-      createWriteStream(file, { mode: 0o600 }),
-    );
-    const err = await res.error;
-    if (err) throw new MeshError("DATA_LOSS", `bundle ${name} arrived damaged: ${errorMessage(err)}`);
-    return res.info.size;
+    const data = Readable.fromWeb(res.data as unknown as WebReadableStream<Uint8Array>);
+    // The client reports a digest mismatch by failing the stream (not through res.error): the
+    // bundle is verified once the stream has ended cleanly and the client saw no error.
+    const damaged = (err: unknown) =>
+      new MeshError("DATA_LOSS", `bundle ${name} arrived damaged: ${errorMessage(err)}`, { cause: err });
+    const ended = new Promise<void>((resolve, reject) => {
+      data.once("end", resolve);
+      data.once("error", (err) => reject(damaged(err)));
+    });
+    const verified = Promise.all([
+      ended,
+      res.error.then(
+        (err) => {
+          if (err) throw damaged(err);
+        },
+        (err: unknown) => {
+          throw damaged(err);
+        },
+      ),
+    ]).then(() => undefined);
+    verified.catch(() => undefined);
+    return { data, size: res.info.size, verified };
   }
 
   /** Bytes and objects in the store (tests, `mesh` status). */

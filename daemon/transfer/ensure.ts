@@ -2,14 +2,13 @@
  * Brings a commit of a mesh repository into a local repository (a worker's repo cache, or the
  * submitter's checkout on `mesh fetch`): nothing when it is there, else the bundle whose tip it
  * is, after the commits that bundle requires (recursively, oldest first). Each bundle is
- * downloaded to a temp file, verified, imported, and removed.
+ * streamed from the store into git while it arrives, and verified before its ref is set
+ * (git-bundle.ts importBundleStream).
  */
-import { mkdtemp, rm } from "node:fs/promises";
-import { join } from "node:path";
 import { MeshError } from "../errors.js";
 import type { Git, GitRepo } from "../workspace/index.js";
 import type { BundleStore } from "./bundle-store.js";
-import { importBundle, presentCommits } from "./git-bundle.js";
+import { importBundleStream, presentCommits } from "./git-bundle.js";
 
 export interface EnsureInput {
   git: Git;
@@ -17,7 +16,7 @@ export interface EnsureInput {
   repo: GitRepo;
   repoId: string;
   commit: string;
-  /** Where temp files go. */
+  /** Where temp files would go (none now: bundles stream into git). */
   tmpRoot: string;
   /** Each imported tip gets this ref (prefix + commit) so it stays reachable; none: objects only. */
   refPrefix?: string;
@@ -36,12 +35,7 @@ const MAX_CHAIN = 10_000;
 
 export async function ensureCommit(i: EnsureInput): Promise<EnsureResult> {
   const out: EnsureResult = { imported: [], bytes: 0 };
-  const tmp = await mkdtemp(join(i.tmpRoot, "bundle-"));
-  try {
-    await ensureOne(i, i.commit, i.known, out, tmp, new Set());
-  } finally {
-    await rm(tmp, { recursive: true, force: true });
-  }
+  await ensureOne(i, i.commit, i.known, out, new Set());
   return out;
 }
 
@@ -50,7 +44,6 @@ async function ensureOne(
   commit: string,
   known: { name: string; requires: string[] } | undefined,
   out: EnsureResult,
-  tmp: string,
   seen: Set<string>,
 ): Promise<void> {
   i.signal?.throwIfAborted();
@@ -67,17 +60,16 @@ async function ensureOne(
       { field: "repo" },
     );
   }
-  for (const r of entry.requires) await ensureOne(i, r, undefined, out, tmp, seen);
-  const file = join(tmp, `${entry.name}.bundle`);
-  out.bytes += await i.store.download(entry.name, file);
-  await importBundle(
+  for (const r of entry.requires) await ensureOne(i, r, undefined, out, seen);
+  const bundle = await i.store.open(entry.name);
+  await importBundleStream(
     i.git,
     i.repo,
-    file,
+    bundle,
     commit,
     i.refPrefix ? `${i.refPrefix}${commit}` : undefined,
     i.signal,
   );
-  await rm(file, { force: true });
+  out.bytes += bundle.size;
   out.imported.push(entry.name);
 }

@@ -1,15 +1,16 @@
 /**
  * The git side of bundles, through the daemon's hardened git (workspace/git-cmd.ts): make a
- * bundle of one commit over the commits a receiver has, check which commits a repository has,
- * and import a bundle after `git bundle verify`.
+ * bundle of one commit over the commits a receiver has (to a file, or streamed), check which
+ * commits a repository has, and import a bundle while it streams in, verified before use.
  *
  * A bundle needs a ref to carry, and the user's repository must not change: bundles are made in
  * a scratch bare repository that borrows the user's objects (`objects/info/alternates`) and
  * holds the one ref `refs/mesh/c/<tip>`.
  */
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { MeshError } from "../errors.js";
+import { PassThrough, type Readable, type Writable } from "node:stream";
+import { errorMessage, MeshError } from "../errors.js";
 import type { Git, GitRepo } from "../workspace/index.js";
 
 export const bundleRef = (tip: string): string => `refs/mesh/c/${tip}`;
@@ -98,51 +99,185 @@ export async function createBundle(
   });
 }
 
-/**
- * `git bundle verify`, then imports the bundle's commit `tip` into `repo` (its objects, and the
- * ref `ref` when given). A bundle that does not verify is refused with DATA_LOSS.
- */
-export async function importBundle(
+/** Writes the bundle of `tip` over `requires` into `sink` while git makes it (`git bundle create -`). */
+export async function streamBundle(
   git: Git,
   repo: GitRepo,
-  file: string,
+  tip: string,
+  requires: string[],
+  sink: Writable,
+  signal?: AbortSignal,
+): Promise<void> {
+  await git.run(["update-ref", bundleRef(tip), tip], { repo });
+  await git.run(["bundle", "create", "--quiet", "-", "--stdin"], {
+    repo,
+    input: `${bundleRef(tip)}\n${requires.map((r) => `^${r}\n`).join("")}`,
+    stdout: sink,
+    ...(signal ? { signal } : {}),
+  });
+}
+
+/** The header of a v2/v3 bundle: its prerequisites and refs, and the pack bytes read past it. */
+interface BundleHeader {
+  prerequisites: string[];
+  refs: Map<string, string>;
+  rest: Buffer;
+}
+
+const MAX_HEADER = 1024 * 1024;
+const OID_RE = /^[0-9a-f]{40}(?:[0-9a-f]{24})?$/;
+
+async function readHeader(it: AsyncIterator<Buffer>): Promise<BundleHeader | string> {
+  let buf = Buffer.alloc(0);
+  let end = -1;
+  while (end < 0) {
+    const { done, value } = await it.next();
+    if (done) return "it ends before its header does";
+    buf = Buffer.concat([buf, Buffer.from(value)]);
+    end = buf.indexOf("\n\n");
+    if (end < 0 && buf.length > MAX_HEADER) return "its header is over 1 MiB";
+  }
+  const lines = buf.subarray(0, end).toString("utf8").split("\n");
+  const sig = lines.shift();
+  if (sig !== "# v2 git bundle" && sig !== "# v3 git bundle") return "it does not start as a git bundle";
+  const out: BundleHeader = { prerequisites: [], refs: new Map(), rest: buf.subarray(end + 2) };
+  for (const line of lines) {
+    if (line.startsWith("@")) {
+      if (line !== "@object-format=sha1" && line !== "@object-format=sha256")
+        return `it needs the unknown capability ${line.slice(0, 60)}`;
+      continue;
+    }
+    if (line.startsWith("-")) {
+      const oid = line.slice(1).split(" ")[0] ?? "";
+      if (!OID_RE.test(oid)) return "a prerequisite line is not an object id";
+      out.prerequisites.push(oid);
+      continue;
+    }
+    const sp = line.indexOf(" ");
+    const oid = line.slice(0, sp);
+    if (sp < 0 || !OID_RE.test(oid)) return "a ref line is not an object id and a ref";
+    out.refs.set(line.slice(sp + 1), oid);
+  }
+  return out;
+}
+
+const refused = (tip: string, why: string, cause?: unknown): MeshError =>
+  new MeshError(
+    "DATA_LOSS",
+    `the bundle of commit ${tip.slice(0, 12)} failed git bundle verify (${why}); it was not used`,
+    { field: "repo", ...(cause ? { cause } : {}) },
+  );
+
+/**
+ * Imports the bundle of `tip` into \`repo\` while it arrives, checking what \`git bundle
+ * verify\` and \`git fetch\` check: a bundle header carrying \`tip\` as its ref, every prerequisite
+ * present (before any of the pack is read), the pack's own checksums and objects
+ * (\`index-pack --stdin\`), the store's digest of the whole bundle, and every object \`tip\`
+ * reaches past the prerequisites (\`rev-list --objects\`). Only then the ref \`ref\` (when given);
+ * on any failure the new pack is removed again: DATA_LOSS, nothing imported.
+ */
+export async function importBundleStream(
+  git: Git,
+  repo: GitRepo,
+  bundle: { data: Readable; verified: Promise<void> },
   tip: string,
   ref: string | undefined,
   signal?: AbortSignal,
 ): Promise<void> {
   const sig = signal ? { signal } : {};
-  const ok = await git.tryRun(["bundle", "verify", "--quiet", file], { repo, ...sig });
-  if (ok === undefined) {
-    const why = await git.run(["bundle", "verify", file], { repo, ...sig }).then(
-      () => "",
-      (err: unknown) => (err instanceof Error ? err.message : String(err)),
+  const it = bundle.data[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  let packHash: string | undefined;
+  try {
+    const header = await readHeader(it);
+    if (typeof header === "string") throw refused(tip, header);
+    if (header.refs.get(bundleRef(tip)) !== tip) {
+      throw new MeshError(
+        "DATA_LOSS",
+        `the bundle said to carry ${tip.slice(0, 12)} does not: it was not used`,
+        {
+          field: "repo",
+        },
+      );
+    }
+    const have = await presentCommits(git, repo, header.prerequisites);
+    const missing = header.prerequisites.filter((p) => !have.has(p));
+    if (missing.length) {
+      throw refused(
+        tip,
+        `the repository lacks these prerequisite commits: ${missing.join(", ").slice(0, 200)}`,
+      );
+    }
+    // The pack goes to index-pack as it arrives; the pump reads the store's stream to its end
+    // even after index-pack is done, since only a clean end says the digest matched.
+    const pack = new PassThrough();
+    let gitDone = false;
+    let wake: (() => void) | undefined;
+    const pump = (async () => {
+      try {
+        let chunk: Buffer | undefined = header.rest.length ? header.rest : undefined;
+        for (;;) {
+          if (chunk && !gitDone && !pack.write(chunk)) {
+            await new Promise<void>((r) => {
+              wake = r;
+              pack.once("drain", r);
+            });
+          }
+          const { done, value } = await it.next();
+          if (done) break;
+          chunk = Buffer.from(value);
+        }
+        pack.end();
+      } catch (err) {
+        pack.destroy(err instanceof Error ? err : new Error(String(err)));
+        throw err;
+      }
+    })();
+    pump.catch(() => undefined);
+    const packDir = join(repo.commonDir ?? repo.gitDir, "objects", "pack");
+    const tmpBefore = new Set(await tmpPacks(packDir));
+    const out = await git
+      .run(["index-pack", "--stdin", "--fix-thin"], { repo, stdin: pack, ...sig })
+      .catch(async (err: unknown) => {
+        // A failed index-pack leaves its tmp_pack_* behind: remove the one it made.
+        for (const f of await tmpPacks(packDir)) {
+          if (!tmpBefore.has(f)) await rm(join(packDir, f), { force: true });
+        }
+        throw refused(tip, `git index-pack: ${err instanceof Error ? err.message : String(err)}`, err);
+      })
+      .finally(() => {
+        gitDone = true;
+        wake?.();
+      });
+    packHash = /^(?:pack|keep)\t([0-9a-f]+)/.exec(out.trim())?.[1];
+    await pump.catch((err: unknown) => {
+      throw new MeshError(
+        "DATA_LOSS",
+        `the bundle of commit ${tip.slice(0, 12)} arrived damaged: ${errorMessage(err)}; it was not used`,
+        {
+          field: "repo",
+          cause: err,
+        },
+      );
+    });
+    await bundle.verified;
+    const objectsOk = await git.tryRun(
+      ["rev-list", "--objects", "--quiet", tip, "--not", ...header.prerequisites, "--"],
+      { repo, ...sig },
     );
-    throw new MeshError(
-      "DATA_LOSS",
-      `the bundle of commit ${tip.slice(0, 12)} failed git bundle verify (${why || "not a valid bundle"}); it was not used`,
-      { field: "repo" },
-    );
+    if (objectsOk === undefined) throw refused(tip, "objects the commit reaches are missing");
+    if (ref) await git.run(["update-ref", ref, tip], { repo, ...sig });
+    packHash = undefined;
+  } finally {
+    bundle.data.destroy();
+    if (packHash) await removePack(repo, packHash);
   }
-  const heads = await git.run(["bundle", "list-heads", file, bundleRef(tip)], { repo, ...sig });
-  if (!heads.split("\n").some((l) => l.startsWith(`${tip} `))) {
-    throw new MeshError(
-      "DATA_LOSS",
-      `the bundle said to carry ${tip.slice(0, 12)} does not: it was not used`,
-      {
-        field: "repo",
-      },
-    );
-  }
-  await git.run(
-    [
-      "fetch",
-      "--quiet",
-      "--no-write-fetch-head",
-      "--no-tags",
-      "--",
-      file,
-      ref ? `+${bundleRef(tip)}:${ref}` : bundleRef(tip),
-    ],
-    { repo, ...sig },
-  );
+}
+
+async function tmpPacks(dir: string): Promise<string[]> {
+  return (await readdir(dir).catch(() => [] as string[])).filter((f) => f.startsWith("tmp_pack_"));
+}
+
+async function removePack(repo: GitRepo, hash: string): Promise<void> {
+  const base = join(repo.commonDir ?? repo.gitDir, "objects", "pack", `pack-${hash}`);
+  await Promise.all([".pack", ".idx", ".rev", ".keep"].map((ext) => rm(`${base}${ext}`, { force: true })));
 }

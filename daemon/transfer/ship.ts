@@ -9,12 +9,12 @@
  * list stay as they are).
  */
 import { createHash } from "node:crypto";
-import { copyFile, stat } from "node:fs/promises";
+import { copyFile } from "node:fs/promises";
 import { join } from "node:path";
 import { isMeshError, MeshError } from "../errors.js";
 import { type Git, GitCommandError, type GitRepo } from "../workspace/index.js";
 import type { BundleEntry, BundleStore } from "./bundle-store.js";
-import { ancestorsOf, createBundle, presentCommits, rootOf, scratchRepo } from "./git-bundle.js";
+import { ancestorsOf, presentCommits, rootOf, scratchRepo, streamBundle } from "./git-bundle.js";
 
 export interface ShipInput {
   git: Git;
@@ -146,13 +146,19 @@ export async function shipRepo(i: ShipInput): Promise<ShipResult> {
     }
     requires.sort();
     const name = bundleName(repoId, commit, requires);
-    const file = join(scratch.dir, "out.bundle");
-    await createBundle(git, scratch.repo, commit, requires, file);
-    const size = (await stat(file)).size;
-    await store.admit(size, `the bundle of ${user.workTree} at ${commit.slice(0, 12)}`, "repo");
-    const { uploaded } = await store.put(
-      { v: 1, name, repoId, tip: commit, requires, size, kind: "source", at: now.toISOString() },
-      file,
+    // Streamed: git writes the bundle while the store takes it in (no temp file), within the limits.
+    const { uploaded, size } = await store.putStream(
+      { v: 1, name, repoId, tip: commit, requires, kind: "source", at: now.toISOString() },
+      `the bundle of ${user.workTree} at ${commit.slice(0, 12)}`,
+      (sink, signal) =>
+        streamBundle(
+          git,
+          scratch.repo,
+          commit,
+          requires,
+          sink,
+          i.signal ? AbortSignal.any([signal, i.signal]) : signal,
+        ),
     );
     return { ...base, uploaded, bytes: size, requires, bundle: name };
   } catch (err) {

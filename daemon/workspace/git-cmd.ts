@@ -12,6 +12,7 @@
  * `-c` cannot reset every key (multi-valued ones like `remote.*.receivepack` keep the file's
  * value first), and filter and diff drivers are named by the attacker.
  */
+import type { Readable, Writable } from "node:stream";
 import { spawnChild } from "../../lib/index.js";
 import { ALLOWED_PROTOCOLS, redactUrlCredentials } from "../tasks/index.js";
 
@@ -116,6 +117,10 @@ export interface GitRunOptions {
   timeoutMs?: number;
   /** Written to git's stdin (e.g. `bundle create --stdin`, `cat-file --batch-check`). */
   input?: string;
+  /** Piped into git's stdin (e.g. a pack for `index-pack --stdin`); an error in it ends git's stdin early. */
+  stdin?: Readable;
+  /** git's stdout goes here instead of the result (e.g. `bundle create -`); not ended by git: the caller ends it. */
+  stdout?: Writable;
   /** Commit dates for `commit-tree` (`GIT_AUTHOR_DATE`, `GIT_COMMITTER_DATE`), to make a commit reproducible. */
   date?: string;
 }
@@ -243,7 +248,7 @@ export class Git {
     args: readonly string[],
     env: Record<string, string>,
     cwd: string,
-    opts: { signal?: AbortSignal; timeoutMs?: number; input?: string },
+    opts: { signal?: AbortSignal; timeoutMs?: number; input?: string; stdin?: Readable; stdout?: Writable },
   ): Promise<string> {
     if (opts.signal?.aborted) return Promise.reject(new GitCommandError(args, "", "aborted"));
     // Its own process group (lib/child): a stop reaches what git started too (ssh, a local
@@ -254,12 +259,18 @@ export class Git {
       env,
       parentDeath: "none",
       killGraceMs: 5_000,
-      stdin: opts.input === undefined ? "ignore" : "pipe",
+      stdin: opts.input === undefined && opts.stdin === undefined ? "ignore" : "pipe",
     });
     if (opts.input !== undefined && child.stdin) {
       // git may exit before reading it all (an error): that is its exit code's business.
       child.stdin.on("error", () => undefined);
       child.stdin.end(opts.input);
+    } else if (opts.stdin && child.stdin) {
+      const sink = child.stdin;
+      sink.on("error", () => undefined);
+      // A source that fails ends git's input early: git then fails on the short input.
+      opts.stdin.once("error", () => sink.destroy());
+      opts.stdin.pipe(sink);
     }
     const out: Buffer[] = [];
     const errOut: Buffer[] = [];
@@ -283,7 +294,10 @@ export class Git {
       size += chunk.length;
       if (size <= MAX_OUTPUT) into.push(chunk);
     };
-    child.stdout?.on("data", collect(out));
+    if (opts.stdout && child.stdout) {
+      child.stdout.on("data", () => arm());
+      child.stdout.pipe(opts.stdout, { end: false });
+    } else child.stdout?.on("data", collect(out));
     child.stderr?.on("data", collect(errOut));
     const streamsDone = Promise.all(
       [child.stdout, child.stderr].map(
