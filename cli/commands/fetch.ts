@@ -81,20 +81,11 @@ const emptyFetch = (id: string): FetchJson => ({
 
 interface FetchOpts {
   all?: boolean;
-  plan?: string;
   repo?: string;
   force?: boolean;
 }
 
 async function fetchCmd(ctx: Ctx, ids: string[], opts: FetchOpts): Promise<void> {
-  if (opts.plan !== undefined) {
-    throw new CliError(
-      EXIT.USAGE,
-      "--plan: this mesh has no plans yet (they come with task dependencies); name the tasks, or --all",
-      "INVALID_ARGUMENT",
-      { field: "--plan" },
-    );
-  }
   if (!opts.all && ids.length === 0) {
     throw new CliError(EXIT.USAGE, "name one or more tasks, or --all", "INVALID_ARGUMENT", { field: "ids" });
   }
@@ -175,7 +166,6 @@ export function fetchCommand(): Command {
     .description("import finished tasks' results as mesh/<id> branches into the local repository")
     .argument("[ids...]", "task ids")
     .option("--all", "every succeeded task of this repository that has a result")
-    .option("--plan <plan>", "the tasks of a plan (not available yet)")
     .option("--repo <path>", "the repository to import into (default: the current folder's)")
     .option("--force", "move a mesh/<id> branch that has diverged from the result")
     .addHelpText(
