@@ -6,20 +6,22 @@
  * message count and concurrency, in the same run on the same nats-server.
  */
 import { type ChildProcess, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { AckPolicy, jetstream, jetstreamManager, RetentionPolicy } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { connect } from "@nats-io/transport-node";
 import { kvSubject, poolConsumerName, TASKS_STREAM, validateTaskSpec } from "../daemon/index.js";
-import { NatsServer, waitFor } from "../test/harness/index.js";
+import { freePort, makeTempDir, NatsServer, removeTempDir, waitFor } from "../test/harness/index.js";
 import { openClient, spawnMeshd } from "../test/support/mesh.js";
 import { type CpuPerTask, cpuMeter, percentile, round, rssMb } from "./stats.js";
 
 const SLOTS = 4;
 
 export interface ClaimsRow {
-  system: "mesh" | "protocol-floor" | "raw-jetstream";
+  system: "mesh" | "protocol-floor" | "raw-jetstream" | "bullmq-redis";
   processes: number;
   tasks: number;
   /** The median of the measured rounds. */
@@ -203,6 +205,104 @@ async function floorFleet(url: string, processes: number, serverPid?: number): P
       await nc.close();
     },
   );
+}
+
+/** Where Debian's redis-server is, or undefined (the BullMQ rows are then skipped with a message). */
+function redisServerPath(): string | undefined {
+  return ["/usr/bin/redis-server", "/usr/local/bin/redis-server"].find((p) => existsSync(p));
+}
+
+/**
+ * A redis-server for the BullMQ peer, set up as production would run it: loopback only, a
+ * password, append-only file fsynced every second (BullMQ's documented recommendation, with
+ * `maxmemory-policy noeviction`).
+ */
+async function startRedis(bin: string) {
+  const dir = await makeTempDir("bench-redis-");
+  const port = await freePort();
+  const password = randomBytes(16).toString("hex");
+  const child = spawn(
+    bin,
+    [
+      "--port",
+      String(port),
+      "--bind",
+      "127.0.0.1",
+      "--dir",
+      dir,
+      "--requirepass",
+      password,
+      "--appendonly",
+      "yes",
+      "--appendfsync",
+      "everysec",
+      "--save",
+      "",
+      "--maxmemory-policy",
+      "noeviction",
+    ],
+    { stdio: ["ignore", "pipe", "inherit"] },
+  );
+  let out = "";
+  child.stdout!.on("data", (b: Buffer) => {
+    out += b.toString();
+  });
+  await waitFor(() => out.includes("Ready to accept connections") || child.exitCode !== null, {
+    name: "redis-server ready",
+    timeoutMs: 20_000,
+    intervalMs: 20,
+  });
+  if (child.exitCode !== null) throw new Error(`redis-server exited: ${out.slice(-500)}`);
+  return {
+    port,
+    password,
+    pid: child.pid,
+    async stop() {
+      child.kill("SIGTERM");
+      await new Promise((r) => (child.exitCode !== null ? r(undefined) : child.once("exit", r)));
+      await removeTempDir(dir);
+    },
+  };
+}
+
+/**
+ * The peer users would pick instead: BullMQ on Redis, `processes` workers each with SLOTS
+ * concurrency on one queue, fed by the bench with Queue.add (64 awaiting at once, as the others).
+ * Redis' CPU is counted where the others count nats-server's.
+ */
+async function bullmqFleet(redis: Awaited<ReturnType<typeof startRedis>>, processes: number): Promise<Fleet> {
+  const { Queue } = await import("bullmq");
+  const name = `claims${processes}-${Date.now().toString(36)}`;
+  const queue = new Queue(name, {
+    connection: { host: "127.0.0.1", port: redis.port, password: redis.password, maxRetriesPerRequest: null },
+    defaultJobOptions: { removeOnComplete: { age: 3600 }, removeOnFail: { age: 86_400 } },
+  });
+  await queue.waitUntilReady();
+  return baselineFleet(
+    "bullmq peer",
+    processes,
+    "./bullmq-worker.js",
+    [String(redis.port), redis.password, name, String(SLOTS)],
+    redis.pid,
+    () => queue.add("t", { t: Date.now() }),
+    async () => {
+      await queue.obliterate({ force: true }).catch(() => undefined);
+      await queue.close();
+    },
+  );
+}
+
+/** Light load through the peer: one job at a time, each finished before the next. */
+async function bullmqLightLoad(redis: Awaited<ReturnType<typeof startRedis>>, count: number) {
+  const fleet = await bullmqFleet(redis, 1);
+  try {
+    await fleet.run(20); // connections and JIT, as the mesh's light load starts warm
+    const lat: number[] = [];
+    for (let i = 0; i < count; i++) lat.push(...(await fleet.run(1)).latencies);
+    return { p50: round(percentile(lat, 50)), p99: round(percentile(lat, 99)) };
+  } finally {
+    await fleet.stop();
+  }
 }
 
 /** Waits until the pool's doorbells are all acked: every task has reached a terminal state. */
@@ -397,6 +497,12 @@ export interface ClaimsOptions {
 
 export async function claimsScenario(opts: ClaimsOptions) {
   const nats = await NatsServer.start();
+  const redisBin = redisServerPath();
+  const bullmqSkipped = redisBin
+    ? undefined
+    : "redis-server not found (apt-get install redis-server): the BullMQ rows are skipped";
+  if (bullmqSkipped) process.stderr.write(`claims: ${bullmqSkipped}\n`);
+  const redis = redisBin ? await startRedis(redisBin) : undefined;
   try {
     const nc = await connect({ servers: nats.url });
     const natsVersion = nc.info?.version ?? "unknown";
@@ -412,6 +518,7 @@ export async function claimsScenario(opts: ClaimsOptions) {
         fleets.push(["raw-jetstream", await rawFleet(nats.url, n, nats.pid)]);
         fleets.push(["protocol-floor", await floorFleet(nats.url, n, nats.pid)]);
         fleets.push(["mesh", await meshFleet(nats.url, n, `bench${n}`, nats.pid)]);
+        if (redis) fleets.push(["bullmq-redis", await bullmqFleet(redis, n)]);
         process.stderr.write(`claims: ${n} process(es): warm-up, ${opts.warmup} tasks each...\n`);
         for (const [, f] of fleets) await f.run(opts.warmup);
         // Alternating rounds, each in a rotated order: a machine that slows down or speeds up
@@ -431,10 +538,11 @@ export async function claimsScenario(opts: ClaimsOptions) {
     }
     process.stderr.write("claims: light-load latency and idle memory...\n");
     const light = await lightLoad(nats.url, opts.lightCount);
+    const peerLight = redis ? await bullmqLightLoad(redis, opts.lightCount) : undefined;
     const ratio = (n: number, a: ClaimsRow["system"] = "mesh", b: ClaimsRow["system"] = "raw-jetstream") => {
-      const x = rows.find((r) => r.system === a && r.processes === n)!;
-      const y = rows.find((r) => r.system === b && r.processes === n)!;
-      return round(x.throughputPerSec / y.throughputPerSec, 2);
+      const x = rows.find((r) => r.system === a && r.processes === n);
+      const y = rows.find((r) => r.system === b && r.processes === n);
+      return x && y ? round(x.throughputPerSec / y.throughputPerSec, 2) : null;
     };
     return {
       scenario: "claims",
@@ -449,16 +557,33 @@ export async function claimsScenario(opts: ClaimsOptions) {
         // What the prescribed protocol allows at best, and how close the mesh gets to that.
         throughputFloorOverRaw4: ratio(4, "protocol-floor"),
         throughputMeshOverFloor4: ratio(4, "mesh", "protocol-floor"),
+        throughputMeshOverBullmq1: ratio(1, "mesh", "bullmq-redis"),
+        throughputMeshOverBullmq4: ratio(4, "mesh", "bullmq-redis"),
       },
       lightLoad: { tasks: opts.lightCount, submitToRunningP50Ms: light.p50, submitToRunningP99Ms: light.p99 },
+      ...(peerLight
+        ? {
+            bullmqLightLoad: {
+              tasks: opts.lightCount,
+              submitToRunningP50Ms: peerLight.p50,
+              submitToRunningP99Ms: peerLight.p99,
+            },
+          }
+        : { bullmqSkipped }),
       idleDaemonRssMb: light.idleRssMb,
       targets: {
-        throughputAtLeastHalfOfRawAt4: ratio(4) >= 0.5,
-        lightP99Under50Ms: light.p99 < 50,
-        idleRssUnder100Mb: light.idleRssMb < 100,
+        meshAtLeast085OfFloorAt4: (ratio(4, "mesh", "protocol-floor") ?? 0) >= 0.85,
+        ...(peerLight
+          ? {
+              idlePickupP50AtOrBelowBullmq: light.p50 <= peerLight.p50,
+              lightP99AtOrBelowBullmq: light.p99 <= peerLight.p99,
+            }
+          : {}),
+        idleRssUnder70Mb: light.idleRssMb < 70,
       },
     };
   } finally {
+    await redis?.stop();
     await nats.cleanup();
   }
 }
