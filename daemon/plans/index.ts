@@ -1,4 +1,12 @@
 /** Public surface of the plans folder: plan documents, their checks, and `owns` globs. */
 
+export {
+  describeOwnsViolations,
+  MAX_LISTED_VIOLATIONS,
+  MAX_RECORDED_VIOLATIONS,
+  OwnsViolationError,
+  ownsViolations,
+  recordedViolations,
+} from "./gate.js";
 export { globsOverlap, type OwnsOverlap, ownsOverlap } from "./overlap.js";
 export { compileOwns, MAX_GLOB_LENGTH, MAX_OWNS, normaliseGlob, type OwnsMatcher } from "./owns.js";

@@ -12,8 +12,7 @@ import {
   parseGlob,
 } from "../tasks/index.js";
 
-export { MAX_GLOB_LENGTH, normaliseGlob } from "../tasks/index.js";
-export const MAX_OWNS = 256;
+export { MAX_GLOB_LENGTH, MAX_OWNS, normaliseGlob } from "../tasks/index.js";
 
 /** Whether one path segment (a non-empty name) matches one segment's tokens. */
 export function segmentMatches(toks: readonly GlobToken[], name: string): boolean {

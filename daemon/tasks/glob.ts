@@ -17,6 +17,8 @@
 import { MeshError } from "../errors.js";
 
 export const MAX_GLOB_LENGTH = 512;
+/** How many globs one task's `owns` may list. */
+export const MAX_OWNS = 256;
 /** How many globs one glob may expand to through its braces. */
 export const MAX_GLOB_EXPANSION = 256;
 

@@ -10,6 +10,7 @@ export {
   type GlobToken,
   MAX_GLOB_EXPANSION,
   MAX_GLOB_LENGTH,
+  MAX_OWNS,
   normaliseGlob,
   parseGlob,
 } from "./glob.js";
