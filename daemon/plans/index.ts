@@ -10,3 +10,14 @@ export {
 } from "./gate.js";
 export { globsOverlap, type OwnsOverlap, ownsOverlap } from "./overlap.js";
 export { compileOwns, MAX_GLOB_LENGTH, MAX_OWNS, normaliseGlob, type OwnsMatcher } from "./owns.js";
+export {
+  type DependencyFailure,
+  MAX_PLAN_TASKS,
+  newPlanId,
+  type PlanSpec,
+  type PlanTaskSpec,
+  parsePlan,
+  parsePlanDocument,
+  planTaskId,
+  validatePlan,
+} from "./plan-doc.js";

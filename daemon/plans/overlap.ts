@@ -58,8 +58,19 @@ function closeStars(toks: readonly GlobToken[], i: number): number[] {
   return out;
 }
 
-/** A name (a non-empty segment, not `.` or `..`) both segments match, or undefined. */
+/**
+ * A name (a non-empty segment, not `.` or `..`) both segments match, or undefined. Of the
+ * shortest, one that does not start with a dot when there is one (`a.md` rather than `.md`).
+ */
 export function segmentsOverlap(a: readonly GlobToken[], b: readonly GlobToken[]): string | undefined {
+  return searchName(a, b, true) ?? searchName(a, b, false);
+}
+
+function searchName(
+  a: readonly GlobToken[],
+  b: readonly GlobToken[],
+  noLeadingDot: boolean,
+): string | undefined {
   const key = (i: number, j: number, d: number) => (i * (b.length + 1) + j) * 4 + d;
   const prev = new Map<number, { from: number; c: number } | null>();
   const queue: Array<[number, number, NameState]> = [[0, 0, 0]];
@@ -83,7 +94,8 @@ export function segmentsOverlap(a: readonly GlobToken[], b: readonly GlobToken[]
         const steps: Array<[number, NameState]> = [];
         const c = pickChar(sets);
         if (c !== undefined) steps.push([c, 3]);
-        if (sets.every((s) => charSetHas(s, DOT))) steps.push([DOT, afterDot(d)]);
+        if (!(noLeadingDot && d === 0) && sets.every((s) => charSetHas(s, DOT)))
+          steps.push([DOT, afterDot(d)]);
         for (const [ch, nd] of steps) {
           const k = key(ni, nj, nd);
           if (prev.has(k)) continue;

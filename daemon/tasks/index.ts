@@ -33,6 +33,7 @@ export {
 } from "./record.js";
 export {
   ALLOWED_PROTOCOLS,
+  hasControlChars,
   parseRepo,
   type RepoSource,
   redactUrlCredentials,
@@ -40,6 +41,7 @@ export {
 } from "./repo-syntax.js";
 export {
   checkStoredSpec,
+  describePosition,
   formatTimerLimit,
   ID_RE,
   LABEL_KEY_RE,
