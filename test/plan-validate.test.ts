@@ -281,28 +281,40 @@ describe("the concurrent-owns check", () => {
       maxLength: 3,
     })
     .map((s) => s.join("/"));
-  it("refuses exactly when some two tasks' owns overlap (tasks without needs)", () => {
+  it("refuses exactly when two tasks that may run at the same time have overlapping owns", () => {
+    const plans = fc
+      .array(fc.tuple(fc.array(glob, { minLength: 1, maxLength: 3 }), fc.array(fc.nat(), { maxLength: 2 })), {
+        minLength: 2,
+        maxLength: 7,
+      })
+      // Each task needs some earlier ones (a DAG by construction).
+      .map((rows) =>
+        rows.map(([owns, picks], i) => ({ owns, needs: i === 0 ? [] : picks.map((p) => p % i) })),
+      );
     fc.assert(
-      fc.property(
-        fc.array(fc.array(glob, { minLength: 1, maxLength: 3 }), { minLength: 2, maxLength: 6 }),
-        (owns) => {
-          const tasks = owns.map((o, i) => task(`t${i}`, { owns: o }));
-          const norm = owns.map((o) => o.map((g) => normaliseGlob(g)));
-          let brute = false;
-          for (let i = 0; i < norm.length; i++) {
-            for (let j = 0; j < i; j++) if (ownsOverlap(norm[i]!, norm[j]!)) brute = true;
+      fc.property(plans, (rows) => {
+        const norm = rows.map((r) => r.owns.map((g) => normaliseGlob(g)));
+        // Who needs whom, by brute force.
+        const reaches = (from: number, to: number): boolean =>
+          rows[from]!.needs.some((d) => d === to || reaches(d, to));
+        let brute = false;
+        for (let i = 0; i < rows.length; i++) {
+          for (let j = 0; j < i; j++) {
+            if (!reaches(i, j) && !reaches(j, i) && ownsOverlap(norm[i]!, norm[j]!)) brute = true;
           }
-          let refused = false;
-          try {
-            validatePlan(plan(tasks));
-          } catch (e) {
-            expect((e as Error).message).toContain("may run at the same time");
-            refused = true;
-          }
-          expect(refused).toBe(brute);
-        },
-      ),
-      { numRuns: 1000 },
+        }
+        let refused = false;
+        try {
+          validatePlan(
+            plan(rows.map((r, i) => task(`t${i}`, { owns: r.owns, needs: r.needs.map((d) => `t${d}`) }))),
+          );
+        } catch (e) {
+          expect((e as Error).message).toContain("may run at the same time");
+          refused = true;
+        }
+        expect(refused).toBe(brute);
+      }),
+      { numRuns: 1500 },
     );
   });
 });
