@@ -233,6 +233,21 @@ describe("normaliseGlob", () => {
     expect((err as Error).message).toContain("tasks[0].owns[1]");
   });
 
+  it("is idempotent (a stored spec's owns validate again to themselves)", () => {
+    fc.assert(
+      fc.property(fc.oneof(rawGlob, rawGlob.map((g) => `./${g}/`)), (g) => {
+        let n: string;
+        try {
+          n = normaliseGlob(g);
+        } catch {
+          return;
+        }
+        expect(normaliseGlob(n)).toBe(n);
+      }),
+      CASES,
+    );
+  });
+
   it("refuses a brace bomb", () => {
     expect(() => normaliseGlob("{a,b}{a,b}{a,b}{a,b}{a,b}{a,b}{a,b}{a,b}{a,b}")).toThrow(
       /more than 256 globs/,
