@@ -3,16 +3,27 @@
  * `owns`, every file changed between its base and its head must lie inside `owns`. Command tasks
  * on a real daemon, a real nats-server and real git: inside passes; outside fails for good with
  * the paths named (a rename counts both paths, a deletion counts, the task's own commits count);
- * `ownsViolation: report` passes and records the paths.
+ * `ownsViolation: report` passes and records the paths. And the real Claude Code against the
+ * mock Messages API: a write through a script run by Bash outside owns is caught at the gate.
  */
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { execa } from "execa";
-import { beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { validateTaskSpec } from "../daemon/index.js";
 import { describeOwnsViolations, ownsViolations } from "../daemon/plans/index.js";
 import type { TaskEvent } from "../daemon/tasks/index.js";
 import { makeTempDir } from "./harness/index.js";
+import {
+  answer,
+  bash,
+  CLAUDE_BIN,
+  FAKE_API_KEY,
+  type MockAnthropic,
+  type MockReply,
+  startMockAnthropic,
+  writeFile as writeFileTool,
+} from "./mock-anthropic/index.js";
 import { useMesh } from "./support/fixture.js";
 import { startDaemon, waitForState } from "./support/mesh.js";
 import { nodeTask } from "./support/tasks.js";
@@ -152,5 +163,62 @@ describe("the gate on a real daemon", () => {
     await mesh.client.api.submit([spec]);
     const done = await waitForState(mesh.client.api, spec.id, ["succeeded", "failed", "dead"]);
     expect(done.record.result?.ownsViolations).toEqual(["lib.ts"]);
+  });
+});
+
+describe("the gate behind the real Claude Code", () => {
+  const scripts = new Map<string, MockReply[]>();
+  let mock: MockAnthropic;
+  const POOL_CLAUDE = "owns-gate-claude";
+
+  beforeAll(async () => {
+    mock = await startMockAnthropic({
+      script: (ctx) => {
+        const id = ctx.workdir ? /\/work\/([^/]+)\/a\d+$/.exec(ctx.workdir)?.[1] : undefined;
+        return (id ? scripts.get(id)?.[ctx.turn] : undefined) ?? answer("done");
+      },
+    });
+    const keyFile = join(await makeTempDir("owns-key-"), "anthropic-key");
+    await writeFile(keyFile, `${FAKE_API_KEY}\n`, { mode: 0o600 });
+    mesh.daemons.push(
+      await startDaemon(mesh.nats.url, {
+        pools: [POOL_CLAUDE],
+        slots: 1,
+        runners: ["claude"],
+        claude: {
+          command: [CLAUDE_BIN],
+          env: { ANTHROPIC_BASE_URL: mock.url },
+          apiKeyFile: keyFile,
+          allowedTools: ["Bash", "Write"],
+        },
+      }),
+    );
+  });
+  afterAll(async () => {
+    await mock?.close();
+  });
+
+  it("fails a Claude task whose Bash step wrote outside owns, naming the path", async () => {
+    const spec = validateTaskSpec({
+      prompt: "Please do the scripted work.",
+      repo: origin,
+      pool: POOL_CLAUDE,
+      owns: ["src/**"],
+      maxAttempts: 2,
+    });
+    // A script inside owns that writes outside it: nothing a write hook could read in the command.
+    scripts.set(spec.id, [
+      writeFileTool("src/gen.sh", "printf 'generated\\n' > docs/x.md\n"),
+      bash("sh src/gen.sh"),
+      answer("done"),
+    ]);
+    await mesh.client.api.submit([spec]);
+    const done = await waitForState(mesh.client.api, spec.id, ["succeeded", "failed", "dead"], 120_000);
+    expect(done.record.state, JSON.stringify(done.record.attempts)).toBe("failed");
+    expect(done.record.attempts).toHaveLength(1);
+    expect(done.record.reason).toBe("changed 1 file outside owns [src/**]: docs/x.md");
+    // Claude Code did run the Bash step: the mock saw its (successful) result.
+    const afterBash = mock.messages().find((q) => q.conversation?.endsWith(`/${spec.id}/a1`) && q.turn === 2);
+    expect(afterBash?.view?.lastToolResult).toMatchObject({ isError: false });
   });
 });
