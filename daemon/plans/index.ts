@@ -17,7 +17,7 @@ export {
   type PlanSpec,
   type PlanTaskSpec,
   parsePlan,
-  parsePlanDocument,
   planTaskId,
   validatePlan,
 } from "./plan-doc.js";
+export { parsePlanDocument } from "./plan-text.js";
