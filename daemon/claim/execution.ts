@@ -9,6 +9,7 @@ import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { errorMessage, isMeshError } from "../errors.js";
 import type { Logger } from "../log.js";
+import { OwnsViolationError, recordedViolations } from "../plans/index.js";
 import type { Delivery } from "../queue/index.js";
 import {
   type AttemptEnd,
@@ -22,9 +23,9 @@ import {
   type Step,
   settle,
   start,
-  TRANSITIONS,
   type TaskRecord,
   type TaskStore,
+  TRANSITIONS,
   type VersionedRecord,
 } from "../tasks/index.js";
 import type { PreparedWorkspace, WorkspaceProvider } from "../workspace/index.js";
@@ -181,6 +182,8 @@ export class Execution {
     let branch: string | undefined;
     let bundle: ResultBundle | undefined;
     let permanent = false;
+    /** Changes outside `owns` that `ownsViolation: report` let through. */
+    let ownsReport: { paths: string[]; omitted: number } | undefined;
     /** The run succeeded and its finishing (commit, push) is done: a finished run. */
     let completed = false;
     const scratchDir = join(deps.stateDir, "scratch", this.taskId, `a${this.attempt}`);
@@ -247,15 +250,26 @@ export class Execution {
             headCommit = fin.headCommit;
             bundle = fin.bundle;
             completed = outcome.status === "succeeded";
+            if (fin.ownsViolations) {
+              ownsReport = recordedViolations(fin.ownsViolations);
+              this.emitOwnsViolation("report", fin.ownsViolations);
+            }
           } catch (err) {
             if (isMeshError(err, "FENCED")) throw err;
-            // The result could not be committed or pushed: this attempt did not succeed.
-            if (outcome.status === "succeeded") {
-              outcome = { ...outcome, status: "failed", reason: `workspace: ${errorMessage(err)}` };
-              // A workspace the daemon refuses to touch (e.g. a rewritten .git): retrying cannot help.
-              if (isMeshError(err, "FAILED_PRECONDITION")) outcome.permanent = true;
+            if (err instanceof OwnsViolationError && outcome.status === "succeeded") {
+              // The result-time gate: the run wrote outside its owns; another attempt would too.
+              this.emitOwnsViolation("fail", err.paths);
+              outcome = { ...outcome, status: "failed", reason: err.message, permanent: true };
+              log.warn({ count: err.paths.length }, "changes outside owns: the attempt fails");
+            } else {
+              // The result could not be committed or pushed: this attempt did not succeed.
+              if (outcome.status === "succeeded") {
+                outcome = { ...outcome, status: "failed", reason: `workspace: ${errorMessage(err)}` };
+                // A workspace the daemon refuses to touch (e.g. a rewritten .git): retrying cannot help.
+                if (isMeshError(err, "FAILED_PRECONDITION")) outcome.permanent = true;
+              }
+              log.warn({ err: errorMessage(err) }, "finishing the workspace failed");
             }
-            log.warn({ err: errorMessage(err) }, "finishing the workspace failed");
           }
         }
       }
@@ -275,7 +289,24 @@ export class Execution {
     if (this.fencedOut) return this.fencedResult(log, started);
     // Self-fenced (cut off from NATS for most of the lease): the run has stopped and the record
     // may still be ours, so the outcome is still written (see finish()).
-    return this.finish(log, started, outcome, failure, permanent, headCommit, branch, completed, bundle);
+    return this.finish(
+      log,
+      started,
+      outcome,
+      failure,
+      permanent,
+      headCommit,
+      branch,
+      completed,
+      bundle,
+      ownsReport,
+    );
+  }
+
+  /** An event naming the changes outside owns (bounded like the record's list). */
+  private emitOwnsViolation(policy: "fail" | "report", all: readonly string[]): void {
+    const { paths, omitted } = recordedViolations(all);
+    this.emit({ type: "agent", kind: "owns_violation", data: { policy, paths, omitted } });
   }
 
   private fencedResult(log: BoundLog, started: number): ExecutionResult {
@@ -300,6 +331,7 @@ export class Execution {
     branch: string | undefined,
     completed: boolean,
     bundle?: ResultBundle,
+    ownsReport?: { paths: string[]; omitted: number },
   ): Promise<ExecutionResult> {
     const { deps } = this;
     const reason = this.abort.signal.reason as AbortReason | undefined;
@@ -345,6 +377,10 @@ export class Execution {
               ...(branch ? { branch } : {}),
               ...(headCommit ? { headCommit } : {}),
               ...(bundle && att === "succeeded" ? { bundle } : {}),
+              ...(ownsReport && att === "succeeded" ? { ownsViolations: ownsReport.paths } : {}),
+              ...(ownsReport?.omitted && att === "succeeded"
+                ? { ownsViolationsOmitted: ownsReport.omitted }
+                : {}),
             }
           : undefined,
       bundle,

@@ -1,3 +1,23 @@
 /** Public surface of the plans folder: plan documents, their checks, and `owns` globs. */
+export {
+  describeOwnsViolations,
+  MAX_LISTED_VIOLATIONS,
+  MAX_RECORDED_VIOLATIONS,
+  OwnsViolationError,
+  ownsViolations,
+  recordedViolations,
+} from "./gate.js";
+export { globsOverlap, type OwnsOverlap, ownsOverlap } from "./overlap.js";
 export { compileOwns, MAX_GLOB_LENGTH, MAX_OWNS, normaliseGlob, type OwnsMatcher } from "./owns.js";
+export {
+  type DependencyFailure,
+  MAX_PLAN_TASKS,
+  newPlanId,
+  type PlanSpec,
+  type PlanTaskSpec,
+  parsePlan,
+  planTaskId,
+  validatePlan,
+} from "./plan-doc.js";
+export { parsePlanDocument } from "./plan-text.js";
 export { globWithin, ownsOutside } from "./within.js";

@@ -1,58 +1,80 @@
 /**
  * `owns`: the repository paths a task may write, as globs (`src/api/**`, `docs/*.md`). One
  * meaning everywhere: the plan check (overlap between concurrent tasks), the agent's
- * PreToolUse hook and the result-time gate all use these functions.
- *
- * Globs are repository-relative, `/`-separated, case-sensitive; `*` and `?` never cross a `/`,
- * `**` as a whole segment matches any number of segments, `[...]` and `{a,b}` as in picomatch.
- * Dotfiles are matched like any other file (an agent writing `.env` is a write).
+ * PreToolUse hook and the result-time gate all use these functions. The language itself is
+ * described in tasks/glob.ts (the spec validates `owns` with it).
  */
-import picomatch from "picomatch";
-import { MeshError } from "../errors.js";
+import {
+  charSetHas,
+  type GlobAlternative,
+  type GlobToken,
+  normaliseGlob,
+  parseGlob,
+} from "../tasks/index.js";
 
-export const MAX_OWNS = 256;
-export const MAX_GLOB_LENGTH = 512;
+export { MAX_GLOB_LENGTH, MAX_OWNS, normaliseGlob } from "../tasks/index.js";
 
-/**
- * The glob in its one written form (`./a//b/` -> `a/b`, a trailing `/` means the whole
- * directory: `a/b/**`). Throws INVALID_ARGUMENT with `field` for a glob that escapes the
- * repository (`..` segments, absolute paths, `~`) or is malformed.
- */
-export function normaliseGlob(glob: string, field = "owns"): string {
-  const bad = (why: string): never => {
-    throw new MeshError("INVALID_ARGUMENT", `${field}: "${glob}" ${why}`, { field });
-  };
-  if (typeof glob !== "string" || glob.length === 0) bad("is empty");
-  if (glob.length > MAX_GLOB_LENGTH) bad(`is longer than ${MAX_GLOB_LENGTH} characters`);
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it refuses
-  if (/[\u0000-\u001f\u007f]/.test(glob)) bad("holds control characters");
-  if (glob.includes("\\")) bad('holds "\\": write paths with "/"');
-  if (glob.startsWith("/")) bad("is absolute: owns are paths inside the repository, e.g. src/**");
-  if (glob.startsWith("~")) bad("starts with ~: owns are paths inside the repository, e.g. src/**");
-  let g = glob;
-  const dir = g.endsWith("/");
-  const segs = g.split("/").filter((s) => s !== "" && s !== ".");
-  if (segs.length === 0) bad("names no path");
-  if (segs.some((s) => s === "..")) bad('holds "..": owns cannot reach outside the repository');
-  if (dir) segs.push("**");
-  // Collapse runs of `**` (`a/**/**/b` is `a/**/b`).
-  const out: string[] = [];
-  for (const s of segs) if (!(s === "**" && out[out.length - 1] === "**")) out.push(s);
-  g = out.join("/");
-  try {
-    picomatch.makeRe(g, { dot: true, strictBrackets: true });
-  } catch (err) {
-    bad(`is not a valid glob (${err instanceof Error ? err.message : String(err)})`);
+/** Whether one path segment (a non-empty name) matches one segment's tokens. */
+export function segmentMatches(toks: readonly GlobToken[], name: string): boolean {
+  const cps = Array.from(name, (ch) => ch.codePointAt(0)!);
+  // Positions in `toks` reachable after each prefix of the name (a star may match nothing).
+  let states = closure(toks, new Set([0]));
+  for (const c of cps) {
+    const next = new Set<number>();
+    for (const i of states) {
+      const t = toks[i];
+      if (!t) continue;
+      if (t.k === "star") {
+        if (c !== 0x2f) next.add(i);
+      } else if (charSetHas(t.set, c)) next.add(i + 1);
+    }
+    if (next.size === 0) return false;
+    states = closure(toks, next);
   }
-  return g;
+  return states.has(toks.length);
 }
 
-/** A predicate over repository-relative paths (`a/b.ts`, no leading `./`). */
+function closure(toks: readonly GlobToken[], states: Set<number>): Set<number> {
+  for (const i of states) if (toks[i]?.k === "star") states.add(i + 1);
+  return states;
+}
+
+/** Whether a clean repository path (`a/b.ts`: no empty, `.` or `..` segment) matches one alternative. */
+export function alternativeMatches(alt: GlobAlternative, names: readonly string[]): boolean {
+  const skip = (states: Set<number>): Set<number> => {
+    for (const i of states) if (alt[i] === "**") states.add(i + 1);
+    return states;
+  };
+  let states = skip(new Set([0]));
+  for (const name of names) {
+    const next = new Set<number>();
+    for (const i of states) {
+      const seg = alt[i];
+      if (seg === undefined) continue;
+      if (seg === "**") next.add(i);
+      else if (segmentMatches(seg, name)) next.add(i + 1);
+    }
+    if (next.size === 0) return false;
+    states = skip(next);
+  }
+  return states.has(alt.length);
+}
+
+/** The segments of a clean repository path, or undefined for one that is not clean. */
+export function pathNames(relPath: string): string[] | undefined {
+  if (typeof relPath !== "string" || relPath === "") return undefined;
+  const names = relPath.split("/");
+  return names.some((n) => n === "" || n === "." || n === "..") ? undefined : names;
+}
+
+/** A predicate over repository-relative paths (`a/b.ts`, no leading `./`); unclean paths never match. */
 export type OwnsMatcher = (relPath: string) => boolean;
 
 export function compileOwns(globs: readonly string[]): OwnsMatcher {
-  const norm = globs.map((g) => normaliseGlob(g));
-  if (norm.length === 0) return () => false;
-  const m = picomatch(norm, { dot: true, strictBrackets: true });
-  return (p) => m(p);
+  const alts = globs.flatMap((g) => parseGlob(normaliseGlob(g)));
+  if (alts.length === 0) return () => false;
+  return (p) => {
+    const names = pathNames(p);
+    return names !== undefined && alts.some((a) => alternativeMatches(a, names));
+  };
 }

@@ -1,6 +1,19 @@
 /** Public surface of the tasks folder: specs, records, events, policy, and their store on NATS. */
 export { EventPublisher } from "./event-publisher.js";
 export { type RunnerEvent, type StateEvent, stateEventAttempt, type TaskEvent } from "./events.js";
+export {
+  ANY_CHAR,
+  type CharSet,
+  charSetHas,
+  type GlobAlternative,
+  type GlobSegment,
+  type GlobToken,
+  MAX_GLOB_EXPANSION,
+  MAX_GLOB_LENGTH,
+  MAX_OWNS,
+  normaliseGlob,
+  parseGlob,
+} from "./glob.js";
 export * from "./machine/index.js";
 export { checkBatchPolicy, checkTaskPolicy, type TaskPolicy } from "./policy.js";
 export {
@@ -8,9 +21,9 @@ export {
   type AttemptOutcome,
   isTerminal,
   newTaskRecord,
+  type ResultBundle,
   rateLimitedAttempts,
   recordProblem,
-  type ResultBundle,
   TASK_STATES,
   type TaskRecord,
   type TaskResultInfo,
@@ -20,6 +33,7 @@ export {
 } from "./record.js";
 export {
   ALLOWED_PROTOCOLS,
+  hasControlChars,
   parseRepo,
   type RepoSource,
   redactUrlCredentials,
@@ -27,6 +41,7 @@ export {
 } from "./repo-syntax.js";
 export {
   checkStoredSpec,
+  describePosition,
   formatTimerLimit,
   ID_RE,
   LABEL_KEY_RE,

@@ -69,6 +69,10 @@ export interface TaskResultInfo {
   model?: string;
   /** The task branch as a bundle, for `mesh fetch` / `mesh diff`. */
   bundle?: ResultBundle;
+  /** Changed paths outside the spec's `owns`, let through by `ownsViolation: report` (the first 100). */
+  ownsViolations?: string[];
+  /** How many more such paths there were than `ownsViolations` lists. */
+  ownsViolationsOmitted?: number;
 }
 
 /**
@@ -220,7 +224,8 @@ export function recordProblem(value: unknown, id?: string): string | undefined {
   if (result) {
     const bad =
       badOptional(result, ["summary", "sessionId", "branch", "headCommit", "model"], isString) ??
-      badOptional(result, ["costUsd", "turns", "durationMs"], isNumber) ??
+      badOptional(result, ["costUsd", "turns", "durationMs", "ownsViolationsOmitted"], isNumber) ??
+      badOptional(result, ["ownsViolations"], (v) => Array.isArray(v) && v.every(isString)) ??
       badOptional(
         result,
         ["tokens"],

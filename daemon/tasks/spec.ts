@@ -6,6 +6,7 @@ import { parseAllDocuments } from "yaml";
 import { z } from "zod";
 import { isMeshError, MeshError } from "../errors.js";
 import { parseDuration } from "../util/index.js";
+import { MAX_OWNS, normaliseGlob } from "./glob.js";
 import { COMMIT_ID_RE, hasControlChars, MESH_REPO_RE, parseRepo, validateRef } from "./repo-syntax.js";
 import { deniedEnvReason } from "./task-env.js";
 
@@ -155,6 +156,26 @@ export const taskSpecSchema = z
       .refine((argv) => argv[0] !== "", { message: "command[0] must name a program", path: [0] })
       .optional(),
     agent: agentSettingsSchema.default({}),
+    /** The paths the task may change (globs, normalised); checked on its result (README "owns"). */
+    owns: z
+      .array(z.string())
+      .max(MAX_OWNS, `at most ${MAX_OWNS} globs; use ** or {a,b} to say more with fewer`)
+      .transform((globs, ctx) => {
+        const out: string[] = [];
+        globs.forEach((g, i) => {
+          try {
+            const n = normaliseGlob(g, `owns[${i}]`);
+            if (!out.includes(n)) out.push(n);
+          } catch (err) {
+            if (!isMeshError(err)) throw err;
+            ctx.addIssue({ code: "custom", path: [i], message: err.message.replace(/^owns\[\d+\]: /, "") });
+          }
+        });
+        return out;
+      })
+      .optional(),
+    /** What a change outside `owns` does to a successful attempt: fail it (default) or report it. */
+    ownsViolation: z.enum(["fail", "report"]).optional(),
     env: z
       .record(envName, noNul(32 * 1024))
       .default({})

@@ -13,10 +13,11 @@ import { lutimes, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { errorMessage, isMeshError, MeshError } from "../errors.js";
 import type { Logger } from "../log.js";
-import type { TaskSpec } from "../tasks/index.js";
+import { OwnsViolationError, ownsViolations } from "../plans/index.js";
+import type { ResultBundle, TaskSpec } from "../tasks/index.js";
 import { resetCacheConfig } from "./cache-config.js";
 import { cacheWorktrees, evictCache, type KeepBranch, listCaches } from "./evict.js";
-import { Git, GitCommandError } from "./git-cmd.js";
+import { Git, GitCommandError, type GitRepo } from "./git-cmd.js";
 import { KeyedLock } from "./keyed-lock.js";
 import {
   cacheDirFor,
@@ -32,7 +33,6 @@ import { sweepAttempts } from "./sweep.js";
 import { branchStart } from "./task-branch.js";
 import type { RepoTransfer } from "./transfer-port.js";
 import type { PrepareCarry, PreparedWorkspace, WorkspaceProvider } from "./workspace.js";
-import type { ResultBundle } from "../tasks/index.js";
 import {
   isPrivateDirOf,
   parseGitFile,
@@ -228,7 +228,7 @@ export class GitWorkspaceProvider implements WorkspaceProvider {
             return bundle ? { bundle } : {};
           }
           return await this.lock.with(cache, async () => {
-            const done = await this.commitAndPush(spec, src, wt, branch, message, fence);
+            const done = await this.commitAndPush(spec, src, wt, branch, message, base, fence);
             if (!transfer || !repoId || !done.headCommit) return done;
             if (fence?.aborted) throw new MeshError("FENCED", `fenced out while finishing task ${spec.id}`);
             try {
@@ -284,8 +284,9 @@ export class GitWorkspaceProvider implements WorkspaceProvider {
     wt: TrustedWorktree,
     branch: string,
     message: string,
+    base: string,
     fence?: AbortSignal,
-  ): Promise<{ headCommit?: string }> {
+  ): Promise<{ headCommit?: string; ownsViolations?: string[] }> {
     // Once the attempt is fenced, nothing more leaves this worker: checked between steps, and
     // the push itself is killed when the fence goes.
     const fenced = () => {
@@ -333,10 +334,34 @@ export class GitWorkspaceProvider implements WorkspaceProvider {
       await inWt(["update-ref", `refs/heads/${branch}`, head]);
     }
     this.log.info({ taskId: spec.id, branch, head, committed: staged !== "" }, "task branch ready");
+    // The result-time gate, before anything leaves the worker: what changed since the base
+    // (all attempts' commits) must lie inside owns.
+    const violations = spec.owns ? await this.ownsGate(spec, spec.owns, repo, base, head) : [];
     fenced();
     if (spec.push) await this.push(spec, src, wt.cache, branch, fence);
     await markCacheUsed(wt.cache).catch(() => undefined);
-    return { headCommit: head };
+    return { headCommit: head, ...(violations.length > 0 ? { ownsViolations: violations } : {}) };
+  }
+
+  /** The changed paths outside `owns`; throws OwnsViolationError unless the spec only reports them. */
+  private async ownsGate(
+    spec: TaskSpec,
+    owns: readonly string[],
+    repo: GitRepo,
+    base: string,
+    head: string,
+  ): Promise<string[]> {
+    // --no-renames: a rename is a deletion and an addition, so both of its paths count.
+    const out = await this.git.run(["diff", "--name-only", "--no-renames", "-z", base, head, "--"], { repo });
+    const changed = out.split("\0").filter((p) => p !== "");
+    const violations = ownsViolations(changed, owns);
+    if (violations.length === 0) return [];
+    this.log.warn(
+      { taskId: spec.id, policy: spec.ownsViolation ?? "fail", count: violations.length },
+      "changes outside owns",
+    );
+    if ((spec.ownsViolation ?? "fail") === "fail") throw new OwnsViolationError(violations, owns);
+    return violations;
   }
 
   private async push(

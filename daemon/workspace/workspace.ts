@@ -17,13 +17,15 @@ export interface PreparedWorkspace {
   branch?: string;
   /**
    * Called once after the runner finished. On success a git workspace commits what the agent
-   * left uncommitted and pushes when the spec asks; returns the head commit.
+   * left uncommitted and pushes when the spec asks; returns the head commit. A spec with `owns`
+   * passes the result-time gate first: a change outside it throws OwnsViolationError, or is
+   * returned in `ownsViolations` under `ownsViolation: report`.
    */
   finish(outcome: {
     succeeded: boolean;
     message: string;
     signal?: AbortSignal;
-  }): Promise<{ headCommit?: string; bundle?: ResultBundle }>;
+  }): Promise<{ headCommit?: string; bundle?: ResultBundle; ownsViolations?: string[] }>;
 }
 
 export interface WorkspaceProvider {
