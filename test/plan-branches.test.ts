@@ -106,7 +106,9 @@ describe("a dependent starts from its needs' branches", () => {
       const dep = uniqueId("dep3");
       const seen: Array<Record<string, unknown>> = [];
       const sub = fx.client.nc.subscribe(planEventSubject(plan), {
-        callback: (_e, msg) => seen.push(msg.json()),
+        callback: (_e, msg) => {
+          seen.push(msg.json());
+        },
       });
       try {
         const needs = await run(

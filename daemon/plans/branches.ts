@@ -123,16 +123,24 @@ export class PlanBranchStore {
   }
 }
 
-/** The conflicts of `plan` (for `mesh plan status`); none when the bucket does not exist yet. */
-export async function listPlanConflicts(
-  nats: { js: JetStreamClient; jsm: JetStreamManager },
-  plan: string,
-): Promise<PlanConflict[]> {
+type Nats = { js: JetStreamClient; jsm: JetStreamManager };
+
+/** The store as a reader (it creates nothing); undefined when the bucket does not exist yet. */
+async function reader(nats: Nats): Promise<PlanBranchStore | undefined> {
   const exists = await nats.jsm.streams.info(kvStream(PLAN_BRANCHES_BUCKET)).then(
     () => true,
     () => false,
   );
-  if (!exists) return [];
-  const kv = await new Kvm(nats.js).open(PLAN_BRANCHES_BUCKET);
-  return new PlanBranchStore(kv, nats.jsm).conflicts(plan);
+  if (!exists) return undefined;
+  return new PlanBranchStore(await new Kvm(nats.js).open(PLAN_BRANCHES_BUCKET), nats.jsm);
+}
+
+/** The conflicts of `plan` (for `mesh plan status`), sorted by task pair. */
+export async function listPlanConflicts(nats: Nats, plan: string): Promise<PlanConflict[]> {
+  return (await (await reader(nats))?.conflicts(plan)) ?? [];
+}
+
+/** The finished branches of `plan` the check has recorded, with their changed paths, by task id. */
+export async function listPlanBranches(nats: Nats, plan: string): Promise<PlanBranch[]> {
+  return (await (await reader(nats))?.branches(plan)) ?? [];
 }

@@ -1,6 +1,7 @@
 /** Public surface of the plans folder: plan documents, their checks, and `owns` globs. */
 
 export {
+  listPlanBranches,
   listPlanConflicts,
   MAX_BRANCH_PATHS,
   type PlanBranch,
