@@ -204,7 +204,7 @@ export class Execution {
           const previous = this.lease.record.attempts.findLast((a) => a.bundle?.name)?.bundle;
           const carry: PrepareCarry = previous ? { previous } : {};
           // A dependent starts from its needs' results (see git-workspace.ts startOfNeeds).
-          if (spec.needs?.length && spec.repo) carry.needs = await needResults(deps, spec.needs);
+          if (spec.needs?.length && spec.repo) carry.needs = await needResults(deps, spec.repo, spec.needs);
           ws = await deps.workspaces.prepare(spec, this.attempt, this.abort.signal, carry);
         }
       } catch (err) {
@@ -420,7 +420,11 @@ function bound(log: Logger, bindings: Record<string, unknown>): BoundLog {
  * that is not (or no longer) succeeded fails the task permanently: the plan releases a
  * dependent only after all its needs succeeded, so this is a task submitted out of order.
  */
-async function needResults(deps: ExecutionDeps, needs: readonly string[]): Promise<NeedResult[]> {
+async function needResults(
+  deps: ExecutionDeps,
+  repo: string,
+  needs: readonly string[],
+): Promise<NeedResult[]> {
   const out: NeedResult[] = [];
   for (const id of [...needs].sort()) {
     const v = await deps.store.get(id);
@@ -435,6 +439,14 @@ async function needResults(deps: ExecutionDeps, needs: readonly string[]): Promi
       );
     }
     const result = v.record.result;
+    // Another repository's commits cannot be a start here (a plan works on one repo).
+    if (result && v.record.spec.repo && v.record.spec.repo !== repo) {
+      throw new MeshError(
+        "FAILED_PRECONDITION",
+        `needs: task ${id} works on repo ${v.record.spec.repo}, this task on ${repo}: a task can start only from needs on its own repo`,
+        { field: "needs" },
+      );
+    }
     const bundle = result?.bundle;
     if (bundle) {
       if (bundle.head !== bundle.base) out.push({ taskId: id, head: bundle.head, bundle });
