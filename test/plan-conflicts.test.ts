@@ -6,9 +6,15 @@
  * (listPlanConflicts), while nobody has fetched either branch. Branches that touch other files,
  * or of which one contains the other (a task that needs the other), are not conflicts.
  */
+
 import { describe, expect, it } from "vitest";
 import { planEventSubject } from "../daemon/nats/index.js";
-import { listPlanBranches, listPlanConflicts } from "../daemon/plans/index.js";
+import {
+  listPlanBranches,
+  listPlanConflicts,
+  PlanBranchStore,
+  type PlanConflict,
+} from "../daemon/plans/index.js";
 import { ensureTopology } from "../daemon/queue/topology.js";
 import { waitFor } from "./harness/index.js";
 import { useMesh } from "./support/fixture.js";
@@ -111,4 +117,27 @@ describe("conflicts between finished branches of a plan", () => {
     },
     LONG,
   );
+
+  it("a pair found by several workers at once is news once; new heads make it news again", async () => {
+    const t = await topo();
+    const store = await PlanBranchStore.open(t, { replicas: 1, ttlMs: 0 });
+    const plan = uniqueId("plan");
+    const c = (heads: [string, string], by: string): PlanConflict => ({
+      v: 1,
+      plan,
+      tasks: ["a", "b"],
+      heads,
+      files: ["f"],
+      foundAt: new Date().toISOString(),
+      foundBy: by,
+    });
+    const h = (n: number) => String(n).repeat(40);
+    const first = await Promise.all(
+      ["w1", "w2", "w3", "w4"].map((w) => store.addConflict(c([h(1), h(2)], w))),
+    );
+    expect(first.filter(Boolean)).toHaveLength(1);
+    expect(await store.addConflict(c([h(1), h(3)], "w1"))).toBe(true);
+    expect(await store.addConflict(c([h(1), h(3)], "w2"))).toBe(false);
+    expect((await listPlanConflicts(t, plan)).map((x) => x.heads)).toEqual([[h(1), h(3)]]);
+  });
 });

@@ -6,7 +6,7 @@
  */
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import { type KV, Kvm } from "@nats-io/kv";
-import { isWrongLastSequence, kvKeys, kvStream, PLAN_BRANCHES_BUCKET } from "../nats/index.js";
+import { isWrongLastSequence, kvStream, kvSubjectPrefix, PLAN_BRANCHES_BUCKET } from "../nats/index.js";
 import type { ResultBundle } from "../tasks/index.js";
 
 /** At most this many changed paths are kept per branch; beyond it the branch touches "everything". */
@@ -40,6 +40,14 @@ export interface PlanConflict {
   foundBy: string;
 }
 
+type Nats = { js: JetStreamClient; jsm: JetStreamManager };
+
+const bucketExists = (nats: Nats): Promise<boolean> =>
+  nats.jsm.streams.info(kvStream(PLAN_BRANCHES_BUCKET)).then(
+    () => true,
+    () => false,
+  );
+
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
@@ -58,16 +66,22 @@ export class PlanBranchStore {
     private readonly jsm: JetStreamManager,
   ) {}
 
-  static async open(
-    nats: { js: JetStreamClient; jsm: JetStreamManager },
-    opts: PlanBranchStoreOptions,
-  ): Promise<PlanBranchStore> {
-    const kv = await new Kvm(nats.js).create(PLAN_BRANCHES_BUCKET, {
-      history: 1,
-      replicas: opts.replicas,
-      ...(opts.ttlMs > 0 ? { ttl: opts.ttlMs } : {}),
-    });
-    return new PlanBranchStore(kv, nats.jsm);
+  /** Opens the bucket, making it when it is not there (an existing one keeps its settings). */
+  static async open(nats: Nats, opts: PlanBranchStoreOptions): Promise<PlanBranchStore> {
+    const kvm = new Kvm(nats.js);
+    if (!(await bucketExists(nats))) {
+      try {
+        await kvm.create(PLAN_BRANCHES_BUCKET, {
+          history: 1,
+          replicas: opts.replicas,
+          ...(opts.ttlMs > 0 ? { ttl: opts.ttlMs } : {}),
+        });
+      } catch (err) {
+        // Made by another daemon meanwhile (maybe with another TTL): use that one.
+        if (!(await bucketExists(nats))) throw err;
+      }
+    }
+    return new PlanBranchStore(await kvm.open(PLAN_BRANCHES_BUCKET), nats.jsm);
   }
 
   async putBranch(b: PlanBranch): Promise<void> {
@@ -97,7 +111,8 @@ export class PlanBranchStore {
         await this.kv.update(key, data, old.revision);
         return true;
       } catch (err) {
-        if (!isWrongLastSequence(err) && !/exists/i.test(String(err))) throw err;
+        // Another worker wrote the pair meanwhile: read it again.
+        if (!isWrongLastSequence(err)) throw err;
       }
     }
   }
@@ -108,7 +123,15 @@ export class PlanBranchStore {
   }
 
   private async read<T>(prefix: string): Promise<T[]> {
-    const keys = (await kvKeys(this.jsm, PLAN_BRANCHES_BUCKET)).filter((k) => k.startsWith(prefix)).sort();
+    // One stream-info request for this plan's keys only (kvKeys lists the whole bucket).
+    const subjects = kvSubjectPrefix(PLAN_BRANCHES_BUCKET);
+    const info = await this.jsm.streams.info(kvStream(PLAN_BRANCHES_BUCKET), {
+      subjects_filter: `${subjects}${prefix}>`,
+    });
+    const keys = Object.keys(info.state.subjects ?? {})
+      .filter((k) => k.startsWith(`${subjects}${prefix}`))
+      .map((k) => k.slice(subjects.length))
+      .sort();
     const out: T[] = [];
     for (const k of keys) {
       const e = await this.kv.get(k);
@@ -123,15 +146,9 @@ export class PlanBranchStore {
   }
 }
 
-type Nats = { js: JetStreamClient; jsm: JetStreamManager };
-
 /** The store as a reader (it creates nothing); undefined when the bucket does not exist yet. */
 async function reader(nats: Nats): Promise<PlanBranchStore | undefined> {
-  const exists = await nats.jsm.streams.info(kvStream(PLAN_BRANCHES_BUCKET)).then(
-    () => true,
-    () => false,
-  );
-  if (!exists) return undefined;
+  if (!(await bucketExists(nats))) return undefined;
   return new PlanBranchStore(await new Kvm(nats.js).open(PLAN_BRANCHES_BUCKET), nats.jsm);
 }
 
