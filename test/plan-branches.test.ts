@@ -7,7 +7,9 @@
  */
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { isMeshError } from "../daemon/errors.js";
 import { planEventSubject } from "../daemon/nats/index.js";
+import { validateTaskSpec } from "../daemon/tasks/spec.js";
 import { cacheDirFor, parseRepo } from "../daemon/workspace/index.js";
 import { waitFor } from "./harness/index.js";
 import { useMesh } from "./support/fixture.js";
@@ -136,6 +138,28 @@ describe("a dependent starts from its needs' branches", () => {
   );
 
   it(
+    "a need on another repo fails the dependent permanently, naming both repos",
+    async () => {
+      const need = uniqueId("need-path");
+      const dep = uniqueId("dep5");
+      // The same repository named by its path: another repo string, another cache.
+      const [n] = await run({
+        ...planTask(m, need, m.a, { writes: { "p.txt": "p\n" } }),
+        repo: m.repo,
+        ref: "main",
+      });
+      expect(n?.state).toBe("succeeded");
+      const [d] = await run(planTask(m, dep, m.b, { needs: [need] }));
+      expect(d?.state).toBe("failed");
+      expect(d?.attempts).toHaveLength(1);
+      expect(d?.reason).toContain(
+        `needs: task ${need} works on repo ${m.repo}, this task on mesh://${m.repoId}`,
+      );
+    },
+    LONG,
+  );
+
+  it(
     "a need that has not succeeded fails the dependent permanently, naming it",
     async () => {
       const dep = uniqueId("dep4");
@@ -146,4 +170,36 @@ describe("a dependent starts from its needs' branches", () => {
     },
     LONG,
   );
+});
+
+describe("plan and needs in the task spec", () => {
+  const base = { id: "d1", prompt: "p", runner: "noop" };
+  const refusal = (extra: Record<string, unknown>) => {
+    try {
+      validateTaskSpec({ ...base, ...extra });
+    } catch (err) {
+      if (isMeshError(err, "INVALID_ARGUMENT")) return { field: err.field, message: err.message };
+      throw err;
+    }
+    return undefined;
+  };
+
+  it("takes a plan id and the task ids it needs", () => {
+    const s = validateTaskSpec({ ...base, plan: "p1", needs: ["a", "b"] });
+    expect(s.plan).toBe("p1");
+    expect(s.needs).toEqual(["a", "b"]);
+  });
+
+  it("refuses a task that needs itself, one need twice, and ids that are not task ids", () => {
+    expect(refusal({ needs: ["d1"] })).toEqual({
+      field: "needs",
+      message: "needs: task d1 cannot need itself",
+    });
+    expect(refusal({ needs: ["a", "a"] })).toMatchObject({
+      field: "needs",
+      message: "needs: names a task twice",
+    });
+    expect(refusal({ needs: ["a b"] })?.field).toBe("needs[0]");
+    expect(refusal({ plan: "../x" })?.field).toBe("plan");
+  });
 });

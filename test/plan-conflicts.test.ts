@@ -6,7 +6,6 @@
  * (listPlanConflicts), while nobody has fetched either branch. Branches that touch other files,
  * or of which one contains the other (a task that needs the other), are not conflicts.
  */
-
 import { describe, expect, it } from "vitest";
 import { planEventSubject } from "../daemon/nats/index.js";
 import {
