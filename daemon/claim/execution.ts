@@ -22,9 +22,9 @@ import {
   type Step,
   settle,
   start,
+  TRANSITIONS,
   type TaskRecord,
   type TaskStore,
-  TRANSITIONS,
   type VersionedRecord,
 } from "../tasks/index.js";
 import {
