@@ -97,6 +97,13 @@ describe("mergeHeads", () => {
       { author: AUTHOR },
     );
     expect(out).toEqual({ kind: "head", head: heads.x2, taskId: "x2" });
+    const three = await mergeHeads(
+      daemonGit,
+      repo(cacheA),
+      ["x", "x2", "y"].map((t) => ({ taskId: t, head: heads[t]! })),
+      { author: AUTHOR },
+    );
+    expect(three).toMatchObject({ kind: "merge", parents: [heads.x2, heads.y] });
     expect(await mergeHeads(daemonGit, repo(cacheA), [], { author: AUTHOR })).toEqual({ kind: "none" });
   });
 

@@ -132,17 +132,17 @@ export async function mergeHeads(
 ): Promise<MergeStart> {
   const sig = opts.signal ? { signal: opts.signal } : {};
   const unique = inputs.filter((x, i) => inputs.findIndex((y) => y.head === x.head) === i);
-  const kept: MergeInput[] = [];
-  for (const x of unique) {
-    let contained = false;
-    for (const y of unique) {
-      if (y !== x && (await isAncestor(git, repo, x.head, y.head, opts.signal))) {
-        contained = true;
-        break;
-      }
-    }
-    if (!contained) kept.push(x);
-  }
+  // One call for the heads no other head contains (the rest add nothing), kept in input order.
+  const independent =
+    unique.length > 1
+      ? new Set(
+          (await git.run(["merge-base", "--independent", ...unique.map((u) => u.head)], { repo, ...sig }))
+            .split("\n")
+            .map((l) => l.trim())
+            .filter(Boolean),
+        )
+      : new Set(unique.map((u) => u.head));
+  const kept = unique.filter((u) => independent.has(u.head));
   const [first, ...rest] = kept;
   if (!first) return { kind: "none" };
   if (rest.length === 0) return { kind: "head", head: first.head, taskId: first.taskId };
