@@ -51,7 +51,10 @@ describe("a dependent starts from its needs' branches", () => {
       );
       expect(d?.reason).toBeUndefined();
       expect(d?.state).toBe("succeeded");
-      expect(d!.attempts[0]!.host).toBe(m.b.daemon.config.host);
+      // The need ran on daemon A, the dependent on daemon B (another repo cache).
+      expect(n!.attempts[0]!.workerId).toBe(m.a.daemon.workerId);
+      expect(d!.attempts[0]!.workerId).toBe(m.b.daemon.workerId);
+      expect(cacheOf(m, "a")).not.toBe(cacheOf(m, "b"));
       // The dependent's result is its own commits on top of the need's: base..head from there.
       expect(d!.result!.bundle!.base).toBe(needHead);
       const cache = cacheOf(m, "b");
