@@ -19,6 +19,7 @@ import {
   type MeshObserver,
   NatsLeaseBeacon,
   noopObserver,
+  PlanCheck,
   type Runner,
 } from "./claim/index.js";
 import type { DaemonConfig } from "./config.js";
@@ -31,6 +32,7 @@ import {
   poolConsumerName,
   TASKS_STREAM,
 } from "./nats/index.js";
+import { PlanBranchStore } from "./plans/index.js";
 import type { DaemonPlugin } from "./plugin.js";
 import { type Delivery, ensureTopology, Puller, Sweeper, type Topology } from "./queue/index.js";
 import { listWorkers, Presence, WorkerDirectory, type WorkerInfo } from "./registry/index.js";
@@ -42,7 +44,7 @@ import { EventPublisher, TaskStore } from "./tasks/index.js";
 import { pause, Slots } from "./util/index.js";
 import { VERSION } from "./version.js";
 import { BundleStore, MeshTransfer } from "./transfer/index.js";
-import { Git, keepBranchWhileTaskLives, type WorkspaceProvider } from "./workspace/index.js";
+import { Git, keepBranchWhileTaskLives, MeshWorkspaces, type WorkspaceProvider } from "./workspace/index.js";
 
 const BUILTIN_RUNNERS = ["claude", "command", "noop"] as const;
 /** How long a start waits for a JetStream that does not answer yet. */
@@ -301,19 +303,20 @@ export class Daemon extends Part {
       policy: cfg.taskPolicy,
       capacity: topo.tasksCapacity,
     });
-    const workspaces = guardWorkspaces(
+    const innerWorkspaces =
       this.deps.workspaces ??
-        defaultWorkspaces(cfg, this.log, {
-          keepBranch: keepBranchWhileTaskLives(
-            async (id) => (await store.get(id))?.record,
-            cfg.taskRetentionMs,
-          ),
-          ...(this._transfer ? { transfer: this._transfer } : {}),
-        }),
-      cfg.taskPolicy,
-    );
+      defaultWorkspaces(cfg, this.log, {
+        keepBranch: keepBranchWhileTaskLives(
+          async (id) => (await store.get(id))?.record,
+          cfg.taskRetentionMs,
+        ),
+        ...(this._transfer ? { transfer: this._transfer } : {}),
+      });
+    const workspaces = guardWorkspaces(innerWorkspaces, cfg.taskPolicy);
     // Its sweep timer stops with the daemon (after the claim loop: no attempt prepares any more).
     parts.add("workspaces", { stop: () => workspaces.close?.() });
+    const plans = await this.planCheck(innerWorkspaces);
+    if (plans) parts.add("plan check", { stop: () => plans.idle() });
     const claimer = new Claimer(
       store,
       {
@@ -379,6 +382,7 @@ export class Daemon extends Part {
             defaultResume: cfg.claude.resume,
             onFinished: () => this.presence?.beatSoon(),
             beacon,
+            ...(plans ? { plans } : {}),
           },
           d.claimed,
           msg,
@@ -485,6 +489,37 @@ export class Daemon extends Part {
   /** Second Ctrl-C: abort running tasks now (they are still handed back) and finish stopping. */
   async force(): Promise<void> {
     await this.loop?.abortAll("shutdown");
+  }
+
+  /**
+   * The early conflict check of plans, when the workspaces are the daemon's own (git caches)
+   * and the bucket of plan branches can be made; without it plans run unchecked.
+   */
+  private async planCheck(workspaces: WorkspaceProvider): Promise<PlanCheck | undefined> {
+    const { topo, nc } = this;
+    if (!(workspaces instanceof MeshWorkspaces) || !topo || !nc) return undefined;
+    const branches = await PlanBranchStore.open(topo, {
+      replicas: this.config.nats.replicas,
+      ttlMs: this.config.taskRetentionMs * 2,
+    }).catch((err: unknown) => {
+      this.log.warn({ err: errorMessage(err) }, "running without the early conflict check of plans");
+      return undefined;
+    });
+    if (!branches) return undefined;
+    return new PlanCheck({
+      branches,
+      git: workspaces.git,
+      publish: (subject, event) => {
+        try {
+          nc.publish(subject, JSON.stringify(event));
+        } catch (err) {
+          this.log.debug({ err: errorMessage(err), subject }, "could not publish a plan event");
+        }
+      },
+      observer: this.observer,
+      log: this.log,
+      workerId: this.workerId,
+    });
   }
 
   /** Stops every part in reverse order of start, each one even when another fails; NATS last. */

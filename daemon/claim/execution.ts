@@ -7,7 +7,7 @@
  */
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { errorMessage, isMeshError } from "../errors.js";
+import { errorMessage, isMeshError, MeshError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { OwnsViolationError, recordedViolations } from "../plans/index.js";
 import type { Delivery } from "../queue/index.js";
@@ -28,10 +28,17 @@ import {
   TRANSITIONS,
   type VersionedRecord,
 } from "../tasks/index.js";
-import type { PreparedWorkspace, WorkspaceProvider } from "../workspace/index.js";
+import {
+  type NeedResult,
+  NeedsConflictError,
+  type PrepareCarry,
+  type PreparedWorkspace,
+  type WorkspaceProvider,
+} from "../workspace/index.js";
 import type { LeaseBeacon } from "./beacon.js";
 import { Lease } from "./lease.js";
 import type { MeshObserver } from "./observer.js";
+import type { PlanCheck } from "./plan-check.js";
 import type { AbortReason, Runner, RunOutcome } from "./runner.js";
 import { settleDoorbell } from "./settle-doorbell.js";
 
@@ -56,6 +63,8 @@ export interface ExecutionDeps {
   onFinished?(): void;
   /** Announces each revision the lease holds, so observers time a dead owner's silence early. */
   beacon?: LeaseBeacon;
+  /** The early conflict check of plans (absent: not checked). */
+  plans?: PlanCheck;
 }
 
 /** What a runner that needs no workspace gets: no directory, nothing to commit. */
@@ -196,17 +205,20 @@ export class Execution {
           await mkdir(scratchDir, { recursive: true, mode: 0o700 });
           // The latest earlier attempt's commits (a bundle, maybe made on another host) carry over.
           const previous = this.lease.record.attempts.findLast((a) => a.bundle?.name)?.bundle;
-          ws = await deps.workspaces.prepare(
-            spec,
-            this.attempt,
-            this.abort.signal,
-            previous ? { previous } : {},
-          );
+          const carry: PrepareCarry = previous ? { previous } : {};
+          // A dependent starts from its needs' results (see git-workspace.ts startOfNeeds).
+          if (spec.needs?.length && spec.repo) carry.needs = await needResults(deps, spec.repo, spec.needs);
+          ws = await deps.workspaces.prepare(spec, this.attempt, this.abort.signal, carry);
         }
       } catch (err) {
         if (!this.abort.signal.aborted) {
           failure = `workspace: ${errorMessage(err)}`;
-          permanent = isMeshError(err, "INVALID_ARGUMENT");
+          // Bad input, or needs whose results cannot make a start (conflicting, missing): another try ends alike.
+          permanent = isMeshError(err, "INVALID_ARGUMENT") || isMeshError(err, "FAILED_PRECONDITION");
+          if (err instanceof NeedsConflictError && !this.fenced) {
+            log.warn({ needs: err.tasks, files: err.files }, "the results of the task's needs conflict");
+            deps.plans?.needsConflict(this.lease.record, err.tasks, err.files);
+          }
         }
       }
       if (ws && !this.abort.signal.aborted) {
@@ -409,6 +421,7 @@ export class Execution {
     const step = last!;
     const result: ExecutionResult = written.record.state === "queued" ? "requeued" : "done";
     this.announce(written.record, step.notices, true);
+    if (written.record.state === "succeeded") deps.plans?.finished(written.record, deps.pool);
     log.info({ state: written.record.state, outcome: att, reason: why }, "attempt finished");
     try {
       // A plain ack: the record, not the ack, says the task is done. A lost ack only means a
@@ -436,4 +449,44 @@ function bound(log: Logger, bindings: Record<string, unknown>): BoundLog {
       else log[level]({ ...bindings, ...(objOrMsg as object) }, msg);
     };
   return { debug: at("debug"), info: at("info"), warn: at("warn"), error: at("error") } as BoundLog;
+}
+
+/**
+ * The results of a task's needs, in task id order, leaving out needs without commits. A need
+ * that is not (or no longer) succeeded fails the task permanently: the plan releases a
+ * dependent only after all its needs succeeded, so this is a task submitted out of order.
+ */
+async function needResults(
+  deps: ExecutionDeps,
+  repo: string,
+  needs: readonly string[],
+): Promise<NeedResult[]> {
+  const out: NeedResult[] = [];
+  for (const id of [...needs].sort()) {
+    const v = await deps.store.get(id);
+    if (!v) {
+      throw new MeshError("FAILED_PRECONDITION", `needs: there is no task ${id}`, { field: "needs" });
+    }
+    if (v.record.state !== "succeeded") {
+      throw new MeshError(
+        "FAILED_PRECONDITION",
+        `needs: task ${id} is ${v.record.state}, not succeeded: a task starts only from succeeded needs`,
+        { field: "needs" },
+      );
+    }
+    const result = v.record.result;
+    // Another repository's commits cannot be a start here (a plan works on one repo).
+    if (result && v.record.spec.repo && v.record.spec.repo !== repo) {
+      throw new MeshError(
+        "FAILED_PRECONDITION",
+        `needs: task ${id} works on repo ${v.record.spec.repo}, this task on ${repo}: a task can start only from needs on its own repo`,
+        { field: "needs" },
+      );
+    }
+    const bundle = result?.bundle;
+    if (bundle) {
+      if (bundle.head !== bundle.base) out.push({ taskId: id, head: bundle.head, bundle });
+    } else if (result?.headCommit) out.push({ taskId: id, head: result.headCommit });
+  }
+  return out;
 }

@@ -4,4 +4,5 @@ export { Claimer } from "./claim.js";
 export { ClaimLoop } from "./claim-loop.js";
 export { Execution } from "./execution.js";
 export { type MeshObserver, noopObserver } from "./observer.js";
+export { PlanCheck, type PlanCheckDeps, type PlanEvent } from "./plan-check.js";
 export type { RunContext, Runner, RunOutcome } from "./runner.js";

@@ -22,6 +22,8 @@ export interface MeshObserver {
   /** An agent event kept off the bus by the per-attempt cap: counted, and in the agent numbers still. */
   agentEventDropped?(e: { pool: string; model?: string; event: RunnerEvent }): void;
   natsStatus(e: { type: string }): void;
+  /** The early check found (and recorded first) a conflict between two finished branches of a plan. */
+  planConflict?(e: { pool: string }): void;
   /** A task record or doorbell that could not be read was set aside (a record: once per revision). */
   unreadable(e: { kind: "record" | "doorbell" }): void;
 }
@@ -36,5 +38,6 @@ export const noopObserver: MeshObserver = {
   runnerEvent() {},
   agentEventDropped() {},
   natsStatus() {},
+  planConflict() {},
   unreadable() {},
 };

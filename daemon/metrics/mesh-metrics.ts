@@ -28,6 +28,7 @@ export class MeshMetrics implements MeshObserver {
   private readonly natsConnectedGauge: Gauge;
   private readonly natsReconnects: Counter;
   private readonly natsDisconnects: Counter;
+  private readonly planConflicts: Counter;
   private source: LiveSource | undefined;
   private collecting: Promise<void> | undefined;
   private connected = false;
@@ -54,6 +55,12 @@ export class MeshMetrics implements MeshObserver {
       help: "Times the NATS connection was lost.",
       registers,
     });
+    this.planConflicts = new Counter({
+      name: "agentmesh_plan_conflicts_total",
+      help: "Conflicts this daemon found between finished branches of a plan (each pair once per pair of heads), by the pool of the task that finished last.",
+      labelNames: ["pool"],
+      registers,
+    });
   }
 
   /** Whether the last NATS status seen was a connected one. */
@@ -66,6 +73,7 @@ export class MeshMetrics implements MeshObserver {
     this.source = source;
     this.live.identify(source);
     this.tasks.zero(source.pools);
+    for (const pool of source.pools) this.planConflicts.inc({ pool }, 0);
     for (const pool of source.pools)
       for (const model of source.agentModels ?? []) this.agent.prepare(pool, model);
     this.setConnected(true);
@@ -95,6 +103,10 @@ export class MeshMetrics implements MeshObserver {
 
   fenceLost(e: { pool: string }): void {
     this.tasks.fenceLost(e.pool);
+  }
+
+  planConflict(e: { pool: string }): void {
+    this.planConflicts.inc({ pool: e.pool });
   }
 
   attemptFinished(e: { pool: string; outcome: ObservedOutcome; durationMs: number }): void {

@@ -24,6 +24,8 @@ export {
   kvStream,
   kvSubject,
   kvSubjectPrefix,
+  PLAN_BRANCHES_BUCKET,
+  planEventSubject,
   poolConsumerName,
   poolFilter,
   STATE_EVENTS_FILTER,

@@ -49,3 +49,14 @@ export const MESH_SUBJECTS = "mesh.>";
 export const BUNDLES_BUCKET = "mesh-bundles";
 /** KV: per repo, which commits the mesh holds as the tip of which bundle (`<repo id>.<commit>`). */
 export const BUNDLE_INDEX_BUCKET = "mesh-bundle-index";
+
+/**
+ * Events of one plan (early conflicts between its finished branches, a dependent whose needs
+ * conflict), in MESH_EVENTS: `mesh.events.plan.<plan id>`.
+ */
+export const planEventSubject = (planId: string): string => `mesh.events.plan.${planId}`;
+/**
+ * KV: each plan's finished branches and the conflicts found between them:
+ * `<plan id>.branch.<task id>` and `<plan id>.conflict.<task a>.<task b>` (a < b).
+ */
+export const PLAN_BRANCHES_BUCKET = "mesh-plan-branches";

@@ -1,5 +1,14 @@
 /** Public surface of the plans folder: plan documents, their checks, and `owns` globs. */
 export {
+  listPlanBranches,
+  listPlanConflicts,
+  MAX_BRANCH_PATHS,
+  type PlanBranch,
+  PlanBranchStore,
+  type PlanBranchStoreOptions,
+  type PlanConflict,
+} from "./branches.js";
+export {
   describeOwnsViolations,
   MAX_LISTED_VIOLATIONS,
   MAX_RECORDED_VIOLATIONS,

@@ -155,6 +155,17 @@ export const taskSpecSchema = z
       .max(1000)
       .refine((argv) => argv[0] !== "", { message: "command[0] must name a program", path: [0] })
       .optional(),
+    /** The plan the task belongs to (issue 14). */
+    plan: z
+      .string()
+      .regex(ID_RE, "plan ids are 1-128 of A-Z a-z 0-9 _ - and start with a letter or digit")
+      .optional(),
+    /** Task ids (of the same plan) that must succeed first; the task starts from their results. */
+    needs: z
+      .array(z.string().regex(ID_RE, "needs are task ids: 1-128 of A-Z a-z 0-9 _ -"))
+      .max(MAX_BATCH)
+      .refine((ids) => new Set(ids).size === ids.length, { message: "names a task twice" })
+      .optional(),
     agent: agentSettingsSchema.default({}),
     /** The paths the task may change (globs, normalised); checked on its result (README "owns"). */
     owns: z
@@ -207,6 +218,9 @@ export const taskSpecSchema = z
       });
     }
     refineRepo(t.repo, t.ref, ctx);
+    if (t.id !== undefined && t.needs?.includes(t.id)) {
+      ctx.addIssue({ code: "custom", path: ["needs"], message: `task ${t.id} cannot need itself` });
+    }
     if (t.push && t.repo && MESH_REPO_RE.test(t.repo)) {
       ctx.addIssue({
         code: "custom",

@@ -22,6 +22,8 @@ export interface StoreResultInput {
   taskId: string;
   attempt: number;
   tmpRoot: string;
+  /** The commits the bundle requires (default: the base). */
+  requires?: string[];
 }
 
 export async function storeResult(i: StoreResultInput): Promise<ResultBundle> {
@@ -29,7 +31,7 @@ export async function storeResult(i: StoreResultInput): Promise<ResultBundle> {
   if (i.head === i.base) return ref;
   const existing = await i.store.entry(i.repoId, i.head);
   if (existing) return { ...ref, name: existing.name, size: existing.size };
-  const requires = [i.base];
+  const requires = i.requires?.length ? [...i.requires] : [i.base];
   const name = bundleName(i.repoId, i.head, requires);
   const tmp = await mkdtemp(join(i.tmpRoot, "result-"));
   try {

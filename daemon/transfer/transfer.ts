@@ -104,7 +104,14 @@ export class MeshTransfer implements RepoTransfer {
 
   async storeResult(
     cache: string,
-    r: { repoId: string; base: string; head: string; taskId: string; attempt: number },
+    r: {
+      repoId: string;
+      base: string;
+      head: string;
+      taskId: string;
+      attempt: number;
+      requires?: string[];
+    },
   ): Promise<ResultBundle> {
     const out = await storeResult({
       git: this.o.git,

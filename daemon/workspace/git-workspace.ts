@@ -19,6 +19,7 @@ import { resetCacheConfig } from "./cache-config.js";
 import { cacheWorktrees, evictCache, type KeepBranch, listCaches } from "./evict.js";
 import { Git, GitCommandError, type GitRepo } from "./git-cmd.js";
 import { KeyedLock } from "./keyed-lock.js";
+import { changedPaths, isAncestor, mergeHeads, mergeTree } from "./merge.js";
 import {
   cacheDirFor,
   cacheRepo,
@@ -32,7 +33,14 @@ import {
 import { sweepAttempts } from "./sweep.js";
 import { branchStart } from "./task-branch.js";
 import type { RepoTransfer } from "./transfer-port.js";
-import type { PrepareCarry, PreparedWorkspace, WorkspaceProvider } from "./workspace.js";
+import type {
+  BranchCompare,
+  BranchConflict,
+  NeedResult,
+  PrepareCarry,
+  PreparedWorkspace,
+  WorkspaceProvider,
+} from "./workspace.js";
 import {
   isPrivateDirOf,
   parseGitFile,
@@ -76,7 +84,7 @@ export const DEFAULT_CACHE_RETENTION_MS = 7 * 86_400_000;
 
 export const taskBranch = (taskId: string): string => `mesh/${taskId}`;
 
-export class GitWorkspaceProvider implements WorkspaceProvider {
+export class GitWorkspaceProvider implements WorkspaceProvider, BranchCompare {
   readonly reposRoot: string;
   readonly workRoot: string;
   private readonly git: Git;
@@ -165,6 +173,9 @@ export class GitWorkspaceProvider implements WorkspaceProvider {
           push: spec.push === true,
           attempt,
           ...(carried ? { carried } : {}),
+          ...(carry.needs?.length
+            ? { newBase: () => this.startOfNeeds(spec, cache, src, carry.needs ?? [], attempt, signal) }
+            : {}),
           signal,
         });
         if (start.kind === "new") {
@@ -253,6 +264,117 @@ export class GitWorkspaceProvider implements WorkspaceProvider {
         }
       },
     };
+  }
+
+  /**
+   * Where a dependent's new task branch starts: its needs' heads, imported from their bundles
+   * when this cache lacks them, and merged (merge.ts). The merge commit goes into the bundle
+   * store too, so that the dependent's result (`merge..head`) can be imported anywhere.
+   * Call under the cache lock.
+   */
+  private async startOfNeeds(
+    spec: TaskSpec,
+    cache: string,
+    src: RepoSource,
+    needs: readonly NeedResult[],
+    attempt: number,
+    signal: AbortSignal,
+  ): Promise<string | undefined> {
+    const repo = cacheRepo(cache);
+    const transfer = this.opts.transfer;
+    for (const n of needs) {
+      if (!(await this.haveCommit(cache, n, signal))) {
+        throw new MeshError(
+          "FAILED_PRECONDITION",
+          `needs: the result of task ${n.taskId} (commit ${n.head.slice(0, 12)}) is neither in this worker's repo cache nor in the mesh's bundle store: run the task on the worker that ran ${n.taskId}, or give the workers the bundle store`,
+          { field: "needs" },
+        );
+      }
+    }
+    const start = await mergeHeads(this.git, repo, needs, { author: this.author, signal });
+    if (start.kind === "none") return undefined;
+    if (start.kind === "head") {
+      this.log.info(
+        { taskId: spec.id, need: start.taskId, head: start.head },
+        "task starts from its need's branch",
+      );
+      return start.head;
+    }
+    this.log.info(
+      { taskId: spec.id, merge: start.commit, parents: start.parents },
+      "task starts from the merge of its needs' branches",
+    );
+    if (transfer) {
+      const repoId =
+        src.meshRepoId ??
+        needs.find((n) => n.bundle)?.bundle?.repoId ??
+        (await transfer.repoIdOf(cache, start.commit));
+      try {
+        await transfer.storeResult(cache, {
+          repoId,
+          base: start.parents[0]!,
+          head: start.commit,
+          requires: start.parents,
+          taskId: spec.id,
+          attempt,
+        });
+      } catch (err) {
+        // Without it a shipped repo's result could not be imported elsewhere: try again later.
+        if (src.meshRepoId) throw err;
+        this.log.warn({ err: errorMessage(err) }, "could not store the merge of the needs as a bundle");
+      }
+    }
+    return start.commit;
+  }
+
+  async changedPaths(repo: string, bundle: ResultBundle, signal?: AbortSignal): Promise<string[]> {
+    const cache = this.cacheDir(repo);
+    return this.lock.with(cache, async () => {
+      await this.haveCommit(cache, { taskId: "", head: bundle.head, bundle }, signal);
+      return (await changedPaths(this.git, cacheRepo(cache), bundle.base, bundle.head, signal)).sort();
+    });
+  }
+
+  async conflicts(
+    repo: string,
+    mine: NeedResult,
+    others: readonly NeedResult[],
+    signal?: AbortSignal,
+  ): Promise<BranchConflict[]> {
+    const cache = this.cacheDir(repo);
+    const git = cacheRepo(cache);
+    return this.lock.with(cache, async () => {
+      const out: BranchConflict[] = [];
+      if (!(await this.haveCommit(cache, mine, signal))) return out;
+      for (const o of others) {
+        if (!(await this.haveCommit(cache, o, signal))) {
+          this.log.warn(
+            { taskId: o.taskId, head: o.head },
+            "cannot compare with a branch this cache cannot get",
+          );
+          continue;
+        }
+        // One contains the other (a task that needs the other): nothing to merge.
+        if (await isAncestor(this.git, git, o.head, mine.head, signal)) continue;
+        if (await isAncestor(this.git, git, mine.head, o.head, signal)) continue;
+        const m = await mergeTree(this.git, git, mine.head, o.head, signal);
+        if (m.conflicts.length) out.push({ taskId: o.taskId, head: o.head, files: m.conflicts });
+      }
+      return out;
+    });
+  }
+
+  /** Whether `n.head` is in the cache, imported from its bundle when it is not. Call under the cache lock. */
+  private async haveCommit(cache: string, n: NeedResult, signal?: AbortSignal): Promise<boolean> {
+    const sig = signal ? { signal } : {};
+    const here = await this.git.tryRun(["cat-file", "-e", `${n.head}^{commit}`], {
+      repo: cacheRepo(cache),
+      ...sig,
+    });
+    if (here !== undefined) return true;
+    if (!this.opts.transfer || !n.bundle?.name) return false;
+    await this.opts.transfer.importCommit(cache, n.bundle.repoId, n.head, signal);
+    return true;
   }
 
   /** The failed attempt's committed head as a bundle, unless it made no commit (or is fenced, or tampered). */

@@ -10,7 +10,22 @@ export {
   GitWorkspaceProvider,
   taskBranch,
 } from "./git-workspace.js";
+export {
+  changedPaths,
+  isAncestor,
+  type MergeStart,
+  mergeHeads,
+  mergeTree,
+  NeedsConflictError,
+} from "./merge.js";
 export { MeshWorkspaces, type MeshWorkspacesOptions } from "./mesh-workspaces.js";
 export { cacheDirFor, parseRepo, type RepoSource, validateRef } from "./repo-cache.js";
 export type { RepoTransfer } from "./transfer-port.js";
-export type { PrepareCarry, PreparedWorkspace, WorkspaceProvider } from "./workspace.js";
+export type {
+  BranchCompare,
+  BranchConflict,
+  NeedResult,
+  PrepareCarry,
+  PreparedWorkspace,
+  WorkspaceProvider,
+} from "./workspace.js";

@@ -29,6 +29,8 @@ export interface BranchStartInput {
   attempt: number;
   /** An earlier attempt's head, imported from its bundle (possibly made on another host). */
   carried?: string;
+  /** Where a new branch starts instead of the ref (a dependent's: its needs' merge). */
+  newBase?: () => Promise<string | undefined>;
   signal?: AbortSignal;
 }
 
@@ -59,7 +61,8 @@ export async function branchStart(i: BranchStartInput): Promise<BranchStart> {
     return { kind: "pushed", head: pushed, previous: local };
   }
   if (local) return { kind: "local", head: local };
-  return { kind: "new", base: await resolveBase(i.git, i.cache, i.src, i.ref, i.signal) };
+  const start = await i.newBase?.();
+  return { kind: "new", base: start ?? (await resolveBase(i.git, i.cache, i.src, i.ref, i.signal)) };
 }
 
 async function isAncestor(i: BranchStartInput, a: string, b: string): Promise<boolean> {

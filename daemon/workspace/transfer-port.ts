@@ -12,6 +12,14 @@ export interface RepoTransfer {
   /** Stores `base..head` of `cache` as the attempt's result bundle. */
   storeResult(
     cache: string,
-    r: { repoId: string; base: string; head: string; taskId: string; attempt: number },
+    r: {
+      repoId: string;
+      base: string;
+      head: string;
+      taskId: string;
+      attempt: number;
+      /** What the bundle requires (default: the base): a merge commit requires every parent. */
+      requires?: string[];
+    },
   ): Promise<ResultBundle>;
 }

@@ -8,6 +8,18 @@ import type { ResultBundle, TaskSpec } from "../tasks/index.js";
 export interface PrepareCarry {
   /** The latest earlier attempt's commits as a bundle (possibly made on another host). */
   previous?: ResultBundle;
+  /**
+   * The results of the tasks this one needs (spec.needs), in task id order: a new task branch
+   * starts at their merge (see merge.ts). Needs without commits are left out by the caller.
+   */
+  needs?: NeedResult[];
+}
+
+/** A need's result: its head, and the bundle to import it from when this cache lacks it. */
+export interface NeedResult {
+  taskId: string;
+  head: string;
+  bundle?: ResultBundle;
 }
 
 export interface PreparedWorkspace {
@@ -39,4 +51,27 @@ export interface WorkspaceProvider {
   sweep?(): Promise<void>;
   /** Stops its background work (the sweep timer) and waits for a sweep in progress; memoized. */
   close?(): Promise<void>;
+}
+
+/** A conflict between two result branches, as `git merge-tree` found it. */
+export interface BranchConflict {
+  taskId: string;
+  head: string;
+  files: string[];
+}
+
+/** What the early conflict check asks of the repo caches (git-workspace.ts implements it). */
+export interface BranchCompare {
+  /** The paths a result bundle changes (`base..head`), sorted. */
+  changedPaths(repo: string, bundle: ResultBundle, signal?: AbortSignal): Promise<string[]>;
+  /**
+   * `mine` merged with each of `others` (imported from their bundles when the cache lacks
+   * them); branches of which one contains the other are not compared (they cannot conflict).
+   */
+  conflicts(
+    repo: string,
+    mine: NeedResult,
+    others: readonly NeedResult[],
+    signal?: AbortSignal,
+  ): Promise<BranchConflict[]>;
 }
