@@ -5,3 +5,11 @@ export { ClaimLoop } from "./claim-loop.js";
 export { Execution } from "./execution.js";
 export { type MeshObserver, noopObserver } from "./observer.js";
 export type { RunContext, Runner, RunOutcome } from "./runner.js";
+export {
+  type FileLeaseAnswer,
+  type FileLeaseHolder,
+  FileLeases,
+  type FileLeasesOptions,
+  type FileLeaseValue,
+  fileLeaseKey,
+} from "./file-leases.js";

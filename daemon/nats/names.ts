@@ -49,3 +49,9 @@ export const MESH_SUBJECTS = "mesh.>";
 export const BUNDLES_BUCKET = "mesh-bundles";
 /** KV: per repo, which commits the mesh holds as the tip of which bundle (`<repo id>.<commit>`). */
 export const BUNDLE_INDEX_BUCKET = "mesh-bundle-index";
+
+/**
+ * KV: first-come leases on the files tasks without `owns` write (issue 14 §3), key
+ * `<repo hash>.<path hash>`, value the holder (task, attempt, worker, at). See claim/file-leases.ts.
+ */
+export const FILE_LEASES_BUCKET = "mesh-file-leases";

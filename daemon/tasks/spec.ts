@@ -6,6 +6,7 @@ import { parseAllDocuments } from "yaml";
 import { z } from "zod";
 import { isMeshError, MeshError } from "../errors.js";
 import { parseDuration } from "../util/index.js";
+import { MAX_OWNS, normaliseOwnsGlob } from "../../lib/index.js";
 import { COMMIT_ID_RE, hasControlChars, MESH_REPO_RE, parseRepo, validateRef } from "./repo-syntax.js";
 import { deniedEnvReason } from "./task-env.js";
 
@@ -155,6 +156,35 @@ export const taskSpecSchema = z
       .refine((argv) => argv[0] !== "", { message: "command[0] must name a program", path: [0] })
       .optional(),
     agent: agentSettingsSchema.default({}),
+    /** The plan this task belongs to (issue 14; plans-core owns the plan itself). */
+    plan: z
+      .string()
+      .regex(ID_RE, "plan ids are 1-128 of A-Z a-z 0-9 _ - and start with a letter or digit")
+      .optional(),
+    /** The repository paths this task may write, as globs, normalised (lib/owns.ts). */
+    owns: z
+      .array(z.string())
+      .min(1, "owns needs at least one glob; leave it out to take file leases instead")
+      .max(MAX_OWNS)
+      .superRefine((globs, ctx) => {
+        for (const [i, g] of globs.entries()) {
+          try {
+            normaliseOwnsGlob(g);
+          } catch (err) {
+            ctx.addIssue({ code: "custom", path: [i], message: (err as Error).message });
+          }
+        }
+      })
+      .transform((globs) =>
+        globs.map((g) => {
+          try {
+            return normaliseOwnsGlob(g);
+          } catch {
+            return g;
+          }
+        }),
+      )
+      .optional(),
     env: z
       .record(envName, noNul(32 * 1024))
       .default({})
