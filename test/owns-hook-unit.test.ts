@@ -70,7 +70,7 @@ describe("bash write recogniser", () => {
     ["echo hi > $OUT", /variable/],
     ["echo $(date) > x", /command substitution/],
     ["bash -c 'echo > x'", /nested shell/],
-    ["python3 -c 'open(\"x\",\"w\")'", /inline program/],
+    ['python3 -c \'open("x","w")\'', /inline program/],
     ["find . -name '*.o' -delete", /find/],
     ["git reset --hard", /git reset/],
     ["echo 'unclosed", /quote/],
@@ -121,14 +121,25 @@ describe("path resolution", () => {
 });
 
 describe("verdicts", () => {
-  async function judge(cfg: Partial<ConstructorParameters<typeof OwnsJudge>[0]> = {}, lease?: () => unknown) {
+  async function judge(
+    cfg: Partial<ConstructorParameters<typeof OwnsJudge>[0]> = {},
+    lease?: (rel: string) => unknown,
+  ) {
     const d = await tempDir();
     const wt = join(d, "wt");
     await mkdir(join(wt, "src", "api"), { recursive: true });
     await mkdir(join(d, "elsewhere"));
     await symlink(join(d, "elsewhere"), join(wt, "src", "api", "link"));
     const j = new OwnsJudge(
-      { v: 1, taskId: "t-api", attempt: 1, worktree: wt, owns: ["src/api/**"], others: { "t-docs": ["docs/**"] }, ...cfg },
+      {
+        v: 1,
+        taskId: "t-api",
+        attempt: 1,
+        worktree: wt,
+        owns: ["src/api/**"],
+        others: { "t-docs": ["docs/**"] },
+        ...cfg,
+      },
       lease ? { lease: lease as never } : {},
     );
     const call = (tool_name: string, tool_input: Record<string, unknown>, cwd = wt) =>
@@ -138,7 +149,9 @@ describe("verdicts", () => {
 
   it("allows writes inside owns and names the owner of the rest", async () => {
     const { wt, call } = await judge();
-    expect(await call("Write", { file_path: join(wt, "src/api/a.ts"), content: "" })).toEqual({ allow: true });
+    expect(await call("Write", { file_path: join(wt, "src/api/a.ts"), content: "" })).toEqual({
+      allow: true,
+    });
     const denied = await call("Edit", { file_path: "docs/readme.md" });
     expect(denied.allow).toBe(false);
     expect(!denied.allow && denied.reason).toMatch(/docs\/readme\.md is owned by task t-docs/);
@@ -189,7 +202,9 @@ describe("verdicts", () => {
     });
     expect((await call("Write", { file_path: "free.txt" })).allow).toBe(true);
     const d = await call("Bash", { command: "echo > ./busy.txt" });
-    expect(!d.allow && d.reason).toMatch(/busy\.txt is leased by running task t-first \(attempt 2 on worker w-1\)/);
+    expect(!d.allow && d.reason).toMatch(
+      /busy\.txt is leased by running task t-first \(attempt 2 on worker w-1\)/,
+    );
     expect(asked).toEqual(["free.txt", "busy.txt"]);
   });
 
@@ -206,7 +221,8 @@ function runHook(args: string[], stdin: string): Promise<{ code: number; stdout:
       process.execPath,
       ["--import", TSX, join(REPO_ROOT, "agent-shim", "owns-hook.ts"), ...args],
       { env: { PATH: process.env.PATH ?? "" } },
-      (err, stdout, stderr) => resolve({ code: err ? (err as { code?: number }).code ?? 1 : 0, stdout, stderr }),
+      (err, stdout, stderr) =>
+        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
     );
     child.stdin?.end(stdin);
   });
@@ -219,7 +235,12 @@ describe("the hook program", () => {
     await mkdir(wt);
     const cfg = join(d, "cfg.json");
     await writeFile(cfg, JSON.stringify({ v: 1, taskId: "t", attempt: 1, worktree: wt, owns: ["a/**"] }));
-    const input = JSON.stringify({ hook_event_name: "PreToolUse", tool_name: "Write", tool_input: { file_path: "a/x" }, cwd: wt });
+    const input = JSON.stringify({
+      hook_event_name: "PreToolUse",
+      tool_name: "Write",
+      tool_input: { file_path: "a/x" },
+      cwd: wt,
+    });
 
     const ok = await runHook([cfg], input);
     expect(ok).toMatchObject({ code: 0, stdout: "" });
@@ -246,7 +267,12 @@ describe("the per-task port", () => {
         lease: async (req) =>
           req.path === "mine.txt"
             ? { ok: true, kind: "lease", granted: true }
-            : { ok: true, kind: "lease", granted: false, holder: { taskId: "other", attempt: 1, workerId: "w" } },
+            : {
+                ok: true,
+                kind: "lease",
+                granted: false,
+                holder: { taskId: "other", attempt: 1, workerId: "w" },
+              },
       },
     });
     cleanups.push(() => port.close());

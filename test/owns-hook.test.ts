@@ -35,7 +35,12 @@ const SHIM = [process.execPath, "--import", TSX, join(REPO_ROOT, "agent-shim", "
 
 const cleanups: Array<() => Promise<unknown>> = [];
 afterEach(async () => {
-  await Promise.allSettled(cleanups.splice(0).reverse().map((c) => c()));
+  await Promise.allSettled(
+    cleanups
+      .splice(0)
+      .reverse()
+      .map((c) => c()),
+  );
 });
 
 type AgentEvt = Extract<RunnerEvent, { type: "agent" }>;
