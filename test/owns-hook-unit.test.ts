@@ -295,3 +295,18 @@ describe("the per-task port", () => {
     expect(() => leasePath("/etc/x")).toThrow(/path:/);
   });
 });
+
+describe("mesh watch", () => {
+  it("shows a hook denial with its reason (path and owner)", async () => {
+    const { taskEventLine } = await import("../cli/events.js");
+    const { TaskEvent } = await import("../proto/index.js");
+    const reason =
+      'mesh: Write of "docs/x.md" refused: docs/x.md is owned by task t-docs; task t-api owns only src/**';
+    const e = TaskEvent.fromPartial({
+      taskId: "t-api",
+      at: "2026-01-01T00:00:00.000Z",
+      agent: { kind: "hook_denied", dataJson: JSON.stringify({ tool: "Write", reason }) },
+    });
+    expect(taskEventLine({ color: false }, e, false)).toContain(`hook_denied (Write): ${reason}`);
+  });
+});
