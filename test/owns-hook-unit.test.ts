@@ -310,3 +310,35 @@ describe("mesh watch", () => {
     expect(taskEventLine({ color: false }, e, false)).toContain(`hook_denied (Write): ${reason}`);
   });
 });
+
+describe("hook events in the stream", () => {
+  it("turns PreToolUse hook_response lines into hook_denied and hook_note events", async () => {
+    const { StreamParser } = await import("../agent-shim/index.js");
+    const p = new StreamParser();
+    const deny = JSON.stringify({
+      hookSpecificOutput: {
+        hookEventName: "PreToolUse",
+        permissionDecision: "deny",
+        permissionDecisionReason: "mesh: no",
+      },
+    });
+    const line = (o: Record<string, unknown>) =>
+      JSON.stringify({ type: "system", subtype: "hook_response", hook_event: "PreToolUse", ...o });
+    expect(p.parseLine(line({ hook_name: "PreToolUse:Write", stdout: deny, exit_code: 2 }))).toEqual([
+      { kind: "hook_denied", tool: "Write", reason: "mesh: no" },
+    ]);
+    expect(
+      p.parseLine(
+        line({
+          hook_name: "PreToolUse:Bash",
+          stdout: JSON.stringify({ systemMessage: "mesh: hmm" }),
+          exit_code: 0,
+        }),
+      ),
+    ).toEqual([{ kind: "hook_note", tool: "Bash", note: "mesh: hmm" }]);
+    expect(p.parseLine(line({ hook_name: "PreToolUse:Bash", stdout: "", exit_code: 0 }))).toEqual([]);
+    expect(
+      p.parseLine(line({ hook_name: "PreToolUse:Edit", stdout: "", stderr: "plain no", exit_code: 2 })),
+    ).toEqual([{ kind: "hook_denied", tool: "Edit", reason: "plain no" }]);
+  });
+});

@@ -71,6 +71,8 @@ async function runTask(opts: {
     maxRetries: 0,
     heartbeatMs: 1_000,
     prewarm: false,
+    // Bash runs without asking, so only the hook stands between it and a write.
+    allowedTools: ["Bash"],
     ...(opts.planOwners ? { planOwners: opts.planOwners } : {}),
   });
   cleanups.push(() => runner.close());
@@ -110,6 +112,8 @@ describe("the ownership hook with the real Claude Code", () => {
         // Written with `..` on purpose (absolute paths reach Claude Code untouched).
         writeFile(`${wt}/src/api/../api/dots.ts`, "ok\n"),
         bash("echo hi > docs/from-bash.md"),
+        // Writes the hook cannot tell are let through with a note; the result-time gate judges them.
+        bash("eval 'mkdir -p docs; echo hi > docs/evaded.md'"),
         answer("done"),
       ],
     });
@@ -120,6 +124,9 @@ describe("the ownership hook with the real Claude Code", () => {
     expect(existsSync(join(workdir, "docs/guide.md"))).toBe(false);
     expect(existsSync(join(root, "outside", "evil.txt"))).toBe(false);
     expect(existsSync(join(workdir, "docs/from-bash.md"))).toBe(false);
+    expect(existsSync(join(workdir, "docs/evaded.md"))).toBe(true);
+    const notes = ofKind(events, "hook_note").map((e) => e.data as { tool: string; note: string });
+    expect(notes).toEqual([{ tool: "Bash", note: expect.stringMatching(/could not tell every file.*eval/) }]);
 
     const denied = ofKind(events, "hook_denied").map((e) => e.data as { tool: string; reason: string });
     expect(denied).toHaveLength(3);
