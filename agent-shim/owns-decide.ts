@@ -125,7 +125,7 @@ export class OwnsJudge {
       const rels = t.into && isDir(r.real) ? t.into.map((n) => `${r.rel}/${n}`) : [r.rel];
       for (const rel of rels) {
         const why = await this.checkRel(rel, t.dir === true);
-        if (why) return rel === t.path ? why : `${rel} ${why}`;
+        if (why) return why;
       }
     }
     return undefined;

@@ -17,7 +17,7 @@ import { fileLeaseKey } from "../daemon/claim/index.js";
 import type { Daemon, TaskEvent } from "../daemon/index.js";
 import { FILE_LEASES_BUCKET } from "../daemon/nats/names.js";
 import { validateTaskSpec } from "../daemon/tasks/spec.js";
-import { Deferred, makeTempDir, NatsServer, removeTempDirs } from "./harness/index.js";
+import { Deferred, makeTempDir, NatsServer, removeTempDirs, waitFor } from "./harness/index.js";
 import {
   answer,
   CLAUDE_BIN,
@@ -33,6 +33,8 @@ import { uniqueId } from "./support/tasks.js";
 
 type Script = (ctx: TurnContext) => MockReply | Promise<MockReply>;
 const WORKDIR_RE = /\/work\/([^/]+)\/a(\d+)$/;
+/** The daemons' lease (FAST: 2s): a file lease not renewed for this long is free. */
+const LEASE_MS = 2_000;
 const scripts = new Map<string, Script>();
 let nats: NatsServer;
 let client: MeshClient;
@@ -103,7 +105,7 @@ describe("file leases for tasks without owns", { timeout: 180_000 }, () => {
 
     const a = validateTaskSpec({ id: uniqueId("lease-a"), prompt: "A", repo: origin, pool: "leases" });
     const b = validateTaskSpec({ id: uniqueId("lease-b"), prompt: "B", repo: origin, pool: "leases" });
-    const aHolds = new Deferred<void>();
+    const aHolds = new Deferred<string>();
     const bRefused = new Deferred<string>();
     scripts.set(a.id, async ({ turn, lastToolResult }) => {
       if (turn === 0) return writeFile("ghost.txt", "taken over\n");
@@ -112,14 +114,17 @@ describe("file leases for tasks without owns", { timeout: 180_000 }, () => {
         return writeFile("shared.txt", "from A\n");
       }
       expect(lastToolResult?.isError).toBe(false);
-      aHolds.resolve();
+      const held = await kv.get(fileLeaseKey(origin, "shared.txt"));
+      aHolds.resolve(held?.json<{ at: string }>().at ?? "");
       // Holds its lease (the attempt keeps running) until B has been refused.
       await bRefused.promise;
       return answer("A done");
     });
     scripts.set(b.id, async ({ turn, lastToolResult }) => {
       if (turn === 0) {
-        await aHolds.promise;
+        // Past one lease time since A took it: only A's renewals keep it A's.
+        const takenAt = Date.parse(await aHolds.promise);
+        await waitFor(() => Date.now() - takenAt > 2 * LEASE_MS, { timeoutMs: 30_000, name: "a lease time" });
         return writeFile("shared.txt", "from B\n");
       }
       if (turn === 1) {

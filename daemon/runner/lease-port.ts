@@ -32,7 +32,7 @@ export class FileLeasePorts implements TaskPortOpener {
   async open(ctx: RunContext): Promise<OpenTaskPort> {
     const leases = this.opts.leases();
     if (!leases)
-      throw new MeshError("FAILED_PRECONDITION", "file leases are not ready (the daemon is not connected)");
+      throw new MeshError("UNAVAILABLE", "file leases are not ready (the daemon is not connected)");
     const repo = ctx.spec.repo ?? "";
     const holder = { taskId: ctx.spec.id, attempt: ctx.attempt, workerId: ctx.workerId };
     const held = new Set<string>();
