@@ -25,6 +25,8 @@ export function buildClaudeArgs(job: ShimJob, session: SessionChoice): string[] 
   if (job.maxTurns !== undefined) args.push(opt("max-turns", job.maxTurns));
   if (job.maxBudgetUsd !== undefined) args.push(opt("max-budget-usd", job.maxBudgetUsd));
   if (job.settings) args.push(opt("settings", job.settings));
+  // The ownership hook's verdicts reach the task's events as hook_response lines.
+  if (job.ownsHook) args.push("--include-hook-events");
   for (const t of job.allowedTools) args.push(opt("allowedTools", t));
   for (const t of job.disallowedTools) args.push(opt("disallowedTools", t));
   if (job.appendSystemPrompt) args.push(opt("append-system-prompt", job.appendSystemPrompt));

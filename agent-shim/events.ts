@@ -49,6 +49,10 @@ export type AgentEvent =
       summary: string;
     }
   | { kind: "control_response"; requestId: string; subtype: string }
+  /** The ownership hook refused a tool call; `reason` names the path and its owner or holder. */
+  | { kind: "hook_denied"; tool: string; reason: string }
+  /** The ownership hook let a call through it could not fully judge (a Bash command). */
+  | { kind: "hook_note"; tool: string; note: string }
   /** Emitted by the shim (not Claude Code): a resume was asked for but is not possible here. */
   | { kind: "resume_skipped"; sessionId: string; reason: string };
 
@@ -151,6 +155,7 @@ export class StreamParser {
       if (version) e.claudeVersion = version;
       return [e];
     }
+    if (msg.subtype === "hook_response") return this.hookResponse(msg);
     if (msg.subtype === "api_retry") {
       const e: AgentEvent = {
         kind: "api_retry",
@@ -165,6 +170,28 @@ export class StreamParser {
       if (error) e.error = error;
       return [e];
     }
+    return [];
+  }
+
+  /** A PreToolUse hook's answer (`--include-hook-events`): a refusal, or the mesh hook's note. */
+  private hookResponse(msg: Obj): AgentEvent[] {
+    const name = str(msg.hook_name) ?? "";
+    if (str(msg.hook_event) !== "PreToolUse" && !name.startsWith("PreToolUse")) return [];
+    const tool = name.includes(":") ? name.slice(name.indexOf(":") + 1) : "unknown";
+    let out: Obj = {};
+    try {
+      const v: unknown = JSON.parse(str(msg.stdout)?.trim() || "{}");
+      if (isObj(v)) out = v;
+    } catch {
+      // Not JSON: a plain hook; only its exit code says anything.
+    }
+    const specific = isObj(out.hookSpecificOutput) ? out.hookSpecificOutput : {};
+    if (specific.permissionDecision === "deny" || msg.exit_code === 2) {
+      const reason = str(specific.permissionDecisionReason) ?? str(msg.stderr) ?? "";
+      return [{ kind: "hook_denied", tool, reason: clip(reason.trim(), MAX_TEXT).text }];
+    }
+    const note = str(out.systemMessage);
+    if (note?.startsWith("mesh:")) return [{ kind: "hook_note", tool, note: clip(note, MAX_TEXT).text }];
     return [];
   }
 

@@ -29,3 +29,17 @@ export {
   secretEnvValues,
 } from "./redact.js";
 export { projectSlug } from "./transcript.js";
+export {
+  firstIssue,
+  type LeaseHolder,
+  type LeaseRequest,
+  leaseRequestSchema,
+  MAX_PORT_LINE,
+  type PortRequest,
+  type PortResponse,
+  portRequestSchema,
+  portResponseSchema,
+  TASK_PORT_ENV,
+  TASK_PORT_PROTOCOL_VERSION,
+  TASK_PORT_TOKEN_ENV,
+} from "./task-port-protocol.js";

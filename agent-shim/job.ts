@@ -41,6 +41,18 @@ export const shimJobSchema = z.strictObject({
   maxRetries: z.number().int().nonnegative().optional(),
   /** Variables added to the environment Claude Code gets (on top of the shim's own). */
   env: z.record(z.string(), z.string()).default({}),
+  /**
+   * Install the ownership hook (PreToolUse on file tools and Bash): the task's `owns`, the other
+   * tasks' of its plan (to name an owner), and the per-task port for file leases.
+   */
+  ownsHook: z
+    .strictObject({
+      owns: z.array(z.string().min(1)).min(1).optional(),
+      others: z.record(z.string(), z.array(z.string().min(1))).default({}),
+      port: z.strictObject({ path: z.string().min(1), token: z.string().min(16) }).optional(),
+    })
+    .refine((h) => h.owns || h.port, { message: "ownsHook needs owns or port" })
+    .optional(),
   hangTimeoutMs: ms.default(15 * 60_000),
   heartbeatMs: ms.default(15_000),
   /** After the interrupt request: how long to wait for the result line. */

@@ -11,6 +11,7 @@ import { ClaudeSession, type ClaudeSessionDeps, type SessionEnd } from "./claude
 import type { AgentEvent } from "./events.js";
 import type { ShimJob } from "./job.js";
 import { classifyEnd } from "./outcome.js";
+import { installOwnsHook } from "./owns-hook-install.js";
 import { SHIM_PROTOCOL_VERSION, type ShimLine, type ShimOutcome } from "./protocol.js";
 import type { Redactor } from "./redact.js";
 import { prepareResume } from "./transcript.js";
@@ -61,7 +62,18 @@ export async function runShim(job: ShimJob, deps: RunShimDeps): Promise<ShimOutc
     return { status: "cancelled", reason: abortDetail(signal), exitCode: null, signal: null };
   }
 
-  const session = new ClaudeSession(job, buildClaudeEnv(job, deps.env), {
+  // The ownership hook or no session at all: a task with owns never runs unguarded.
+  let hook: Awaited<ReturnType<typeof installOwnsHook>>;
+  try {
+    hook = await installOwnsHook(job);
+  } catch (err) {
+    const reason = `cannot install the ownership hook: ${(err as Error).message}`;
+    log.error({ err: (err as Error).message }, reason);
+    return { status: "failed", reason, exitCode: null, signal: null };
+  }
+  const sessionJob: ShimJob = hook ? { ...job, settings: hook.settings } : job;
+  const env = { ...buildClaudeEnv(job, deps.env), ...(hook?.env ?? {}) };
+  const session = new ClaudeSession(sessionJob, env, {
     log,
     redact: deps.redact,
     onEvent: (event) => deps.write({ type: "event", event }),

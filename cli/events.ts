@@ -15,8 +15,20 @@ export function taskEventLine(style: Style, e: TaskEvent, withId: boolean): stri
     const stream = e.log.stream === "stderr" ? paint(style, "red", "stderr") : paint(style, "gray", "stdout");
     return `${head}  ${stream}  ${e.log.line}`;
   }
-  if (e.agent) return `${head}  ${paint(style, "blue", "agent")}   ${e.agent.kind}`;
+  if (e.agent) return `${head}  ${paint(style, "blue", "agent")}   ${e.agent.kind}${agentDetail(e.agent)}`;
   return `${head}  event`;
+}
+
+/** The ownership hook's verdicts carry their reason (the path, and who owns or holds it). */
+function agentDetail(a: { kind: string; dataJson: string }): string {
+  if (a.kind !== "hook_denied" && a.kind !== "hook_note") return "";
+  try {
+    const d = JSON.parse(a.dataJson) as { tool?: unknown; reason?: unknown; note?: unknown };
+    const text = a.kind === "hook_denied" ? d.reason : d.note;
+    return typeof text === "string" ? ` (${String(d.tool ?? "?")}): ${text}` : "";
+  } catch {
+    return "";
+  }
 }
 
 export function meshEventLine(style: Style, m: WatchMeshResponse): string {

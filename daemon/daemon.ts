@@ -16,6 +16,7 @@ import {
   Claimer,
   ClaimLoop,
   Execution,
+  FileLeases,
   type MeshObserver,
   NatsLeaseBeacon,
   noopObserver,
@@ -36,7 +37,7 @@ import { PlanBranchStore } from "./plans/index.js";
 import type { DaemonPlugin } from "./plugin.js";
 import { type Delivery, ensureTopology, Puller, Sweeper, type Topology } from "./queue/index.js";
 import { listWorkers, Presence, WorkerDirectory, type WorkerInfo } from "./registry/index.js";
-import { defaultRunners, defaultWorkspaces } from "./runtime.js";
+import { defaultRunners, defaultWorkspaces, type RunnerWiring } from "./runtime.js";
 import { daemonSecrets } from "./secrets.js";
 import { MeshService } from "./service.js";
 import { guardRunner, guardWorkspaces } from "./task-guard.js";
@@ -85,6 +86,8 @@ export class Daemon extends Part {
   private readonly unavailableRunners = new Map<string, string>();
   private readonly startedAt = new Date().toISOString();
   private readonly plugins: DaemonPlugin[] = [];
+  /** The store and file leases the built-in runners use, set once connected. */
+  private readonly wiring: RunnerWiring = {};
   /** Extra presence fields set by plugins (e.g. the HTTP server's URL). */
   readonly presenceExtras: Partial<WorkerInfo> = {};
 
@@ -103,7 +106,8 @@ export class Daemon extends Part {
     this.observer = deps.observer ?? noopObserver;
     // The daemon's secret values, masked in whatever its runners report.
     this.redact = makeRedactor(daemonSecrets(config));
-    for (const r of deps.runners ?? defaultRunners(config, this.log, this.redact, this.observer)) {
+    for (const r of deps.runners ??
+      defaultRunners(config, this.log, this.redact, this.observer, this.wiring)) {
       if ((config.runners as string[]).includes(r.kind)) this.runners.set(r.kind, r);
     }
     for (const kind of BUILTIN_RUNNERS) {
@@ -285,6 +289,14 @@ export class Daemon extends Part {
         this.observer.unreadable({ kind: "record" });
         this.log.warn({ key: u.key, revision: u.revision, why: u.reason }, "unreadable task record skipped");
       },
+    });
+    this.wiring.store = store;
+    this.wiring.fileLeases = new FileLeases({
+      js: topo.js,
+      store,
+      ttlMs: cfg.leaseMs,
+      replicas: cfg.nats.replicas,
+      log: this.log,
     });
     this.events = new EventPublisher(nc, this.log);
     const events = this.events;

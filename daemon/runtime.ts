@@ -2,15 +2,34 @@
 import { join } from "node:path";
 import type { DaemonConfig } from "./config.js";
 import type { Logger } from "./log.js";
-import { type MeshObserver, noopObserver, type Runner } from "./claim/index.js";
-import { ClaudeRunner, CommandRunner, NoopRunner } from "./runner/index.js";
-import { type KeepBranch, MeshWorkspaces, type RepoTransfer, type WorkspaceProvider } from "./workspace/index.js";
+import { type FileLeases, type MeshObserver, noopObserver, type Runner } from "./claim/index.js";
+import {
+  ClaudeRunner,
+  CommandRunner,
+  FileLeasePorts,
+  NoopRunner,
+  planOwnersFromStore,
+} from "./runner/index.js";
+import type { TaskStore } from "./tasks/index.js";
+
+/** What runners need from a started daemon (set once it is connected; runners exist before). */
+export interface RunnerWiring {
+  store?: TaskStore;
+  fileLeases?: FileLeases;
+}
+import {
+  type KeepBranch,
+  MeshWorkspaces,
+  type RepoTransfer,
+  type WorkspaceProvider,
+} from "./workspace/index.js";
 
 export function defaultRunners(
   config: DaemonConfig,
   log: Logger,
   redact?: (text: string) => string,
   observer: MeshObserver = noopObserver,
+  wiring: RunnerWiring = {},
 ): Runner[] {
   const runners: Runner[] = [];
   if (config.runners.includes("noop")) runners.push(new NoopRunner());
@@ -36,6 +55,9 @@ export function defaultRunners(
         maxEventsPerAttempt: config.limits.agentEventsPerAttempt,
         maxEventBytesPerAttempt: config.limits.agentEventBytesPerAttempt,
         onEventDropped: (e) => observer.agentEventDropped?.(e),
+        // The ownership hook: owners of a plan's other tasks, and file leases for tasks without owns.
+        planOwners: async (spec) => (wiring.store ? planOwnersFromStore(wiring.store)(spec) : {}),
+        taskPorts: new FileLeasePorts({ leases: () => wiring.fileLeases, renewMs: config.heartbeatMs, log }),
         logger: log,
       }),
     );

@@ -6,3 +6,11 @@ export { Execution } from "./execution.js";
 export { type MeshObserver, noopObserver } from "./observer.js";
 export { PlanCheck, type PlanCheckDeps, type PlanEvent } from "./plan-check.js";
 export type { RunContext, Runner, RunOutcome } from "./runner.js";
+export {
+  type FileLeaseAnswer,
+  type FileLeaseHolder,
+  FileLeases,
+  type FileLeasesOptions,
+  type FileLeaseValue,
+  fileLeaseKey,
+} from "./file-leases.js";

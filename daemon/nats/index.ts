@@ -20,6 +20,7 @@ export {
   beaconSubject,
   cancelSubject,
   EVENTS_STREAM,
+  FILE_LEASES_BUCKET,
   EVENTS_SUBJECTS,
   kvStream,
   kvSubject,

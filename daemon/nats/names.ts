@@ -60,3 +60,8 @@ export const planEventSubject = (planId: string): string => `mesh.events.plan.${
  * `<plan id>.branch.<task id>` and `<plan id>.conflict.<task a>.<task b>` (a < b).
  */
 export const PLAN_BRANCHES_BUCKET = "mesh-plan-branches";
+/**
+ * KV: first-come leases on the files tasks without `owns` write (issue 14 §3), key
+ * `<repo hash>.<path hash>`, value the holder (task, attempt, worker, at). See claim/file-leases.ts.
+ */
+export const FILE_LEASES_BUCKET = "mesh-file-leases";

@@ -1,80 +1,27 @@
 /**
- * `owns`: the repository paths a task may write, as globs (`src/api/**`, `docs/*.md`). One
- * meaning everywhere: the plan check (overlap between concurrent tasks), the agent's
- * PreToolUse hook and the result-time gate all use these functions. The language itself is
- * described in tasks/glob.ts (the spec validates `owns` with it).
+ * `owns` for the daemon: matching lives in lib/owns.ts (the agent's PreToolUse hook in
+ * agent-shim/ uses it too, and may not import daemon/), the language in lib/glob.ts; here a
+ * refused glob becomes MeshError INVALID_ARGUMENT naming the field (tasks/glob.ts).
  */
-import {
-  charSetHas,
-  type GlobAlternative,
-  type GlobToken,
-  normaliseGlob,
-  parseGlob,
-} from "../tasks/index.js";
+import { compileOwnsGlobs, type OwnsMatcher, OwnsGlobError } from "../../lib/index.js";
+import { MeshError } from "../errors.js";
 
+export {
+  alternativeMatches,
+  type OwnsMatcher,
+  pathNames,
+  segmentMatches,
+} from "../../lib/index.js";
 export { MAX_GLOB_LENGTH, MAX_OWNS, normaliseGlob } from "../tasks/index.js";
 
-/** Whether one path segment (a non-empty name) matches one segment's tokens. */
-export function segmentMatches(toks: readonly GlobToken[], name: string): boolean {
-  const cps = Array.from(name, (ch) => ch.codePointAt(0)!);
-  // Positions in `toks` reachable after each prefix of the name (a star may match nothing).
-  let states = closure(toks, new Set([0]));
-  for (const c of cps) {
-    const next = new Set<number>();
-    for (const i of states) {
-      const t = toks[i];
-      if (!t) continue;
-      if (t.k === "star") {
-        if (c !== 0x2f) next.add(i);
-      } else if (charSetHas(t.set, c)) next.add(i + 1);
-    }
-    if (next.size === 0) return false;
-    states = closure(toks, next);
-  }
-  return states.has(toks.length);
-}
-
-function closure(toks: readonly GlobToken[], states: Set<number>): Set<number> {
-  for (const i of states) if (toks[i]?.k === "star") states.add(i + 1);
-  return states;
-}
-
-/** Whether a clean repository path (`a/b.ts`: no empty, `.` or `..` segment) matches one alternative. */
-export function alternativeMatches(alt: GlobAlternative, names: readonly string[]): boolean {
-  const skip = (states: Set<number>): Set<number> => {
-    for (const i of states) if (alt[i] === "**") states.add(i + 1);
-    return states;
-  };
-  let states = skip(new Set([0]));
-  for (const name of names) {
-    const next = new Set<number>();
-    for (const i of states) {
-      const seg = alt[i];
-      if (seg === undefined) continue;
-      if (seg === "**") next.add(i);
-      else if (segmentMatches(seg, name)) next.add(i + 1);
-    }
-    if (next.size === 0) return false;
-    states = skip(next);
-  }
-  return states.has(alt.length);
-}
-
-/** The segments of a clean repository path, or undefined for one that is not clean. */
-export function pathNames(relPath: string): string[] | undefined {
-  if (typeof relPath !== "string" || relPath === "") return undefined;
-  const names = relPath.split("/");
-  return names.some((n) => n === "" || n === "." || n === "..") ? undefined : names;
-}
-
 /** A predicate over repository-relative paths (`a/b.ts`, no leading `./`); unclean paths never match. */
-export type OwnsMatcher = (relPath: string) => boolean;
-
 export function compileOwns(globs: readonly string[]): OwnsMatcher {
-  const alts = globs.flatMap((g) => parseGlob(normaliseGlob(g)));
-  if (alts.length === 0) return () => false;
-  return (p) => {
-    const names = pathNames(p);
-    return names !== undefined && alts.some((a) => alternativeMatches(a, names));
-  };
+  try {
+    return compileOwnsGlobs(globs);
+  } catch (err) {
+    if (err instanceof OwnsGlobError) {
+      throw new MeshError("INVALID_ARGUMENT", `owns: ${err.message}`, { field: "owns", cause: err });
+    }
+    throw err;
+  }
 }

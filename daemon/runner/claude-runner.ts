@@ -24,6 +24,8 @@ import type { RunContext, Runner, RunOutcome } from "../claim/index.js";
 import { isMeshError, MeshError } from "../errors.js";
 import type { RunnerEvent, TaskResultInfo } from "../tasks/index.js";
 import { EventCap } from "./event-cap.js";
+import type { PlanOwners } from "./plan-owners.js";
+import type { TaskPortOpener } from "./task-port.js";
 import { resolveExecutable } from "./which.js";
 
 /** Daemon variables that look like secrets are not handed to agents unless named in `passEnv`. */
@@ -98,6 +100,10 @@ export type ClaudeRunnerOptions = z.input<typeof claudeRunnerOptionsSchema> & {
   logger?: Logger;
   /** A tap on every raw line the shim prints (tests, debugging). */
   onShimLine?: (stream: "stdout" | "stderr", line: string) => void;
+  /** The `owns` of the other tasks of a task's plan (names the owner of a refused path). */
+  planOwners?: PlanOwners;
+  /** Opens the per-task port (file leases) for an attempt of a task without `owns`. */
+  taskPorts?: TaskPortOpener;
   /** Told of each agent event the per-attempt cap kept off the bus (metrics). */
   onEventDropped?: (e: { pool: string; model?: string; event: RunnerEvent }) => void;
 };
@@ -142,6 +148,7 @@ export function defaultShimCommand(): string[] {
 }
 
 type ShimProcess = Child;
+type OpenTaskPortLike = Awaited<ReturnType<TaskPortOpener["open"]>>;
 
 /** A shim's stdout line is one JSON message; held whole up to this size (events are capped). */
 const MAX_SHIM_LINE = 16 * 1024 * 1024;
@@ -152,9 +159,13 @@ export class ClaudeRunner implements Runner {
   private readonly log: Logger;
   private readonly onShimLine: ClaudeRunnerOptions["onShimLine"];
   private readonly onEventDropped: ClaudeRunnerOptions["onEventDropped"];
+  private readonly planOwners: PlanOwners | undefined;
+  private readonly taskPorts: TaskPortOpener | undefined;
 
   constructor(options: ClaudeRunnerOptions = {}) {
-    const { logger, onShimLine, onEventDropped, ...rest } = options;
+    const { logger, onShimLine, onEventDropped, planOwners, taskPorts, ...rest } = options;
+    this.planOwners = planOwners;
+    this.taskPorts = taskPorts;
     const parsed = claudeRunnerOptionsSchema.safeParse(rest);
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
@@ -353,17 +364,49 @@ export class ClaudeRunner implements Runner {
     return job;
   }
 
+  /**
+   * The ownership hook for this attempt: a task with `owns` is held to them (and told who owns
+   * the rest of its plan); one without takes file leases through the per-task port, when this
+   * daemon serves them and the task works in a repo.
+   */
+  private async guardWrites(ctx: RunContext, job: ShimJobInput): Promise<OpenTaskPortLike | undefined> {
+    const owns = ctx.spec.owns;
+    if (owns) {
+      job.ownsHook = { owns, others: (await this.planOwners?.(ctx.spec)) ?? {} };
+      return undefined;
+    }
+    if (!this.taskPorts || !ctx.spec.repo || !ctx.workdir) return undefined;
+    const port = await this.taskPorts.open(ctx);
+    job.ownsHook = { port: { path: port.path, token: port.token } };
+    return port;
+  }
+
   async run(ctx: RunContext): Promise<RunOutcome> {
+    let port: OpenTaskPortLike | undefined;
+    try {
+      return await this.runAttempt(ctx, (p) => {
+        port = p;
+      });
+    } finally {
+      await port?.close();
+    }
+  }
+
+  private async runAttempt(ctx: RunContext, keepPort: (p: OpenTaskPortLike) => void): Promise<RunOutcome> {
     const log = this.log.child({ taskId: ctx.spec.id, attempt: ctx.attempt });
     if (ctx.signal.aborted)
       return { status: "failed", reason: `aborted before start (${String(ctx.signal.reason)})` };
 
     let env: Record<string, string>;
     const jobPath = join(ctx.scratchDir, "shim-job.json");
+    let port: OpenTaskPortLike | undefined;
     try {
       env = await this.shimEnv();
       await mkdir(ctx.scratchDir, { recursive: true });
-      await writeFile(jobPath, JSON.stringify(this.buildJob(ctx)), { mode: 0o600 });
+      const job = this.buildJob(ctx);
+      port = await this.guardWrites(ctx, job);
+      if (port) keepPort(port);
+      await writeFile(jobPath, JSON.stringify(job), { mode: 0o600 });
     } catch (err) {
       const permanent = isMeshError(err, "FAILED_PRECONDITION");
       return {
