@@ -6,7 +6,7 @@ import { ago, dash, labelsText, paintState, table } from "../format.js";
 import { type TaskJson, taskDetailJson, taskJson } from "../json.js";
 import { run } from "../run.js";
 
-const STATE_NAMES = ["queued", "claimed", "running", "succeeded", "failed", "cancelled", "dead"];
+const STATE_NAMES = ["waiting", "queued", "claimed", "running", "succeeded", "failed", "cancelled", "dead"];
 
 function collectStates(value: string, prev: TaskState[] = []): TaskState[] {
   const out = [...prev];
