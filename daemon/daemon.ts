@@ -31,14 +31,22 @@ import {
   poolConsumerName,
   TASKS_STREAM,
 } from "./nats/index.js";
+import { PlanScheduler, PlanStore } from "./plans/index.js";
 import type { DaemonPlugin } from "./plugin.js";
-import { type Delivery, ensureTopology, Puller, Sweeper, type Topology } from "./queue/index.js";
+import {
+  type Delivery,
+  ensureTopology,
+  Puller,
+  ringDoorbell,
+  Sweeper,
+  type Topology,
+} from "./queue/index.js";
 import { listWorkers, Presence, WorkerDirectory, type WorkerInfo } from "./registry/index.js";
 import { defaultRunners, defaultWorkspaces } from "./runtime.js";
 import { daemonSecrets } from "./secrets.js";
 import { MeshService } from "./service.js";
 import { guardRunner, guardWorkspaces } from "./task-guard.js";
-import { EventPublisher, TaskStore } from "./tasks/index.js";
+import { EventPublisher, type TaskRecord, TaskStore } from "./tasks/index.js";
 import { pause, Slots } from "./util/index.js";
 import { VERSION } from "./version.js";
 import { BundleStore, MeshTransfer } from "./transfer/index.js";
@@ -287,6 +295,20 @@ export class Daemon extends Part {
     this.events = new EventPublisher(nc, this.log);
     const events = this.events;
     parts.add("events", { stop: () => events.flush() });
+    const planStore = await PlanStore.open(topo.js, topo.jsm, cfg.nats.replicas);
+    const plans = new PlanScheduler({
+      store,
+      plans: planStore,
+      ring: (v, key) => ringDoorbell(topo.publisher, v.record.spec.pool, v.record.id, key, v),
+      // At once: stored before the doorbell rung next (see EventPublisher.announce).
+      announce: (r, notices) =>
+        events.announce(r, notices, {
+          now: true,
+          onState: (to) => this.observer.transition({ pool: r.spec.pool, to }),
+        }),
+      log: this.log,
+    });
+    const settled = (r: TaskRecord) => plans.afterSettled(r);
     this.service = new MeshService({
       nc: this.nc,
       js: topo.js,
@@ -300,6 +322,7 @@ export class Daemon extends Part {
       observer: this.observer,
       policy: cfg.taskPolicy,
       capacity: topo.tasksCapacity,
+      plans: { store: planStore, scheduler: plans },
     });
     const workspaces = guardWorkspaces(
       this.deps.workspaces ??
@@ -353,6 +376,7 @@ export class Daemon extends Part {
         return p;
       },
       events,
+      onSettled: settled,
       log: this.log,
       observer: this.observer,
       graceMs: cfg.shutdownGraceMs,
@@ -378,6 +402,7 @@ export class Daemon extends Part {
             observer: this.observer,
             defaultResume: cfg.claude.resume,
             onFinished: () => this.presence?.beatSoon(),
+            onSettled: settled,
             beacon,
           },
           d.claimed,
@@ -417,10 +442,13 @@ export class Daemon extends Part {
       elected: () => this.sweeping,
       liveWorkers: () => listWorkers(topo.workers, topo.jsm, cfg.presenceTtlMs),
       watchMs: cfg.presenceIntervalMs,
-      onSettled: (r, notices) =>
+      onSettled: (r, notices) => {
         events.announce(r, notices, {
           onState: (to) => this.observer.transition({ pool: r.spec.pool, to }),
-        }),
+        });
+        void settled(r).catch(() => undefined);
+      },
+      plans,
     });
     for (const p of this.plugins)
       await parts.start(p.name, { start: () => p.start(this), stop: () => p.stop() });

@@ -113,6 +113,15 @@ class FakeApi implements MeshApi {
   async listWorkers() {
     return [WORKER];
   }
+  async submitPlan(): Promise<never> {
+    throw new MeshError("FAILED_PRECONDITION", "no plans here");
+  }
+  async getPlan(id: string): Promise<never> {
+    throw new MeshError("NOT_FOUND", `no plan with id "${id}"`);
+  }
+  async listPlans() {
+    return [];
+  }
   async getTask(id: string): Promise<TaskView> {
     if (id === "slow") return new Promise<TaskView>(() => {});
     if (id === "missing") throw new MeshError("NOT_FOUND", `no task with id "${id}"`);

@@ -24,6 +24,7 @@ export {
   kvStream,
   kvSubject,
   kvSubjectPrefix,
+  PLANS_BUCKET,
   poolConsumerName,
   poolFilter,
   STATE_EVENTS_FILTER,
