@@ -75,7 +75,9 @@ describe("plans across two daemons", () => {
     const records = await untilAllTerminal(nats.url, ids, 180_000);
     await fleet.stopAll();
     const report = await checkChaos(logFile, ids, records, (w) => fleet.wasKilled(w));
-    console.log(`plans chaos report: ${JSON.stringify({ ...report, problems: report.problems.slice(0, 20) })}`);
+    console.log(
+      `plans chaos report: ${JSON.stringify({ ...report, problems: report.problems.slice(0, 20) })}`,
+    );
     expect(report.problems).toEqual([]);
     // The kill interrupted work that then ran again elsewhere.
     expect(report.interrupted + report.completedUnrecorded).toBeGreaterThan(0);

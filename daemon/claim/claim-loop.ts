@@ -145,9 +145,11 @@ export class ClaimLoop extends Part {
     const onState = (to: TaskState) => this.deps.observer.transition({ pool, to });
     if (d.kind === "settled") {
       this.deps.events.announce(d.record, d.notices, { onState });
-      await this.deps.onSettled?.(d.record).catch((err: unknown) =>
-        this.deps.log.warn({ taskId: d.record.id, err }, "could not settle the task's dependents"),
-      );
+      await this.deps
+        .onSettled?.(d.record)
+        .catch((err: unknown) =>
+          this.deps.log.warn({ taskId: d.record.id, err }, "could not settle the task's dependents"),
+        );
       return false;
     }
     if (d.kind !== "claimed") return false;

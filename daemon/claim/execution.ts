@@ -386,9 +386,11 @@ export class Execution {
     }
     if (deps.onSettled) {
       // After our own outcome is written (see plans/scheduler.ts: exactly-once release).
-      await deps.onSettled(written.record).catch((err: unknown) =>
-        log.warn({ err: errorMessage(err) }, "could not release or settle the task's dependents"),
-      );
+      await deps
+        .onSettled(written.record)
+        .catch((err: unknown) =>
+          log.warn({ err: errorMessage(err) }, "could not release or settle the task's dependents"),
+        );
     }
     deps.observer.attemptFinished({ pool: deps.pool, outcome: att, durationMs: Date.now() - started });
     deps.onFinished?.();

@@ -87,7 +87,8 @@ export class PlanScheduler {
       for (const dep of await this.dependentsOf(settled)) {
         try {
           const res = await this.reconcileId(dep, (id) => (id === settled.id ? settled : undefined));
-          if (res.kind === "blocked" && isTerminal(res.written.record.state)) pending.push(res.written.record);
+          if (res.kind === "blocked" && isTerminal(res.written.record.state))
+            pending.push(res.written.record);
         } catch (err) {
           // The sweeper's pass settles it later.
           this.d.log.warn({ taskId: dep, err: errorMessage(err) }, "could not settle a dependent");
@@ -116,7 +117,9 @@ export class PlanScheduler {
       const r = expectState(cur.record, "release", TRANSITIONS.release.from);
       const needs = r.spec.needs ?? [];
       const asFailed = (n: string, nr: TaskRecord | undefined): FailedNeed | undefined =>
-        nr && FAILED.has(nr.state) ? { id: n, state: nr.state as FailedNeed["state"], reason: nr.reason } : undefined;
+        nr && FAILED.has(nr.state)
+          ? { id: n, state: nr.state as FailedNeed["state"], reason: nr.reason }
+          : undefined;
       // What the caller holds already first: a failure there decides without a read.
       let failed: FailedNeed | undefined;
       for (const n of needs) if ((failed = asFailed(n, look?.(n)))) break;
@@ -178,7 +181,10 @@ export class PlanScheduler {
       for (const dep of await this.dependentsOf(next)) {
         let notices: readonly Notice[] = [];
         const { after, changed } = await this.d.store.mutate(dep, (r) => {
-          if (!(r.state === "cancelled" && r.cancelCause?.dependency === need) && r.blockedBy?.dependency !== need)
+          if (
+            !(r.state === "cancelled" && r.cancelCause?.dependency === need) &&
+            r.blockedBy?.dependency !== need
+          )
             return undefined;
           if (r.state !== "cancelled" && r.state !== "waiting") return undefined;
           const step = reopen(expectState(r, "reopen", TRANSITIONS.reopen.from), need);

@@ -157,7 +157,10 @@ export const taskSpecSchema = z
       .refine((argv) => argv[0] !== "", { message: "command[0] must name a program", path: [0] })
       .optional(),
     /** The plan this task belongs to (its id); set by `mesh plan submit`, never by hand. */
-    plan: z.string().regex(ID_RE, "plan ids are 1-128 of A-Z a-z 0-9 _ - and start with a letter or digit").optional(),
+    plan: z
+      .string()
+      .regex(ID_RE, "plan ids are 1-128 of A-Z a-z 0-9 _ - and start with a letter or digit")
+      .optional(),
     /** Task ids of the same plan that must succeed before this task is queued. */
     needs: z
       .array(z.string().regex(ID_RE, "needs are task ids"))
@@ -205,7 +208,8 @@ export const taskSpecSchema = z
       ctx.addIssue({
         code: "custom",
         path: ["needs"],
-        message: "only a task of a plan has needs: write the tasks in a plan document and use `mesh plan submit`",
+        message:
+          "only a task of a plan has needs: write the tasks in a plan document and use `mesh plan submit`",
       });
     }
     if (t.plan && t.needs?.includes(t.id ?? "")) {

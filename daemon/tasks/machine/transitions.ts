@@ -217,7 +217,8 @@ export function blockByDependency(
   }
   const reason = dependencyReason(need);
   if ((r.spec.dependencyFailure ?? "cancel") === "wait") {
-    if (r.blockedBy?.dependency === need.id && r.blockedBy.reason === reason) return step(r, LEAVE, [], false);
+    if (r.blockedBy?.dependency === need.id && r.blockedBy.reason === reason)
+      return step(r, LEAVE, [], false);
     const next = moved(r, "waiting");
     next.blockedBy = { dependency: need.id, reason };
     return step(next, LEAVE, []);
