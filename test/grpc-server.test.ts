@@ -394,10 +394,11 @@ describe("MeshService over the socket", () => {
       pool: "gpu",
       workerId: "w-1",
       limit: 5,
+      plan: "",
     });
     expect(list.tasks.map((t) => t.id)).toEqual(["a", "b"]);
     expect(api.lastFilter).toEqual({ state: ["failed", "dead"], pool: "gpu", workerId: "w-1", limit: 5 });
-    await call(client.listTasks, client, { states: [], pool: "", workerId: "", limit: 0 });
+    await call(client.listTasks, client, { states: [], pool: "", workerId: "", limit: 0, plan: "" });
     expect(api.lastFilter).toEqual({});
     const badState = await failure(
       call(client.listTasks, client, {
@@ -405,6 +406,7 @@ describe("MeshService over the socket", () => {
         pool: "",
         workerId: "",
         limit: 0,
+        plan: "",
       }),
     );
     expect(badState.code).toBe(status.INVALID_ARGUMENT);
