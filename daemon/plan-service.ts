@@ -147,8 +147,8 @@ export async function listPlans(d: Pick<PlanServiceDeps, "store" | "plans">): Pr
   const states = new Map<string, Partial<Record<TaskState, number>>>();
   for (const { record: r } of records) {
     if (!r.spec.plan) continue;
-    let s = states.get(r.spec.plan);
-    if (!s) states.set(r.spec.plan, (s = {}));
+    const s = states.get(r.spec.plan) ?? {};
+    states.set(r.spec.plan, s);
     s[r.state] = (s[r.state] ?? 0) + 1;
   }
   return plans

@@ -39,8 +39,8 @@ export function planDependents(p: PlanRecord): Map<string, string[]> {
   p.needs.forEach((ns, i) => {
     for (const n of ns) {
       const key = planTask(p, n);
-      let list = out.get(key);
-      if (!list) out.set(key, (list = []));
+      const list = out.get(key) ?? [];
+      out.set(key, list);
       list.push(planTask(p, i));
     }
   });

@@ -90,7 +90,7 @@ export function validatePlanSubmit(input: unknown): PlanSpec {
   if (!Array.isArray(raw) || raw.length === 0) return bad("tasks", "a plan needs a list of tasks");
   if (raw.length > MAX_PLAN_TASKS) bad("tasks", `a plan holds at most ${MAX_PLAN_TASKS} tasks; split it`);
   const names = new Map<string, number>();
-  raw.forEach((t, i) => {
+  for (const [i, t] of raw.entries()) {
     if (!isObject(t)) return bad(`tasks[${i}]`, "a task is an object");
     const name = t.id;
     if (typeof name !== "string" || !NAME_RE.test(name)) {
@@ -102,7 +102,7 @@ export function validatePlanSubmit(input: unknown): PlanSpec {
     for (const k of ["plan", "parent", "depth"]) {
       if (k in t) bad(`tasks[${i}].${k}`, `"${k}" is set by the mesh, not in a plan document`);
     }
-  });
+  }
   const needsOf: string[][] = raw.map((t: Record<string, unknown>, i) => {
     const n = t.needs ?? [];
     if (!Array.isArray(n) || !n.every((x) => typeof x === "string")) {
@@ -135,7 +135,13 @@ export function validatePlanSubmit(input: unknown): PlanSpec {
     );
   });
   const dependents: Record<string, string[]> = {};
-  for (const t of tasks) for (const n of t.needs ?? []) (dependents[n] ??= []).push(t.id);
+  for (const t of tasks) {
+    for (const n of t.needs ?? []) {
+      const list = dependents[n] ?? [];
+      dependents[n] = list;
+      list.push(t.id);
+    }
+  }
   return {
     id,
     ...(typeof input.title === "string" ? { title: input.title } : {}),

@@ -122,7 +122,10 @@ export class PlanScheduler {
           : undefined;
       // What the caller holds already first: a failure there decides without a read.
       let failed: FailedNeed | undefined;
-      for (const n of needs) if ((failed = asFailed(n, look?.(n)))) break;
+      for (const n of needs) {
+        failed = asFailed(n, look?.(n));
+        if (failed) break;
+      }
       let allSucceeded = !failed;
       // Then one by one, stopping at the first need not done: a wide fan-in reads little per settle.
       if (!failed) {

@@ -153,6 +153,9 @@ export function planToProto(p: PlanRecord, states: Partial<Record<TaskState, num
     createdAt: p.createdAt,
     submitter: p.submitter,
     tasks: [...planNeeds(p)].map(([id, needs]) => ({ id, needs })),
-    states: Object.fromEntries(Object.entries(states).filter(([, n]) => (n ?? 0) > 0)) as Record<string, number>,
+    states: Object.fromEntries(Object.entries(states).filter(([, n]) => (n ?? 0) > 0)) as Record<
+      string,
+      number
+    >,
   };
 }
