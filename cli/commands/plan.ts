@@ -132,7 +132,7 @@ async function waitForPlan(ctx: Ctx, id: string, deadlineMs: number): Promise<Ge
       throw new CliError(
         EXIT.OTHER,
         `gave up waiting for plan ${id} after --wait-timeout; it goes on: \`mesh plan status ${id}\``,
-        "DEADLINE_EXCEEDED",
+        "WAIT_TIMEOUT",
       );
     }
     await new Promise<void>((r) => {
