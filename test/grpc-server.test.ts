@@ -588,6 +588,9 @@ describe("health and reflection", () => {
       "RetryTask",
       "ShipRepo",
       "FetchResults",
+      "SubmitPlan",
+      "GetPlan",
+      "ListPlans",
     ]);
   });
 });
