@@ -29,7 +29,7 @@ import {
   type TaskStore,
   type VersionedRecord,
 } from "../tasks/index.js";
-import { planDependents } from "./plan-record.js";
+import { type PlanRecord, planDependents } from "./plan-record.js";
 import type { PlanStore } from "./plan-store.js";
 
 export interface PlanSchedulerDeps {
@@ -54,10 +54,14 @@ export type Lookup = (id: string) => TaskRecord | undefined;
 
 const FAILED: ReadonlySet<TaskState> = new Set(["failed", "dead", "cancelled"]);
 const KNOWN_MAX = 50_000;
+/** Dependents settled at once after one need (a wide fan-out is thousands). */
+const CONCURRENCY = 16;
 
 export class PlanScheduler {
   /** Tasks seen succeeded: `succeeded` is final (no edge leaves it), so never read again. */
   private readonly succeeded = new Set<string>();
+  /** Each plan record's dependents map, made once (the store caches the records themselves). */
+  private readonly dependents = new WeakMap<PlanRecord, Map<string, string[]>>();
   private readonly now: () => Date;
 
   constructor(private readonly d: PlanSchedulerDeps) {
@@ -71,7 +75,13 @@ export class PlanScheduler {
       this.d.log.warn({ plan: r.spec.plan, err: errorMessage(err) }, "plan record not readable");
       return undefined;
     });
-    return plan ? (planDependents(plan).get(r.id) ?? []) : [];
+    if (!plan) return [];
+    let map = this.dependents.get(plan);
+    if (!map) {
+      map = planDependents(plan);
+      this.dependents.set(plan, map);
+    }
+    return map.get(r.id) ?? [];
   }
 
   /**
@@ -84,7 +94,8 @@ export class PlanScheduler {
     for (let next = pending.shift(); next; next = pending.shift()) {
       if (next.state === "succeeded") this.remember(next.id);
       const settled = next;
-      for (const dep of await this.dependentsOf(settled)) {
+      const deps = await this.dependentsOf(settled);
+      const one = async (dep: string) => {
         try {
           const res = await this.reconcileId(dep, (id) => (id === settled.id ? settled : undefined));
           if (res.kind === "blocked" && isTerminal(res.written.record.state))
@@ -93,6 +104,9 @@ export class PlanScheduler {
           // The sweeper's pass settles it later.
           this.d.log.warn({ taskId: dep, err: errorMessage(err) }, "could not settle a dependent");
         }
+      };
+      for (let i = 0; i < deps.length; i += CONCURRENCY) {
+        await Promise.all(deps.slice(i, i + CONCURRENCY).map(one));
       }
     }
   }
