@@ -478,7 +478,11 @@ describe("plans: waiting, release, blocked by a dependency, re-opened", () => {
 
   it("release: queued with a doorbell only when every need succeeded; else refused naming the need", () => {
     const w = waiting();
-    const s = took("release", w, release(w, () => "succeeded"));
+    const s = took(
+      "release",
+      w,
+      release(w, () => "succeeded"),
+    );
     expect(s.record.state).toBe("queued");
     expect(s.doorbell).toEqual({ kind: "ring" });
     expect(stateEvents(written(s.record, 5), s.notices)).toEqual([
