@@ -19,7 +19,10 @@ import {
   type FetchResultsResponse,
   type ShipRepoRequest,
   type ShipRepoResponse,
+  type GetPlanResponse,
   type GetTaskResponse,
+  type ListPlansResponse,
+  type SubmitPlanResponse,
   type ListTasksRequest,
   type ListTasksResponse,
   type ListWorkersResponse,
@@ -144,6 +147,15 @@ export class MeshClient {
 
   submitTasks(document: string, source: string): Promise<SubmitTasksResponse> {
     return this.unary((md, o, cb) => this.raw.submitTasks({ document, source }, md, o, cb));
+  }
+  submitPlan(document: string, source: string, submitter: string): Promise<SubmitPlanResponse> {
+    return this.unary((md, o, cb) => this.raw.submitPlan({ document, source, submitter }, md, o, cb));
+  }
+  getPlan(id: string): Promise<GetPlanResponse> {
+    return this.unary((md, o, cb) => this.raw.getPlan({ id }, md, o, cb));
+  }
+  listPlans(): Promise<ListPlansResponse> {
+    return this.unary((md, o, cb) => this.raw.listPlans({}, md, o, cb));
   }
   listWorkers(): Promise<ListWorkersResponse> {
     return this.unary((md, o, cb) => this.raw.listWorkers({}, md, o, cb));

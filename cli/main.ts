@@ -8,6 +8,7 @@ import { isMeshError, VERSION } from "../daemon/lite.js";
 import { cancelCommand, retryCommand } from "./commands/control.js";
 import { diffCommand, fetchCommand } from "./commands/fetch.js";
 import { hubCommand, inviteCommand, joinCommand } from "./commands/hub.js";
+import { planCommand } from "./commands/plan.js";
 import { submitCommand } from "./commands/submit.js";
 import { taskCommand, tasksCommand } from "./commands/tasks.js";
 import { watchCommand } from "./commands/watch.js";
@@ -83,6 +84,7 @@ JSON field names are listed in each command's --help and in cli/README-fields.md
     fetchCommand(),
     diffCommand(),
     retryCommand(),
+    planCommand(),
     upCommand(),
     hubCommand(),
     inviteCommand(),

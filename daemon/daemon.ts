@@ -33,15 +33,22 @@ import {
   poolConsumerName,
   TASKS_STREAM,
 } from "./nats/index.js";
-import { PlanBranchStore } from "./plans/index.js";
+import { PlanBranchStore, PlanScheduler, PlanStore } from "./plans/index.js";
 import type { DaemonPlugin } from "./plugin.js";
-import { type Delivery, ensureTopology, Puller, Sweeper, type Topology } from "./queue/index.js";
+import {
+  type Delivery,
+  ensureTopology,
+  Puller,
+  ringDoorbell,
+  Sweeper,
+  type Topology,
+} from "./queue/index.js";
 import { listWorkers, Presence, WorkerDirectory, type WorkerInfo } from "./registry/index.js";
 import { defaultRunners, defaultWorkspaces, type RunnerWiring } from "./runtime.js";
 import { daemonSecrets } from "./secrets.js";
 import { MeshService } from "./service.js";
 import { guardRunner, guardWorkspaces } from "./task-guard.js";
-import { EventPublisher, TaskStore } from "./tasks/index.js";
+import { EventPublisher, type TaskRecord, TaskStore } from "./tasks/index.js";
 import { pause, Slots } from "./util/index.js";
 import { VERSION } from "./version.js";
 import { BundleStore, MeshTransfer } from "./transfer/index.js";
@@ -301,6 +308,20 @@ export class Daemon extends Part {
     this.events = new EventPublisher(nc, this.log);
     const events = this.events;
     parts.add("events", { stop: () => events.flush() });
+    const planStore = await PlanStore.open(topo.js, topo.jsm, cfg.nats.replicas);
+    const plans = new PlanScheduler({
+      store,
+      plans: planStore,
+      ring: (v, key) => ringDoorbell(topo.publisher, v.record.spec.pool, v.record.id, key, v),
+      // At once: stored before the doorbell rung next (see EventPublisher.announce).
+      announce: (r, notices) =>
+        events.announce(r, notices, {
+          now: true,
+          onState: (to) => this.observer.transition({ pool: r.spec.pool, to }),
+        }),
+      log: this.log,
+    });
+    const settled = (r: TaskRecord) => plans.afterSettled(r);
     this.service = new MeshService({
       nc: this.nc,
       js: topo.js,
@@ -314,6 +335,7 @@ export class Daemon extends Part {
       observer: this.observer,
       policy: cfg.taskPolicy,
       capacity: topo.tasksCapacity,
+      plans: { store: planStore, scheduler: plans },
     });
     const innerWorkspaces =
       this.deps.workspaces ??
@@ -327,8 +349,8 @@ export class Daemon extends Part {
     const workspaces = guardWorkspaces(innerWorkspaces, cfg.taskPolicy);
     // Its sweep timer stops with the daemon (after the claim loop: no attempt prepares any more).
     parts.add("workspaces", { stop: () => workspaces.close?.() });
-    const plans = await this.planCheck(innerWorkspaces);
-    if (plans) parts.add("plan check", { stop: () => plans.idle() });
+    const planCheck = await this.planCheck(innerWorkspaces);
+    if (planCheck) parts.add("plan check", { stop: () => planCheck.idle() });
     const claimer = new Claimer(
       store,
       {
@@ -368,6 +390,7 @@ export class Daemon extends Part {
         return p;
       },
       events,
+      onSettled: settled,
       log: this.log,
       observer: this.observer,
       graceMs: cfg.shutdownGraceMs,
@@ -393,8 +416,9 @@ export class Daemon extends Part {
             observer: this.observer,
             defaultResume: cfg.claude.resume,
             onFinished: () => this.presence?.beatSoon(),
+            onSettled: settled,
             beacon,
-            ...(plans ? { plans } : {}),
+            ...(planCheck ? { plans: planCheck } : {}),
           },
           d.claimed,
           msg,
@@ -433,10 +457,13 @@ export class Daemon extends Part {
       elected: () => this.sweeping,
       liveWorkers: () => listWorkers(topo.workers, topo.jsm, cfg.presenceTtlMs),
       watchMs: cfg.presenceIntervalMs,
-      onSettled: (r, notices) =>
+      onSettled: (r, notices) => {
         events.announce(r, notices, {
           onState: (to) => this.observer.transition({ pool: r.spec.pool, to }),
-        }),
+        });
+        void settled(r).catch(() => undefined);
+      },
+      plans,
     });
     for (const p of this.plugins)
       await parts.start(p.name, { start: () => p.start(this), stop: () => p.stop() });

@@ -5,7 +5,17 @@
 import { DeliverPolicy, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
-import type { MeshApi, MeshEvent, SubmitResult, TaskFilter, TaskList, TaskView } from "./api/index.js";
+import type {
+  MeshApi,
+  MeshEvent,
+  PlanSubmitResult,
+  PlanSummary,
+  PlanView,
+  SubmitResult,
+  TaskFilter,
+  TaskList,
+  TaskView,
+} from "./api/index.js";
 import type { MeshObserver } from "./claim/index.js";
 import { errorMessage, isMeshError, MeshError } from "./errors.js";
 import type { Logger } from "./log.js";
@@ -16,6 +26,8 @@ import {
   STATE_EVENTS_FILTER,
   taskEventSubject,
 } from "./nats/index.js";
+import { getPlan, listPlans, type PlanServiceDeps, submitPlan } from "./plan-service.js";
+import type { PlanScheduler, PlanSpec, PlanStore } from "./plans/index.js";
 import { ringDoorbell } from "./queue/index.js";
 import { listWorkers, unschedulableReason, type WorkerInfo } from "./registry/index.js";
 import {
@@ -58,6 +70,8 @@ export interface MeshServiceDeps {
   policy?: TaskPolicy;
   /** Refuses a submit that would fill the tasks bucket (RESOURCE_EXHAUSTED); none: no check. */
   capacity?: { admit(bytes: number): Promise<void> };
+  /** Plans: their records and their scheduling; none: plan calls are refused. */
+  plans?: { store: PlanStore; scheduler: PlanScheduler };
 }
 
 export class MeshService implements MeshApi {
@@ -85,6 +99,16 @@ export class MeshService implements MeshApi {
    * id taken (the common case costs no extra read).
    */
   async submit(specs: TaskSpec[]): Promise<SubmitResult[]> {
+    specs.forEach((s, i) => {
+      if (s.plan) {
+        const field = specs.length === 1 ? "plan" : `tasks[${i}].plan`;
+        throw new MeshError(
+          "INVALID_ARGUMENT",
+          `${field}: a task of a plan is submitted with its plan: write a plan document and use \`mesh plan submit\``,
+          { field },
+        );
+      }
+    });
     if (this.d.policy) checkBatchPolicy(specs, this.d.policy);
     if (specs.length > 1) {
       const ids = new Set<string>();
@@ -145,6 +169,36 @@ export class MeshService implements MeshApi {
     return out;
   }
 
+  private planDeps(): PlanServiceDeps {
+    const plans = this.d.plans;
+    if (!plans) throw new MeshError("FAILED_PRECONDITION", "this daemon serves no plans");
+    return {
+      store: this.d.store,
+      plans: plans.store,
+      log: this.d.log,
+      ...(this.d.policy ? { policy: this.d.policy } : {}),
+      ...(this.d.capacity ? { capacity: this.d.capacity } : {}),
+      announce: (written, step) => this.announce(written, step),
+      ring: (v, key) => ringDoorbell(this.d.publisher, v.record.spec.pool, v.record.id, key, v),
+      refuseDifferentSpec,
+      stableJson,
+      onSubmitted: (spec) => this.d.observer?.submitted({ pool: spec.pool }),
+    };
+  }
+
+  submitPlan(plan: PlanSpec, submitter?: string): Promise<PlanSubmitResult> {
+    return submitPlan(this.planDeps(), plan, submitter);
+  }
+
+  async getPlan(id: string): Promise<PlanView> {
+    const workers = await this.listWorkers();
+    return getPlan(this.planDeps(), id, (v) => this.view(v, workers));
+  }
+
+  listPlans(): Promise<PlanSummary[]> {
+    return listPlans(this.planDeps());
+  }
+
   listWorkers(): Promise<WorkerInfo[]> {
     return listWorkers(this.d.workersKv, this.d.jsm, this.d.presenceTtlMs);
   }
@@ -152,7 +206,7 @@ export class MeshService implements MeshApi {
   private view(v: VersionedRecord, workers: WorkerInfo[]): TaskView {
     const r = v.record;
     const out: TaskView = { record: r, revision: v.revision };
-    if (!isTerminal(r.state)) {
+    if (!isTerminal(r.state) && r.state !== "waiting") {
       const why = unschedulableReason(workers, r.spec.pool, r.spec.labels, r.spec.runner);
       if (why) out.unschedulable = why;
     }
@@ -175,6 +229,7 @@ export class MeshService implements MeshApi {
       .filter(({ record: r }) => {
         if (states && !states.has(r.state)) return false;
         if (filter.pool && r.spec.pool !== filter.pool) return false;
+        if (filter.plan && r.spec.plan !== filter.plan) return false;
         // A worker id, or a worker name (ids are `<name>-<random>`).
         const w = filter.workerId;
         if (w && !r.attempts.some((a) => a.workerId === w || a.workerId.startsWith(`${w}-`))) return false;
@@ -204,8 +259,11 @@ export class MeshService implements MeshApi {
         `task ${id} is already ${before.record.state}; nothing to cancel`,
       );
     }
-    if (changed && step && after.record.state === "cancelled") this.announce(after.record, step);
-    else this.d.nc.publish(cancelSubject(id));
+    if (changed && step && after.record.state === "cancelled") {
+      this.announce(after.record, step);
+      // Its dependents are settled by their policy (cancelled with it, by default).
+      await this.d.plans?.scheduler.afterSettled(after.record);
+    } else this.d.nc.publish(cancelSubject(id));
     return this.view(after, await this.listWorkers());
   }
 
@@ -230,6 +288,8 @@ export class MeshService implements MeshApi {
       `${id}#retry-${after.record.attempt}-${after.revision}`,
       after,
     );
+    // The dependents it had cancelled wait for it again.
+    await this.d.plans?.scheduler.reopenDependents(id);
     return this.view(after, await this.listWorkers());
   }
 

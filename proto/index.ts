@@ -16,6 +16,7 @@ export function meshFileDescriptorProtos(): Buffer[] {
 }
 
 const STATE_NAMES: ReadonlyArray<readonly [TaskState, string]> = [
+  [TaskState.TASK_STATE_WAITING, "waiting"],
   [TaskState.TASK_STATE_QUEUED, "queued"],
   [TaskState.TASK_STATE_CLAIMED, "claimed"],
   [TaskState.TASK_STATE_RUNNING, "running"],

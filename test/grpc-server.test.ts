@@ -113,6 +113,15 @@ class FakeApi implements MeshApi {
   async listWorkers() {
     return [WORKER];
   }
+  async submitPlan(): Promise<never> {
+    throw new MeshError("FAILED_PRECONDITION", "no plans here");
+  }
+  async getPlan(id: string): Promise<never> {
+    throw new MeshError("NOT_FOUND", `no plan with id "${id}"`);
+  }
+  async listPlans() {
+    return [];
+  }
   async getTask(id: string): Promise<TaskView> {
     if (id === "slow") return new Promise<TaskView>(() => {});
     if (id === "missing") throw new MeshError("NOT_FOUND", `no task with id "${id}"`);
@@ -385,10 +394,11 @@ describe("MeshService over the socket", () => {
       pool: "gpu",
       workerId: "w-1",
       limit: 5,
+      plan: "",
     });
     expect(list.tasks.map((t) => t.id)).toEqual(["a", "b"]);
     expect(api.lastFilter).toEqual({ state: ["failed", "dead"], pool: "gpu", workerId: "w-1", limit: 5 });
-    await call(client.listTasks, client, { states: [], pool: "", workerId: "", limit: 0 });
+    await call(client.listTasks, client, { states: [], pool: "", workerId: "", limit: 0, plan: "" });
     expect(api.lastFilter).toEqual({});
     const badState = await failure(
       call(client.listTasks, client, {
@@ -396,6 +406,7 @@ describe("MeshService over the socket", () => {
         pool: "",
         workerId: "",
         limit: 0,
+        plan: "",
       }),
     );
     expect(badState.code).toBe(status.INVALID_ARGUMENT);
@@ -577,6 +588,9 @@ describe("health and reflection", () => {
       "RetryTask",
       "ShipRepo",
       "FetchResults",
+      "SubmitPlan",
+      "GetPlan",
+      "ListPlans",
     ]);
   });
 });

@@ -10,6 +10,7 @@ import {
   type AttemptEnd,
   applyCancel,
   backoffMs,
+  blockByDependency,
   type Claimant,
   canTransition,
   cancel,
@@ -20,7 +21,9 @@ import {
   nakDelayMs,
   noteSession,
   type RecordIn,
+  release,
   renew,
+  reopen,
   requestCancel,
   retry,
   type Step,
@@ -68,7 +71,19 @@ const written = (r: TaskRecord, ms: number): TaskRecord => ({ ...r, updatedAt: i
 
 function queued(extra: Record<string, unknown> = {}): RecordIn<"queued"> {
   const spec = validateTaskSpec({ id: "t-1", prompt: "p", runner: "noop", maxAttempts: 3, ...extra });
-  return frozen(submit(spec, T0).record);
+  return frozen(submit(spec, T0).record as RecordIn<"queued">);
+}
+/** A task of plan p that needs p-a and p-b. */
+function waiting(extra: Record<string, unknown> = {}): RecordIn<"waiting"> {
+  const spec = validateTaskSpec({
+    id: "t-1",
+    prompt: "p",
+    runner: "noop",
+    plan: "p",
+    needs: ["p-a", "p-b"],
+    ...extra,
+  });
+  return frozen(submit(spec, T0).record as RecordIn<"waiting">);
 }
 function claimed(from = queued()): RecordIn<"claimed"> {
   return frozen(claim(from, me, at(10)).record as RecordIn<"claimed">);
@@ -451,6 +466,121 @@ describe("cancel, applyCancel, retry", () => {
   });
 });
 
+describe("plans: waiting, release, blocked by a dependency, re-opened", () => {
+  it("submit with needs: a waiting record, no doorbell, a `waiting` event", () => {
+    const s = submit(waiting().spec, T0);
+    expect(s.record.state).toBe("waiting");
+    expect(s.doorbell).toEqual({ kind: "leave" });
+    expect(stateEvents(written(s.record, 1), s.notices)).toEqual([
+      { type: "state", taskId: "t-1", at: iso(1), state: "waiting", attempt: 0 },
+    ]);
+  });
+
+  it("release: queued with a doorbell only when every need succeeded; else refused naming the need", () => {
+    const w = waiting();
+    const s = took(
+      "release",
+      w,
+      release(w, () => "succeeded"),
+    );
+    expect(s.record.state).toBe("queued");
+    expect(s.doorbell).toEqual({ kind: "ring" });
+    expect(stateEvents(written(s.record, 5), s.notices)).toEqual([
+      { type: "state", taskId: "t-1", at: iso(5), state: "queued", attempt: 1 },
+    ]);
+    const states: Record<string, TaskState> = { "p-a": "succeeded", "p-b": "running" };
+    expect(() => release(w, (id) => states[id])).toThrow("its need p-b is running");
+    expect(() => release(w, () => undefined)).toThrow("its need p-a is missing");
+  });
+
+  it("blockByDependency (default cancel): cancelled, the reason naming the need, cancelCause set", () => {
+    const w = waiting();
+    const s = took(
+      "blockByDependency",
+      w,
+      blockByDependency(w, { id: "p-b", state: "dead", reason: "exit 3" }, at(7)),
+    );
+    expect(s.record).toMatchObject({
+      state: "cancelled",
+      reason: "dependency p-b died: exit 3",
+      cancelCause: { dependency: "p-b" },
+      finishedAt: iso(7),
+    });
+    expect(stateEvents(written(s.record, 8), s.notices)).toEqual([
+      {
+        type: "state",
+        taskId: "t-1",
+        at: iso(8),
+        state: "cancelled",
+        attempt: 0,
+        reason: "dependency p-b died: exit 3",
+      },
+    ]);
+    expect(() => blockByDependency(w, { id: "p-z", state: "failed" }, T0)).toThrow(
+      "p-z is not one of its needs",
+    );
+  });
+
+  it("blockByDependency under policy wait: stays waiting, blocked visibly; the same need again writes nothing", () => {
+    const w = waiting({ dependencyFailure: "wait" });
+    const s = took("blockByDependency", w, blockByDependency(w, { id: "p-a", state: "failed" }, T0));
+    expect(s.record).toMatchObject({
+      state: "waiting",
+      blockedBy: { dependency: "p-a", reason: "dependency p-a failed" },
+    });
+    expect(s.write).toBe(true);
+    const blocked = frozen(s.record as RecordIn<"waiting">);
+    const again = blockByDependency(blocked, { id: "p-a", state: "failed" }, T0);
+    expect(again.write).toBe(false);
+    // Its need succeeds after a retry: the release clears the block.
+    expect(release(blocked, () => "succeeded").record.blockedBy).toBeUndefined();
+  });
+
+  it("reopen: a task cancelled by a need waits again; one cancelled otherwise is refused", () => {
+    const c = frozen(
+      blockByDependency(waiting(), { id: "p-a", state: "failed" }, at(7)).record as RecordIn<"cancelled">,
+    );
+    const s = took("reopen", c, reopen(c, "p-a"));
+    expect(s.record.state).toBe("waiting");
+    expect(s.record.reason).toBeUndefined();
+    expect(s.record.finishedAt).toBeUndefined();
+    expect(s.record.cancelCause).toBeUndefined();
+    expect(s.notices).toEqual([{ of: "record" }]);
+    expect(() => reopen(c, "p-b")).toThrow("it was not cancelled by its dependency p-b");
+    const byHand = frozen(cancel(waiting(), at(3)).record);
+    expect(byHand.reason).toBe("cancelled by request before it started");
+    expect(() => reopen(byHand, "p-a")).toThrow(expect.objectContaining({ code: "FAILED_PRECONDITION" }));
+    // A waiting task blocked by the need is unblocked; one blocked by another need is left.
+    const blocked = frozen(
+      blockByDependency(waiting({ dependencyFailure: "wait" }), { id: "p-a", state: "failed" }, T0)
+        .record as RecordIn<"waiting">,
+    );
+    expect(took("reopen", blocked, reopen(blocked, "p-a")).record.blockedBy).toBeUndefined();
+    expect(reopen(blocked, "p-b").write).toBe(false);
+  });
+
+  it("cancel of a waiting task: cancelled at once", () => {
+    const w = waiting();
+    const s = took("cancel", w, cancel(w, at(3)));
+    expect(s.record.state).toBe("cancelled");
+  });
+
+  it("the spec: needs only in a plan, never itself, never twice", () => {
+    expect(() => validateTaskSpec({ id: "x", prompt: "p", needs: ["a"] })).toThrow(
+      /needs: only a task of a plan has needs/,
+    );
+    expect(() => validateTaskSpec({ id: "x", prompt: "p", plan: "p", needs: ["x"] })).toThrow(
+      "needs: a task cannot need itself",
+    );
+    expect(() => validateTaskSpec({ id: "x", prompt: "p", plan: "p", needs: ["a", "a"] })).toThrow(
+      "needs: lists a task twice",
+    );
+    expect(() => validateTaskSpec({ id: "x", prompt: "p", dependencyFailure: "later" })).toThrow(
+      /dependencyFailure/,
+    );
+  });
+});
+
 describe("the table", () => {
   /** Each transition called on any record (the runtime guard is what is tested). */
   const calls: Record<Exclude<TransitionName, "submit">, (r: TaskRecord) => unknown> = {
@@ -464,6 +594,9 @@ describe("the table", () => {
     cancel: (r) => cancel(r as never, T0),
     applyCancel: (r) => applyCancel(r as never, T0),
     retry: (r) => retry(r as never),
+    release: (r) => release(r as never, () => "succeeded"),
+    blockByDependency: (r) => blockByDependency(r as never, { id: "p-a", state: "failed" }, T0),
+    reopen: (r) => reopen(r as never, "p-a"),
   };
 
   it("every transition refuses every state it does not start from, naming the task and the state", () => {
@@ -483,7 +616,7 @@ describe("the table", () => {
         refused++;
       }
     }
-    expect(refused).toBe(53); // 10 transitions x 7 states, less the 17 legal pairs
+    expect(refused).toBe(82); // 13 transitions x 8 states, less the 22 legal pairs
   });
 
   it("expectState: a record read from KV becomes a typed record, or a clear refusal", () => {

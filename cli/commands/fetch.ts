@@ -6,7 +6,7 @@
 import { execFile } from "node:child_process";
 import { resolve } from "node:path";
 import { Command } from "commander";
-import type { FetchedResult } from "../../proto/index.js";
+import { type FetchedResult, taskStateName } from "../../proto/index.js";
 import type { Ctx } from "../context.js";
 import { CliError, EXIT } from "../errors.js";
 import { dash, table } from "../format.js";
@@ -81,20 +81,54 @@ const emptyFetch = (id: string): FetchJson => ({
 
 interface FetchOpts {
   all?: boolean;
+  plan?: string;
   repo?: string;
   force?: boolean;
 }
 
-async function fetchCmd(ctx: Ctx, ids: string[], opts: FetchOpts): Promise<void> {
-  if (!opts.all && ids.length === 0) {
-    throw new CliError(EXIT.USAGE, "name one or more tasks, or --all", "INVALID_ARGUMENT", { field: "ids" });
+/** The plan's succeeded tasks that have a result to fetch; the others are said on stderr. */
+async function planResults(ctx: Ctx, plan: string): Promise<string[]> {
+  const { tasks } = await ctx.client().getPlan(plan);
+  const ids: string[] = [];
+  const skipped: string[] = [];
+  for (const t of tasks) {
+    const state = taskStateName(t.state);
+    if (state === "succeeded" && t.result?.bundle?.name) ids.push(t.id);
+    else if (state !== "succeeded") skipped.push(`${t.id} ${state}`);
   }
-  if (opts.all && ids.length > 0) {
-    throw new CliError(EXIT.USAGE, "task ids and --all do not go together", "INVALID_ARGUMENT", {
-      field: "--all",
+  if (skipped.length > 0) {
+    const shown = skipped.slice(0, 5).join(", ");
+    ctx.warn({
+      code: "NOT_SUCCEEDED",
+      message: `${skipped.length} task(s) of plan ${plan} have not succeeded and are not fetched (${shown}${skipped.length > 5 ? ", ..." : ""})`,
     });
   }
+  return ids;
+}
+
+async function fetchCmd(ctx: Ctx, ids: string[], opts: FetchOpts): Promise<void> {
+  const modes = [ids.length > 0, opts.all === true, opts.plan !== undefined].filter(Boolean).length;
+  if (modes === 0) {
+    throw new CliError(EXIT.USAGE, "name one or more tasks, or --all, or --plan <plan>", "INVALID_ARGUMENT", {
+      field: "ids",
+    });
+  }
+  if (modes > 1) {
+    throw new CliError(
+      EXIT.USAGE,
+      "task ids, --all and --plan do not go together: give one of them",
+      "INVALID_ARGUMENT",
+      { field: opts.plan !== undefined ? "--plan" : "--all" },
+    );
+  }
   local(ctx);
+  if (opts.plan !== undefined) {
+    ids = await planResults(ctx, opts.plan);
+    if (ids.length === 0) {
+      if (ctx.json) return ctx.printJson({ results: [] });
+      return ctx.print(`no succeeded task of plan ${opts.plan} has a result to fetch`);
+    }
+  }
   const res = await ctx.client().fetchResults({
     path: resolve(opts.repo ?? "."),
     ids,
@@ -166,6 +200,7 @@ export function fetchCommand(): Command {
     .description("import finished tasks' results as mesh/<id> branches into the local repository")
     .argument("[ids...]", "task ids")
     .option("--all", "every succeeded task of this repository that has a result")
+    .option("--plan <plan>", "every succeeded task of this plan that has a result")
     .option("--repo <path>", "the repository to import into (default: the current folder's)")
     .option("--force", "move a mesh/<id> branch that has diverged from the result")
     .addHelpText(

@@ -52,7 +52,7 @@ async function readLimited(input: AsyncIterable<unknown>, source: string, max: n
 }
 
 /** Reads at most the submit limit: a larger input is refused before it is all in memory. */
-async function readInput(file: string): Promise<{ text: string; source: string }> {
+export async function readInput(file: string): Promise<{ text: string; source: string }> {
   const max = DEFAULT_SUBMIT_MAX_BYTES;
   let handle: FileHandle | undefined;
   try {

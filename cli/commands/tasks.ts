@@ -6,7 +6,7 @@ import { ago, dash, labelsText, paintState, table } from "../format.js";
 import { type TaskJson, taskDetailJson, taskJson } from "../json.js";
 import { run } from "../run.js";
 
-const STATE_NAMES = ["queued", "claimed", "running", "succeeded", "failed", "cancelled", "dead"];
+const STATE_NAMES = ["waiting", "queued", "claimed", "running", "succeeded", "failed", "cancelled", "dead"];
 
 function collectStates(value: string, prev: TaskState[] = []): TaskState[] {
   const out = [...prev];
@@ -34,6 +34,7 @@ interface ListOpts {
   pool?: string;
   worker?: string;
   limit?: number;
+  plan?: string;
 }
 
 function note(t: TaskJson): string {
@@ -46,6 +47,7 @@ async function list(ctx: Ctx, o: ListOpts): Promise<void> {
     pool: o.pool ?? "",
     workerId: o.worker ?? "",
     limit: o.limit ?? 0,
+    plan: o.plan ?? "",
   });
   const rows = tasks.map(taskJson);
   const bad = unreadable.map((u) => ({ key: u.key, revision: u.revision, reason: u.reason }));
@@ -159,6 +161,7 @@ export function tasksCommand(): Command {
       collectStates,
     )
     .option("--pool <pool>", "only this pool")
+    .option("--plan <plan>", "only the tasks of this plan (see `mesh plan status` for its tree)")
     .option("--worker <id|name>", "only tasks run (in any attempt) by this worker id or worker name")
     .option("--limit <n>", "at most n tasks", positiveInt)
     .addHelpText(

@@ -1,2 +1,12 @@
 /** Public surface of the api folder: the MeshApi contract the service implements and the servers call. */
-export type { MeshApi, MeshEvent, SubmitResult, TaskFilter, TaskList, TaskView } from "./mesh-api.js";
+export type {
+  MeshApi,
+  MeshEvent,
+  PlanSubmitResult,
+  PlanSummary,
+  PlanView,
+  SubmitResult,
+  TaskFilter,
+  TaskList,
+  TaskView,
+} from "./mesh-api.js";

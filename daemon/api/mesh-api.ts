@@ -2,6 +2,7 @@
  * The daemon's answer for the whole mesh: what the gRPC server (and tests) call.
  * Implemented by `MeshService` over NATS; the transport layers only translate.
  */
+import type { PlanRecord, PlanSpec } from "../plans/index.js";
 import type { WorkerInfo } from "../registry/index.js";
 import type { TaskEvent, TaskRecord, TaskSpec, TaskState, UnreadableRecord } from "../tasks/index.js";
 
@@ -28,9 +29,33 @@ export interface TaskList {
 
 export interface TaskFilter {
   state?: TaskState[];
+  /** Only the tasks of this plan. */
+  plan?: string;
   pool?: string;
   workerId?: string;
   limit?: number;
+}
+
+export interface PlanSubmitResult {
+  planId: string;
+  /** False when this plan had been submitted already (an idempotent re-submit). */
+  created: boolean;
+  /** One per task, in the plan's order (every task after its needs). */
+  tasks: SubmitResult[];
+}
+
+export interface PlanView {
+  plan: PlanRecord;
+  /** The plan's tasks that have records, in the plan's order. */
+  tasks: TaskView[];
+  /** Task ids of the plan without a record (deleted after their retention, or never written). */
+  missing: string[];
+}
+
+export interface PlanSummary {
+  plan: PlanRecord;
+  /** How many of its tasks are in each state (tasks without a record are not counted). */
+  states: Partial<Record<TaskState, number>>;
 }
 
 export type MeshEvent =
@@ -52,6 +77,14 @@ export interface MeshApi {
   watchMesh(signal: AbortSignal): AsyncIterable<MeshEvent>;
   /** Throws NOT_FOUND, or FAILED_PRECONDITION when already terminal. */
   cancel(id: string): Promise<TaskView>;
-  /** A failed or dead task runs again as a new attempt. Throws FAILED_PRECONDITION otherwise. */
+  /**
+   * A failed or dead task runs again as a new attempt; in a plan, the dependents it had
+   * cancelled wait for it again. Throws FAILED_PRECONDITION otherwise.
+   */
   retry(id: string): Promise<TaskView>;
+  /** A validated plan, all or nothing; idempotent for the same plan. */
+  submitPlan(plan: PlanSpec, submitter?: string): Promise<PlanSubmitResult>;
+  /** Throws NOT_FOUND. */
+  getPlan(id: string): Promise<PlanView>;
+  listPlans(): Promise<PlanSummary[]>;
 }

@@ -8,7 +8,7 @@ import { Part } from "../../lib/index.js";
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { Delivery, Puller } from "../queue/index.js";
-import type { EventPublisher, TaskState } from "../tasks/index.js";
+import type { EventPublisher, TaskRecord, TaskState } from "../tasks/index.js";
 import { pause, type Slots } from "../util/index.js";
 import type { Claimer, Decision } from "./claim.js";
 import type { Execution } from "./execution.js";
@@ -24,6 +24,8 @@ export interface ClaimLoopDeps {
   /** Builds the execution for a won claim. */
   execution(pool: string, d: Extract<Decision, { kind: "claimed" }>, msg: Delivery): Execution;
   events: EventPublisher;
+  /** A claimer's decision ended a task (a takeover found it dead or cancelled, a pending cancel). */
+  onSettled?(written: TaskRecord): Promise<void>;
   log: Logger;
   observer: MeshObserver;
   /** How long stop() lets running executions finish before aborting them (default 0). */
@@ -143,6 +145,11 @@ export class ClaimLoop extends Part {
     const onState = (to: TaskState) => this.deps.observer.transition({ pool, to });
     if (d.kind === "settled") {
       this.deps.events.announce(d.record, d.notices, { onState });
+      await this.deps
+        .onSettled?.(d.record)
+        .catch((err: unknown) =>
+          this.deps.log.warn({ taskId: d.record.id, err }, "could not settle the task's dependents"),
+        );
       return false;
     }
     if (d.kind !== "claimed") return false;

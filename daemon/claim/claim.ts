@@ -168,6 +168,11 @@ export class Claimer {
       this.seen.delete(id);
       return skip(`already ${r.state}`, ACK);
     }
+    if (r.state === "waiting") {
+      // A stale doorbell (a waiting task has none): its release rings a new one.
+      this.seen.delete(id);
+      return skip("waiting on its dependencies", ACK);
+    }
     if (inState(r, ["queued"])) {
       this.seen.delete(id);
       try {

@@ -61,6 +61,8 @@ export interface ExecutionDeps {
   defaultResume?: "auto" | "never";
   /** Called when the attempt has settled (e.g. to refresh presence). */
   onFinished?(): void;
+  /** The attempt's outcome was written (its plan's dependents are released or settled by it). */
+  onSettled?(written: TaskRecord): Promise<void>;
   /** Announces each revision the lease holds, so observers time a dead owner's silence early. */
   beacon?: LeaseBeacon;
   /** The early conflict check of plans (absent: not checked). */
@@ -430,6 +432,14 @@ export class Execution {
     } catch (err) {
       // The record is written; a redelivered doorbell is recognised and acked or claimed.
       log.debug({ err }, "doorbell ack/nak failed");
+    }
+    if (deps.onSettled) {
+      // After our own outcome is written (see plans/scheduler.ts: exactly-once release).
+      await deps
+        .onSettled(written.record)
+        .catch((err: unknown) =>
+          log.warn({ err: errorMessage(err) }, "could not release or settle the task's dependents"),
+        );
     }
     deps.observer.attemptFinished({ pool: deps.pool, outcome: att, durationMs: Date.now() - started });
     deps.onFinished?.();

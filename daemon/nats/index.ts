@@ -27,6 +27,7 @@ export {
   kvSubjectPrefix,
   PLAN_BRANCHES_BUCKET,
   planEventSubject,
+  PLANS_BUCKET,
   poolConsumerName,
   poolFilter,
   STATE_EVENTS_FILTER,

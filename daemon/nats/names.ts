@@ -26,6 +26,8 @@ export const workerEventSubject = (workerId: string): string => `mesh.events.wor
 
 /** KV bucket of task records, the source of truth (key = task id). */
 export const TASKS_BUCKET = "mesh-tasks";
+/** KV bucket of plan records (key = plan id): a plan's tasks and what needs what. */
+export const PLANS_BUCKET = "mesh-plans";
 /** KV bucket of presence (key = worker id), with a TTL. */
 export const WORKERS_BUCKET = "mesh-workers";
 /** The stream behind a KV bucket. */

@@ -21,12 +21,29 @@ export { compileOwns, MAX_GLOB_LENGTH, MAX_OWNS, normaliseGlob, type OwnsMatcher
 export {
   type DependencyFailure,
   MAX_PLAN_TASKS,
-  newPlanId,
-  type PlanSpec,
+  type PlanSpec as CheckedPlan,
   type PlanTaskSpec,
   parsePlan,
-  planTaskId,
   validatePlan,
 } from "./plan-doc.js";
 export { parsePlanDocument } from "./plan-text.js";
+export {
+  buildPlanRecord,
+  MAX_PLAN_RECORD_BYTES,
+  type PlanRecord,
+  parsePlanRecord,
+  planDependents,
+  planNeeds,
+  planTask,
+  planTaskIds,
+} from "./plan-record.js";
+export { PlanStore } from "./plan-store.js";
+export {
+  newPlanId,
+  type PlanSpec,
+  parsePlanSubmitDocument,
+  planTaskId,
+  validatePlanSubmit,
+} from "./plan-submit-doc.js";
+export { type Lookup, PlanScheduler, type PlanSchedulerDeps, type ReconcileResult } from "./scheduler.js";
 export { globWithin, ownsOutside } from "./within.js";

@@ -3,7 +3,8 @@
  * doorbell in the stream (lost with a single-replica server, or a crash between writing the
  * record and ringing) gets one again. A spare doorbell is harmless: the record decides.
  * The same pass deletes the records of tasks finished longer ago than the retention, and
- * cancels a queued task that has a cancel pending (one that raced a requeue).
+ * cancels a queued task that has a cancel pending (one that raced a requeue), and releases or
+ * settles a plan's waiting task whose needs are all done (see plans/scheduler.ts).
  *
  * A task no live worker serves is parked: claimers ack its doorbell so that it holds no
  * delivery slot, and the sweeper does not ring it while nobody serves it. When a worker joins
@@ -20,6 +21,7 @@ import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import { errorMessage, isMeshError } from "../errors.js";
 import { Part } from "../../lib/index.js";
 import type { Logger } from "../log.js";
+import type { PlanScheduler } from "../plans/index.js";
 import { type WorkerInfo, workerServes } from "../registry/index.js";
 import {
   applyCancel,
@@ -56,12 +58,20 @@ export interface SweeperOptions {
    * as written, `notices` the state events its transition names (see tasks/machine).
    */
   onSettled?: (written: TaskRecord, notices: readonly Notice[]) => void;
+  /**
+   * Waiting tasks of plans: each pass releases (or settles by policy) any whose needs are all
+   * done, from the records it read anyway (a daemon died between a need's success and the
+   * release). None: waiting tasks are left alone.
+   */
+  plans?: Pick<PlanScheduler, "reconcile" | "afterSettled">;
 }
 
 export interface SweepResult {
   rung: number;
   parked: number;
   cancelled: number;
+  /** Waiting tasks released or settled by a dependency's failure. */
+  released?: number;
 }
 
 export class Sweeper extends Part {
@@ -194,7 +204,7 @@ export class Sweeper extends Part {
     );
     this.last = res;
     this.lastPassAt = new Date();
-    if (res.rung > 0 || res.cancelled > 0)
+    if (res.rung > 0 || res.cancelled > 0 || (res.released ?? 0) > 0)
       this.log.info({ joined: joinedAfter !== undefined, ...res }, "sweep rang doorbells or cancelled tasks");
     return res;
   }
@@ -207,10 +217,24 @@ export class Sweeper extends Part {
     newlyServed: ((spec: TaskSpec) => boolean) | undefined,
   ): Promise<SweepResult> {
     const res: SweepResult = { rung: 0, parked: 0, cancelled: 0 };
+    let byId: Map<string, TaskRecord> | undefined;
     for (const v of records) {
       const r = v.record;
       // One task's trouble does not stop the pass for the others.
       try {
+        if (r.state === "waiting") {
+          // No doorbell while waiting: released (or settled) here when its needs are done.
+          if (!this.opts.plans) continue;
+          byId ??= new Map(records.map((x) => [x.record.id, x.record]));
+          const lookup = byId;
+          const out = await this.opts.plans.reconcile(v, (id) => lookup.get(id));
+          if (out.kind === "released" || out.kind === "blocked") {
+            res.released = (res.released ?? 0) + 1;
+            this.log.info({ taskId: r.id, result: out.kind }, "sweep settled a waiting task of a plan");
+            if (out.kind === "blocked") await this.opts.plans.afterSettled(out.written.record);
+          }
+          continue;
+        }
         if (isTerminal(r.state)) {
           const keep = this.opts.retentionMs ?? 0;
           if (keep > 0 && r.finishedAt && now - Date.parse(r.finishedAt) > keep) {

@@ -45,6 +45,8 @@ export {
   formatTimerLimit,
   ID_RE,
   LABEL_KEY_RE,
+  MAX_BATCH,
+  MAX_PLAN_TASKS,
   MAX_PROMPT_BYTES,
   MAX_TIMER_MS,
   NAME_RE,

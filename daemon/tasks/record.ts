@@ -6,6 +6,8 @@ import { MeshError } from "../errors.js";
 import { ID_RE, type TaskSpec } from "./spec.js";
 
 export const TASK_STATES = [
+  /** A task of a plan whose needs have not all succeeded yet: no doorbell, nobody claims it. */
+  "waiting",
   "queued",
   "claimed",
   "running",
@@ -110,19 +112,24 @@ export interface TaskRecord {
   result?: TaskResultInfo;
   /** Human reason of the terminal state. */
   reason?: string;
+  /** Cancelled because a need of its plan failed, died or was cancelled (`mesh retry` of it re-opens this task). */
+  cancelCause?: { dependency: string };
+  /** Waiting although a need has failed, died or was cancelled (policy `dependencyFailure: wait`). */
+  blockedBy?: { dependency: string; reason: string };
   /** Attempts no longer listed in `attempts` (the oldest go first; see boundRecord). */
   droppedAttempts?: number;
   /** How many of the dropped attempts were rate-limited (they count towards the rate-limit cap). */
   droppedRateLimited?: number;
 }
 
+/** A new task's record: `waiting` when it has needs (a task of a plan), else `queued`. */
 export function newTaskRecord(spec: TaskSpec, now: Date): TaskRecord {
   const at = now.toISOString();
   return {
     v: RECORD_VERSION,
     id: spec.id,
     spec,
-    state: "queued",
+    state: spec.needs && spec.needs.length > 0 ? "waiting" : "queued",
     attempt: 0,
     countedFailures: 0,
     maxAttempts: spec.maxAttempts,
@@ -213,7 +220,9 @@ export function recordProblem(value: unknown, id?: string): string | undefined {
         isString(x.host) &&
         (x.leaseMs === undefined || isCount(x.leaseMs)),
     ) ??
-    badOptional(value, ["result"], isObject);
+    badOptional(value, ["result"], isObject) ??
+    badOptional(value, ["cancelCause"], (x) => isObject(x) && isString(x.dependency)) ??
+    badOptional(value, ["blockedBy"], (x) => isObject(x) && isString(x.dependency) && isString(x.reason));
   if (badField) return `"${badField}" has the wrong type`;
   if (!Array.isArray(value.attempts)) return `"attempts" is not a list`;
   for (const [i, a] of value.attempts.entries()) {
@@ -274,6 +283,7 @@ function dropOldest(r: TaskRecord, n: number): void {
  */
 export function boundRecord(r: TaskRecord): TaskRecord {
   if (r.reason !== undefined) r.reason = clipText(r.reason, MAX_REASON_CHARS);
+  if (r.blockedBy) r.blockedBy = { ...r.blockedBy, reason: clipText(r.blockedBy.reason, MAX_REASON_CHARS) };
   for (const a of r.attempts) if (a.reason !== undefined) a.reason = clipText(a.reason, MAX_REASON_CHARS);
   if (r.result?.summary !== undefined) r.result.summary = clipText(r.result.summary, MAX_SUMMARY_CHARS);
   if (r.attempts.length > MAX_KEPT_ATTEMPTS) dropOldest(r, r.attempts.length - MAX_KEPT_ATTEMPTS);

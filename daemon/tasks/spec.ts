@@ -22,6 +22,8 @@ export const MAX_SPEC_BYTES = 256 * 1024;
 /** A prompt larger than this is refused (it is most of the spec's budget). */
 export const MAX_PROMPT_BYTES = MAX_SPEC_BYTES;
 export const MAX_BATCH = 1000;
+/** A plan holds at most this many tasks (submitted in one go, all or nothing). */
+export const MAX_PLAN_TASKS = 10_000;
 /** The longest duration a timer can hold (setTimeout's limit, about 24.8 days). */
 export const MAX_TIMER_MS = 2 ** 31 - 1;
 export const MAX_ENV_VARS = 256;
@@ -155,17 +157,23 @@ export const taskSpecSchema = z
       .max(1000)
       .refine((argv) => argv[0] !== "", { message: "command[0] must name a program", path: [0] })
       .optional(),
-    /** The plan the task belongs to (issue 14). */
+    /** The plan this task belongs to (its id); set by `mesh plan submit`, never by hand. */
     plan: z
       .string()
       .regex(ID_RE, "plan ids are 1-128 of A-Z a-z 0-9 _ - and start with a letter or digit")
       .optional(),
-    /** Task ids (of the same plan) that must succeed first; the task starts from their results. */
+    /** Task ids of the same plan that must succeed before this task is queued. */
     needs: z
-      .array(z.string().regex(ID_RE, "needs are task ids: 1-128 of A-Z a-z 0-9 _ -"))
-      .max(MAX_BATCH)
-      .refine((ids) => new Set(ids).size === ids.length, { message: "names a task twice" })
+      .array(z.string().regex(ID_RE, "needs are task ids"))
+      .max(MAX_PLAN_TASKS)
+      .refine((n) => new Set(n).size === n.length, { message: "lists a task twice" })
       .optional(),
+    /** The task that delegated this one (issue 14 §5). */
+    parent: z.string().regex(ID_RE, "parent is a task id").optional(),
+    /** Delegation depth: 0 for a top-level task. */
+    depth: z.number().int().min(0).max(100).optional(),
+    /** What a failed, dead or cancelled need does to this task: cancel it (default) or keep it waiting. */
+    dependencyFailure: z.enum(["cancel", "wait"]).optional(),
     agent: agentSettingsSchema.default({}),
     /** The paths the task may change (globs, normalised); checked on its result (README "owns"). */
     owns: z
@@ -217,10 +225,18 @@ export const taskSpecSchema = z
         message: 'command is only valid with runner: "command"',
       });
     }
-    refineRepo(t.repo, t.ref, ctx);
-    if (t.id !== undefined && t.needs?.includes(t.id)) {
-      ctx.addIssue({ code: "custom", path: ["needs"], message: `task ${t.id} cannot need itself` });
+    if (t.needs && t.needs.length > 0 && !t.plan) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["needs"],
+        message:
+          "only a task of a plan has needs: write the tasks in a plan document and use `mesh plan submit`",
+      });
     }
+    if (t.plan && t.needs?.includes(t.id ?? "")) {
+      ctx.addIssue({ code: "custom", path: ["needs"], message: "a task cannot need itself" });
+    }
+    refineRepo(t.repo, t.ref, ctx);
     if (t.push && t.repo && MESH_REPO_RE.test(t.repo)) {
       ctx.addIssue({
         code: "custom",

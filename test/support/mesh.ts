@@ -14,6 +14,7 @@ import {
   type MeshApi,
 } from "../../daemon/index.js";
 import { createLogger } from "../../daemon/log.js";
+import { PlanScheduler, PlanStore } from "../../daemon/plans/index.js";
 import { ringDoorbell } from "../../daemon/queue/doorbell.js";
 import { ensureTopology } from "../../daemon/queue/topology.js";
 import { MeshService } from "../../daemon/service.js";
@@ -87,6 +88,14 @@ export async function openClient(
   const log = createLogger("silent");
   const store = new TaskStore(topo);
   const events = new EventPublisher(nc, log);
+  const planStore = await PlanStore.open(topo.js, topo.jsm, opts.replicas ?? 1);
+  const scheduler = new PlanScheduler({
+    store,
+    plans: planStore,
+    ring: (v, key) => ringDoorbell(topo.publisher, v.record.spec.pool, v.record.id, key, v),
+    announce: (r, notices) => events.announce(r, notices, { now: true }),
+    log,
+  });
   const api = new MeshService({
     nc,
     js: topo.js,
@@ -98,6 +107,7 @@ export async function openClient(
     log,
     presenceTtlMs: 1500,
     pollMs: 200,
+    plans: { store: planStore, scheduler },
   });
   return {
     api,

@@ -1,6 +1,7 @@
 /** Domain objects -> API messages. Typed fields for common needs plus the full object as JSON. */
 import {
   type Attempt,
+  type Plan,
   type Task,
   type TaskEvent as TaskEventMsg,
   type TaskResult,
@@ -10,6 +11,7 @@ import {
   type Worker,
 } from "../../../proto/index.js";
 import type { MeshEvent, SubmitResult, TaskView } from "../../api/index.js";
+import { type PlanRecord, planNeeds } from "../../plans/index.js";
 import type { WorkerInfo } from "../../registry/index.js";
 import type { AttemptInfo, ResultBundle, TaskEvent, TaskResultInfo, TaskState } from "../../tasks/index.js";
 
@@ -142,4 +144,18 @@ export function meshEventToProto(e: MeshEvent): WatchMeshResponse {
     case "worker_left":
       return { workerLeft: { workerId: e.workerId, at: e.at } };
   }
+}
+
+export function planToProto(p: PlanRecord, states: Partial<Record<TaskState, number>> = {}): Plan {
+  return {
+    id: p.id,
+    title: p.title ?? "",
+    createdAt: p.createdAt,
+    submitter: p.submitter,
+    tasks: [...planNeeds(p)].map(([id, needs]) => ({ id, needs })),
+    states: Object.fromEntries(Object.entries(states).filter(([, n]) => (n ?? 0) > 0)) as Record<
+      string,
+      number
+    >,
+  };
 }

@@ -11,10 +11,12 @@ import {
 import type { MeshApi, TaskFilter } from "../../api/index.js";
 import type { MeshTransfer } from "../../transfer/index.js";
 import { MeshError } from "../../errors.js";
+import { parsePlanSubmitDocument } from "../../plans/index.js";
 import type { TaskSpec, TaskState } from "../../tasks/index.js";
 import { formatBytes } from "../../util/index.js";
 import {
   meshEventToProto,
+  planToProto,
   submitResultToProto,
   taskEventToProto,
   taskToProto,
@@ -120,6 +122,33 @@ export function meshServiceHandlers(ctx: HandlerContext): MeshServiceServer {
       const results = await api.submit(specs);
       return { results: results.map(submitResultToProto) };
     }),
+    submitPlan: unary("SubmitPlan", async (req) => {
+      if (!req.document.trim()) {
+        throw new MeshError("INVALID_ARGUMENT", "document: the plan document is empty", {
+          field: "document",
+        });
+      }
+      const size = Buffer.byteLength(req.document);
+      if (size > ctx.maxSubmitBytes) {
+        throw new MeshError(
+          "RESOURCE_EXHAUSTED",
+          `document: ${formatBytes(size)} is over this daemon's submit limit of ${formatBytes(ctx.maxSubmitBytes)} (limits.submitMaxBytes); nothing was submitted. Split the plan`,
+          { field: "document" },
+        );
+      }
+      // Validated whole, before anything is written.
+      const plan = parsePlanSubmitDocument(req.document, req.source || "input");
+      const res = await api.submitPlan(plan, req.submitter || undefined);
+      return { planId: res.planId, created: res.created, tasks: res.tasks.map(submitResultToProto) };
+    }),
+    getPlan: unary("GetPlan", async (req) => {
+      if (!req.id) throw new MeshError("INVALID_ARGUMENT", "id: a plan id is required", { field: "id" });
+      const v = await api.getPlan(req.id);
+      return { plan: planToProto(v.plan), tasks: v.tasks.map(taskToProto), missing: v.missing };
+    }),
+    listPlans: unary("ListPlans", async () => ({
+      plans: (await api.listPlans()).map((p) => planToProto(p.plan, p.states)),
+    })),
     listWorkers: unary("ListWorkers", async () => ({
       workers: (await api.listWorkers()).map(workerToProto),
     })),
@@ -130,6 +159,7 @@ export function meshServiceHandlers(ctx: HandlerContext): MeshServiceServer {
       if (states) filter.state = states;
       if (req.pool) filter.pool = req.pool;
       if (req.workerId) filter.workerId = req.workerId;
+      if (req.plan) filter.plan = req.plan;
       if (req.limit > 0) filter.limit = req.limit;
       const { tasks, unreadable } = await api.listTasks(filter);
       return { tasks: tasks.map(taskToProto), unreadable };

@@ -39,15 +39,17 @@ export function expectState<S extends TaskState>(
 /**
  * Every change of state a transition makes (a write that keeps the state, e.g. a heartbeat, is
  * no edge). `claimed -> claimed` and `running -> claimed` are takeovers; `queued -> running` a
- * claim with nothing to prepare; `failed`/`dead -> queued` a retry.
+ * claim with nothing to prepare; `failed`/`dead -> queued` a retry; `waiting -> queued` a plan's
+ * release; `cancelled -> waiting` a re-open (its cancelling dependency was retried).
  */
 export const EDGES: Readonly<Record<TaskState, readonly TaskState[]>> = {
+  waiting: ["queued", "cancelled"],
   queued: ["claimed", "running", "cancelled"],
   claimed: ["claimed", "running", "queued", "failed", "cancelled", "dead"],
   running: ["claimed", "succeeded", "failed", "queued", "cancelled", "dead"],
   succeeded: [],
   failed: ["queued"],
-  cancelled: [],
+  cancelled: ["waiting"],
   dead: ["queued"],
 };
 

@@ -22,8 +22,14 @@ import type { DoorbellAction, Notice, Step } from "./step.js";
 
 /** Each transition's legal source states and the states it may end in. */
 export const TRANSITIONS = {
-  /** A new task (written with create: there is no source record). */
-  submit: { from: [], to: ["queued"] },
+  /** A new task (written with create: there is no source record); `waiting` when it has needs. */
+  submit: { from: [], to: ["waiting", "queued"] },
+  /** Every need of a waiting task succeeded: it is queued (once: compare-and-set on the record). */
+  release: { from: ["waiting"], to: ["queued"] },
+  /** A need failed, died or was cancelled: the task is cancelled, or stays waiting, by its policy. */
+  blockByDependency: { from: ["waiting"], to: ["cancelled", "waiting"] },
+  /** `mesh retry` of a need: a task it had cancelled (or blocked) waits for it again. */
+  reopen: { from: ["cancelled", "waiting"], to: ["waiting"] },
   /** A worker wins the task: `claimed`, or `running` at once when it has nothing to prepare. */
   claim: { from: ["queued"], to: ["claimed", "running"] },
   /** The workspace is ready (a claim straight into `running` only announces it). */
@@ -38,8 +44,8 @@ export const TRANSITIONS = {
   settle: { from: ["claimed", "running"], to: ["succeeded", "failed", "dead", "cancelled", "queued"] },
   /** A dead owner's task (lease expired), or our own abandoned attempt: claimed anew, or ended. */
   takeOver: { from: ["claimed", "running"], to: ["claimed", "cancelled", "dead"] },
-  /** A cancel of a queued task, at once (the API). */
-  cancel: { from: ["queued"], to: ["cancelled"] },
+  /** A cancel of a waiting or queued task, at once (the API). */
+  cancel: { from: ["waiting", "queued"], to: ["cancelled"] },
   /** A cancel left pending on a task that went back to the queue (claimer, sweeper). */
   applyCancel: { from: ["queued"], to: ["cancelled"] },
   /** `mesh retry`: one more attempt. */
@@ -150,8 +156,105 @@ function finished<S extends "succeeded" | "failed" | "cancelled" | "dead">(
   return r as RecordIn<S>;
 }
 
+/** A new record: queued with a doorbell, or waiting (no doorbell) when it has needs. */
 export function submit(spec: TaskSpec, now: Date): StepOf<"submit"> {
-  return step(newTaskRecord(spec, now) as RecordIn<"queued">, { kind: "ring" }, OF_RECORD);
+  const r = newTaskRecord(spec, now) as RecordIn<"waiting" | "queued">;
+  return step(r, r.state === "queued" ? { kind: "ring" } : LEAVE, OF_RECORD);
+}
+
+/** The state of a task's need as its releaser read it (undefined: no such record). */
+export type NeedState = (id: string) => TaskState | undefined;
+
+/**
+ * Every need of `r` has succeeded (as `needState` read them, after the caller's own success
+ * was written): it is queued and a doorbell announces it. Throws FAILED_PRECONDITION naming
+ * a need that has not succeeded.
+ */
+export function release(r: From<"release">, needState: NeedState): StepOf<"release"> {
+  guard(r, "release");
+  for (const n of r.spec.needs ?? []) {
+    const s = needState(n);
+    if (s !== "succeeded") {
+      throw new MeshError(
+        "FAILED_PRECONDITION",
+        `task ${r.id}: cannot release it; its need ${n} is ${s ?? "missing"}`,
+      );
+    }
+  }
+  const next = moved(r, "queued");
+  delete next.blockedBy;
+  return step(next, { kind: "ring" }, OF_RECORD);
+}
+
+/** A need that ended without success, as the settler saw it. */
+export interface FailedNeed {
+  id: string;
+  state: "failed" | "dead" | "cancelled";
+  /** The need's own reason, quoted in the dependent's. */
+  reason?: string | undefined;
+}
+
+/** The human reason a failed need gives its dependent. */
+export function dependencyReason(need: FailedNeed): string {
+  const why = need.reason ? `: ${need.reason}` : "";
+  return `dependency ${need.id} ${need.state === "dead" ? "died" : need.state}${why}`;
+}
+
+/**
+ * A need of `r` failed, died or was cancelled. Policy `cancel` (the default): `r` is cancelled
+ * with the reason naming the need and `cancelCause` (what `mesh retry` of the need re-opens).
+ * Policy `wait`: `r` stays waiting, the need named in `blockedBy`; a retried need that then
+ * succeeds releases it. Idempotent for the same need.
+ */
+export function blockByDependency(
+  r: From<"blockByDependency">,
+  need: FailedNeed,
+  now: Date,
+): StepOf<"blockByDependency"> {
+  guard(r, "blockByDependency");
+  if (!(r.spec.needs ?? []).includes(need.id)) {
+    throw new MeshError("FAILED_PRECONDITION", `task ${r.id}: ${need.id} is not one of its needs`);
+  }
+  const reason = dependencyReason(need);
+  if ((r.spec.dependencyFailure ?? "cancel") === "wait") {
+    if (r.blockedBy?.dependency === need.id && r.blockedBy.reason === reason)
+      return step(r, LEAVE, [], false);
+    const next = moved(r, "waiting");
+    next.blockedBy = { dependency: need.id, reason };
+    return step(next, LEAVE, []);
+  }
+  const next = moved(r, "cancelled");
+  next.finishedAt = now.toISOString();
+  next.reason = reason;
+  next.cancelCause = { dependency: need.id };
+  delete next.blockedBy;
+  delete next.cancelRequested;
+  return step(next, LEAVE, OF_RECORD);
+}
+
+/**
+ * `mesh retry` of `need`: `r`, cancelled because of it (cancelCause), waits again; a waiting
+ * `r` blocked by it is no longer blocked. Not for a task cancelled for any other reason.
+ */
+export function reopen(r: From<"reopen">, need: string): StepOf<"reopen"> {
+  guard(r, "reopen");
+  if (r.state === "waiting") {
+    if (r.blockedBy?.dependency !== need) return step(r as RecordIn<"waiting">, LEAVE, [], false);
+    const next = moved(r, "waiting");
+    delete next.blockedBy;
+    return step(next, LEAVE, []);
+  }
+  if (r.cancelCause?.dependency !== need) {
+    throw new MeshError(
+      "FAILED_PRECONDITION",
+      `task ${r.id}: it was not cancelled by its dependency ${need}; nothing to re-open`,
+    );
+  }
+  const next = moved(r, "waiting");
+  delete next.finishedAt;
+  delete next.reason;
+  delete next.cancelCause;
+  return step(next, LEAVE, OF_RECORD);
 }
 
 /**
@@ -211,6 +314,7 @@ export function cancel(r: From<"cancel">, now: Date): StepOf<"cancel"> {
     r.attempt > 0 ? "cancelled by request between attempts" : "cancelled by request before it started";
   delete next.cancelRequested;
   delete next.notBefore;
+  delete next.blockedBy;
   return step(next, ACK, OF_RECORD);
 }
 

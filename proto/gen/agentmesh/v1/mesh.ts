@@ -47,6 +47,8 @@ export enum TaskState {
   TASK_STATE_FAILED = 5,
   TASK_STATE_CANCELLED = 6,
   TASK_STATE_DEAD = 7,
+  /** TASK_STATE_WAITING - A task of a plan waiting for its needs to succeed. */
+  TASK_STATE_WAITING = 8,
   UNRECOGNIZED = -1,
 }
 
@@ -76,6 +78,9 @@ export function taskStateFromJSON(object: any): TaskState {
     case 7:
     case "TASK_STATE_DEAD":
       return TaskState.TASK_STATE_DEAD;
+    case 8:
+    case "TASK_STATE_WAITING":
+      return TaskState.TASK_STATE_WAITING;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -101,6 +106,8 @@ export function taskStateToJSON(object: TaskState): string {
       return "TASK_STATE_CANCELLED";
     case TaskState.TASK_STATE_DEAD:
       return "TASK_STATE_DEAD";
+    case TaskState.TASK_STATE_WAITING:
+      return "TASK_STATE_WAITING";
     case TaskState.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -186,6 +193,8 @@ export interface ListTasksRequest {
   workerId: string;
   /** At most this many; 0 = the daemon's default. */
   limit: number;
+  /** Only the tasks of this plan; empty = any. */
+  plan: string;
 }
 
 export interface ListTasksResponse {
@@ -425,6 +434,67 @@ export interface RetryTaskRequest {
 
 export interface RetryTaskResponse {
   task?: Task | undefined;
+}
+
+export interface SubmitPlanRequest {
+  /** The plan document: YAML or JSON text (`plan`, `title`, `defaults`, `tasks`). Required. */
+  document: string;
+  /** Names the document in error messages (e.g. the file name); defaults to "input". */
+  source: string;
+  /** Who submits it (e.g. `user@host`), kept in the plan record. */
+  submitter: string;
+}
+
+export interface SubmitPlanResponse {
+  planId: string;
+  /** False when this plan had been submitted already (idempotent re-submit). */
+  created: boolean;
+  /** One per task, every task after its needs. */
+  tasks: SubmitResult[];
+}
+
+export interface PlanTask {
+  /** The task id (`<plan id>-<name>`). */
+  id: string;
+  /** Ids of the tasks it needs. */
+  needs: string[];
+}
+
+export interface Plan {
+  id: string;
+  title: string;
+  createdAt: string;
+  submitter: string;
+  /** Every task after its needs. */
+  tasks: PlanTask[];
+  /** How many of its tasks are in each state (by state name; ListPlans only). */
+  states: { [key: string]: number };
+}
+
+export interface Plan_StatesEntry {
+  key: string;
+  value: number;
+}
+
+export interface GetPlanRequest {
+  id: string;
+}
+
+export interface GetPlanResponse {
+  plan?:
+    | Plan
+    | undefined;
+  /** The plan's tasks that have records, every task after its needs. */
+  tasks: Task[];
+  /** Task ids of the plan without a record (deleted after their retention). */
+  missing: string[];
+}
+
+export interface ListPlansRequest {
+}
+
+export interface ListPlansResponse {
+  plans: Plan[];
 }
 
 function createBaseSubmitTasksRequest(): SubmitTasksRequest {
@@ -1498,7 +1568,7 @@ export const GetTaskResponse: MessageFns<GetTaskResponse> = {
 };
 
 function createBaseListTasksRequest(): ListTasksRequest {
-  return { states: [], pool: "", workerId: "", limit: 0 };
+  return { states: [], pool: "", workerId: "", limit: 0, plan: "" };
 }
 
 export const ListTasksRequest: MessageFns<ListTasksRequest> = {
@@ -1518,6 +1588,9 @@ export const ListTasksRequest: MessageFns<ListTasksRequest> = {
     }
     if (message.limit !== 0) {
       writer.uint32(32).uint32(message.limit);
+    }
+    if (message.plan !== "") {
+      writer.uint32(42).string(message.plan);
     }
     return writer;
   },
@@ -1577,6 +1650,14 @@ export const ListTasksRequest: MessageFns<ListTasksRequest> = {
             message.limit = reader.uint32();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.plan = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1599,6 +1680,7 @@ export const ListTasksRequest: MessageFns<ListTasksRequest> = {
         ? globalThis.String(object.worker_id)
         : "",
       limit: isSet(object.limit) ? globalThis.Number(object.limit) : 0,
+      plan: isSet(object.plan) ? globalThis.String(object.plan) : "",
     };
   },
 
@@ -1616,6 +1698,9 @@ export const ListTasksRequest: MessageFns<ListTasksRequest> = {
     if (message.limit !== 0) {
       obj.limit = Math.round(message.limit);
     }
+    if (message.plan !== "") {
+      obj.plan = message.plan;
+    }
     return obj;
   },
 
@@ -1628,6 +1713,7 @@ export const ListTasksRequest: MessageFns<ListTasksRequest> = {
     message.pool = object.pool ?? "";
     message.workerId = object.workerId ?? "";
     message.limit = object.limit ?? 0;
+    message.plan = object.plan ?? "";
     return message;
   },
 };
@@ -5041,6 +5127,852 @@ export const RetryTaskResponse: MessageFns<RetryTaskResponse> = {
   },
 };
 
+function createBaseSubmitPlanRequest(): SubmitPlanRequest {
+  return { document: "", source: "", submitter: "" };
+}
+
+export const SubmitPlanRequest: MessageFns<SubmitPlanRequest> = {
+  encode(message: SubmitPlanRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.document !== "") {
+      writer.uint32(10).string(message.document);
+    }
+    if (message.source !== "") {
+      writer.uint32(18).string(message.source);
+    }
+    if (message.submitter !== "") {
+      writer.uint32(26).string(message.submitter);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SubmitPlanRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSubmitPlanRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.document = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.source = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.submitter = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SubmitPlanRequest {
+    return {
+      document: isSet(object.document) ? globalThis.String(object.document) : "",
+      source: isSet(object.source) ? globalThis.String(object.source) : "",
+      submitter: isSet(object.submitter) ? globalThis.String(object.submitter) : "",
+    };
+  },
+
+  toJSON(message: SubmitPlanRequest): unknown {
+    const obj: any = {};
+    if (message.document !== "") {
+      obj.document = message.document;
+    }
+    if (message.source !== "") {
+      obj.source = message.source;
+    }
+    if (message.submitter !== "") {
+      obj.submitter = message.submitter;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SubmitPlanRequest>, I>>(base?: I): SubmitPlanRequest {
+    return SubmitPlanRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SubmitPlanRequest>, I>>(object: I): SubmitPlanRequest {
+    const message = createBaseSubmitPlanRequest();
+    message.document = object.document ?? "";
+    message.source = object.source ?? "";
+    message.submitter = object.submitter ?? "";
+    return message;
+  },
+};
+
+function createBaseSubmitPlanResponse(): SubmitPlanResponse {
+  return { planId: "", created: false, tasks: [] };
+}
+
+export const SubmitPlanResponse: MessageFns<SubmitPlanResponse> = {
+  encode(message: SubmitPlanResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.planId !== "") {
+      writer.uint32(10).string(message.planId);
+    }
+    if (message.created !== false) {
+      writer.uint32(16).bool(message.created);
+    }
+    for (const v of message.tasks) {
+      SubmitResult.encode(v!, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SubmitPlanResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSubmitPlanResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.planId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.created = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.tasks.push(SubmitResult.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SubmitPlanResponse {
+    return {
+      planId: isSet(object.planId)
+        ? globalThis.String(object.planId)
+        : isSet(object.plan_id)
+        ? globalThis.String(object.plan_id)
+        : "",
+      created: isSet(object.created) ? globalThis.Boolean(object.created) : false,
+      tasks: globalThis.Array.isArray(object?.tasks) ? object.tasks.map((e: any) => SubmitResult.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: SubmitPlanResponse): unknown {
+    const obj: any = {};
+    if (message.planId !== "") {
+      obj.planId = message.planId;
+    }
+    if (message.created !== false) {
+      obj.created = message.created;
+    }
+    if (message.tasks?.length) {
+      obj.tasks = message.tasks.map((e) => SubmitResult.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SubmitPlanResponse>, I>>(base?: I): SubmitPlanResponse {
+    return SubmitPlanResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SubmitPlanResponse>, I>>(object: I): SubmitPlanResponse {
+    const message = createBaseSubmitPlanResponse();
+    message.planId = object.planId ?? "";
+    message.created = object.created ?? false;
+    message.tasks = object.tasks?.map((e) => SubmitResult.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBasePlanTask(): PlanTask {
+  return { id: "", needs: [] };
+}
+
+export const PlanTask: MessageFns<PlanTask> = {
+  encode(message: PlanTask, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    for (const v of message.needs) {
+      writer.uint32(18).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PlanTask {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePlanTask();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.needs.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PlanTask {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      needs: globalThis.Array.isArray(object?.needs) ? object.needs.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: PlanTask): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.needs?.length) {
+      obj.needs = message.needs;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PlanTask>, I>>(base?: I): PlanTask {
+    return PlanTask.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PlanTask>, I>>(object: I): PlanTask {
+    const message = createBasePlanTask();
+    message.id = object.id ?? "";
+    message.needs = object.needs?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBasePlan(): Plan {
+  return { id: "", title: "", createdAt: "", submitter: "", tasks: [], states: {} };
+}
+
+export const Plan: MessageFns<Plan> = {
+  encode(message: Plan, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.title !== "") {
+      writer.uint32(18).string(message.title);
+    }
+    if (message.createdAt !== "") {
+      writer.uint32(26).string(message.createdAt);
+    }
+    if (message.submitter !== "") {
+      writer.uint32(34).string(message.submitter);
+    }
+    for (const v of message.tasks) {
+      PlanTask.encode(v!, writer.uint32(42).fork()).join();
+    }
+    globalThis.Object.entries(message.states).forEach(([key, value]: [string, number]) => {
+      Plan_StatesEntry.encode({ key: key as any, value }, writer.uint32(50).fork()).join();
+    });
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Plan {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePlan();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.title = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.createdAt = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.submitter = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.tasks.push(PlanTask.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            const entry6 = Plan_StatesEntry.decode(reader, reader.uint32());
+            if (entry6.value !== undefined) {
+              message.states[entry6.key] = entry6.value;
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Plan {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      title: isSet(object.title) ? globalThis.String(object.title) : "",
+      createdAt: isSet(object.createdAt)
+        ? globalThis.String(object.createdAt)
+        : isSet(object.created_at)
+        ? globalThis.String(object.created_at)
+        : "",
+      submitter: isSet(object.submitter) ? globalThis.String(object.submitter) : "",
+      tasks: globalThis.Array.isArray(object?.tasks) ? object.tasks.map((e: any) => PlanTask.fromJSON(e)) : [],
+      states: isObject(object.states)
+        ? (globalThis.Object.entries(object.states) as [string, any][]).reduce(
+          (acc: { [key: string]: number }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.Number(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+    };
+  },
+
+  toJSON(message: Plan): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.title !== "") {
+      obj.title = message.title;
+    }
+    if (message.createdAt !== "") {
+      obj.createdAt = message.createdAt;
+    }
+    if (message.submitter !== "") {
+      obj.submitter = message.submitter;
+    }
+    if (message.tasks?.length) {
+      obj.tasks = message.tasks.map((e) => PlanTask.toJSON(e));
+    }
+    if (message.states) {
+      const entries = globalThis.Object.entries(message.states) as [string, number][];
+      if (entries.length > 0) {
+        obj.states = {};
+        entries.forEach(([k, v]) => {
+          obj.states[k] = Math.round(v);
+        });
+      }
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Plan>, I>>(base?: I): Plan {
+    return Plan.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Plan>, I>>(object: I): Plan {
+    const message = createBasePlan();
+    message.id = object.id ?? "";
+    message.title = object.title ?? "";
+    message.createdAt = object.createdAt ?? "";
+    message.submitter = object.submitter ?? "";
+    message.tasks = object.tasks?.map((e) => PlanTask.fromPartial(e)) || [];
+    message.states = (globalThis.Object.entries(object.states ?? {}) as [string, number][]).reduce(
+      (acc: { [key: string]: number }, [key, value]: [string, number]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.Number(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBasePlan_StatesEntry(): Plan_StatesEntry {
+  return { key: "", value: 0 };
+}
+
+export const Plan_StatesEntry: MessageFns<Plan_StatesEntry> = {
+  encode(message: Plan_StatesEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== 0) {
+      writer.uint32(16).uint32(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Plan_StatesEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePlan_StatesEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.value = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Plan_StatesEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.Number(object.value) : 0,
+    };
+  },
+
+  toJSON(message: Plan_StatesEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== 0) {
+      obj.value = Math.round(message.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Plan_StatesEntry>, I>>(base?: I): Plan_StatesEntry {
+    return Plan_StatesEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Plan_StatesEntry>, I>>(object: I): Plan_StatesEntry {
+    const message = createBasePlan_StatesEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? 0;
+    return message;
+  },
+};
+
+function createBaseGetPlanRequest(): GetPlanRequest {
+  return { id: "" };
+}
+
+export const GetPlanRequest: MessageFns<GetPlanRequest> = {
+  encode(message: GetPlanRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetPlanRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetPlanRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetPlanRequest {
+    return { id: isSet(object.id) ? globalThis.String(object.id) : "" };
+  },
+
+  toJSON(message: GetPlanRequest): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetPlanRequest>, I>>(base?: I): GetPlanRequest {
+    return GetPlanRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetPlanRequest>, I>>(object: I): GetPlanRequest {
+    const message = createBaseGetPlanRequest();
+    message.id = object.id ?? "";
+    return message;
+  },
+};
+
+function createBaseGetPlanResponse(): GetPlanResponse {
+  return { plan: undefined, tasks: [], missing: [] };
+}
+
+export const GetPlanResponse: MessageFns<GetPlanResponse> = {
+  encode(message: GetPlanResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.plan !== undefined) {
+      Plan.encode(message.plan, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.tasks) {
+      Task.encode(v!, writer.uint32(18).fork()).join();
+    }
+    for (const v of message.missing) {
+      writer.uint32(26).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetPlanResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetPlanResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.plan = Plan.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.tasks.push(Task.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.missing.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetPlanResponse {
+    return {
+      plan: isSet(object.plan) ? Plan.fromJSON(object.plan) : undefined,
+      tasks: globalThis.Array.isArray(object?.tasks) ? object.tasks.map((e: any) => Task.fromJSON(e)) : [],
+      missing: globalThis.Array.isArray(object?.missing) ? object.missing.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: GetPlanResponse): unknown {
+    const obj: any = {};
+    if (message.plan !== undefined) {
+      obj.plan = Plan.toJSON(message.plan);
+    }
+    if (message.tasks?.length) {
+      obj.tasks = message.tasks.map((e) => Task.toJSON(e));
+    }
+    if (message.missing?.length) {
+      obj.missing = message.missing;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetPlanResponse>, I>>(base?: I): GetPlanResponse {
+    return GetPlanResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetPlanResponse>, I>>(object: I): GetPlanResponse {
+    const message = createBaseGetPlanResponse();
+    message.plan = (object.plan !== undefined && object.plan !== null) ? Plan.fromPartial(object.plan) : undefined;
+    message.tasks = object.tasks?.map((e) => Task.fromPartial(e)) || [];
+    message.missing = object.missing?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseListPlansRequest(): ListPlansRequest {
+  return {};
+}
+
+export const ListPlansRequest: MessageFns<ListPlansRequest> = {
+  encode(_: ListPlansRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListPlansRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListPlansRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): ListPlansRequest {
+    return {};
+  },
+
+  toJSON(_: ListPlansRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListPlansRequest>, I>>(base?: I): ListPlansRequest {
+    return ListPlansRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListPlansRequest>, I>>(_: I): ListPlansRequest {
+    const message = createBaseListPlansRequest();
+    return message;
+  },
+};
+
+function createBaseListPlansResponse(): ListPlansResponse {
+  return { plans: [] };
+}
+
+export const ListPlansResponse: MessageFns<ListPlansResponse> = {
+  encode(message: ListPlansResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.plans) {
+      Plan.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListPlansResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListPlansResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.plans.push(Plan.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListPlansResponse {
+    return { plans: globalThis.Array.isArray(object?.plans) ? object.plans.map((e: any) => Plan.fromJSON(e)) : [] };
+  },
+
+  toJSON(message: ListPlansResponse): unknown {
+    const obj: any = {};
+    if (message.plans?.length) {
+      obj.plans = message.plans.map((e) => Plan.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListPlansResponse>, I>>(base?: I): ListPlansResponse {
+    return ListPlansResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListPlansResponse>, I>>(object: I): ListPlansResponse {
+    const message = createBaseListPlansResponse();
+    message.plans = object.plans?.map((e) => Plan.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 export type MeshServiceService = typeof MeshServiceService;
 export const MeshServiceService = {
   /**
@@ -5137,7 +6069,7 @@ export const MeshServiceService = {
   /**
    * Ships a git repository of the daemon's machine (a folder inside a checkout) to the mesh's
    * bundle store, only what the mesh lacks, and answers the `mesh://<repo_id>` and commit a task
-   * runs on. Unix socket only (PERMISSION_DENIED over TCP: the path is the caller's machine's).
+   * runs on. Unix socket only (FAILED_PRECONDITION over TCP: the path is the daemon's machine's).
    * INVALID_ARGUMENT for a folder outside a work tree or a repo without commits;
    * RESOURCE_EXHAUSTED when the bundle is over limits.bundleMaxBytes or the store is full.
    */
@@ -5164,6 +6096,41 @@ export const MeshServiceService = {
     responseSerialize: (value: FetchResultsResponse): Buffer =>
       Buffer.from(FetchResultsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): FetchResultsResponse => FetchResultsResponse.decode(value),
+  },
+  /**
+   * Submit a plan: one document of tasks with `needs`, validated by the daemon whole, all or
+   * nothing (INVALID_ARGUMENT naming the field: a cycle with its path, an unknown need, ...).
+   * Roots are queued, the rest wait for their needs. Re-submitting the same plan is idempotent
+   * (`created: false`); different tasks under an existing plan id are ALREADY_EXISTS.
+   */
+  submitPlan: {
+    path: "/agentmesh.v1.MeshService/SubmitPlan" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SubmitPlanRequest): Buffer => Buffer.from(SubmitPlanRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SubmitPlanRequest => SubmitPlanRequest.decode(value),
+    responseSerialize: (value: SubmitPlanResponse): Buffer => Buffer.from(SubmitPlanResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SubmitPlanResponse => SubmitPlanResponse.decode(value),
+  },
+  /** A plan, its graph and its tasks' records. NOT_FOUND when no plan has this id. */
+  getPlan: {
+    path: "/agentmesh.v1.MeshService/GetPlan" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetPlanRequest): Buffer => Buffer.from(GetPlanRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetPlanRequest => GetPlanRequest.decode(value),
+    responseSerialize: (value: GetPlanResponse): Buffer => Buffer.from(GetPlanResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetPlanResponse => GetPlanResponse.decode(value),
+  },
+  /** Every plan, newest first, with its tasks counted by state. */
+  listPlans: {
+    path: "/agentmesh.v1.MeshService/ListPlans" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListPlansRequest): Buffer => Buffer.from(ListPlansRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListPlansRequest => ListPlansRequest.decode(value),
+    responseSerialize: (value: ListPlansResponse): Buffer => Buffer.from(ListPlansResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListPlansResponse => ListPlansResponse.decode(value),
   },
 } as const;
 
@@ -5198,7 +6165,7 @@ export interface MeshServiceServer extends UntypedServiceImplementation {
   /**
    * Ships a git repository of the daemon's machine (a folder inside a checkout) to the mesh's
    * bundle store, only what the mesh lacks, and answers the `mesh://<repo_id>` and commit a task
-   * runs on. Unix socket only (PERMISSION_DENIED over TCP: the path is the caller's machine's).
+   * runs on. Unix socket only (FAILED_PRECONDITION over TCP: the path is the daemon's machine's).
    * INVALID_ARGUMENT for a folder outside a work tree or a repo without commits;
    * RESOURCE_EXHAUSTED when the bundle is over limits.bundleMaxBytes or the store is full.
    */
@@ -5209,6 +6176,17 @@ export interface MeshServiceServer extends UntypedServiceImplementation {
    * diverged from the result is refused (`diverged`) unless `force`.
    */
   fetchResults: handleUnaryCall<FetchResultsRequest, FetchResultsResponse>;
+  /**
+   * Submit a plan: one document of tasks with `needs`, validated by the daemon whole, all or
+   * nothing (INVALID_ARGUMENT naming the field: a cycle with its path, an unknown need, ...).
+   * Roots are queued, the rest wait for their needs. Re-submitting the same plan is idempotent
+   * (`created: false`); different tasks under an existing plan id are ALREADY_EXISTS.
+   */
+  submitPlan: handleUnaryCall<SubmitPlanRequest, SubmitPlanResponse>;
+  /** A plan, its graph and its tasks' records. NOT_FOUND when no plan has this id. */
+  getPlan: handleUnaryCall<GetPlanRequest, GetPlanResponse>;
+  /** Every plan, newest first, with its tasks counted by state. */
+  listPlans: handleUnaryCall<ListPlansRequest, ListPlansResponse>;
 }
 
 export interface MeshServiceClient extends Client {
@@ -5336,7 +6314,7 @@ export interface MeshServiceClient extends Client {
   /**
    * Ships a git repository of the daemon's machine (a folder inside a checkout) to the mesh's
    * bundle store, only what the mesh lacks, and answers the `mesh://<repo_id>` and commit a task
-   * runs on. Unix socket only (PERMISSION_DENIED over TCP: the path is the caller's machine's).
+   * runs on. Unix socket only (FAILED_PRECONDITION over TCP: the path is the daemon's machine's).
    * INVALID_ARGUMENT for a folder outside a work tree or a repo without commits;
    * RESOURCE_EXHAUSTED when the bundle is over limits.bundleMaxBytes or the store is full.
    */
@@ -5374,6 +6352,59 @@ export interface MeshServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: FetchResultsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Submit a plan: one document of tasks with `needs`, validated by the daemon whole, all or
+   * nothing (INVALID_ARGUMENT naming the field: a cycle with its path, an unknown need, ...).
+   * Roots are queued, the rest wait for their needs. Re-submitting the same plan is idempotent
+   * (`created: false`); different tasks under an existing plan id are ALREADY_EXISTS.
+   */
+  submitPlan(
+    request: SubmitPlanRequest,
+    callback: (error: ServiceError | null, response: SubmitPlanResponse) => void,
+  ): ClientUnaryCall;
+  submitPlan(
+    request: SubmitPlanRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SubmitPlanResponse) => void,
+  ): ClientUnaryCall;
+  submitPlan(
+    request: SubmitPlanRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SubmitPlanResponse) => void,
+  ): ClientUnaryCall;
+  /** A plan, its graph and its tasks' records. NOT_FOUND when no plan has this id. */
+  getPlan(
+    request: GetPlanRequest,
+    callback: (error: ServiceError | null, response: GetPlanResponse) => void,
+  ): ClientUnaryCall;
+  getPlan(
+    request: GetPlanRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetPlanResponse) => void,
+  ): ClientUnaryCall;
+  getPlan(
+    request: GetPlanRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetPlanResponse) => void,
+  ): ClientUnaryCall;
+  /** Every plan, newest first, with its tasks counted by state. */
+  listPlans(
+    request: ListPlansRequest,
+    callback: (error: ServiceError | null, response: ListPlansResponse) => void,
+  ): ClientUnaryCall;
+  listPlans(
+    request: ListPlansRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListPlansResponse) => void,
+  ): ClientUnaryCall;
+  listPlans(
+    request: ListPlansRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListPlansResponse) => void,
   ): ClientUnaryCall;
 }
 

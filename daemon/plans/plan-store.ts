@@ -1,0 +1,80 @@
+/**
+ * Plan records in KV (bucket `mesh-plans`). A record is written once, with create, and never
+ * changed, so readers cache it: the settling daemon finds a task's dependents in it without
+ * scanning the tasks.
+ */
+import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
+import { type KV, Kvm } from "@nats-io/kv";
+import { isMeshError } from "../errors.js";
+import { isWrongLastSequence, kvStream, kvSubject, PLANS_BUCKET, scanKv } from "../nats/index.js";
+import { type PlanRecord, parsePlanRecord } from "./plan-record.js";
+
+const enc = new TextEncoder();
+const CACHE_MAX = 256;
+
+export class PlanStore {
+  private readonly cache = new Map<string, PlanRecord>();
+
+  private constructor(
+    private readonly kv: KV,
+    private readonly js: JetStreamClient,
+    private readonly jsm: JetStreamManager,
+  ) {}
+
+  /** Opens the plans bucket, creating it when it is not there. */
+  static async open(js: JetStreamClient, jsm: JetStreamManager, replicas: number): Promise<PlanStore> {
+    const kv = await new Kvm(js).create(PLANS_BUCKET, { history: 1, replicas });
+    return new PlanStore(kv, js, jsm);
+  }
+
+  /** Creates the record; returns the one stored when a plan with this id exists already. */
+  async create(p: PlanRecord): Promise<{ record: PlanRecord; created: boolean }> {
+    try {
+      await this.kv.create(p.id, enc.encode(JSON.stringify(p)));
+      this.remember(p);
+      return { record: p, created: true };
+    } catch (err) {
+      if (!isWrongLastSequence(err)) throw err;
+      const existing = await this.get(p.id);
+      if (!existing) throw err;
+      return { record: existing, created: false };
+    }
+  }
+
+  /** Throws DATA_LOSS when the stored record cannot be read. */
+  async get(id: string): Promise<PlanRecord | undefined> {
+    const hit = this.cache.get(id);
+    if (hit) return hit;
+    const e = await this.kv.get(id);
+    if (e?.operation !== "PUT" || e.value.length === 0) return undefined;
+    const r = parsePlanRecord(e.value, id);
+    this.remember(r);
+    return r;
+  }
+
+  /** Takes back a record this daemon created for a submit that then failed. */
+  async remove(id: string): Promise<void> {
+    this.cache.delete(id);
+    await this.jsm.streams.purge(kvStream(PLANS_BUCKET), { filter: kvSubject(PLANS_BUCKET, id) });
+  }
+
+  /** Every readable plan record (unreadable ones are skipped). */
+  async list(): Promise<PlanRecord[]> {
+    const entries = await scanKv({ js: this.js, jsm: this.jsm }, this.kv, PLANS_BUCKET);
+    const out: PlanRecord[] = [];
+    for (const e of entries) {
+      if (e.value.length === 0) continue;
+      try {
+        out.push(parsePlanRecord(e.value, e.key));
+      } catch (err) {
+        if (!isMeshError(err, "DATA_LOSS")) throw err;
+      }
+    }
+    return out;
+  }
+
+  private remember(p: PlanRecord): void {
+    if (this.cache.size >= CACHE_MAX) this.cache.delete(this.cache.keys().next().value as string);
+    this.cache.set(p.id, p);
+  }
+}

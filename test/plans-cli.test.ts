@@ -1,0 +1,173 @@
+// biome-ignore-all lint/suspicious/noExplicitAny: the CLI's parsed JSON output is asserted field by field
+/**
+ * `mesh plan submit|status|graph|list`, `mesh tasks --plan` and `mesh fetch --plan` end to end:
+ * the built CLI against a real meshd process on a real nats-server, command tasks on a real git
+ * repository shipped with `repo: .`.
+ */
+import { randomBytes } from "node:crypto";
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { execa } from "execa";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { makeTempDir, NatsServer } from "./harness/index.js";
+import { MESH_BIN } from "./support/mesh.js";
+import { type Meshd, startMeshdProcess, stopMeshdProcess } from "./support/meshd-proc.js";
+
+const ID = ["-c", "user.name=Plan User", "-c", "user.email=plan@example.com"];
+let nats: NatsServer;
+let meshd: Meshd;
+let repo: string;
+
+async function git(cwd: string, ...args: string[]): Promise<string> {
+  return (await execa("git", [...ID, ...args], { cwd, env: { LC_ALL: "C" } })).stdout.trim();
+}
+
+async function mesh(args: string[]): Promise<{ code: number; stdout: string; stderr: string; json(): any }> {
+  const r = await execa(process.execPath, [MESH_BIN, ...args], {
+    reject: false,
+    cwd: repo,
+    stdin: "ignore",
+    env: { NO_COLOR: "1", MESH_DAEMON: meshd.socket, MESH_TOKEN: "" },
+    timeout: 120_000,
+  });
+  const stdout = String(r.stdout);
+  return { code: r.exitCode ?? -1, stdout, stderr: String(r.stderr), json: () => JSON.parse(stdout) };
+}
+
+beforeAll(async () => {
+  nats = await NatsServer.start();
+  meshd = await startMeshdProcess({ natsUrl: nats.url, name: "planner", prefix: "plans-cli" });
+  repo = await makeTempDir("plans-cli-repo-");
+  await git(repo, "init", "-q", "-b", "main");
+  await writeFile(join(repo, "README"), "plans\n");
+  await git(repo, "add", ".");
+  await git(repo, "commit", "-q", "-m", "first");
+}, 120_000);
+
+afterAll(async () => {
+  if (meshd) await stopMeshdProcess(meshd);
+  await nats?.cleanup();
+});
+
+const uid = (p: string) => `${p}-${randomBytes(3).toString("hex")}`;
+const writes = (file: string) => [
+  "node",
+  "-e",
+  `require('fs').writeFileSync(${JSON.stringify(file)}, 'x\\n')`,
+];
+const defaults = { prompt: "p", repo: ".", runner: "command", maxAttempts: 1 };
+
+async function planFile(doc: unknown): Promise<string> {
+  const file = join(repo, `${uid("plan")}.json`);
+  await writeFile(file, JSON.stringify(doc));
+  return file;
+}
+
+describe("mesh plan", () => {
+  it("refuses a cycle and an unknown need with the problem shown (exit 2), and writes nothing", async () => {
+    const id = uid("cyc");
+    const cycle = await planFile({
+      plan: id,
+      defaults,
+      tasks: [
+        { id: "x", needs: ["z"], command: writes("x") },
+        { id: "y", needs: ["x"], command: writes("y") },
+        { id: "z", needs: ["y"], command: writes("z") },
+      ],
+    });
+    const r = await mesh(["plan", "submit", cycle]);
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toMatch(/a cycle: (x -> z -> y -> x|y -> x -> z -> y|z -> y -> x -> z)/);
+    const unknown = await planFile({
+      plan: id,
+      defaults,
+      tasks: [{ id: "x", needs: ["nope"], command: writes("x") }],
+    });
+    const u = await mesh(["--json", "plan", "submit", unknown]);
+    expect(u.code).toBe(2);
+    const err = JSON.parse(u.stderr).error;
+    expect(err).toMatchObject({ code: "INVALID_ARGUMENT", field: "tasks[0].needs[0]" });
+    expect(err.message).toContain('unknown dependency "nope"; the plan\'s tasks are x');
+    expect((await mesh(["--json", "plan", "list"])).json().plans.map((p: any) => p.id)).not.toContain(id);
+    expect((await mesh(["--json", "tasks", "--plan", id])).json().tasks).toEqual([]);
+    expect((await mesh(["plan", "status", id])).code).toBe(4);
+  }, 60_000);
+
+  it("submits, waits, shows the tree, the graph and the list, lists its tasks and fetches its results", async () => {
+    const id = uid("ab");
+    const file = await planFile({
+      plan: id,
+      title: "two steps",
+      defaults,
+      tasks: [
+        { id: "a", command: writes("a.txt") },
+        { id: "b", needs: ["a"], command: writes("b.txt") },
+        { id: "c", needs: ["a", "b"], command: writes("c.txt") },
+      ],
+    });
+    const sub = await mesh(["--json", "plan", "submit", file, "--wait"]);
+    expect(sub.code, sub.stderr).toBe(0);
+    const out = sub.json();
+    expect(out.plan).toBe(id);
+    expect(out.tasks.map((t: any) => [t.id, t.state])).toEqual([
+      [`${id}-a`, "succeeded"],
+      [`${id}-b`, "succeeded"],
+      [`${id}-c`, "succeeded"],
+    ]);
+
+    const st = await mesh(["--json", "plan", "status", id]);
+    expect(st.code).toBe(0);
+    expect(st.json().plan).toMatchObject({ id, title: "two steps" });
+    expect(st.json().tasks[2]).toMatchObject({ id: `${id}-c`, needs: [`${id}-a`, `${id}-b`], waitingOn: [] });
+    const human = await mesh(["plan", "status", id]);
+    expect(human.stdout).toContain(`plan ${id} (two steps)`);
+    expect(human.stdout).toMatch(/^a {2}succeeded {2}on /m);
+    expect(human.stdout).toMatch(/^└─ b {2}succeeded/m);
+    expect(human.stdout).toMatch(/^ {3}└─ c {2}succeeded .*\(also needs a\)/m);
+
+    const mermaid = await mesh(["plan", "graph", id, "--mermaid"]);
+    expect(mermaid.stdout.split("\n")).toEqual(
+      expect.arrayContaining(["graph TD", '  n0["a"]', "  n0 --> n1", "  n0 --> n2", "  n1 --> n2"]),
+    );
+    const graph = await mesh(["--json", "plan", "graph", id]);
+    expect(graph.json().edges).toHaveLength(3);
+
+    const list = (await mesh(["--json", "plan", "list"])).json().plans.find((p: any) => p.id === id);
+    expect(list).toMatchObject({ tasks: 3, states: { succeeded: 3 } });
+    const tasks = (await mesh(["--json", "tasks", "--plan", id])).json().tasks;
+    expect(tasks.map((t: any) => t.id).sort()).toEqual([`${id}-a`, `${id}-b`, `${id}-c`]);
+
+    const f = await mesh(["--json", "fetch", "--plan", id]);
+    expect(f.code, f.stderr).toBe(0);
+    expect(
+      f
+        .json()
+        .results.map((r: any) => [r.id, r.outcome])
+        .sort(),
+    ).toEqual([
+      [`${id}-a`, "created"],
+      [`${id}-b`, "created"],
+      [`${id}-c`, "created"],
+    ]);
+    expect(await git(repo, "show", `mesh/${id}-c:c.txt`)).toBe("x");
+    const both = await mesh(["fetch", "--plan", id, "--all"]);
+    expect(both.code).toBe(2);
+  }, 120_000);
+
+  it("--wait exits 1 when a task fails and names the cancelled dependent", async () => {
+    const id = uid("bad");
+    const file = await planFile({
+      plan: id,
+      defaults,
+      tasks: [
+        { id: "a", command: ["node", "-e", "process.exit(7)"] },
+        { id: "b", needs: ["a"], command: writes("b") },
+      ],
+    });
+    const r = await mesh(["--json", "plan", "submit", file, "--wait"]);
+    expect(r.code).toBe(1);
+    const b = r.json().tasks.find((t: any) => t.id === `${id}-b`);
+    expect(b).toMatchObject({ state: "cancelled", cancelCause: { dependency: `${id}-a` } });
+    expect(b.reason).toBe(`dependency ${id}-a died: attempts exhausted (1/1); last: exit code 7`);
+  }, 60_000);
+});
