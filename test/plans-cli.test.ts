@@ -87,7 +87,7 @@ describe("mesh plan", () => {
     expect(u.code).toBe(2);
     const err = JSON.parse(u.stderr).error;
     expect(err).toMatchObject({ code: "INVALID_ARGUMENT", field: "tasks[0].needs[0]" });
-    expect(err.message).toContain('unknown dependency "nope"; the plan\'s tasks are x');
+    expect(err.message).toContain('"nope" is not a task of this plan (its tasks: x)');
     expect((await mesh(["--json", "plan", "list"])).json().plans.map((p: any) => p.id)).not.toContain(id);
     expect((await mesh(["--json", "tasks", "--plan", id])).json().tasks).toEqual([]);
     expect((await mesh(["plan", "status", id])).code).toBe(4);

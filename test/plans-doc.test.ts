@@ -46,8 +46,9 @@ describe("plan document", () => {
       "auth-a": ["auth-b", "auth-c"],
       "auth-b": ["auth-d"],
       "auth-c": ["auth-d"],
+      "auth-d": [],
     });
-    expect(validatePlanSubmit({ tasks: [{ id: "a", ...base }] }).id).toMatch(/^p-[0-9a-z]+-[0-9a-z]{6}$/);
+    expect(validatePlanSubmit({ tasks: [{ id: "a", ...base }] }).id).toMatch(/^p-[0-9a-z]+-[0-9a-z]{8}$/);
   });
 
   it("refuses, naming the field: a cycle with its path, an unknown need, a duplicate name, a bad spec", () => {
@@ -60,10 +61,12 @@ describe("plan document", () => {
         { id: "free", ...base },
       ],
     });
-    expect(cycle.message).toBe("tasks[0].needs: a cycle: a -> c -> b -> a; a plan's needs must not loop");
+    expect(cycle.message).toBe(
+      "tasks[0].needs: the needs form a cycle: a -> c -> b -> a (each needs the next); drop one of these needs",
+    );
     expect(refusal({ plan: "u", tasks: [{ id: "a", ...base, needs: ["zz"] }] })).toEqual({
       field: "tasks[0].needs[0]",
-      message: 'tasks[0].needs[0]: unknown dependency "zz"; the plan\'s tasks are a',
+      message: 'tasks[0].needs[0]: "zz" is not a task of this plan; did you mean "a"? (its tasks: a)',
     });
     expect(
       refusal({
@@ -73,7 +76,7 @@ describe("plan document", () => {
           { id: "a", ...base },
         ],
       }).message,
-    ).toBe('tasks[1].id: duplicate id "a" (also tasks[0])');
+    ).toBe('tasks[1].id: duplicate name "a" (also tasks[0]); give each task its own');
     expect(refusal({ plan: "s", tasks: [{ id: "a", runner: "noop" }] }).field).toBe("tasks[0].prompt");
     expect(refusal({ plan: "n", tasks: [{ ...base }] }).field).toBe("tasks[0].id");
     expect(refusal({ plan: "x", tasks: [{ id: "a", ...base, plan: "other" }] }).field).toBe("tasks[0].plan");
