@@ -33,6 +33,7 @@ import {
 } from "./nats/index.js";
 import type { DaemonPlugin } from "./plugin.js";
 import { type Delivery, ensureTopology, Puller, Sweeper, type Topology } from "./queue/index.js";
+import { openSlotsBucket, QuotaGate, recordLiveness, SlotStore } from "./quota/index.js";
 import { listWorkers, Presence, WorkerDirectory, type WorkerInfo } from "./registry/index.js";
 import { defaultRunners, defaultWorkspaces } from "./runtime.js";
 import { daemonSecrets } from "./secrets.js";
@@ -85,6 +86,13 @@ export class Daemon extends Part {
   private readonly plugins: DaemonPlugin[] = [];
   /** Extra presence fields set by plugins (e.g. the HTTP server's URL). */
   readonly presenceExtras: Partial<WorkerInfo> = {};
+  private _slots: SlotStore | undefined;
+  private _quota: QuotaGate | undefined;
+
+  /** The mesh-wide quota slots and the gate attempts pass (after start). */
+  get quota(): { store: SlotStore; gate: QuotaGate } | undefined {
+    return this._slots && this._quota ? { store: this._slots, gate: this._quota } : undefined;
+  }
 
   constructor(
     readonly config: DaemonConfig,
@@ -188,6 +196,8 @@ export class Daemon extends Part {
             unavailableRunners: [...this.unavailableRunners].map(([runner, reason]) => ({ runner, reason })),
           }
         : {}),
+      ...(this.runners.has("claude") ? { account: this.config.claude.account } : {}),
+      ...(hasCaps(this.config.quota) ? { quota: this.config.quota } : {}),
       ...this.presenceExtras,
     };
   }
@@ -300,6 +310,7 @@ export class Daemon extends Part {
       observer: this.observer,
       policy: cfg.taskPolicy,
       capacity: topo.tasksCapacity,
+      checkUses: (spec, field) => this._quota?.checkUses(spec, field),
     });
     const workspaces = guardWorkspaces(
       this.deps.workspaces ??
@@ -314,6 +325,18 @@ export class Daemon extends Part {
     );
     // Its sweep timer stops with the daemon (after the claim loop: no attempt prepares any more).
     parts.add("workspaces", { stop: () => workspaces.close?.() });
+    const slotStore = new SlotStore(await openSlotsBucket(topo.js, cfg.nats.replicas));
+    this._slots = slotStore;
+    const quota = new QuotaGate({
+      store: slotStore,
+      account: this.runners.has("claude") ? cfg.claude.account : undefined,
+      own: cfg.quota,
+      others: () =>
+        (this.directory?.list() ?? []).filter((w) => w.workerId !== this.workerId).map((w) => w.quota ?? {}),
+      live: recordLiveness(store),
+      log: this.log,
+    });
+    this._quota = quota;
     const claimer = new Claimer(
       store,
       {
@@ -325,6 +348,8 @@ export class Daemon extends Part {
       },
       {
         leaseMs: cfg.leaseMs,
+        admit: (spec) => quota.admit(spec),
+        ...(this.runners.has("claude") ? { account: cfg.claude.account } : {}),
         startsAtClaim: (spec) => !spec.repo || this.runners.get(spec.runner)?.needsWorkspace === false,
         servedByAnother: (pool, labels, runner) =>
           this.directory?.servedByAnother(this.workerId, pool, labels, runner) ?? true,
@@ -379,6 +404,7 @@ export class Daemon extends Part {
             defaultResume: cfg.claude.resume,
             onFinished: () => this.presence?.beatSoon(),
             beacon,
+            quota,
           },
           d.claimed,
           msg,
@@ -496,4 +522,9 @@ export class Daemon extends Part {
     await this.parts.stopAll();
     this.log.info("meshd stopped");
   }
+}
+
+/** Whether a `quota` config declares any cap. */
+function hasCaps(q: DaemonConfig["quota"]): boolean {
+  return Object.keys(q.accounts).length + Object.keys(q.pools).length + Object.keys(q.resources).length > 0;
 }

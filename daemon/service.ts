@@ -58,6 +58,8 @@ export interface MeshServiceDeps {
   policy?: TaskPolicy;
   /** Refuses a submit that would fill the tasks bucket (RESOURCE_EXHAUSTED); none: no check. */
   capacity?: { admit(bytes: number): Promise<void> };
+  /** Refuses a spec whose `uses` no declared resource can hold (INVALID_ARGUMENT naming the field). */
+  checkUses?: (spec: TaskSpec, field: string) => void;
 }
 
 export class MeshService implements MeshApi {
@@ -86,6 +88,8 @@ export class MeshService implements MeshApi {
    */
   async submit(specs: TaskSpec[]): Promise<SubmitResult[]> {
     if (this.d.policy) checkBatchPolicy(specs, this.d.policy);
+    if (this.d.checkUses)
+      for (const [i, s] of specs.entries()) this.d.checkUses(s, specs.length === 1 ? "uses" : `tasks[${i}].uses`);
     if (specs.length > 1) {
       const ids = new Set<string>();
       specs.forEach((s, i) => {

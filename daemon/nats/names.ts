@@ -49,3 +49,11 @@ export const MESH_SUBJECTS = "mesh.>";
 export const BUNDLES_BUCKET = "mesh-bundles";
 /** KV: per repo, which commits the mesh holds as the tip of which bundle (`<repo id>.<commit>`). */
 export const BUNDLE_INDEX_BUCKET = "mesh-bundle-index";
+
+/**
+ * KV: mesh-wide quota slots (issue 15, daemon/quota/): one record per cap, `acct.<account>`,
+ * `pool.<pool>`, `res.<resource>` (its holders), and `starts.<account>` (recent starts).
+ */
+export const SLOTS_BUCKET = "mesh-slots";
+/** KV: each account's rate-limit state (issue 15 §3; written by the limits side), key = account. */
+export const ACCOUNTS_BUCKET = "mesh-accounts";
