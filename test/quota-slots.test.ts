@@ -1,0 +1,133 @@
+/**
+ * Issue 15 §2/§4: a mesh-wide cap held as leased slots. Three meshd processes with more local
+ * slots than the cap run more tasks than it allows; one daemon is SIGKILLed mid-run. The side
+ * effects the tasks log (an independent record, read without the daemon's code) show that no
+ * more than the cap ever ran at once, every task succeeded exactly once, and the killed
+ * daemon's slots came back (its tasks finished elsewhere, the slot record ends empty).
+ */
+import { readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { makeTempDir, NatsServer, waitFor } from "./harness/index.js";
+import { checkChaos, readRecords, writeChaosScript } from "./support/chaos.js";
+import { type MeshdProcess, openClient, spawnMeshd } from "./support/mesh.js";
+import { peakUse, rawHolders, runSpans } from "./support/quota.js";
+import { nodeTask } from "./support/tasks.js";
+
+const CAP = 3;
+const TASKS = 12;
+
+let cleanup: Array<() => Promise<unknown> | unknown> = [];
+afterEach(async () => {
+  for (const c of cleanup.reverse()) await Promise.resolve(c()).catch(() => undefined);
+  cleanup = [];
+});
+
+/** Three daemons of pool `q`, 3 local slots each, sharing `quota` from their config files. */
+export async function startFleet(
+  url: string,
+  quota: Record<string, unknown>,
+  names = ["qa", "qb", "qc"],
+): Promise<Map<string, MeshdProcess>> {
+  const dir = await makeTempDir("quota-cfg-");
+  const cfg = join(dir, "meshd.yaml");
+  await writeFile(cfg, JSON.stringify({ quota }));
+  const fleet = new Map<string, MeshdProcess>();
+  for (const name of names) {
+    const p = await spawnMeshd([
+      "-c",
+      cfg,
+      "--nats",
+      url,
+      "--name",
+      name,
+      "--pools",
+      "q",
+      "--slots",
+      "3",
+      "--lease",
+      "2s",
+      "--presence-interval",
+      "500ms",
+      "--runners",
+      "command",
+      "--no-http",
+      "--log-level",
+      "warn",
+    ]);
+    fleet.set(name, p);
+    cleanup.push(() => p.kill("SIGKILL"));
+  }
+  return fleet;
+}
+
+describe("quota slots across daemons", () => {
+  it("never runs more than a pool's cap at once, with a daemon SIGKILLed mid-run, and its slots come back", async () => {
+    const nats = await NatsServer.start();
+    cleanup.push(() => nats.cleanup());
+    const client = await openClient([nats.url]);
+    cleanup.push(() => client.close());
+    const fleet = await startFleet(nats.url, { pools: { q: { maxSessions: CAP } } });
+    await waitFor(() => client.api.listWorkers().then((ws) => ws.length === 3), {
+      name: "three workers up",
+      timeoutMs: 60_000,
+    });
+    const dir = await makeTempDir("quota-slots-");
+    const script = await writeChaosScript(dir);
+    const logFile = join(dir, "side-effects.log");
+    const specs = Array.from({ length: TASKS }, () =>
+      nodeTask("", {
+        pool: "q",
+        maxAttempts: 10,
+        command: [process.execPath, script],
+        env: { TASK_CHAOS_LOG: logFile, TASK_CHAOS_MS: "1000" },
+      }),
+    );
+    const ids = specs.map((s) => s.id);
+    await client.api.submit(specs);
+
+    // Kill the daemon `qb` while a run of it is going (it holds a slot then).
+    const victim = await waitFor(
+      async () => {
+        const text = await readFile(logFile, "utf8").catch(() => "");
+        const started = text
+          .split("\n")
+          .filter((l) => l.startsWith("start ") && l.split(" ")[3]?.startsWith("qb-"));
+        const open = started.map((l) => l.split(" ")[1]!).find((id) => !text.includes(`end ${id} `));
+        return open;
+      },
+      { name: "a run going on qb", timeoutMs: 60_000, intervalMs: 20 },
+    );
+    fleet.get("qb")!.kill("SIGKILL");
+    await fleet.get("qb")!.exited;
+
+    const records = await waitFor(
+      async () => {
+        const recs = await readRecords([nats.url], ids);
+        return (
+          ids.every((id) =>
+            ["succeeded", "failed", "dead", "cancelled"].includes(recs.get(id)?.state ?? ""),
+          ) && recs
+        );
+      },
+      { name: "every task terminal", timeoutMs: 120_000, intervalMs: 250 },
+    );
+    const report = await checkChaos(logFile, ids, records, (w) => w.startsWith("qb-"));
+    expect(report.problems).toEqual([]);
+    // The killed daemon's task finished elsewhere, after a takeover.
+    const taken = records.get(victim)!;
+    expect(taken.state).toBe("succeeded");
+    expect(taken.attempts.some((a) => a.outcome === "lost" && a.workerId.startsWith("qb-"))).toBe(true);
+    expect(taken.attempts.at(-1)?.workerId.startsWith("qb-")).toBe(false);
+
+    const spans = await runSpans(logFile);
+    const peak = peakUse(spans);
+    console.log(`quota slots: ${spans.length} runs, peak ${peak} at once (cap ${CAP})`);
+    expect(peak).toBeLessThanOrEqual(CAP);
+    // Every slot came back: the killed daemon's too (nothing holds pool q any more).
+    await waitFor(async () => (await rawHolders([nats.url], "pool.q")).length === 0, {
+      name: "pool q's slot record empty",
+      timeoutMs: 10_000,
+    });
+  });
+});
