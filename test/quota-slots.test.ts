@@ -5,13 +5,13 @@
  * more than the cap ever ran at once, every task succeeded exactly once, and the killed
  * daemon's slots came back (its tasks finished elsewhere, the slot record ends empty).
  */
-import { readFile, writeFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { makeTempDir, NatsServer, waitFor } from "./harness/index.js";
 import { checkChaos, readRecords, writeChaosScript } from "./support/chaos.js";
-import { type MeshdProcess, openClient, spawnMeshd } from "./support/mesh.js";
-import { peakUse, rawHolders, runSpans } from "./support/quota.js";
+import { openClient } from "./support/mesh.js";
+import { peakUse, rawHolders, runSpans, startQuotaFleet } from "./support/quota.js";
 import { nodeTask } from "./support/tasks.js";
 
 const CAP = 3;
@@ -23,41 +23,10 @@ afterEach(async () => {
   cleanup = [];
 });
 
-/** Three daemons of pool `q`, 3 local slots each, sharing `quota` from their config files. */
-export async function startFleet(
-  url: string,
-  quota: Record<string, unknown>,
-  names = ["qa", "qb", "qc"],
-): Promise<Map<string, MeshdProcess>> {
-  const dir = await makeTempDir("quota-cfg-");
-  const cfg = join(dir, "meshd.yaml");
-  await writeFile(cfg, JSON.stringify({ quota }));
-  const fleet = new Map<string, MeshdProcess>();
-  for (const name of names) {
-    const p = await spawnMeshd([
-      "-c",
-      cfg,
-      "--nats",
-      url,
-      "--name",
-      name,
-      "--pools",
-      "q",
-      "--slots",
-      "3",
-      "--lease",
-      "2s",
-      "--presence-interval",
-      "500ms",
-      "--runners",
-      "command",
-      "--no-http",
-      "--log-level",
-      "warn",
-    ]);
-    fleet.set(name, p);
-    cleanup.push(() => p.kill("SIGKILL"));
-  }
+/** Three daemons of pool `q` sharing `quota`; each is SIGKILLed at the end of the test. */
+async function startFleet(url: string, quota: Record<string, unknown>) {
+  const fleet = await startQuotaFleet(url, quota);
+  for (const p of fleet.values()) cleanup.push(() => p.kill("SIGKILL"));
   return fleet;
 }
 

@@ -3,10 +3,13 @@
  * (test/support/chaos.ts: `start`, `tick` every 20 ms, `end`, each with a timestamp), and of
  * the raw `mesh-slots` records. Nothing here uses the daemon's quota code.
  */
-import { readFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { Kvm } from "@nats-io/kv";
 import { connect } from "@nats-io/transport-node";
 import { SLOTS_BUCKET } from "../../daemon/nats/names.js";
+import { makeTempDir } from "../harness/index.js";
+import { type MeshdProcess, spawnMeshd } from "./mesh.js";
 
 interface Span {
   task: string;
@@ -60,7 +63,7 @@ export async function rawHolders(
   try {
     const kv = await new Kvm(nc).open(SLOTS_BUCKET);
     const e = await kv.get(key);
-    if (!e || e.operation !== "PUT") return [];
+    if (e?.operation !== "PUT") return [];
     return (
       JSON.parse(new TextDecoder().decode(e.value)) as {
         holders: Array<{ taskId: string; workerId: string }>;
@@ -69,4 +72,41 @@ export async function rawHolders(
   } finally {
     await nc.close();
   }
+}
+
+/** meshd processes of pool `q` (3 local slots each, 2 s lease) sharing `quota` from one config file. */
+export async function startQuotaFleet(
+  url: string,
+  quota: Record<string, unknown>,
+  names = ["qa", "qb", "qc"],
+): Promise<Map<string, MeshdProcess>> {
+  const dir = await makeTempDir("quota-cfg-");
+  const cfg = join(dir, "meshd.yaml");
+  await writeFile(cfg, JSON.stringify({ quota }));
+  const fleet = new Map<string, MeshdProcess>();
+  for (const name of names) {
+    const p = await spawnMeshd([
+      "-c",
+      cfg,
+      "--nats",
+      url,
+      "--name",
+      name,
+      "--pools",
+      "q",
+      "--slots",
+      "3",
+      "--lease",
+      "2s",
+      "--presence-interval",
+      "500ms",
+      "--runners",
+      "command",
+      "--no-http",
+      "--log-level",
+      "warn",
+    ]);
+    fleet.set(name, p);
+  }
+  return fleet;
 }
