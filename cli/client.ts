@@ -19,6 +19,7 @@ import {
   type FetchResultsResponse,
   type ShipRepoRequest,
   type ShipRepoResponse,
+  type GetQuotaResponse,
   type GetTaskResponse,
   type ListTasksRequest,
   type ListTasksResponse,
@@ -144,6 +145,9 @@ export class MeshClient {
 
   submitTasks(document: string, source: string): Promise<SubmitTasksResponse> {
     return this.unary((md, o, cb) => this.raw.submitTasks({ document, source }, md, o, cb));
+  }
+  getQuota(): Promise<GetQuotaResponse> {
+    return this.unary((md, o, cb) => this.raw.getQuota({}, md, o, cb));
   }
   listWorkers(): Promise<ListWorkersResponse> {
     return this.unary((md, o, cb) => this.raw.listWorkers({}, md, o, cb));

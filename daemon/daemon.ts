@@ -33,7 +33,16 @@ import {
 } from "./nats/index.js";
 import type { DaemonPlugin } from "./plugin.js";
 import { type Delivery, ensureTopology, Puller, Sweeper, type Topology } from "./queue/index.js";
-import { openSlotsBucket, QuotaGate, recordLiveness, SlotStore } from "./quota/index.js";
+import {
+  type AccountState,
+  accountStateReader,
+  openSlotsBucket,
+  QuotaGate,
+  type QuotaEntry,
+  quotaView,
+  recordLiveness,
+  SlotStore,
+} from "./quota/index.js";
 import { listWorkers, Presence, WorkerDirectory, type WorkerInfo } from "./registry/index.js";
 import { defaultRunners, defaultWorkspaces } from "./runtime.js";
 import { daemonSecrets } from "./secrets.js";
@@ -87,7 +96,25 @@ export class Daemon extends Part {
   /** Extra presence fields set by plugins (e.g. the HTTP server's URL). */
   readonly presenceExtras: Partial<WorkerInfo> = {};
   private _slots: SlotStore | undefined;
+  private taskStore: TaskStore | undefined;
   private _quota: QuotaGate | undefined;
+
+  /** What `mesh quota` shows (GetQuota): caps, live holders, accounts and their state. */
+  async quotaEntries(): Promise<QuotaEntry[]> {
+    const q = this.quota;
+    if (!q || !this.topo) throw new MeshError("UNAVAILABLE", "meshd is not running");
+    const workers = this.directory?.list() ?? [];
+    const self = this.snapshot();
+    this.accountState ??= accountStateReader(this.topo.js);
+    return quotaView({
+      gate: q.gate,
+      store: q.store,
+      live: recordLiveness(this.taskStore!),
+      workers: [...workers.filter((w) => w.workerId !== self.workerId), self],
+      accountState: this.accountState,
+    });
+  }
+  private accountState: ((a: string) => Promise<AccountState | undefined>) | undefined;
 
   /** The mesh-wide quota slots and the gate attempts pass (after start). */
   get quota(): { store: SlotStore; gate: QuotaGate } | undefined {
@@ -327,6 +354,7 @@ export class Daemon extends Part {
     parts.add("workspaces", { stop: () => workspaces.close?.() });
     const slotStore = new SlotStore(await openSlotsBucket(topo.js, cfg.nats.replicas));
     this._slots = slotStore;
+    this.taskStore = store;
     const quota = new QuotaGate({
       store: slotStore,
       account: this.runners.has("claude") ? cfg.claude.account : undefined,

@@ -1,3 +1,4 @@
+// biome-ignore-all lint/suspicious/noExplicitAny: the CLI's parsed JSON output is asserted field by field
 /**
  * Issue 15 §2/§4: a mesh-wide cap held as leased slots. Three meshd processes with more local
  * slots than the cap run more tasks than it allows; one daemon is SIGKILLed mid-run. The side
@@ -5,12 +6,14 @@
  * more than the cap ever ran at once, every task succeeded exactly once, and the killed
  * daemon's slots came back (its tasks finished elsewhere, the slot record ends empty).
  */
-import { readFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { readFile, writeFile } from "node:fs/promises";
+import { execa } from "execa";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { makeTempDir, NatsServer, waitFor } from "./harness/index.js";
 import { checkChaos, readRecords, writeChaosScript } from "./support/chaos.js";
-import { openClient } from "./support/mesh.js";
+import { MESH_BIN, openClient } from "./support/mesh.js";
 import { peakUse, rawHolders, runSpans, startQuotaFleet } from "./support/quota.js";
 import { nodeTask } from "./support/tasks.js";
 
@@ -24,8 +27,8 @@ afterEach(async () => {
 });
 
 /** Three daemons of pool `q` sharing `quota`; each is SIGKILLed at the end of the test. */
-async function startFleet(url: string, quota: Record<string, unknown>) {
-  const fleet = await startQuotaFleet(url, quota);
+async function startFleet(url: string, quota: Record<string, unknown>, names?: string[]) {
+  const fleet = await startQuotaFleet(url, quota, names);
   for (const p of fleet.values()) cleanup.push(() => p.kill("SIGKILL"));
   return fleet;
 }
@@ -98,5 +101,72 @@ describe("quota slots across daemons", () => {
       name: "pool q's slot record empty",
       timeoutMs: 10_000,
     });
+  });
+
+  it("mesh quota shows each cap, the slots in use and by which task on which host", async () => {
+    const nats = await NatsServer.start();
+    cleanup.push(() => nats.cleanup());
+    const client = await openClient([nats.url]);
+    cleanup.push(() => client.close());
+    const fleet = await startFleet(
+      nats.url,
+      { pools: { q: { maxSessions: 1 } }, accounts: { team: { maxSessions: 2, startsPerMinute: 5 } } },
+      ["qa"],
+    );
+    const socket = join(fleet.get("qa")!.stateDir, "meshd.sock");
+    const quota = async () => {
+      const r = await execa(process.execPath, [MESH_BIN, "quota", "--json"], {
+        reject: false,
+        env: { NO_COLOR: "1", MESH_DAEMON: socket },
+      });
+      expect(r.exitCode, r.stderr).toBe(0);
+      return JSON.parse(r.stdout) as { entries: Array<Record<string, any>> };
+    };
+    await waitFor(() => existsSync(socket), { name: "qa's socket", timeoutMs: 60_000 });
+    const dir = await makeTempDir("quota-cli-");
+    const gate = join(dir, "go");
+    // Runs until the test creates `gate`: it holds pool q's only slot meanwhile.
+    const hold = nodeTask(
+      `const f=${JSON.stringify(gate)};const t=setInterval(()=>{if(require("fs").existsSync(f)){clearInterval(t)}},20)`,
+      {
+        pool: "q",
+      },
+    );
+    const next = nodeTask("", { pool: "q" });
+    await client.api.submit([hold, next]);
+    const held = await waitFor(
+      async () => {
+        const q = await quota();
+        const pool = q.entries.find((e) => e.kind === "pool" && e.name === "q");
+        return pool?.inUse === 1 && q;
+      },
+      { name: "pool q held", timeoutMs: 60_000 },
+    );
+    const pool = held.entries.find((e) => e.kind === "pool")!;
+    expect(pool).toMatchObject({ capacity: 1, inUse: 1 });
+    expect(pool.holders).toEqual([
+      expect.objectContaining({
+        taskId: hold.id,
+        attempt: 1,
+        units: 1,
+        workerId: expect.stringMatching(/^qa-/),
+      }),
+    ]);
+    expect(held.entries.find((e) => e.kind === "account")).toMatchObject({
+      name: "team",
+      capacity: 2,
+      inUse: 0,
+      startsPerMinute: 5,
+      state: "ok",
+    });
+    // The second task waits for the slot: still queued while the first holds it.
+    expect((await client.api.getTask(next.id)).record.state).toBe("queued");
+    await writeFile(gate, "");
+    await waitFor(
+      async () =>
+        ["succeeded"].includes((await client.api.getTask(next.id)).record.state) &&
+        (await quota()).entries.find((e) => e.kind === "pool")?.inUse === 0,
+      { name: "both done, the slot back", timeoutMs: 60_000 },
+    );
   });
 });

@@ -15,3 +15,5 @@ export { type HeldSlots, QuotaGate, type QuotaGateDeps, type Taken, type Wait } 
 export { recordLiveness } from "./liveness.js";
 export { openSlotsBucket } from "./open.js";
 export { type Holder, type Liveness, type SlotDoc, SlotStore, type StartsDoc } from "./slot-store.js";
+export { accountStateReader } from "./account-state.js";
+export { type AccountState, type QuotaEntry, quotaView, type QuotaViewDeps } from "./view.js";

@@ -1,6 +1,7 @@
 /** Domain objects -> API messages. Typed fields for common needs plus the full object as JSON. */
 import {
   type Attempt,
+  type QuotaEntry as QuotaEntryMsg,
   type Task,
   type TaskEvent as TaskEventMsg,
   type TaskResult,
@@ -10,6 +11,7 @@ import {
   type Worker,
 } from "../../../proto/index.js";
 import type { MeshEvent, SubmitResult, TaskView } from "../../api/index.js";
+import type { QuotaEntry } from "../../quota/index.js";
 import type { WorkerInfo } from "../../registry/index.js";
 import type { AttemptInfo, ResultBundle, TaskEvent, TaskResultInfo, TaskState } from "../../tasks/index.js";
 
@@ -142,4 +144,26 @@ export function meshEventToProto(e: MeshEvent): WatchMeshResponse {
     case "worker_left":
       return { workerLeft: { workerId: e.workerId, at: e.at } };
   }
+}
+
+export function quotaEntryToProto(e: QuotaEntry): QuotaEntryMsg {
+  return {
+    kind: e.kind,
+    name: e.name,
+    capacity: e.capacity,
+    inUse: e.inUse,
+    holders: e.holders.map((h) => ({
+      taskId: h.taskId,
+      attempt: h.attempt,
+      workerId: h.workerId,
+      host: h.host,
+      units: h.units,
+      since: h.since,
+    })),
+    startsPerMinute: e.startsPerMinute ?? 0,
+    startedLastMinute: e.startedLastMinute ?? 0,
+    workers: e.workers ?? [],
+    state: e.state ?? "",
+    rejectedUntil: e.rejectedUntil ?? "",
+  };
 }
