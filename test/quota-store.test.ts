@@ -10,6 +10,7 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { isMeshError } from "../daemon/errors.js";
 import { createLogger } from "../daemon/log.js";
+import { MeshMetrics } from "../daemon/metrics/index.js";
 import { effectiveCaps, type Holder, needsOf, QuotaGate, SlotStore, slotKey } from "../daemon/quota/index.js";
 import { NatsServer } from "./harness/index.js";
 import { nodeTask, uniqueId } from "./support/tasks.js";
@@ -182,5 +183,36 @@ describe("quota gate", () => {
     })();
     expect(isMeshError(over, "INVALID_ARGUMENT") && over.field).toBe("tasks[1].uses.db");
     expect(() => g.checkUses({ uses: { other: 1 } })).toThrow(/no live daemon declares resource "other"/);
+  });
+});
+
+describe("quota metrics", () => {
+  it("exports slots in use and capacity per account, pool and resource, and starts per account", async () => {
+    const m = new MeshMetrics({ worker: "alpha", defaultMetrics: false });
+    m.bind({
+      workerId: "alpha-1",
+      host: "h",
+      version: "0",
+      pools: ["default"],
+      slots: () => ({ total: 2, busy: 0 }),
+      running: () => 0,
+      ready: () => true,
+      queues: async () => new Map(),
+      workers: async () => [],
+      quota: async () => [
+        { kind: "account", name: "team", capacity: 4, inUse: 3, holders: [], startedLastMinute: 7 },
+        { kind: "pool", name: "default", capacity: 2, inUse: 1, holders: [] },
+        { kind: "resource", name: "stagingdb", capacity: 100, inUse: 30, holders: [] },
+      ],
+    });
+    const { body: text } = await m.render();
+    expect(text).toContain('agentmesh_quota_slots_in_use{kind="account",name="team",worker="alpha"} 3');
+    expect(text).toContain('agentmesh_quota_slots_capacity{kind="account",name="team",worker="alpha"} 4');
+    expect(text).toContain(
+      'agentmesh_quota_slots_in_use{kind="resource",name="stagingdb",worker="alpha"} 30',
+    );
+    expect(text).toContain('agentmesh_quota_slots_capacity{kind="pool",name="default",worker="alpha"} 2');
+    expect(text).toContain('agentmesh_quota_starts_last_minute{account="team",worker="alpha"} 7');
+    expect(text).toContain('agentmesh_collect_errors_total{source="quota",worker="alpha"} 0');
   });
 });
