@@ -577,6 +577,7 @@ describe("health and reflection", () => {
       "RetryTask",
       "ShipRepo",
       "FetchResults",
+      "GetQuota",
     ]);
   });
 });
