@@ -13,9 +13,12 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { makeTempDir, NatsServer, waitFor } from "./harness/index.js";
 import { checkChaos, readRecords, writeChaosScript } from "./support/chaos.js";
-import { MESH_BIN, openClient } from "./support/mesh.js";
+import { validateTaskSpec } from "../daemon/tasks/spec.js";
+import { pause } from "../daemon/util/abort.js";
+import { answer, CLAUDE_BIN, FAKE_API_KEY, startMockAnthropic } from "./mock-anthropic/index.js";
+import { MESH_BIN, openClient, startDaemon, waitForState } from "./support/mesh.js";
 import { peakUse, rawHolders, runSpans, startQuotaFleet } from "./support/quota.js";
-import { nodeTask } from "./support/tasks.js";
+import { nodeTask, uniqueId } from "./support/tasks.js";
 
 const CAP = 3;
 const TASKS = 12;
@@ -168,5 +171,68 @@ describe("quota slots across daemons", () => {
         (await quota()).entries.find((e) => e.kind === "pool")?.inUse === 0,
       { name: "both done, the slot back", timeoutMs: 60_000 },
     );
+  });
+});
+
+describe("quota: one Claude account across daemons (the real Claude Code, mock API)", () => {
+  it("never has more sessions on the account at once than its cap; attempts and presence name the account", async () => {
+    const nats = await NatsServer.start();
+    cleanup.push(() => nats.cleanup());
+    const client = await openClient([nats.url]);
+    cleanup.push(() => client.close());
+    // The independent log: the mock API, in this process, notes when each session's only turn
+    // arrives and when it is answered (a session holds its slot for longer than that).
+    const spans: Array<{ from: number; to: number; conversation: string }> = [];
+    const mock = await startMockAnthropic({
+      script: async (ctx) => {
+        const from = Date.now();
+        await pause(400); // a slow model: sessions overlap unless the cap keeps them apart
+        spans.push({ from, to: Date.now(), conversation: ctx.conversation });
+        return answer("done");
+      },
+    });
+    cleanup.push(() => mock.close());
+    const keyFile = join(await makeTempDir("quota-key-"), "key");
+    await writeFile(keyFile, `${FAKE_API_KEY}\n`, { mode: 0o600 });
+    const daemons = [];
+    for (const name of ["ca", "cb", "cc"]) {
+      const d = await startDaemon(nats.url, {
+        name,
+        pools: ["qc"],
+        runners: ["claude"],
+        slots: 2,
+        claude: {
+          command: [CLAUDE_BIN],
+          env: { ANTHROPIC_BASE_URL: mock.url },
+          apiKeyFile: keyFile,
+          account: "team",
+        },
+        quota: { accounts: { team: { maxSessions: 2 } } },
+      });
+      daemons.push(d);
+      cleanup.push(() => d.stop(2_000));
+    }
+    const specs = Array.from({ length: 6 }, (_, i) =>
+      validateTaskSpec({ id: uniqueId("qc"), prompt: `session ${i}`, pool: "qc", maxAttempts: 3 }),
+    );
+    await client.api.submit(specs);
+    const records = await Promise.all(
+      specs.map((s) => waitForState(client.api, s.id, ["succeeded", "failed", "dead", "cancelled"], 150_000)),
+    );
+    for (const v of records) {
+      expect(v.record.state).toBe("succeeded");
+      const won = v.record.attempts.filter((a) => a.outcome === "succeeded");
+      expect(won).toHaveLength(1);
+      expect(won[0]?.account).toBe("team");
+    }
+    expect(new Set(spans.map((s) => s.conversation)).size).toBe(6);
+    const peak = peakUse(spans.map((s) => ({ task: s.conversation, ...s })));
+    console.log(`quota claude: peak ${peak} sessions at once (cap 2)`);
+    expect(peak).toBeLessThanOrEqual(2);
+    const workers = await client.api.listWorkers();
+    expect(workers.map((w) => w.account)).toEqual(["team", "team", "team"]);
+    // The key never reaches presence or records.
+    expect(JSON.stringify(workers)).not.toContain(FAKE_API_KEY);
+    expect(JSON.stringify(records)).not.toContain(FAKE_API_KEY);
   });
 });
