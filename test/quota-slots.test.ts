@@ -186,7 +186,7 @@ describe("quota: one Claude account across daemons (the real Claude Code, mock A
     const mock = await startMockAnthropic({
       script: async (ctx) => {
         const from = Date.now();
-        await pause(400); // a slow model: sessions overlap unless the cap keeps them apart
+        await pause(1500); // a slow model: sessions overlap unless the cap keeps them apart
         spans.push({ from, to: Date.now(), conversation: ctx.conversation });
         return answer("done");
       },
