@@ -8,10 +8,12 @@ import { jetstream } from "@nats-io/jetstream";
 import { type KV, Kvm } from "@nats-io/kv";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { compileConfig } from "../daemon/config.js";
 import { isMeshError } from "../daemon/errors.js";
 import { createLogger } from "../daemon/log.js";
 import { MeshMetrics } from "../daemon/metrics/index.js";
 import { effectiveCaps, type Holder, needsOf, QuotaGate, SlotStore, slotKey } from "../daemon/quota/index.js";
+import { validateTaskSpec } from "../daemon/tasks/spec.js";
 import { NatsServer } from "./harness/index.js";
 import { nodeTask, uniqueId } from "./support/tasks.js";
 
@@ -214,5 +216,42 @@ describe("quota metrics", () => {
     expect(text).toContain('agentmesh_quota_slots_capacity{kind="pool",name="default",worker="alpha"} 2');
     expect(text).toContain('agentmesh_quota_starts_last_minute{account="team",worker="alpha"} 7');
     expect(text).toContain('agentmesh_collect_errors_total{source="quota",worker="alpha"} 0');
+  });
+});
+
+describe("quota input", () => {
+  const refused = (f: () => unknown): { field?: string | undefined; message: string } => {
+    try {
+      f();
+    } catch (e) {
+      if (isMeshError(e, "INVALID_ARGUMENT")) return { field: e.field, message: e.message };
+      throw e;
+    }
+    throw new Error("not refused");
+  };
+
+  it("refuses bad caps and account names in the config, naming the field", () => {
+    expect(refused(() => compileConfig({ quota: { resources: { db: { capacity: 0 } } } })).field).toBe(
+      "quota.resources.db.capacity",
+    );
+    expect(refused(() => compileConfig({ quota: { pools: { p: { maxSessions: 1.5 } } } })).field).toBe(
+      "quota.pools.p.maxSessions",
+    );
+    expect(refused(() => compileConfig({ quota: { accounts: { a: { maxSession: 2 } } } })).field).toBe(
+      "quota.accounts.a.maxSession",
+    );
+    expect(refused(() => compileConfig({ claude: { account: "-team" } })).field).toBe("claude.account");
+    const ok = compileConfig({ quota: { accounts: { team: { maxSessions: 2 } } } });
+    expect(ok.claude.account).toBe("default");
+    expect(ok.quota.accounts.team).toEqual({ maxSessions: 2 });
+  });
+
+  it("refuses a use below 1 unit or a bad resource name in the spec, naming the field", () => {
+    const spec = (uses: unknown) => () =>
+      validateTaskSpec({ prompt: "x", runner: "command", command: ["true"], uses });
+    expect(refused(spec({ db: 0 })).message).toMatch(/^uses\.db: a use is at least 1 unit/);
+    expect(refused(spec({ db: 1.5 })).message).toMatch(/^uses\.db: a use is a whole number/);
+    expect(refused(spec({ "bad name": 1 })).message).toMatch(/^uses/);
+    expect(validateTaskSpec({ prompt: "x", uses: { "staging-db": 10 } }).uses).toEqual({ "staging-db": 10 });
   });
 });
