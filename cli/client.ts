@@ -20,6 +20,7 @@ import {
   type ShipRepoRequest,
   type ShipRepoResponse,
   type GetPlanResponse,
+  type GetQuotaResponse,
   type GetTaskResponse,
   type ListPlansResponse,
   type SubmitPlanResponse,
@@ -156,6 +157,9 @@ export class MeshClient {
   }
   listPlans(): Promise<ListPlansResponse> {
     return this.unary((md, o, cb) => this.raw.listPlans({}, md, o, cb));
+  }
+  getQuota(): Promise<GetQuotaResponse> {
+    return this.unary((md, o, cb) => this.raw.getQuota({}, md, o, cb));
   }
   listWorkers(): Promise<ListWorkersResponse> {
     return this.unary((md, o, cb) => this.raw.listWorkers({}, md, o, cb));

@@ -12,6 +12,7 @@ import { planCommand } from "./commands/plan.js";
 import { submitCommand } from "./commands/submit.js";
 import { taskCommand, tasksCommand } from "./commands/tasks.js";
 import { watchCommand } from "./commands/watch.js";
+import { quotaCommand } from "./commands/quota.js";
 import { workersCommand } from "./commands/workers.js";
 import { CliError, EXIT, EXIT_CODES_HELP } from "./errors.js";
 import { defaultSocketPath } from "./target.js";
@@ -77,6 +78,7 @@ JSON field names are listed in each command's --help and in cli/README-fields.md
   for (const cmd of [
     submitCommand(),
     workersCommand(),
+    quotaCommand(),
     tasksCommand(),
     taskCommand(),
     watchCommand(),

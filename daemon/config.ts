@@ -109,6 +109,24 @@ const limitsSchema = z.strictObject({
 
 const LIMITS_DEFAULTS = limitsSchema.parse({});
 
+const capName = (what: string) => z.string().regex(NAME_RE, `${what} names are 1-64 of A-Z a-z 0-9 _ -`);
+const cap = z.number().int("a cap is a whole number").min(1, "a cap is at least 1").max(1_000_000);
+
+/** Caps held mesh-wide as leased slots (daemon/quota/). */
+const quotaSchema = z.strictObject({
+  /** Per Claude account: sessions at once and sessions started per minute, across the mesh. */
+  accounts: z
+    .record(
+      capName("account"),
+      z.strictObject({ maxSessions: cap.optional(), startsPerMinute: cap.optional() }),
+    )
+    .default({}),
+  /** Per pool: attempts (any runner) at once across the mesh. */
+  pools: z.record(capName("pool"), z.strictObject({ maxSessions: cap })).default({}),
+  /** Named shared resources tasks declare in `uses:`, with their capacity in units. */
+  resources: z.record(capName("resource"), z.strictObject({ capacity: cap })).default({}),
+});
+
 export const daemonOptionsSchema = z.strictObject({
   nats: natsOptionsSchema,
   name: z.string().regex(NAME_RE, "names are 1-64 of A-Z a-z 0-9 _ -").optional(),
@@ -201,8 +219,14 @@ export const daemonOptionsSchema = z.strictObject({
       apiKeyFile: z.string().min(1).optional(),
       hangTimeout: durationMs.default(300_000),
       resume: z.enum(["auto", "never"]).default("auto"),
+      /**
+       * The account these credentials belong to (issue 15): the name caps and metrics use, never
+       * a key. Daemons with the same login share one name; default "default".
+       */
+      account: z.string().regex(NAME_RE, "account names are 1-64 of A-Z a-z 0-9 _ -").default("default"),
     })
     .default({
+      account: "default",
       command: ["claude"],
       permissionMode: "acceptEdits",
       taskAllowedTools: [],
@@ -233,6 +257,8 @@ export const daemonOptionsSchema = z.strictObject({
     })
     .default({ retention: 86_400_000, cacheRetention: 7 * 86_400_000, gitConfig: {} }),
   limits: limitsSchema.default(LIMITS_DEFAULTS),
+  /** Mesh-wide caps (issue 15; README "Quota"): the smallest a live daemon declares applies. */
+  quota: quotaSchema.default({ accounts: {}, pools: {}, resources: {} }),
   logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
 });
 

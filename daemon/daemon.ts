@@ -43,6 +43,16 @@ import {
   Sweeper,
   type Topology,
 } from "./queue/index.js";
+import {
+  type AccountState,
+  accountStateReader,
+  openSlotsBucket,
+  QuotaGate,
+  type QuotaEntry,
+  quotaView,
+  recordLiveness,
+  SlotStore,
+} from "./quota/index.js";
 import { listWorkers, Presence, WorkerDirectory, type WorkerInfo } from "./registry/index.js";
 import { defaultRunners, defaultWorkspaces, type RunnerWiring } from "./runtime.js";
 import { daemonSecrets } from "./secrets.js";
@@ -97,6 +107,31 @@ export class Daemon extends Part {
   private readonly wiring: RunnerWiring = {};
   /** Extra presence fields set by plugins (e.g. the HTTP server's URL). */
   readonly presenceExtras: Partial<WorkerInfo> = {};
+  private _slots: SlotStore | undefined;
+  private taskStore: TaskStore | undefined;
+  private _quota: QuotaGate | undefined;
+
+  /** What `mesh quota` shows (GetQuota): caps, live holders, accounts and their state. */
+  async quotaEntries(): Promise<QuotaEntry[]> {
+    const q = this.quota;
+    if (!q || !this.topo) throw new MeshError("UNAVAILABLE", "meshd is not running");
+    const workers = this.directory?.list() ?? [];
+    const self = this.snapshot();
+    this.accountState ??= accountStateReader(this.topo.js);
+    return quotaView({
+      gate: q.gate,
+      store: q.store,
+      live: recordLiveness(this.taskStore!),
+      workers: [...workers.filter((w) => w.workerId !== self.workerId), self],
+      accountState: this.accountState,
+    });
+  }
+  private accountState: ((a: string) => Promise<AccountState | undefined>) | undefined;
+
+  /** The mesh-wide quota slots and the gate attempts pass (after start). */
+  get quota(): { store: SlotStore; gate: QuotaGate } | undefined {
+    return this._slots && this._quota ? { store: this._slots, gate: this._quota } : undefined;
+  }
 
   constructor(
     readonly config: DaemonConfig,
@@ -201,6 +236,8 @@ export class Daemon extends Part {
             unavailableRunners: [...this.unavailableRunners].map(([runner, reason]) => ({ runner, reason })),
           }
         : {}),
+      ...(this.runners.has("claude") ? { account: this.config.claude.account } : {}),
+      ...(hasCaps(this.config.quota) ? { quota: this.config.quota } : {}),
       ...this.presenceExtras,
     };
   }
@@ -336,6 +373,7 @@ export class Daemon extends Part {
       policy: cfg.taskPolicy,
       capacity: topo.tasksCapacity,
       plans: { store: planStore, scheduler: plans },
+      checkUses: (spec, field) => this._quota?.checkUses(spec, field),
     });
     const innerWorkspaces =
       this.deps.workspaces ??
@@ -351,6 +389,19 @@ export class Daemon extends Part {
     parts.add("workspaces", { stop: () => workspaces.close?.() });
     const planCheck = await this.planCheck(innerWorkspaces);
     if (planCheck) parts.add("plan check", { stop: () => planCheck.idle() });
+    const slotStore = new SlotStore(await openSlotsBucket(topo.js, cfg.nats.replicas));
+    this._slots = slotStore;
+    this.taskStore = store;
+    const quota = new QuotaGate({
+      store: slotStore,
+      account: this.runners.has("claude") ? cfg.claude.account : undefined,
+      own: cfg.quota,
+      others: () =>
+        (this.directory?.list() ?? []).filter((w) => w.workerId !== this.workerId).map((w) => w.quota ?? {}),
+      live: recordLiveness(store),
+      log: this.log,
+    });
+    this._quota = quota;
     const claimer = new Claimer(
       store,
       {
@@ -362,6 +413,8 @@ export class Daemon extends Part {
       },
       {
         leaseMs: cfg.leaseMs,
+        admit: (spec) => quota.admit(spec),
+        ...(this.runners.has("claude") ? { account: cfg.claude.account } : {}),
         startsAtClaim: (spec) => !spec.repo || this.runners.get(spec.runner)?.needsWorkspace === false,
         servedByAnother: (pool, labels, runner) =>
           this.directory?.servedByAnother(this.workerId, pool, labels, runner) ?? true,
@@ -419,6 +472,7 @@ export class Daemon extends Part {
             onSettled: settled,
             beacon,
             ...(planCheck ? { plans: planCheck } : {}),
+            quota,
           },
           d.claimed,
           msg,
@@ -570,4 +624,9 @@ export class Daemon extends Part {
     await this.parts.stopAll();
     this.log.info("meshd stopped");
   }
+}
+
+/** Whether a `quota` config declares any cap. */
+function hasCaps(q: DaemonConfig["quota"]): boolean {
+  return Object.keys(q.accounts).length + Object.keys(q.pools).length + Object.keys(q.resources).length > 0;
 }

@@ -8,6 +8,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import type { MeshApi } from "./api/index.js";
 import type { DaemonConfig } from "./config.js";
 import type { Logger } from "./log.js";
+import type { QuotaEntry } from "./quota/index.js";
 import type { WorkerInfo } from "./registry/index.js";
 import type { MeshTransfer } from "./transfer/index.js";
 
@@ -23,6 +24,8 @@ export interface PluginContext {
   readonly api: MeshApi;
   /** Code and results over the bus (absent without room for the bundle store). */
   readonly transfer: MeshTransfer | undefined;
+  /** What `mesh quota` shows: the mesh's caps, slots in use and by whom, account states. */
+  quotaEntries(): Promise<QuotaEntry[]>;
   readonly slotsInfo: { total: number; busy: number };
   readonly runningTaskIds: readonly string[];
   /** JetStream reads (queue depth, consumer health). */

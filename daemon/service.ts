@@ -72,6 +72,8 @@ export interface MeshServiceDeps {
   capacity?: { admit(bytes: number): Promise<void> };
   /** Plans: their records and their scheduling; none: plan calls are refused. */
   plans?: { store: PlanStore; scheduler: PlanScheduler };
+  /** Refuses a spec whose `uses` no declared resource can hold (INVALID_ARGUMENT naming the field). */
+  checkUses?: (spec: TaskSpec, field: string) => void;
 }
 
 export class MeshService implements MeshApi {
@@ -110,6 +112,8 @@ export class MeshService implements MeshApi {
       }
     });
     if (this.d.policy) checkBatchPolicy(specs, this.d.policy);
+    if (this.d.checkUses)
+      for (const [i, s] of specs.entries()) this.d.checkUses(s, specs.length === 1 ? "uses" : `tasks[${i}].uses`);
     if (specs.length > 1) {
       const ids = new Set<string>();
       specs.forEach((s, i) => {

@@ -32,6 +32,7 @@ export function grpcPlugin(config: DaemonConfig): DaemonPlugin {
       server = new GrpcServer(d.api, {
         socketPath: config.socketPath,
         ...(d.transfer ? { transfer: d.transfer } : {}),
+        quota: () => d.quotaEntries(),
         logger: d.log,
         maxSubmitBytes: config.limits.submitMaxBytes,
         submitParseTimeoutMs: config.limits.submitParseTimeout,

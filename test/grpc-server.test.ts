@@ -591,6 +591,7 @@ describe("health and reflection", () => {
       "SubmitPlan",
       "GetPlan",
       "ListPlans",
+      "GetQuota",
     ]);
   });
 });

@@ -71,6 +71,13 @@ export interface ClaimerOptions {
    * claim writes `running` at once instead of `claimed` and then `running`.
    */
   startsAtClaim?: (spec: TaskSpec) => boolean;
+  /**
+   * Why a queued task should wait rather than be claimed now (its quota slots are held; see
+   * quota/gate.ts), with how long its doorbell waits; undefined: claim it.
+   */
+  admit?: (spec: TaskSpec) => Promise<{ why: string; delayMs: number } | undefined>;
+  /** The Claude account this worker's claude attempts run on (recorded in the attempt). */
+  account?: string;
   /** Whether another live worker serves this kind of task (see WorkerDirectory). */
   servedByAnother?: (pool: string, labels: Record<string, string>, runner: string) => boolean;
 }
@@ -149,6 +156,11 @@ export class Claimer {
     return { workerId: this.me.workerId, host: this.me.host, leaseMs: this.opts.leaseMs };
   }
 
+  private claimantFor(spec: TaskSpec): Claimant {
+    const account = spec.runner === "claude" ? this.opts.account : undefined;
+    return account ? { ...this.claimant, account } : this.claimant;
+  }
+
   private async decideOn(
     id: string,
     cur: VersionedRecord | undefined,
@@ -190,9 +202,12 @@ export class Claimer {
         }
         const notBefore = r.notBefore ? Date.parse(r.notBefore) - Date.now() : 0;
         if (notBefore > 0) return skip("retry back-off", { kind: "nak", delayMs: notBefore });
+        const wait = await this.opts.admit?.(r.spec);
+        if (wait)
+          return skip(`waiting for a quota slot: ${wait.why}`, { kind: "nak", delayMs: wait.delayMs });
         const next = claim(
           r,
-          this.claimant,
+          this.claimantFor(r.spec),
           new Date(this.now()),
           this.opts.startsAtClaim?.(r.spec) ?? false,
         );
@@ -253,7 +268,7 @@ export class Claimer {
     cause: TakeoverCause,
   ): Promise<Decision> {
     const r = cur.record;
-    const next = takeOver(r, this.claimant, cause, new Date(this.now()));
+    const next = takeOver(r, this.claimantFor(r.spec), cause, new Date(this.now()));
     try {
       if (next.record.state !== "claimed") {
         const d = await this.settled(cur, next);

@@ -11,6 +11,7 @@ import { errorMessage, isMeshError, MeshError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { OwnsViolationError, recordedViolations } from "../plans/index.js";
 import type { Delivery } from "../queue/index.js";
+import type { HeldSlots, Taken } from "../quota/index.js";
 import {
   type AttemptEnd,
   type AttemptOutcome,
@@ -24,6 +25,7 @@ import {
   settle,
   start,
   type TaskRecord,
+  type TaskSpec,
   type TaskStore,
   TRANSITIONS,
   type VersionedRecord,
@@ -67,6 +69,13 @@ export interface ExecutionDeps {
   beacon?: LeaseBeacon;
   /** The early conflict check of plans (absent: not checked). */
   plans?: PlanCheck;
+  /** Takes the attempt's mesh-wide quota slots before it runs (issue 15; quota/gate.ts). */
+  quota?: QuotaPort;
+}
+
+/** The quota side an execution calls (quota/gate.ts implements it). */
+export interface QuotaPort {
+  take(r: { id: string; attempt: number; spec: TaskSpec; workerId: string; host: string }): Promise<Taken>;
 }
 
 /** What a runner that needs no workspace gets: no directory, nothing to commit. */
@@ -86,6 +95,9 @@ export class Execution {
   private finished: Promise<ExecutionResult> | undefined;
   /** The daemon is stopping: an outcome write that cannot reach NATS gives up. */
   private quitting = false;
+  private held: HeldSlots | undefined;
+  /** No quota slot: the attempt is handed back without running. */
+  private noSlot: Extract<Taken, { ok: false }> | undefined;
 
   constructor(
     private readonly deps: ExecutionDeps,
@@ -133,8 +145,26 @@ export class Execution {
   }
 
   run(): Promise<ExecutionResult> {
-    this.finished ??= this.execute();
+    // Quota slots are returned once the attempt has settled, whichever way it ended.
+    this.finished ??= this.execute().finally(() => this.held?.release());
     return this.finished;
+  }
+
+  /** Takes the attempt's quota slots; a refusal says why the attempt is handed back. */
+  private async takeQuota(): Promise<Extract<Taken, { ok: false }> | undefined> {
+    const q = this.deps.quota;
+    if (!q) return undefined;
+    const r = this.lease.record;
+    const got = await q.take({
+      id: r.id,
+      attempt: this.attempt,
+      spec: r.spec,
+      workerId: this.deps.workerId,
+      host: this.deps.host,
+    });
+    if (!got.ok) return got;
+    this.held = got.held;
+    return undefined;
   }
 
   private emit = (event: RunnerEvent): void => {
@@ -200,8 +230,11 @@ export class Execution {
     const scratchDir = join(deps.stateDir, "scratch", this.taskId, `a${this.attempt}`);
     try {
       let ws: PreparedWorkspace | undefined;
+      this.noSlot = await this.takeQuota();
+      if (this.noSlot) log.info({ why: this.noSlot.why }, "no quota slot: handing the task back");
       try {
-        if (deps.runner.needsWorkspace === false) ws = NO_WORKSPACE;
+        if (this.noSlot) ws = undefined;
+        else if (deps.runner.needsWorkspace === false) ws = NO_WORKSPACE;
         else {
           await rm(scratchDir, { recursive: true, force: true });
           await mkdir(scratchDir, { recursive: true, mode: 0o700 });
@@ -355,8 +388,12 @@ export class Execution {
     const selfFenced = this.lease.lostTo === "self";
     // A self-fenced attempt whose run had finished still records its success; one whose run was
     // stopped by the self-fence is handed back without counting (NATS was away, not the task).
+    const noSlot = this.noSlot;
     if (outcome?.status === "succeeded" && (completed || !selfFenced)) att = "succeeded";
-    else if (selfFenced) {
+    else if (noSlot && !selfFenced && reason !== "cancelled") {
+      att = noSlot.permanent ? "failed" : "interrupted";
+      why = `no quota slot: ${noSlot.why}`;
+    } else if (selfFenced) {
       deps.observer.fenceLost({ pool: deps.pool });
       att = "interrupted";
       why = "self-fenced: NATS was unreachable for most of the lease, so the run was stopped";
@@ -398,8 +435,8 @@ export class Execution {
             }
           : undefined,
       bundle,
-      permanent: permanent || outcome?.permanent,
-      retryAfterMs: outcome?.retryAfterMs,
+      permanent: permanent || outcome?.permanent || noSlot?.permanent,
+      retryAfterMs: outcome?.retryAfterMs ?? (noSlot && !noSlot.permanent ? noSlot.delayMs : undefined),
     };
     // The write may apply the transition more than once (a concurrent cancel request): the last
     // step is the one written, and it says what becomes of the doorbell.

@@ -21,6 +21,7 @@ export function daemonSource(d: PluginContext): LiveSource {
     ready: () => d.ready,
     queues: () => readMeshQueueStats(d.topology.jsm, d.config.pools),
     workers: () => d.api.listWorkers(),
+    quota: () => d.quotaEntries(),
   };
 }
 

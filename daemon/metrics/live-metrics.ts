@@ -5,6 +5,7 @@
  * reads have a time budget so a slow JetStream cannot hang a scrape.
  */
 import { Counter, Gauge, type Registry } from "prom-client";
+import type { QuotaEntry } from "../quota/index.js";
 import type { WorkerInfo } from "../registry/index.js";
 import type { QueueStats } from "./queue-stats.js";
 
@@ -22,6 +23,8 @@ export interface LiveSource {
   /** Every pool that has tasks (this daemon's own pools always), see queue-stats.ts. */
   queues(): Promise<Map<string, QueueStats>>;
   workers(): Promise<WorkerInfo[]>;
+  /** The mesh's quota caps and their slots in use (issue 15), mesh-wide like the queues. */
+  quota?(): Promise<QuotaEntry[]>;
 }
 
 /** Pools besides this daemon's own with queue series, at most (pool names are user input). */
@@ -44,6 +47,9 @@ export class LiveMetrics {
   private readonly ready: Gauge;
   private readonly info: Gauge<"worker_id" | "host" | "version">;
   private readonly collectErrors: Counter<"source">;
+  private readonly quotaInUse: Gauge<"kind" | "name">;
+  private readonly quotaCapacity: Gauge<"kind" | "name">;
+  private readonly quotaStarts: Gauge<"account">;
   /** Pools the last successful queue read reported. */
   private queuePools: string[] = [];
 
@@ -95,6 +101,24 @@ export class LiveMetrics {
       labelNames: ["worker_id", "host", "version"],
       registers,
     });
+    this.quotaInUse = new Gauge({
+      name: "agentmesh_quota_slots_in_use",
+      help: "Units of a mesh-wide cap held by live attempts (kind: account, pool or resource); mesh-wide: aggregate with max by (kind, name).",
+      labelNames: ["kind", "name"],
+      registers,
+    });
+    this.quotaCapacity = new Gauge({
+      name: "agentmesh_quota_slots_capacity",
+      help: "A mesh-wide cap's capacity (the smallest a live daemon declares; 0: an account without a cap).",
+      labelNames: ["kind", "name"],
+      registers,
+    });
+    this.quotaStarts = new Gauge({
+      name: "agentmesh_quota_starts_last_minute",
+      help: "Sessions started on the account in the last minute (its start-rate cap counts these).",
+      labelNames: ["account"],
+      registers,
+    });
     this.collectErrors = new Counter({
       name: "agentmesh_collect_errors_total",
       help: "Scrape-time reads that failed or timed out (queue: JetStream, presence: worker registry).",
@@ -108,6 +132,7 @@ export class LiveMetrics {
     this.info.set({ worker_id: src.workerId, host: src.host, version: src.version }, 1);
     this.collectErrors.inc({ source: "queue" }, 0);
     this.collectErrors.inc({ source: "presence" }, 0);
+    if (src.quota) this.collectErrors.inc({ source: "quota" }, 0);
   }
 
   async collect(src: LiveSource, natsConnected: boolean): Promise<void> {
@@ -116,12 +141,29 @@ export class LiveMetrics {
     this.slotsBusy.set(slots.busy);
     this.tasksRunning.set(src.running());
     this.ready.set(src.ready() && natsConnected ? 1 : 0);
-    const [queues, workers] = await Promise.allSettled([
+    const [queues, workers, quota] = await Promise.allSettled([
       this.bounded(src.queues()),
       this.bounded(src.workers()),
+      src.quota ? this.bounded(src.quota()) : Promise.resolve(undefined),
     ]);
     this.setQueues(src, queues.status === "fulfilled" ? queues.value : undefined);
     this.setWorkers(src, workers.status === "fulfilled" ? workers.value : undefined);
+    if (src.quota) this.setQuota(quota.status === "fulfilled" ? quota.value : undefined);
+  }
+
+  private setQuota(entries: QuotaEntry[] | undefined): void {
+    if (!entries) {
+      this.collectErrors.inc({ source: "quota" });
+      return;
+    }
+    this.quotaInUse.reset();
+    this.quotaCapacity.reset();
+    this.quotaStarts.reset();
+    for (const e of entries) {
+      this.quotaInUse.set({ kind: e.kind, name: e.name }, e.inUse);
+      this.quotaCapacity.set({ kind: e.kind, name: e.name }, e.capacity);
+      if (e.kind === "account") this.quotaStarts.set({ account: e.name }, e.startedLastMinute ?? 0);
+    }
   }
 
   private get queueGauges(): Gauge<"pool">[] {

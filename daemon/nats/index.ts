@@ -15,6 +15,7 @@ export { kvKeys } from "./kv-keys.js";
 export { scanKv } from "./kv-scan.js";
 export { LOCAL_NKEY_FILE, useLocalMeshCredentials } from "./local-creds.js";
 export {
+  ACCOUNTS_BUCKET,
   BUNDLE_INDEX_BUCKET,
   BUNDLES_BUCKET,
   beaconSubject,
@@ -30,6 +31,7 @@ export {
   PLANS_BUCKET,
   poolConsumerName,
   poolFilter,
+  SLOTS_BUCKET,
   STATE_EVENTS_FILTER,
   TASK_SUBJECT_PREFIX,
   TASKS_BUCKET,

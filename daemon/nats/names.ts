@@ -67,3 +67,10 @@ export const PLAN_BRANCHES_BUCKET = "mesh-plan-branches";
  * `<repo hash>.<path hash>`, value the holder (task, attempt, worker, at). See claim/file-leases.ts.
  */
 export const FILE_LEASES_BUCKET = "mesh-file-leases";
+/**
+ * KV: mesh-wide quota slots (issue 15, daemon/quota/): one record per cap, `acct.<account>`,
+ * `pool.<pool>`, `res.<resource>` (its holders), and `starts.<account>` (recent starts).
+ */
+export const SLOTS_BUCKET = "mesh-slots";
+/** KV: each account's rate-limit state (issue 15 §3; written by the limits side), key = account. */
+export const ACCOUNTS_BUCKET = "mesh-accounts";

@@ -68,6 +68,11 @@ export class WorkerDirectory extends Part {
       });
   }
 
+  /** The live workers, as last seen. */
+  list(): readonly WorkerInfo[] {
+    return this.workers;
+  }
+
   /** Whether a live worker other than `self` serves this kind of task (as last seen). */
   servedByAnother(self: string, pool: string, labels: Record<string, string>, runner: string): boolean {
     const found = this.workers.some(

@@ -30,6 +30,14 @@ export interface WorkerInfo {
   sweptAt?: string;
   /** Runners this worker does not offer, with why and how to fix it (absent: none). */
   unavailableRunners?: UnavailableRunner[];
+  /** The Claude account its claude attempts run on (a name, never a key; issue 15). */
+  account?: string;
+  /** The mesh-wide caps it declares (its `quota` config; the smallest declared applies). */
+  quota?: {
+    accounts?: Record<string, { maxSessions?: number; startsPerMinute?: number }>;
+    pools?: Record<string, { maxSessions: number }>;
+    resources?: Record<string, { capacity: number }>;
+  };
 }
 
 export interface UnavailableRunner {

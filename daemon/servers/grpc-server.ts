@@ -14,6 +14,7 @@ import { Lifecycle, type LifeState } from "../../lib/index.js";
 import pino, { type Logger } from "pino";
 import { MESH_SERVICE_NAME, MeshServiceService } from "../../proto/index.js";
 import type { MeshApi } from "../api/index.js";
+import type { QuotaEntry } from "../quota/index.js";
 import type { MeshTransfer } from "../transfer/index.js";
 import { errorMessage, isMeshError, MeshError } from "../errors.js";
 import { DEFAULT_SUBMIT_MAX_BYTES } from "../limits.js";
@@ -42,6 +43,8 @@ export interface GrpcServerOptions {
   tcp?: GrpcTcpOptions;
   /** The bundle store's daemon side (ShipRepo, FetchResults; on the Unix socket only). */
   transfer?: MeshTransfer;
+  /** The mesh's quota caps and slots (GetQuota). */
+  quota?: () => Promise<QuotaEntry[]>;
   logger?: Logger;
   /** Messages a streaming client may fall behind before its stream is ended. Default 10 000. */
   maxStreamBacklog?: number;
@@ -135,6 +138,7 @@ export class GrpcServer {
       meshServiceHandlers({
         api: this.api,
         ...(this.opts.transfer ? { transfer: this.opts.transfer } : {}),
+        ...(this.opts.quota ? { quota: this.opts.quota } : {}),
         localPaths,
         logger: this.log,
         maxBacklog: this.opts.maxStreamBacklog ?? 10_000,

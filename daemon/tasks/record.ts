@@ -48,6 +48,8 @@ export interface AttemptInfo {
   workerId: string;
   host: string;
   claimedAt: string;
+  /** The Claude account the attempt runs on (claude runner; issue 15): a name, never a key. */
+  account?: string;
   startedAt?: string;
   endedAt?: string;
   outcome?: AttemptOutcome;

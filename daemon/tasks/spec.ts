@@ -195,6 +195,14 @@ export const taskSpecSchema = z
       .optional(),
     /** What a change outside `owns` does to a successful attempt: fail it (default) or report it. */
     ownsViolation: z.enum(["fail", "report"]).optional(),
+    /** Shared resources this task holds while it runs (issue 15): name -> units, each at least 1. */
+    uses: z
+      .record(
+        z.string().regex(NAME_RE, "resource names are 1-64 of A-Z a-z 0-9 _ -"),
+        z.number().int("a use is a whole number of units").min(1, "a use is at least 1 unit").max(1_000_000),
+      )
+      .refine((u) => Object.keys(u).length <= 32, { message: "at most 32 resources" })
+      .optional(),
     env: z
       .record(envName, noNul(32 * 1024))
       .default({})

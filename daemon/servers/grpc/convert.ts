@@ -2,6 +2,7 @@
 import {
   type Attempt,
   type Plan,
+  type QuotaEntry as QuotaEntryMsg,
   type Task,
   type TaskEvent as TaskEventMsg,
   type TaskResult,
@@ -12,6 +13,7 @@ import {
 } from "../../../proto/index.js";
 import type { MeshEvent, SubmitResult, TaskView } from "../../api/index.js";
 import { type PlanRecord, planNeeds } from "../../plans/index.js";
+import type { QuotaEntry } from "../../quota/index.js";
 import type { WorkerInfo } from "../../registry/index.js";
 import type { AttemptInfo, ResultBundle, TaskEvent, TaskResultInfo, TaskState } from "../../tasks/index.js";
 
@@ -157,5 +159,27 @@ export function planToProto(p: PlanRecord, states: Partial<Record<TaskState, num
       string,
       number
     >,
+  };
+}
+
+export function quotaEntryToProto(e: QuotaEntry): QuotaEntryMsg {
+  return {
+    kind: e.kind,
+    name: e.name,
+    capacity: e.capacity,
+    inUse: e.inUse,
+    holders: e.holders.map((h) => ({
+      taskId: h.taskId,
+      attempt: h.attempt,
+      workerId: h.workerId,
+      host: h.host,
+      units: h.units,
+      since: h.since,
+    })),
+    startsPerMinute: e.startsPerMinute ?? 0,
+    startedLastMinute: e.startedLastMinute ?? 0,
+    workers: e.workers ?? [],
+    state: e.state ?? "",
+    rejectedUntil: e.rejectedUntil ?? "",
   };
 }

@@ -9,6 +9,7 @@ import {
   type WatchTaskResponse,
 } from "../../../proto/index.js";
 import type { MeshApi, TaskFilter } from "../../api/index.js";
+import type { QuotaEntry } from "../../quota/index.js";
 import type { MeshTransfer } from "../../transfer/index.js";
 import { MeshError } from "../../errors.js";
 import { parsePlanSubmitDocument } from "../../plans/index.js";
@@ -17,6 +18,7 @@ import { formatBytes } from "../../util/index.js";
 import {
   meshEventToProto,
   planToProto,
+  quotaEntryToProto,
   submitResultToProto,
   taskEventToProto,
   taskToProto,
@@ -38,6 +40,8 @@ export interface HandlerContext {
   track: PumpOptions["track"];
   /** The bundle store's daemon side; none: ShipRepo and FetchResults answer UNIMPLEMENTED. */
   transfer?: MeshTransfer;
+  /** The mesh's quota caps and slots (GetQuota); none: FAILED_PRECONDITION. */
+  quota?: () => Promise<QuotaEntry[]>;
   /**
    * This listener's callers are on the daemon's machine (the Unix socket): only they may name
    * local paths (ShipRepo reads one, FetchResults writes one).
@@ -149,6 +153,10 @@ export function meshServiceHandlers(ctx: HandlerContext): MeshServiceServer {
     listPlans: unary("ListPlans", async () => ({
       plans: (await api.listPlans()).map((p) => planToProto(p.plan, p.states)),
     })),
+    getQuota: unary("GetQuota", async () => {
+      if (!ctx.quota) throw new MeshError("FAILED_PRECONDITION", "GetQuota: this daemon keeps no quota slots");
+      return { entries: (await ctx.quota()).map(quotaEntryToProto) };
+    }),
     listWorkers: unary("ListWorkers", async () => ({
       workers: (await api.listWorkers()).map(workerToProto),
     })),

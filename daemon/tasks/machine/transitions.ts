@@ -64,6 +64,8 @@ export interface Claimant {
   host: string;
   /** Its lease: others take over only after the longer of theirs and this (see TaskRecord.owner). */
   leaseMs: number;
+  /** The Claude account the attempt will run on (claude tasks), kept in its attempt info. */
+  account?: string;
 }
 
 /** How an attempt ended, as its owner saw it. `lost` is never the owner's word (see takeOver). */
@@ -78,7 +80,7 @@ export interface AttemptEnd {
   result?: TaskResultInfo | undefined;
   /** A failure retrying cannot fix: `failed` at once. */
   permanent?: boolean | undefined;
-  /** A rate-limited attempt: try again after this (else the policy's delay). */
+  /** A rate-limited attempt: try again after this (else the policy's delay); an interrupted one: after this, if set. */
   retryAfterMs?: number | undefined;
   /** The attempt's commits, stored as a bundle (kept for failed attempts too). */
   bundle?: ResultBundle | undefined;
@@ -136,7 +138,13 @@ function own(r: TaskRecord, who: Claimant, at: string): AttemptInfo {
   r.attempt += 1;
   r.owner = { workerId: who.workerId, host: who.host, leaseMs: who.leaseMs };
   r.heartbeatAt = at;
-  const a: AttemptInfo = { attempt: r.attempt, workerId: who.workerId, host: who.host, claimedAt: at };
+  const a: AttemptInfo = {
+    attempt: r.attempt,
+    workerId: who.workerId,
+    host: who.host,
+    claimedAt: at,
+    ...(who.account ? { account: who.account } : {}),
+  };
   r.attempts.push(a);
   return a;
 }
@@ -436,7 +444,8 @@ export function settle(r: From<"settle">, end: AttemptEnd, policy: RetryPolicy, 
     case "cancelled":
       return done("cancelled", "cancelled by request");
     case "interrupted":
-      return again();
+      // Handed back without running (no free quota slot, issue 15): after its delay.
+      return again(end.retryAfterMs !== undefined ? now.getTime() + end.retryAfterMs : undefined);
     case "rate_limited": {
       const limited = rateLimitedAttempts(next);
       if (limited > next.maxAttempts * 5) return done("dead", `rate limited ${limited} times`);

@@ -497,6 +497,47 @@ export interface ListPlansResponse {
   plans: Plan[];
 }
 
+export interface GetQuotaRequest {
+}
+
+export interface GetQuotaResponse {
+  /** Accounts first, then pools, then resources; by name within each. */
+  entries: QuotaEntry[];
+}
+
+export interface QuotaEntry {
+  /** "account", "pool" or "resource". */
+  kind: string;
+  name: string;
+  /**
+   * Units (sessions, for accounts and pools) at once; 0: no cap declared (an account listed
+   * because workers run on it).
+   */
+  capacity: number;
+  inUse: number;
+  /** The live holders of its slots. */
+  holders: QuotaHolder[];
+  /** Accounts: the start-rate cap (0: none) and the sessions started in the last minute. */
+  startsPerMinute: number;
+  startedLastMinute: number;
+  /** Accounts: the live workers whose claude attempts run on it. */
+  workers: string[];
+  /** Accounts: "ok", or the rate-limit state recorded in the mesh-accounts bucket. */
+  state: string;
+  /** Accounts: with a rejected state, until when (RFC 3339); empty otherwise. */
+  rejectedUntil: string;
+}
+
+export interface QuotaHolder {
+  taskId: string;
+  attempt: number;
+  workerId: string;
+  host: string;
+  units: number;
+  /** When the slot was taken (RFC 3339). */
+  since: string;
+}
+
 function createBaseSubmitTasksRequest(): SubmitTasksRequest {
   return { document: "", source: "" };
 }
@@ -5973,6 +6014,524 @@ export const ListPlansResponse: MessageFns<ListPlansResponse> = {
   },
 };
 
+function createBaseGetQuotaRequest(): GetQuotaRequest {
+  return {};
+}
+
+export const GetQuotaRequest: MessageFns<GetQuotaRequest> = {
+  encode(_: GetQuotaRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetQuotaRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetQuotaRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): GetQuotaRequest {
+    return {};
+  },
+
+  toJSON(_: GetQuotaRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetQuotaRequest>, I>>(base?: I): GetQuotaRequest {
+    return GetQuotaRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetQuotaRequest>, I>>(_: I): GetQuotaRequest {
+    const message = createBaseGetQuotaRequest();
+    return message;
+  },
+};
+
+function createBaseGetQuotaResponse(): GetQuotaResponse {
+  return { entries: [] };
+}
+
+export const GetQuotaResponse: MessageFns<GetQuotaResponse> = {
+  encode(message: GetQuotaResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.entries) {
+      QuotaEntry.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetQuotaResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetQuotaResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.entries.push(QuotaEntry.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetQuotaResponse {
+    return {
+      entries: globalThis.Array.isArray(object?.entries) ? object.entries.map((e: any) => QuotaEntry.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: GetQuotaResponse): unknown {
+    const obj: any = {};
+    if (message.entries?.length) {
+      obj.entries = message.entries.map((e) => QuotaEntry.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetQuotaResponse>, I>>(base?: I): GetQuotaResponse {
+    return GetQuotaResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetQuotaResponse>, I>>(object: I): GetQuotaResponse {
+    const message = createBaseGetQuotaResponse();
+    message.entries = object.entries?.map((e) => QuotaEntry.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseQuotaEntry(): QuotaEntry {
+  return {
+    kind: "",
+    name: "",
+    capacity: 0,
+    inUse: 0,
+    holders: [],
+    startsPerMinute: 0,
+    startedLastMinute: 0,
+    workers: [],
+    state: "",
+    rejectedUntil: "",
+  };
+}
+
+export const QuotaEntry: MessageFns<QuotaEntry> = {
+  encode(message: QuotaEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.kind !== "") {
+      writer.uint32(10).string(message.kind);
+    }
+    if (message.name !== "") {
+      writer.uint32(18).string(message.name);
+    }
+    if (message.capacity !== 0) {
+      writer.uint32(24).uint32(message.capacity);
+    }
+    if (message.inUse !== 0) {
+      writer.uint32(32).uint32(message.inUse);
+    }
+    for (const v of message.holders) {
+      QuotaHolder.encode(v!, writer.uint32(42).fork()).join();
+    }
+    if (message.startsPerMinute !== 0) {
+      writer.uint32(48).uint32(message.startsPerMinute);
+    }
+    if (message.startedLastMinute !== 0) {
+      writer.uint32(56).uint32(message.startedLastMinute);
+    }
+    for (const v of message.workers) {
+      writer.uint32(66).string(v!);
+    }
+    if (message.state !== "") {
+      writer.uint32(74).string(message.state);
+    }
+    if (message.rejectedUntil !== "") {
+      writer.uint32(82).string(message.rejectedUntil);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): QuotaEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseQuotaEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.kind = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.capacity = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.inUse = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.holders.push(QuotaHolder.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.startsPerMinute = reader.uint32();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.startedLastMinute = reader.uint32();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.workers.push(reader.string());
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.state = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.rejectedUntil = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): QuotaEntry {
+    return {
+      kind: isSet(object.kind) ? globalThis.String(object.kind) : "",
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      capacity: isSet(object.capacity) ? globalThis.Number(object.capacity) : 0,
+      inUse: isSet(object.inUse)
+        ? globalThis.Number(object.inUse)
+        : isSet(object.in_use)
+        ? globalThis.Number(object.in_use)
+        : 0,
+      holders: globalThis.Array.isArray(object?.holders) ? object.holders.map((e: any) => QuotaHolder.fromJSON(e)) : [],
+      startsPerMinute: isSet(object.startsPerMinute)
+        ? globalThis.Number(object.startsPerMinute)
+        : isSet(object.starts_per_minute)
+        ? globalThis.Number(object.starts_per_minute)
+        : 0,
+      startedLastMinute: isSet(object.startedLastMinute)
+        ? globalThis.Number(object.startedLastMinute)
+        : isSet(object.started_last_minute)
+        ? globalThis.Number(object.started_last_minute)
+        : 0,
+      workers: globalThis.Array.isArray(object?.workers) ? object.workers.map((e: any) => globalThis.String(e)) : [],
+      state: isSet(object.state) ? globalThis.String(object.state) : "",
+      rejectedUntil: isSet(object.rejectedUntil)
+        ? globalThis.String(object.rejectedUntil)
+        : isSet(object.rejected_until)
+        ? globalThis.String(object.rejected_until)
+        : "",
+    };
+  },
+
+  toJSON(message: QuotaEntry): unknown {
+    const obj: any = {};
+    if (message.kind !== "") {
+      obj.kind = message.kind;
+    }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.capacity !== 0) {
+      obj.capacity = Math.round(message.capacity);
+    }
+    if (message.inUse !== 0) {
+      obj.inUse = Math.round(message.inUse);
+    }
+    if (message.holders?.length) {
+      obj.holders = message.holders.map((e) => QuotaHolder.toJSON(e));
+    }
+    if (message.startsPerMinute !== 0) {
+      obj.startsPerMinute = Math.round(message.startsPerMinute);
+    }
+    if (message.startedLastMinute !== 0) {
+      obj.startedLastMinute = Math.round(message.startedLastMinute);
+    }
+    if (message.workers?.length) {
+      obj.workers = message.workers;
+    }
+    if (message.state !== "") {
+      obj.state = message.state;
+    }
+    if (message.rejectedUntil !== "") {
+      obj.rejectedUntil = message.rejectedUntil;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<QuotaEntry>, I>>(base?: I): QuotaEntry {
+    return QuotaEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<QuotaEntry>, I>>(object: I): QuotaEntry {
+    const message = createBaseQuotaEntry();
+    message.kind = object.kind ?? "";
+    message.name = object.name ?? "";
+    message.capacity = object.capacity ?? 0;
+    message.inUse = object.inUse ?? 0;
+    message.holders = object.holders?.map((e) => QuotaHolder.fromPartial(e)) || [];
+    message.startsPerMinute = object.startsPerMinute ?? 0;
+    message.startedLastMinute = object.startedLastMinute ?? 0;
+    message.workers = object.workers?.map((e) => e) || [];
+    message.state = object.state ?? "";
+    message.rejectedUntil = object.rejectedUntil ?? "";
+    return message;
+  },
+};
+
+function createBaseQuotaHolder(): QuotaHolder {
+  return { taskId: "", attempt: 0, workerId: "", host: "", units: 0, since: "" };
+}
+
+export const QuotaHolder: MessageFns<QuotaHolder> = {
+  encode(message: QuotaHolder, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.taskId !== "") {
+      writer.uint32(10).string(message.taskId);
+    }
+    if (message.attempt !== 0) {
+      writer.uint32(16).uint32(message.attempt);
+    }
+    if (message.workerId !== "") {
+      writer.uint32(26).string(message.workerId);
+    }
+    if (message.host !== "") {
+      writer.uint32(34).string(message.host);
+    }
+    if (message.units !== 0) {
+      writer.uint32(40).uint32(message.units);
+    }
+    if (message.since !== "") {
+      writer.uint32(50).string(message.since);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): QuotaHolder {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseQuotaHolder();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.taskId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.attempt = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.workerId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.host = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.units = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.since = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): QuotaHolder {
+    return {
+      taskId: isSet(object.taskId)
+        ? globalThis.String(object.taskId)
+        : isSet(object.task_id)
+        ? globalThis.String(object.task_id)
+        : "",
+      attempt: isSet(object.attempt) ? globalThis.Number(object.attempt) : 0,
+      workerId: isSet(object.workerId)
+        ? globalThis.String(object.workerId)
+        : isSet(object.worker_id)
+        ? globalThis.String(object.worker_id)
+        : "",
+      host: isSet(object.host) ? globalThis.String(object.host) : "",
+      units: isSet(object.units) ? globalThis.Number(object.units) : 0,
+      since: isSet(object.since) ? globalThis.String(object.since) : "",
+    };
+  },
+
+  toJSON(message: QuotaHolder): unknown {
+    const obj: any = {};
+    if (message.taskId !== "") {
+      obj.taskId = message.taskId;
+    }
+    if (message.attempt !== 0) {
+      obj.attempt = Math.round(message.attempt);
+    }
+    if (message.workerId !== "") {
+      obj.workerId = message.workerId;
+    }
+    if (message.host !== "") {
+      obj.host = message.host;
+    }
+    if (message.units !== 0) {
+      obj.units = Math.round(message.units);
+    }
+    if (message.since !== "") {
+      obj.since = message.since;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<QuotaHolder>, I>>(base?: I): QuotaHolder {
+    return QuotaHolder.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<QuotaHolder>, I>>(object: I): QuotaHolder {
+    const message = createBaseQuotaHolder();
+    message.taskId = object.taskId ?? "";
+    message.attempt = object.attempt ?? 0;
+    message.workerId = object.workerId ?? "";
+    message.host = object.host ?? "";
+    message.units = object.units ?? 0;
+    message.since = object.since ?? "";
+    return message;
+  },
+};
+
 export type MeshServiceService = typeof MeshServiceService;
 export const MeshServiceService = {
   /**
@@ -6132,6 +6691,19 @@ export const MeshServiceService = {
     responseSerialize: (value: ListPlansResponse): Buffer => Buffer.from(ListPlansResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListPlansResponse => ListPlansResponse.decode(value),
   },
+  /**
+   * Each account's, pool's and resource's mesh-wide caps (the smallest a live daemon declares),
+   * the slots in use and by which attempt on which host, and each account's state.
+   */
+  getQuota: {
+    path: "/agentmesh.v1.MeshService/GetQuota" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetQuotaRequest): Buffer => Buffer.from(GetQuotaRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetQuotaRequest => GetQuotaRequest.decode(value),
+    responseSerialize: (value: GetQuotaResponse): Buffer => Buffer.from(GetQuotaResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetQuotaResponse => GetQuotaResponse.decode(value),
+  },
 } as const;
 
 export interface MeshServiceServer extends UntypedServiceImplementation {
@@ -6187,6 +6759,11 @@ export interface MeshServiceServer extends UntypedServiceImplementation {
   getPlan: handleUnaryCall<GetPlanRequest, GetPlanResponse>;
   /** Every plan, newest first, with its tasks counted by state. */
   listPlans: handleUnaryCall<ListPlansRequest, ListPlansResponse>;
+  /**
+   * Each account's, pool's and resource's mesh-wide caps (the smallest a live daemon declares),
+   * the slots in use and by which attempt on which host, and each account's state.
+   */
+  getQuota: handleUnaryCall<GetQuotaRequest, GetQuotaResponse>;
 }
 
 export interface MeshServiceClient extends Client {
@@ -6405,6 +6982,25 @@ export interface MeshServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListPlansResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Each account's, pool's and resource's mesh-wide caps (the smallest a live daemon declares),
+   * the slots in use and by which attempt on which host, and each account's state.
+   */
+  getQuota(
+    request: GetQuotaRequest,
+    callback: (error: ServiceError | null, response: GetQuotaResponse) => void,
+  ): ClientUnaryCall;
+  getQuota(
+    request: GetQuotaRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetQuotaResponse) => void,
+  ): ClientUnaryCall;
+  getQuota(
+    request: GetQuotaRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetQuotaResponse) => void,
   ): ClientUnaryCall;
 }
 

@@ -1,0 +1,238 @@
+// biome-ignore-all lint/suspicious/noExplicitAny: the CLI's parsed JSON output is asserted field by field
+/**
+ * Issue 15 §2/§4: a mesh-wide cap held as leased slots. Three meshd processes with more local
+ * slots than the cap run more tasks than it allows; one daemon is SIGKILLed mid-run. The side
+ * effects the tasks log (an independent record, read without the daemon's code) show that no
+ * more than the cap ever ran at once, every task succeeded exactly once, and the killed
+ * daemon's slots came back (its tasks finished elsewhere, the slot record ends empty).
+ */
+import { existsSync } from "node:fs";
+import { readFile, writeFile } from "node:fs/promises";
+import { execa } from "execa";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { makeTempDir, NatsServer, waitFor } from "./harness/index.js";
+import { checkChaos, readRecords, writeChaosScript } from "./support/chaos.js";
+import { validateTaskSpec } from "../daemon/tasks/spec.js";
+import { pause } from "../daemon/util/abort.js";
+import { answer, CLAUDE_BIN, FAKE_API_KEY, startMockAnthropic } from "./mock-anthropic/index.js";
+import { MESH_BIN, openClient, startDaemon, waitForState } from "./support/mesh.js";
+import { peakUse, rawHolders, runSpans, startQuotaFleet } from "./support/quota.js";
+import { nodeTask, uniqueId } from "./support/tasks.js";
+
+const CAP = 3;
+const TASKS = 12;
+
+let cleanup: Array<() => Promise<unknown> | unknown> = [];
+afterEach(async () => {
+  for (const c of cleanup.reverse()) await Promise.resolve(c()).catch(() => undefined);
+  cleanup = [];
+});
+
+/** Three daemons of pool `q` sharing `quota`; each is SIGKILLed at the end of the test. */
+async function startFleet(url: string, quota: Record<string, unknown>, names?: string[]) {
+  const fleet = await startQuotaFleet(url, quota, names);
+  for (const p of fleet.values()) cleanup.push(() => p.kill("SIGKILL"));
+  return fleet;
+}
+
+describe("quota slots across daemons", () => {
+  it("never runs more than a pool's cap at once, with a daemon SIGKILLed mid-run, and its slots come back", async () => {
+    const nats = await NatsServer.start();
+    cleanup.push(() => nats.cleanup());
+    const client = await openClient([nats.url]);
+    cleanup.push(() => client.close());
+    const fleet = await startFleet(nats.url, { pools: { q: { maxSessions: CAP } } });
+    await waitFor(() => client.api.listWorkers().then((ws) => ws.length === 3), {
+      name: "three workers up",
+      timeoutMs: 60_000,
+    });
+    const dir = await makeTempDir("quota-slots-");
+    const script = await writeChaosScript(dir);
+    const logFile = join(dir, "side-effects.log");
+    const specs = Array.from({ length: TASKS }, () =>
+      nodeTask("", {
+        pool: "q",
+        maxAttempts: 10,
+        command: [process.execPath, script],
+        env: { TASK_CHAOS_LOG: logFile, TASK_CHAOS_MS: "1000" },
+      }),
+    );
+    const ids = specs.map((s) => s.id);
+    await client.api.submit(specs);
+
+    // Kill the daemon `qb` while a run of it is going (it holds a slot then).
+    const victim = await waitFor(
+      async () => {
+        const text = await readFile(logFile, "utf8").catch(() => "");
+        const started = text
+          .split("\n")
+          .filter((l) => l.startsWith("start ") && l.split(" ")[3]?.startsWith("qb-"));
+        const open = started.map((l) => l.split(" ")[1]!).find((id) => !text.includes(`end ${id} `));
+        return open;
+      },
+      { name: "a run going on qb", timeoutMs: 60_000, intervalMs: 20 },
+    );
+    fleet.get("qb")!.kill("SIGKILL");
+    await fleet.get("qb")!.exited;
+
+    const records = await waitFor(
+      async () => {
+        const recs = await readRecords([nats.url], ids);
+        return (
+          ids.every((id) =>
+            ["succeeded", "failed", "dead", "cancelled"].includes(recs.get(id)?.state ?? ""),
+          ) && recs
+        );
+      },
+      { name: "every task terminal", timeoutMs: 120_000, intervalMs: 250 },
+    );
+    const report = await checkChaos(logFile, ids, records, (w) => w.startsWith("qb-"));
+    expect(report.problems).toEqual([]);
+    // The killed daemon's task finished elsewhere, after a takeover.
+    const taken = records.get(victim)!;
+    expect(taken.state).toBe("succeeded");
+    expect(taken.attempts.some((a) => a.outcome === "lost" && a.workerId.startsWith("qb-"))).toBe(true);
+    expect(taken.attempts.at(-1)?.workerId.startsWith("qb-")).toBe(false);
+
+    const spans = await runSpans(logFile);
+    const peak = peakUse(spans);
+    console.log(`quota slots: ${spans.length} runs, peak ${peak} at once (cap ${CAP})`);
+    expect(peak).toBeLessThanOrEqual(CAP);
+    // Every slot came back: the killed daemon's too (nothing holds pool q any more).
+    await waitFor(async () => (await rawHolders([nats.url], "pool.q")).length === 0, {
+      name: "pool q's slot record empty",
+      timeoutMs: 10_000,
+    });
+  });
+
+  it("mesh quota shows each cap, the slots in use and by which task on which host", async () => {
+    const nats = await NatsServer.start();
+    cleanup.push(() => nats.cleanup());
+    const client = await openClient([nats.url]);
+    cleanup.push(() => client.close());
+    const fleet = await startFleet(
+      nats.url,
+      { pools: { q: { maxSessions: 1 } }, accounts: { team: { maxSessions: 2, startsPerMinute: 5 } } },
+      ["qa"],
+    );
+    const socket = join(fleet.get("qa")!.stateDir, "meshd.sock");
+    const quota = async () => {
+      const r = await execa(process.execPath, [MESH_BIN, "quota", "--json"], {
+        reject: false,
+        env: { NO_COLOR: "1", MESH_DAEMON: socket },
+      });
+      expect(r.exitCode, r.stderr).toBe(0);
+      return JSON.parse(r.stdout) as { entries: Array<Record<string, any>> };
+    };
+    await waitFor(() => existsSync(socket), { name: "qa's socket", timeoutMs: 60_000 });
+    const dir = await makeTempDir("quota-cli-");
+    const gate = join(dir, "go");
+    // Runs until the test creates `gate`: it holds pool q's only slot meanwhile.
+    const hold = nodeTask(
+      `const f=${JSON.stringify(gate)};const t=setInterval(()=>{if(require("fs").existsSync(f)){clearInterval(t)}},20)`,
+      {
+        pool: "q",
+      },
+    );
+    const next = nodeTask("", { pool: "q" });
+    await client.api.submit([hold, next]);
+    const held = await waitFor(
+      async () => {
+        const q = await quota();
+        const pool = q.entries.find((e) => e.kind === "pool" && e.name === "q");
+        return pool?.inUse === 1 && q;
+      },
+      { name: "pool q held", timeoutMs: 60_000 },
+    );
+    const pool = held.entries.find((e) => e.kind === "pool")!;
+    expect(pool).toMatchObject({ capacity: 1, inUse: 1 });
+    expect(pool.holders).toEqual([
+      expect.objectContaining({
+        taskId: hold.id,
+        attempt: 1,
+        units: 1,
+        workerId: expect.stringMatching(/^qa-/),
+      }),
+    ]);
+    expect(held.entries.find((e) => e.kind === "account")).toMatchObject({
+      name: "team",
+      capacity: 2,
+      inUse: 0,
+      startsPerMinute: 5,
+      state: "ok",
+    });
+    // The second task waits for the slot: still queued while the first holds it.
+    expect((await client.api.getTask(next.id)).record.state).toBe("queued");
+    await writeFile(gate, "");
+    await waitFor(
+      async () =>
+        ["succeeded"].includes((await client.api.getTask(next.id)).record.state) &&
+        (await quota()).entries.find((e) => e.kind === "pool")?.inUse === 0,
+      { name: "both done, the slot back", timeoutMs: 60_000 },
+    );
+  });
+});
+
+describe("quota: one Claude account across daemons (the real Claude Code, mock API)", () => {
+  it("never has more sessions on the account at once than its cap; attempts and presence name the account", async () => {
+    const nats = await NatsServer.start();
+    cleanup.push(() => nats.cleanup());
+    const client = await openClient([nats.url]);
+    cleanup.push(() => client.close());
+    // The independent log: the mock API, in this process, notes when each session's only turn
+    // arrives and when it is answered (a session holds its slot for longer than that).
+    const spans: Array<{ from: number; to: number; conversation: string }> = [];
+    const mock = await startMockAnthropic({
+      script: async (ctx) => {
+        const from = Date.now();
+        await pause(1500); // a slow model: sessions overlap unless the cap keeps them apart
+        spans.push({ from, to: Date.now(), conversation: ctx.conversation });
+        return answer("done");
+      },
+    });
+    cleanup.push(() => mock.close());
+    const keyFile = join(await makeTempDir("quota-key-"), "key");
+    await writeFile(keyFile, `${FAKE_API_KEY}\n`, { mode: 0o600 });
+    const daemons = [];
+    for (const name of ["ca", "cb", "cc"]) {
+      const d = await startDaemon(nats.url, {
+        name,
+        pools: ["qc"],
+        runners: ["claude"],
+        slots: 2,
+        claude: {
+          command: [CLAUDE_BIN],
+          env: { ANTHROPIC_BASE_URL: mock.url },
+          apiKeyFile: keyFile,
+          account: "team",
+        },
+        quota: { accounts: { team: { maxSessions: 2 } } },
+      });
+      daemons.push(d);
+      cleanup.push(() => d.stop(2_000));
+    }
+    const specs = Array.from({ length: 6 }, (_, i) =>
+      validateTaskSpec({ id: uniqueId("qc"), prompt: `session ${i}`, pool: "qc", maxAttempts: 3 }),
+    );
+    await client.api.submit(specs);
+    const records = await Promise.all(
+      specs.map((s) => waitForState(client.api, s.id, ["succeeded", "failed", "dead", "cancelled"], 150_000)),
+    );
+    for (const v of records) {
+      expect(v.record.state).toBe("succeeded");
+      const won = v.record.attempts.filter((a) => a.outcome === "succeeded");
+      expect(won).toHaveLength(1);
+      expect(won[0]?.account).toBe("team");
+    }
+    expect(new Set(spans.map((s) => s.conversation)).size).toBe(6);
+    const peak = peakUse(spans.map((s) => ({ task: s.conversation, ...s })));
+    console.log(`quota claude: peak ${peak} sessions at once (cap 2)`);
+    expect(peak).toBeLessThanOrEqual(2);
+    const workers = await client.api.listWorkers();
+    expect(workers.map((w) => w.account)).toEqual(["team", "team", "team"]);
+    // The key never reaches presence or records.
+    expect(JSON.stringify(workers)).not.toContain(FAKE_API_KEY);
+    expect(JSON.stringify(records)).not.toContain(FAKE_API_KEY);
+  });
+});
