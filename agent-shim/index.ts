@@ -1,6 +1,7 @@
 export { buildClaudeArgs, buildClaudeEnv, type SessionChoice } from "./claude-args.js";
 export type { AgentEvent, AgentEventKind, ResultEvent, TokenCounts } from "./events.js";
 export { StreamParser } from "./events.js";
+export { epochMs, type LimitReport, type LimitSource, usageLimitText } from "./limits.js";
 export {
   PERMISSION_MODES,
   type PermissionMode,

@@ -76,7 +76,11 @@ export function subscriptionWarning(
 }
 
 /** The API-key counters; `remaining` 0 and `resetAt` in the future describe an exhausted limit. */
-export function apiKeyHeaders(opts: { limit?: number; remaining: number; resetAt: number }): Record<string, string> {
+export function apiKeyHeaders(opts: {
+  limit?: number;
+  remaining: number;
+  resetAt: number;
+}): Record<string, string> {
   const reset = new Date(opts.resetAt).toISOString();
   const limit = String(opts.limit ?? 50);
   const out: Record<string, string> = {};
