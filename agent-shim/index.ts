@@ -1,7 +1,6 @@
 export { buildClaudeArgs, buildClaudeEnv, type SessionChoice } from "./claude-args.js";
 export type { AgentEvent, AgentEventKind, ResultEvent, TokenCounts } from "./events.js";
 export { StreamParser } from "./events.js";
-export { epochMs, type LimitReport, type LimitSource, usageLimitText } from "./limits.js";
 export {
   PERMISSION_MODES,
   type PermissionMode,
@@ -10,6 +9,7 @@ export {
   type ShimJobInput,
   shimJobSchema,
 } from "./job.js";
+export { epochMs, type LimitReport, type LimitSource, usageLimitText } from "./limits.js";
 export { classifyEnd } from "./outcome.js";
 export {
   parseShimLine,
