@@ -49,3 +49,8 @@ export const MESH_SUBJECTS = "mesh.>";
 export const BUNDLES_BUCKET = "mesh-bundles";
 /** KV: per repo, which commits the mesh holds as the tip of which bundle (`<repo id>.<commit>`). */
 export const BUNDLE_INDEX_BUCKET = "mesh-bundle-index";
+
+/** KV: each Claude account's limit state (key = account name; see daemon/quota/account-state.ts). */
+export const ACCOUNTS_BUCKET = "mesh-accounts";
+/** Account state changes (a pause, a warning), in the events stream. */
+export const accountEventSubject = (account: string): string => `mesh.events.account.${account}`;

@@ -8,6 +8,7 @@ export {
   type AttemptOutcome,
   isTerminal,
   newTaskRecord,
+  type ParkedInfo,
   rateLimitedAttempts,
   recordProblem,
   type ResultBundle,

@@ -10,6 +10,7 @@ import {
   type AttemptInfo,
   type AttemptOutcome,
   newTaskRecord,
+  type ParkedInfo,
   rateLimitedAttempts,
   type ResultBundle,
   type TaskRecord,
@@ -74,6 +75,11 @@ export interface AttemptEnd {
   permanent?: boolean | undefined;
   /** A rate-limited attempt: try again after this (else the policy's delay). */
   retryAfterMs?: number | undefined;
+  /**
+   * A rate-limited attempt that met its account's usage limit: the task is parked (queued with
+   * this field) until `resumeAt` (epoch ms), counting towards nothing.
+   */
+  parked?: { info: ParkedInfo; resumeAt: number } | undefined;
   /** The attempt's commits, stored as a bundle (kept for failed attempts too). */
   bundle?: ResultBundle | undefined;
 }
@@ -211,6 +217,7 @@ export function cancel(r: From<"cancel">, now: Date): StepOf<"cancel"> {
     r.attempt > 0 ? "cancelled by request between attempts" : "cancelled by request before it started";
   delete next.cancelRequested;
   delete next.notBefore;
+  delete next.parked;
   return step(next, ACK, OF_RECORD);
 }
 
@@ -226,6 +233,7 @@ export function applyCancel(r: From<"applyCancel">, now: Date): StepOf<"applyCan
   delete next.owner;
   delete next.cancelRequested;
   delete next.notBefore;
+  delete next.parked;
   return step(next, ACK, OF_RECORD);
 }
 
@@ -312,6 +320,7 @@ export function settle(r: From<"settle">, end: AttemptEnd, policy: RetryPolicy, 
   }
   if (end.result) next.result = { ...next.result, ...end.result };
   delete next.notBefore;
+  delete next.parked;
   const notices: Notice[] = [{ of: "record", workerId: end.workerId }];
   const done = <S extends "succeeded" | "failed" | "cancelled" | "dead">(state: S, reason?: string) =>
     step(finished(next, state, reason, now), ACK, notices);
@@ -334,6 +343,12 @@ export function settle(r: From<"settle">, end: AttemptEnd, policy: RetryPolicy, 
     case "interrupted":
       return again();
     case "rate_limited": {
+      // Parked at the account's limit: no attempt counts, not even towards the rate-limit cap.
+      if (end.parked) {
+        if (a) a.parked = true;
+        next.parked = end.parked.info;
+        return again(end.parked.resumeAt);
+      }
       const limited = rateLimitedAttempts(next);
       if (limited > next.maxAttempts * 5) return done("dead", `rate limited ${limited} times`);
       return again(now.getTime() + (end.retryAfterMs ?? policy.retryDelayMs));

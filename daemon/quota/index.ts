@@ -1,0 +1,18 @@
+export {
+  AccountBook,
+  type AccountBookOptions,
+  type AccountEvent,
+  openAccountsBucket,
+  readAccountStates,
+} from "./account-book.js";
+export {
+  ACCOUNT_NAME_RE,
+  type AccountLimit,
+  type AccountState,
+  type AccountStateName,
+  isActive,
+  nextAccountState,
+  parseAccountState,
+  stateAt,
+} from "./account-state.js";
+export { parkedUntil, PARK_SPREAD_MS } from "./park.js";
