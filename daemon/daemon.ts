@@ -33,6 +33,7 @@ import {
 } from "./nats/index.js";
 import type { DaemonPlugin } from "./plugin.js";
 import { type Delivery, ensureTopology, Puller, Sweeper, type Topology } from "./queue/index.js";
+import { AccountBook, stateAt } from "./quota/index.js";
 import { listWorkers, Presence, WorkerDirectory, type WorkerInfo } from "./registry/index.js";
 import { defaultRunners, defaultWorkspaces } from "./runtime.js";
 import { daemonSecrets } from "./secrets.js";
@@ -71,6 +72,12 @@ export class Daemon extends Part {
   private readonly pullers = new Map<string, Puller>();
   private presence: Presence | undefined;
   private directory: WorkerDirectory | undefined;
+  private accounts: AccountBook | undefined;
+
+  /** Every account's limit state as this daemon sees it (quota/AccountBook; `mesh quota`). */
+  get accountBook(): AccountBook | undefined {
+    return this.accounts;
+  }
   private sweeper: Sweeper | undefined;
   private service: MeshService | undefined;
   private events: EventPublisher | undefined;
@@ -314,6 +321,38 @@ export class Daemon extends Part {
     );
     // Its sweep timer stops with the daemon (after the claim loop: no attempt prepares any more).
     parts.add("workspaces", { stop: () => workspaces.close?.() });
+    // Account usage limits, shared mesh-wide: only Claude sessions are held back by them.
+    const accounts = await AccountBook.open(topo.js, nc, {
+      workerId: this.workerId,
+      log: this.log,
+      jitterMs: cfg.claude.resumeJitter,
+      fallbackPauseMs: cfg.claude.limitPause,
+      warnUtilization: cfg.claude.warnUtilization,
+      replicas: cfg.nats.replicas,
+      onState: (account, s) =>
+        this.observer.accountState?.({
+          account,
+          state: stateAt(s, Date.now()),
+          ...(s ? { untilMs: Date.parse(s.until) } : {}),
+          ...(s?.utilization !== undefined ? { utilization: s.utilization } : {}),
+        }),
+    });
+    this.accounts = accounts;
+    this.observer.accountState?.({
+      account: cfg.claude.account,
+      state: accounts.stateName(cfg.claude.account),
+    });
+    parts.add("account limits", { stop: async () => accounts.stop() });
+    const accountOf = (spec: { runner: string }): string | undefined =>
+      spec.runner === "claude" ? cfg.claude.account : undefined;
+    const limits = {
+      accountOf,
+      pausedMs: (a: string) => accounts.pausedMs(a),
+      report: (a: string, l: Parameters<AccountBook["report"]>[1]) => accounts.report(a, l),
+      state: (a: string) => accounts.state(a),
+      jitterMs: cfg.claude.resumeJitter,
+      fallbackPauseMs: cfg.claude.limitPause,
+    };
     const claimer = new Claimer(
       store,
       {
@@ -328,6 +367,11 @@ export class Daemon extends Part {
         startsAtClaim: (spec) => !spec.repo || this.runners.get(spec.runner)?.needsWorkspace === false,
         servedByAnother: (pool, labels, runner) =>
           this.directory?.servedByAnother(this.workerId, pool, labels, runner) ?? true,
+        startGate: (spec) => {
+          const account = accountOf(spec);
+          return account ? accounts.pausedMs(account) : 0;
+        },
+        workerLive: (id) => this.directory?.isLive(id) ?? false,
       },
     );
     const beacon = new NatsLeaseBeacon(nc, this.log, (id, revision) => claimer.observed(id, revision));
@@ -379,6 +423,7 @@ export class Daemon extends Part {
             defaultResume: cfg.claude.resume,
             onFinished: () => this.presence?.beatSoon(),
             beacon,
+            limits,
           },
           d.claimed,
           msg,

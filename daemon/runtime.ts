@@ -4,7 +4,12 @@ import type { DaemonConfig } from "./config.js";
 import type { Logger } from "./log.js";
 import { type MeshObserver, noopObserver, type Runner } from "./claim/index.js";
 import { ClaudeRunner, CommandRunner, NoopRunner } from "./runner/index.js";
-import { type KeepBranch, MeshWorkspaces, type RepoTransfer, type WorkspaceProvider } from "./workspace/index.js";
+import {
+  type KeepBranch,
+  MeshWorkspaces,
+  type RepoTransfer,
+  type WorkspaceProvider,
+} from "./workspace/index.js";
 
 export function defaultRunners(
   config: DaemonConfig,
@@ -29,7 +34,9 @@ export function defaultRunners(
         ...(c.maxBudgetUsd !== undefined ? { maxBudgetUsd: c.maxBudgetUsd } : {}),
         extraEnv: c.env,
         passEnv: c.passEnv,
-        apiKey: c.apiKeyFile ? { file: c.apiKeyFile } : { env: "ANTHROPIC_API_KEY" },
+        apiKey: c.apiKeyFile
+          ? { file: c.apiKeyFile, as: c.credentialEnv }
+          : { env: c.credentialEnv, as: c.credentialEnv },
         configRoot: join(config.stateDir, "claude"),
         hangTimeoutMs: c.hangTimeout,
         heartbeatMs: Math.max(1000, Math.min(15_000, config.heartbeatMs)),

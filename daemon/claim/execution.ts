@@ -9,6 +9,7 @@ import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { errorMessage, isMeshError } from "../errors.js";
 import type { Logger } from "../log.js";
+import { type AccountLimit, isActive, parkedUntil } from "../quota/index.js";
 import type { Delivery } from "../queue/index.js";
 import {
   type AttemptEnd,
@@ -28,6 +29,7 @@ import {
   type VersionedRecord,
 } from "../tasks/index.js";
 import type { PreparedWorkspace, WorkspaceProvider } from "../workspace/index.js";
+import type { AccountLimits } from "./account-limits.js";
 import type { LeaseBeacon } from "./beacon.js";
 import { Lease } from "./lease.js";
 import type { MeshObserver } from "./observer.js";
@@ -55,6 +57,8 @@ export interface ExecutionDeps {
   onFinished?(): void;
   /** Announces each revision the lease holds, so observers time a dead owner's silence early. */
   beacon?: LeaseBeacon;
+  /** Account usage limits: a paused account starts no session, a limit met parks the task. */
+  limits?: AccountLimits;
 }
 
 /** What a runner that needs no workspace gets: no directory, nothing to commit. */
@@ -74,6 +78,8 @@ export class Execution {
   private finished: Promise<ExecutionResult> | undefined;
   /** The daemon is stopping: an outcome write that cannot reach NATS gives up. */
   private quitting = false;
+  /** A rejection was reported live (from a rate_limit event) and counted. */
+  private limitCounted = false;
 
   constructor(
     private readonly deps: ExecutionDeps,
@@ -139,7 +145,84 @@ export class Execution {
     if (event.type === "agent" && (event.kind === "shim_started" || event.kind === "session_started")) {
       this.recordSessionId(event.data.sessionId);
     }
+    if (event.type === "agent" && event.kind === "rate_limit") this.reportLive(event.data);
   };
+
+  /**
+   * A `rate_limit` agent event (typed fields from mesh-shim): a rejection or a warning is
+   * recorded for the account at once, while the session is still ending, so the other daemons
+   * stop starting sessions as early as possible.
+   */
+  private reportLive(data: Record<string, unknown>): void {
+    const limits = this.deps.limits;
+    const account = limits?.accountOf(this.lease.record.spec);
+    if (!limits || !account) return;
+    const status = data.status;
+    if (status !== "rejected" && status !== "allowed_warning") return;
+    const limit: AccountLimit = {
+      state: status === "rejected" ? "rejected" : "warning",
+      source: "rate_limit_event",
+    };
+    if (typeof data.resetsAt === "number") limit.resetsAt = data.resetsAt;
+    if (typeof data.window === "string") limit.window = data.window;
+    if (typeof data.utilization === "number") limit.utilization = data.utilization;
+    if (limit.state === "rejected" && !this.limitCounted) {
+      this.limitCounted = true;
+      this.deps.observer.limitHit?.({ account, source: limit.source });
+    }
+    limits
+      .report(account, limit)
+      .catch((err: unknown) =>
+        this.deps.log.warn({ err: errorMessage(err), account }, "could not record the account limit"),
+      );
+  }
+
+  /** The outcome of an attempt whose account is paused here: parked without starting a session. */
+  private pausedOutcome(): RunOutcome | undefined {
+    const limits = this.deps.limits;
+    const account = limits?.accountOf(this.lease.record.spec);
+    if (!limits || !account || limits.pausedMs(account) <= 0) return undefined;
+    const s = limits.state(account);
+    const limit: AccountLimit = { state: "rejected", source: "paused" };
+    if (s) limit.resetsAt = Date.parse(s.until);
+    return {
+      status: "rate_limited",
+      reason: `account ${account} is paused at its usage limit${s ? ` until ${s.until}` : ""}; no session started`,
+      limit,
+    };
+  }
+
+  /** Where an attempt that met its account's limit parks the task, or undefined (not parked). */
+  private async parking(outcome: RunOutcome | undefined): Promise<AttemptEnd["parked"]> {
+    const limits = this.deps.limits;
+    const spec = this.lease.record.spec;
+    const account = limits?.accountOf(spec);
+    if (!limits || !account || outcome?.status !== "rate_limited" || outcome.limit?.state !== "rejected")
+      return undefined;
+    if (outcome.limit.source !== "paused") {
+      if (!this.limitCounted) this.deps.observer.limitHit?.({ account, source: outcome.limit.source });
+      this.limitCounted = true;
+      await limits.report(account, outcome.limit).catch((err: unknown) => {
+        this.deps.log.warn({ err: errorMessage(err), account }, "could not record the account limit");
+      });
+    }
+    const s = limits.state(account);
+    const now = Date.now();
+    const untilMs = isActive(s, now)
+      ? Date.parse(s.until)
+      : (outcome.limit.resetsAt ?? now + limits.fallbackPauseMs);
+    const until = new Date(Math.max(untilMs, now)).toISOString();
+    this.deps.observer.parked?.({ pool: this.deps.pool, account });
+    return {
+      info: {
+        account,
+        until,
+        reason: outcome.reason ?? "usage limit reached",
+        workerId: this.deps.workerId,
+      },
+      resumeAt: parkedUntil(Date.parse(until), limits.jitterMs, this.lease.record.submittedAt),
+    };
+  }
 
   /** The agent's session id goes into the record at once: a takeover after a crash can resume it. */
   private recordSessionId(sessionId: unknown): void {
@@ -224,17 +307,20 @@ export class Execution {
         log.info("running");
         const resume = (spec.agent.resume ?? deps.defaultResume ?? "auto") === "auto";
         const previousSessionId = resume ? this.lease.record.result?.sessionId : undefined;
-        outcome = await deps.runner.run({
-          spec,
-          attempt: this.attempt,
-          workerId: deps.workerId,
-          pool: deps.pool,
-          workdir: ws.workdir,
-          scratchDir,
-          signal: this.abort.signal,
-          emit: this.emit,
-          ...(previousSessionId ? { previousSessionId } : {}),
-        });
+        // Checked again here, just before the session: a pause recorded since the claim holds it back.
+        outcome =
+          this.pausedOutcome() ??
+          (await deps.runner.run({
+            spec,
+            attempt: this.attempt,
+            workerId: deps.workerId,
+            pool: deps.pool,
+            workdir: ws.workdir,
+            scratchDir,
+            signal: this.abort.signal,
+            emit: this.emit,
+            ...(previousSessionId ? { previousSessionId } : {}),
+          }));
         // A fenced attempt commits and pushes nothing: another worker may own the task by now.
         if (!this.fenced && (!this.abort.signal.aborted || outcome.status === "succeeded")) {
           try {
@@ -350,6 +436,7 @@ export class Execution {
       bundle,
       permanent: permanent || outcome?.permanent,
       retryAfterMs: outcome?.retryAfterMs,
+      parked: att === "rate_limited" ? await this.parking(outcome) : undefined,
     };
     // The write may apply the transition more than once (a concurrent cancel request): the last
     // step is the one written, and it says what becomes of the doorbell.

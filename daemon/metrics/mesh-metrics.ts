@@ -7,6 +7,7 @@
 import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
 import type { MeshObserver } from "../claim/index.js";
 import type { RunnerEvent, TaskState } from "../tasks/index.js";
+import { AccountMetrics } from "./account-metrics.js";
 import { AgentMetrics, type AgentMetricsOptions } from "./agent-metrics.js";
 import { LiveMetrics, type LiveSource } from "./live-metrics.js";
 import { type ObservedOutcome, TaskMetrics } from "./task-metrics.js";
@@ -25,6 +26,7 @@ export class MeshMetrics implements MeshObserver {
   private readonly tasks: TaskMetrics;
   private readonly agent: AgentMetrics;
   private readonly live: LiveMetrics;
+  private readonly accounts: AccountMetrics;
   private readonly natsConnectedGauge: Gauge;
   private readonly natsReconnects: Counter;
   private readonly natsDisconnects: Counter;
@@ -39,6 +41,7 @@ export class MeshMetrics implements MeshObserver {
     this.tasks = new TaskMetrics(this.registry);
     this.agent = new AgentMetrics(this.registry, opts);
     this.live = new LiveMetrics(this.registry, opts.collectTimeoutMs ?? 5000);
+    this.accounts = new AccountMetrics(this.registry);
     this.natsConnectedGauge = new Gauge({
       name: "agentmesh_nats_connected",
       help: "1 while the daemon's NATS connection is up, 0 while disconnected or closed.",
@@ -116,6 +119,18 @@ export class MeshMetrics implements MeshObserver {
     } catch {
       // as runnerEvent
     }
+  }
+
+  accountState(e: { account: string; state: string; untilMs?: number; utilization?: number }): void {
+    this.accounts.setState(e.account, e.state, e.untilMs, e.utilization);
+  }
+
+  limitHit(e: { account: string; source: string }): void {
+    this.accounts.limitHit(e.account, e.source);
+  }
+
+  parked(e: { pool: string; account: string }): void {
+    this.accounts.parkedTask(e.pool, e.account);
   }
 
   natsStatus(e: { type: string }): void {

@@ -7,8 +7,9 @@
  * daemons of a mesh do not all start again in the same instant. Every change is announced on
  * `mesh.events.account.<name>`.
  */
-import { type KV, type KvWatchEntry, Kvm } from "@nats-io/kv";
+
 import type { JetStreamClient } from "@nats-io/jetstream";
+import { type KV, Kvm, type KvWatchEntry } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "../log.js";
 import { ACCOUNTS_BUCKET, accountEventSubject } from "../nats/index.js";
@@ -61,7 +62,7 @@ export async function readAccountStates(kv: KV): Promise<AccountState[]> {
   const keys = await kv.keys();
   for await (const key of keys) {
     const e = await kv.get(key);
-    if (!e || e.operation !== "PUT") continue;
+    if (e?.operation !== "PUT") continue;
     const s = parseAccountState(safeJson(e.string()));
     if (s) out.push(s);
   }
@@ -81,6 +82,7 @@ export class AccountBook {
   private readonly now: () => number;
   private readonly random: () => number;
   private watching: { stop(): void } | undefined;
+  private readonly timers = new Map<string, NodeJS.Timeout>();
 
   private constructor(
     private readonly kv: KV,
@@ -142,6 +144,22 @@ export class AccountBook {
       "account limit state",
     );
     this.opts.onState?.(account, s);
+    this.whenOver(account, s);
+  }
+
+  /** At the state's end: told again (it reads `open` then); its writer announces the reopening. */
+  private whenOver(account: string, s: AccountState): void {
+    clearTimeout(this.timers.get(account));
+    const left = Date.parse(s.until) - this.now();
+    if (left <= 0) return;
+    const t = setTimeout(() => {
+      this.timers.delete(account);
+      if (this.known.get(account)?.state !== s) return;
+      this.opts.onState?.(account, s);
+      if (s.by === this.opts.workerId) this.publish(account, s);
+    }, left + 1);
+    t.unref();
+    this.timers.set(account, t);
   }
 
   /** The account's state (undefined: never limited, or removed). */
@@ -162,7 +180,7 @@ export class AccountBook {
     const k = this.known.get(account);
     if (!k) return 0;
     const left = Date.parse(k.state.until) + k.jitterMs - this.now();
-    return left > 0 ? left : 0;
+    return Math.max(left, 0);
   }
 
   /**
@@ -205,6 +223,8 @@ export class AccountBook {
   }
 
   stop(): void {
+    for (const t of this.timers.values()) clearTimeout(t);
+    this.timers.clear();
     this.watching?.stop();
     this.watching = undefined;
   }

@@ -15,4 +15,4 @@ export {
   parseAccountState,
   stateAt,
 } from "./account-state.js";
-export { parkedUntil, PARK_SPREAD_MS } from "./park.js";
+export { PARK_SPREAD_MS, parkedUntil } from "./park.js";

@@ -68,6 +68,11 @@ export class WorkerDirectory extends Part {
       });
   }
 
+  /** Whether worker `id` is live (as last seen). */
+  isLive(id: string): boolean {
+    return this.workers.some((w) => w.workerId === id);
+  }
+
   /** Whether a live worker other than `self` serves this kind of task (as last seen). */
   servedByAnother(self: string, pool: string, labels: Record<string, string>, runner: string): boolean {
     const found = this.workers.some(

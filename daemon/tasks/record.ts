@@ -231,7 +231,8 @@ export function recordProblem(value: unknown, id?: string): string | undefined {
     badOptional(
       value,
       ["parked"],
-      (x) => isObject(x) && isString(x.account) && isTime(x.until) && isString(x.reason) && isString(x.workerId),
+      (x) =>
+        isObject(x) && isString(x.account) && isTime(x.until) && isString(x.reason) && isString(x.workerId),
     );
   if (badField) return `"${badField}" has the wrong type`;
   if (!Array.isArray(value.attempts)) return `"attempts" is not a list`;

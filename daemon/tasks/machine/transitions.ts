@@ -171,6 +171,8 @@ export function claim(r: From<"claim">, who: Claimant, now: Date, startsNow = fa
     throw new MeshError("FAILED_PRECONDITION", `task ${r.id}: a cancel is pending; apply it, not a claim`);
   }
   const next: TaskRecord = moved(r, "claimed");
+  // Parked no more: this attempt resumes it.
+  delete next.parked;
   const a = own(next, who, now.toISOString());
   if (startsNow) {
     next.state = "running";
