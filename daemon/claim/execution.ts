@@ -9,7 +9,7 @@ import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { errorMessage, isMeshError } from "../errors.js";
 import type { Logger } from "../log.js";
-import { type AccountLimit, isActive, parkedUntil } from "../quota/index.js";
+import { type AccountLimit, isActive, jitterCap, parkedUntil } from "../quota/index.js";
 import type { Delivery } from "../queue/index.js";
 import {
   type AttemptEnd,
@@ -202,16 +202,21 @@ export class Execution {
     if (outcome.limit.source !== "paused") {
       if (!this.limitCounted) this.deps.observer.limitHit?.({ account, source: outcome.limit.source });
       this.limitCounted = true;
-      await limits.report(account, outcome.limit).catch((err: unknown) => {
+      // Without a reset time (API keys) the pause lasts the runner's retry delay.
+      const limit: AccountLimit = { ...outcome.limit };
+      if (limit.resetsAt === undefined && outcome.retryAfterMs !== undefined) limit.retryAfterMs = outcome.retryAfterMs;
+      await limits.report(account, limit).catch((err: unknown) => {
         this.deps.log.warn({ err: errorMessage(err), account }, "could not record the account limit");
       });
     }
     const s = limits.state(account);
     const now = Date.now();
-    const untilMs = isActive(s, now)
-      ? Date.parse(s.until)
-      : (outcome.limit.resetsAt ?? now + limits.fallbackPauseMs);
+    const active = isActive(s, now) ? s : undefined;
+    const untilMs = active
+      ? Date.parse(active.until)
+      : (outcome.limit.resetsAt ?? now + (outcome.retryAfterMs ?? limits.fallbackPauseMs));
     const until = new Date(Math.max(untilMs, now)).toISOString();
+    const jitterMs = active ? jitterCap(active, limits.jitterMs) : Math.min(limits.jitterMs, untilMs - now);
     this.deps.observer.parked?.({ pool: this.deps.pool, account });
     return {
       info: {
@@ -220,7 +225,7 @@ export class Execution {
         reason: outcome.reason ?? "usage limit reached",
         workerId: this.deps.workerId,
       },
-      resumeAt: parkedUntil(Date.parse(until), limits.jitterMs, this.lease.record.submittedAt),
+      resumeAt: parkedUntil(Date.parse(until), Math.max(0, jitterMs), this.lease.record.submittedAt),
     };
   }
 

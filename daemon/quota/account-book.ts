@@ -18,6 +18,7 @@ import {
   type AccountState,
   type AccountStateName,
   isActive,
+  jitterCap,
   nextAccountState,
   parseAccountState,
   type ReportPolicy,
@@ -137,7 +138,9 @@ export class AccountBook {
     const prev = this.known.get(account);
     if (prev && prev.revision >= e.revision) return;
     const jitterMs =
-      prev && prev.state.until === s.until ? prev.jitterMs : Math.floor(this.random() * this.opts.jitterMs);
+      prev && prev.state.until === s.until
+        ? prev.jitterMs
+        : Math.floor(this.random() * jitterCap(s, this.opts.jitterMs));
     this.known.set(account, { state: s, revision: e.revision, jitterMs });
     this.opts.log.info(
       { account, state: s.state, until: s.until, by: s.by, window: s.window },

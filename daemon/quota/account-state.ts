@@ -52,7 +52,7 @@ export function stateAt(s: AccountState | undefined, now: number): AccountStateN
 export interface ReportPolicy {
   /** Utilisation (0..1) from which a warning stops new starts; undefined: warnings only inform. */
   warnUtilization?: number | undefined;
-  /** A rejection without a reset time (API keys): paused this long, or the retry delay if longer. */
+  /** A rejection without a reset time or retry delay: paused this long. */
   fallbackPauseMs: number;
 }
 
@@ -72,7 +72,7 @@ export function nextAccountState(
   const active = isActive(cur, now) ? cur : undefined;
   let until: number;
   if (limit.state === "rejected") {
-    until = limit.resetsAt ?? now + Math.max(policy.fallbackPauseMs, limit.retryAfterMs ?? 0);
+    until = limit.resetsAt ?? now + (limit.retryAfterMs ?? policy.fallbackPauseMs);
     if (until <= now) until = now + policy.fallbackPauseMs;
     if (active?.state === "rejected" && Date.parse(active.until) >= until) return undefined;
   } else {
@@ -106,4 +106,10 @@ export function parseAccountState(value: unknown): AccountState | undefined {
   if (typeof s.until !== "string" || Number.isNaN(Date.parse(s.until))) return undefined;
   if (typeof s.since !== "string" || typeof s.by !== "string") return undefined;
   return s as AccountState;
+}
+
+/** The most jitter a pause gets: `jitterMs`, but never more than the pause itself (short API-key pauses). */
+export function jitterCap(s: AccountState, jitterMs: number): number {
+  const length = Date.parse(s.until) - Date.parse(s.since);
+  return Math.max(0, Math.min(jitterMs, Number.isFinite(length) ? length : jitterMs));
 }

@@ -11,6 +11,7 @@ export {
   type AccountState,
   type AccountStateName,
   isActive,
+  jitterCap,
   nextAccountState,
   parseAccountState,
   stateAt,

@@ -1,0 +1,265 @@
+/**
+ * Issue 15 §3-4, end to end: a real nats-server, two daemons sharing one Claude account, the
+ * real Claude Code (node_modules, logged in with a subscription token) through mesh-shim
+ * against the mock Messages API, which answers like the real service at its limit: 429 with
+ * the unified rate-limit headers until the reset. The first rejection pauses both daemons (KV
+ * `mesh-accounts`, watched); no session started after the pause meets a 429 before the reset
+ * (the mock's request log with timestamps decides); the parked task resumes its own session
+ * after the reset, on the worker holding it; every task succeeds exactly once; command tasks
+ * run through the pause.
+ */
+import { writeFileSync } from "node:fs";
+import { writeFile as writeFs } from "node:fs/promises";
+import { join } from "node:path";
+import { jetstream } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
+import { execa } from "execa";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Daemon, TaskEvent, TaskRecord } from "../daemon/index.js";
+import { accountEventSubject, ACCOUNTS_BUCKET } from "../daemon/nats/names.js";
+import { type AccountState, parkedUntil, readAccountStates } from "../daemon/quota/index.js";
+import { type TaskSpec, validateTaskSpec } from "../daemon/tasks/spec.js";
+import { makeTempDir, NatsServer, removeTempDirs, waitFor } from "./harness/index.js";
+import {
+  answer,
+  CLAUDE_BIN,
+  type MockAnthropic,
+  type MockRequest,
+  startMockAnthropic,
+  writeFile,
+} from "./mock-anthropic/index.js";
+import { subscriptionRejected } from "./mock-anthropic/limits.js";
+import { type MeshClient, openClient, startDaemon, waitForState } from "./support/mesh.js";
+import { uniqueId } from "./support/tasks.js";
+
+const FAKE_OAUTH_TOKEN = "sk-ant-oat01-FAKE-mesh-limits-token-0123456789";
+const POOL = "limits";
+/** How far ahead of the first rejection the mock's window resets. */
+const RESET_AHEAD_MS = 6_000;
+/** The mesh promises every daemon stops starting sessions within this of the first rejection. */
+const PAUSE_PROPAGATION_MS = 2_000;
+const WORKDIR_RE = /\/work\/([^/]+)\/a(\d+)$/;
+
+let nats: NatsServer;
+let client: MeshClient;
+let mock: MockAnthropic;
+let tokenFile: string;
+const daemons: Daemon[] = [];
+/** When the mock's window resets (epoch ms), once the first session met the limit. */
+let resetAt: number | undefined;
+let firstConversation: string | undefined;
+
+const taskOf = (r: MockRequest): { id: string; attempt: number } | undefined => {
+  const m = r.conversation ? WORKDIR_RE.exec(r.conversation) : null;
+  return m ? { id: m[1]!, attempt: Number(m[2]) } : undefined;
+};
+
+beforeAll(async () => {
+  nats = await NatsServer.start();
+  client = await openClient(nats.url);
+  mock = await startMockAnthropic({
+    // Like the service: the first session exhausts the window; until it resets every request
+    // is refused with the unified headers; then each task writes a file and finishes.
+    script: ({ conversation, lastToolResult }) => {
+      if (resetAt === undefined && firstConversation === undefined) {
+        firstConversation = conversation;
+        resetAt = Date.now() + RESET_AHEAD_MS;
+      }
+      if (resetAt !== undefined && Date.now() < resetAt) return subscriptionRejected({ resetAt });
+      return lastToolResult ? answer("done") : writeFile("limits.txt", "after the reset\n");
+    },
+  });
+  tokenFile = join(await makeTempDir("limits-token-"), "oauth-token");
+  writeFileSync(tokenFile, `${FAKE_OAUTH_TOKEN}\n`, { mode: 0o600 });
+});
+
+afterAll(async () => {
+  await Promise.allSettled(daemons.splice(0).map((d) => d.stop(2_000)));
+  await client?.close();
+  await mock?.close();
+  await nats?.cleanup();
+  await removeTempDirs();
+});
+
+const ID = ["-c", "user.name=Test User", "-c", "user.email=test@example.com"];
+async function makeOrigin(): Promise<string> {
+  const dir = await makeTempDir("limits-origin-");
+  const git = (...args: string[]) => execa("git", [...ID, ...args], { cwd: dir, env: { LC_ALL: "C" } });
+  await git("init", "--quiet", "-b", "main");
+  await writeFs(join(dir, "README.md"), "a repo for agents\n");
+  await git("add", "README.md");
+  await git("commit", "--quiet", "-m", "first");
+  return dir;
+}
+
+async function daemon(): Promise<Daemon> {
+  const d = await startDaemon(nats.url, {
+    pools: [POOL],
+    runners: ["claude", "command"],
+    slots: 2,
+    claude: {
+      command: [CLAUDE_BIN],
+      env: { ANTHROPIC_BASE_URL: mock.url },
+      apiKeyFile: tokenFile,
+      credentialEnv: "CLAUDE_CODE_OAUTH_TOKEN",
+      account: "team",
+      resumeJitter: 1_000,
+    },
+  });
+  daemons.push(d);
+  return d;
+}
+
+function claudeTask(repo: string, title: string): TaskSpec {
+  return validateTaskSpec({
+    id: uniqueId("lim"),
+    title,
+    prompt: "Please do the scripted work.",
+    repo,
+    pool: POOL,
+    maxAttempts: 1,
+  });
+}
+
+function watch(id: string): TaskEvent[] {
+  const events: TaskEvent[] = [];
+  void (async () => {
+    for await (const e of client.api.watchTask(id, new AbortController().signal)) events.push(e);
+  })();
+  return events;
+}
+
+const agentEvents = (events: TaskEvent[], kind: string, attempt?: number) =>
+  events.filter(
+    (e): e is Extract<TaskEvent, { type: "agent" }> =>
+      e.type === "agent" && e.kind === kind && (attempt === undefined || e.attempt === attempt),
+  );
+
+async function accountState(): Promise<AccountState | undefined> {
+  const kv = await new Kvm(jetstream(client.nc)).open(ACCOUNTS_BUCKET);
+  return (await readAccountStates(kv)).find((s) => s.account === "team");
+}
+
+describe("account usage limits across daemons", { timeout: 180_000 }, () => {
+  it("the first rejection pauses both daemons; parked work resumes its session after the reset; none lost, none twice", async () => {
+    const origin = await makeOrigin();
+    const [a, b] = [await daemon(), await daemon()];
+    const accountEvents: unknown[] = [];
+    client.nc.subscribe(accountEventSubject("team"), {
+      callback: (_err, m) => {
+        accountEvents.push(m.json());
+      },
+    });
+
+    // 1. The first session meets the limit.
+    const first = claudeTask(origin, "first");
+    await client.api.submit([first]);
+    const firstEvents = watch(first.id);
+    const state = await waitFor(accountState, {
+      name: "the account's rejected state in KV",
+      timeoutMs: 60_000,
+    });
+    expect(state).toMatchObject({
+      account: "team",
+      state: "rejected",
+      window: "five_hour",
+      source: "rate_limit_event",
+    });
+    expect([a.workerId, b.workerId]).toContain(state.by);
+    const until = Date.parse(state.until);
+    // Claude Code reports the reset in epoch seconds: the mock's, rounded up.
+    expect(until).toBe(Math.ceil(resetAt! / 1000) * 1000);
+    const pausedAt = Date.parse(state.since);
+    // Both daemons hold new sessions of the account back (the other learned it from the watch).
+    await waitFor(() => a.accountBook!.pausedMs("team") > 0 && b.accountBook!.pausedMs("team") > 0, {
+      name: "both daemons paused",
+      timeoutMs: PAUSE_PROPAGATION_MS,
+    });
+
+    // 2. Parked, not failed: queued with the parked field, nothing counted.
+    const parked = await waitFor(
+      async () => {
+        const r = (await client.api.getTask(first.id)).record;
+        return r.state === "queued" && r.parked ? r : undefined;
+      },
+      { name: "the first task parked", timeoutMs: 30_000 },
+    );
+    expect(parked.parked).toMatchObject({
+      account: "team",
+      until: state.until,
+      workerId: parked.attempts[0]!.workerId,
+    });
+    expect(parked.countedFailures).toBe(0);
+    expect(parked.attempts[0]).toMatchObject({ outcome: "rate_limited", parked: true });
+    expect(Date.parse(parked.notBefore!)).toBe(parkedUntil(until, 1_000, parked.submittedAt));
+
+    // 3. Work submitted during the pause: claude tasks wait, a command task runs at once.
+    const later = [
+      claudeTask(origin, "later-1"),
+      claudeTask(origin, "later-2"),
+      claudeTask(origin, "later-3"),
+    ];
+    const cmd = validateTaskSpec({
+      id: uniqueId("lim-cmd"),
+      runner: "command",
+      command: ["true"],
+      prompt: "x",
+      pool: POOL,
+    });
+    await client.api.submit([...later, cmd]);
+    const cmdDone = await waitForState(client.api, cmd.id, ["succeeded", "failed", "dead"], 30_000);
+    expect(cmdDone.record.state).toBe("succeeded");
+    expect(Date.parse(cmdDone.record.finishedAt!)).toBeLessThan(until);
+
+    // 4. Everything succeeds, each exactly once, after the reset.
+    const all = [first, ...later];
+    const done: TaskRecord[] = [];
+    for (const t of all)
+      done.push(
+        (await waitForState(client.api, t.id, ["succeeded", "failed", "dead", "cancelled"], 90_000)).record,
+      );
+    for (const r of done) {
+      expect(r.state, JSON.stringify(r.attempts)).toBe("succeeded");
+      expect(r.attempts.filter((x) => x.outcome === "succeeded")).toHaveLength(1);
+      expect(r.countedFailures).toBe(0);
+    }
+    // The later tasks never started a session during the pause: one attempt each.
+    for (const r of done.slice(1)) expect(r.attempts).toHaveLength(1);
+
+    // 5. The request log decides: no session started after the pause met a 429 before the reset.
+    const msgs = mock.messages();
+    const sessionStart = new Map<string, number>();
+    for (const r of msgs) if (!sessionStart.has(r.conversation!)) sessionStart.set(r.conversation!, r.at);
+    const refused = msgs.filter((r) => r.status === 429);
+    expect(refused.length).toBeGreaterThan(0);
+    for (const r of refused) {
+      expect(r.at).toBeLessThan(until);
+      expect(sessionStart.get(r.conversation!)!).toBeLessThanOrEqual(pausedAt + PAUSE_PROPAGATION_MS);
+    }
+    // Only the first task's first attempt met the limit; every later request came after the reset.
+    expect(new Set(refused.map((r) => r.conversation))).toEqual(new Set([firstConversation]));
+    expect(taskOf(refused[0]!)).toEqual({ id: first.id, attempt: 1 });
+    for (const r of msgs.filter((x) => x.conversation !== firstConversation))
+      expect(r.at).toBeGreaterThanOrEqual(until);
+
+    // 6. The parked task resumed its own session (--resume: the same id), on the worker holding it.
+    const r1 = done[0]!;
+    expect(r1.attempts[1]!.workerId).toBe(r1.attempts[0]!.workerId);
+    const started1 = agentEvents(firstEvents, "shim_started", 1)[0]?.data;
+    const started2 = agentEvents(firstEvents, "shim_started", 2)[0]?.data;
+    expect(started2).toMatchObject({ resumed: true, sessionId: started1?.sessionId });
+    expect(r1.result?.sessionId).toBe(started1?.sessionId);
+    expect(agentEvents(firstEvents, "rate_limit", 1)[0]?.data).toMatchObject({
+      status: "rejected",
+      window: "five_hour",
+      resetsAt: until,
+    });
+
+    // 7. The account's state changes were announced on the bus, the reopening too.
+    await waitFor(() => accountEvents.some((e) => (e as { state: string }).state === "open"), {
+      name: "the reopening event",
+      timeoutMs: 10_000,
+    });
+    expect(accountEvents[0]).toMatchObject({ type: "account", account: "team", state: "rejected" });
+  });
+});
