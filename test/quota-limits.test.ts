@@ -223,7 +223,17 @@ describe("account usage limits across daemons", { timeout: 180_000 }, () => {
       expect(r.attempts.filter((x) => x.outcome === "succeeded")).toHaveLength(1);
       expect(r.countedFailures).toBe(0);
     }
-    // The later tasks never started a session during the pause: one attempt each.
+    // No attempt of the account started between the pause's arrival everywhere and the reset
+    // (Claude Code may take seconds to send its first request: the attempts' start times say
+    // when sessions were started); the later tasks needed one attempt each.
+    for (const r of done)
+      for (const x of r.attempts) {
+        const startedAt = Date.parse(x.startedAt!);
+        expect(
+          startedAt <= pausedAt + PAUSE_PROPAGATION_MS || startedAt >= until,
+          `${r.id} a${x.attempt}`,
+        ).toBe(true);
+      }
     for (const r of done.slice(1)) expect(r.attempts).toHaveLength(1);
 
     // 5. The request log decides: no session started after the pause met a 429 before the reset.
