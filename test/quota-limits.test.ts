@@ -14,10 +14,19 @@ import { join } from "node:path";
 import { jetstream } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { execa } from "execa";
+import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { taskJson } from "../cli/json.js";
 import type { Daemon, TaskEvent, TaskRecord } from "../daemon/index.js";
-import { accountEventSubject, ACCOUNTS_BUCKET } from "../daemon/nats/names.js";
-import { type AccountState, parkedUntil, readAccountStates } from "../daemon/quota/index.js";
+import { ACCOUNTS_BUCKET, accountEventSubject } from "../daemon/nats/names.js";
+import {
+  AccountBook,
+  type AccountBookOptions,
+  type AccountState,
+  parkedUntil,
+  readAccountStates,
+} from "../daemon/quota/index.js";
+import { taskToProto } from "../daemon/servers/grpc/convert.js";
 import { type TaskSpec, validateTaskSpec } from "../daemon/tasks/spec.js";
 import { makeTempDir, NatsServer, removeTempDirs, waitFor } from "./harness/index.js";
 import {
@@ -192,6 +201,16 @@ describe("account usage limits across daemons", { timeout: 180_000 }, () => {
     expect(parked.countedFailures).toBe(0);
     expect(parked.attempts[0]).toMatchObject({ outcome: "rate_limited", parked: true });
     expect(Date.parse(parked.notBefore!)).toBe(parkedUntil(until, 1_000, parked.submittedAt));
+    // Shown as parked by `mesh task`/`mesh tasks` (their JSON) and in the state event.
+    expect(taskJson(taskToProto({ record: parked, revision: 1 })).parked).toMatchObject({
+      account: "team",
+      until: state.until,
+    });
+    await waitFor(
+      () =>
+        firstEvents.find((e) => e.type === "state" && e.state === "queued" && e.parked?.account === "team"),
+      { name: "the parked state event", timeoutMs: 10_000 },
+    );
 
     // 3. Work submitted during the pause: claude tasks wait, a command task runs at once.
     const later = [
@@ -271,5 +290,88 @@ describe("account usage limits across daemons", { timeout: 180_000 }, () => {
       timeoutMs: 10_000,
     });
     expect(accountEvents[0]).toMatchObject({ type: "account", account: "team", state: "rejected" });
+  });
+});
+
+describe("account limit state in KV (AccountBook against real NATS)", { timeout: 60_000 }, () => {
+  const silent = pino({ level: "silent" });
+  const book = (workerId: string, extra: Partial<AccountBookOptions> = {}) =>
+    AccountBook.open(jetstream(client.nc), client.nc, {
+      workerId,
+      log: silent,
+      jitterMs: 0,
+      fallbackPauseMs: 60_000,
+      ...extra,
+    });
+
+  it("concurrent rejections: one state, and a later reset wins over an earlier one", async () => {
+    const account = `race-${Date.now()}`;
+    const [x, y] = [await book("wx"), await book("wy")];
+    try {
+      const now = Date.now();
+      const early = {
+        state: "rejected" as const,
+        source: "rate_limit_event",
+        resetsAt: now + 30_000,
+        window: "five_hour",
+      };
+      const late = { ...early, resetsAt: now + 90_000 };
+      await Promise.all([x.report(account, late), y.report(account, early), x.report(account, early)]);
+      await waitFor(() => x.state(account)?.until === y.state(account)?.until && y.state(account), {
+        name: "both books agree",
+        timeoutMs: 2_000,
+      });
+      expect(y.state(account)?.until).toBe(new Date(now + 90_000).toISOString());
+      // An earlier reset reported now changes nothing.
+      expect(await y.report(account, early)).toBeUndefined();
+      expect(x.pausedMs(account)).toBeGreaterThan(60_000);
+    } finally {
+      x.stop();
+      y.stop();
+    }
+  });
+
+  it("a warning past warnUtilization stops new starts until the window resets; below it, nothing", async () => {
+    const account = `warn-${Date.now()}`;
+    const [x, y] = [await book("wx", { warnUtilization: 0.9 }), await book("wy", { warnUtilization: 0.9 })];
+    try {
+      const resetsAt = Date.now() + 4 * 3_600_000;
+      const warning = {
+        state: "warning" as const,
+        source: "rate_limit_event",
+        resetsAt,
+        window: "five_hour",
+      };
+      expect(await x.report(account, { ...warning, utilization: 0.5 })).toBeUndefined();
+      expect(y.pausedMs(account)).toBe(0);
+      expect(await x.report(account, { ...warning, utilization: 0.93 })).toMatchObject({
+        state: "warning",
+        utilization: 0.93,
+      });
+      await waitFor(() => y.pausedMs(account) > 0, { name: "the other daemon holds back", timeoutMs: 2_000 });
+      expect(y.stateName(account)).toBe("warning");
+      // A rejection replaces the warning; a warning never replaces an active rejection.
+      await x.report(account, { state: "rejected", source: "api_error", resetsAt: resetsAt + 1_000 });
+      expect(
+        await x.report(account, { ...warning, utilization: 0.99, resetsAt: resetsAt + 5_000 }),
+      ).toBeUndefined();
+      await waitFor(() => y.stateName(account) === "rejected", {
+        name: "rejected everywhere",
+        timeoutMs: 2_000,
+      });
+    } finally {
+      x.stop();
+      y.stop();
+    }
+  });
+
+  it("parked tasks resume in submission order, after every daemon's jitter", () => {
+    const until = Date.parse("2026-12-01T15:00:00.000Z");
+    const times = ["14:00:00.000", "14:59:58.000", "14:59:58.100", "14:59:59.900"].map((t) =>
+      parkedUntil(until, 3_000, `2026-12-01T${t}Z`),
+    );
+    for (const t of times) expect(t).toBeGreaterThan(until + 3_000);
+    expect([...times].sort((p, q) => p - q)).toEqual(times);
+    expect(new Set(times).size).toBe(times.length);
   });
 });
