@@ -33,7 +33,7 @@ import {
 } from "./nats/index.js";
 import type { DaemonPlugin } from "./plugin.js";
 import { type Delivery, ensureTopology, Puller, Sweeper, type Topology } from "./queue/index.js";
-import { AccountBook, stateAt } from "./quota/index.js";
+import { AccountBook, jitterCap, PARK_SPREAD_MS, parkedUntil, stateAt } from "./quota/index.js";
 import { listWorkers, Presence, WorkerDirectory, type WorkerInfo } from "./registry/index.js";
 import { defaultRunners, defaultWorkspaces } from "./runtime.js";
 import { daemonSecrets } from "./secrets.js";
@@ -367,9 +367,16 @@ export class Daemon extends Part {
         startsAtClaim: (spec) => !spec.repo || this.runners.get(spec.runner)?.needsWorkspace === false,
         servedByAnother: (pool, labels, runner) =>
           this.directory?.servedByAnother(this.workerId, pool, labels, runner) ?? true,
-        startGate: (spec) => {
-          const account = accountOf(spec);
-          return account ? accounts.pausedMs(account) : 0;
+        startGate: (r) => {
+          const account = accountOf(r.spec);
+          const paused = account ? accounts.pausedMs(account) : 0;
+          const s = account ? accounts.state(account) : undefined;
+          if (paused <= 0 || !s) return 0;
+          // Back after the parked tasks (they have the first PARK_SPREAD_MS after the reset), in
+          // submission order too.
+          const jitter = jitterCap(s, cfg.claude.resumeJitter);
+          const due = parkedUntil(Date.parse(s.until), jitter, r.submittedAt) + PARK_SPREAD_MS;
+          return Math.max(paused, due - Date.now());
         },
         workerLive: (id) => this.directory?.isLive(id) ?? false,
       },

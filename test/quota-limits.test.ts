@@ -18,6 +18,7 @@ import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { taskJson } from "../cli/json.js";
 import type { Daemon, TaskEvent, TaskRecord } from "../daemon/index.js";
+import { MeshMetrics } from "../daemon/metrics/index.js";
 import { ACCOUNTS_BUCKET, accountEventSubject } from "../daemon/nats/names.js";
 import {
   AccountBook,
@@ -102,19 +103,24 @@ async function makeOrigin(): Promise<string> {
 }
 
 async function daemon(): Promise<Daemon> {
-  const d = await startDaemon(nats.url, {
-    pools: [POOL],
-    runners: ["claude", "command"],
-    slots: 2,
-    claude: {
-      command: [CLAUDE_BIN],
-      env: { ANTHROPIC_BASE_URL: mock.url },
-      apiKeyFile: tokenFile,
-      credentialEnv: "CLAUDE_CODE_OAUTH_TOKEN",
-      account: "team",
-      resumeJitter: 1_000,
+  const observer = new MeshMetrics({ worker: `limits-${daemons.length}`, defaultMetrics: false });
+  const d = await startDaemon(
+    nats.url,
+    {
+      pools: [POOL],
+      runners: ["claude", "command"],
+      slots: 2,
+      claude: {
+        command: [CLAUDE_BIN],
+        env: { ANTHROPIC_BASE_URL: mock.url },
+        apiKeyFile: tokenFile,
+        credentialEnv: "CLAUDE_CODE_OAUTH_TOKEN",
+        account: "team",
+        resumeJitter: 1_000,
+      },
     },
-  });
+    { observer },
+  );
   daemons.push(d);
   return d;
 }
@@ -211,6 +217,20 @@ describe("account usage limits across daemons", { timeout: 180_000 }, () => {
         firstEvents.find((e) => e.type === "state" && e.state === "queued" && e.parked?.account === "team"),
       { name: "the parked state event", timeoutMs: 10_000 },
     );
+
+    // Metrics: both daemons show the account rejected; the session's daemon counted the hit and the parking.
+    const metric = async (d: Daemon, name: string, labels: string): Promise<number | undefined> => {
+      const body = (await (d.observer as MeshMetrics).render()).body;
+      const line = body.split("\n").find((l) => l.startsWith(`${name}{`) && l.includes(labels));
+      return line ? Number(line.slice(line.lastIndexOf(" ") + 1)) : undefined;
+    };
+    for (const d of [a, b])
+      expect(await metric(d, "agentmesh_account_state", 'account="team",state="rejected"')).toBe(1);
+    const holder = parked.attempts[0]!.workerId === a.workerId ? a : b;
+    expect(
+      await metric(holder, "agentmesh_account_limit_hits_total", 'account="team",source="rate_limit_event"'),
+    ).toBe(1);
+    expect(await metric(holder, "agentmesh_tasks_parked_total", `pool="${POOL}",account="team"`)).toBe(1);
 
     // 3. Work submitted during the pause: claude tasks wait, a command task runs at once.
     const later = [

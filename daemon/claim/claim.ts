@@ -77,13 +77,14 @@ export interface ClaimerOptions {
    * How long a task of this kind must still wait before its session may start here (its
    * account is paused at a usage limit, quota/AccountBook); 0 or undefined: it may start now.
    */
-  startGate?: (spec: TaskSpec) => number;
+  startGate?: (r: TaskRecord) => number;
   /** Whether worker `id` is live: a parked task waits a little for the worker holding its session. */
   workerLive?: (workerId: string) => boolean;
 }
 
 /** A parked task is left this long after its resume time to the worker whose disk holds its session. */
 export const PARKED_AFFINITY_MS = 5_000;
+const PARKED_HANDBACK_MS = 50;
 
 /** Hand-back delay for a task another live worker can serve and this one cannot. */
 export const HANDBACK_TO_ANOTHER_MS = 200;
@@ -195,7 +196,7 @@ export class Claimer {
         }
         const notBefore = r.notBefore ? Date.parse(r.notBefore) - Date.now() : 0;
         if (notBefore > 0) return skip("retry back-off", { kind: "nak", delayMs: notBefore });
-        const paused = this.opts.startGate?.(r.spec) ?? 0;
+        const paused = this.opts.startGate?.(r) ?? 0;
         if (paused > 0)
           return skip("its account is paused at a usage limit", { kind: "nak", delayMs: paused });
         const keptFor = this.keptForItsSession(r);
@@ -250,7 +251,7 @@ export class Claimer {
       this.seen.delete(id);
       return skip("stale and parked: no live worker serves it", PARK, true);
     }
-    const paused = r.cancelRequested ? 0 : (this.opts.startGate?.(r.spec) ?? 0);
+    const paused = r.cancelRequested ? 0 : (this.opts.startGate?.(r) ?? 0);
     if (paused > 0)
       return skip("stale, but its account is paused at a usage limit", { kind: "nak", delayMs: paused });
     return this.takeover({ ...cur, record: held }, { kind: "expired", silentMs: silent });
@@ -262,7 +263,8 @@ export class Claimer {
     if (!p || p.workerId === this.me.workerId || !(this.opts.workerLive?.(p.workerId) ?? false)) return 0;
     const from = Date.parse(r.notBefore ?? p.until);
     const left = from + PARKED_AFFINITY_MS - this.now();
-    return left > 0 ? Math.min(left, 500) : 0;
+    // A short hand-back: the doorbell soon reaches the holder, which pulls too.
+    return left > 0 ? Math.min(left, PARKED_HANDBACK_MS) : 0;
   }
 
   /** Writes a step that ends the task. Throws CONFLICT like a claim. */

@@ -6,6 +6,8 @@
 import { Counter, Gauge, type Registry } from "prom-client";
 
 const STATES = ["open", "warning", "rejected"] as const;
+/** How mesh-shim says a session met a limit (agent-shim/limits.ts LimitSource). */
+const SOURCES = ["rate_limit_event", "api_error", "api_retry", "usage_limit_text"] as const;
 
 export class AccountMetrics {
   private readonly state: Gauge;
@@ -46,6 +48,33 @@ export class AccountMetrics {
       labelNames: ["pool", "account"],
       registers,
     });
+  }
+
+  private readonly prepared = new Set<string>();
+  private readonly accounts = new Set<string>();
+  private pools: readonly string[] = [];
+
+  /** The daemon's pools are known: the accounts seen so far get their per-pool series. */
+  bindPools(pools: readonly string[]): void {
+    this.pools = pools;
+    for (const a of this.accounts) this.prepare(a, pools);
+  }
+
+  /** Series at 0 for an account this daemon serves, so dashboards have data before the first limit. */
+  prepare(account: string, pools: readonly string[] = this.pools): void {
+    this.accounts.add(account);
+    for (const source of SOURCES) this.hits.inc({ account, source }, 0);
+    for (const pool of pools) {
+      if (this.prepared.has(`${pool}\0${account}`)) continue;
+      this.prepared.add(`${pool}\0${account}`);
+      this.parked.inc({ pool, account }, 0);
+    }
+    if (!this.prepared.has(account)) {
+      this.prepared.add(account);
+      // 0 until Claude Code reports a utilisation (subscription logins only).
+      this.utilization.set({ account }, 0);
+      this.setState(account, "open", undefined, undefined);
+    }
   }
 
   setState(

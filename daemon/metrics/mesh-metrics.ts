@@ -69,6 +69,7 @@ export class MeshMetrics implements MeshObserver {
     this.source = source;
     this.live.identify(source);
     this.tasks.zero(source.pools);
+    this.accounts.bindPools(source.pools);
     for (const pool of source.pools)
       for (const model of source.agentModels ?? []) this.agent.prepare(pool, model);
     this.setConnected(true);
@@ -122,6 +123,7 @@ export class MeshMetrics implements MeshObserver {
   }
 
   accountState(e: { account: string; state: string; untilMs?: number; utilization?: number }): void {
+    this.accounts.prepare(e.account);
     this.accounts.setState(e.account, e.state, e.untilMs, e.utilization);
   }
 
