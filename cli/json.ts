@@ -149,10 +149,11 @@ export function taskJson(t: Task): TaskJson {
 
 /** The record's `parked` field (carried in recordJson, which the proto Task has for such fields). */
 function parkedOf(t: Task): TaskJson["parked"] {
-  if (!t.recordJson || !t.recordJson.includes('"parked":{')) return null;
+  if (!t.recordJson?.includes('"parked":{')) return null;
   try {
-    const p = (JSON.parse(t.recordJson) as { parked?: { account?: unknown; until?: unknown; reason?: unknown } })
-      .parked;
+    const p = (
+      JSON.parse(t.recordJson) as { parked?: { account?: unknown; until?: unknown; reason?: unknown } }
+    ).parked;
     if (typeof p?.account !== "string" || typeof p.until !== "string") return null;
     return { account: p.account, until: p.until, reason: typeof p.reason === "string" ? p.reason : "" };
   } catch {

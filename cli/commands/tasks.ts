@@ -95,7 +95,10 @@ export function printTask(ctx: Ctx, t: TaskJson): void {
   if (t.finishedAt) lines.push(["finished", t.finishedAt]);
   if (t.notBefore) lines.push(["not before", t.notBefore]);
   if (t.parked)
-    lines.push(["parked", `account ${t.parked.account} at its usage limit until ${t.parked.until}: ${t.parked.reason}`]);
+    lines.push([
+      "parked",
+      `account ${t.parked.account} at its usage limit until ${t.parked.until}: ${t.parked.reason}`,
+    ]);
   if (t.reason) lines.push(["reason", t.reason]);
   if (t.unschedulable) lines.push(["unschedulable", t.unschedulable]);
   const r = t.result;
