@@ -38,7 +38,7 @@ import {
   startMockAnthropic,
   writeFile,
 } from "./mock-anthropic/index.js";
-import { subscriptionRejected } from "./mock-anthropic/limits.js";
+import { subscriptionRejected, subscriptionWarning } from "./mock-anthropic/limits.js";
 import { type MeshClient, openClient, startDaemon, waitForState } from "./support/mesh.js";
 import { uniqueId } from "./support/tasks.js";
 
@@ -48,6 +48,7 @@ const POOL = "limits";
 const RESET_AHEAD_MS = 6_000;
 /** The mesh promises every daemon stops starting sessions within this of the first rejection. */
 const PAUSE_PROPAGATION_MS = 2_000;
+const WARN_RESET_AT = Date.now() + 4 * 3_600_000;
 const WORKDIR_RE = /\/work\/([^/]+)\/a(\d+)$/;
 
 let nats: NatsServer;
@@ -71,6 +72,9 @@ beforeAll(async () => {
     // Like the service: the first session exhausts the window; until it resets every request
     // is refused with the unified headers; then each task writes a file and finishes.
     script: ({ conversation, lastToolResult }) => {
+      // The warning case's tasks: allowed, but at 95% of a window that resets in 4 h.
+      if (conversation.includes("/lwarn-"))
+        return subscriptionWarning(answer("done"), { utilization: 0.95, resetAt: WARN_RESET_AT });
       if (resetAt === undefined && firstConversation === undefined) {
         firstConversation = conversation;
         resetAt = Date.now() + RESET_AHEAD_MS;
@@ -102,12 +106,12 @@ async function makeOrigin(): Promise<string> {
   return dir;
 }
 
-async function daemon(): Promise<Daemon> {
+async function daemon(claude: Record<string, unknown> = {}, pool = POOL): Promise<Daemon> {
   const observer = new MeshMetrics({ worker: `limits-${daemons.length}`, defaultMetrics: false });
   const d = await startDaemon(
     nats.url,
     {
-      pools: [POOL],
+      pools: [pool],
       runners: ["claude", "command"],
       slots: 2,
       claude: {
@@ -117,6 +121,7 @@ async function daemon(): Promise<Daemon> {
         credentialEnv: "CLAUDE_CODE_OAUTH_TOKEN",
         account: "team",
         resumeJitter: 1_000,
+        ...claude,
       },
     },
     { observer },
@@ -310,6 +315,46 @@ describe("account usage limits across daemons", { timeout: 180_000 }, () => {
       timeoutMs: 10_000,
     });
     expect(accountEvents[0]).toMatchObject({ type: "account", account: "team", state: "rejected" });
+  });
+});
+
+describe("utilisation warnings", { timeout: 120_000 }, () => {
+  it("a reported utilisation past claude.warnUtilization stops new starts until the window's reset", async () => {
+    const pool = "limits-warn";
+    const origin = await makeOrigin();
+    const d = await daemon({ account: "warned", warnUtilization: 0.9 }, pool);
+    const spec = (title: string) =>
+      validateTaskSpec({
+        id: uniqueId("lwarn"),
+        title,
+        prompt: "Please do the scripted work.",
+        repo: origin,
+        pool,
+      });
+    const first = spec("warned");
+    await client.api.submit([first]);
+    const r = await waitForState(client.api, first.id, ["succeeded", "failed", "dead"], 60_000);
+    // The session itself succeeds: a warning stops no running work.
+    expect(r.record.state).toBe("succeeded");
+    const kv = await new Kvm(jetstream(client.nc)).open(ACCOUNTS_BUCKET);
+    const state = await waitFor(
+      async () => (await readAccountStates(kv)).find((s) => s.account === "warned"),
+      {
+        name: "the warning state",
+        timeoutMs: 10_000,
+      },
+    );
+    expect(state).toMatchObject({ state: "warning", utilization: 0.95, window: "five_hour", by: d.workerId });
+    expect(state.until).toBe(new Date(Math.ceil(WARN_RESET_AT / 1000) * 1000).toISOString());
+    // A task submitted now does not start: a sleep only to prove that nothing happens.
+    const second = spec("held back");
+    await client.api.submit([second]);
+    await new Promise((res) => setTimeout(res, 2_000));
+    const held = (await client.api.getTask(second.id)).record;
+    expect(held.state).toBe("queued");
+    expect(held.attempts).toHaveLength(0);
+    expect(mock.messages().filter((q) => q.conversation?.includes(`/${second.id}/`))).toHaveLength(0);
+    await client.api.cancel(second.id);
   });
 });
 
