@@ -30,7 +30,7 @@ export interface SessionEnd {
   lastRetry?: Extract<AgentEvent, { kind: "api_retry" }>;
   /** The usage limit the session met (see limits.ts). */
   limit?: LimitReport;
-  /** The last limit warning it was given (not cleared by a later `allowed`). */
+  /** The last limit warning it was given (a later `allowed` event clears it). */
   warning?: LimitReport;
   /** The last lines Claude Code wrote on stderr (redacted). */
   stderrTail: string[];
