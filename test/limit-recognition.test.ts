@@ -13,7 +13,16 @@ import type { AgentEvent } from "../agent-shim/events.js";
 import { parseShimJob } from "../agent-shim/job.js";
 import type { ShimLine, ShimOutcome } from "../agent-shim/protocol.js";
 import { runShim } from "../agent-shim/run-shim.js";
-import { REPO_ROOT } from "./mock-anthropic/index.js";
+import {
+  answer,
+  apiKeyLimited,
+  CLAUDE_BIN,
+  isolatedClaudeEnv,
+  type MockAnthropic,
+  REPO_ROOT,
+  startMockAnthropic,
+  subscriptionRejected,
+} from "./mock-anthropic/index.js";
 
 const REPLAY = join(REPO_ROOT, "test", "fixtures", "limits", "replay.mjs");
 const SID = "82dd0a0d-2641-472d-b528-688908305029";
@@ -74,16 +83,27 @@ async function replay(
   dirs.push(dir);
   const file = join(dir, "lines.jsonl");
   await writeFile(file, lines.map((l) => `${JSON.stringify(l)}\n`).join(""));
+  return runJob(dir, [process.execPath, REPLAY, file, String(exitCode)], { PATH: process.env.PATH });
+}
+
+/** Runs one job through the real shim code with `claudeCommand` as Claude Code. */
+async function runJob(
+  dir: string,
+  claudeCommand: string[],
+  env: Record<string, string | undefined>,
+  maxRetries?: number,
+): Promise<{ outcome: ShimOutcome; events: AgentEvent[] }> {
   const job = parseShimJob({
     v: 1,
     taskId: "t1",
     attempt: 1,
     prompt: "hi",
     workdir: dir,
-    claudeCommand: [process.execPath, REPLAY, file, String(exitCode)],
+    claudeCommand,
     configDir: join(dir, "config"),
     tmpDir: join(dir, "tmp"),
     runtimeDir: join(dir, "run"),
+    ...(maxRetries !== undefined ? { maxRetries } : {}),
   });
   const events: AgentEvent[] = [];
   const outcome = await runShim(job, {
@@ -92,7 +112,7 @@ async function replay(
     write: (l: ShimLine) => {
       if (l.type === "event") events.push(l.event);
     },
-    env: { PATH: process.env.PATH },
+    env,
     signal: new AbortController().signal,
   });
   return { outcome, events };
@@ -231,5 +251,53 @@ describe("limit recognition", () => {
     const { outcome } = await replay([INIT, result({ api_error_status: 500, result: "API Error: 500" })], 1);
     expect(outcome.status).toBe("failed");
     expect(outcome.limit).toBeUndefined();
+  });
+});
+
+describe("the real Claude Code against the mock at its limits", { timeout: 120_000 }, () => {
+  let mock: MockAnthropic;
+  let reply = (): ReturnType<typeof answer> => answer("ok");
+  afterAll(async () => {
+    await mock?.close();
+  });
+
+  async function run(oauth: boolean, maxRetries: number) {
+    mock ??= await startMockAnthropic({ script: () => reply() });
+    const dir = await mkdtemp(join(tmpdir(), "mesh-limits-real-"));
+    dirs.push(dir);
+    const env: Record<string, string | undefined> = await isolatedClaudeEnv(dir, mock.url);
+    if (oauth) {
+      delete env.ANTHROPIC_API_KEY;
+      env.CLAUDE_CODE_OAUTH_TOKEN = "sk-ant-oat01-FAKE-mesh-limits-token";
+    }
+    return runJob(dir, [CLAUDE_BIN], env, maxRetries);
+  }
+
+  it("a subscription's 429 with the unified headers: rate_limit_event rejected, reset and window", async () => {
+    const resetAt = Date.now() + 3_600_000;
+    reply = () => subscriptionRejected({ resetAt, window: "five_hour" });
+    const { outcome, events } = await run(true, 0);
+    expect(outcome.status).toBe("rate_limited");
+    expect(outcome.apiErrorStatus).toBe(429);
+    expect(outcome.limit).toEqual({
+      state: "rejected",
+      source: "rate_limit_event",
+      resetsAt: Math.ceil(resetAt / 1000) * 1000,
+      window: "five_hour",
+    });
+    expect(events).toContainEqual(expect.objectContaining({ kind: "rate_limit", status: "rejected" }));
+  });
+
+  it("an API key's 429 with retry-after: retried, then rejected with the retry delay", async () => {
+    reply = () => apiKeyLimited({ retryAfterSeconds: 1 });
+    const { outcome, events } = await run(false, 1);
+    expect(outcome.status).toBe("rate_limited");
+    expect(outcome.limit).toMatchObject({ state: "rejected", source: "api_error", retryAfterMs: 1000 });
+    expect(events).toContainEqual(
+      expect.objectContaining({ kind: "api_retry", status: 429, error: "rate_limit" }),
+    );
+    expect(events.some((e) => e.kind === "rate_limit")).toBe(false);
+    const last = mock.messages().at(-1)!;
+    expect(last.status).toBe(429);
   });
 });
