@@ -204,7 +204,8 @@ export class Execution {
       this.limitCounted = true;
       // Without a reset time (API keys) the pause lasts the runner's retry delay.
       const limit: AccountLimit = { ...outcome.limit };
-      if (limit.resetsAt === undefined && outcome.retryAfterMs !== undefined) limit.retryAfterMs = outcome.retryAfterMs;
+      if (limit.resetsAt === undefined && outcome.retryAfterMs !== undefined)
+        limit.retryAfterMs = outcome.retryAfterMs;
       await limits.report(account, limit).catch((err: unknown) => {
         this.deps.log.warn({ err: errorMessage(err), account }, "could not record the account limit");
       });
