@@ -8,6 +8,7 @@ import type { Logger } from "pino";
 import { buildClaudeArgs, interruptLine, type SessionChoice, userMessageLine } from "./claude-args.js";
 import { type AgentEvent, type ResultEvent, StreamParser } from "./events.js";
 import type { ShimJob } from "./job.js";
+import { type LimitReport, LimitTracker } from "./limits.js";
 import type { Redactor } from "./redact.js";
 import { type Spawned, type SpawnFn, spawnChild } from "./spawn.js";
 
@@ -27,6 +28,10 @@ export interface SessionEnd {
   /** Why the shim stopped the session, when it did; `beforeResult` tells whether it cut work short. */
   stop?: { kind: StopKind; detail: string; beforeResult: boolean };
   lastRetry?: Extract<AgentEvent, { kind: "api_retry" }>;
+  /** The usage limit the session met (see limits.ts). */
+  limit?: LimitReport;
+  /** The last limit warning it was given (a later `allowed` event clears it). */
+  warning?: LimitReport;
   /** The last lines Claude Code wrote on stderr (redacted). */
   stderrTail: string[];
 }
@@ -69,6 +74,7 @@ export class ClaudeSession {
   private hangTimer: NodeJS.Timeout | undefined;
   private result: ResultEvent | undefined;
   private lastRetry: SessionEnd["lastRetry"];
+  readonly limits = new LimitTracker();
   private stopInfo: SessionEnd["stop"];
   private readonly stderrTail: string[] = [];
   private stopping: Promise<void> | undefined;
@@ -169,6 +175,10 @@ export class ClaudeSession {
       if (sessionId) end.sessionId = sessionId;
       if (this.stopInfo) end.stop = this.stopInfo;
       if (this.lastRetry) end.lastRetry = this.lastRetry;
+      const limit = this.limits.rejection(this.result?.apiErrorStatus ?? null, true);
+      if (limit) end.limit = limit;
+      const warning = this.limits.lastWarning;
+      if (warning) end.warning = warning;
       this.resolveDone(end);
     })();
   }
@@ -177,7 +187,13 @@ export class ClaudeSession {
     this.lastOutputAt = this.now();
     this.hangTimer?.refresh();
     for (const event of this.parser.parseLine(line)) {
-      if (event.kind === "api_retry") this.lastRetry = event;
+      if (event.kind === "api_retry") {
+        this.lastRetry = event;
+        this.limits.onApiRetry(event);
+      }
+      if (event.kind === "rate_limit") this.limits.onRateLimitEvent(event);
+      if (event.kind === "assistant_text") this.limits.onText(event.text);
+      if (event.kind === "result") this.limits.onText(event.summary);
       if (event.kind === "result" && !this.result) {
         this.result = event;
         this.resultSeen();

@@ -2,6 +2,7 @@
  * Claude Code's `--output-format stream-json` lines turned into typed agent events. Only
  * `result` carries trustworthy totals; the per-message usage of assistant lines is partial.
  */
+import { rateLimitInfo } from "./limits.js";
 
 export interface TokenCounts {
   input: number;
@@ -47,6 +48,14 @@ export type AgentEvent =
       permissionDenials: number;
       /** The final text (or error message), shortened. */
       summary: string;
+    }
+  | {
+      /** Claude Code's `rate_limit_event` (subscription logins); `resetsAt` in epoch ms. */
+      kind: "rate_limit";
+      status: "allowed" | "allowed_warning" | "rejected";
+      resetsAt?: number;
+      window?: string;
+      utilization?: number;
     }
   | { kind: "control_response"; requestId: string; subtype: string }
   /** The ownership hook refused a tool call; `reason` names the path and its owner or holder. */
@@ -129,6 +138,10 @@ export class StreamParser {
         return this.user(msg);
       case "result":
         return this.result(msg);
+      case "rate_limit_event": {
+        const info = rateLimitInfo(msg);
+        return info ? [{ kind: "rate_limit", ...info }] : [];
+      }
       case "control_response": {
         const r = isObj(msg.response) ? msg.response : {};
         return [

@@ -9,6 +9,7 @@ export {
   type ShimJobInput,
   shimJobSchema,
 } from "./job.js";
+export { epochMs, type LimitReport, type LimitSource, usageLimitText } from "./limits.js";
 export { classifyEnd } from "./outcome.js";
 export {
   parseShimLine,

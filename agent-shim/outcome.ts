@@ -35,6 +35,15 @@ function exitText(end: SessionEnd): string {
 
 export function classifyEnd(end: SessionEnd): ShimOutcome {
   const o = judge(end);
+  // A limit met makes the session rate limited whatever else it said (an old version's text,
+  // a rejected rate_limit_event, retries that ran out); cancelled and succeeded stay what they are.
+  if (end.limit && (o.status === "failed" || o.status === "rate_limited") && o.failure === undefined) {
+    o.status = "rate_limited";
+    o.limit = end.limit;
+    if (o.retryAfterMs === undefined && end.limit.retryAfterMs !== undefined)
+      o.retryAfterMs = end.limit.retryAfterMs;
+  }
+  if (end.warning) o.warning = end.warning;
   // Without credentials Claude Code gives no code, only text ("Not logged in · Please run
   // /login", as its result or on stderr): the shim reads it here, once; the runner reads `failure`.
   if (o.status === "failed" && !o.failure && /not logged in/i.test(o.reason ?? ""))

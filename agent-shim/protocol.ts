@@ -8,6 +8,7 @@
  *   {"type":"outcome","outcome":{"status":"succeeded",…}}     (always the last line)
  */
 import type { AgentEvent, TokenCounts } from "./events.js";
+import type { LimitReport } from "./limits.js";
 
 export const SHIM_PROTOCOL_VERSION = 1;
 
@@ -41,6 +42,10 @@ export interface ShimOutcome {
   apiErrorStatus?: number;
   /** For rate_limited: Claude Code's last retry delay, when it reported one. */
   retryAfterMs?: number;
+  /** The account's usage limit this session met (rate_limited): typed, for the daemon's pause. */
+  limit?: LimitReport;
+  /** The last utilisation warning the session was given (any status). */
+  warning?: LimitReport;
   /** How Claude Code ended (null when it never started or died by a signal). */
   exitCode: number | null;
   signal: string | null;

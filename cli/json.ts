@@ -35,6 +35,8 @@ export interface TaskJson {
   notBefore: string | null;
   reason: string | null;
   unschedulable: string | null;
+  /** Queued after meeting its account's usage limit: resumed after the reset (issue 15). */
+  parked: { account: string; until: string; reason: string } | null;
   attempts: AttemptJson[];
   result: ResultJson | null;
   revision: number;
@@ -118,6 +120,7 @@ export function taskJson(t: Task): TaskJson {
     notBefore: orNull(t.notBefore),
     reason: orNull(t.reason),
     unschedulable: orNull(t.unschedulableReason),
+    parked: parkedOf(t),
     attempts: t.attempts.map(attemptJson),
     result: r
       ? {
@@ -142,6 +145,20 @@ export function taskJson(t: Task): TaskJson {
       : null,
     revision: t.revision,
   };
+}
+
+/** The record's `parked` field (carried in recordJson, which the proto Task has for such fields). */
+function parkedOf(t: Task): TaskJson["parked"] {
+  if (!t.recordJson?.includes('"parked":{')) return null;
+  try {
+    const p = (
+      JSON.parse(t.recordJson) as { parked?: { account?: unknown; until?: unknown; reason?: unknown } }
+    ).parked;
+    if (typeof p?.account !== "string" || typeof p.until !== "string") return null;
+    return { account: p.account, until: p.until, reason: typeof p.reason === "string" ? p.reason : "" };
+  } catch {
+    return null;
+  }
 }
 
 /** `mesh task <id> --json` adds the daemon's full record (not covered by the stability promise). */

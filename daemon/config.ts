@@ -217,23 +217,36 @@ export const daemonOptionsSchema = z.strictObject({
         .array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "env names are letters, digits and _"))
         .default([]),
       apiKeyFile: z.string().min(1).optional(),
+      /** The variable Claude Code gets the credential in: an API key, or a subscription's OAuth token. */
+      credentialEnv: z
+        .enum(["ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN"])
+        .default("ANTHROPIC_API_KEY"),
       hangTimeout: durationMs.default(300_000),
       resume: z.enum(["auto", "never"]).default("auto"),
-      /**
-       * The account these credentials belong to (issue 15): the name caps and metrics use, never
-       * a key. Daemons with the same login share one name; default "default".
-       */
-      account: z.string().regex(NAME_RE, "account names are 1-64 of A-Z a-z 0-9 _ -").default("default"),
+      /** The account these credentials belong to: its usage limits are shared mesh-wide (mesh-accounts). */
+      account: z
+        .string()
+        .regex(/^[A-Za-z0-9_-]{1,64}$/, "an account name is 1-64 letters, digits, _ or -")
+        .default("default"),
+      /** Reported utilisation (0..1) from which new sessions of the account wait for its window's reset. */
+      warnUtilization: z.number().gt(0).max(1).optional(),
+      /** Each daemon starts sessions again up to this long after a reset (drawn per daemon). */
+      resumeJitter: z.union([z.literal(0), durationMs]).default(5_000),
+      /** A limit met without a reset time (API keys) pauses the account this long. */
+      limitPause: durationMs.default(60_000),
     })
     .default({
-      account: "default",
       command: ["claude"],
       permissionMode: "acceptEdits",
       taskAllowedTools: [],
       env: {},
       passEnv: [],
+      credentialEnv: "ANTHROPIC_API_KEY",
       hangTimeout: 300_000,
       resume: "auto",
+      account: "default",
+      resumeJitter: 5_000,
+      limitPause: 60_000,
     }),
   workspaces: z
     .strictObject({

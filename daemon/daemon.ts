@@ -44,14 +44,19 @@ import {
   type Topology,
 } from "./queue/index.js";
 import {
-  type AccountState,
+  AccountBook,
+  type AccountStateView,
   accountStateReader,
+  jitterCap,
   openSlotsBucket,
+  PARK_SPREAD_MS,
+  parkedUntil,
   QuotaGate,
   type QuotaEntry,
   quotaView,
   recordLiveness,
   SlotStore,
+  stateAt,
 } from "./quota/index.js";
 import { listWorkers, Presence, WorkerDirectory, type WorkerInfo } from "./registry/index.js";
 import { defaultRunners, defaultWorkspaces, type RunnerWiring } from "./runtime.js";
@@ -91,6 +96,12 @@ export class Daemon extends Part {
   private readonly pullers = new Map<string, Puller>();
   private presence: Presence | undefined;
   private directory: WorkerDirectory | undefined;
+  private accounts: AccountBook | undefined;
+
+  /** Every account's limit state as this daemon sees it (quota/AccountBook; `mesh quota`). */
+  get accountBook(): AccountBook | undefined {
+    return this.accounts;
+  }
   private sweeper: Sweeper | undefined;
   private service: MeshService | undefined;
   private events: EventPublisher | undefined;
@@ -126,7 +137,7 @@ export class Daemon extends Part {
       accountState: this.accountState,
     });
   }
-  private accountState: ((a: string) => Promise<AccountState | undefined>) | undefined;
+  private accountState: ((a: string) => Promise<AccountStateView | undefined>) | undefined;
 
   /** The mesh-wide quota slots and the gate attempts pass (after start). */
   get quota(): { store: SlotStore; gate: QuotaGate } | undefined {
@@ -402,6 +413,38 @@ export class Daemon extends Part {
       log: this.log,
     });
     this._quota = quota;
+    // Account usage limits, shared mesh-wide: only Claude sessions are held back by them.
+    const accounts = await AccountBook.open(topo.js, nc, {
+      workerId: this.workerId,
+      log: this.log,
+      jitterMs: cfg.claude.resumeJitter,
+      fallbackPauseMs: cfg.claude.limitPause,
+      warnUtilization: cfg.claude.warnUtilization,
+      replicas: cfg.nats.replicas,
+      onState: (account, s) =>
+        this.observer.accountState?.({
+          account,
+          state: stateAt(s, Date.now()),
+          ...(s ? { untilMs: Date.parse(s.until) } : {}),
+          ...(s?.utilization !== undefined ? { utilization: s.utilization } : {}),
+        }),
+    });
+    this.accounts = accounts;
+    this.observer.accountState?.({
+      account: cfg.claude.account,
+      state: accounts.stateName(cfg.claude.account),
+    });
+    parts.add("account limits", { stop: async () => accounts.stop() });
+    const accountOf = (spec: { runner: string }): string | undefined =>
+      spec.runner === "claude" ? cfg.claude.account : undefined;
+    const limits = {
+      accountOf,
+      pausedMs: (a: string) => accounts.pausedMs(a),
+      report: (a: string, l: Parameters<AccountBook["report"]>[1]) => accounts.report(a, l),
+      state: (a: string) => accounts.state(a),
+      jitterMs: cfg.claude.resumeJitter,
+      fallbackPauseMs: cfg.claude.limitPause,
+    };
     const claimer = new Claimer(
       store,
       {
@@ -418,6 +461,18 @@ export class Daemon extends Part {
         startsAtClaim: (spec) => !spec.repo || this.runners.get(spec.runner)?.needsWorkspace === false,
         servedByAnother: (pool, labels, runner) =>
           this.directory?.servedByAnother(this.workerId, pool, labels, runner) ?? true,
+        startGate: (r) => {
+          const account = accountOf(r.spec);
+          const paused = account ? accounts.pausedMs(account) : 0;
+          const s = account ? accounts.state(account) : undefined;
+          if (paused <= 0 || !s) return 0;
+          // Back after the parked tasks (they have the first PARK_SPREAD_MS after the reset), in
+          // submission order too.
+          const jitter = jitterCap(s, cfg.claude.resumeJitter);
+          const due = parkedUntil(Date.parse(s.until), jitter, r.submittedAt) + PARK_SPREAD_MS;
+          return Math.max(paused, due - Date.now());
+        },
+        workerLive: (id) => this.directory?.isLive(id) ?? false,
       },
     );
     const beacon = new NatsLeaseBeacon(nc, this.log, (id, revision) => claimer.observed(id, revision));
@@ -473,6 +528,7 @@ export class Daemon extends Part {
             beacon,
             ...(planCheck ? { plans: planCheck } : {}),
             quota,
+            limits,
           },
           d.claimed,
           msg,

@@ -48,7 +48,9 @@ export function defaultRunners(
         ...(c.maxBudgetUsd !== undefined ? { maxBudgetUsd: c.maxBudgetUsd } : {}),
         extraEnv: c.env,
         passEnv: c.passEnv,
-        apiKey: c.apiKeyFile ? { file: c.apiKeyFile } : { env: "ANTHROPIC_API_KEY" },
+        apiKey: c.apiKeyFile
+          ? { file: c.apiKeyFile, as: c.credentialEnv }
+          : { env: c.credentialEnv, as: c.credentialEnv },
         configRoot: join(config.stateDir, "claude"),
         hangTimeoutMs: c.hangTimeout,
         heartbeatMs: Math.max(1000, Math.min(15_000, config.heartbeatMs)),

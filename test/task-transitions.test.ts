@@ -258,6 +258,32 @@ describe("settle: the attempt's outcome and the retry policy", () => {
     expect(dead.record).toMatchObject({ state: "dead", reason: "rate limited 16 times" });
   });
 
+  it("parked at the account's limit: queued until the resume time with `parked`, counting for nothing", () => {
+    const r = running();
+    const info = { account: "team", until: iso(5000), reason: "api error 429", workerId: me.workerId };
+    const many = frozen({ ...structuredClone(r), droppedRateLimited: 15 }); // would end it dead unparked
+    const s = took(
+      "settle",
+      many,
+      settle(many, end("rate_limited", { parked: { info, resumeAt: at(6200).getTime() } }), policy, at(90)),
+    );
+    expect(s.record).toMatchObject({
+      state: "queued",
+      countedFailures: 0,
+      notBefore: iso(6200),
+      parked: info,
+    });
+    expect(s.record.attempts.at(-1)).toMatchObject({ outcome: "rate_limited", parked: true });
+    expect(s.doorbell).toEqual({ kind: "nak", until: iso(6200) });
+    expect(stateEvents(written(s.record, 91), s.notices)[0]).toMatchObject({
+      state: "queued",
+      parked: { account: "team", until: iso(5000) },
+    });
+    // The next claim resumes it: parked no more.
+    const again = claim(frozen(s.record as RecordIn<"queued">), me, at(7000));
+    expect(again.record.parked).toBeUndefined();
+  });
+
   it("a failure with attempts left counts and goes back after an exponential back-off", () => {
     let r: TaskRecord = running();
     const delays: number[] = [];

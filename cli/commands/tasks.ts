@@ -38,6 +38,7 @@ interface ListOpts {
 }
 
 function note(t: TaskJson): string {
+  if (t.parked) return `parked: account ${t.parked.account} at its usage limit until ${t.parked.until}`;
   return dash(t.unschedulable ? `unschedulable: ${t.unschedulable}` : (t.reason ?? t.title));
 }
 
@@ -95,6 +96,11 @@ export function printTask(ctx: Ctx, t: TaskJson): void {
   ];
   if (t.finishedAt) lines.push(["finished", t.finishedAt]);
   if (t.notBefore) lines.push(["not before", t.notBefore]);
+  if (t.parked)
+    lines.push([
+      "parked",
+      `account ${t.parked.account} at its usage limit until ${t.parked.until}: ${t.parked.reason}`,
+    ]);
   if (t.reason) lines.push(["reason", t.reason]);
   if (t.unschedulable) lines.push(["unschedulable", t.unschedulable]);
   const r = t.result;
@@ -146,7 +152,7 @@ async function show(ctx: Ctx, id: string): Promise<void> {
 
 const TASK_FIELDS = `{"id","title","state","pool","labels","runner","attempt","maxAttempts","countedFailures",
    "workerId","host","cancelRequested","submittedAt","updatedAt","finishedAt","notBefore","reason",
-   "unschedulable","revision",
+   "unschedulable","parked","revision",
    "attempts":[{"attempt","workerId","host","claimedAt","startedAt","endedAt","outcome","reason","exitCode","signal"}],
    "result":{"summary","costUsd","tokens":{"input","output","cacheRead","cacheCreation"},"turns","sessionId",
              "branch","headCommit","durationMs","model"} or null}

@@ -80,7 +80,18 @@ export interface ClaimerOptions {
   account?: string;
   /** Whether another live worker serves this kind of task (see WorkerDirectory). */
   servedByAnother?: (pool: string, labels: Record<string, string>, runner: string) => boolean;
+  /**
+   * How long a task of this kind must still wait before its session may start here (its
+   * account is paused at a usage limit, quota/AccountBook); 0 or undefined: it may start now.
+   */
+  startGate?: (r: TaskRecord) => number;
+  /** Whether worker `id` is live: a parked task waits a little for the worker holding its session. */
+  workerLive?: (workerId: string) => boolean;
 }
+
+/** A parked task is left this long after its resume time to the worker whose disk holds its session. */
+export const PARKED_AFFINITY_MS = 5_000;
+const PARKED_HANDBACK_MS = 50;
 
 /** Hand-back delay for a task another live worker can serve and this one cannot. */
 export const HANDBACK_TO_ANOTHER_MS = 200;
@@ -205,6 +216,12 @@ export class Claimer {
         const wait = await this.opts.admit?.(r.spec);
         if (wait)
           return skip(`waiting for a quota slot: ${wait.why}`, { kind: "nak", delayMs: wait.delayMs });
+        const paused = this.opts.startGate?.(r) ?? 0;
+        if (paused > 0)
+          return skip("its account is paused at a usage limit", { kind: "nak", delayMs: paused });
+        const keptFor = this.keptForItsSession(r);
+        if (keptFor > 0)
+          return skip("parked: the worker holding its session resumes it", { kind: "nak", delayMs: keptFor });
         const next = claim(
           r,
           this.claimantFor(r.spec),
@@ -254,7 +271,20 @@ export class Claimer {
       this.seen.delete(id);
       return skip("stale and parked: no live worker serves it", PARK, true);
     }
+    const paused = r.cancelRequested ? 0 : (this.opts.startGate?.(r) ?? 0);
+    if (paused > 0)
+      return skip("stale, but its account is paused at a usage limit", { kind: "nak", delayMs: paused });
     return this.takeover({ ...cur, record: held }, { kind: "expired", silentMs: silent });
+  }
+
+  /** How long to leave a parked task to the live worker that holds its agent session (0: take it). */
+  private keptForItsSession(r: TaskRecord): number {
+    const p = r.parked;
+    if (!p || p.workerId === this.me.workerId || !(this.opts.workerLive?.(p.workerId) ?? false)) return 0;
+    const from = Date.parse(r.notBefore ?? p.until);
+    const left = from + PARKED_AFFINITY_MS - this.now();
+    // A short hand-back: the doorbell soon reaches the holder, which pulls too.
+    return left > 0 ? Math.min(left, PARKED_HANDBACK_MS) : 0;
   }
 
   /** Writes a step that ends the task. Throws CONFLICT like a claim. */

@@ -11,7 +11,14 @@ import { errorMessage, isMeshError, MeshError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { OwnsViolationError, recordedViolations } from "../plans/index.js";
 import type { Delivery } from "../queue/index.js";
-import type { HeldSlots, Taken } from "../quota/index.js";
+import {
+  type AccountLimit,
+  type HeldSlots,
+  isActive,
+  jitterCap,
+  parkedUntil,
+  type Taken,
+} from "../quota/index.js";
 import {
   type AttemptEnd,
   type AttemptOutcome,
@@ -37,6 +44,7 @@ import {
   type PreparedWorkspace,
   type WorkspaceProvider,
 } from "../workspace/index.js";
+import type { AccountLimits } from "./account-limits.js";
 import type { LeaseBeacon } from "./beacon.js";
 import { Lease } from "./lease.js";
 import type { MeshObserver } from "./observer.js";
@@ -67,6 +75,8 @@ export interface ExecutionDeps {
   onSettled?(written: TaskRecord): Promise<void>;
   /** Announces each revision the lease holds, so observers time a dead owner's silence early. */
   beacon?: LeaseBeacon;
+  /** Account usage limits: a paused account starts no session, a limit met parks the task. */
+  limits?: AccountLimits;
   /** The early conflict check of plans (absent: not checked). */
   plans?: PlanCheck;
   /** Takes the attempt's mesh-wide quota slots before it runs (issue 15; quota/gate.ts). */
@@ -98,6 +108,8 @@ export class Execution {
   private held: HeldSlots | undefined;
   /** No quota slot: the attempt is handed back without running. */
   private noSlot: Extract<Taken, { ok: false }> | undefined;
+  /** A rejection was reported live (from a rate_limit event) and counted. */
+  private limitCounted = false;
 
   constructor(
     private readonly deps: ExecutionDeps,
@@ -181,7 +193,90 @@ export class Execution {
     if (event.type === "agent" && (event.kind === "shim_started" || event.kind === "session_started")) {
       this.recordSessionId(event.data.sessionId);
     }
+    if (event.type === "agent" && event.kind === "rate_limit") this.reportLive(event.data);
   };
+
+  /**
+   * A `rate_limit` agent event (typed fields from mesh-shim): a rejection or a warning is
+   * recorded for the account at once, while the session is still ending, so the other daemons
+   * stop starting sessions as early as possible.
+   */
+  private reportLive(data: Record<string, unknown>): void {
+    const limits = this.deps.limits;
+    const account = limits?.accountOf(this.lease.record.spec);
+    if (!limits || !account) return;
+    const status = data.status;
+    if (status !== "rejected" && status !== "allowed_warning") return;
+    const limit: AccountLimit = {
+      state: status === "rejected" ? "rejected" : "warning",
+      source: "rate_limit_event",
+    };
+    if (typeof data.resetsAt === "number") limit.resetsAt = data.resetsAt;
+    if (typeof data.window === "string") limit.window = data.window;
+    if (typeof data.utilization === "number") limit.utilization = data.utilization;
+    if (limit.state === "rejected" && !this.limitCounted) {
+      this.limitCounted = true;
+      this.deps.observer.limitHit?.({ account, source: limit.source });
+    }
+    limits
+      .report(account, limit)
+      .catch((err: unknown) =>
+        this.deps.log.warn({ err: errorMessage(err), account }, "could not record the account limit"),
+      );
+  }
+
+  /** The outcome of an attempt whose account is paused here: parked without starting a session. */
+  private pausedOutcome(): RunOutcome | undefined {
+    const limits = this.deps.limits;
+    const account = limits?.accountOf(this.lease.record.spec);
+    if (!limits || !account || limits.pausedMs(account) <= 0) return undefined;
+    const s = limits.state(account);
+    const limit: AccountLimit = { state: "rejected", source: "paused" };
+    if (s) limit.resetsAt = Date.parse(s.until);
+    return {
+      status: "rate_limited",
+      reason: `account ${account} is paused at its usage limit${s ? ` until ${s.until}` : ""}; no session started`,
+      limit,
+    };
+  }
+
+  /** Where an attempt that met its account's limit parks the task, or undefined (not parked). */
+  private async parking(outcome: RunOutcome | undefined): Promise<AttemptEnd["parked"]> {
+    const limits = this.deps.limits;
+    const spec = this.lease.record.spec;
+    const account = limits?.accountOf(spec);
+    if (!limits || !account || outcome?.status !== "rate_limited" || outcome.limit?.state !== "rejected")
+      return undefined;
+    if (outcome.limit.source !== "paused") {
+      if (!this.limitCounted) this.deps.observer.limitHit?.({ account, source: outcome.limit.source });
+      this.limitCounted = true;
+      // Without a reset time (API keys) the pause lasts the runner's retry delay.
+      const limit: AccountLimit = { ...outcome.limit };
+      if (limit.resetsAt === undefined && outcome.retryAfterMs !== undefined)
+        limit.retryAfterMs = outcome.retryAfterMs;
+      await limits.report(account, limit).catch((err: unknown) => {
+        this.deps.log.warn({ err: errorMessage(err), account }, "could not record the account limit");
+      });
+    }
+    const s = limits.state(account);
+    const now = Date.now();
+    const active = isActive(s, now) ? s : undefined;
+    const untilMs = active
+      ? Date.parse(active.until)
+      : (outcome.limit.resetsAt ?? now + (outcome.retryAfterMs ?? limits.fallbackPauseMs));
+    const until = new Date(Math.max(untilMs, now)).toISOString();
+    const jitterMs = active ? jitterCap(active, limits.jitterMs) : Math.min(limits.jitterMs, untilMs - now);
+    this.deps.observer.parked?.({ pool: this.deps.pool, account });
+    return {
+      info: {
+        account,
+        until,
+        reason: outcome.reason ?? "usage limit reached",
+        workerId: this.deps.workerId,
+      },
+      resumeAt: parkedUntil(Date.parse(until), Math.max(0, jitterMs), this.lease.record.submittedAt),
+    };
+  }
 
   /** The agent's session id goes into the record at once: a takeover after a crash can resume it. */
   private recordSessionId(sessionId: unknown): void {
@@ -274,17 +369,20 @@ export class Execution {
         log.info("running");
         const resume = (spec.agent.resume ?? deps.defaultResume ?? "auto") === "auto";
         const previousSessionId = resume ? this.lease.record.result?.sessionId : undefined;
-        outcome = await deps.runner.run({
-          spec,
-          attempt: this.attempt,
-          workerId: deps.workerId,
-          pool: deps.pool,
-          workdir: ws.workdir,
-          scratchDir,
-          signal: this.abort.signal,
-          emit: this.emit,
-          ...(previousSessionId ? { previousSessionId } : {}),
-        });
+        // Checked again here, just before the session: a pause recorded since the claim holds it back.
+        outcome =
+          this.pausedOutcome() ??
+          (await deps.runner.run({
+            spec,
+            attempt: this.attempt,
+            workerId: deps.workerId,
+            pool: deps.pool,
+            workdir: ws.workdir,
+            scratchDir,
+            signal: this.abort.signal,
+            emit: this.emit,
+            ...(previousSessionId ? { previousSessionId } : {}),
+          }));
         // A fenced attempt commits and pushes nothing: another worker may own the task by now.
         if (!this.fenced && (!this.abort.signal.aborted || outcome.status === "succeeded")) {
           try {
@@ -437,6 +535,7 @@ export class Execution {
       bundle,
       permanent: permanent || outcome?.permanent || noSlot?.permanent,
       retryAfterMs: outcome?.retryAfterMs ?? (noSlot && !noSlot.permanent ? noSlot.delayMs : undefined),
+      parked: att === "rate_limited" ? await this.parking(outcome) : undefined,
     };
     // The write may apply the transition more than once (a concurrent cancel request): the last
     // step is the one written, and it says what becomes of the doorbell.

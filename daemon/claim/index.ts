@@ -1,4 +1,5 @@
 /** Public surface of the claim folder: the claim loop, claims and leases, one attempt's execution, and the ports they call (runner, observer). */
+export type { AccountLimits } from "./account-limits.js";
 export { NatsLeaseBeacon } from "./beacon.js";
 export { Claimer } from "./claim.js";
 export { ClaimLoop } from "./claim-loop.js";

@@ -26,6 +26,12 @@ export interface MeshObserver {
   planConflict?(e: { pool: string }): void;
   /** A task record or doorbell that could not be read was set aside (a record: once per revision). */
   unreadable(e: { kind: "record" | "doorbell" }): void;
+  /** An account's limit state as this daemon now sees it (`open`, `warning`, `rejected`). */
+  accountState?(e: { account: string; state: string; untilMs?: number; utilization?: number }): void;
+  /** A session met its account's usage limit (`source`: how Claude Code said so). */
+  limitHit?(e: { account: string; source: string }): void;
+  /** An attempt parked its task at the account's limit (not counted; resumed after the reset). */
+  parked?(e: { pool: string; account: string }): void;
 }
 
 export const noopObserver: MeshObserver = {

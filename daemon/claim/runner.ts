@@ -3,6 +3,7 @@
  * calls it (runner/ implements it). The daemon owns claiming, fencing and records; a runner
  * only runs one attempt in a prepared working directory and reports back.
  */
+import type { AccountLimit } from "../quota/index.js";
 import type { RunnerEvent, TaskResultInfo, TaskSpec } from "../tasks/index.js";
 
 export interface RunContext {
@@ -30,6 +31,8 @@ export interface RunOutcome {
   result?: TaskResultInfo;
   /** For rate_limited: wait this long before the next attempt. */
   retryAfterMs?: number;
+  /** For rate_limited: the account's usage limit the agent met (the task is parked, see quota/). */
+  limit?: AccountLimit;
   /** A failure that retrying cannot fix (the command does not exist, no API key): ends `failed`. */
   permanent?: boolean;
 }

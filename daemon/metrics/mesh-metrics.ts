@@ -7,6 +7,7 @@
 import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
 import type { MeshObserver } from "../claim/index.js";
 import type { RunnerEvent, TaskState } from "../tasks/index.js";
+import { AccountMetrics } from "./account-metrics.js";
 import { AgentMetrics, type AgentMetricsOptions } from "./agent-metrics.js";
 import { LiveMetrics, type LiveSource } from "./live-metrics.js";
 import { type ObservedOutcome, TaskMetrics } from "./task-metrics.js";
@@ -25,6 +26,7 @@ export class MeshMetrics implements MeshObserver {
   private readonly tasks: TaskMetrics;
   private readonly agent: AgentMetrics;
   private readonly live: LiveMetrics;
+  private readonly accounts: AccountMetrics;
   private readonly natsConnectedGauge: Gauge;
   private readonly natsReconnects: Counter;
   private readonly natsDisconnects: Counter;
@@ -40,6 +42,7 @@ export class MeshMetrics implements MeshObserver {
     this.tasks = new TaskMetrics(this.registry);
     this.agent = new AgentMetrics(this.registry, opts);
     this.live = new LiveMetrics(this.registry, opts.collectTimeoutMs ?? 5000);
+    this.accounts = new AccountMetrics(this.registry);
     this.natsConnectedGauge = new Gauge({
       name: "agentmesh_nats_connected",
       help: "1 while the daemon's NATS connection is up, 0 while disconnected or closed.",
@@ -74,6 +77,7 @@ export class MeshMetrics implements MeshObserver {
     this.live.identify(source);
     this.tasks.zero(source.pools);
     for (const pool of source.pools) this.planConflicts.inc({ pool }, 0);
+    this.accounts.bindPools(source.pools);
     for (const pool of source.pools)
       for (const model of source.agentModels ?? []) this.agent.prepare(pool, model);
     this.setConnected(true);
@@ -128,6 +132,19 @@ export class MeshMetrics implements MeshObserver {
     } catch {
       // as runnerEvent
     }
+  }
+
+  accountState(e: { account: string; state: string; untilMs?: number; utilization?: number }): void {
+    this.accounts.prepare(e.account);
+    this.accounts.setState(e.account, e.state, e.untilMs, e.utilization);
+  }
+
+  limitHit(e: { account: string; source: string }): void {
+    this.accounts.limitHit(e.account, e.source);
+  }
+
+  parked(e: { pool: string; account: string }): void {
+    this.accounts.parkedTask(e.pool, e.account);
   }
 
   natsStatus(e: { type: string }): void {

@@ -16,6 +16,7 @@ export { scanKv } from "./kv-scan.js";
 export { LOCAL_NKEY_FILE, useLocalMeshCredentials } from "./local-creds.js";
 export {
   ACCOUNTS_BUCKET,
+  accountEventSubject,
   BUNDLE_INDEX_BUCKET,
   BUNDLES_BUCKET,
   beaconSubject,

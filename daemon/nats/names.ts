@@ -74,3 +74,5 @@ export const FILE_LEASES_BUCKET = "mesh-file-leases";
 export const SLOTS_BUCKET = "mesh-slots";
 /** KV: each account's rate-limit state (issue 15 §3; written by the limits side), key = account. */
 export const ACCOUNTS_BUCKET = "mesh-accounts";
+/** Account state changes (a pause, a warning), in the events stream. */
+export const accountEventSubject = (account: string): string => `mesh.events.account.${account}`;

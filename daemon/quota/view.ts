@@ -22,7 +22,7 @@ export interface QuotaEntry {
   rejectedUntil?: string;
 }
 
-export interface AccountState {
+export interface AccountStateView {
   state: string;
   rejectedUntil?: string;
 }
@@ -33,7 +33,7 @@ export interface QuotaViewDeps {
   live: Liveness;
   /** Live workers: id and the account their claude attempts run on. */
   workers: readonly { workerId: string; account?: string }[];
-  accountState?: (account: string) => Promise<AccountState | undefined>;
+  accountState?: (account: string) => Promise<AccountStateView | undefined>;
   now?: () => number;
 }
 

@@ -73,6 +73,11 @@ export class WorkerDirectory extends Part {
     return this.workers;
   }
 
+  /** Whether worker `id` is live (as last seen). */
+  isLive(id: string): boolean {
+    return this.workers.some((w) => w.workerId === id);
+  }
+
   /** Whether a live worker other than `self` serves this kind of task (as last seen). */
   servedByAnother(self: string, pool: string, labels: Record<string, string>, runner: string): boolean {
     const found = this.workers.some(

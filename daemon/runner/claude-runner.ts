@@ -580,6 +580,7 @@ export class ClaudeRunner implements Runner {
         status: "rate_limited",
         reason: outcome.reason ?? "rate limited",
         retryAfterMs: Math.max(outcome.retryAfterMs ?? 0, this.cfg.rateLimitDelayMs),
+        ...(outcome.limit ? { limit: { ...outcome.limit } } : {}),
       };
     }
     if (outcome.status === "cancelled") return { ...base, reason: aborted ?? outcome.reason ?? "cancelled" };

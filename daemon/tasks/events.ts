@@ -13,6 +13,8 @@ export interface StateEvent {
   attempt: number;
   workerId?: string;
   reason?: string;
+  /** A `queued` task parked at its account's usage limit until the reset. */
+  parked?: { account: string; until: string };
 }
 
 /** Progress events a runner emits (its output lines, agent events); each becomes a task event. */

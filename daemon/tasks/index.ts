@@ -22,6 +22,7 @@ export {
   isTerminal,
   newTaskRecord,
   type ResultBundle,
+  type ParkedInfo,
   rateLimitedAttempts,
   recordProblem,
   TASK_STATES,

@@ -58,6 +58,8 @@ export interface AttemptInfo {
   signal?: string | null;
   /** The attempt's commits as a bundle (kept for failed attempts too). */
   bundle?: ResultBundle;
+  /** A rate_limited attempt that met its account's usage limit and parked the task (counts for nothing). */
+  parked?: boolean;
 }
 
 /** Agent numbers attached by the runner (the Claude Code shim fills them). */
@@ -85,6 +87,15 @@ export interface TaskResultInfo {
  */
 export const RECORD_VERSION = 1;
 
+export interface ParkedInfo {
+  account: string;
+  /** ISO time the account's limit resets. */
+  until: string;
+  reason: string;
+  /** The worker whose disk holds the agent session (transcript) to resume. */
+  workerId: string;
+}
+
 export interface TaskRecord {
   /** Schema version (RECORD_VERSION). */
   v: 1;
@@ -110,6 +121,12 @@ export interface TaskRecord {
   finishedAt?: string;
   /** Do not start before this time (retry back-off). */
   notBefore?: string;
+  /**
+   * While queued after an attempt met its account's usage limit: the account, when the limit
+   * resets, why, and the worker that holds the agent's session (it resumes the task first).
+   * The attempt did not count; cleared when the next attempt settles.
+   */
+  parked?: ParkedInfo;
   attempts: AttemptInfo[];
   result?: TaskResultInfo;
   /** Human reason of the terminal state. */
@@ -186,7 +203,8 @@ function attemptProblem(a: unknown, i: number): string | undefined {
     badOptional(a, ["outcome", "reason"], isString) ??
     badOptional(a, ["exitCode"], (x) => x === null || isNumber(x)) ??
     badOptional(a, ["signal"], (x) => x === null || isString(x)) ??
-    badOptional(a, ["bundle"], isBundle);
+    badOptional(a, ["bundle"], isBundle) ??
+    badOptional(a, ["parked"], (x) => typeof x === "boolean");
   return bad ? `"attempts[${i}].${bad}" has the wrong type` : undefined;
 }
 
@@ -224,7 +242,13 @@ export function recordProblem(value: unknown, id?: string): string | undefined {
     ) ??
     badOptional(value, ["result"], isObject) ??
     badOptional(value, ["cancelCause"], (x) => isObject(x) && isString(x.dependency)) ??
-    badOptional(value, ["blockedBy"], (x) => isObject(x) && isString(x.dependency) && isString(x.reason));
+    badOptional(value, ["blockedBy"], (x) => isObject(x) && isString(x.dependency) && isString(x.reason)) ??
+    badOptional(
+      value,
+      ["parked"],
+      (x) =>
+        isObject(x) && isString(x.account) && isTime(x.until) && isString(x.reason) && isString(x.workerId),
+    );
   if (badField) return `"${badField}" has the wrong type`;
   if (!Array.isArray(value.attempts)) return `"attempts" is not a list`;
   for (const [i, a] of value.attempts.entries()) {
@@ -274,7 +298,7 @@ function dropOldest(r: TaskRecord, n: number): void {
   const gone = r.attempts.splice(0, n);
   if (gone.length === 0) return;
   r.droppedAttempts = (r.droppedAttempts ?? 0) + gone.length;
-  const limited = gone.filter((a) => a.outcome === "rate_limited").length;
+  const limited = gone.filter((a) => a.outcome === "rate_limited" && !a.parked).length;
   if (limited > 0) r.droppedRateLimited = (r.droppedRateLimited ?? 0) + limited;
 }
 
@@ -297,7 +321,9 @@ export function boundRecord(r: TaskRecord): TaskRecord {
 
 /** Rate-limited attempts of the task so far, the dropped ones included. */
 export function rateLimitedAttempts(r: TaskRecord): number {
-  return r.attempts.filter((a) => a.outcome === "rate_limited").length + (r.droppedRateLimited ?? 0);
+  return (
+    r.attempts.filter((a) => a.outcome === "rate_limited" && !a.parked).length + (r.droppedRateLimited ?? 0)
+  );
 }
 
 const dec = new TextDecoder("utf-8", { fatal: true });

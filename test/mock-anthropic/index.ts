@@ -1,6 +1,15 @@
 export { CLAUDE_BIN, FAKE_API_KEY, isolatedClaudeEnv, REPO_ROOT } from "./claude-cli.js";
 export type { MessagesView, ToolResultView } from "./conversation.js";
 export {
+  apiKeyHeaders,
+  apiKeyLimited,
+  subscriptionRejected,
+  subscriptionWarning,
+  type UnifiedWindow,
+  unifiedHeaders,
+  withApiKeyHeaders,
+} from "./limits.js";
+export {
   answer,
   bash,
   DEFAULT_USAGE,

@@ -21,6 +21,8 @@ export type MockReply =
       /** Defaults to `tool_use` when the content holds a tool call, else `end_turn`. */
       stopReason?: "end_turn" | "tool_use" | "max_tokens" | "stop_sequence";
       usage?: Partial<MockUsage>;
+      /** More response headers (rate-limit headers on a successful answer: see limits.ts). */
+      headers?: Record<string, string>;
     }
   | {
       kind: "error";
@@ -29,6 +31,8 @@ export type MockReply =
       message: string;
       /** Sent as the `retry-after` header (seconds). */
       retryAfterSeconds?: number;
+      /** More response headers (rate-limit headers: see limits.ts). */
+      headers?: Record<string, string>;
     }
   | {
       kind: "stall";

@@ -15,6 +15,8 @@ export type MockRequestKind = "probe" | "messages" | "side" | "count_tokens" | "
 
 export interface MockRequest {
   seq: number;
+  /** When the mock received it (epoch ms): the request log's clock. */
+  at: number;
   method: string;
   /** Path without the query, e.g. `/v1/messages`. */
   path: string;
@@ -158,7 +160,7 @@ export async function startMockAnthropic(opts: MockAnthropicOptions = {}): Promi
   ): Promise<void> {
     update(r, { reply: rep.kind });
     if (rep.kind === "error") {
-      const headers: Record<string, string> = {};
+      const headers: Record<string, string> = { ...rep.headers };
       if (rep.retryAfterSeconds !== undefined) headers["retry-after"] = String(rep.retryAfterSeconds);
       update(r, { status: rep.status });
       sendJson(res, rep.status, errorBody(rep), headers);
@@ -176,13 +178,14 @@ export async function startMockAnthropic(opts: MockAnthropicOptions = {}): Promi
     }
     update(r, { status: 200 });
     if (!view.stream) {
-      sendJson(res, 200, jsonMessage(rep, view.model, view.workdir));
+      sendJson(res, 200, jsonMessage(rep, view.model, view.workdir), rep.headers);
       return;
     }
     res.writeHead(200, {
       "content-type": "text/event-stream",
       "cache-control": "no-cache",
       "request-id": "req_mock",
+      ...rep.headers,
     });
     for (const e of streamEvents(rep, view.model, view.workdir)) res.write(encodeEvent(e));
     res.end();
@@ -195,6 +198,7 @@ export async function startMockAnthropic(opts: MockAnthropicOptions = {}): Promi
     const body = parseJson(raw);
     const r: MockRequest = {
       seq: requests.length,
+      at: Date.now(),
       method: req.method ?? "GET",
       path,
       url,

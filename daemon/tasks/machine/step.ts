@@ -57,6 +57,9 @@ export function stateEvents(written: TaskRecord, notices: readonly Notice[]): St
       attempt: stateEventAttempt(written),
       ...(n.workerId ? { workerId: n.workerId } : {}),
       ...(written.reason ? { reason: written.reason } : {}),
+      ...(written.state === "queued" && written.parked
+        ? { parked: { account: written.parked.account, until: written.parked.until } }
+        : {}),
     };
   });
 }

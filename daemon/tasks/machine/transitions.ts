@@ -10,6 +10,7 @@ import {
   type AttemptInfo,
   type AttemptOutcome,
   newTaskRecord,
+  type ParkedInfo,
   rateLimitedAttempts,
   type ResultBundle,
   type TaskRecord,
@@ -82,6 +83,11 @@ export interface AttemptEnd {
   permanent?: boolean | undefined;
   /** A rate-limited attempt: try again after this (else the policy's delay); an interrupted one: after this, if set. */
   retryAfterMs?: number | undefined;
+  /**
+   * A rate-limited attempt that met its account's usage limit: the task is parked (queued with
+   * this field) until `resumeAt` (epoch ms), counting towards nothing.
+   */
+  parked?: { info: ParkedInfo; resumeAt: number } | undefined;
   /** The attempt's commits, stored as a bundle (kept for failed attempts too). */
   bundle?: ResultBundle | undefined;
 }
@@ -276,6 +282,8 @@ export function claim(r: From<"claim">, who: Claimant, now: Date, startsNow = fa
     throw new MeshError("FAILED_PRECONDITION", `task ${r.id}: a cancel is pending; apply it, not a claim`);
   }
   const next: TaskRecord = moved(r, "claimed");
+  // Parked no more: this attempt resumes it.
+  delete next.parked;
   const a = own(next, who, now.toISOString());
   if (startsNow) {
     next.state = "running";
@@ -323,6 +331,7 @@ export function cancel(r: From<"cancel">, now: Date): StepOf<"cancel"> {
   delete next.cancelRequested;
   delete next.notBefore;
   delete next.blockedBy;
+  delete next.parked;
   return step(next, ACK, OF_RECORD);
 }
 
@@ -338,6 +347,7 @@ export function applyCancel(r: From<"applyCancel">, now: Date): StepOf<"applyCan
   delete next.owner;
   delete next.cancelRequested;
   delete next.notBefore;
+  delete next.parked;
   return step(next, ACK, OF_RECORD);
 }
 
@@ -424,6 +434,7 @@ export function settle(r: From<"settle">, end: AttemptEnd, policy: RetryPolicy, 
   }
   if (end.result) next.result = { ...next.result, ...end.result };
   delete next.notBefore;
+  delete next.parked;
   const notices: Notice[] = [{ of: "record", workerId: end.workerId }];
   const done = <S extends "succeeded" | "failed" | "cancelled" | "dead">(state: S, reason?: string) =>
     step(finished(next, state, reason, now), ACK, notices);
@@ -447,6 +458,12 @@ export function settle(r: From<"settle">, end: AttemptEnd, policy: RetryPolicy, 
       // Handed back without running (no free quota slot, issue 15): after its delay.
       return again(end.retryAfterMs !== undefined ? now.getTime() + end.retryAfterMs : undefined);
     case "rate_limited": {
+      // Parked at the account's limit: no attempt counts, not even towards the rate-limit cap.
+      if (end.parked) {
+        if (a) a.parked = true;
+        next.parked = end.parked.info;
+        return again(end.parked.resumeAt);
+      }
       const limited = rateLimitedAttempts(next);
       if (limited > next.maxAttempts * 5) return done("dead", `rate limited ${limited} times`);
       return again(now.getTime() + (end.retryAfterMs ?? policy.retryDelayMs));
