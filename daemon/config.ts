@@ -226,7 +226,7 @@ export const daemonOptionsSchema = z.strictObject({
       /** The account these credentials belong to: its usage limits are shared mesh-wide (mesh-accounts). */
       account: z
         .string()
-        .regex(/^[A-Za-z0-9_-]{1,64}$/, "an account name is 1-64 letters, digits, _ or -")
+        .regex(NAME_RE, "account names are 1-64 of A-Z a-z 0-9 _ - and start with a letter or digit")
         .default("default"),
       /** Reported utilisation (0..1) from which new sessions of the account wait for its window's reset. */
       warnUtilization: z.number().gt(0).max(1).optional(),

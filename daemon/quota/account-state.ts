@@ -38,7 +38,7 @@ export interface AccountState {
 export type AccountStateName = "open" | AccountState["state"];
 
 /** A valid account name: also a KV key and a subject token. */
-export const ACCOUNT_NAME_RE = /^[A-Za-z0-9_-]{1,64}$/;
+export const ACCOUNT_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 
 export function isActive(s: AccountState | undefined, now: number): s is AccountState {
   return !!s && Date.parse(s.until) > now;
