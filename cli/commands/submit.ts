@@ -16,12 +16,14 @@ import { taskEventLine } from "../events.js";
 import { dash, paint, paintState, table } from "../format.js";
 import { eventJson, type SubmitJson, submitJson, unschedulableEventJson } from "../json.js";
 import { planLocalRepos } from "../local-repos.js";
+import { FROM_START, notifyLive, terminalNotifier } from "../notify-osc.js";
 import { run } from "../run.js";
 import { FETCHED_OK, type FetchJson, fetchLine, fetchOne } from "./fetch.js";
 import {
   eachLimited,
   FAILED,
   type Final,
+  TERMINAL,
   unschedulableError,
   unschedulableWarning,
   watchUntilTerminal,
@@ -113,6 +115,7 @@ interface Opts {
   repo?: string;
   wait?: boolean;
   follow?: boolean;
+  notify: boolean;
   waitTimeout: string;
   unschedulableTimeout: string;
 }
@@ -170,11 +173,15 @@ async function submit(ctx: Ctx, file: string, opts: Opts): Promise<void> {
     `submitted ${submitted.length} task(s) (${created} new); waiting for them to finish (Ctrl-C stops waiting, not the tasks)`,
   );
   const finals = new Map<string, Final>();
+  const notifier = terminalNotifier(opts.notify);
   await eachLimited(submitted, WATCH_CONCURRENCY, async (t) => {
+    // A task submitted before (not created now) that already ended is not news.
+    const since = TERMINAL.has(t.state) ? { terminal: true, attempt: 0 } : FROM_START;
     const final = await watchUntilTerminal(ctx, t.id, {
       deadlineMs: waitMs,
       unschedulableMs,
       onEvent: (e) => {
+        if (notifier) notifyLive(notifier, e, since, submitted.length === 1);
         if (opts.follow) {
           if (ctx.json) ctx.printJson(eventJson(e));
           else ctx.print(taskEventLine(ctx.style, e, true));
@@ -195,6 +202,12 @@ async function submit(ctx: Ctx, file: string, opts: Opts): Promise<void> {
       if (!ctx.json) ctx.print(fetchLine(r));
     }
   });
+  if (notifier && !ctx.signal.aborted && submitted.length > 1) {
+    const counts = new Map<string, number>();
+    for (const f of finals.values()) counts.set(f.state, (counts.get(f.state) ?? 0) + 1);
+    const body = [...counts].map(([state, n]) => `${n} ${state}`).join(", ");
+    notifier.notify({ title: `mesh: ${finals.size} of ${submitted.length} task(s) ended`, body });
+  }
   if (ctx.signal.aborted) {
     throw new CliError(
       EXIT.INTERRUPTED,
@@ -278,6 +291,10 @@ export function submitCommand(): Command {
     )
     .option("--follow", "like --wait, and stream every event (log lines, agent events)")
     .option("--wait-timeout <duration>", "give up waiting after this long (exit 5)", "24h")
+    .option(
+      "--no-notify",
+      "with --wait/--follow: no terminal notification (OSC 9/777) when tasks end or need attention (also MESH_NOTIFY=0)",
+    )
     .option(
       "--unschedulable-timeout <duration>",
       "with --wait/--follow: stop waiting for a task no live worker could serve for this long (exit 6); 0 waits forever",
