@@ -8,6 +8,7 @@ import { isMeshError, VERSION } from "../daemon/lite.js";
 import { cancelCommand, retryCommand } from "./commands/control.js";
 import { diffCommand, fetchCommand } from "./commands/fetch.js";
 import { hubCommand, inviteCommand, joinCommand } from "./commands/hub.js";
+import { logsCommand } from "./commands/logs.js";
 import { submitCommand } from "./commands/submit.js";
 import { taskCommand, tasksCommand } from "./commands/tasks.js";
 import { watchCommand } from "./commands/watch.js";
@@ -79,6 +80,7 @@ JSON field names are listed in each command's --help and in cli/README-fields.md
     tasksCommand(),
     taskCommand(),
     watchCommand(),
+    logsCommand(),
     cancelCommand(),
     fetchCommand(),
     diffCommand(),

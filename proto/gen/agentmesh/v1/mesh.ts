@@ -390,6 +390,11 @@ export interface AgentEvent {
 
 export interface WatchTaskRequest {
   id: string;
+  /**
+   * Only what the task did so far: replay its stored events and end (`mesh logs`), instead of
+   * following it to its terminal state.
+   */
+  history?: boolean | undefined;
 }
 
 export interface WatchTaskResponse {
@@ -4384,13 +4389,16 @@ export const AgentEvent: MessageFns<AgentEvent> = {
 };
 
 function createBaseWatchTaskRequest(): WatchTaskRequest {
-  return { id: "" };
+  return { id: "", history: undefined };
 }
 
 export const WatchTaskRequest: MessageFns<WatchTaskRequest> = {
   encode(message: WatchTaskRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.id !== "") {
       writer.uint32(10).string(message.id);
+    }
+    if (message.history !== undefined) {
+      writer.uint32(16).bool(message.history);
     }
     return writer;
   },
@@ -4416,6 +4424,14 @@ export const WatchTaskRequest: MessageFns<WatchTaskRequest> = {
             message.id = reader.string();
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.history = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4429,13 +4445,19 @@ export const WatchTaskRequest: MessageFns<WatchTaskRequest> = {
   },
 
   fromJSON(object: any): WatchTaskRequest {
-    return { id: isSet(object.id) ? globalThis.String(object.id) : "" };
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      history: isSet(object.history) ? globalThis.Boolean(object.history) : undefined,
+    };
   },
 
   toJSON(message: WatchTaskRequest): unknown {
     const obj: any = {};
     if (message.id !== "") {
       obj.id = message.id;
+    }
+    if (message.history !== undefined) {
+      obj.history = message.history;
     }
     return obj;
   },
@@ -4446,6 +4468,7 @@ export const WatchTaskRequest: MessageFns<WatchTaskRequest> = {
   fromPartial<I extends Exact<DeepPartial<WatchTaskRequest>, I>>(object: I): WatchTaskRequest {
     const message = createBaseWatchTaskRequest();
     message.id = object.id ?? "";
+    message.history = object.history ?? undefined;
     return message;
   },
 };
@@ -5137,7 +5160,7 @@ export const MeshServiceService = {
   /**
    * Ships a git repository of the daemon's machine (a folder inside a checkout) to the mesh's
    * bundle store, only what the mesh lacks, and answers the `mesh://<repo_id>` and commit a task
-   * runs on. Unix socket only (PERMISSION_DENIED over TCP: the path is the caller's machine's).
+   * runs on. Unix socket only (FAILED_PRECONDITION over TCP: the path is the daemon's machine's).
    * INVALID_ARGUMENT for a folder outside a work tree or a repo without commits;
    * RESOURCE_EXHAUSTED when the bundle is over limits.bundleMaxBytes or the store is full.
    */
@@ -5198,7 +5221,7 @@ export interface MeshServiceServer extends UntypedServiceImplementation {
   /**
    * Ships a git repository of the daemon's machine (a folder inside a checkout) to the mesh's
    * bundle store, only what the mesh lacks, and answers the `mesh://<repo_id>` and commit a task
-   * runs on. Unix socket only (PERMISSION_DENIED over TCP: the path is the caller's machine's).
+   * runs on. Unix socket only (FAILED_PRECONDITION over TCP: the path is the daemon's machine's).
    * INVALID_ARGUMENT for a folder outside a work tree or a repo without commits;
    * RESOURCE_EXHAUSTED when the bundle is over limits.bundleMaxBytes or the store is full.
    */
@@ -5336,7 +5359,7 @@ export interface MeshServiceClient extends Client {
   /**
    * Ships a git repository of the daemon's machine (a folder inside a checkout) to the mesh's
    * bundle store, only what the mesh lacks, and answers the `mesh://<repo_id>` and commit a task
-   * runs on. Unix socket only (PERMISSION_DENIED over TCP: the path is the caller's machine's).
+   * runs on. Unix socket only (FAILED_PRECONDITION over TCP: the path is the daemon's machine's).
    * INVALID_ARGUMENT for a folder outside a work tree or a repo without commits;
    * RESOURCE_EXHAUSTED when the bundle is over limits.bundleMaxBytes or the store is full.
    */
