@@ -11,6 +11,7 @@ import { z } from "zod";
 import { MeshError } from "./errors.js";
 import { DEFAULT_SUBMIT_MAX_BYTES } from "./limits.js";
 import { natsOptionsSchema } from "./nats/index.js";
+import { webhookSchema } from "./notify/index.js";
 import { defaultStateDir } from "./state-dir.js";
 import {
   DEFAULT_TASK_ENV_ALLOW,
@@ -233,6 +234,8 @@ export const daemonOptionsSchema = z.strictObject({
     })
     .default({ retention: 86_400_000, cacheRetention: 7 * 86_400_000, gitConfig: {} }),
   limits: limitsSchema.default(LIMITS_DEFAULTS),
+  /** POSTs on task state events (see README "Webhooks"); each has a durable consumer. */
+  webhooks: z.array(webhookSchema).max(32).default([]),
   logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
 });
 

@@ -31,6 +31,7 @@ import {
   poolConsumerName,
   TASKS_STREAM,
 } from "./nats/index.js";
+import { WebhookDeliverer } from "./notify/index.js";
 import type { DaemonPlugin } from "./plugin.js";
 import { type Delivery, ensureTopology, Puller, Sweeper, type Topology } from "./queue/index.js";
 import { listWorkers, Presence, WorkerDirectory, type WorkerInfo } from "./registry/index.js";
@@ -422,6 +423,16 @@ export class Daemon extends Part {
           onState: (to) => this.observer.transition({ pool: r.spec.pool, to }),
         }),
     });
+    if (cfg.webhooks.length > 0) {
+      const hooks = new WebhookDeliverer({
+        js: topo.js,
+        jsm: topo.jsm,
+        log: this.log,
+        hooks: cfg.webhooks,
+        userAgent: `agent-mesh/${VERSION}`,
+      });
+      await parts.start("webhooks", hooks);
+    }
     for (const p of this.plugins)
       await parts.start(p.name, { start: () => p.start(this), stop: () => p.stop() });
     await parts.start("presence", this.presence);
