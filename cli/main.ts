@@ -9,6 +9,7 @@ import { cancelCommand, retryCommand } from "./commands/control.js";
 import { diffCommand, fetchCommand } from "./commands/fetch.js";
 import { hubCommand, inviteCommand, joinCommand } from "./commands/hub.js";
 import { logsCommand } from "./commands/logs.js";
+import { runCommand } from "./commands/run-prompt.js";
 import { submitCommand } from "./commands/submit.js";
 import { taskCommand, tasksCommand } from "./commands/tasks.js";
 import { watchCommand } from "./commands/watch.js";
@@ -76,6 +77,7 @@ JSON field names are listed in each command's --help and in cli/README-fields.md
     );
   for (const cmd of [
     submitCommand(),
+    runCommand(),
     workersCommand(),
     tasksCommand(),
     taskCommand(),
