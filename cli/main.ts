@@ -7,6 +7,7 @@ import { Command, CommanderError, Option } from "commander";
 import { isMeshError, VERSION } from "../daemon/lite.js";
 import { completionCommand } from "./commands/completion.js";
 import { cancelCommand, retryCommand } from "./commands/control.js";
+import { doctorCommand } from "./commands/doctor.js";
 import { diffCommand, fetchCommand } from "./commands/fetch.js";
 import { hubCommand, inviteCommand, joinCommand } from "./commands/hub.js";
 import { logsCommand } from "./commands/logs.js";
@@ -92,6 +93,7 @@ JSON field names are listed in each command's --help and in cli/README-fields.md
     hubCommand(),
     inviteCommand(),
     joinCommand(),
+    doctorCommand(),
     completionCommand(),
   ]) {
     program.addCommand(cmd);
