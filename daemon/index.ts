@@ -5,6 +5,7 @@ export {
   compileConfig,
   type DaemonConfig,
   type DaemonOptions,
+  daemonOptionsSchema,
   defaultStateDir,
   readConfigFile,
 } from "./config.js";
@@ -64,6 +65,7 @@ export {
   type TaskSpec,
   type TaskSpecInput,
   type TaskState,
+  taskSpecSchema,
   validateTaskBatch,
   validateTaskSpec,
 } from "./tasks/index.js";
