@@ -191,9 +191,14 @@ export class MeshClient {
   }
 
   /** Ends normally after the task's terminal state; throws a CliError on failure. */
-  watchTask(id: string, o: { signal: AbortSignal; deadlineMs: number }): AsyncIterable<WatchTaskResponse> {
+  watchTask(
+    id: string,
+    o: { signal: AbortSignal; deadlineMs: number; history?: boolean },
+  ): AsyncIterable<WatchTaskResponse> {
     return this.stream(
-      this.raw.watchTask({ id }, new Metadata(), { deadline: Date.now() + o.deadlineMs }),
+      this.raw.watchTask({ id, history: o.history === true }, new Metadata(), {
+        deadline: Date.now() + o.deadlineMs,
+      }),
       o.signal,
     );
   }

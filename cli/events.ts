@@ -1,5 +1,5 @@
 /** One human line per task event or mesh event. */
-import { type TaskEvent, taskStateName, type WatchMeshResponse } from "../proto/index.js";
+import { type AgentEvent, type TaskEvent, taskStateName, type WatchMeshResponse } from "../proto/index.js";
 import { clock, labelsText, paint, paintState, type Style } from "./format.js";
 
 export function taskEventLine(style: Style, e: TaskEvent, withId: boolean): string {
@@ -41,4 +41,46 @@ export function meshEventLine(style: Style, m: WatchMeshResponse): string {
     return `${paint(style, "gray", clock(m.workerLeft.at))}  ${paint(style, "yellow", "worker left")}  ${m.workerLeft.workerId}`;
   }
   return `${paint(style, "gray", clock(new Date().toISOString()))}  event`;
+}
+
+const str = (v: unknown): string => (typeof v === "string" ? v : "");
+const oneLine = (s: string, max = 160): string => {
+  const t = s.replace(/\s+/g, " ").trim();
+  return t.length > max ? `${t.slice(0, max - 1)}…` : t;
+};
+
+/** An agent event as a short line: its kind and what it is about (tool, text, totals). */
+export function agentSummary(a: AgentEvent): string {
+  let d: Record<string, unknown> = {};
+  try {
+    d = JSON.parse(a.dataJson) as Record<string, unknown>;
+  } catch {
+    // the kind alone
+  }
+  const detail = (() => {
+    switch (a.kind) {
+      case "session_started":
+        return [str(d.model), str(d.claudeVersion) && `claude ${str(d.claudeVersion)}`]
+          .filter(Boolean)
+          .join(", ");
+      case "assistant_text":
+        return oneLine(str(d.text));
+      case "tool_use":
+        return `${str(d.tool)}${d.command ? `: ${oneLine(str(d.command))}` : d.filePath ? `: ${str(d.filePath)}` : ""}`;
+      case "tool_result":
+        return `${str(d.tool) || str(d.toolUseId)}${d.isError ? " (error)" : ""}`;
+      case "tool_denied":
+        return `${str(d.tool)}${d.filePath ? `: ${str(d.filePath)}` : ""} (permission denied)`;
+      case "api_retry":
+        return `status ${String(d.status ?? "-")}, attempt ${String(d.attempt ?? "?")}${d.error ? `: ${oneLine(str(d.error))}` : ""}`;
+      case "result": {
+        const cost = typeof d.costUsd === "number" ? `$${d.costUsd.toFixed(4)}` : "";
+        const turns = typeof d.turns === "number" ? `${d.turns} turns` : "";
+        return [str(d.subtype), cost, turns, oneLine(str(d.summary))].filter(Boolean).join(", ");
+      }
+      default:
+        return "";
+    }
+  })();
+  return detail ? `${a.kind} ${detail}` : a.kind;
 }

@@ -5,9 +5,13 @@
  */
 import { Command, CommanderError, Option } from "commander";
 import { isMeshError, VERSION } from "../daemon/lite.js";
+import { completionCommand } from "./commands/completion.js";
 import { cancelCommand, retryCommand } from "./commands/control.js";
+import { doctorCommand } from "./commands/doctor.js";
 import { diffCommand, fetchCommand } from "./commands/fetch.js";
 import { hubCommand, inviteCommand, joinCommand } from "./commands/hub.js";
+import { logsCommand } from "./commands/logs.js";
+import { runCommand } from "./commands/run-prompt.js";
 import { planCommand } from "./commands/plan.js";
 import { submitCommand } from "./commands/submit.js";
 import { taskCommand, tasksCommand } from "./commands/tasks.js";
@@ -77,11 +81,13 @@ JSON field names are listed in each command's --help and in cli/README-fields.md
     );
   for (const cmd of [
     submitCommand(),
+    runCommand(),
     workersCommand(),
     quotaCommand(),
     tasksCommand(),
     taskCommand(),
     watchCommand(),
+    logsCommand(),
     cancelCommand(),
     fetchCommand(),
     diffCommand(),
@@ -91,6 +97,8 @@ JSON field names are listed in each command's --help and in cli/README-fields.md
     hubCommand(),
     inviteCommand(),
     joinCommand(),
+    doctorCommand(),
+    completionCommand(),
   ]) {
     program.addCommand(cmd);
   }

@@ -28,7 +28,7 @@ import { parseWholeNumber as int, parseLabels as labels, parseList as list } fro
 import { SignalPolicy } from "../lib/index.js";
 import { CliError, EXIT } from "./errors.js";
 import { type LeafRemote, type LocalNats, startLocalNats } from "./local-nats.js";
-import { upLogger } from "./up-log.js";
+import { logFormat, upLogger } from "./up-log.js";
 
 interface UpOptions {
   stateDir?: string;
@@ -47,6 +47,7 @@ interface UpOptions {
   /** `true`: through a leaf node to the joined hub's leaf URLs; a string: that leaf URL. */
   leaf?: boolean | string;
   logLevel: string;
+  logFormat?: string;
 }
 
 /** npm forwards the terminal's Ctrl-C to its child, which already got it from the terminal. */
@@ -100,6 +101,12 @@ export function upCommand(): Command {
       "after `mesh join`: start a local nats-server as a leaf node of the hub (dials out only; default: the joined hub's leaf URLs)",
     )
     .option("--log-level <level>", "level of the daemon log (<state dir>/meshd.log)", "info")
+    .addOption(
+      new Option(
+        "--log-format <format>",
+        "the log on stderr: pretty (readable lines at --log-level) or json (warnings and errors as JSON lines); default: pretty on a terminal, json otherwise",
+      ).choices(["pretty", "json"]),
+    )
     .addHelpText(
       "after",
       `
@@ -107,7 +114,8 @@ With --json, one line {"nats","socket","workerId","stateDir","metrics","log","na
 the mesh is up. After \`mesh join\`, \`mesh up\` connects to the joined hub as a TLS client (no
 local nats-server), and \`mesh up --leaf\` starts a local nats-server that dials the hub as a leaf
 node and runs the daemon behind it (on the hub's JetStream domain). The daemon's log goes to
-<state dir>/meshd.log; warnings and errors also show on stderr. The local nats-server accepts
+<state dir>/meshd.log; on a terminal stderr shows it as readable lines, otherwise warnings and
+errors as JSON lines (--log-format). The local nats-server accepts
 only the nkey in <state dir>/nats-daemon.nk (made on first start, mode 0600). Stop with Ctrl-C (twice to hand running tasks back at once).`,
     )
     .action(async (o: UpOptions, cmd: Command) => {
@@ -177,7 +185,7 @@ async function up(o: UpOptions, json: boolean): Promise<number> {
       leaf ? joined?.hub : undefined,
     );
     if (!nats) useLocalMeshCredentials(config);
-    const log = upLogger(stateDir, config.logLevel);
+    const log = upLogger(stateDir, config.logLevel, logFormat(o.logFormat, process.stderr));
     const started = await startDaemon(config, { logger: log.logger });
     const metricsUrl = started.presenceExtras.httpUrl;
     if (json) {

@@ -11,6 +11,7 @@ import { z } from "zod";
 import { MeshError } from "./errors.js";
 import { DEFAULT_SUBMIT_MAX_BYTES } from "./limits.js";
 import { natsOptionsSchema } from "./nats/index.js";
+import { webhookSchema } from "./notify/index.js";
 import { defaultStateDir } from "./state-dir.js";
 import {
   DEFAULT_TASK_ENV_ALLOW,
@@ -272,6 +273,8 @@ export const daemonOptionsSchema = z.strictObject({
   limits: limitsSchema.default(LIMITS_DEFAULTS),
   /** Mesh-wide caps (issue 15; README "Quota"): the smallest a live daemon declares applies. */
   quota: quotaSchema.default({ accounts: {}, pools: {}, resources: {} }),
+  /** POSTs on task state events (see README "Webhooks"); each has a durable consumer. */
+  webhooks: z.array(webhookSchema).max(32).default([]),
   logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
 });
 

@@ -33,6 +33,7 @@ import {
   poolConsumerName,
   TASKS_STREAM,
 } from "./nats/index.js";
+import { WebhookDeliverer } from "./notify/index.js";
 import { PlanBranchStore, PlanScheduler, PlanStore } from "./plans/index.js";
 import type { DaemonPlugin } from "./plugin.js";
 import {
@@ -575,6 +576,16 @@ export class Daemon extends Part {
       },
       plans,
     });
+    if (cfg.webhooks.length > 0) {
+      const hooks = new WebhookDeliverer({
+        js: topo.js,
+        jsm: topo.jsm,
+        log: this.log,
+        hooks: cfg.webhooks,
+        userAgent: `agent-mesh/${VERSION}`,
+      });
+      await parts.start("webhooks", hooks);
+    }
     for (const p of this.plugins)
       await parts.start(p.name, { start: () => p.start(this), stop: () => p.stop() });
     await parts.start("presence", this.presence);

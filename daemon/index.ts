@@ -5,6 +5,7 @@ export {
   compileConfig,
   type DaemonConfig,
   type DaemonOptions,
+  daemonOptionsSchema,
   defaultStateDir,
   readConfigFile,
 } from "./config.js";
@@ -65,6 +66,7 @@ export {
   type TaskSpec,
   type TaskSpecInput,
   type TaskState,
+  taskSpecSchema,
   validateTaskBatch,
   validateTaskSpec,
 } from "./tasks/index.js";

@@ -39,6 +39,7 @@ import {
   isTerminal,
   requestCancel,
   retry,
+  type StateEvent,
   type Step,
   stateEvents,
   submit,
@@ -417,6 +418,42 @@ export class MeshService implements MeshApi {
       ch.close();
       await Promise.allSettled([pump, checker]);
     }
+  }
+
+  async *taskHistory(id: string, signal: AbortSignal): AsyncIterable<TaskEvent> {
+    const first = await this.d.store.get(id);
+    if (!first) throw new MeshError("NOT_FOUND", `no task with id "${id}"; list them with \`mesh tasks\``);
+    const filter = `${taskEventSubject(id)}.>`;
+    const info = await this.d.jsm.streams.info(EVENTS_STREAM, { subjects_filter: filter });
+    const stored = Object.values(info.state.subjects ?? {}).reduce((a, b) => a + b, 0);
+    let last: StateEvent | undefined;
+    if (stored > 0) {
+      const c = await this.d.js.consumers.get(EVENTS_STREAM, {
+        filter_subjects: filter,
+        deliver_policy: DeliverPolicy.All,
+      });
+      const msgs = await c.consume();
+      const stop = () => void msgs.close();
+      signal.addEventListener("abort", stop, { once: true });
+      try {
+        for await (const m of msgs) {
+          const e = m.json<TaskEvent>();
+          if (e.type === "state") last = e;
+          yield e;
+          // Pending counts what matched when delivered: 0 is the end of what was stored.
+          if (m.info.pending === 0) break;
+        }
+      } finally {
+        signal.removeEventListener("abort", stop);
+        void msgs.close();
+      }
+    }
+    if (signal.aborted) return;
+    // Events are best effort, the record is the truth: its state ends the history when the
+    // last state event stored is not it (an event lost, or none stored at all).
+    const cur = (await this.d.store.get(id)) ?? first;
+    const [now] = stateEvents(cur.record, [{ of: "record" }]);
+    if (now && (last?.type !== "state" || last.state !== now.state || last.attempt !== now.attempt)) yield now;
   }
 
   async *watchMesh(signal: AbortSignal): AsyncIterable<MeshEvent> {

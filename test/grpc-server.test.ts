@@ -131,6 +131,9 @@ class FakeApi implements MeshApi {
     this.lastFilter = filter;
     return { tasks: [view("a"), view("b")], unreadable: [] };
   }
+  taskHistory(id: string, signal: AbortSignal): AsyncIterable<TaskEvent> {
+    return this.watchTask(id, signal);
+  }
   async *watchTask(id: string, signal: AbortSignal): AsyncIterable<TaskEvent> {
     this.signals.set(id, signal);
     try {

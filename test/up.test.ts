@@ -258,8 +258,9 @@ describe("npm start", () => {
 
   it("prints a human banner with commands that work from a fresh clone, and no JSON log lines", async () => {
     const stateDir = await makeTempDir("npm-start-");
-    // At info level the daemon logs a dozen lines while starting: none may reach the terminal as JSON.
-    const s = npmStart(stateDir, ["--log-level", "info"]);
+    // At info level the daemon logs a dozen lines while starting: none may reach the terminal as
+    // JSON. (stderr is a pipe here: --log-format pretty is what a terminal gets by default.)
+    const s = npmStart(stateDir, ["--log-level", "info", "--log-format", "pretty"]);
     let out = "";
     s.child.stdout?.on("data", (b: Buffer) => {
       out += b.toString();

@@ -16,12 +16,14 @@ import { taskEventLine } from "../events.js";
 import { dash, paint, paintState, table } from "../format.js";
 import { eventJson, type SubmitJson, submitJson, unschedulableEventJson } from "../json.js";
 import { planLocalRepos } from "../local-repos.js";
+import { FROM_START, notifyLive, terminalNotifier } from "../notify-osc.js";
 import { run } from "../run.js";
 import { FETCHED_OK, type FetchJson, fetchLine, fetchOne } from "./fetch.js";
 import {
   eachLimited,
   FAILED,
   type Final,
+  TERMINAL,
   unschedulableError,
   unschedulableWarning,
   watchUntilTerminal,
@@ -107,19 +109,35 @@ function judged<T>(source: string, fn: () => T): T {
   }
 }
 
-interface Opts {
+export interface SubmitOpts {
   dirty?: boolean;
   fetch?: boolean;
   repo?: string;
   wait?: boolean;
   follow?: boolean;
+  notify: boolean;
   waitTimeout: string;
   unschedulableTimeout: string;
 }
 
 type Row = SubmitJson & Omit<Final, "id" | "state"> & { fetch?: FetchJson | null };
 
+type Opts = SubmitOpts;
+
 async function submit(ctx: Ctx, file: string, opts: Opts): Promise<void> {
+  await submitDocument(ctx, opts, () => readInput(file));
+}
+
+/**
+ * Submit's one path, for a file (`mesh submit`) or a document built from flags (`mesh run`):
+ * validated here first (all or nothing), local repos shipped, sent, optionally waited for.
+ * `read` runs after the flags are checked.
+ */
+export async function submitDocument(
+  ctx: Ctx,
+  opts: Opts,
+  read: () => Promise<{ text: string; source: string }>,
+): Promise<void> {
   const waitMs = parseDurationFlag(opts.waitTimeout, "--wait-timeout");
   const unschedulableMs = parseDurationFlag(opts.unschedulableTimeout, "--unschedulable-timeout", true);
   const waiting = Boolean(opts.wait || opts.follow);
@@ -133,7 +151,7 @@ async function submit(ctx: Ctx, file: string, opts: Opts): Promise<void> {
       },
     );
   }
-  const { text, source } = await readInput(file);
+  const { text, source } = await read();
   const tasks = parse(text, source);
   // Tasks on a repo of this machine: checked with placeholders, then shipped, then submitted as mesh:// repos.
   const local = planLocalRepos(tasks, { source, dirty: opts.dirty === true });
@@ -170,11 +188,15 @@ async function submit(ctx: Ctx, file: string, opts: Opts): Promise<void> {
     `submitted ${submitted.length} task(s) (${created} new); waiting for them to finish (Ctrl-C stops waiting, not the tasks)`,
   );
   const finals = new Map<string, Final>();
+  const notifier = terminalNotifier(opts.notify);
   await eachLimited(submitted, WATCH_CONCURRENCY, async (t) => {
+    // A task submitted before (not created now) that already ended is not news.
+    const since = TERMINAL.has(t.state) ? { terminal: true, attempt: 0 } : FROM_START;
     const final = await watchUntilTerminal(ctx, t.id, {
       deadlineMs: waitMs,
       unschedulableMs,
       onEvent: (e) => {
+        if (notifier) notifyLive(notifier, e, since, submitted.length === 1);
         if (opts.follow) {
           if (ctx.json) ctx.printJson(eventJson(e));
           else ctx.print(taskEventLine(ctx.style, e, true));
@@ -195,6 +217,12 @@ async function submit(ctx: Ctx, file: string, opts: Opts): Promise<void> {
       if (!ctx.json) ctx.print(fetchLine(r));
     }
   });
+  if (notifier && !ctx.signal.aborted && submitted.length > 1) {
+    const counts = new Map<string, number>();
+    for (const f of finals.values()) counts.set(f.state, (counts.get(f.state) ?? 0) + 1);
+    const body = [...counts].map(([state, n]) => `${n} ${state}`).join(", ");
+    notifier.notify({ title: `mesh: ${finals.size} of ${submitted.length} task(s) ended`, body });
+  }
   if (ctx.signal.aborted) {
     throw new CliError(
       EXIT.INTERRUPTED,
@@ -260,29 +288,18 @@ async function submit(ctx: Ctx, file: string, opts: Opts): Promise<void> {
 }
 
 export function submitCommand(): Command {
-  return new Command("submit")
-    .description("submit one task or a list of tasks from a YAML/JSON file (- reads stdin); all or nothing")
-    .argument("<file>", "task spec file (YAML or JSON: one task, a list, or {tasks: [...]}), or - for stdin")
-    .option("--dirty", "for repo: . tasks: ship uncommitted changes too, as a commit on top of HEAD")
-    .option(
-      "--fetch",
-      "with --wait/--follow: fetch each result as mesh/<id> into its repository as it finishes",
-    )
-    .option(
-      "--repo <path>",
-      "with --fetch: the repository for tasks not submitted from a local repo (default: .)",
-    )
-    .option(
-      "--wait",
-      "show state changes until every task is terminal; exit 1 if any failed, died or was cancelled",
-    )
-    .option("--follow", "like --wait, and stream every event (log lines, agent events)")
-    .option("--wait-timeout <duration>", "give up waiting after this long (exit 5)", "24h")
-    .option(
-      "--unschedulable-timeout <duration>",
-      "with --wait/--follow: stop waiting for a task no live worker could serve for this long (exit 6); 0 waits forever",
-      "60s",
-    )
+  return addWaitOptions(
+    new Command("submit")
+      .description("submit one task or a list of tasks from a YAML/JSON file (- reads stdin); all or nothing")
+      .argument(
+        "<file>",
+        "task spec file (YAML or JSON: one task, a list, or {tasks: [...]}), or - for stdin",
+      )
+      .option(
+        "--repo <path>",
+        "with --fetch: the repository for tasks not submitted from a local repo (default: .)",
+      ),
+  )
     .addHelpText(
       "after",
       `
@@ -300,4 +317,29 @@ export function submitCommand(): Command {
     {"warning":{"code":"UNSCHEDULABLE","message","taskId","reason"}}`,
     )
     .action(run<[string, Opts]>((ctx, file, opts) => submit(ctx, file, opts)));
+}
+
+/** The flags `mesh submit` and `mesh run` share (how to wait, fetch and notify). */
+export function addWaitOptions(cmd: Command): Command {
+  return cmd
+    .option("--dirty", "for repo: . tasks: ship uncommitted changes too, as a commit on top of HEAD")
+    .option(
+      "--fetch",
+      "with --wait/--follow: fetch each result as mesh/<id> into its repository as it finishes",
+    )
+    .option(
+      "--wait",
+      "show state changes until every task is terminal; exit 1 if any failed, died or was cancelled",
+    )
+    .option("--follow", "like --wait, and stream every event (log lines, agent events)")
+    .option("--wait-timeout <duration>", "give up waiting after this long (exit 5)", "24h")
+    .option(
+      "--no-notify",
+      "with --wait/--follow: no terminal notification (OSC 9/777) when tasks end or need attention (also MESH_NOTIFY=0)",
+    )
+    .option(
+      "--unschedulable-timeout <duration>",
+      "with --wait/--follow: stop waiting for a task no live worker could serve for this long (exit 6); 0 waits forever",
+      "60s",
+    );
 }

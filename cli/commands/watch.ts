@@ -4,19 +4,47 @@ import { type Ctx, parseDurationFlag } from "../context.js";
 import { CliError, EXIT } from "../errors.js";
 import { meshEventLine, taskEventLine } from "../events.js";
 import { eventJson, meshEventJson, unschedulableEventJson } from "../json.js";
+import { taskStateName } from "../../proto/index.js";
+import {
+  FROM_START,
+  notifyLive,
+  type Since,
+  type TerminalNotifier,
+  terminalNotifier,
+} from "../notify-osc.js";
 import { run } from "../run.js";
-import { FAILED, unschedulableError, unschedulableWarning, watchUntilTerminal } from "../watching.js";
+import {
+  FAILED,
+  TERMINAL,
+  unschedulableError,
+  unschedulableWarning,
+  watchUntilTerminal,
+} from "../watching.js";
 
 interface Opts {
+  notify: boolean;
   waitTimeout: string;
   unschedulableTimeout: string;
 }
 
-async function watchTask(ctx: Ctx, id: string, deadlineMs: number, unschedulableMs: number): Promise<void> {
+async function watchTask(
+  ctx: Ctx,
+  id: string,
+  deadlineMs: number,
+  unschedulableMs: number,
+  notifier: TerminalNotifier | undefined,
+): Promise<void> {
+  // What the task was when the watch began: its replayed past is not news.
+  let since: Since = FROM_START;
+  if (notifier) {
+    const { task } = await ctx.client().getTask(id);
+    if (task) since = { terminal: TERMINAL.has(taskStateName(task.state)), attempt: task.attempt };
+  }
   const final = await watchUntilTerminal(ctx, id, {
     deadlineMs,
     unschedulableMs,
     onEvent: (e) => {
+      if (notifier) notifyLive(notifier, e, since, true);
       if (ctx.json) ctx.printJson(eventJson(e));
       else ctx.print(taskEventLine(ctx.style, e, false));
     },
@@ -41,10 +69,15 @@ async function watchTask(ctx: Ctx, id: string, deadlineMs: number, unschedulable
   }
 }
 
-async function watchMesh(ctx: Ctx, deadlineMs: number): Promise<void> {
+async function watchMesh(
+  ctx: Ctx,
+  deadlineMs: number,
+  notifier: TerminalNotifier | undefined,
+): Promise<void> {
   ctx.note("watching the mesh: task state changes and workers joining and leaving (Ctrl-C to stop)");
   try {
     for await (const m of ctx.client().watchMesh({ signal: ctx.signal, deadlineMs })) {
+      if (notifier && m.task) notifyLive(notifier, m.task, FROM_START, true);
       if (ctx.json) ctx.printJson(meshEventJson(m));
       else ctx.print(meshEventLine(ctx.style, m));
     }
@@ -58,8 +91,9 @@ async function watchMesh(ctx: Ctx, deadlineMs: number): Promise<void> {
 async function watch(ctx: Ctx, id: string | undefined, opts: Opts): Promise<void> {
   const deadlineMs = parseDurationFlag(opts.waitTimeout, "--wait-timeout");
   const unschedulableMs = parseDurationFlag(opts.unschedulableTimeout, "--unschedulable-timeout", true);
-  if (id) await watchTask(ctx, id, deadlineMs, unschedulableMs);
-  else await watchMesh(ctx, deadlineMs);
+  const notifier = terminalNotifier(opts.notify);
+  if (id) await watchTask(ctx, id, deadlineMs, unschedulableMs, notifier);
+  else await watchMesh(ctx, deadlineMs, notifier);
 }
 
 export function watchCommand(): Command {
@@ -69,6 +103,10 @@ export function watchCommand(): Command {
     )
     .argument("[id]", "task id")
     .option("--wait-timeout <duration>", "stop after this long (with an id: exit 5)", "24h")
+    .option(
+      "--no-notify",
+      "no terminal notification (OSC 9/777) when a task ends or needs attention (also MESH_NOTIFY=0)",
+    )
     .option(
       "--unschedulable-timeout <duration>",
       "with an id: stop when no live worker could serve the task for this long (exit 6); 0 waits forever",

@@ -73,6 +73,11 @@ export interface MeshApi {
   listTasks(filter?: TaskFilter): Promise<TaskList>;
   /** Replays the task's events from its start, then live; ends after the terminal state event. */
   watchTask(id: string, signal: AbortSignal): AsyncIterable<TaskEvent>;
+  /**
+   * What the task did so far: its stored events of every attempt, then its current state from
+   * the record when the last stored state event is not it; ends there.
+   */
+  taskHistory(id: string, signal: AbortSignal): AsyncIterable<TaskEvent>;
   /** Live task state changes and workers joining/leaving, until the signal aborts. */
   watchMesh(signal: AbortSignal): AsyncIterable<MeshEvent>;
   /** Throws NOT_FOUND, or FAILED_PRECONDITION when already terminal. */

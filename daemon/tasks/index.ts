@@ -57,6 +57,7 @@ export {
   parseTaskSpecs,
   type TaskSpec,
   type TaskSpecInput,
+  taskSpecSchema,
   validateTaskBatch,
   validateTaskSpec,
 } from "./spec.js";

@@ -182,7 +182,7 @@ export function meshServiceHandlers(ctx: HandlerContext): MeshServiceServer {
       }
       void pumpStream(
         call,
-        (signal) => api.watchTask(id, signal),
+        (signal) => (call.request.history ? api.taskHistory(id, signal) : api.watchTask(id, signal)),
         (ev): WatchTaskResponse => ({ event: taskEventToProto(ev) }),
         pump,
       );

@@ -399,6 +399,11 @@ export interface AgentEvent {
 
 export interface WatchTaskRequest {
   id: string;
+  /**
+   * Only what the task did so far: replay its stored events and end (`mesh logs`), instead of
+   * following it to its terminal state.
+   */
+  history?: boolean | undefined;
 }
 
 export interface WatchTaskResponse {
@@ -4511,13 +4516,16 @@ export const AgentEvent: MessageFns<AgentEvent> = {
 };
 
 function createBaseWatchTaskRequest(): WatchTaskRequest {
-  return { id: "" };
+  return { id: "", history: undefined };
 }
 
 export const WatchTaskRequest: MessageFns<WatchTaskRequest> = {
   encode(message: WatchTaskRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.id !== "") {
       writer.uint32(10).string(message.id);
+    }
+    if (message.history !== undefined) {
+      writer.uint32(16).bool(message.history);
     }
     return writer;
   },
@@ -4543,6 +4551,14 @@ export const WatchTaskRequest: MessageFns<WatchTaskRequest> = {
             message.id = reader.string();
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.history = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4556,13 +4572,19 @@ export const WatchTaskRequest: MessageFns<WatchTaskRequest> = {
   },
 
   fromJSON(object: any): WatchTaskRequest {
-    return { id: isSet(object.id) ? globalThis.String(object.id) : "" };
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      history: isSet(object.history) ? globalThis.Boolean(object.history) : undefined,
+    };
   },
 
   toJSON(message: WatchTaskRequest): unknown {
     const obj: any = {};
     if (message.id !== "") {
       obj.id = message.id;
+    }
+    if (message.history !== undefined) {
+      obj.history = message.history;
     }
     return obj;
   },
@@ -4573,6 +4595,7 @@ export const WatchTaskRequest: MessageFns<WatchTaskRequest> = {
   fromPartial<I extends Exact<DeepPartial<WatchTaskRequest>, I>>(object: I): WatchTaskRequest {
     const message = createBaseWatchTaskRequest();
     message.id = object.id ?? "";
+    message.history = object.history ?? undefined;
     return message;
   },
 };
