@@ -37,6 +37,7 @@ import { listWorkers, Presence, WorkerDirectory, type WorkerInfo } from "./regis
 import { defaultRunners, defaultWorkspaces } from "./runtime.js";
 import { daemonSecrets } from "./secrets.js";
 import { MeshService } from "./service.js";
+import { ActivityFeed } from "./activity-feed.js";
 import { guardRunner, guardWorkspaces } from "./task-guard.js";
 import { EventPublisher, TaskStore } from "./tasks/index.js";
 import { pause, Slots } from "./util/index.js";
@@ -287,7 +288,12 @@ export class Daemon extends Part {
     this.events = new EventPublisher(nc, this.log);
     const events = this.events;
     parts.add("events", { stop: () => events.flush() });
+    const activity = new ActivityFeed(topo.js, this.log);
+    activity.start();
+    parts.add("activity feed", { stop: () => activity.close() });
     this.service = new MeshService({
+      activity,
+      leaseMs: cfg.leaseMs,
       nc: this.nc,
       js: topo.js,
       publisher: topo.publisher,

@@ -5,7 +5,16 @@
 import { DeliverPolicy, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
-import type { MeshApi, MeshEvent, SubmitResult, TaskFilter, TaskList, TaskView } from "./api/index.js";
+import type { ActivityFeed } from "./activity-feed.js";
+import {
+  type MeshApi,
+  type MeshEvent,
+  type SubmitResult,
+  type TaskFilter,
+  type TaskList,
+  type TaskView,
+  taskStatus,
+} from "./api/index.js";
 import type { MeshObserver } from "./claim/index.js";
 import { errorMessage, isMeshError, MeshError } from "./errors.js";
 import type { Logger } from "./log.js";
@@ -58,6 +67,10 @@ export interface MeshServiceDeps {
   policy?: TaskPolicy;
   /** Refuses a submit that would fill the tasks bucket (RESOURCE_EXHAUSTED); none: no check. */
   capacity?: { admit(bytes: number): Promise<void> };
+  /** Agent activity and revision sightings for the status model; none: status from the record alone. */
+  activity?: ActivityFeed;
+  /** This daemon's lease, for records that do not carry their owner's. */
+  leaseMs?: number;
 }
 
 export class MeshService implements MeshApi {
@@ -151,12 +164,22 @@ export class MeshService implements MeshApi {
 
   private view(v: VersionedRecord, workers: WorkerInfo[]): TaskView {
     const r = v.record;
-    const out: TaskView = { record: r, revision: v.revision };
-    if (!isTerminal(r.state)) {
-      const why = unschedulableReason(workers, r.spec.pool, r.spec.labels, r.spec.runner);
-      if (why) out.unschedulable = why;
-    }
-    return out;
+    let unschedulable: string | undefined;
+    if (!isTerminal(r.state))
+      unschedulable = unschedulableReason(workers, r.spec.pool, r.spec.labels, r.spec.runner);
+    const now = Date.now();
+    const feed = this.d.activity;
+    const activity = feed?.of(r.id);
+    const status = taskStatus({
+      record: r,
+      liveWorkers: new Set(workers.map((w) => w.workerId)),
+      now,
+      ...(feed ? { revisionSeenAt: feed.revisionSeen(r.id, v.revision, now) } : {}),
+      ...(activity ? { activity } : {}),
+      ...(unschedulable ? { unschedulable } : {}),
+      ...(this.d.leaseMs ? { defaultLeaseMs: this.d.leaseMs } : {}),
+    });
+    return { record: r, revision: v.revision, status, ...(unschedulable ? { unschedulable } : {}) };
   }
 
   async getTask(id: string): Promise<TaskView> {

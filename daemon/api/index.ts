@@ -1,2 +1,14 @@
 /** Public surface of the api folder: the MeshApi contract the service implements and the servers call. */
 export type { MeshApi, MeshEvent, SubmitResult, TaskFilter, TaskList, TaskView } from "./mesh-api.js";
+export {
+  type ActivityEvent,
+  type AgentActivity,
+  foldActivity,
+  STATUS_KINDS,
+  type StatusInput,
+  type StatusKind,
+  type StatusRecord,
+  statusRank,
+  type TaskStatus,
+  taskStatus,
+} from "./status.js";

@@ -238,11 +238,25 @@ export interface Task {
   revision: number;
   /** The full TaskRecord as JSON (includes the spec). */
   recordJson: string;
+  /** What every view shows, from the one status model (judged by the answering daemon). */
+  status?: TaskStatus | undefined;
 }
 
 export interface Task_LabelsEntry {
   key: string;
   value: string;
+}
+
+/** The status model (daemon/api/status.ts): derived from the record, lease, presence and agent events. */
+export interface TaskStatus {
+  /** working | tool | attention | queued | waiting | succeeded | failed | cancelled | lost */
+  kind: string;
+  /** Why, in one line (the tool, the denial, the missing worker, the terminal reason). */
+  detail: string;
+  /** attention or lost: a person should look. */
+  attention: boolean;
+  /** The worker it runs (or ran) on. */
+  workerId: string;
 }
 
 export interface Attempt {
@@ -1844,6 +1858,7 @@ function createBaseTask(): Task {
     unschedulableReason: "",
     revision: 0,
     recordJson: "",
+    status: undefined,
   };
 }
 
@@ -1914,6 +1929,9 @@ export const Task: MessageFns<Task> = {
     }
     if (message.recordJson !== "") {
       writer.uint32(178).string(message.recordJson);
+    }
+    if (message.status !== undefined) {
+      TaskStatus.encode(message.status, writer.uint32(322).fork()).join();
     }
     return writer;
   },
@@ -2110,6 +2128,14 @@ export const Task: MessageFns<Task> = {
             message.recordJson = reader.string();
             continue;
           }
+          case 40: {
+            if (tag !== 322) {
+              break;
+            }
+
+            message.status = TaskStatus.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2205,6 +2231,7 @@ export const Task: MessageFns<Task> = {
         : isSet(object.record_json)
         ? globalThis.String(object.record_json)
         : "",
+      status: isSet(object.status) ? TaskStatus.fromJSON(object.status) : undefined,
     };
   },
 
@@ -2282,6 +2309,9 @@ export const Task: MessageFns<Task> = {
     if (message.recordJson !== "") {
       obj.recordJson = message.recordJson;
     }
+    if (message.status !== undefined) {
+      obj.status = TaskStatus.toJSON(message.status);
+    }
     return obj;
   },
 
@@ -2322,6 +2352,9 @@ export const Task: MessageFns<Task> = {
     message.unschedulableReason = object.unschedulableReason ?? "";
     message.revision = object.revision ?? 0;
     message.recordJson = object.recordJson ?? "";
+    message.status = (object.status !== undefined && object.status !== null)
+      ? TaskStatus.fromPartial(object.status)
+      : undefined;
     return message;
   },
 };
@@ -2407,6 +2440,127 @@ export const Task_LabelsEntry: MessageFns<Task_LabelsEntry> = {
     const message = createBaseTask_LabelsEntry();
     message.key = object.key ?? "";
     message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseTaskStatus(): TaskStatus {
+  return { kind: "", detail: "", attention: false, workerId: "" };
+}
+
+export const TaskStatus: MessageFns<TaskStatus> = {
+  encode(message: TaskStatus, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.kind !== "") {
+      writer.uint32(10).string(message.kind);
+    }
+    if (message.detail !== "") {
+      writer.uint32(18).string(message.detail);
+    }
+    if (message.attention !== false) {
+      writer.uint32(24).bool(message.attention);
+    }
+    if (message.workerId !== "") {
+      writer.uint32(34).string(message.workerId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TaskStatus {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTaskStatus();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.kind = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.detail = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.attention = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.workerId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TaskStatus {
+    return {
+      kind: isSet(object.kind) ? globalThis.String(object.kind) : "",
+      detail: isSet(object.detail) ? globalThis.String(object.detail) : "",
+      attention: isSet(object.attention) ? globalThis.Boolean(object.attention) : false,
+      workerId: isSet(object.workerId)
+        ? globalThis.String(object.workerId)
+        : isSet(object.worker_id)
+        ? globalThis.String(object.worker_id)
+        : "",
+    };
+  },
+
+  toJSON(message: TaskStatus): unknown {
+    const obj: any = {};
+    if (message.kind !== "") {
+      obj.kind = message.kind;
+    }
+    if (message.detail !== "") {
+      obj.detail = message.detail;
+    }
+    if (message.attention !== false) {
+      obj.attention = message.attention;
+    }
+    if (message.workerId !== "") {
+      obj.workerId = message.workerId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TaskStatus>, I>>(base?: I): TaskStatus {
+    return TaskStatus.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TaskStatus>, I>>(object: I): TaskStatus {
+    const message = createBaseTaskStatus();
+    message.kind = object.kind ?? "";
+    message.detail = object.detail ?? "";
+    message.attention = object.attention ?? false;
+    message.workerId = object.workerId ?? "";
     return message;
   },
 };
@@ -5137,7 +5291,7 @@ export const MeshServiceService = {
   /**
    * Ships a git repository of the daemon's machine (a folder inside a checkout) to the mesh's
    * bundle store, only what the mesh lacks, and answers the `mesh://<repo_id>` and commit a task
-   * runs on. Unix socket only (PERMISSION_DENIED over TCP: the path is the caller's machine's).
+   * runs on. Unix socket only (FAILED_PRECONDITION over TCP: the path is the daemon's machine's).
    * INVALID_ARGUMENT for a folder outside a work tree or a repo without commits;
    * RESOURCE_EXHAUSTED when the bundle is over limits.bundleMaxBytes or the store is full.
    */
@@ -5198,7 +5352,7 @@ export interface MeshServiceServer extends UntypedServiceImplementation {
   /**
    * Ships a git repository of the daemon's machine (a folder inside a checkout) to the mesh's
    * bundle store, only what the mesh lacks, and answers the `mesh://<repo_id>` and commit a task
-   * runs on. Unix socket only (PERMISSION_DENIED over TCP: the path is the caller's machine's).
+   * runs on. Unix socket only (FAILED_PRECONDITION over TCP: the path is the daemon's machine's).
    * INVALID_ARGUMENT for a folder outside a work tree or a repo without commits;
    * RESOURCE_EXHAUSTED when the bundle is over limits.bundleMaxBytes or the store is full.
    */
@@ -5336,7 +5490,7 @@ export interface MeshServiceClient extends Client {
   /**
    * Ships a git repository of the daemon's machine (a folder inside a checkout) to the mesh's
    * bundle store, only what the mesh lacks, and answers the `mesh://<repo_id>` and commit a task
-   * runs on. Unix socket only (PERMISSION_DENIED over TCP: the path is the caller's machine's).
+   * runs on. Unix socket only (FAILED_PRECONDITION over TCP: the path is the daemon's machine's).
    * INVALID_ARGUMENT for a folder outside a work tree or a repo without commits;
    * RESOURCE_EXHAUSTED when the bundle is over limits.bundleMaxBytes or the store is full.
    */
