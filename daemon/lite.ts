@@ -4,6 +4,7 @@
  * exported from index.ts.
  */
 
+export { type Overview, type OverviewTask, overview } from "./api/overview.js";
 export {
   STATUS_KINDS,
   type StatusKind,

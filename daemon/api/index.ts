@@ -12,3 +12,11 @@ export {
   type TaskStatus,
   taskStatus,
 } from "./status.js";
+export {
+  type Overview,
+  type OverviewPlan,
+  type OverviewTask,
+  type OverviewTaskInput,
+  type OverviewWorkerInput,
+  overview,
+} from "./overview.js";

@@ -15,18 +15,17 @@ import { advertisedUrls, targetGroups } from "./sd.js";
 
 const READY_CHECK_TIMEOUT_MS = 2000;
 
-async function readToken(file: string): Promise<string> {
+async function readToken(file: string, field = "http.tokenFile"): Promise<string> {
   let token: string;
   try {
     token = (await readFile(file, "utf8")).trim();
   } catch (err) {
-    throw new MeshError("INVALID_ARGUMENT", `http.tokenFile: cannot read ${file}: ${errorMessage(err)}`, {
-      field: "http.tokenFile",
+    throw new MeshError("INVALID_ARGUMENT", `${field}: cannot read ${file}: ${errorMessage(err)}`, {
+      field,
       cause: err,
     });
   }
-  if (!token)
-    throw new MeshError("INVALID_ARGUMENT", `http.tokenFile: ${file} is empty`, { field: "http.tokenFile" });
+  if (!token) throw new MeshError("INVALID_ARGUMENT", `${field}: ${file} is empty`, { field });
   return token;
 }
 
@@ -80,6 +79,15 @@ export function httpPlugin(config: DaemonConfig, metrics?: MeshMetrics): DaemonP
     name: "http",
     async start(d) {
       const token = config.http.tokenFile ? await readToken(config.http.tokenFile) : undefined;
+      const writeToken = config.http.writeTokenFile
+        ? await readToken(config.http.writeTokenFile, "http.writeTokenFile")
+        : undefined;
+      if (writeToken && writeToken === token)
+        throw new MeshError(
+          "INVALID_ARGUMENT",
+          "http.writeTokenFile: the write token is the read token (http.tokenFile); give writes a token of their own",
+          { field: "http.writeTokenFile" },
+        );
       const tls =
         config.http.tlsCertFile && config.http.tlsKeyFile
           ? {
@@ -97,6 +105,7 @@ export function httpPlugin(config: DaemonConfig, metrics?: MeshMetrics): DaemonP
           ...(metrics ? { metrics: () => metrics.render() } : {}),
           readiness: () => readiness(d, metrics),
           targets: async () => targetGroups(await d.api.listWorkers()),
+          dashboard: { api: d.api, ...(writeToken ? { writeToken } : {}) },
         },
       });
       const addr = await server.start();
