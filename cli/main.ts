@@ -10,6 +10,7 @@ import { diffCommand, fetchCommand } from "./commands/fetch.js";
 import { hubCommand, inviteCommand, joinCommand } from "./commands/hub.js";
 import { submitCommand } from "./commands/submit.js";
 import { taskCommand, tasksCommand } from "./commands/tasks.js";
+import { topCommand } from "./commands/top.js";
 import { watchCommand } from "./commands/watch.js";
 import { workersCommand } from "./commands/workers.js";
 import { CliError, EXIT, EXIT_CODES_HELP } from "./errors.js";
@@ -79,6 +80,7 @@ JSON field names are listed in each command's --help and in cli/README-fields.md
     tasksCommand(),
     taskCommand(),
     watchCommand(),
+    topCommand(),
     cancelCommand(),
     fetchCommand(),
     diffCommand(),
