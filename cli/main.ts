@@ -10,6 +10,7 @@ import { diffCommand, fetchCommand } from "./commands/fetch.js";
 import { hubCommand, inviteCommand, joinCommand } from "./commands/hub.js";
 import { submitCommand } from "./commands/submit.js";
 import { taskCommand, tasksCommand } from "./commands/tasks.js";
+import { tmuxSessionCommand } from "./commands/tmux.js";
 import { topCommand } from "./commands/top.js";
 import { watchCommand } from "./commands/watch.js";
 import { workersCommand } from "./commands/workers.js";
@@ -81,6 +82,7 @@ JSON field names are listed in each command's --help and in cli/README-fields.md
     taskCommand(),
     watchCommand(),
     topCommand(),
+    tmuxSessionCommand(),
     cancelCommand(),
     fetchCommand(),
     diffCommand(),

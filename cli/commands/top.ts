@@ -4,7 +4,7 @@
  * machine. Keys: ↑/↓ or j/k select, enter the task's live log (esc or q back), c cancel (y to
  * confirm), r retry, q quit.
  */
-import { Command } from "commander";
+import { Command, Option } from "commander";
 import type { Overview } from "../../daemon/lite.js";
 import type { Ctx } from "../context.js";
 import { CliError, EXIT } from "../errors.js";
@@ -13,13 +13,19 @@ import { paint, terminalSafe } from "../format.js";
 import { run } from "../run.js";
 import { Screen } from "../views/screen.js";
 import { fetchOverview } from "../views/snapshot.js";
+import { TmuxPanes } from "../views/tmux.js";
 import { fitWidth, renderTop, type TopState, visibleTasks } from "../views/top-view.js";
 
 interface Opts {
   compact?: boolean;
   plan?: string;
   interval: string;
+  /** Keep this tmux window's panes in step with the running tasks (the status pane of `mesh tmux`). */
+  tmuxWindow?: string;
 }
+
+/** Tasks that get a pane: running or starting on a live worker. */
+const RUNNING = new Set(["claimed", "running"]);
 
 const REFRESH_MS = 500;
 const MAX_LOG_LINES = 2000;
@@ -73,10 +79,35 @@ async function top(ctx: Ctx, opts: Opts): Promise<void> {
     screen.draw(renderTop(ov, { ...state, ...msg }, size, ctx.style));
   };
 
+  const panes = opts.tmuxWindow
+    ? new TmuxPanes(
+        opts.tmuxWindow,
+        [process.execPath, process.argv[1] ?? "mesh", "--daemon", client.target, "watch"],
+        process.env.TMUX_PANE ?? "",
+      )
+    : undefined;
+  let syncing = false;
+  const syncPanes = async (o: Overview) => {
+    if (!panes || syncing) return;
+    syncing = true;
+    try {
+      const running = visibleTasks(o, state)
+        .filter((t) => RUNNING.has(t.state) && t.status.kind !== "lost")
+        .map((t) => t.id)
+        .sort();
+      await panes.sync(running);
+    } catch (err) {
+      error = `tmux: ${err instanceof Error ? err.message : String(err)}`;
+    } finally {
+      syncing = false;
+    }
+  };
+
   const refresh = async () => {
     try {
       ov = await fetchOverview(client);
       error = undefined;
+      await syncPanes(ov);
       const tasks = visibleTasks(ov, state);
       if (!tasks.some((t) => t.id === state.selected)) {
         const first = tasks[0];
@@ -217,6 +248,12 @@ export function topCommand(): Command {
     .option("--compact", "tasks only (the status pane of `mesh tmux`)")
     .option("--plan <id>", "only the tasks of this plan")
     .option("--interval <ms>", "how often to ask the daemon, in ms", String(REFRESH_MS))
+    .addOption(
+      new Option(
+        "--tmux-window <target>",
+        "keep this tmux window's task panes in step (used by `mesh tmux`)",
+      ).hideHelp(),
+    )
     .addHelpText(
       "after",
       `
