@@ -90,7 +90,10 @@ describe("mesh top under tmux", () => {
     const row = (id: string) => lines.findIndex((l) => statusIn(l, id) !== undefined);
     expect(row("top-nobody")).toBeGreaterThan(0);
     expect(row("top-nobody")).toBeLessThan(row("top-hang"));
-    expect(s.includes("\u001b[")).toBe(false); // NO_COLOR: no colour codes reach the pane
+    // NO_COLOR: no bold or colour attributes on the pane (-e keeps them in the capture).
+    const painted = await tmux.run(["capture-pane", "-p", "-e", "-t", "top"]);
+    expect(painted).toContain("WORKERS");
+    expect(new RegExp(`${String.fromCharCode(27)}\\[(1|3[0-7]|9[0-7])m`).test(painted)).toBe(false);
 
     // Select top-hang (j/k move the marker), open its live log, come back.
     // Moves the marker to `id` with j/k, one key at a time, each waited for on the screen.

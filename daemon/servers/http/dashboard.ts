@@ -1,7 +1,7 @@
 /**
  * The web dashboard on the daemon's HTTP side: `/ui` (one static page from the package, no CDN,
  * no build step), JSON (`/api/overview`, `/api/tasks/:id`), a server-sent event stream
- * (`/api/events`: the overview every second and on each change, and the mesh's events as they
+ * (`/api/events`: the overview every half second and on each change, and the mesh's events as they
  * happen), and two write actions (`POST /api/tasks/:id/cancel|retry`).
  *
  * Reads are open unless the daemon has a read token (`http.tokenFile`); then they need it, as a
@@ -25,7 +25,7 @@ export interface DashboardOptions {
   readToken?: string;
   /** The write token (http.writeTokenFile); none: write actions are refused. */
   writeToken?: string;
-  /** How often the event stream sends the overview; default 1000 ms. */
+  /** How often the event stream sends the overview; default 500 ms (views promise at most 2 s stale). */
   refreshMs?: number;
 }
 
@@ -80,7 +80,7 @@ export async function buildOverview(api: MeshApi): Promise<Overview> {
 }
 
 export function mountDashboard(app: Hono, o: DashboardOptions): void {
-  const refreshMs = o.refreshMs ?? 1000;
+  const refreshMs = o.refreshMs ?? 500;
   let page: Promise<string> | undefined;
 
   const read = async (c: Context, next: Next) => {
@@ -149,20 +149,18 @@ export function mountDashboard(app: Hono, o: DashboardOptions): void {
     streamSSE(c, async (stream) => {
       const stop = new AbortController();
       stream.onAbort(() => stop.abort());
-      let dirty = true;
       let sending = false;
       const send = async () => {
         if (sending || stop.signal.aborted) return;
         sending = true;
         try {
-          dirty = false;
           const ov = await buildOverview(o.api);
           await stream.writeSSE({
             event: "overview",
             data: JSON.stringify({ at: new Date().toISOString(), ...ov }),
           });
         } catch {
-          dirty = true; // NATS away: try again at the next tick
+          // NATS away: the next tick tries again
         } finally {
           sending = false;
         }
@@ -171,7 +169,6 @@ export function mountDashboard(app: Hono, o: DashboardOptions): void {
         try {
           for await (const e of o.api.watchMesh(stop.signal)) {
             await stream.writeSSE({ event: "mesh", data: JSON.stringify(e) });
-            dirty = true;
             void send();
           }
         } catch {
@@ -180,7 +177,7 @@ export function mountDashboard(app: Hono, o: DashboardOptions): void {
       })();
       await send();
       while (!stop.signal.aborted) {
-        await stream.sleep(dirty ? Math.min(refreshMs, 250) : refreshMs);
+        await stream.sleep(refreshMs);
         await send();
       }
       await events;
