@@ -35,6 +35,8 @@ export interface TaskJson {
   notBefore: string | null;
   reason: string | null;
   unschedulable: string | null;
+  /** What every view shows (the one status model): kind, detail, attention. */
+  status: { kind: string; detail: string | null; attention: boolean } | null;
   attempts: AttemptJson[];
   result: ResultJson | null;
   revision: number;
@@ -118,6 +120,9 @@ export function taskJson(t: Task): TaskJson {
     notBefore: orNull(t.notBefore),
     reason: orNull(t.reason),
     unschedulable: orNull(t.unschedulableReason),
+    status: t.status?.kind
+      ? { kind: t.status.kind, detail: orNull(t.status.detail), attention: t.status.attention }
+      : null,
     attempts: t.attempts.map(attemptJson),
     result: r
       ? {
