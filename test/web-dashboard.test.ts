@@ -214,4 +214,43 @@ describe("web dashboard in headless Chromium", () => {
     await writeFile(`${gate}-shot`, "go");
     await waitOnPage(live.id, "succeeded");
   }, 60_000);
+
+  it("behind a read token: the page's data needs it (header or ?token=); a write token equal to it is refused at start", async () => {
+    const dir = await makeTempDir("web-read-");
+    const readFile = join(dir, "read.token");
+    await writeFile(readFile, "read-token-0123456789abcdef\n", { mode: 0o600 });
+    const config = (extra: Record<string, unknown>) =>
+      compileConfig({
+        ...FAST,
+        logLevel: "silent",
+        name: "reader",
+        pools: ["web-read"],
+        nats: { servers: [mesh.nats.url] },
+        stateDir: dir,
+        http: { enabled: true, port: 0, tokenFile: readFile, ...extra },
+      } as Partial<DaemonOptions>);
+    const same = await startFullDaemon(config({ writeTokenFile: readFile })).catch((e: unknown) => e);
+    expect(same).toMatchObject({ code: "INVALID_ARGUMENT", field: "http.writeTokenFile" });
+
+    const d = await startFullDaemon(config({}));
+    mesh.daemons.push(d);
+    const u = urlOf(d);
+    expect((await fetch(`${u}/ui`)).status).toBe(200); // the page itself holds no data
+    expect((await fetch(`${u}/api/overview`)).status).toBe(401);
+    const ok = await fetch(`${u}/api/overview`, {
+      headers: { authorization: "Bearer read-token-0123456789abcdef" },
+    });
+    expect(ok.status).toBe(200);
+    expect(((await ok.json()) as { workers: unknown[] }).workers.length).toBeGreaterThan(0);
+    const sse = await fetch(`${u}/api/events?token=read-token-0123456789abcdef`);
+    expect(sse.status).toBe(200);
+    expect(sse.headers.get("content-type")).toContain("text/event-stream");
+    await sse.body?.cancel();
+    // This daemon has no write token: writes are off, whatever is sent.
+    const w = await fetch(`${u}/api/tasks/x/cancel`, {
+      method: "POST",
+      headers: { authorization: "Bearer read-token-0123456789abcdef" },
+    });
+    expect(w.status).toBe(403);
+  }, 60_000);
 });
