@@ -36,9 +36,12 @@ export class ActivityFeed {
     this.done ??= this.run();
   }
 
-  async close(): Promise<void> {
+  /** Stops reading; does not wait longer than `graceMs` for a consumer NATS no longer answers. */
+  async close(graceMs = 2000): Promise<void> {
     this.stop.abort();
-    await this.done;
+    let t: NodeJS.Timeout | undefined;
+    await Promise.race([this.done, new Promise((r) => (t = setTimeout(r, graceMs)))]);
+    clearTimeout(t);
   }
 
   /** The task's folded agent activity, if any was heard. */
