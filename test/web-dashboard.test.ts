@@ -6,6 +6,7 @@
  */
 import { existsSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
+import { request as httpRequest } from "node:http";
 import { join } from "node:path";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -236,6 +237,16 @@ describe("web dashboard in headless Chromium", () => {
     mesh.daemons.push(d);
     const u = urlOf(d);
     expect((await fetch(`${u}/ui`)).status).toBe(200); // the page itself holds no data
+    // DNS rebinding: another site's name pointing at loopback is refused.
+    const rebound = await new Promise<number>((resolve, reject) => {
+      const req = httpRequest(`${u}/api/overview`, { headers: { host: "evil.example:80" } }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on("error", reject);
+      req.end();
+    });
+    expect(rebound).toBe(403);
     expect((await fetch(`${u}/api/overview`)).status).toBe(401);
     const ok = await fetch(`${u}/api/overview`, {
       headers: { authorization: "Bearer read-token-0123456789abcdef" },

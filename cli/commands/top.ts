@@ -38,6 +38,14 @@ interface LogView {
 }
 
 async function top(ctx: Ctx, opts: Opts): Promise<void> {
+  const intervalMs = Number(opts.interval);
+  if (!Number.isInteger(intervalMs) || intervalMs < 100 || intervalMs > 60_000)
+    throw new CliError(
+      EXIT.USAGE,
+      `--interval "${opts.interval}" is not a whole number of milliseconds from 100 to 60000; e.g. --interval 500`,
+      "INVALID_ARGUMENT",
+      { field: "--interval" },
+    );
   const stdin = process.stdin;
   const stdout = process.stdout;
   if (!stdout.isTTY || !stdin.isTTY)
@@ -225,7 +233,7 @@ async function top(ctx: Ctx, opts: Opts): Promise<void> {
   stdin.on("data", onKey);
   stdout.on("resize", onResize);
   ctx.signal.addEventListener("abort", () => quit(), { once: true });
-  const interval = setInterval(() => void refresh(), Math.max(100, Number(opts.interval) || REFRESH_MS));
+  const interval = setInterval(() => void refresh(), intervalMs);
   try {
     await refresh();
     await done;

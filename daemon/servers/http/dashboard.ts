@@ -1,6 +1,6 @@
 /**
  * The web dashboard on the daemon's HTTP side: `/ui` (one static page from the package, no CDN,
- * no build step), JSON (`/api/overview`, `/api/tasks/:id`), a server-sent event stream
+ * no build step), JSON (`/api/overview`: no prompts, env or commands), a server-sent event stream
  * (`/api/events`: the overview every half second and on each change, and the mesh's events as they
  * happen), and two write actions (`POST /api/tasks/:id/cancel|retry`).
  *
@@ -11,6 +11,8 @@
  */
 import { timingSafeEqual } from "node:crypto";
 import { existsSync } from "node:fs";
+import { isIP } from "node:net";
+import { hostname } from "node:os";
 import { readFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -21,6 +23,8 @@ import { errorMessage, isMeshError } from "../../errors.js";
 
 export interface DashboardOptions {
   api: MeshApi;
+  /** Host names (besides IP literals and localhost) requests may name: the advertised URLs' hosts. */
+  hosts?: readonly string[];
   /** The read token (http.tokenFile), when reads need one. */
   readToken?: string;
   /** The write token (http.writeTokenFile); none: write actions are refused. */
@@ -83,6 +87,29 @@ export function mountDashboard(app: Hono, o: DashboardOptions): void {
   const refreshMs = o.refreshMs ?? 500;
   let page: Promise<string> | undefined;
 
+  // DNS rebinding: a page of another site whose name now points at 127.0.0.1 sends its own Host.
+  const hostOk = (c: Context): boolean => {
+    const h = (c.req.header("host") ?? "")
+      .toLowerCase()
+      .replace(/:\d+$/, "")
+      .replace(/^\[|\]$/g, "");
+    return (
+      h === "localhost" ||
+      h === hostname().toLowerCase() ||
+      isIP(h) !== 0 ||
+      (o.hosts ?? []).some((x) => x.toLowerCase() === h)
+    );
+  };
+  const badHost = (c: Context) =>
+    c.json(
+      {
+        error: `the dashboard answers an IP address, localhost, this machine's name or a name in http.advertise, not ${c.req.header("host") ?? "(none)"}: add that name to http.advertise`,
+      },
+      403,
+    );
+  app.use("/ui", async (c, next) => (hostOk(c) ? next() : badHost(c)));
+  app.use("/api/*", async (c, next) => (hostOk(c) ? next() : badHost(c)));
+
   const read = async (c: Context, next: Next) => {
     if (!o.readToken) return next();
     const given = bearerOf(c) ?? c.req.query("token");
@@ -125,14 +152,6 @@ export function mountDashboard(app: Hono, o: DashboardOptions): void {
   });
 
   app.get("/api/overview", read, async (c) => c.json(await buildOverview(o.api)));
-
-  app.get("/api/tasks/:id", read, async (c) => {
-    try {
-      return c.json(await o.api.getTask(c.req.param("id") ?? ""));
-    } catch (err) {
-      return failure(c, err);
-    }
-  });
 
   for (const action of ["cancel", "retry"] as const) {
     app.post(`/api/tasks/:id/${action}`, write, async (c) => {

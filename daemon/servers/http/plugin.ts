@@ -40,6 +40,18 @@ async function readPem(file: string, field: string): Promise<Buffer> {
   }
 }
 
+/** The host names of `http.advertise` (a proxy's or a DNS name's), which requests may carry. */
+function advertiseHosts(a: string | string[] | undefined): string[] {
+  const list = typeof a === "string" ? [a] : (a ?? []);
+  return list.map((x) => {
+    try {
+      return new URL(/^[a-z][a-z0-9+.-]*:\/\//i.test(x) ? x : `http://${x}`).hostname.replace(/^\[|\]$/g, "");
+    } catch {
+      return x;
+    }
+  });
+}
+
 function within<T>(p: Promise<T>, ms: number): Promise<T> {
   let t: NodeJS.Timeout | undefined;
   return Promise.race([
@@ -105,7 +117,11 @@ export function httpPlugin(config: DaemonConfig, metrics?: MeshMetrics): DaemonP
           ...(metrics ? { metrics: () => metrics.render() } : {}),
           readiness: () => readiness(d, metrics),
           targets: async () => targetGroups(await d.api.listWorkers()),
-          dashboard: { api: d.api, ...(writeToken ? { writeToken } : {}) },
+          dashboard: {
+            api: d.api,
+            hosts: advertiseHosts(config.http.advertise),
+            ...(writeToken ? { writeToken } : {}),
+          },
         },
       });
       const addr = await server.start();
