@@ -189,8 +189,10 @@ describe("status accuracy", () => {
         `const fs=require("fs");fs.writeFileSync(${JSON.stringify(p.started)},"1");setInterval(()=>{if(fs.existsSync(${JSON.stringify(p.gate)}))process.exit(${p.kind === "crash" ? 3 : 0})},50)`,
       ],
     }));
-    // Not listed until the submit is answered; queued (or already working) from then on.
+    // Not listed before the submit; while it is under way, listed or not yet; queued (or already
+    // working) once it is answered.
     for (const p of plan) log(p.id, ["-"]);
+    for (const p of plan) log(p.id, ["-", "queued", "working"]);
     await submit(a.socket, work, specs);
     for (const p of plan) log(p.id, ["queued", "working"]);
     const seen = new Set<string>();
