@@ -37,6 +37,8 @@ export interface TaskJson {
   unschedulable: string | null;
   /** Queued after meeting its account's usage limit: resumed after the reset (issue 15). */
   parked: { account: string; until: string; reason: string } | null;
+  /** What every view shows (the one status model): kind, detail, attention. */
+  status: { kind: string; detail: string | null; attention: boolean } | null;
   attempts: AttemptJson[];
   result: ResultJson | null;
   revision: number;
@@ -121,6 +123,9 @@ export function taskJson(t: Task): TaskJson {
     reason: orNull(t.reason),
     unschedulable: orNull(t.unschedulableReason),
     parked: parkedOf(t),
+    status: t.status?.kind
+      ? { kind: t.status.kind, detail: orNull(t.status.detail), attention: t.status.attention }
+      : null,
     attempts: t.attempts.map(attemptJson),
     result: r
       ? {

@@ -15,6 +15,8 @@ import { runCommand } from "./commands/run-prompt.js";
 import { planCommand } from "./commands/plan.js";
 import { submitCommand } from "./commands/submit.js";
 import { taskCommand, tasksCommand } from "./commands/tasks.js";
+import { tmuxSessionCommand } from "./commands/tmux.js";
+import { topCommand } from "./commands/top.js";
 import { watchCommand } from "./commands/watch.js";
 import { quotaCommand } from "./commands/quota.js";
 import { workersCommand } from "./commands/workers.js";
@@ -88,6 +90,8 @@ JSON field names are listed in each command's --help and in cli/README-fields.md
     taskCommand(),
     watchCommand(),
     logsCommand(),
+    topCommand(),
+    tmuxSessionCommand(),
     cancelCommand(),
     fetchCommand(),
     diffCommand(),

@@ -173,6 +173,8 @@ export const daemonOptionsSchema = z.strictObject({
       host: z.string().default("127.0.0.1"),
       port: z.number().int().min(0).max(65535).default(0),
       tokenFile: z.string().min(1).optional(),
+      /** The dashboard's write scope (cancel, retry): a file holding a bearer token; unset: read-only. */
+      writeTokenFile: z.string().min(1).optional(),
       /** Serve HTTPS (both or neither). */
       tlsCertFile: z.string().min(1).optional(),
       tlsKeyFile: z.string().min(1).optional(),

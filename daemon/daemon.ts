@@ -63,6 +63,7 @@ import { listWorkers, Presence, WorkerDirectory, type WorkerInfo } from "./regis
 import { defaultRunners, defaultWorkspaces, type RunnerWiring } from "./runtime.js";
 import { daemonSecrets } from "./secrets.js";
 import { MeshService } from "./service.js";
+import { ActivityFeed } from "./activity-feed.js";
 import { guardRunner, guardWorkspaces } from "./task-guard.js";
 import { EventPublisher, type TaskRecord, TaskStore } from "./tasks/index.js";
 import { pause, Slots } from "./util/index.js";
@@ -371,7 +372,12 @@ export class Daemon extends Part {
       log: this.log,
     });
     const settled = (r: TaskRecord) => plans.afterSettled(r);
+    const activity = new ActivityFeed(topo.js, this.log);
+    activity.start();
+    parts.add("activity feed", { stop: () => activity.close() });
     this.service = new MeshService({
+      activity,
+      leaseMs: cfg.leaseMs,
       nc: this.nc,
       js: topo.js,
       publisher: topo.publisher,

@@ -1,5 +1,15 @@
 /** Public surface of the daemon folder. Other folders import from here only. */
 export type { MeshApi, MeshEvent, SubmitResult, TaskFilter, TaskList, TaskView } from "./api/index.js";
+export {
+  type Overview,
+  type OverviewTask,
+  overview,
+  STATUS_KINDS,
+  type StatusKind,
+  statusRank,
+  type TaskStatus,
+  taskStatus,
+} from "./api/index.js";
 export type { MeshObserver, RunContext, Runner, RunOutcome } from "./claim/index.js";
 export {
   compileConfig,

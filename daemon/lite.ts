@@ -4,6 +4,13 @@
  * exported from index.ts.
  */
 
+export { type Overview, type OverviewTask, overview } from "./api/overview.js";
+export {
+  STATUS_KINDS,
+  type StatusKind,
+  statusRank,
+  type TaskStatus,
+} from "./api/status.js";
 export { errorMessage, isMeshError, MeshError, type MeshErrorCode } from "./errors.js";
 export { DEFAULT_SUBMIT_MAX_BYTES } from "./limits.js";
 export {

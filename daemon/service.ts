@@ -5,16 +5,18 @@
 import { DeliverPolicy, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
-import type {
-  MeshApi,
-  MeshEvent,
-  PlanSubmitResult,
-  PlanSummary,
-  PlanView,
-  SubmitResult,
-  TaskFilter,
-  TaskList,
-  TaskView,
+import type { ActivityFeed } from "./activity-feed.js";
+import {
+  type MeshApi,
+  type MeshEvent,
+  type PlanSubmitResult,
+  type PlanSummary,
+  type PlanView,
+  type SubmitResult,
+  type TaskFilter,
+  type TaskList,
+  type TaskView,
+  taskStatus,
 } from "./api/index.js";
 import type { MeshObserver } from "./claim/index.js";
 import { errorMessage, isMeshError, MeshError } from "./errors.js";
@@ -75,6 +77,10 @@ export interface MeshServiceDeps {
   plans?: { store: PlanStore; scheduler: PlanScheduler };
   /** Refuses a spec whose `uses` no declared resource can hold (INVALID_ARGUMENT naming the field). */
   checkUses?: (spec: TaskSpec, field: string) => void;
+  /** Agent activity and revision sightings for the status model; none: status from the record alone. */
+  activity?: ActivityFeed;
+  /** This daemon's lease, for records that do not carry their owner's. */
+  leaseMs?: number;
 }
 
 export class MeshService implements MeshApi {
@@ -210,12 +216,22 @@ export class MeshService implements MeshApi {
 
   private view(v: VersionedRecord, workers: WorkerInfo[]): TaskView {
     const r = v.record;
-    const out: TaskView = { record: r, revision: v.revision };
-    if (!isTerminal(r.state) && r.state !== "waiting") {
-      const why = unschedulableReason(workers, r.spec.pool, r.spec.labels, r.spec.runner);
-      if (why) out.unschedulable = why;
-    }
-    return out;
+    let unschedulable: string | undefined;
+    if (!isTerminal(r.state) && r.state !== "waiting")
+      unschedulable = unschedulableReason(workers, r.spec.pool, r.spec.labels, r.spec.runner);
+    const now = Date.now();
+    const feed = this.d.activity;
+    const activity = feed?.of(r.id);
+    const status = taskStatus({
+      record: r,
+      liveWorkers: new Set(workers.map((w) => w.workerId)),
+      now,
+      ...(feed ? { revisionSeenAt: feed.revisionSeen(r.id, v.revision, now) } : {}),
+      ...(activity ? { activity } : {}),
+      ...(unschedulable ? { unschedulable } : {}),
+      ...(this.d.leaseMs ? { defaultLeaseMs: this.d.leaseMs } : {}),
+    });
+    return { record: r, revision: v.revision, status, ...(unschedulable ? { unschedulable } : {}) };
   }
 
   async getTask(id: string): Promise<TaskView> {

@@ -221,6 +221,7 @@ describe("mesh CLI, end to end", () => {
         workerId: ids.b,
         cancelRequested: false,
         unschedulable: null,
+        status: expect.objectContaining({ kind: "succeeded", attention: false }),
       });
       expect(task.attempts).toHaveLength(1);
       expect(task.attempts[0]).toMatchObject({

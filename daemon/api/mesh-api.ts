@@ -5,6 +5,7 @@
 import type { PlanRecord, PlanSpec } from "../plans/index.js";
 import type { WorkerInfo } from "../registry/index.js";
 import type { TaskEvent, TaskRecord, TaskSpec, TaskState, UnreadableRecord } from "../tasks/index.js";
+import type { TaskStatus } from "./status.js";
 
 export interface SubmitResult {
   id: string;
@@ -19,6 +20,8 @@ export interface TaskView {
   revision: number;
   /** Set while queued and no live worker serves the task's pool, labels and runner. */
   unschedulable?: string;
+  /** What every view shows (daemon/api/status.ts), judged by the daemon that answers (MeshService always sets it). */
+  status?: TaskStatus;
 }
 
 export interface TaskList {

@@ -88,6 +88,16 @@ export function taskToProto(view: TaskView): Task {
     unschedulableReason: view.unschedulable ?? "",
     revision: view.revision,
     recordJson: JSON.stringify(r),
+    ...(view.status
+      ? {
+          status: {
+            kind: view.status.kind,
+            detail: view.status.detail ?? "",
+            attention: view.status.attention,
+            workerId: view.status.workerId ?? "",
+          },
+        }
+      : {}),
   };
 }
 

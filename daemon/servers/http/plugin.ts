@@ -15,18 +15,17 @@ import { advertisedUrls, targetGroups } from "./sd.js";
 
 const READY_CHECK_TIMEOUT_MS = 2000;
 
-async function readToken(file: string): Promise<string> {
+async function readToken(file: string, field = "http.tokenFile"): Promise<string> {
   let token: string;
   try {
     token = (await readFile(file, "utf8")).trim();
   } catch (err) {
-    throw new MeshError("INVALID_ARGUMENT", `http.tokenFile: cannot read ${file}: ${errorMessage(err)}`, {
-      field: "http.tokenFile",
+    throw new MeshError("INVALID_ARGUMENT", `${field}: cannot read ${file}: ${errorMessage(err)}`, {
+      field,
       cause: err,
     });
   }
-  if (!token)
-    throw new MeshError("INVALID_ARGUMENT", `http.tokenFile: ${file} is empty`, { field: "http.tokenFile" });
+  if (!token) throw new MeshError("INVALID_ARGUMENT", `${field}: ${file} is empty`, { field });
   return token;
 }
 
@@ -39,6 +38,18 @@ async function readPem(file: string, field: string): Promise<Buffer> {
       cause: err,
     });
   }
+}
+
+/** The host names of `http.advertise` (a proxy's or a DNS name's), which requests may carry. */
+function advertiseHosts(a: string | string[] | undefined): string[] {
+  const list = typeof a === "string" ? [a] : (a ?? []);
+  return list.map((x) => {
+    try {
+      return new URL(/^[a-z][a-z0-9+.-]*:\/\//i.test(x) ? x : `http://${x}`).hostname.replace(/^\[|\]$/g, "");
+    } catch {
+      return x;
+    }
+  });
 }
 
 function within<T>(p: Promise<T>, ms: number): Promise<T> {
@@ -80,6 +91,15 @@ export function httpPlugin(config: DaemonConfig, metrics?: MeshMetrics): DaemonP
     name: "http",
     async start(d) {
       const token = config.http.tokenFile ? await readToken(config.http.tokenFile) : undefined;
+      const writeToken = config.http.writeTokenFile
+        ? await readToken(config.http.writeTokenFile, "http.writeTokenFile")
+        : undefined;
+      if (writeToken && writeToken === token)
+        throw new MeshError(
+          "INVALID_ARGUMENT",
+          "http.writeTokenFile: the write token is the read token (http.tokenFile); give writes a token of their own",
+          { field: "http.writeTokenFile" },
+        );
       const tls =
         config.http.tlsCertFile && config.http.tlsKeyFile
           ? {
@@ -97,6 +117,11 @@ export function httpPlugin(config: DaemonConfig, metrics?: MeshMetrics): DaemonP
           ...(metrics ? { metrics: () => metrics.render() } : {}),
           readiness: () => readiness(d, metrics),
           targets: async () => targetGroups(await d.api.listWorkers()),
+          dashboard: {
+            api: d.api,
+            hosts: advertiseHosts(config.http.advertise),
+            ...(writeToken ? { writeToken } : {}),
+          },
         },
       });
       const addr = await server.start();

@@ -7,6 +7,7 @@ import { bearerAuth } from "hono/bearer-auth";
 import { HTTPException } from "hono/http-exception";
 import type { Logger } from "pino";
 import { errorMessage } from "../../errors.js";
+import { type DashboardOptions, mountDashboard } from "./dashboard.js";
 import type { TargetGroup } from "./sd.js";
 
 export interface Readiness {
@@ -21,6 +22,8 @@ export interface HttpRoutes {
   readiness(): Promise<Readiness>;
   /** Prometheus HTTP service discovery: one target group per live daemon. */
   targets(): Promise<TargetGroup[]>;
+  /** The web dashboard (/ui, /api/...); absent: not served. */
+  dashboard?: Omit<DashboardOptions, "readToken">;
 }
 
 export function buildApp(routes: HttpRoutes, opts: { token?: string; log: Logger }): Hono {
@@ -44,7 +47,10 @@ export function buildApp(routes: HttpRoutes, opts: { token?: string; log: Logger
 
   app.get("/sd", guard, async (c) => c.json(await routes.targets()));
 
-  app.notFound((c) => c.json({ error: "not found: try /metrics, /healthz, /readyz or /sd" }, 404));
+  if (routes.dashboard)
+    mountDashboard(app, { ...routes.dashboard, ...(opts.token ? { readToken: opts.token } : {}) });
+
+  app.notFound((c) => c.json({ error: "not found: try /ui, /metrics, /healthz, /readyz or /sd" }, 404));
   app.onError((err, c) => {
     if (err instanceof HTTPException) return err.getResponse(); // e.g. 401 from bearerAuth
     opts.log.warn({ err: errorMessage(err), path: c.req.path }, "HTTP request failed");

@@ -247,11 +247,25 @@ export interface Task {
   revision: number;
   /** The full TaskRecord as JSON (includes the spec). */
   recordJson: string;
+  /** What every view shows, from the one status model (judged by the answering daemon). */
+  status?: TaskStatus | undefined;
 }
 
 export interface Task_LabelsEntry {
   key: string;
   value: string;
+}
+
+/** The status model (daemon/api/status.ts): derived from the record, lease, presence and agent events. */
+export interface TaskStatus {
+  /** working | tool | attention | queued | waiting | succeeded | failed | cancelled | lost */
+  kind: string;
+  /** Why, in one line (the tool, the denial, the missing worker, the terminal reason). */
+  detail: string;
+  /** attention or lost: a person should look. */
+  attention: boolean;
+  /** The worker it runs (or ran) on. */
+  workerId: string;
 }
 
 export interface Attempt {
@@ -1976,6 +1990,7 @@ function createBaseTask(): Task {
     unschedulableReason: "",
     revision: 0,
     recordJson: "",
+    status: undefined,
   };
 }
 
@@ -2046,6 +2061,9 @@ export const Task: MessageFns<Task> = {
     }
     if (message.recordJson !== "") {
       writer.uint32(178).string(message.recordJson);
+    }
+    if (message.status !== undefined) {
+      TaskStatus.encode(message.status, writer.uint32(322).fork()).join();
     }
     return writer;
   },
@@ -2242,6 +2260,14 @@ export const Task: MessageFns<Task> = {
             message.recordJson = reader.string();
             continue;
           }
+          case 40: {
+            if (tag !== 322) {
+              break;
+            }
+
+            message.status = TaskStatus.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2337,6 +2363,7 @@ export const Task: MessageFns<Task> = {
         : isSet(object.record_json)
         ? globalThis.String(object.record_json)
         : "",
+      status: isSet(object.status) ? TaskStatus.fromJSON(object.status) : undefined,
     };
   },
 
@@ -2414,6 +2441,9 @@ export const Task: MessageFns<Task> = {
     if (message.recordJson !== "") {
       obj.recordJson = message.recordJson;
     }
+    if (message.status !== undefined) {
+      obj.status = TaskStatus.toJSON(message.status);
+    }
     return obj;
   },
 
@@ -2454,6 +2484,9 @@ export const Task: MessageFns<Task> = {
     message.unschedulableReason = object.unschedulableReason ?? "";
     message.revision = object.revision ?? 0;
     message.recordJson = object.recordJson ?? "";
+    message.status = (object.status !== undefined && object.status !== null)
+      ? TaskStatus.fromPartial(object.status)
+      : undefined;
     return message;
   },
 };
@@ -2539,6 +2572,127 @@ export const Task_LabelsEntry: MessageFns<Task_LabelsEntry> = {
     const message = createBaseTask_LabelsEntry();
     message.key = object.key ?? "";
     message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseTaskStatus(): TaskStatus {
+  return { kind: "", detail: "", attention: false, workerId: "" };
+}
+
+export const TaskStatus: MessageFns<TaskStatus> = {
+  encode(message: TaskStatus, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.kind !== "") {
+      writer.uint32(10).string(message.kind);
+    }
+    if (message.detail !== "") {
+      writer.uint32(18).string(message.detail);
+    }
+    if (message.attention !== false) {
+      writer.uint32(24).bool(message.attention);
+    }
+    if (message.workerId !== "") {
+      writer.uint32(34).string(message.workerId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TaskStatus {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTaskStatus();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.kind = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.detail = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.attention = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.workerId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TaskStatus {
+    return {
+      kind: isSet(object.kind) ? globalThis.String(object.kind) : "",
+      detail: isSet(object.detail) ? globalThis.String(object.detail) : "",
+      attention: isSet(object.attention) ? globalThis.Boolean(object.attention) : false,
+      workerId: isSet(object.workerId)
+        ? globalThis.String(object.workerId)
+        : isSet(object.worker_id)
+        ? globalThis.String(object.worker_id)
+        : "",
+    };
+  },
+
+  toJSON(message: TaskStatus): unknown {
+    const obj: any = {};
+    if (message.kind !== "") {
+      obj.kind = message.kind;
+    }
+    if (message.detail !== "") {
+      obj.detail = message.detail;
+    }
+    if (message.attention !== false) {
+      obj.attention = message.attention;
+    }
+    if (message.workerId !== "") {
+      obj.workerId = message.workerId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TaskStatus>, I>>(base?: I): TaskStatus {
+    return TaskStatus.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TaskStatus>, I>>(object: I): TaskStatus {
+    const message = createBaseTaskStatus();
+    message.kind = object.kind ?? "";
+    message.detail = object.detail ?? "";
+    message.attention = object.attention ?? false;
+    message.workerId = object.workerId ?? "";
     return message;
   },
 };

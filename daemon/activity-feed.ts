@@ -1,0 +1,122 @@
+/**
+ * What the status model needs beyond the record, kept by every daemon for the whole mesh: each
+ * live task's agent activity (folded from MESH_EVENTS, whoever ran it) and when this daemon first
+ * saw each record revision (the lease's silence on the reader's own clock). A remote task's events
+ * arrive on the same stream as a local one's, so both read the same.
+ *
+ * Best effort like the events themselves: a lost event leaves the status at "working" until the
+ * next one; the record (state, lease, presence) is never overridden by it.
+ */
+import { DeliverPolicy, type JetStreamClient } from "@nats-io/jetstream";
+import { type AgentActivity, foldActivity } from "./api/index.js";
+import { errorMessage } from "./errors.js";
+import type { Logger } from "./log.js";
+import { EVENTS_STREAM, taskEventSubject } from "./nats/index.js";
+import { isTerminal, type TaskEvent, type TaskState } from "./tasks/index.js";
+import { pause } from "./util/index.js";
+
+/** How far back a daemon that starts reads agent events (tasks started before it). */
+const REPLAY_MS = 30 * 60_000;
+/** Bounds on what is remembered: tasks are dropped when they end, and the oldest beyond this. */
+const MAX_TASKS = 20_000;
+
+export class ActivityFeed {
+  private readonly activity = new Map<string, AgentActivity>();
+  private readonly seen = new Map<string, { revision: number; at: number }>();
+  private readonly stop = new AbortController();
+  private done: Promise<void> | undefined;
+
+  constructor(
+    private readonly js: JetStreamClient,
+    private readonly log: Logger,
+    private readonly retryMs = 1000,
+  ) {}
+
+  start(): void {
+    this.done ??= this.run();
+  }
+
+  /** Stops reading; does not wait longer than `graceMs` for a consumer NATS no longer answers. */
+  async close(graceMs = 2000): Promise<void> {
+    this.stop.abort();
+    let t: NodeJS.Timeout | undefined;
+    await Promise.race([this.done, new Promise((r) => (t = setTimeout(r, graceMs)))]);
+    clearTimeout(t);
+  }
+
+  /** The task's folded agent activity, if any was heard. */
+  of(taskId: string): AgentActivity | undefined {
+    return this.activity.get(taskId);
+  }
+
+  /** When this daemon first saw the task at `revision` (its own clock, ms). */
+  revisionSeen(taskId: string, revision: number, now = Date.now()): number {
+    const s = this.seen.get(taskId);
+    if (s && s.revision === revision) return s.at;
+    this.seen.set(taskId, { revision, at: now });
+    bound(this.seen);
+    return now;
+  }
+
+  /** Folds one event (exposed for tests and for events heard elsewhere). */
+  note(e: TaskEvent): void {
+    if (e.type === "state") {
+      if (isTerminal(e.state as TaskState)) {
+        this.activity.delete(e.taskId);
+        return;
+      }
+      if (e.state !== "running" && e.state !== "claimed") return;
+    }
+    this.activity.set(e.taskId, foldActivity(this.activity.get(e.taskId), e));
+    bound(this.activity);
+  }
+
+  private async run(): Promise<void> {
+    let lastSeq = 0;
+    const signal = this.stop.signal;
+    while (!signal.aborted) {
+      try {
+        const c = await this.js.consumers.get(EVENTS_STREAM, {
+          filter_subjects: `${taskEventSubject("*")}.>`,
+          ...(lastSeq > 0
+            ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: lastSeq + 1 }
+            : {
+                deliver_policy: DeliverPolicy.StartTime,
+                opt_start_time: new Date(Date.now() - REPLAY_MS).toISOString(),
+              }),
+        });
+        const msgs = await c.consume();
+        const onAbort = () => void msgs.close();
+        signal.addEventListener("abort", onAbort, { once: true });
+        try {
+          for await (const m of msgs) {
+            lastSeq = m.seq;
+            try {
+              this.note(m.json<TaskEvent>());
+            } catch {
+              // not an event: skip it
+            }
+          }
+        } finally {
+          signal.removeEventListener("abort", onAbort);
+        }
+      } catch (err) {
+        if (signal.aborted) return;
+        this.log.debug({ err: errorMessage(err) }, "activity feed: events consumer failed; reopening");
+      }
+      try {
+        await pause(this.retryMs, signal);
+      } catch {
+        return;
+      }
+    }
+  }
+}
+
+function bound<V>(m: Map<string, V>): void {
+  while (m.size > MAX_TASKS) {
+    const first = m.keys().next();
+    if (first.done) return;
+    m.delete(first.value);
+  }
+}
