@@ -2,7 +2,7 @@
  * The daemon's answer for the whole mesh: what the gRPC server (and tests) call.
  * Implemented by `MeshService` over NATS; the transport layers only translate.
  */
-import type { PlanRecord, PlanSpec } from "../plans/index.js";
+import type { PlanConflict, PlanRecord, PlanSpec } from "../plans/index.js";
 import type { WorkerInfo } from "../registry/index.js";
 import type { TaskEvent, TaskRecord, TaskSpec, TaskState, UnreadableRecord } from "../tasks/index.js";
 
@@ -19,6 +19,8 @@ export interface TaskView {
   revision: number;
   /** Set while queued and no live worker serves the task's pool, labels and runner. */
   unschedulable?: string;
+  /** While waiting: the needs not succeeded yet (getTask only). */
+  waitingOn?: string[];
 }
 
 export interface TaskList {
@@ -50,6 +52,8 @@ export interface PlanView {
   tasks: TaskView[];
   /** Task ids of the plan without a record (deleted after their retention, or never written). */
   missing: string[];
+  /** Conflicts the early check found between the plan's finished branches, by task pair. */
+  conflicts: PlanConflict[];
 }
 
 export interface PlanSummary {

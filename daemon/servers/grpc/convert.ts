@@ -2,6 +2,7 @@
 import {
   type Attempt,
   type Plan,
+  type PlanConflict as PlanConflictMsg,
   type Task,
   type TaskEvent as TaskEventMsg,
   type TaskResult,
@@ -11,7 +12,7 @@ import {
   type Worker,
 } from "../../../proto/index.js";
 import type { MeshEvent, SubmitResult, TaskView } from "../../api/index.js";
-import { type PlanRecord, planNeeds } from "../../plans/index.js";
+import { type PlanConflict, type PlanRecord, planNeeds } from "../../plans/index.js";
 import type { WorkerInfo } from "../../registry/index.js";
 import type { AttemptInfo, ResultBundle, TaskEvent, TaskResultInfo, TaskState } from "../../tasks/index.js";
 
@@ -86,6 +87,9 @@ export function taskToProto(view: TaskView): Task {
     unschedulableReason: view.unschedulable ?? "",
     revision: view.revision,
     recordJson: JSON.stringify(r),
+    plan: r.spec.plan ?? "",
+    needs: [...(r.spec.needs ?? [])],
+    waitingOn: [...(view.waitingOn ?? [])],
   };
 }
 
@@ -158,4 +162,8 @@ export function planToProto(p: PlanRecord, states: Partial<Record<TaskState, num
       number
     >,
   };
+}
+
+export function planConflictToProto(c: PlanConflict): PlanConflictMsg {
+  return { tasks: [...c.tasks], heads: [...c.heads], files: c.files, foundAt: c.foundAt, foundBy: c.foundBy };
 }
