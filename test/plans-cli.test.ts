@@ -254,7 +254,9 @@ describe("mesh plan", () => {
     expect(human.stdout).toMatch(new RegExp(`^plan: +${id}$`, "m"));
     expect(human.stdout).toMatch(new RegExp(`^needs: +${id}-slow, ${id}-fails$`, "m"));
     expect(human.stdout).toMatch(new RegExp(`^waits on: +${id}-slow, ${id}-fails$`, "m"));
-    expect(human.stdout).toMatch(new RegExp(`^blocked: +by ${id}-fails: .*exit code 3`, "m"));
+    expect(human.stdout).toMatch(
+      new RegExp(`^blocked: +dependency ${id}-fails (died|failed): .*exit code 3$`, "m"),
+    );
 
     await writeFile(flag, "");
     const after = await waitFor(

@@ -144,7 +144,8 @@ function planLines(p: TaskPlanJson | undefined): Array<[string, string]> {
     ["plan", p.plan],
     ["needs", p.needs.length ? p.needs.join(", ") : "-"],
   ];
-  if (p.blockedBy) lines.push(["blocked", `by ${p.blockedBy.dependency}: ${p.blockedBy.reason}`]);
+  // The reason names the need: "dependency <id> failed: ...".
+  if (p.blockedBy) lines.push(["blocked", p.blockedBy.reason]);
   if (p.waitingOn.length) lines.push(["waits on", p.waitingOn.join(", ")]);
   return lines;
 }
