@@ -198,10 +198,16 @@ describe("mesh plan", () => {
       },
       { name: "the conflict in plan status --json", timeoutMs: 30_000, intervalMs: 200 },
     );
+    const heads = await Promise.all(
+      ["p", "q"].map(
+        async (n) => (await mesh(["--json", "task", `${id}-${n}`])).json().task.result.bundle.head,
+      ),
+    );
+    expect(heads[0]).toMatch(/^[0-9a-f]{40}$/);
     expect(st.conflicts).toEqual([
       {
         tasks: [`${id}-p`, `${id}-q`],
-        heads: expect.arrayContaining([expect.stringMatching(/^[0-9a-f]{40}$/)]),
+        heads,
         files: ["clash.txt"],
         foundAt: expect.any(String),
         foundBy: expect.any(String),
