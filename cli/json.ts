@@ -166,15 +166,46 @@ function parkedOf(t: Task): TaskJson["parked"] {
   }
 }
 
-/** `mesh task <id> --json` adds the daemon's full record (not covered by the stability promise). */
-export function taskDetailJson(t: Task): TaskJson & { record: unknown } {
-  let record: unknown = null;
+/** Where a task stands in its plan (`mesh task <id>`). */
+export interface TaskPlanJson {
+  plan: string | null;
+  needs: string[];
+  /** While waiting: the needs not succeeded yet. */
+  waitingOn: string[];
+  /** Waiting on a need that did not succeed (policy `wait`). */
+  blockedBy: { dependency: string; reason: string } | null;
+  /** Cancelled because this need did not succeed. */
+  cancelCause: { dependency: string } | null;
+}
+
+function recordOf(t: Task): unknown {
   try {
-    record = t.recordJson ? JSON.parse(t.recordJson) : null;
+    return t.recordJson ? JSON.parse(t.recordJson) : null;
   } catch {
-    record = null;
+    return null;
   }
-  return { ...taskJson(t), record };
+}
+
+function taskPlanJson(t: Task, record: unknown): TaskPlanJson {
+  const r = (typeof record === "object" && record !== null ? record : {}) as Partial<
+    Pick<TaskPlanJson, "blockedBy" | "cancelCause">
+  >;
+  return {
+    plan: orNull(t.plan),
+    needs: t.needs,
+    waitingOn: t.waitingOn,
+    blockedBy: r.blockedBy ?? null,
+    cancelCause: r.cancelCause ?? null,
+  };
+}
+
+/**
+ * `mesh task <id> --json`: the task, where it stands in its plan, and the daemon's full record
+ * (not covered by the stability promise).
+ */
+export function taskDetailJson(t: Task): TaskJson & TaskPlanJson & { record: unknown } {
+  const record = recordOf(t);
+  return { ...taskJson(t), ...taskPlanJson(t, record), record };
 }
 
 export interface WorkerJson {

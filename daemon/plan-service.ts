@@ -8,6 +8,7 @@ import { MeshError } from "./errors.js";
 import type { Logger } from "./log.js";
 import {
   buildPlanRecord,
+  type PlanConflict,
   type PlanRecord,
   type PlanSpec,
   type PlanStore,
@@ -123,6 +124,7 @@ export async function getPlan(
   d: Pick<PlanServiceDeps, "store" | "plans">,
   id: string,
   view: (v: VersionedRecord) => TaskView,
+  conflicts: (plan: string) => Promise<PlanConflict[]>,
 ): Promise<PlanView> {
   const plan = await d.plans.get(id);
   if (!plan) throw new MeshError("NOT_FOUND", `no plan with id "${id}"; list them with \`mesh plan list\``);
@@ -139,7 +141,19 @@ export async function getPlan(
     if (v) tasks.push(view(v));
     else missing.push(ids[i]!);
   });
-  return { plan, tasks, missing };
+  return { plan, tasks, missing, conflicts: await conflicts(id) };
+}
+
+/** The needs (task ids) that have not succeeded, in their order; a need without a record counts. */
+export async function unmetNeeds(store: TaskStore, needs: readonly string[]): Promise<string[]> {
+  const states = new Map<string, TaskState>();
+  if (needs.length > 100) {
+    for (const v of await store.list()) states.set(v.record.id, v.record.state);
+  } else {
+    const read = await Promise.all(needs.map((n) => store.get(n)));
+    for (const v of read) if (v) states.set(v.record.id, v.record.state);
+  }
+  return needs.filter((n) => states.get(n) !== "succeeded");
 }
 
 export async function listPlans(d: Pick<PlanServiceDeps, "store" | "plans">): Promise<PlanSummary[]> {

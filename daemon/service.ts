@@ -28,8 +28,8 @@ import {
   STATE_EVENTS_FILTER,
   taskEventSubject,
 } from "./nats/index.js";
-import { getPlan, listPlans, type PlanServiceDeps, submitPlan } from "./plan-service.js";
-import type { PlanScheduler, PlanSpec, PlanStore } from "./plans/index.js";
+import { getPlan, listPlans, type PlanServiceDeps, submitPlan, unmetNeeds } from "./plan-service.js";
+import { listPlanConflicts, type PlanScheduler, type PlanSpec, type PlanStore } from "./plans/index.js";
 import { ringDoorbell } from "./queue/index.js";
 import { listWorkers, unschedulableReason, type WorkerInfo } from "./registry/index.js";
 import {
@@ -203,7 +203,12 @@ export class MeshService implements MeshApi {
 
   async getPlan(id: string): Promise<PlanView> {
     const workers = await this.listWorkers();
-    return getPlan(this.planDeps(), id, (v) => this.view(v, workers));
+    return getPlan(
+      this.planDeps(),
+      id,
+      (v) => this.view(v, workers),
+      (plan) => listPlanConflicts(this.d, plan),
+    );
   }
 
   listPlans(): Promise<PlanSummary[]> {
@@ -237,7 +242,11 @@ export class MeshService implements MeshApi {
   async getTask(id: string): Promise<TaskView> {
     const v = await this.d.store.get(id);
     if (!v) throw new MeshError("NOT_FOUND", `no task with id "${id}"; list them with \`mesh tasks\``);
-    return this.view(v, await this.listWorkers());
+    const out = this.view(v, await this.listWorkers());
+    const needs = v.record.spec.needs ?? [];
+    if (v.record.state === "waiting" && needs.length > 0)
+      out.waitingOn = await unmetNeeds(this.d.store, needs);
+    return out;
   }
 
   async listTasks(filter: TaskFilter = {}): Promise<TaskList> {

@@ -1,7 +1,7 @@
 /**
- * Conflicts found early (issue 14 §4, §7): two tasks of one plan, run on two daemons (their
- * own repo caches; a repo shipped through the mesh, so each daemon gets the other's branch
- * from the bundle store), edit the same lines. The conflict is reported on the plan's event
+ * Conflicts found early (issue 14 §4, §7): two tasks of one plan (submitted whole, as `mesh
+ * plan submit` does), run on two daemons (their own repo caches; a repo shipped through the
+ * mesh, so each daemon gets the other's branch from the bundle store), edit the same lines. The conflict is reported on the plan's event
  * subject, counted in `agentmesh_plan_conflicts_total` and stored for `mesh plan status`
  * (listPlanConflicts), while nobody has fetched either branch. Branches that touch other files,
  * or of which one contains the other (a task that needs the other), are not conflicts.
@@ -18,7 +18,14 @@ import { ensureTopology } from "../daemon/queue/topology.js";
 import { waitFor } from "./harness/index.js";
 import { useMesh } from "./support/fixture.js";
 import { waitForState } from "./support/mesh.js";
-import { conflictsCounted, git, type PlanMesh, planTask, startPlanMesh } from "./support/plan-mesh.js";
+import {
+  conflictsCounted,
+  git,
+  type PlanMesh,
+  planStep,
+  startPlanMesh,
+  submitTestPlan,
+} from "./support/plan-mesh.js";
 import { uniqueId } from "./support/tasks.js";
 
 const fx = useMesh();
@@ -38,7 +45,6 @@ describe("conflicts between finished branches of a plan", () => {
     async () => {
       m = await startPlanMesh(fx, "pc");
       const plan = uniqueId("plan");
-      const [p, q, other] = [uniqueId("p"), uniqueId("q"), uniqueId("other")];
       const seen: Array<Record<string, unknown>> = [];
       const sub = fx.client.nc.subscribe(planEventSubject(plan), {
         callback: (_e, msg) => {
@@ -46,13 +52,17 @@ describe("conflicts between finished branches of a plan", () => {
         },
       });
       try {
-        await fx.client.api.submit([
-          planTask(m, p, m.a, { plan, writes: { "shared.txt": "one\nTWO by p\nthree\nfour\nfive\n" } }),
-          planTask(m, q, m.b, { plan, writes: { "shared.txt": "one\nTWO by q\nthree\nfour\nfive\n" } }),
+        const sp = await submitTestPlan(fx, plan, [
+          planStep(m, "p", m.a, { writes: { "shared.txt": "one\nTWO by p\nthree\nfour\nfive\n" } }),
+          planStep(m, "q", m.b, { writes: { "shared.txt": "one\nTWO by q\nthree\nfour\nfive\n" } }),
           // Another file: never compared with the two.
-          planTask(m, other, m.a, { plan, writes: { "other.txt": "other\n" } }),
+          planStep(m, "other", m.a, { writes: { "other.txt": "other\n" } }),
         ]);
+        const [p, q, other] = [sp.id("p"), sp.id("q"), sp.id("other")];
         for (const id of [p, q, other]) await waitForState(fx.client.api, id, ["succeeded"]);
+        // Two daemons ran them: each found the other's branch through the bundle store.
+        expect((await fx.client.api.getTask(p)).record.attempts[0]!.workerId).toBe(m.a.daemon.workerId);
+        expect((await fx.client.api.getTask(q)).record.attempts[0]!.workerId).toBe(m.b.daemon.workerId);
         const [stored] = await waitFor(
           async () => {
             const c = await conflictsOf(plan);
@@ -95,19 +105,16 @@ describe("conflicts between finished branches of a plan", () => {
     async () => {
       m = await startPlanMesh(fx, "pd");
       const plan = uniqueId("plan");
-      const [first, second] = [uniqueId("first"), uniqueId("second")];
-      await fx.client.api.submit([
-        planTask(m, first, m.a, { plan, writes: { "shared.txt": "one\nTWO by first\nthree\nfour\nfive\n" } }),
-      ]);
-      await waitForState(fx.client.api, first, ["succeeded"]);
-      await fx.client.api.submit([
-        planTask(m, second, m.b, {
-          plan,
-          needs: [first],
+      const sp = await submitTestPlan(fx, plan, [
+        planStep(m, "first", m.a, { writes: { "shared.txt": "one\nTWO by first\nthree\nfour\nfive\n" } }),
+        planStep(m, "second", m.b, {
+          needs: ["first"],
           writes: { "shared.txt": "one\nTWO by second\nthree\nfour\nfive\n" },
         }),
       ]);
+      const [first, second] = [sp.id("first"), sp.id("second")];
       await waitForState(fx.client.api, second, ["succeeded"]);
+      expect((await fx.client.api.getTask(first)).record.state).toBe("succeeded");
       // Stopping the daemons waits for their checks: both branches were checked, nothing was found.
       await Promise.all([m.a.daemon.stop(), m.b.daemon.stop()]);
       expect(await pathsOf(plan)).toEqual({ [first]: ["shared.txt"], [second]: ["shared.txt"] });

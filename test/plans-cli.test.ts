@@ -1,15 +1,16 @@
 // biome-ignore-all lint/suspicious/noExplicitAny: the CLI's parsed JSON output is asserted field by field
 /**
- * `mesh plan submit|status|graph|list`, `mesh tasks --plan` and `mesh fetch --plan` end to end:
+ * `mesh plan submit|status|graph|list`, `mesh tasks --plan`, `mesh fetch --plan` and the plan side of
+ * `mesh task <id>` (plan, needs, what it waits on, what blocks it) end to end:
  * the built CLI against a real meshd process on a real nats-server, command tasks on a real git
  * repository shipped with `repo: .`.
  */
 import { randomBytes } from "node:crypto";
-import { writeFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { makeTempDir, NatsServer } from "./harness/index.js";
+import { makeTempDir, NatsServer, waitFor } from "./harness/index.js";
 import { MESH_BIN } from "./support/mesh.js";
 import { type Meshd, startMeshdProcess, stopMeshdProcess } from "./support/meshd-proc.js";
 
@@ -169,5 +170,118 @@ describe("mesh plan", () => {
     const b = r.json().tasks.find((t: any) => t.id === `${id}-b`);
     expect(b).toMatchObject({ state: "cancelled", cancelCause: { dependency: `${id}-a` } });
     expect(b.reason).toBe(`dependency ${id}-a died: attempts exhausted (1/1); last: exit code 7`);
+  }, 60_000);
+
+  it("status shows the conflicts between the plan's finished branches, as lines and in --json", async () => {
+    const id = uid("clash");
+    const put = (text: string) => [
+      "node",
+      "-e",
+      `require('fs').writeFileSync('clash.txt', ${JSON.stringify(text)})`,
+    ];
+    const file = await planFile({
+      plan: id,
+      defaults,
+      tasks: [
+        { id: "p", command: put("by p\n") },
+        { id: "q", command: put("by q\n") },
+        { id: "other", command: writes("other.txt") },
+      ],
+    });
+    const sub = await mesh(["--json", "plan", "submit", file, "--wait"]);
+    expect(sub.code, sub.stderr).toBe(0);
+    // The check runs after the task's success, in the background: the status shows it once stored.
+    const st = await waitFor(
+      async () => {
+        const r = await mesh(["--json", "plan", "status", id]);
+        return r.json().conflicts.length > 0 ? r.json() : undefined;
+      },
+      { name: "the conflict in plan status --json", timeoutMs: 30_000, intervalMs: 200 },
+    );
+    const heads = await Promise.all(
+      ["p", "q"].map(
+        async (n) => (await mesh(["--json", "task", `${id}-${n}`])).json().task.result.bundle.head,
+      ),
+    );
+    expect(heads[0]).toMatch(/^[0-9a-f]{40}$/);
+    expect(st.conflicts).toEqual([
+      {
+        tasks: [`${id}-p`, `${id}-q`],
+        heads,
+        files: ["clash.txt"],
+        foundAt: expect.any(String),
+        foundBy: expect.any(String),
+      },
+    ]);
+    const human = await mesh(["plan", "status", id]);
+    expect(human.code).toBe(0);
+    expect(human.stdout).toMatch(/^conflict: p and q do not merge in clash\.txt \(found \S+ by \S+\)$/m);
+    // One line per conflicting pair; the task on another file is in none.
+    expect(human.stdout.match(/^conflict:/gm)).toHaveLength(1);
+  }, 60_000);
+
+  it("`mesh task` of a plan's task shows its plan and needs, what it waits on and what blocks it", async () => {
+    const id = uid("wt");
+    const flag = join(await makeTempDir("plans-cli-flag-"), "go");
+    const file = await planFile({
+      plan: id,
+      defaults,
+      tasks: [
+        {
+          id: "slow",
+          command: [
+            "node",
+            "-e",
+            `const fs=require('fs');const t=setInterval(()=>{if(fs.existsSync(${JSON.stringify(flag)})){clearInterval(t)}},50)`,
+          ],
+        },
+        { id: "fails", command: ["node", "-e", "process.exit(3)"] },
+        { id: "w", needs: ["slow", "fails"], dependencyFailure: "wait", command: writes("w") },
+      ],
+    });
+    expect((await mesh(["plan", "submit", file])).code).toBe(0);
+    const task = async (n: string) => (await mesh(["--json", "task", `${id}-${n}`])).json().task;
+    const blocked = await waitFor(
+      async () => {
+        const t = await task("w");
+        return t.blockedBy ? t : undefined;
+      },
+      { name: "w blocked by fails", timeoutMs: 30_000, intervalMs: 200 },
+    );
+    expect(blocked).toMatchObject({
+      state: "waiting",
+      plan: id,
+      needs: [`${id}-slow`, `${id}-fails`],
+      waitingOn: [`${id}-slow`, `${id}-fails`],
+      blockedBy: { dependency: `${id}-fails` },
+      cancelCause: null,
+    });
+    const human = await mesh(["task", `${id}-w`]);
+    expect(human.stdout).toMatch(new RegExp(`^plan: +${id}$`, "m"));
+    expect(human.stdout).toMatch(new RegExp(`^needs: +${id}-slow, ${id}-fails$`, "m"));
+    expect(human.stdout).toMatch(new RegExp(`^waits on: +${id}-slow, ${id}-fails$`, "m"));
+    expect(human.stdout).toMatch(
+      new RegExp(`^blocked: +dependency ${id}-fails (died|failed): .*exit code 3$`, "m"),
+    );
+
+    await writeFile(flag, "");
+    const after = await waitFor(
+      async () => {
+        const t = await task("w");
+        return t.waitingOn.length === 1 ? t : undefined;
+      },
+      { name: "w waits on fails only", timeoutMs: 30_000, intervalMs: 200 },
+    );
+    expect(after.waitingOn).toEqual([`${id}-fails`]);
+    // A task that waits for nothing: its plan, no needs, nothing waited on; a task of no plan: none.
+    expect(await task("slow")).toMatchObject({ plan: id, needs: [], waitingOn: [], blockedBy: null });
+    const lone = join(repo, `${uid("lone")}.json`);
+    await writeFile(lone, JSON.stringify({ id: uid("lone"), ...defaults, command: writes("lone") }));
+    const loneId = JSON.parse(await readFile(lone, "utf8")).id;
+    expect((await mesh(["submit", lone, "--wait"])).code).toBe(0);
+    const plain = (await mesh(["--json", "task", loneId])).json().task;
+    expect(plain).toMatchObject({ plan: null, needs: [], waitingOn: [], blockedBy: null, cancelCause: null });
+    expect((await mesh(["task", loneId])).stdout).not.toMatch(/^plan:/m);
+    expect((await mesh(["cancel", `${id}-w`])).code).toBe(0);
   }, 60_000);
 });

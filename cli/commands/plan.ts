@@ -6,7 +6,13 @@
 import { userInfo, hostname } from "node:os";
 import { Command } from "commander";
 import { isMeshError, parseTaskDocument } from "../../daemon/lite.js";
-import { type GetPlanResponse, type Plan, type Task, taskStateName } from "../../proto/index.js";
+import {
+  type GetPlanResponse,
+  type Plan,
+  type PlanConflict,
+  type Task,
+  taskStateName,
+} from "../../proto/index.js";
 import { type Ctx, parseDurationFlag } from "../context.js";
 import { CliError, EXIT } from "../errors.js";
 import { dash, paint, paintState, table } from "../format.js";
@@ -194,6 +200,22 @@ function statusRows(res: GetPlanResponse): StatusRow[] {
   });
 }
 
+interface ConflictRow {
+  tasks: string[];
+  heads: string[];
+  files: string[];
+  foundAt: string;
+  foundBy: string;
+}
+
+const conflictRow = (c: PlanConflict): ConflictRow => ({
+  tasks: c.tasks,
+  heads: c.heads,
+  files: c.files,
+  foundAt: c.foundAt,
+  foundBy: c.foundBy,
+});
+
 /**
  * The plan as a tree: each task under the last of its needs in the plan's order (the others
  * named after it), roots at the top.
@@ -250,6 +272,15 @@ function printStatus(ctx: Ctx, res: GetPlanResponse): void {
   }))
     ctx.print(line);
   if (res.missing.length) ctx.print(`no record (deleted after retention?): ${res.missing.join(", ")}`);
+  for (const c of res.conflicts) {
+    ctx.print(
+      paint(
+        ctx.style,
+        "red",
+        `conflict: ${c.tasks.map(short).join(" and ")} do not merge in ${c.files.join(", ")} (found ${c.foundAt} by ${c.foundBy})`,
+      ),
+    );
+  }
 }
 
 async function status(ctx: Ctx, id: string): Promise<void> {
@@ -260,6 +291,7 @@ async function status(ctx: Ctx, id: string): Promise<void> {
       plan: { id: p.id, title: p.title || null, createdAt: p.createdAt, submitter: p.submitter },
       tasks: statusRows(res),
       missing: res.missing,
+      conflicts: res.conflicts.map(conflictRow),
     });
   }
   printStatus(ctx, res);
@@ -321,7 +353,8 @@ async function list(ctx: Ctx): Promise<void> {
 
 const STATUS_JSON = `{"plan":{"id","title","createdAt","submitter"},"tasks":[{"id","state","needs","host","workerId",
    "waitingOn","blockedBy":{"dependency","reason"} or null,"cancelCause":{"dependency"} or null,"reason"}],
-   "missing":[task ids without a record]}`;
+   "missing":[task ids without a record],
+   "conflicts":[{"tasks":[a,b],"heads":[head of a,head of b],"files","foundAt","foundBy"}]}`;
 
 export function planCommand(): Command {
   const plan = new Command("plan").description(
@@ -341,7 +374,9 @@ export function planCommand(): Command {
     .action(run<[string, SubmitOpts]>((ctx, file, o) => submit(ctx, file, o)));
   plan
     .command("status")
-    .description("the plan as a tree: each task's state, host, what it waits on or why it is blocked")
+    .description(
+      "the plan as a tree: each task's state, host, what it waits on or why it is blocked; then its conflicts",
+    )
     .argument("<plan>", "plan id")
     .addHelpText("after", `\n--json output:\n  ${STATUS_JSON}`)
     .action(run<[string]>((ctx, id) => status(ctx, id)));

@@ -3,7 +3,7 @@ import { Command, InvalidArgumentError } from "commander";
 import { type TaskState, taskStateFromName } from "../../proto/index.js";
 import type { Ctx } from "../context.js";
 import { ago, dash, labelsText, paintState, table } from "../format.js";
-import { type TaskJson, taskDetailJson, taskJson } from "../json.js";
+import { type TaskJson, type TaskPlanJson, taskDetailJson, taskJson } from "../json.js";
 import { run } from "../run.js";
 
 const STATE_NAMES = ["waiting", "queued", "claimed", "running", "succeeded", "failed", "cancelled", "dead"];
@@ -77,8 +77,8 @@ async function list(ctx: Ctx, o: ListOpts): Promise<void> {
   );
 }
 
-/** The human detail view, shared with cancel/retry. */
-export function printTask(ctx: Ctx, t: TaskJson): void {
+/** The human detail view, shared with cancel/retry (`mesh task` adds where it stands in its plan). */
+export function printTask(ctx: Ctx, t: TaskJson, p?: TaskPlanJson): void {
   const lines: Array<[string, string]> = [
     ["id", t.id],
     ["title", dash(t.title)],
@@ -90,6 +90,7 @@ export function printTask(ctx: Ctx, t: TaskJson): void {
     ["pool", t.pool],
     ["labels", labelsText(t.labels)],
     ["runner", t.runner],
+    ...planLines(p),
     ["worker", t.workerId ? `${t.workerId} on ${dash(t.host)}` : "-"],
     ["submitted", `${t.submittedAt} (${ago(t.submittedAt)})`],
     ["updated", `${t.updatedAt} (${ago(t.updatedAt)})`],
@@ -143,11 +144,24 @@ export function printTask(ctx: Ctx, t: TaskJson): void {
   }
 }
 
+function planLines(p: TaskPlanJson | undefined): Array<[string, string]> {
+  if (!p?.plan) return [];
+  const lines: Array<[string, string]> = [
+    ["plan", p.plan],
+    ["needs", p.needs.length ? p.needs.join(", ") : "-"],
+  ];
+  // The reason names the need: "dependency <id> failed: ...".
+  if (p.blockedBy) lines.push(["blocked", p.blockedBy.reason]);
+  if (p.waitingOn.length) lines.push(["waits on", p.waitingOn.join(", ")]);
+  return lines;
+}
+
 async function show(ctx: Ctx, id: string): Promise<void> {
   const { task } = await ctx.client().getTask(id);
   if (!task) throw new Error(`the daemon answered GetTask(${id}) without a task`);
-  if (ctx.json) return ctx.printJson({ task: taskDetailJson(task) });
-  printTask(ctx, taskJson(task));
+  const detail = taskDetailJson(task);
+  if (ctx.json) return ctx.printJson({ task: detail });
+  printTask(ctx, taskJson(task), detail);
 }
 
 const TASK_FIELDS = `{"id","title","state","pool","labels","runner","attempt","maxAttempts","countedFailures",
@@ -183,7 +197,7 @@ export function taskCommand(): Command {
     .argument("<id>", "task id")
     .addHelpText(
       "after",
-      `\n--json output:\n  {"task":TASK} where TASK is as in \`mesh tasks --help\`, plus "record": the daemon's full\n  record (its fields are not covered by the stability promise)`,
+      `\n--json output:\n  {"task":TASK} where TASK is as in \`mesh tasks --help\`, plus its plan: "plan" (null when none),\n  "needs", "waitingOn" (needs not succeeded while waiting), "blockedBy":{"dependency","reason"} or null,\n  "cancelCause":{"dependency"} or null; and "record": the daemon's full record (its fields are not\n  covered by the stability promise)`,
     )
     .action(run<[string]>((ctx, id) => show(ctx, id)));
 }

@@ -2,7 +2,7 @@
  * The daemon's answer for the whole mesh: what the gRPC server (and tests) call.
  * Implemented by `MeshService` over NATS; the transport layers only translate.
  */
-import type { PlanRecord, PlanSpec } from "../plans/index.js";
+import type { PlanConflict, PlanRecord, PlanSpec } from "../plans/index.js";
 import type { WorkerInfo } from "../registry/index.js";
 import type { TaskEvent, TaskRecord, TaskSpec, TaskState, UnreadableRecord } from "../tasks/index.js";
 import type { TaskStatus } from "./status.js";
@@ -22,6 +22,8 @@ export interface TaskView {
   unschedulable?: string;
   /** What every view shows (daemon/api/status.ts), judged by the daemon that answers (MeshService always sets it). */
   status?: TaskStatus;
+  /** While waiting: the needs not succeeded yet (getTask only). */
+  waitingOn?: string[];
 }
 
 export interface TaskList {
@@ -53,6 +55,8 @@ export interface PlanView {
   tasks: TaskView[];
   /** Task ids of the plan without a record (deleted after their retention, or never written). */
   missing: string[];
+  /** Conflicts the early check found between the plan's finished branches, by task pair. */
+  conflicts: PlanConflict[];
 }
 
 export interface PlanSummary {

@@ -1,14 +1,15 @@
 /**
  * Test support for plans across daemons: a repository shipped through the mesh (`mesh://`, so
  * every result travels as a bundle), two in-process daemons with their own state dirs (repo
- * caches) serving one pool each, and command tasks that edit files of the worktree.
+ * caches) serving one pool each, and plans of command tasks that edit files of the worktree.
  */
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { execa } from "execa";
+import type { PlanSubmitResult } from "../../daemon/api/index.js";
 import type { Daemon } from "../../daemon/index.js";
 import { MeshMetrics } from "../../daemon/metrics/index.js";
-import { type TaskSpec, validateTaskSpec } from "../../daemon/tasks/spec.js";
+import { type PlanSpec, planTaskId, validatePlanSubmit } from "../../daemon/plans/index.js";
 import { makeTempDir } from "../harness/index.js";
 import type { MeshFixture } from "./fixture.js";
 import { startDaemon } from "./mesh.js";
@@ -56,22 +57,22 @@ export async function startPlanMesh(fx: MeshFixture, prefix: string): Promise<Pl
   return { repo, repoId: shipped.repoId, commit: shipped.commit, a, b };
 }
 
+/** What one task of a test plan does; `needs` are names of tasks of the same plan. */
+export interface StepOpts {
+  writes?: Record<string, string>;
+  expects?: string[];
+  needs?: string[];
+  maxAttempts?: number;
+  /** Exit with this code after the writes (a need that fails). */
+  exit?: number;
+}
+
 /**
- * A command task on the shipped repo: runs `js` (node) in its worktree. `writes` maps file
- * names to the content written; `expects` lists files that must be there first (else exit 3).
+ * A command task of a plan document on the shipped repo, steered to `host` by its pool: runs
+ * node in its worktree. `writes` maps file names to the content written; `expects` lists
+ * files that must be there first (else exit 3).
  */
-export function planTask(
-  m: PlanMesh,
-  id: string,
-  host: PlanHost,
-  o: {
-    writes?: Record<string, string>;
-    expects?: string[];
-    plan?: string;
-    needs?: string[];
-    maxAttempts?: number;
-  },
-): TaskSpec {
+export function planStep(m: PlanMesh, name: string, host: PlanHost, o: StepOpts): Record<string, unknown> {
   const js = `
 const fs = require("fs");
 for (const f of ${JSON.stringify(o.expects ?? [])}) {
@@ -79,9 +80,10 @@ for (const f of ${JSON.stringify(o.expects ?? [])}) {
 }
 for (const [f, text] of Object.entries(${JSON.stringify(o.writes ?? {})})) fs.writeFileSync(f, text);
 console.log("seen: " + fs.readdirSync(".").filter((f) => f !== ".git").sort().join(","));
+process.exit(${o.exit ?? 0});
 `;
-  return validateTaskSpec({
-    id,
+  return {
+    id: name,
     prompt: "plan test task",
     runner: "command",
     command: [process.execPath, "-e", js],
@@ -89,9 +91,27 @@ console.log("seen: " + fs.readdirSync(".").filter((f) => f !== ".git").sort().jo
     ref: m.commit,
     pool: host.pool,
     maxAttempts: o.maxAttempts ?? 3,
-    ...(o.plan ? { plan: o.plan } : {}),
     ...(o.needs ? { needs: o.needs } : {}),
-  });
+  };
+}
+
+export interface SubmittedPlan {
+  plan: PlanSpec;
+  /** What submit answered, per task. */
+  submitted: PlanSubmitResult;
+  /** The task id of the plan's task `name`. */
+  id(name: string): string;
+}
+
+/** Checks the plan document whole (as `mesh plan submit` does) and submits it through the API. */
+export async function submitTestPlan(
+  fx: MeshFixture,
+  plan: string,
+  tasks: Array<Record<string, unknown>>,
+): Promise<SubmittedPlan> {
+  const p = validatePlanSubmit({ plan, tasks });
+  const submitted = await fx.client.api.submitPlan(p, "plan-test");
+  return { plan: p, submitted, id: (name) => planTaskId(plan, name) };
 }
 
 /** The value of `agentmesh_plan_conflicts_total` summed over its pools. */

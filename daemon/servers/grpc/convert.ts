@@ -3,6 +3,7 @@ import {
   type Attempt,
   type Plan,
   type QuotaEntry as QuotaEntryMsg,
+  type PlanConflict as PlanConflictMsg,
   type Task,
   type TaskEvent as TaskEventMsg,
   type TaskResult,
@@ -12,7 +13,7 @@ import {
   type Worker,
 } from "../../../proto/index.js";
 import type { MeshEvent, SubmitResult, TaskView } from "../../api/index.js";
-import { type PlanRecord, planNeeds } from "../../plans/index.js";
+import { type PlanConflict, type PlanRecord, planNeeds } from "../../plans/index.js";
 import type { QuotaEntry } from "../../quota/index.js";
 import type { WorkerInfo } from "../../registry/index.js";
 import type { AttemptInfo, ResultBundle, TaskEvent, TaskResultInfo, TaskState } from "../../tasks/index.js";
@@ -98,6 +99,9 @@ export function taskToProto(view: TaskView): Task {
           },
         }
       : {}),
+    plan: r.spec.plan ?? "",
+    needs: [...(r.spec.needs ?? [])],
+    waitingOn: [...(view.waitingOn ?? [])],
   };
 }
 
@@ -192,4 +196,8 @@ export function quotaEntryToProto(e: QuotaEntry): QuotaEntryMsg {
     state: e.state ?? "",
     rejectedUntil: e.rejectedUntil ?? "",
   };
+}
+
+export function planConflictToProto(c: PlanConflict): PlanConflictMsg {
+  return { tasks: [...c.tasks], heads: [...c.heads], files: c.files, foundAt: c.foundAt, foundBy: c.foundBy };
 }

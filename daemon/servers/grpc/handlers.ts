@@ -17,6 +17,7 @@ import type { TaskSpec, TaskState } from "../../tasks/index.js";
 import { formatBytes } from "../../util/index.js";
 import {
   meshEventToProto,
+  planConflictToProto,
   planToProto,
   quotaEntryToProto,
   submitResultToProto,
@@ -148,7 +149,12 @@ export function meshServiceHandlers(ctx: HandlerContext): MeshServiceServer {
     getPlan: unary("GetPlan", async (req) => {
       if (!req.id) throw new MeshError("INVALID_ARGUMENT", "id: a plan id is required", { field: "id" });
       const v = await api.getPlan(req.id);
-      return { plan: planToProto(v.plan), tasks: v.tasks.map(taskToProto), missing: v.missing };
+      return {
+        plan: planToProto(v.plan),
+        tasks: v.tasks.map(taskToProto),
+        missing: v.missing,
+        conflicts: v.conflicts.map(planConflictToProto),
+      };
     }),
     listPlans: unary("ListPlans", async () => ({
       plans: (await api.listPlans()).map((p) => planToProto(p.plan, p.states)),

@@ -247,6 +247,12 @@ export interface Task {
   revision: number;
   /** The full TaskRecord as JSON (includes the spec). */
   recordJson: string;
+  /** The plan the task belongs to; empty when none. */
+  plan: string;
+  /** Ids of the tasks of its plan it needs. */
+  needs: string[];
+  /** While waiting: the needs that have not succeeded yet (GetTask only). */
+  waitingOn: string[];
   /** What every view shows, from the one status model (judged by the answering daemon). */
   status?: TaskStatus | undefined;
 }
@@ -507,6 +513,21 @@ export interface GetPlanResponse {
   tasks: Task[];
   /** Task ids of the plan without a record (deleted after their retention). */
   missing: string[];
+  /** Conflicts found between finished branches of the plan (by task pair). */
+  conflicts: PlanConflict[];
+}
+
+/** Two finished branches of a plan that `git merge-tree` cannot merge. */
+export interface PlanConflict {
+  /** The two task ids, sorted. */
+  tasks: string[];
+  /** Their heads when checked (same order). */
+  heads: string[];
+  /** The paths that do not merge, sorted. */
+  files: string[];
+  foundAt: string;
+  /** The worker that found it. */
+  foundBy: string;
 }
 
 export interface ListPlansRequest {
@@ -1990,6 +2011,9 @@ function createBaseTask(): Task {
     unschedulableReason: "",
     revision: 0,
     recordJson: "",
+    plan: "",
+    needs: [],
+    waitingOn: [],
     status: undefined,
   };
 }
@@ -2061,6 +2085,15 @@ export const Task: MessageFns<Task> = {
     }
     if (message.recordJson !== "") {
       writer.uint32(178).string(message.recordJson);
+    }
+    if (message.plan !== "") {
+      writer.uint32(186).string(message.plan);
+    }
+    for (const v of message.needs) {
+      writer.uint32(194).string(v!);
+    }
+    for (const v of message.waitingOn) {
+      writer.uint32(202).string(v!);
     }
     if (message.status !== undefined) {
       TaskStatus.encode(message.status, writer.uint32(322).fork()).join();
@@ -2260,6 +2293,30 @@ export const Task: MessageFns<Task> = {
             message.recordJson = reader.string();
             continue;
           }
+          case 23: {
+            if (tag !== 186) {
+              break;
+            }
+
+            message.plan = reader.string();
+            continue;
+          }
+          case 24: {
+            if (tag !== 194) {
+              break;
+            }
+
+            message.needs.push(reader.string());
+            continue;
+          }
+          case 25: {
+            if (tag !== 202) {
+              break;
+            }
+
+            message.waitingOn.push(reader.string());
+            continue;
+          }
           case 40: {
             if (tag !== 322) {
               break;
@@ -2363,6 +2420,15 @@ export const Task: MessageFns<Task> = {
         : isSet(object.record_json)
         ? globalThis.String(object.record_json)
         : "",
+      plan: isSet(object.plan) ? globalThis.String(object.plan) : "",
+      needs: globalThis.Array.isArray(object?.needs)
+        ? object.needs.map((e: any) => globalThis.String(e))
+        : [],
+      waitingOn: globalThis.Array.isArray(object?.waitingOn)
+        ? object.waitingOn.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.waiting_on)
+        ? object.waiting_on.map((e: any) => globalThis.String(e))
+        : [],
       status: isSet(object.status) ? TaskStatus.fromJSON(object.status) : undefined,
     };
   },
@@ -2441,6 +2507,15 @@ export const Task: MessageFns<Task> = {
     if (message.recordJson !== "") {
       obj.recordJson = message.recordJson;
     }
+    if (message.plan !== "") {
+      obj.plan = message.plan;
+    }
+    if (message.needs?.length) {
+      obj.needs = message.needs;
+    }
+    if (message.waitingOn?.length) {
+      obj.waitingOn = message.waitingOn;
+    }
     if (message.status !== undefined) {
       obj.status = TaskStatus.toJSON(message.status);
     }
@@ -2484,6 +2559,9 @@ export const Task: MessageFns<Task> = {
     message.unschedulableReason = object.unschedulableReason ?? "";
     message.revision = object.revision ?? 0;
     message.recordJson = object.recordJson ?? "";
+    message.plan = object.plan ?? "";
+    message.needs = object.needs?.map((e) => e) || [];
+    message.waitingOn = object.waitingOn?.map((e) => e) || [];
     message.status = (object.status !== undefined && object.status !== null)
       ? TaskStatus.fromPartial(object.status)
       : undefined;
@@ -5972,7 +6050,7 @@ export const GetPlanRequest: MessageFns<GetPlanRequest> = {
 };
 
 function createBaseGetPlanResponse(): GetPlanResponse {
-  return { plan: undefined, tasks: [], missing: [] };
+  return { plan: undefined, tasks: [], missing: [], conflicts: [] };
 }
 
 export const GetPlanResponse: MessageFns<GetPlanResponse> = {
@@ -5985,6 +6063,9 @@ export const GetPlanResponse: MessageFns<GetPlanResponse> = {
     }
     for (const v of message.missing) {
       writer.uint32(26).string(v!);
+    }
+    for (const v of message.conflicts) {
+      PlanConflict.encode(v!, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -6026,6 +6107,14 @@ export const GetPlanResponse: MessageFns<GetPlanResponse> = {
             message.missing.push(reader.string());
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.conflicts.push(PlanConflict.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -6043,6 +6132,9 @@ export const GetPlanResponse: MessageFns<GetPlanResponse> = {
       plan: isSet(object.plan) ? Plan.fromJSON(object.plan) : undefined,
       tasks: globalThis.Array.isArray(object?.tasks) ? object.tasks.map((e: any) => Task.fromJSON(e)) : [],
       missing: globalThis.Array.isArray(object?.missing) ? object.missing.map((e: any) => globalThis.String(e)) : [],
+      conflicts: globalThis.Array.isArray(object?.conflicts)
+        ? object.conflicts.map((e: any) => PlanConflict.fromJSON(e))
+        : [],
     };
   },
 
@@ -6057,6 +6149,9 @@ export const GetPlanResponse: MessageFns<GetPlanResponse> = {
     if (message.missing?.length) {
       obj.missing = message.missing;
     }
+    if (message.conflicts?.length) {
+      obj.conflicts = message.conflicts.map((e) => PlanConflict.toJSON(e));
+    }
     return obj;
   },
 
@@ -6068,6 +6163,148 @@ export const GetPlanResponse: MessageFns<GetPlanResponse> = {
     message.plan = (object.plan !== undefined && object.plan !== null) ? Plan.fromPartial(object.plan) : undefined;
     message.tasks = object.tasks?.map((e) => Task.fromPartial(e)) || [];
     message.missing = object.missing?.map((e) => e) || [];
+    message.conflicts = object.conflicts?.map((e) => PlanConflict.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBasePlanConflict(): PlanConflict {
+  return { tasks: [], heads: [], files: [], foundAt: "", foundBy: "" };
+}
+
+export const PlanConflict: MessageFns<PlanConflict> = {
+  encode(message: PlanConflict, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.tasks) {
+      writer.uint32(10).string(v!);
+    }
+    for (const v of message.heads) {
+      writer.uint32(18).string(v!);
+    }
+    for (const v of message.files) {
+      writer.uint32(26).string(v!);
+    }
+    if (message.foundAt !== "") {
+      writer.uint32(34).string(message.foundAt);
+    }
+    if (message.foundBy !== "") {
+      writer.uint32(42).string(message.foundBy);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PlanConflict {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePlanConflict();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.tasks.push(reader.string());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.heads.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.files.push(reader.string());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.foundAt = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.foundBy = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PlanConflict {
+    return {
+      tasks: globalThis.Array.isArray(object?.tasks) ? object.tasks.map((e: any) => globalThis.String(e)) : [],
+      heads: globalThis.Array.isArray(object?.heads) ? object.heads.map((e: any) => globalThis.String(e)) : [],
+      files: globalThis.Array.isArray(object?.files) ? object.files.map((e: any) => globalThis.String(e)) : [],
+      foundAt: isSet(object.foundAt)
+        ? globalThis.String(object.foundAt)
+        : isSet(object.found_at)
+        ? globalThis.String(object.found_at)
+        : "",
+      foundBy: isSet(object.foundBy)
+        ? globalThis.String(object.foundBy)
+        : isSet(object.found_by)
+        ? globalThis.String(object.found_by)
+        : "",
+    };
+  },
+
+  toJSON(message: PlanConflict): unknown {
+    const obj: any = {};
+    if (message.tasks?.length) {
+      obj.tasks = message.tasks;
+    }
+    if (message.heads?.length) {
+      obj.heads = message.heads;
+    }
+    if (message.files?.length) {
+      obj.files = message.files;
+    }
+    if (message.foundAt !== "") {
+      obj.foundAt = message.foundAt;
+    }
+    if (message.foundBy !== "") {
+      obj.foundBy = message.foundBy;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PlanConflict>, I>>(base?: I): PlanConflict {
+    return PlanConflict.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PlanConflict>, I>>(object: I): PlanConflict {
+    const message = createBasePlanConflict();
+    message.tasks = object.tasks?.map((e) => e) || [];
+    message.heads = object.heads?.map((e) => e) || [];
+    message.files = object.files?.map((e) => e) || [];
+    message.foundAt = object.foundAt ?? "";
+    message.foundBy = object.foundBy ?? "";
     return message;
   },
 };
