@@ -31,6 +31,16 @@ export function shellQuote(argv: readonly string[]): string {
   return argv.map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(" ");
 }
 
+/**
+ * The hook's shell command. Claude Code lets a tool call through when a hook exits with any
+ * code but 2 (a crash, node missing, a syntax error: it fails open), and older versions ignore
+ * `onFailure`; so any failure of the hook program is turned into exit 2, which blocks. The
+ * program itself denies with exit 2 and allows with exit 0.
+ */
+export function hookCommand(argv: readonly string[]): string {
+  return `${shellQuote(argv)} || exit 2`;
+}
+
 async function baseSettings(settings: string | undefined): Promise<Record<string, unknown>> {
   if (!settings) return {};
   const text = settings.trimStart().startsWith("{") ? settings : await readFile(settings, "utf8");
@@ -72,7 +82,7 @@ export async function installOwnsHook(job: ShimJob): Promise<InstalledHook | und
     hooks: [
       {
         type: "command",
-        command: shellQuote([...ownsHookArgv(), configPath]),
+        command: hookCommand([...ownsHookArgv(), configPath]),
         timeout: HOOK_TIMEOUT_S,
         // Newer Claude Code: a failing hook blocks. The hook also denies on its own failures.
         onFailure: "block",

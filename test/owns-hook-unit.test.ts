@@ -12,6 +12,7 @@ import { pathToFileURL } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
 import { bashWrites } from "../agent-shim/bash-writes.js";
 import { OwnsJudge } from "../agent-shim/owns-decide.js";
+import { hookCommand } from "../agent-shim/owns-hook-install.js";
 import { resolveToolPath } from "../agent-shim/owns-paths.js";
 import { askLease, askPort } from "../agent-shim/task-port-client.js";
 import { compileOwns } from "../daemon/plans/index.js";
@@ -255,6 +256,37 @@ describe("the hook program", () => {
 
     await writeFile(cfg, "{]");
     expect((await runHook([cfg], input)).code).toBe(2);
+  });
+
+  it("as Claude Code runs it (through sh): a hook that cannot start or crashes blocks (exit 2), an allow stays 0", async () => {
+    const d = await tempDir();
+    const wt = join(d, "wt");
+    await mkdir(wt);
+    const cfg = join(d, "cfg.json");
+    await writeFile(cfg, JSON.stringify({ v: 1, taskId: "t", attempt: 1, worktree: wt, owns: ["a/**"] }));
+    const input = (file: string) =>
+      JSON.stringify({
+        hook_event_name: "PreToolUse",
+        tool_name: "Write",
+        tool_input: { file_path: file },
+        cwd: wt,
+      });
+    const sh = (command: string, stdin: string) =>
+      new Promise<number | null>((resolve) => {
+        const c = execFile("/bin/sh", ["-c", command], () => undefined);
+        c.on("exit", (code) => resolve(code));
+        c.stdin?.end(stdin);
+      });
+    const hook = join(REPO_ROOT, "dist/agent-shim/owns-hook.js");
+    expect(await sh(hookCommand([process.execPath, hook, cfg]), input("a/x"))).toBe(0);
+    expect(await sh(hookCommand([process.execPath, hook, cfg]), input("b/x"))).toBe(2);
+    // The program is missing (node exits 1), or node itself is: both block.
+    expect(await sh(hookCommand([process.execPath, join(d, "gone.js"), cfg]), input("a/x"))).toBe(2);
+    expect(await sh(hookCommand([join(d, "no-node"), hook, cfg]), input("a/x"))).toBe(2);
+    // A program that crashes before any handler runs.
+    const crash = join(d, "crash.js");
+    await writeFile(crash, "throw new Error('boom');\n");
+    expect(await sh(hookCommand([process.execPath, crash, cfg]), input("a/x"))).toBe(2);
   });
 });
 
