@@ -233,6 +233,15 @@ export const daemonOptionsSchema = z.strictObject({
     })
     .default({ retention: 86_400_000, cacheRetention: 7 * 86_400_000, gitConfig: {} }),
   limits: limitsSchema.default(LIMITS_DEFAULTS),
+  /** Delegation inside plans: how deep tasks may hand work on, and how many tasks one may add. */
+  plans: z
+    .strictObject({
+      /** The deepest a delegated task may be (top-level: 0); 0 turns delegation off. */
+      maxDepth: z.number().int().min(0).max(100).default(2),
+      /** Tasks one task may add to its plan. */
+      maxChildren: z.number().int().min(1).max(1000).default(8),
+    })
+    .default({ maxDepth: 2, maxChildren: 8 }),
   logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
 });
 

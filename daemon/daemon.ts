@@ -335,8 +335,10 @@ export class Daemon extends Part {
       observer: this.observer,
       policy: cfg.taskPolicy,
       capacity: topo.tasksCapacity,
-      plans: { store: planStore, scheduler: plans },
+      plans: { store: planStore, scheduler: plans, limits: cfg.plans },
     });
+    const service = this.service;
+    this.wiring.addTask = (parent, req) => service.addToPlan(parent, req);
     const innerWorkspaces =
       this.deps.workspaces ??
       defaultWorkspaces(cfg, this.log, {
