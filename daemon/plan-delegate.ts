@@ -68,7 +68,12 @@ export async function addToPlan(d: DelegateDeps, parent: TaskSpec, req: ChildReq
     const decision = decideChild(parent, cur?.record, specs, req, d.limits);
     if (decision.kind === "new") {
       const p = cur!.record;
-      const next: PlanRecord = { ...p, tasks: [...p.tasks, req.name], needs: [...p.needs, decision.needs] };
+      const next: PlanRecord = {
+        ...p,
+        tasks: [...p.tasks, req.name],
+        needs: [...p.needs, decision.needs],
+        delegated: { ...p.delegated, [req.name]: { parent: parent.id, owns: decision.spec.owns ?? [] } },
+      };
       if (Buffer.byteLength(JSON.stringify(next)) > MAX_PLAN_RECORD_BYTES)
         throw new MeshError(
           "RESOURCE_EXHAUSTED",

@@ -118,6 +118,28 @@ describe("decideChild, the pure part", () => {
     ).toThrow(expect.objectContaining({ code: "ALREADY_EXISTS", field: "name" }));
   });
 
+  it("decides on tasks added by delegation whose records are not written yet (from the plan record)", () => {
+    const pending: PlanRecord = {
+      ...plan,
+      tasks: [...plan.tasks, "x"],
+      needs: [...plan.needs, []],
+      delegated: { x: { parent: "p-lead", owns: ["src/x/**"] } },
+    };
+    expect(() =>
+      decideChild(lead, pending, specs, req({ name: "y", owns: ["src/x/y/**"] }), DELEGATION_DEFAULTS),
+    ).toThrow(/overlaps "src\/x\/\*\*" of task p-x/);
+    expect(() =>
+      decideChild(lead, pending, specs, req({ name: "y", owns: ["src/y/**"] }), {
+        maxDepth: 2,
+        maxChildren: 1,
+      }),
+    ).toThrow(expect.objectContaining({ code: "RESOURCE_EXHAUSTED" }));
+    // The same request as the pending one: it is that task (its record is made by this repeat).
+    expect(
+      decideChild(lead, pending, specs, req({ name: "x", owns: ["src/x/**"] }), DELEGATION_DEFAULTS).kind,
+    ).toBe("exists");
+  });
+
   it("lets a child overlap a task it needs (it runs after it), never one that may run at once", () => {
     const wide = validateTaskSpec({ id: "p-lead", plan: "p", prompt: "l", owns: ["src/**", "lib/**"] });
     const s = new Map(specs).set(wide.id, wide);
@@ -310,4 +332,53 @@ describe("an agent delegating through mesh-task", () => {
     for (const refused of ["docs", "api2", "more", "deeper"])
       expect(await mesh.client.store.get(`${planId}-${refused}`)).toBeUndefined();
   }, 240_000);
+});
+
+describe("adding to a plan, concurrently, on the real bus", () => {
+  /** A plan whose lead sits queued in a pool nobody serves: only its record matters here. */
+  async function submitLead(): Promise<{ planId: string; lead: TaskSpec }> {
+    const planId = `cas-${randomBytes(3).toString("hex")}`;
+    await mesh.client.api.submitPlan(
+      validatePlanSubmit({
+        plan: planId,
+        tasks: [
+          { id: "lead", prompt: "lead", repo: origin, pool: "nobody", owns: ["src/**"] },
+          { id: "tail", prompt: "tail", repo: origin, pool: "nobody", owns: ["lib/**"] },
+        ],
+      }),
+    );
+    const lead = (await mesh.client.store.get(`${planId}-lead`))!.record.spec;
+    return { planId, lead };
+  }
+  const svc = () => mesh.client.api as unknown as import("../daemon/service.js").MeshService;
+
+  it("lets only one of two overlapping siblings in, and makes one task of the same request twice", async () => {
+    const { planId, lead } = await submitLead();
+    const res = await Promise.allSettled([
+      svc().addToPlan(lead, { name: "x", prompt: "x", owns: ["src/x/**"], needs: [] }),
+      svc().addToPlan(lead, { name: "y", prompt: "y", owns: ["src/x/y/**"], needs: [] }),
+    ]);
+    expect(res.filter((r) => r.status === "fulfilled")).toHaveLength(1);
+    const refused = res.find((r) => r.status === "rejected") as PromiseRejectedResult;
+    expect(refused.reason).toMatchObject({ code: "INVALID_ARGUMENT", field: "owns" });
+
+    const same = { name: "z", prompt: "z", owns: ["src/z/**"], needs: ["tail"] };
+    const twice = await Promise.all([svc().addToPlan(lead, same), svc().addToPlan(lead, same)]);
+    expect(twice.map((t) => t.created).sort()).toEqual([false, true]);
+    expect(twice.map((t) => t.taskId)).toEqual([`${planId}-z`, `${planId}-z`]);
+    // It needs a task that has not run: it waits.
+    expect(twice.find((t) => t.created)?.state).toBe("waiting");
+
+    const view = await mesh.client.api.getPlan(planId);
+    const added = view.plan.tasks.slice(2);
+    expect(added.filter((n) => n === "z")).toHaveLength(1);
+    expect(added).toHaveLength(2);
+    const z = await mesh.client.store.get(`${planId}-z`);
+    expect(z?.record.spec).toMatchObject({
+      parent: lead.id,
+      depth: 1,
+      needs: [`${planId}-tail`],
+      pool: "nobody",
+    });
+  });
 });

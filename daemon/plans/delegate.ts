@@ -9,7 +9,7 @@
  * `maxDepth`, so a chain of agents delegating to each other ends.
  */
 import { MeshError } from "../errors.js";
-import { MAX_PLAN_TASKS, normaliseGlob, type TaskSpec } from "../tasks/index.js";
+import { ID_RE, MAX_PLAN_TASKS, normaliseGlob, type TaskSpec, validateTaskSpec } from "../tasks/index.js";
 import { ownsOverlap } from "./overlap.js";
 import { type PlanRecord, planTask } from "./plan-record.js";
 import { ownsOutside } from "./within.js";
@@ -98,6 +98,15 @@ export function decideChild(
       { field: "owns" },
     );
   }
+  // The agent's text meets the same rules as a submitted spec's (one-line title, prompt size).
+  validateTaskSpec({ prompt: req.prompt, ...(req.title ? { title: req.title } : {}) });
+  if (!ID_RE.test(`${plan.id}-${req.name}`)) {
+    throw new MeshError(
+      "INVALID_ARGUMENT",
+      `name: "${plan.id}-${req.name}" would be longer than a task id may be (128 characters); pick a shorter --name`,
+      { field: "name" },
+    );
+  }
   const owns: string[] = [];
   req.owns.forEach((g, i) => {
     const n = normaliseGlob(g, `owns[${i}]`);
@@ -108,13 +117,18 @@ export function decideChild(
   const id = `${plan.id}-${req.name}`;
   const wanted = childSpec(parent, plan.id, req, owns, depth);
 
+  const delegated = plan.delegated ?? {};
   if (index.has(req.name)) {
     const stored = specs.get(id);
-    // Named in the plan but without a record: a request that stopped half-way; this repeat ends it.
-    if (!stored || sameChild(stored, wanted)) return { kind: "exists", spec: stored ?? wanted };
+    if (stored && sameChild(stored, wanted)) return { kind: "exists", spec: stored };
+    // Named in the plan but without a record yet (being made, or a request that stopped
+    // half-way): the same request again ends it.
+    const entry = delegated[req.name];
+    if (!stored && entry?.parent === parent.id && JSON.stringify(entry.owns) === JSON.stringify(owns))
+      return { kind: "exists", spec: wanted };
     throw new MeshError(
       "ALREADY_EXISTS",
-      `plan ${plan.id} has a task named "${req.name}" already (${id}${stored.parent ? `, added by ${stored.parent}` : ""}); pick another --name`,
+      `plan ${plan.id} has a task named "${req.name}" already (${id}${stored?.parent ? `, added by ${stored.parent}` : ""}); pick another --name`,
       { field: "name" },
     );
   }
@@ -126,7 +140,7 @@ export function decideChild(
       { field: "depth" },
     );
   }
-  const children = [...specs.values()].filter((s) => s.parent === parent.id).length;
+  const children = Object.values(delegated).filter((e) => e.parent === parent.id).length;
   if (children >= limits.maxChildren) {
     throw new MeshError(
       "RESOURCE_EXHAUSTED",
@@ -173,17 +187,16 @@ export function decideChild(
     before.add(i);
     stack.push(...(plan.needs[i] ?? []));
   }
+  const nameOf = (taskId: string) => taskId.slice(plan.id.length + 1);
   const lineage = new Set<string>();
-  for (
-    let at: TaskSpec | undefined = parent;
-    at && !lineage.has(at.id);
-    at = at.parent ? specs.get(at.parent) : undefined
-  )
-    lineage.add(at.id);
+  for (let at: string | undefined = parent.id; at && !lineage.has(at); ) {
+    lineage.add(at);
+    at = delegated[nameOf(at)]?.parent ?? specs.get(at)?.parent;
+  }
   for (let i = 0; i < plan.tasks.length; i++) {
     const other = planTask(plan, i);
     if (before.has(i) || lineage.has(other)) continue;
-    const theirs = specs.get(other)?.owns;
+    const theirs = specs.get(other)?.owns ?? delegated[plan.tasks[i]!]?.owns;
     if (!theirs?.length) continue;
     const hit = ownsOverlap(owns, theirs);
     if (hit) {
