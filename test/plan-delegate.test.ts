@@ -21,6 +21,7 @@ import {
   decideChild,
   type PlanRecord,
 } from "../daemon/plans/index.js";
+import { serveTaskPort } from "../daemon/runner/index.js";
 import { grpcPlugin } from "../daemon/start.js";
 import type { TaskEvent, TaskSpec } from "../daemon/tasks/index.js";
 import { makeTempDir } from "./harness/index.js";
@@ -31,6 +32,7 @@ import {
   FAKE_API_KEY,
   type MockAnthropic,
   type MockReply,
+  REPO_ROOT,
   startMockAnthropic,
   writeFile as writeFileTool,
 } from "./mock-anthropic/index.js";
@@ -149,6 +151,43 @@ describe("decideChild, the pure part", () => {
     expect(
       decideChild(wide, plan, s, req({ owns: ["lib/x/**"], needs: ["other"] }), DELEGATION_DEFAULTS).kind,
     ).toBe("new");
+  });
+});
+
+describe("mesh-task and the port's add-task kind, without an agent", () => {
+  const MESH_TASK = join(REPO_ROOT, "dist", "agent-shim", "mesh-task.js");
+  const meshTask = (args: string[], env: Record<string, string> = {}) =>
+    execa(process.execPath, [MESH_TASK, ...args], {
+      reject: false,
+      env: { PATH: process.env.PATH ?? "", ...env },
+    });
+
+  it("refuses bad usage (exit 2) and says when there is no task port (exit 4)", async () => {
+    const noOwns = await meshTask(["add", "--name", "a", "--prompt", "p"]);
+    expect(noOwns.exitCode).toBe(2);
+    expect(String(noOwns.stderr)).toContain("--owns is required");
+    const noPort = await meshTask(["add", "--name", "a", "--prompt", "p", "--owns", "src/a/**"], {
+      MESH_TASK_PORT: "",
+    });
+    expect(noPort.exitCode).toBe(4);
+    expect(String(noPort.stderr)).toContain("MESH_TASK_PORT is not set");
+  });
+
+  it("a port without delegation refuses add-task, naming why (exit 3)", async () => {
+    const port = await serveTaskPort({
+      scratchDir: await makeTempDir("delegate-port-"),
+      handlers: { lease: async () => ({ ok: true, kind: "lease", granted: true }) },
+    });
+    try {
+      const r = await meshTask(["add", "--name", "a", "--prompt", "p", "--owns", "src/a/**", "src/b/**"], {
+        MESH_TASK_PORT: port.path,
+        MESH_TASK_PORT_TOKEN: port.token,
+      });
+      expect(r.exitCode).toBe(3);
+      expect(String(r.stderr)).toContain("refused (FAILED_PRECONDITION): this task cannot add tasks");
+    } finally {
+      await port.close();
+    }
   });
 });
 
