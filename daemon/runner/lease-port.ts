@@ -6,17 +6,12 @@
  */
 import { posix } from "node:path";
 import type { FileLeases, RunContext } from "../claim/index.js";
-import { errorMessage, isMeshError, MeshError } from "../errors.js";
-import type { ChildRequest } from "../plans/index.js";
-import type { TaskSpec } from "../tasks/index.js";
+import { errorMessage, MeshError } from "../errors.js";
 import type { Logger } from "../log.js";
+import { type AddTaskFn, addTaskHandler } from "./delegate-port.js";
 import { type OpenTaskPort, serveTaskPort, type TaskPortOpener } from "./task-port.js";
 
-/** Adds a task to the parent's plan (the daemon's plan service); resolves with what it made. */
-export type AddTaskFn = (
-  parent: TaskSpec,
-  req: ChildRequest,
-) => Promise<{ taskId: string; created: boolean; state: string; depth: number }>;
+export type { AddTaskFn };
 
 /** What an attempt's port serves. */
 export interface PortUses {
@@ -64,34 +59,7 @@ export class FileLeasePorts implements TaskPortOpener {
       scratchDir: ctx.scratchDir,
       ...(log ? { log } : {}),
       handlers: {
-        ...(addTask
-          ? {
-              "add-task": async (req) => {
-                const { name, prompt, title, owns, needs } = req;
-                try {
-                  const added = await addTask(ctx.spec, {
-                    name,
-                    prompt,
-                    owns,
-                    needs,
-                    ...(title ? { title } : {}),
-                  });
-                  ctx.emit({ type: "agent", kind: "delegated", data: { ...added, owns, needs } });
-                  return { ok: true, kind: "add-task", ...added };
-                } catch (err) {
-                  if (isMeshError(err)) {
-                    log?.info({ name, code: err.code, why: err.message }, "delegation refused");
-                    ctx.emit({
-                      type: "agent",
-                      kind: "delegate_refused",
-                      data: { name, owns, needs, code: err.code, reason: err.message },
-                    });
-                  }
-                  throw err;
-                }
-              },
-            }
-          : {}),
+        ...(addTask ? { "add-task": addTaskHandler(ctx, addTask, log) } : {}),
         ...(leases
           ? {
               lease: async (req) => {
