@@ -31,6 +31,8 @@ export {
 } from "./redact.js";
 export { projectSlug } from "./transcript.js";
 export {
+  type AddTaskRequest,
+  addTaskRequestSchema,
   firstIssue,
   type LeaseHolder,
   type LeaseRequest,

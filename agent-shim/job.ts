@@ -53,6 +53,11 @@ export const shimJobSchema = z.strictObject({
     })
     .refine((h) => h.owns || h.port, { message: "ownsHook needs owns or port" })
     .optional(),
+  /**
+   * Put `mesh-task` on the agent's PATH: it adds tasks to the task's plan through this per-task
+   * port (the same port as `ownsHook.port`, when both are given).
+   */
+  meshTask: z.strictObject({ path: z.string().min(1), token: z.string().min(16) }).optional(),
   hangTimeoutMs: ms.default(15 * 60_000),
   heartbeatMs: ms.default(15_000),
   /** After the interrupt request: how long to wait for the result line. */

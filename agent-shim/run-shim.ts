@@ -11,6 +11,7 @@ import { ClaudeSession, type ClaudeSessionDeps, type SessionEnd } from "./claude
 import type { AgentEvent } from "./events.js";
 import type { ShimJob } from "./job.js";
 import { classifyEnd } from "./outcome.js";
+import { installMeshTask } from "./mesh-task-install.js";
 import { installOwnsHook } from "./owns-hook-install.js";
 import { SHIM_PROTOCOL_VERSION, type ShimLine, type ShimOutcome } from "./protocol.js";
 import type { Redactor } from "./redact.js";
@@ -73,6 +74,13 @@ export async function runShim(job: ShimJob, deps: RunShimDeps): Promise<ShimOutc
   }
   const sessionJob: ShimJob = hook ? { ...job, settings: hook.settings } : job;
   const env = { ...buildClaudeEnv(job, deps.env), ...(hook?.env ?? {}) };
+  try {
+    Object.assign(env, await installMeshTask(job, env));
+  } catch (err) {
+    const reason = `cannot install mesh-task: ${(err as Error).message}`;
+    log.error({ err: (err as Error).message }, reason);
+    return { status: "failed", reason, exitCode: null, signal: null };
+  }
   const session = new ClaudeSession(sessionJob, env, {
     log,
     redact: deps.redact,

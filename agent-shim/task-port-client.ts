@@ -67,5 +67,6 @@ export async function askLease(
   if (!res.ok)
     throw new Error(`the task port refused the lease request: ${res.error.code}: ${res.error.message}`);
   if (res.id !== id) throw new Error("the task port answered another request");
+  if (res.kind !== "lease") throw new Error("the task port answered another kind of request");
   return res.granted ? { granted: true } : { granted: false, holder: res.holder };
 }

@@ -277,6 +277,15 @@ export const daemonOptionsSchema = z.strictObject({
   quota: quotaSchema.default({ accounts: {}, pools: {}, resources: {} }),
   /** POSTs on task state events (see README "Webhooks"); each has a durable consumer. */
   webhooks: z.array(webhookSchema).max(32).default([]),
+  /** Delegation inside plans: how deep tasks may hand work on, and how many tasks one may add. */
+  plans: z
+    .strictObject({
+      /** The deepest a delegated task may be (top-level: 0); 0 turns delegation off. */
+      maxDepth: z.number().int().min(0).max(100).default(2),
+      /** Tasks one task may add to its plan. */
+      maxChildren: z.number().int().min(1).max(1000).default(8),
+    })
+    .default({ maxDepth: 2, maxChildren: 8 }),
   logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
 });
 

@@ -390,9 +390,11 @@ export class Daemon extends Part {
       observer: this.observer,
       policy: cfg.taskPolicy,
       capacity: topo.tasksCapacity,
-      plans: { store: planStore, scheduler: plans },
+      plans: { store: planStore, scheduler: plans, limits: cfg.plans },
       checkUses: (spec, field) => this._quota?.checkUses(spec, field),
     });
+    const service = this.service;
+    this.wiring.addTask = (parent, req) => service.addToPlan(parent, req);
     const innerWorkspaces =
       this.deps.workspaces ??
       defaultWorkspaces(cfg, this.log, {

@@ -4,6 +4,7 @@ import type { DaemonConfig } from "./config.js";
 import type { Logger } from "./log.js";
 import { type FileLeases, type MeshObserver, noopObserver, type Runner } from "./claim/index.js";
 import {
+  type AddTaskFn,
   ClaudeRunner,
   CommandRunner,
   FileLeasePorts,
@@ -16,6 +17,8 @@ import type { TaskStore } from "./tasks/index.js";
 export interface RunnerWiring {
   store?: TaskStore;
   fileLeases?: FileLeases;
+  /** Delegation: a running task adds a task to its plan (set once the daemon's service exists). */
+  addTask?: AddTaskFn;
 }
 import {
   type KeepBranch,
@@ -59,7 +62,12 @@ export function defaultRunners(
         onEventDropped: (e) => observer.agentEventDropped?.(e),
         // The ownership hook: owners of a plan's other tasks, and file leases for tasks without owns.
         planOwners: async (spec) => (wiring.store ? planOwnersFromStore(wiring.store)(spec) : {}),
-        taskPorts: new FileLeasePorts({ leases: () => wiring.fileLeases, renewMs: config.heartbeatMs, log }),
+        taskPorts: new FileLeasePorts({
+          leases: () => wiring.fileLeases,
+          addTask: () => (config.plans.maxDepth > 0 ? wiring.addTask : undefined),
+          renewMs: config.heartbeatMs,
+          log,
+        }),
         logger: log,
       }),
     );

@@ -28,8 +28,17 @@ import {
   STATE_EVENTS_FILTER,
   taskEventSubject,
 } from "./nats/index.js";
+import { type AddedTask, addToPlan } from "./plan-delegate.js";
 import { getPlan, listPlans, type PlanServiceDeps, submitPlan, unmetNeeds } from "./plan-service.js";
-import { listPlanConflicts, type PlanScheduler, type PlanSpec, type PlanStore } from "./plans/index.js";
+import {
+  type ChildRequest,
+  DELEGATION_DEFAULTS,
+  type DelegationLimits,
+  listPlanConflicts,
+  type PlanScheduler,
+  type PlanSpec,
+  type PlanStore,
+} from "./plans/index.js";
 import { ringDoorbell } from "./queue/index.js";
 import { listWorkers, unschedulableReason, type WorkerInfo } from "./registry/index.js";
 import {
@@ -74,7 +83,7 @@ export interface MeshServiceDeps {
   /** Refuses a submit that would fill the tasks bucket (RESOURCE_EXHAUSTED); none: no check. */
   capacity?: { admit(bytes: number): Promise<void> };
   /** Plans: their records and their scheduling; none: plan calls are refused. */
-  plans?: { store: PlanStore; scheduler: PlanScheduler };
+  plans?: { store: PlanStore; scheduler: PlanScheduler; limits?: DelegationLimits };
   /** Refuses a spec whose `uses` no declared resource can hold (INVALID_ARGUMENT naming the field). */
   checkUses?: (spec: TaskSpec, field: string) => void;
   /** Agent activity and revision sightings for the status model; none: status from the record alone. */
@@ -199,6 +208,26 @@ export class MeshService implements MeshApi {
 
   submitPlan(plan: PlanSpec, submitter?: string): Promise<PlanSubmitResult> {
     return submitPlan(this.planDeps(), plan, submitter);
+  }
+
+  /** A running task of a plan adds a task to it (its per-task port's `add-task`). */
+  addToPlan(parent: TaskSpec, req: ChildRequest): Promise<AddedTask> {
+    const plans = this.d.plans;
+    if (!plans) throw new MeshError("FAILED_PRECONDITION", "this daemon serves no plans");
+    return addToPlan(
+      {
+        store: this.d.store,
+        plans: plans.store,
+        scheduler: plans.scheduler,
+        limits: plans.limits ?? DELEGATION_DEFAULTS,
+        log: this.d.log,
+        announce: (written, step) => this.announce(written, step),
+        ring: (v, key) => ringDoorbell(this.d.publisher, v.record.spec.pool, v.record.id, key, v),
+        onSubmitted: (spec) => this.d.observer?.submitted({ pool: spec.pool }),
+      },
+      parent,
+      req,
+    );
   }
 
   async getPlan(id: string): Promise<PlanView> {

@@ -166,9 +166,16 @@ interface StatusRow {
   blockedBy: { dependency: string; reason: string } | null;
   cancelCause: { dependency: string } | null;
   reason: string | null;
+  /** The task that added this one to the plan (delegation), and how deep it is (0: submitted). */
+  parent: string | null;
+  depth: number;
 }
 
-function recordOf(t: Task): { blockedBy?: StatusRow["blockedBy"]; cancelCause?: StatusRow["cancelCause"] } {
+function recordOf(t: Task): {
+  blockedBy?: StatusRow["blockedBy"];
+  cancelCause?: StatusRow["cancelCause"];
+  spec?: { parent?: string; depth?: number };
+} {
   try {
     return JSON.parse(t.recordJson) as ReturnType<typeof recordOf>;
   } catch {
@@ -196,6 +203,8 @@ function statusRows(res: GetPlanResponse): StatusRow[] {
       blockedBy: r.blockedBy ?? null,
       cancelCause: r.cancelCause ?? null,
       reason: t?.reason || null,
+      parent: r.spec?.parent ?? null,
+      depth: r.spec?.depth ?? 0,
     };
   });
 }
@@ -264,6 +273,7 @@ function printStatus(ctx: Ctx, res: GetPlanResponse): void {
     const r = rows.get(id)!;
     const bits = [`${short(id)}  ${paintState(ctx.style, r.state)}`];
     if (r.host) bits.push(`on ${r.host}`);
+    if (r.parent) bits.push(`added by ${short(r.parent)}, depth ${r.depth}`);
     if (more.length) bits.push(`(also needs ${more.join(", ")})`);
     if (r.blockedBy) bits.push(paint(ctx.style, "red", `blocked: ${r.blockedBy.reason}`));
     else if (r.waitingOn.length) bits.push(`waits on ${r.waitingOn.map(short).join(", ")}`);
@@ -352,7 +362,8 @@ async function list(ctx: Ctx): Promise<void> {
 }
 
 const STATUS_JSON = `{"plan":{"id","title","createdAt","submitter"},"tasks":[{"id","state","needs","host","workerId",
-   "waitingOn","blockedBy":{"dependency","reason"} or null,"cancelCause":{"dependency"} or null,"reason"}],
+   "waitingOn","blockedBy":{"dependency","reason"} or null,"cancelCause":{"dependency"} or null,"reason",
+   "parent" (the task that added it, or null),"depth"}],
    "missing":[task ids without a record],
    "conflicts":[{"tasks":[a,b],"heads":[head of a,head of b],"files","foundAt","foundBy"}]}`;
 

@@ -9,6 +9,14 @@ export {
   type PlanConflict,
 } from "./branches.js";
 export {
+  type ChildDecision,
+  type ChildRequest,
+  DELEGATION_DEFAULTS,
+  type DelegationLimits,
+  decideChild,
+  sameChild,
+} from "./delegate.js";
+export {
   describeOwnsViolations,
   MAX_LISTED_VIOLATIONS,
   MAX_RECORDED_VIOLATIONS,

@@ -24,6 +24,11 @@ export interface PlanRecord {
   needs: number[][];
   /** SHA-256 of the submitted specs: a re-submit of the same plan is recognised by it. */
   digest: string;
+  /**
+   * Tasks added by delegation (name -> the task that added it and its owns), written with the
+   * name in the same compare-and-set: the next add decides on them even before their records exist.
+   */
+  delegated?: Record<string, { parent: string; owns: string[] }>;
 }
 
 /** The task id of a plan's task `i`. */
@@ -103,7 +108,16 @@ export function parsePlanRecord(data: Uint8Array, key: string): PlanRecord {
     r.needs.length === r.tasks.length &&
     r.needs.every(
       (ns) => Array.isArray(ns) && ns.every((n) => Number.isSafeInteger(n) && n >= 0 && n < r.tasks.length),
-    );
+    ) &&
+    (r.delegated === undefined ||
+      (typeof r.delegated === "object" &&
+        r.delegated !== null &&
+        Object.values(r.delegated).every(
+          (e) =>
+            typeof e?.parent === "string" &&
+            Array.isArray(e.owns) &&
+            e.owns.every((g) => typeof g === "string"),
+        )));
   if (!ok) {
     throw new MeshError(
       "DATA_LOSS",

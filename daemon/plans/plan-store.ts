@@ -1,11 +1,12 @@
 /**
- * Plan records in KV (bucket `mesh-plans`). A record is written once, with create, and never
- * changed, so readers cache it: the settling daemon finds a task's dependents in it without
- * scanning the tasks.
+ * Plan records in KV (bucket `mesh-plans`). A record is written with create at submit; later
+ * it only grows, by compare-and-set, when a task of the plan delegates (tasks appended, none
+ * changed). Readers cache it with its revision: `get` answers from the cache, `get(id, {fresh})`
+ * reads the revision and reuses the cached record while it is the same.
  */
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import { type KV, Kvm } from "@nats-io/kv";
-import { isMeshError } from "../errors.js";
+import { isMeshError, MeshError } from "../errors.js";
 import { isWrongLastSequence, kvStream, kvSubject, PLANS_BUCKET, scanKv } from "../nats/index.js";
 import { type PlanRecord, parsePlanRecord } from "./plan-record.js";
 
@@ -13,7 +14,7 @@ const enc = new TextEncoder();
 const CACHE_MAX = 256;
 
 export class PlanStore {
-  private readonly cache = new Map<string, PlanRecord>();
+  private readonly cache = new Map<string, { record: PlanRecord; revision: number }>();
 
   private constructor(
     private readonly kv: KV,
@@ -30,8 +31,8 @@ export class PlanStore {
   /** Creates the record; returns the one stored when a plan with this id exists already. */
   async create(p: PlanRecord): Promise<{ record: PlanRecord; created: boolean }> {
     try {
-      await this.kv.create(p.id, enc.encode(JSON.stringify(p)));
-      this.remember(p);
+      const revision = await this.kv.create(p.id, enc.encode(JSON.stringify(p)));
+      this.remember(p, revision);
       return { record: p, created: true };
     } catch (err) {
       if (!isWrongLastSequence(err)) throw err;
@@ -41,15 +42,39 @@ export class PlanStore {
     }
   }
 
-  /** Throws DATA_LOSS when the stored record cannot be read. */
-  async get(id: string): Promise<PlanRecord | undefined> {
-    const hit = this.cache.get(id);
-    if (hit) return hit;
+  /**
+   * Throws DATA_LOSS when the stored record cannot be read. `fresh`: the latest revision (one
+   * read), for whoever must see tasks added since (the cached record while it is the same).
+   */
+  async get(id: string, opts: { fresh?: boolean } = {}): Promise<PlanRecord | undefined> {
+    if (!opts.fresh) {
+      const hit = this.cache.get(id);
+      if (hit) return hit.record;
+    }
+    return (await this.getVersioned(id))?.record;
+  }
+
+  /** The latest record with its revision (for a compare-and-set with `update`). */
+  async getVersioned(id: string): Promise<{ record: PlanRecord; revision: number } | undefined> {
     const e = await this.kv.get(id);
     if (e?.operation !== "PUT" || e.value.length === 0) return undefined;
+    const hit = this.cache.get(id);
+    if (hit && hit.revision === e.revision) return hit;
     const r = parsePlanRecord(e.value, id);
-    this.remember(r);
-    return r;
+    this.remember(r, e.revision);
+    return { record: r, revision: e.revision };
+  }
+
+  /** Writes `next` if the record is still at `revision`; CONFLICT when someone wrote it since. */
+  async update(next: PlanRecord, revision: number): Promise<number> {
+    try {
+      const rev = await this.kv.update(next.id, enc.encode(JSON.stringify(next)), revision);
+      this.remember(next, rev);
+      return rev;
+    } catch (err) {
+      if (!isWrongLastSequence(err)) throw err;
+      throw new MeshError("CONFLICT", `plan ${next.id} changed meanwhile; read it again`, { cause: err });
+    }
   }
 
   /** Takes back a record this daemon created for a submit that then failed. */
@@ -73,8 +98,9 @@ export class PlanStore {
     return out;
   }
 
-  private remember(p: PlanRecord): void {
+  private remember(p: PlanRecord, revision: number): void {
+    this.cache.delete(p.id);
     if (this.cache.size >= CACHE_MAX) this.cache.delete(this.cache.keys().next().value as string);
-    this.cache.set(p.id, p);
+    this.cache.set(p.id, { record: p, revision });
   }
 }

@@ -11,7 +11,7 @@
  * release leaves the task waiting with all needs terminal: the sweeper's pass calls
  * `reconcile` with the records it read anyway.
  *
- * Dependents come from the plan record (written once, cached), never from a scan of the tasks.
+ * Dependents come from the plan record (read by revision, cached), never from a scan of the tasks.
  */
 import { errorMessage, isMeshError } from "../errors.js";
 import type { Logger } from "../log.js";
@@ -71,7 +71,9 @@ export class PlanScheduler {
   /** The ids of the tasks that need `r` (none when its plan record cannot be read). */
   async dependentsOf(r: TaskRecord): Promise<string[]> {
     if (!r.spec.plan) return [];
-    const plan = await this.d.plans.get(r.spec.plan).catch((err: unknown) => {
+    // Fresh: a task added by delegation since this daemon cached the record is a dependent too
+    // (one read; the cached record and its dependents map while the revision is the same).
+    const plan = await this.d.plans.get(r.spec.plan, { fresh: true }).catch((err: unknown) => {
       this.d.log.warn({ plan: r.spec.plan, err: errorMessage(err) }, "plan record not readable");
       return undefined;
     });

@@ -23,6 +23,7 @@ import { type Child, spawnChild } from "../../lib/index.js";
 import type { RunContext, Runner, RunOutcome } from "../claim/index.js";
 import { isMeshError, MeshError } from "../errors.js";
 import type { RunnerEvent, TaskResultInfo } from "../tasks/index.js";
+import { delegationPrompt } from "./delegation-prompt.js";
 import { EventCap } from "./event-cap.js";
 import type { PlanOwners } from "./plan-owners.js";
 import type { TaskPortOpener } from "./task-port.js";
@@ -371,13 +372,19 @@ export class ClaudeRunner implements Runner {
    */
   private async guardWrites(ctx: RunContext, job: ShimJobInput): Promise<OpenTaskPortLike | undefined> {
     const owns = ctx.spec.owns;
-    if (owns) {
-      job.ownsHook = { owns, others: (await this.planOwners?.(ctx.spec)) ?? {} };
-      return undefined;
+    if (owns) job.ownsHook = { owns, others: (await this.planOwners?.(ctx.spec)) ?? {} };
+    const leases = !owns && !!ctx.spec.repo && !!ctx.workdir;
+    // A task of a plan may add tasks to it: `mesh-task` on its PATH, told in its system prompt.
+    const addTask = !!ctx.spec.plan && this.taskPorts?.servesAddTask?.() === true;
+    if (!this.taskPorts || (!leases && !addTask)) return undefined;
+    const port = await this.taskPorts.open(ctx, { leases, addTask });
+    if (leases) job.ownsHook = { port: { path: port.path, token: port.token } };
+    if (addTask) {
+      job.meshTask = { path: port.path, token: port.token };
+      job.appendSystemPrompt = [job.appendSystemPrompt, delegationPrompt(ctx.spec)]
+        .filter(Boolean)
+        .join("\n\n");
     }
-    if (!this.taskPorts || !ctx.spec.repo || !ctx.workdir) return undefined;
-    const port = await this.taskPorts.open(ctx);
-    job.ownsHook = { port: { path: port.path, token: port.token } };
     return port;
   }
 

@@ -10,6 +10,7 @@ import { createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
+  type AddTaskRequest,
   firstIssue,
   type LeaseRequest,
   MAX_PORT_LINE,
@@ -24,9 +25,16 @@ import type { Logger } from "../log.js";
 type Answer<K extends string> = DistributiveOmit<Extract<PortResponse, { kind: K }>, "id">;
 type DistributiveOmit<T, K extends keyof T> = T extends unknown ? Omit<T, K> : never;
 
+/** A port serves the kinds its attempt may use; another kind is refused (FAILED_PRECONDITION). */
 export interface TaskPortHandlers {
-  lease(req: LeaseRequest): Promise<Answer<"lease">>;
+  lease?(req: LeaseRequest): Promise<Answer<"lease">>;
+  "add-task"?(req: AddTaskRequest): Promise<Answer<"add-task">>;
 }
+
+const NOT_SERVED: Record<keyof TaskPortHandlers, string> = {
+  lease: "this task's port serves no file leases (the task has owns, or no repository)",
+  "add-task": "this task cannot add tasks (it is not part of a plan, or this daemon serves no plans)",
+};
 
 export interface OpenTaskPort {
   /** The socket's path. */
@@ -39,7 +47,10 @@ export interface OpenTaskPort {
 
 /** Opens the port for one attempt (the Claude runner calls it for tasks that need one). */
 export interface TaskPortOpener {
-  open(ctx: RunContext): Promise<OpenTaskPort>;
+  /** `uses`: which kinds to serve (default: file leases only). */
+  open(ctx: RunContext, uses?: { leases: boolean; addTask: boolean }): Promise<OpenTaskPort>;
+  /** Whether `add-task` (delegation) can be served now. */
+  servesAddTask?(): boolean;
 }
 
 /** Unix socket paths are limited to about 107 bytes; a longer scratch dir uses a private tmp folder. */
@@ -88,8 +99,15 @@ export async function serveTaskPort(opts: {
         ok: false,
         error: { code: "PERMISSION_DENIED", message: "wrong token for this port" },
       };
+    const handler = opts.handlers[req.kind] as ((r: typeof req) => Promise<object>) | undefined;
+    if (!handler)
+      return {
+        id: req.id,
+        ok: false,
+        error: { code: "FAILED_PRECONDITION", message: NOT_SERVED[req.kind] },
+      };
     try {
-      return { id: req.id, ...(await opts.handlers[req.kind](req)) };
+      return { id: req.id, ...(await handler(req)) };
     } catch (err) {
       if (isMeshError(err)) return { id: req.id, ok: false, error: { code: err.code, message: err.message } };
       opts.log?.warn({ kind: req.kind, err: errorMessage(err) }, "task port request failed");
