@@ -304,5 +304,5 @@ describe("quota: one Claude account across daemons (the real Claude Code, mock A
     // The key never reaches presence or records.
     expect(JSON.stringify(live)).not.toContain(FAKE_API_KEY);
     expect(JSON.stringify(views)).not.toContain(FAKE_API_KEY);
-  });
+  }, 180_000);
 });
