@@ -18,7 +18,7 @@ import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { taskJson } from "../cli/json.js";
 import type { Daemon, TaskEvent, TaskRecord } from "../daemon/index.js";
-import { MeshMetrics } from "../daemon/metrics/index.js";
+import { MeshMetrics, metricsPlugin } from "../daemon/metrics/index.js";
 import { ACCOUNTS_BUCKET, accountEventSubject } from "../daemon/nats/names.js";
 import {
   AccountBook,
@@ -125,6 +125,7 @@ async function daemon(claude: Record<string, unknown> = {}, pool = POOL): Promis
       },
     },
     { observer },
+    [metricsPlugin(observer)],
   );
   daemons.push(d);
   return d;
@@ -236,6 +237,10 @@ describe("account usage limits across daemons", { timeout: 180_000 }, () => {
       await metric(holder, "agentmesh_account_limit_hits_total", 'account="team",source="rate_limit_event"'),
     ).toBe(1);
     expect(await metric(holder, "agentmesh_tasks_parked_total", `pool="${POOL}",account="team"`)).toBe(1);
+    // The gauge of tasks parked now: the daemon holding the session counts it, the other not.
+    const other = holder === a ? b : a;
+    expect(await metric(holder, "agentmesh_tasks_parked", `pool="${POOL}",account="team"`)).toBe(1);
+    expect(await metric(other, "agentmesh_tasks_parked", `pool="${POOL}",account="team"`)).toBe(0);
 
     // 3. Work submitted during the pause: claude tasks wait, a command task runs at once.
     const later = [
@@ -279,6 +284,9 @@ describe("account usage limits across daemons", { timeout: 180_000 }, () => {
         ).toBe(true);
       }
     for (const r of done.slice(1)) expect(r.attempts).toHaveLength(1);
+    // Nothing is parked any more: the gauge reads the records back at each scrape.
+    for (const d of [a, b])
+      expect(await metric(d, "agentmesh_tasks_parked", `pool="${POOL}",account="team"`)).toBe(0);
 
     // 5. The request log decides: no session started after the pause met a 429 before the reset.
     const msgs = mock.messages();
@@ -355,6 +363,34 @@ describe("utilisation warnings", { timeout: 120_000 }, () => {
     expect(held.attempts).toHaveLength(0);
     expect(mock.messages().filter((q) => q.conversation?.includes(`/${second.id}/`))).toHaveLength(0);
     await client.api.cancel(second.id);
+  });
+
+  it("a utilisation below claude.warnUtilization reaches the gauge and holds nothing back", async () => {
+    const pool = "limits-calm";
+    const origin = await makeOrigin();
+    // The mock reports 95% for these tasks (their ids start with lwarn-); the threshold is above it.
+    const d = await daemon({ account: "calm", warnUtilization: 0.99 }, pool);
+    const spec = () =>
+      validateTaskSpec({ id: uniqueId("lwarn"), prompt: "Please do the scripted work.", repo: origin, pool });
+    const specs = [spec(), spec()];
+    await client.api.submit([specs[0]!]);
+    expect(
+      (await waitForState(client.api, specs[0]!.id, ["succeeded", "failed", "dead"], 60_000)).record.state,
+    ).toBe("succeeded");
+    const body = (await (d.observer as MeshMetrics).render()).body;
+    expect(body).toContain('agentmesh_account_utilization_ratio{account="calm",worker="limits-');
+    const line = body
+      .split("\n")
+      .find((l) => l.startsWith('agentmesh_account_utilization_ratio{account="calm"'));
+    expect(Number(line?.slice(line.lastIndexOf(" ") + 1))).toBe(0.95);
+    expect(body).toMatch(/agentmesh_account_state\{account="calm",state="open"[^}]*\} 1/);
+    // Below the threshold: no state recorded, the next session starts at once.
+    const kv = await new Kvm(jetstream(client.nc)).open(ACCOUNTS_BUCKET);
+    expect((await readAccountStates(kv)).find((s) => s.account === "calm")).toBeUndefined();
+    await client.api.submit([specs[1]!]);
+    expect(
+      (await waitForState(client.api, specs[1]!.id, ["succeeded", "failed", "dead"], 60_000)).record.state,
+    ).toBe("succeeded");
   });
 });
 

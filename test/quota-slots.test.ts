@@ -4,24 +4,27 @@
  * slots than the cap run more tasks than it allows; one daemon is SIGKILLed mid-run. The side
  * effects the tasks log (an independent record, read without the daemon's code) show that no
  * more than the cap ever ran at once, every task succeeded exactly once, and the killed
- * daemon's slots came back (its tasks finished elsewhere, the slot record ends empty).
+ * daemon's slots came back (its tasks finished elsewhere, the slot record ends empty). The same
+ * for a Claude account's cap with the real Claude Code: sessions run a side-effect-logging tool,
+ * the mock API notes each conversation, and a daemon is SIGKILLed while a session of it runs.
  */
 import { existsSync } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
+import { basename, join } from "node:path";
 import { execa } from "execa";
-import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { makeTempDir, NatsServer, waitFor } from "./harness/index.js";
-import { checkChaos, readRecords, writeChaosScript } from "./support/chaos.js";
 import { validateTaskSpec } from "../daemon/tasks/spec.js";
 import { pause } from "../daemon/util/abort.js";
-import { answer, CLAUDE_BIN, FAKE_API_KEY, startMockAnthropic } from "./mock-anthropic/index.js";
-import { MESH_BIN, openClient, startDaemon, waitForState } from "./support/mesh.js";
-import { peakUse, rawHolders, runSpans, startQuotaFleet } from "./support/quota.js";
+import { makeTempDir, NatsServer, waitFor } from "./harness/index.js";
+import { answer, bash, FAKE_API_KEY, startMockAnthropic } from "./mock-anthropic/index.js";
+import { checkChaos, readRecords, writeChaosScript } from "./support/chaos.js";
+import { MESH_BIN, openClient } from "./support/mesh.js";
+import { peakUse, rawHolders, runSpans, startClaudeFleet, startQuotaFleet } from "./support/quota.js";
 import { nodeTask, uniqueId } from "./support/tasks.js";
 
 const CAP = 3;
 const TASKS = 12;
+const CLAUDE_CAP = 2;
 
 let cleanup: Array<() => Promise<unknown> | unknown> = [];
 afterEach(async () => {
@@ -175,64 +178,131 @@ describe("quota slots across daemons", () => {
 });
 
 describe("quota: one Claude account across daemons (the real Claude Code, mock API)", () => {
-  it("never has more sessions on the account at once than its cap; attempts and presence name the account", async () => {
+  it("never has more sessions on the account at once than its cap, with a daemon SIGKILLed mid-session, and its slots come back", async () => {
     const nats = await NatsServer.start();
     cleanup.push(() => nats.cleanup());
     const client = await openClient([nats.url]);
     cleanup.push(() => client.close());
-    // The independent log: the mock API, in this process, notes when each session's only turn
-    // arrives and when it is answered (a session holds its slot for longer than that).
-    const spans: Array<{ from: number; to: number; conversation: string }> = [];
+    const dir = await makeTempDir("quota-claude-");
+    const script = await writeChaosScript(dir);
+    const logFile = join(dir, "side-effects.log");
+    // Two independent logs. The mock API, in this process, notes when each request of a
+    // conversation (one per attempt: its worktree) arrives and is answered. And each session's
+    // first turn runs the chaos script through the Bash tool: `start`, a `tick` every 20 ms, `end`,
+    // naming the task, attempt and worker (read off the session's worktree path, which is
+    // <stateDir>/.../<task>/a<attempt>), so a session killed with its daemon stops ticking.
+    const requests: Array<{ conversation: string; from: number; to: number }> = [];
+    const workerOf = new Map<string, string>(); // a daemon's state dir's name -> its worker id
     const mock = await startMockAnthropic({
       script: async (ctx) => {
         const from = Date.now();
-        await pause(1500); // a slow model: sessions overlap unless the cap keeps them apart
-        spans.push({ from, to: Date.now(), conversation: ctx.conversation });
-        return answer("done");
+        const done = (r: ReturnType<typeof answer>) => {
+          requests.push({ conversation: ctx.conversation, from, to: Date.now() });
+          return r;
+        };
+        if (ctx.turn > 0) {
+          await pause(500); // a slow model: sessions overlap unless the cap keeps them apart
+          return done(answer("done"));
+        }
+        const parts = (ctx.workdir ?? "").split("/");
+        const attempt = parts.at(-1)?.replace(/^a/, "") ?? "";
+        const task = parts.at(-2) ?? "";
+        const worker = [...workerOf].find(([d]) => parts.includes(d))?.[1] ?? "unknown";
+        const env = `TASK_CHAOS_LOG=${logFile} TASK_CHAOS_MS=1000 MESH_TASK_ID=${task} MESH_ATTEMPT=${attempt} MESH_WORKER_ID=${worker}`;
+        return done(bash(`${env} ${process.execPath} ${script}`));
       },
     });
     cleanup.push(() => mock.close());
     const keyFile = join(await makeTempDir("quota-key-"), "key");
     await writeFile(keyFile, `${FAKE_API_KEY}\n`, { mode: 0o600 });
-    const daemons = [];
-    for (const name of ["ca", "cb", "cc"]) {
-      const d = await startDaemon(nats.url, {
-        name,
-        pools: ["qc"],
-        runners: ["claude"],
-        slots: 2,
-        claude: {
-          command: [CLAUDE_BIN],
-          env: { ANTHROPIC_BASE_URL: mock.url },
-          apiKeyFile: keyFile,
-          account: "team",
-        },
-        quota: { accounts: { team: { maxSessions: 2 } } },
-      });
-      daemons.push(d);
-      cleanup.push(() => d.stop(2_000));
+    const fleet = await startClaudeFleet(nats.url, {
+      quota: { accounts: { team: { maxSessions: CLAUDE_CAP } } },
+      apiUrl: mock.url,
+      keyFile,
+      allowedTools: ["Bash"],
+    });
+    for (const p of fleet.values()) cleanup.push(() => p.kill("SIGKILL"));
+    const workers = await waitFor(() => client.api.listWorkers().then((ws) => ws.length === 3 && ws), {
+      name: "three workers up",
+      timeoutMs: 60_000,
+    });
+    for (const [name, p] of fleet) {
+      const w = workers.find((x) => x.name === name)!;
+      workerOf.set(basename(p.stateDir), w.workerId);
     }
+    const victimId = workerOf.get(basename(fleet.get("cb")!.stateDir))!;
+
+    // Three times the cap: 3 daemons x 2 slots would run all 6 at once without it.
     const specs = Array.from({ length: 6 }, (_, i) =>
       validateTaskSpec({ id: uniqueId("qc"), prompt: `session ${i}`, pool: "qc", maxAttempts: 3 }),
     );
+    const ids = specs.map((s) => s.id);
     await client.api.submit(specs);
-    const records = await Promise.all(
-      specs.map((s) => waitForState(client.api, s.id, ["succeeded", "failed", "dead", "cancelled"], 150_000)),
+
+    // Kill the daemon `cb` while one of its sessions runs its tool (it holds a slot then).
+    const victim = await waitFor(
+      async () => {
+        const text = await readFile(logFile, "utf8").catch(() => "");
+        const started = text
+          .split("\n")
+          .filter((l) => l.startsWith("start ") && l.split(" ")[3] === victimId);
+        return started.map((l) => l.split(" ")[1]!).find((id) => !text.includes(`end ${id} `));
+      },
+      { name: "a session going on cb", timeoutMs: 120_000, intervalMs: 20 },
     );
-    for (const v of records) {
-      expect(v.record.state).toBe("succeeded");
-      const won = v.record.attempts.filter((a) => a.outcome === "succeeded");
-      expect(won).toHaveLength(1);
-      expect(won[0]?.account).toBe("team");
+    fleet.get("cb")!.kill("SIGKILL");
+    await fleet.get("cb")!.exited;
+
+    const records = await waitFor(
+      async () => {
+        const recs = await readRecords([nats.url], ids);
+        return (
+          ids.every((id) =>
+            ["succeeded", "failed", "dead", "cancelled"].includes(recs.get(id)?.state ?? ""),
+          ) && recs
+        );
+      },
+      { name: "every task terminal", timeoutMs: 180_000, intervalMs: 250 },
+    );
+    // Every task succeeded exactly once (a completed run of its winning attempt in the log).
+    const report = await checkChaos(logFile, ids, records, (w) => w === victimId);
+    expect(report.problems).toEqual([]);
+    const taken = records.get(victim)!;
+    expect(taken.attempts.some((a) => a.outcome === "lost" && a.workerId === victimId)).toBe(true);
+    expect(taken.attempts.at(-1)?.workerId).not.toBe(victimId);
+
+    // Neither log ever shows more sessions on the account at once than its cap.
+    const runs = await runSpans(logFile);
+    const conversations = new Map<string, { task: string; from: number; to: number }>();
+    for (const r of requests) {
+      const c = conversations.get(r.conversation) ?? { task: r.conversation, from: r.from, to: r.to };
+      conversations.set(r.conversation, {
+        task: c.task,
+        from: Math.min(c.from, r.from),
+        to: Math.max(c.to, r.to),
+      });
     }
-    expect(new Set(spans.map((s) => s.conversation)).size).toBe(6);
-    const peak = peakUse(spans.map((s) => ({ task: s.conversation, ...s })));
-    console.log(`quota claude: peak ${peak} sessions at once (cap 2)`);
-    expect(peak).toBeLessThanOrEqual(2);
-    const workers = await client.api.listWorkers();
-    expect(workers.map((w) => w.account)).toEqual(["team", "team", "team"]);
+    const peakRuns = peakUse(runs);
+    const peakSessions = peakUse([...conversations.values()]);
+    console.log(
+      `quota claude: ${conversations.size} sessions, peak ${peakSessions} at the API and ${peakRuns} in tools (cap ${CLAUDE_CAP})`,
+    );
+    expect(conversations.size).toBeGreaterThan(specs.length); // the killed session's too
+    expect(peakSessions).toBeLessThanOrEqual(CLAUDE_CAP);
+    expect(peakRuns).toBeLessThanOrEqual(CLAUDE_CAP);
+    // The winning attempts ran on the account.
+    const views = await Promise.all(ids.map((id) => client.api.getTask(id)));
+    for (const v of views)
+      expect(v.record.attempts.find((a) => a.outcome === "succeeded")?.account).toBe("team");
+    // The killed daemon's slot came back: nothing holds the account any more.
+    await waitFor(async () => (await rawHolders([nats.url], "acct.team")).length === 0, {
+      name: "account team's slot record empty",
+      timeoutMs: 10_000,
+    });
+    const live = await client.api.listWorkers();
+    expect(live.map((w) => w.account)).toEqual(["team", "team"]);
     // The key never reaches presence or records.
-    expect(JSON.stringify(workers)).not.toContain(FAKE_API_KEY);
-    expect(JSON.stringify(records)).not.toContain(FAKE_API_KEY);
-  });
+    expect(JSON.stringify(live)).not.toContain(FAKE_API_KEY);
+    expect(JSON.stringify(views)).not.toContain(FAKE_API_KEY);
+  }, 180_000);
 });

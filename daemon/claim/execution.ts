@@ -205,6 +205,8 @@ export class Execution {
     const limits = this.deps.limits;
     const account = limits?.accountOf(this.lease.record.spec);
     if (!limits || !account) return;
+    if (typeof data.utilization === "number")
+      this.deps.observer.accountUtilization?.({ account, utilization: data.utilization });
     const status = data.status;
     if (status !== "rejected" && status !== "allowed_warning") return;
     const limit: AccountLimit = {
@@ -266,7 +268,7 @@ export class Execution {
       : (outcome.limit.resetsAt ?? now + (outcome.retryAfterMs ?? limits.fallbackPauseMs));
     const until = new Date(Math.max(untilMs, now)).toISOString();
     const jitterMs = active ? jitterCap(active, limits.jitterMs) : Math.min(limits.jitterMs, untilMs - now);
-    this.deps.observer.parked?.({ pool: this.deps.pool, account });
+    this.deps.observer.parked?.({ pool: this.deps.pool, account, taskId: this.lease.record.id });
     return {
       info: {
         account,

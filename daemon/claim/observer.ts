@@ -31,7 +31,9 @@ export interface MeshObserver {
   /** A session met its account's usage limit (`source`: how Claude Code said so). */
   limitHit?(e: { account: string; source: string }): void;
   /** An attempt parked its task at the account's limit (not counted; resumed after the reset). */
-  parked?(e: { pool: string; account: string }): void;
+  parked?(e: { pool: string; account: string; taskId: string }): void;
+  /** A session reported its account's utilisation of the limit window (0..1). */
+  accountUtilization?(e: { account: string; utilization: number }): void;
 }
 
 export const noopObserver: MeshObserver = {

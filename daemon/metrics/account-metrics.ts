@@ -1,7 +1,10 @@
 /**
  * Account usage limits as metrics: each account's state (one series per state, 1 for the
- * current), its last reported utilisation, the limits sessions met (by how Claude Code said so)
- * and the tasks parked at a limit. Labelled by account name, never by key or task.
+ * current), its utilisation as last reported (back to 0 when its window resets), the limits
+ * sessions met (by how Claude Code said so), the attempts that parked their task at a limit, and
+ * the tasks parked now whose session this daemon holds (it resumes them first): read back at
+ * scrape time, so a task resumed or settled anywhere leaves the gauge. Labelled by account
+ * name and pool, never by key or task.
  */
 import { Counter, Gauge, type Registry } from "prom-client";
 
@@ -15,6 +18,9 @@ export class AccountMetrics {
   private readonly utilization: Gauge;
   private readonly hits: Counter;
   private readonly parked: Counter;
+  private readonly parkedNow: Gauge;
+  /** Tasks this daemon parked, until a scrape reads them back no longer parked here. */
+  private readonly parkedHere = new Map<string, { pool: string; account: string }>();
 
   constructor(registry: Registry) {
     const registers = [registry];
@@ -48,6 +54,12 @@ export class AccountMetrics {
       labelNames: ["pool", "account"],
       registers,
     });
+    this.parkedNow = new Gauge({
+      name: "agentmesh_tasks_parked",
+      help: "Tasks parked at their account's usage limit now whose agent session this daemon holds (it resumes them first); mesh-wide: sum by (account).",
+      labelNames: ["pool", "account"],
+      registers,
+    });
   }
 
   private readonly prepared = new Set<string>();
@@ -68,6 +80,7 @@ export class AccountMetrics {
       if (this.prepared.has(`${pool}\0${account}`)) continue;
       this.prepared.add(`${pool}\0${account}`);
       this.parked.inc({ pool, account }, 0);
+      this.parkedNow.set({ pool, account }, 0);
     }
     if (!this.prepared.has(account)) {
       this.prepared.add(account);
@@ -85,14 +98,53 @@ export class AccountMetrics {
   ): void {
     for (const s of STATES) this.state.set({ account, state: s }, s === state ? 1 : 0);
     this.until.set({ account }, untilMs !== undefined && state !== "open" ? Math.round(untilMs / 1000) : 0);
-    if (utilization !== undefined) this.utilization.set({ account }, utilization);
+    // An open account's window has reset: what was reported before no longer holds.
+    if (state === "open") this.utilization.set({ account }, 0);
+    else if (utilization !== undefined) this.utilization.set({ account }, utilization);
+  }
+
+  /** A session reported the account's utilisation (any rate-limit event that carries one). */
+  setUtilization(account: string, utilization: number): void {
+    if (Number.isFinite(utilization)) this.utilization.set({ account }, Math.max(0, utilization));
   }
 
   limitHit(account: string, source: string): void {
     this.hits.inc({ account, source });
   }
 
-  parkedTask(pool: string, account: string): void {
+  parkedTask(pool: string, account: string, taskId: string): void {
     this.parked.inc({ pool, account });
+    this.parkedHere.set(taskId, { pool, account });
+    this.setParkedNow();
+  }
+
+  /**
+   * Reads back every task parked here (`stillParked`: true while its record is queued, parked,
+   * with its session on this daemon; undefined when it could not be read: kept as it was), and
+   * sets the gauge from what is left.
+   */
+  async refreshParked(stillParked: (taskId: string) => Promise<boolean | undefined>): Promise<void> {
+    const ids = [...this.parkedHere.keys()];
+    const still = await Promise.all(ids.map((id) => stillParked(id).catch(() => undefined)));
+    ids.forEach((id, i) => {
+      if (still[i] === false) this.parkedHere.delete(id);
+    });
+    this.setParkedNow();
+  }
+
+  private setParkedNow(): void {
+    const counts = new Map<string, { pool: string; account: string; n: number }>();
+    for (const k of this.prepared) {
+      const [pool, account] = k.split("\0");
+      if (account !== undefined) counts.set(k, { pool: pool!, account, n: 0 });
+    }
+    for (const { pool, account } of this.parkedHere.values()) {
+      const k = `${pool}\0${account}`;
+      const c = counts.get(k) ?? { pool, account, n: 0 };
+      c.n++;
+      counts.set(k, c);
+    }
+    this.parkedNow.reset();
+    for (const c of counts.values()) this.parkedNow.set({ pool: c.pool, account: c.account }, c.n);
   }
 }

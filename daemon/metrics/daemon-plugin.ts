@@ -2,6 +2,7 @@
  * Binds MeshMetrics to a running daemon (through its plugin context): the scrape-time source (slots, running tasks, queue
  * depth from JetStream, presence) and the NATS connection's status events.
  */
+import { isMeshError } from "../errors.js";
 import type { DaemonPlugin, PluginContext } from "../plugin.js";
 import { VERSION } from "../version.js";
 import type { LiveSource } from "./live-metrics.js";
@@ -22,6 +23,14 @@ export function daemonSource(d: PluginContext): LiveSource {
     queues: () => readMeshQueueStats(d.topology.jsm, d.config.pools),
     workers: () => d.api.listWorkers(),
     quota: () => d.quotaEntries(),
+    parkedHere: async (taskId) => {
+      try {
+        const { record } = await d.api.getTask(taskId);
+        return record.state === "queued" && record.parked?.workerId === d.workerId;
+      } catch (err) {
+        return isMeshError(err, "NOT_FOUND") ? false : undefined;
+      }
+    },
   };
 }
 

@@ -25,6 +25,8 @@ export interface LiveSource {
   workers(): Promise<WorkerInfo[]>;
   /** The mesh's quota caps and their slots in use (issue 15), mesh-wide like the queues. */
   quota?(): Promise<QuotaEntry[]>;
+  /** Whether a task this daemon parked is still parked with its session here (undefined: unknown now). */
+  parkedHere?(taskId: string): Promise<boolean | undefined>;
 }
 
 /** Pools besides this daemon's own with queue series, at most (pool names are user input). */

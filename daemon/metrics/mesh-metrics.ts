@@ -143,8 +143,13 @@ export class MeshMetrics implements MeshObserver {
     this.accounts.limitHit(e.account, e.source);
   }
 
-  parked(e: { pool: string; account: string }): void {
-    this.accounts.parkedTask(e.pool, e.account);
+  parked(e: { pool: string; account: string; taskId: string }): void {
+    this.accounts.parkedTask(e.pool, e.account, e.taskId);
+  }
+
+  accountUtilization(e: { account: string; utilization: number }): void {
+    this.accounts.prepare(e.account);
+    this.accounts.setUtilization(e.account, e.utilization);
   }
 
   natsStatus(e: { type: string }): void {
@@ -180,9 +185,15 @@ export class MeshMetrics implements MeshObserver {
   collect(): Promise<void> {
     const src = this.source;
     if (!src) return Promise.resolve();
-    this.collecting ??= this.live.collect(src, this.connected).finally(() => {
-      this.collecting = undefined;
-    });
+    const parked = src.parkedHere;
+    this.collecting ??= Promise.all([
+      this.live.collect(src, this.connected),
+      parked ? this.accounts.refreshParked(parked) : undefined,
+    ])
+      .then(() => undefined)
+      .finally(() => {
+        this.collecting = undefined;
+      });
     return this.collecting;
   }
 }

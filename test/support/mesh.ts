@@ -10,6 +10,7 @@ import {
   compileConfig,
   Daemon,
   type DaemonDeps,
+  type DaemonPlugin,
   type DaemonOptions,
   type MeshApi,
 } from "../../daemon/index.js";
@@ -43,6 +44,8 @@ export async function startDaemon(
   natsUrl: string | string[],
   opts: Partial<DaemonOptions> = {},
   deps: DaemonDeps = {},
+  /** Plugins meshd adds (e.g. metricsPlugin, which binds a MeshMetrics observer's scrape-time source). */
+  plugins: DaemonPlugin[] = [],
 ): Promise<Daemon> {
   const stateDir = opts.stateDir ?? (await makeTempDir("meshd-"));
   const servers = Array.isArray(natsUrl) ? natsUrl : [natsUrl];
@@ -55,6 +58,7 @@ export async function startDaemon(
     stateDir,
   });
   const d = new Daemon(config, deps);
+  for (const p of plugins) d.use(p);
   await d.start();
   return d;
 }

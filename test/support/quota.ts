@@ -9,6 +9,7 @@ import { Kvm } from "@nats-io/kv";
 import { connect } from "@nats-io/transport-node";
 import { SLOTS_BUCKET } from "../../daemon/nats/names.js";
 import { makeTempDir } from "../harness/index.js";
+import { CLAUDE_BIN } from "../mock-anthropic/index.js";
 import { type MeshdProcess, spawnMeshd } from "./mesh.js";
 
 interface Span {
@@ -108,5 +109,42 @@ export async function startQuotaFleet(
     ]);
     fleet.set(name, p);
   }
+  return fleet;
+}
+
+/**
+ * meshd processes running the real Claude Code (against the mock API at `apiUrl`) on account
+ * `team`, pool `qc`, 2 local slots each, 2 s lease, sharing `quota`. `allowedTools` lets a
+ * scripted session run its tools (the Bash tool of a side-effect-logging session).
+ */
+export async function startClaudeFleet(
+  url: string,
+  opts: { quota: Record<string, unknown>; apiUrl: string; keyFile: string; allowedTools?: string[] },
+  names = ["ca", "cb", "cc"],
+): Promise<Map<string, MeshdProcess>> {
+  const dir = await makeTempDir("quota-claude-cfg-");
+  const cfg = join(dir, "meshd.json");
+  await writeFile(
+    cfg,
+    JSON.stringify({
+      pools: ["qc"],
+      runners: ["claude"],
+      slots: 2,
+      lease: "2s",
+      presenceInterval: "500ms",
+      logLevel: "warn",
+      http: { enabled: false },
+      quota: opts.quota,
+      claude: {
+        command: [CLAUDE_BIN],
+        env: { ANTHROPIC_BASE_URL: opts.apiUrl },
+        apiKeyFile: opts.keyFile,
+        account: "team",
+        ...(opts.allowedTools ? { allowedTools: opts.allowedTools } : {}),
+      },
+    }),
+  );
+  const fleet = new Map<string, MeshdProcess>();
+  for (const name of names) fleet.set(name, await spawnMeshd(["-c", cfg, "--nats", url, "--name", name]));
   return fleet;
 }
