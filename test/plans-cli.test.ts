@@ -284,4 +284,51 @@ describe("mesh plan", () => {
     expect((await mesh(["task", loneId])).stdout).not.toMatch(/^plan:/m);
     expect((await mesh(["cancel", `${id}-w`])).code).toBe(0);
   }, 60_000);
+  it("refuses a plan without tasks and `defaults` the daemon refuses, as the daemon does (exit 2)", async () => {
+    const id = uid("doc");
+    // `plan:` at the top makes it a plan, not one task with a `plan` field
+    const bare = await planFile({ plan: id, title: "nothing to do" });
+    const b = await mesh(["--json", "plan", "submit", bare]);
+    expect(b.code).toBe(2);
+    expect(JSON.parse(b.stderr).error).toMatchObject({ code: "INVALID_ARGUMENT", field: "tasks" });
+    // one task, so folding owns into it would pass every other check
+    const owns = await planFile({
+      plan: id,
+      defaults: { ...defaults, owns: ["src/**"] },
+      tasks: [{ id: "a", command: writes("src/a") }],
+    });
+    const o = await mesh(["--json", "plan", "submit", owns]);
+    expect(o.code).toBe(2);
+    expect(JSON.parse(o.stderr).error).toMatchObject({ code: "INVALID_ARGUMENT", field: "defaults.owns" });
+    const plan = await planFile({ plan: id, defaults: { ...defaults, plan: "x" }, tasks: [{ id: "a" }] });
+    const p = await mesh(["--json", "plan", "submit", plan]);
+    expect(JSON.parse(p.stderr).error).toMatchObject({ field: "defaults.plan" });
+    expect((await mesh(["plan", "status", id])).code).toBe(4);
+  }, 60_000);
+
+  it("a usage error points at the subcommand's own --help", async () => {
+    const r = await mesh(["plan", "status"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("missing required argument 'plan' (see mesh plan status --help)");
+    const j = await mesh(["--json", "plan", "graph"]);
+    expect(JSON.parse(j.stderr).error.message).toContain("(see `mesh plan graph --help`)");
+  }, 30_000);
+
+  it("`ownsViolation: report`: the paths outside owns in `mesh task`, its --json and `mesh watch`", async () => {
+    const id = uid("rep");
+    const file = await planFile({
+      plan: id,
+      defaults,
+      tasks: [{ id: "r", owns: ["docs/**"], ownsViolation: "report", command: writes("stray.txt") }],
+    });
+    expect((await mesh(["plan", "submit", file, "--wait"])).code).toBe(0);
+    const j = (await mesh(["--json", "task", `${id}-r`])).json().task;
+    expect(j.result).toMatchObject({ ownsViolations: ["stray.txt"], ownsViolationsOmitted: 0 });
+    expect((await mesh(["task", `${id}-r`])).stdout).toMatch(
+      /^outside owns: +stray\.txt \(ownsViolation: report\)$/m,
+    );
+    expect((await mesh(["watch", `${id}-r`])).stdout).toMatch(
+      /agent +owns_violation \(report\): outside owns: stray\.txt$/m,
+    );
+  }, 60_000);
 });

@@ -25,27 +25,33 @@ import { readInput } from "./submit.js";
 const isObject = (x: unknown): x is Record<string, unknown> =>
   typeof x === "object" && x !== null && !Array.isArray(x);
 
-/** The plan document as an object, `defaults` folded into each task (shipping needs each task's repo). */
-function planObject(text: string, source: string): Record<string, unknown> {
+/** Keys only a plan document has at its top (a task spec has none of them but `title`). */
+const PLAN_KEYS = ["plan", "defaults", "tasks"];
+
+/**
+ * The plan document as an object, `defaults` folded into each task (shipping needs each task's
+ * repo), after the daemon's own check of `defaults` (folded, `owns` or `plan` there would pass
+ * for each task's own). A bare task list, or one task, is a plan of those tasks.
+ */
+function planObject(
+  text: string,
+  source: string,
+  checkDefaults: (d: unknown) => Record<string, unknown>,
+): Record<string, unknown> {
   const docs = judged(source, () => parseTaskDocument(text, source));
+  const first = docs[0];
   const obj: Record<string, unknown> =
-    docs.length === 1 && isObject(docs[0]) && "tasks" in docs[0] ? { ...docs[0] } : { tasks: docs };
-  const defaults = obj.defaults;
-  if (isObject(defaults) && Array.isArray(obj.tasks)) {
-    for (const k of ["id", "needs"]) {
-      if (k in defaults)
-        throw usage(`defaults.${k}: "${k}" is per task; it cannot be a default`, `defaults.${k}`);
+    docs.length === 1 && isObject(first) && PLAN_KEYS.some((k) => k in first)
+      ? { ...first }
+      : { tasks: docs };
+  if ("defaults" in obj) {
+    const defaults = judged(source, () => checkDefaults(obj.defaults));
+    if (Array.isArray(obj.tasks)) {
+      obj.tasks = obj.tasks.map((t) => (isObject(t) ? { ...defaults, ...t } : t));
+      delete obj.defaults;
     }
-    obj.tasks = obj.tasks.map((t) => (isObject(t) ? { ...defaults, ...t } : t));
-    delete obj.defaults;
   }
   return obj;
-}
-
-function usage(message: string, field?: string): CliError {
-  return new CliError(EXIT.USAGE, `invalid plan: ${message}; nothing was submitted`, "INVALID_ARGUMENT", {
-    ...(field ? { field } : {}),
-  });
 }
 
 function judged<T>(source: string, fn: () => T): T {
@@ -72,8 +78,8 @@ interface SubmitOpts {
 async function submit(ctx: Ctx, file: string, opts: SubmitOpts): Promise<void> {
   const waitMs = parseDurationFlag(opts.waitTimeout, "--wait-timeout");
   const { text, source } = await readInput(file);
-  const { newPlanId, validatePlanSubmit } = await import("../../daemon/index.js");
-  const doc = planObject(text, source);
+  const { checkPlanDefaults, newPlanId, validatePlanSubmit } = await import("../../daemon/index.js");
+  const doc = planObject(text, source, checkPlanDefaults);
   // The id is fixed here, so that the local check and the daemon's are of the same plan.
   doc.plan ??= newPlanId();
   const tasks = Array.isArray(doc.tasks) ? doc.tasks : [];
