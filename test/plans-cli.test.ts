@@ -331,4 +331,37 @@ describe("mesh plan", () => {
       /agent +owns_violation \(report\): outside owns: stray\.txt$/m,
     );
   }, 60_000);
+  it("--wait says on stderr that no live worker serves a task and gives up after --unschedulable-timeout (exit 6)", async () => {
+    const id = uid("uns");
+    const file = await planFile({
+      plan: id,
+      defaults: { ...defaults, pool: "nobody-serves-this" },
+      tasks: [
+        { id: "a", command: writes("a") },
+        { id: "b", needs: ["a"], command: writes("b") },
+      ],
+    });
+    // long enough for a dozen polls: each pause must not leave an abort listener behind
+    const r = await mesh(["plan", "submit", file, "--wait", "--unschedulable-timeout", "7s"]);
+    expect(r.code, r.stderr).toBe(6);
+    expect(r.stderr).toMatch(
+      new RegExp(
+        `^warning: task ${id}-a cannot run yet: no live worker serves pool "nobody-serves-this"`,
+        "m",
+      ),
+    );
+    expect(r.stderr).toMatch(new RegExp(`^error: task ${id}-a is still queued: .*gave up after 7s`, "m"));
+    expect(r.stderr).not.toContain("MaxListenersExceededWarning");
+    const st = await mesh(["--json", "plan", "status", id]);
+    const [a, b] = st.json().tasks;
+    expect(a).toMatchObject({
+      state: "queued",
+      unschedulable: expect.stringContaining("nobody-serves-this"),
+    });
+    expect(b).toMatchObject({ state: "waiting", unschedulable: null });
+    expect((await mesh(["plan", "status", id])).stdout).toMatch(
+      /^a {2}queued {2}unschedulable: no live worker/m,
+    );
+    expect((await mesh(["cancel", `${id}-a`])).code).toBe(0);
+  }, 60_000);
 });

@@ -19,7 +19,7 @@ import { dash, paint, paintState, table } from "../format.js";
 import { submitJson } from "../json.js";
 import { planLocalRepos } from "../local-repos.js";
 import { run } from "../run.js";
-import { FAILED, TERMINAL } from "../watching.js";
+import { FAILED, TERMINAL, unschedulableError, unschedulableWarning } from "../watching.js";
 import { readInput } from "./submit.js";
 
 const isObject = (x: unknown): x is Record<string, unknown> =>
@@ -73,10 +73,12 @@ interface SubmitOpts {
   dirty?: boolean;
   wait?: boolean;
   waitTimeout: string;
+  unschedulableTimeout: string;
 }
 
 async function submit(ctx: Ctx, file: string, opts: SubmitOpts): Promise<void> {
   const waitMs = parseDurationFlag(opts.waitTimeout, "--wait-timeout");
+  const unschedulableMs = parseDurationFlag(opts.unschedulableTimeout, "--unschedulable-timeout", true);
   const { text, source } = await readInput(file);
   const { checkPlanDefaults, newPlanId, validatePlanSubmit } = await import("../../daemon/index.js");
   const doc = planObject(text, source, checkPlanDefaults);
@@ -103,7 +105,7 @@ async function submit(ctx: Ctx, file: string, opts: SubmitOpts): Promise<void> {
     return;
   }
   ctx.note(`plan ${res.planId} submitted; waiting for its tasks (Ctrl-C stops waiting, not the plan)`);
-  const final = await waitForPlan(ctx, res.planId, waitMs);
+  const final = await waitForPlan(ctx, res.planId, waitMs, unschedulableMs);
   const view = statusRows(final);
   if (ctx.json) {
     ctx.printJson({ plan: res.planId, created: res.created, tasks: view });
@@ -119,10 +121,20 @@ async function submit(ctx: Ctx, file: string, opts: SubmitOpts): Promise<void> {
   }
 }
 
-/** Polls the plan until every task is terminal (or waits on a need that failed, policy wait). */
-async function waitForPlan(ctx: Ctx, id: string, deadlineMs: number): Promise<GetPlanResponse> {
+/**
+ * Polls the plan until every task is terminal (or waits on a need that failed, policy wait).
+ * A task no live worker serves is said on stderr, like `submit --wait`, and the wait gives up
+ * (exit 6) once one stayed so for `unschedulableMs` (0: never).
+ */
+async function waitForPlan(
+  ctx: Ctx,
+  id: string,
+  deadlineMs: number,
+  unschedulableMs: number,
+): Promise<GetPlanResponse> {
   const until = Date.now() + deadlineMs;
   const seen = new Map<string, string>();
+  const stuckSince = new Map<string, number>();
   for (;;) {
     const res = await ctx.client().getPlan(id);
     const rows = statusRows(res);
@@ -131,8 +143,22 @@ async function waitForPlan(ctx: Ctx, id: string, deadlineMs: number): Promise<Ge
         ctx.print(`${t.id}  ${paintState(ctx.style, t.state)}${t.reason ? `  ${t.reason}` : ""}`);
       }
       seen.set(t.id, t.state);
+      if (!t.unschedulable) stuckSince.delete(t.id);
+      else if (!stuckSince.has(t.id)) {
+        stuckSince.set(t.id, Date.now());
+        ctx.warn(unschedulableWarning(t.id, t.unschedulable, unschedulableMs));
+      }
     }
     if (rows.every((t) => TERMINAL.has(t.state) || t.blockedBy)) return res;
+    const gaveUp = rows.filter(
+      (t) => t.unschedulable && unschedulableMs > 0 && Date.now() - stuckSince.get(t.id)! >= unschedulableMs,
+    );
+    if (gaveUp.length > 0) {
+      throw unschedulableError(
+        gaveUp.map((t) => ({ ...t, attempt: 0, unschedulable: t.unschedulable })),
+        unschedulableMs,
+      );
+    }
     if (ctx.signal.aborted) {
       throw new CliError(
         EXIT.INTERRUPTED,
@@ -148,15 +174,14 @@ async function waitForPlan(ctx: Ctx, id: string, deadlineMs: number): Promise<Ge
       );
     }
     await new Promise<void>((r) => {
-      const t = setTimeout(r, 500);
-      ctx.signal.addEventListener(
-        "abort",
-        () => {
-          clearTimeout(t);
-          r();
-        },
-        { once: true },
-      );
+      // One listener per pause, removed when it ends: polling must not pile them up on the signal.
+      const done = () => {
+        clearTimeout(t);
+        ctx.signal.removeEventListener("abort", done);
+        r();
+      };
+      const t = setTimeout(done, 500);
+      ctx.signal.addEventListener("abort", done, { once: true });
     });
   }
 }
@@ -172,6 +197,8 @@ interface StatusRow {
   blockedBy: { dependency: string; reason: string } | null;
   cancelCause: { dependency: string } | null;
   reason: string | null;
+  /** Why no live worker can run it now (queued or retrying only). */
+  unschedulable: string | null;
 }
 
 function recordOf(t: Task): { blockedBy?: StatusRow["blockedBy"]; cancelCause?: StatusRow["cancelCause"] } {
@@ -202,6 +229,7 @@ function statusRows(res: GetPlanResponse): StatusRow[] {
       blockedBy: r.blockedBy ?? null,
       cancelCause: r.cancelCause ?? null,
       reason: t?.reason || null,
+      unschedulable: t?.unschedulableReason || null,
     };
   });
 }
@@ -274,6 +302,7 @@ function printStatus(ctx: Ctx, res: GetPlanResponse): void {
     if (r.blockedBy) bits.push(paint(ctx.style, "red", `blocked: ${r.blockedBy.reason}`));
     else if (r.waitingOn.length) bits.push(`waits on ${r.waitingOn.map(short).join(", ")}`);
     if (r.reason && r.state !== "waiting") bits.push(`- ${r.reason}`);
+    if (r.unschedulable) bits.push(paint(ctx.style, "yellow", `unschedulable: ${r.unschedulable}`));
     return bits.join("  ");
   }))
     ctx.print(line);
@@ -358,7 +387,8 @@ async function list(ctx: Ctx): Promise<void> {
 }
 
 const STATUS_JSON = `{"plan":{"id","title","createdAt","submitter"},"tasks":[{"id","state","needs","host","workerId",
-   "waitingOn","blockedBy":{"dependency","reason"} or null,"cancelCause":{"dependency"} or null,"reason"}],
+   "waitingOn","blockedBy":{"dependency","reason"} or null,"cancelCause":{"dependency"} or null,"reason",
+   "unschedulable": why no live worker can run it now, or null}],
    "missing":[task ids without a record],
    "conflicts":[{"tasks":[a,b],"heads":[head of a,head of b],"files","foundAt","foundBy"}]}`;
 
@@ -373,6 +403,11 @@ export function planCommand(): Command {
     .option("--dirty", "for repo: . tasks: ship uncommitted changes too, as a commit on top of HEAD")
     .option("--wait", "wait until every task is terminal; exit 1 if any did not succeed")
     .option("--wait-timeout <duration>", "give up waiting after this long (exit 5)", "24h")
+    .option(
+      "--unschedulable-timeout <duration>",
+      "with --wait: give up (exit 6) once a task no live worker serves stayed so this long; 0 waits forever",
+      "60s",
+    )
     .addHelpText(
       "after",
       `\n--json output:\n  {"plan","created","tasks":[{"id","created","state"}]}\n  with --wait: {"plan","created","tasks":[STATUS TASK as in \`mesh plan status --help\`]}`,
