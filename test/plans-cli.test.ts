@@ -364,4 +364,27 @@ describe("mesh plan", () => {
     );
     expect((await mesh(["cancel", `${id}-a`])).code).toBe(0);
   }, 60_000);
+  it("a plan re-submitted with a change is refused (exit 2) naming what changed", async () => {
+    const id = uid("re");
+    const tasks = [
+      { id: "a", command: writes("a") },
+      { id: "b", needs: ["a"], command: writes("b") },
+    ];
+    expect((await mesh(["plan", "submit", await planFile({ plan: id, defaults, tasks })])).code).toBe(0);
+    const again = async (t: unknown[]) => {
+      const r = await mesh(["--json", "plan", "submit", await planFile({ plan: id, defaults, tasks: t })]);
+      expect(r.code, r.stderr).toBe(2);
+      // the last line: a warning about the repo's uncommitted plan files may come first
+      const err = JSON.parse(r.stderr.trim().split("\n").pop()!).error;
+      expect(err).toMatchObject({ code: "ALREADY_EXISTS", field: "plan" });
+      return err.message as string;
+    };
+    expect(await again([tasks[0], { ...tasks[1], command: writes("c") }])).toContain(
+      `task ${id}-b differs in command`,
+    );
+    expect(await again([...tasks, { id: "c", command: writes("c") }])).toContain(`new tasks: ${id}-c`);
+    expect(await again([tasks[0]])).toContain(`tasks no longer in it: ${id}-b`);
+    expect(await again([tasks[1], tasks[0]])).toContain("the same tasks in another order");
+    expect((await mesh(["plan", "submit", await planFile({ plan: id, defaults, tasks })])).code).toBe(0);
+  }, 60_000);
 });
