@@ -387,4 +387,23 @@ describe("mesh plan", () => {
     expect(await again([tasks[1], tasks[0]])).toContain("the same tasks in another order");
     expect((await mesh(["plan", "submit", await planFile({ plan: id, defaults, tasks })])).code).toBe(0);
   }, 60_000);
+  it("a wide fan-in stays one short line in the tree: the first needs, then how many more", async () => {
+    const id = uid("fan");
+    const roots = Array.from({ length: 12 }, (_, i) => ({ id: `r${String(i).padStart(2, "0")}` }));
+    const file = await planFile({
+      plan: id,
+      defaults: { ...defaults, pool: "nobody-serves-this" },
+      tasks: [...roots, { id: "sink", needs: roots.map((r) => r.id) }].map((t) => ({
+        ...t,
+        command: writes(t.id),
+      })),
+    });
+    expect((await mesh(["plan", "submit", file])).code).toBe(0);
+    const also = "(also needs r00, r01, r02, r03, r04, r05, r06, r07, and 3 more)";
+    expect((await mesh(["plan", "graph", id])).stdout).toContain(`└─ sink  ${also}`);
+    expect((await mesh(["plan", "status", id])).stdout).toMatch(
+      /^└─ sink {2}waiting {2}\(also needs r00, .*r07, and 3 more\) {2}waits on r00, .*r07, and 4 more$/m,
+    );
+    expect((await mesh(["--json", "plan", "graph", id])).json().edges).toHaveLength(12);
+  }, 60_000);
 });

@@ -250,6 +250,14 @@ const conflictRow = (c: PlanConflict): ConflictRow => ({
   foundBy: c.foundBy,
 });
 
+/** A list of task names that stays one short line for a fan-in of hundreds. */
+function fewNames(names: string[], max = 8): string {
+  return (names.length > max ? [...names.slice(0, max), `and ${names.length - max} more`] : names).join(", ");
+}
+
+/** The needs a task has besides the one it is drawn under. */
+const alsoNeeds = (more: string[]): string => `(also needs ${fewNames(more)})`;
+
 /**
  * The plan as a tree: each task under the last of its needs in the plan's order (the others
  * named after it), roots at the top.
@@ -298,9 +306,9 @@ function printStatus(ctx: Ctx, res: GetPlanResponse): void {
     const r = rows.get(id)!;
     const bits = [`${short(id)}  ${paintState(ctx.style, r.state)}`];
     if (r.host) bits.push(`on ${r.host}`);
-    if (more.length) bits.push(`(also needs ${more.join(", ")})`);
+    if (more.length) bits.push(alsoNeeds(more));
     if (r.blockedBy) bits.push(paint(ctx.style, "red", `blocked: ${r.blockedBy.reason}`));
-    else if (r.waitingOn.length) bits.push(`waits on ${r.waitingOn.map(short).join(", ")}`);
+    else if (r.waitingOn.length) bits.push(`waits on ${fewNames(r.waitingOn.map(short))}`);
     if (r.reason && r.state !== "waiting") bits.push(`- ${r.reason}`);
     if (r.unschedulable) bits.push(paint(ctx.style, "yellow", `unschedulable: ${r.unschedulable}`));
     return bits.join("  ");
@@ -352,7 +360,7 @@ async function graph(ctx: Ctx, id: string, opts: { mermaid?: boolean }): Promise
     return;
   }
   for (const line of treeLines(plan, (t, more) =>
-    more.length ? `${short(t)}  (also needs ${more.join(", ")})` : short(t),
+    more.length ? `${short(t)}  ${alsoNeeds(more)}` : short(t),
   ))
     ctx.print(line);
 }
