@@ -19,13 +19,28 @@ export function taskEventLine(style: Style, e: TaskEvent, withId: boolean): stri
   return `${head}  event`;
 }
 
-/** The ownership hook's verdicts carry their reason (the path, and who owns or holds it). */
+/**
+ * The ownership hook's verdicts carry their reason (the path, and who owns or holds it); the
+ * result-time gate's report its policy and the paths outside owns.
+ */
 function agentDetail(a: { kind: string; dataJson: string }): string {
+  if (a.kind === "owns_violation") return ownsViolationDetail(a.dataJson);
   if (a.kind !== "hook_denied" && a.kind !== "hook_note") return "";
   try {
     const d = JSON.parse(a.dataJson) as { tool?: unknown; reason?: unknown; note?: unknown };
     const text = a.kind === "hook_denied" ? d.reason : d.note;
     return typeof text === "string" ? ` (${String(d.tool ?? "?")}): ${text}` : "";
+  } catch {
+    return "";
+  }
+}
+
+function ownsViolationDetail(dataJson: string): string {
+  try {
+    const d = JSON.parse(dataJson) as { policy?: unknown; paths?: unknown; omitted?: unknown };
+    if (!Array.isArray(d.paths)) return "";
+    const more = typeof d.omitted === "number" && d.omitted > 0 ? ` and ${d.omitted} more` : "";
+    return ` (${String(d.policy ?? "?")}): outside owns: ${d.paths.map(String).join(", ")}${more}`;
   } catch {
     return "";
   }

@@ -83,6 +83,10 @@ export interface ResultJson {
   model: string | null;
   /** The task branch as a bundle (`mesh fetch` imports it). */
   bundle: BundleJson | null;
+  /** Changed paths outside `owns` that `ownsViolation: report` let through (null: none). */
+  ownsViolations: string[] | null;
+  /** How many more such paths there were than `ownsViolations` lists. */
+  ownsViolationsOmitted: number;
 }
 
 function attemptJson(a: Attempt): AttemptJson {
@@ -146,6 +150,7 @@ export function taskJson(t: Task): TaskJson {
           durationMs: r.durationMs ?? null,
           model: orNull(r.model),
           bundle: bundleJson(r.bundle),
+          ...ownsViolationsOf(t),
         }
       : null,
     revision: t.revision,
@@ -163,6 +168,24 @@ function parkedOf(t: Task): TaskJson["parked"] {
     return { account: p.account, until: p.until, reason: typeof p.reason === "string" ? p.reason : "" };
   } catch {
     return null;
+  }
+}
+
+/** The record's `result.ownsViolations` (recordJson, like `parked`; the proto result lacks it). */
+function ownsViolationsOf(t: Task): Pick<ResultJson, "ownsViolations" | "ownsViolationsOmitted"> {
+  const none = { ownsViolations: null, ownsViolationsOmitted: 0 };
+  if (!t.recordJson?.includes('"ownsViolations":')) return none;
+  try {
+    const r = (
+      JSON.parse(t.recordJson) as { result?: { ownsViolations?: unknown; ownsViolationsOmitted?: unknown } }
+    ).result;
+    const paths = r?.ownsViolations;
+    if (!Array.isArray(paths) || paths.length === 0 || !paths.every((p) => typeof p === "string"))
+      return none;
+    const omitted = typeof r?.ownsViolationsOmitted === "number" ? r.ownsViolationsOmitted : 0;
+    return { ownsViolations: paths as string[], ownsViolationsOmitted: omitted };
+  } catch {
+    return none;
   }
 }
 

@@ -38,6 +38,13 @@ process.emitWarning = ((warning: unknown, ...rest: unknown[]) => {
 /** Which (sub)command's parse failed last: its --help is the one to point at. */
 let failedIn = "";
 
+/** "plan status " for `mesh plan status`: the words between `mesh` and `--help`. */
+function commandPath(c: Command): string {
+  let path = "";
+  for (let at: Command | null = c; at?.parent; at = at.parent) path = `${at.name()} ${path}`;
+  return path;
+}
+
 function buildProgram(json: boolean): Command {
   const program = new Command("mesh")
     .description(
@@ -112,7 +119,7 @@ JSON field names are listed in each command's --help and in cli/README-fields.md
     c.exitOverride();
     c.configureOutput({
       outputError: (str, write) => {
-        failedIn = c === program ? "" : `${c.name()} `;
+        failedIn = commandPath(c);
         if (!json) write(`${str.trimEnd()} (see mesh ${failedIn}--help)\n`);
       },
       ...(json ? { writeErr: () => {} } : {}),

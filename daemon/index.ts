@@ -57,7 +57,13 @@ export {
   useLocalMeshCredentials,
   WORKERS_BUCKET,
 } from "./nats/index.js";
-export { newPlanId, type PlanSpec, parsePlanSubmitDocument, validatePlanSubmit } from "./plans/index.js";
+export {
+  checkPlanDefaults,
+  newPlanId,
+  type PlanSpec,
+  parsePlanSubmitDocument,
+  validatePlanSubmit,
+} from "./plans/index.js";
 export type { DaemonPlugin, PluginContext } from "./plugin.js";
 export type { WorkerInfo } from "./registry/index.js";
 export { ClaudeRunner, CommandRunner } from "./runner/index.js";

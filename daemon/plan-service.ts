@@ -56,14 +56,14 @@ export async function submitPlan(
     .digest("hex");
   const now = new Date();
   const rec = buildPlanRecord(plan, now, submitter, digest);
-  const differs = (p: PlanRecord) =>
+  const differs = async (p: PlanRecord) =>
     new MeshError(
       "ALREADY_EXISTS",
-      `plan ${plan.id} was already submitted with different tasks (submitted ${p.createdAt} by ${p.submitter}); nothing was submitted. Give the new plan another id (plan: ...), or leave it out to get a generated one`,
+      `plan ${plan.id} was already submitted with different tasks (submitted ${p.createdAt} by ${p.submitter}; ${await whatDiffers(d, p, plan)}); nothing was submitted. Give the new plan another id (plan: ...), or leave it out to get a generated one`,
       { field: "plan" },
     );
   const before = await d.plans.get(plan.id);
-  if (before && before.digest !== digest) throw differs(before);
+  if (before && before.digest !== digest) throw await differs(before);
   const byId = new Map(plan.tasks.map((t) => [t.id, t]));
   const specs = plan.order.map((id) => byId.get(id)!);
   const steps = specs.map((s) => submit(s, now));
@@ -76,7 +76,7 @@ export async function submitPlan(
   let planCreated = false;
   if (!before) {
     const { record, created } = await d.plans.create(rec);
-    if (!created && record.digest !== digest) throw differs(record);
+    if (!created && record.digest !== digest) throw await differs(record);
     planCreated = created;
   }
   // Every record first, then the roots' doorbells: nothing runs before the whole plan is
@@ -118,6 +118,38 @@ export async function submitPlan(
   }
   d.log.info({ plan: plan.id, tasks: specs.length, created: planCreated }, "plan submitted");
   return { planId: plan.id, created: !before && planCreated, tasks };
+}
+
+/**
+ * How a re-submitted plan differs from the stored one, for the refusal: tasks added or gone,
+ * the first task whose spec changed (and its field), or the same tasks in another order.
+ */
+async function whatDiffers(
+  d: Pick<PlanServiceDeps, "store" | "stableJson">,
+  stored: PlanRecord,
+  plan: PlanSpec,
+): Promise<string> {
+  const old = planTaskIds(stored);
+  const oldSet = new Set(old);
+  const names = (ids: string[]) =>
+    ids.slice(0, 3).join(", ") + (ids.length > 3 ? ` and ${ids.length - 3} more` : "");
+  const added = plan.tasks.map((t) => t.id).filter((id) => !oldSet.has(id));
+  if (added.length > 0) return `new tasks: ${names(added)}`;
+  const newSet = new Set(plan.tasks.map((t) => t.id));
+  const gone = old.filter((id) => !newSet.has(id));
+  if (gone.length > 0) return `tasks no longer in it: ${names(gone)}`;
+  for (const spec of plan.tasks) {
+    const e = await d.store.get(spec.id).catch(() => undefined);
+    if (!e) continue;
+    const was = e.record.spec as Record<string, unknown>;
+    const now = spec as Record<string, unknown>;
+    const fields = Object.keys({ ...was, ...now }).filter(
+      (k) => d.stableJson(was[k]) !== d.stableJson(now[k]),
+    );
+    if (fields.length > 0) return `task ${spec.id} differs in ${fields.join(", ")}`;
+  }
+  if (old.some((id, i) => plan.tasks[i]?.id !== id)) return "the same tasks in another order";
+  return "its title or a task differs";
 }
 
 export async function getPlan(

@@ -284,4 +284,126 @@ describe("mesh plan", () => {
     expect((await mesh(["task", loneId])).stdout).not.toMatch(/^plan:/m);
     expect((await mesh(["cancel", `${id}-w`])).code).toBe(0);
   }, 60_000);
+  it("refuses a plan without tasks and `defaults` the daemon refuses, as the daemon does (exit 2)", async () => {
+    const id = uid("doc");
+    // `plan:` at the top makes it a plan, not one task with a `plan` field
+    const bare = await planFile({ plan: id, title: "nothing to do" });
+    const b = await mesh(["--json", "plan", "submit", bare]);
+    expect(b.code).toBe(2);
+    expect(JSON.parse(b.stderr).error).toMatchObject({ code: "INVALID_ARGUMENT", field: "tasks" });
+    // one task, so folding owns into it would pass every other check
+    const owns = await planFile({
+      plan: id,
+      defaults: { ...defaults, owns: ["src/**"] },
+      tasks: [{ id: "a", command: writes("src/a") }],
+    });
+    const o = await mesh(["--json", "plan", "submit", owns]);
+    expect(o.code).toBe(2);
+    expect(JSON.parse(o.stderr).error).toMatchObject({ code: "INVALID_ARGUMENT", field: "defaults.owns" });
+    const plan = await planFile({ plan: id, defaults: { ...defaults, plan: "x" }, tasks: [{ id: "a" }] });
+    const p = await mesh(["--json", "plan", "submit", plan]);
+    expect(JSON.parse(p.stderr).error).toMatchObject({ field: "defaults.plan" });
+    expect((await mesh(["plan", "status", id])).code).toBe(4);
+  }, 60_000);
+
+  it("a usage error points at the subcommand's own --help", async () => {
+    const r = await mesh(["plan", "status"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("missing required argument 'plan' (see mesh plan status --help)");
+    const j = await mesh(["--json", "plan", "graph"]);
+    expect(JSON.parse(j.stderr).error.message).toContain("(see `mesh plan graph --help`)");
+  }, 30_000);
+
+  it("`ownsViolation: report`: the paths outside owns in `mesh task`, its --json and `mesh watch`", async () => {
+    const id = uid("rep");
+    const file = await planFile({
+      plan: id,
+      defaults,
+      tasks: [{ id: "r", owns: ["docs/**"], ownsViolation: "report", command: writes("stray.txt") }],
+    });
+    expect((await mesh(["plan", "submit", file, "--wait"])).code).toBe(0);
+    const j = (await mesh(["--json", "task", `${id}-r`])).json().task;
+    expect(j.result).toMatchObject({ ownsViolations: ["stray.txt"], ownsViolationsOmitted: 0 });
+    expect((await mesh(["task", `${id}-r`])).stdout).toMatch(
+      /^outside owns: +stray\.txt \(ownsViolation: report\)$/m,
+    );
+    expect((await mesh(["watch", `${id}-r`])).stdout).toMatch(
+      /agent +owns_violation \(report\): outside owns: stray\.txt$/m,
+    );
+  }, 60_000);
+  it("--wait says on stderr that no live worker serves a task and gives up after --unschedulable-timeout (exit 6)", async () => {
+    const id = uid("uns");
+    const file = await planFile({
+      plan: id,
+      defaults: { ...defaults, pool: "nobody-serves-this" },
+      tasks: [
+        { id: "a", command: writes("a") },
+        { id: "b", needs: ["a"], command: writes("b") },
+      ],
+    });
+    // long enough for a dozen polls: each pause must not leave an abort listener behind
+    const r = await mesh(["plan", "submit", file, "--wait", "--unschedulable-timeout", "7s"]);
+    expect(r.code, r.stderr).toBe(6);
+    expect(r.stderr).toMatch(
+      new RegExp(
+        `^warning: task ${id}-a cannot run yet: no live worker serves pool "nobody-serves-this"`,
+        "m",
+      ),
+    );
+    expect(r.stderr).toMatch(new RegExp(`^error: task ${id}-a is still queued: .*gave up after 7s`, "m"));
+    expect(r.stderr).not.toContain("MaxListenersExceededWarning");
+    const st = await mesh(["--json", "plan", "status", id]);
+    const [a, b] = st.json().tasks;
+    expect(a).toMatchObject({
+      state: "queued",
+      unschedulable: expect.stringContaining("nobody-serves-this"),
+    });
+    expect(b).toMatchObject({ state: "waiting", unschedulable: null });
+    expect((await mesh(["plan", "status", id])).stdout).toMatch(
+      /^a {2}queued {2}unschedulable: no live worker/m,
+    );
+    expect((await mesh(["cancel", `${id}-a`])).code).toBe(0);
+  }, 60_000);
+  it("a plan re-submitted with a change is refused (exit 2) naming what changed", async () => {
+    const id = uid("re");
+    const tasks = [
+      { id: "a", command: writes("a") },
+      { id: "b", needs: ["a"], command: writes("b") },
+    ];
+    expect((await mesh(["plan", "submit", await planFile({ plan: id, defaults, tasks })])).code).toBe(0);
+    const again = async (t: unknown[]) => {
+      const r = await mesh(["--json", "plan", "submit", await planFile({ plan: id, defaults, tasks: t })]);
+      expect(r.code, r.stderr).toBe(2);
+      // the last line: a warning about the repo's uncommitted plan files may come first
+      const err = JSON.parse(r.stderr.trim().split("\n").pop()!).error;
+      expect(err).toMatchObject({ code: "ALREADY_EXISTS", field: "plan" });
+      return err.message as string;
+    };
+    expect(await again([tasks[0], { ...tasks[1], command: writes("c") }])).toContain(
+      `task ${id}-b differs in command`,
+    );
+    expect(await again([...tasks, { id: "c", command: writes("c") }])).toContain(`new tasks: ${id}-c`);
+    expect(await again([tasks[0]])).toContain(`tasks no longer in it: ${id}-b`);
+    expect(await again([tasks[1], tasks[0]])).toContain("the same tasks in another order");
+    expect((await mesh(["plan", "submit", await planFile({ plan: id, defaults, tasks })])).code).toBe(0);
+  }, 60_000);
+  it("a wide fan-in stays one short line in the tree: the first needs, then how many more", async () => {
+    const id = uid("fan");
+    const roots = Array.from({ length: 12 }, (_, i) => ({ id: `r${String(i).padStart(2, "0")}` }));
+    const file = await planFile({
+      plan: id,
+      defaults: { ...defaults, pool: "nobody-serves-this" },
+      tasks: [...roots, { id: "sink", needs: roots.map((r) => r.id) }].map((t) => ({
+        ...t,
+        command: writes(t.id),
+      })),
+    });
+    expect((await mesh(["plan", "submit", file])).code).toBe(0);
+    const also = "(also needs r00, r01, r02, r03, r04, r05, r06, r07, and 3 more)";
+    expect((await mesh(["plan", "graph", id])).stdout).toContain(`└─ sink  ${also}`);
+    expect((await mesh(["plan", "status", id])).stdout).toMatch(
+      /^└─ sink {2}waiting {2}\(also needs r00, .*r07, and 3 more\) {2}waits on r00, .*r07, and 4 more$/m,
+    );
+    expect((await mesh(["--json", "plan", "graph", id])).json().edges).toHaveLength(12);
+  }, 60_000);
 });

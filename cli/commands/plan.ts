@@ -19,33 +19,39 @@ import { dash, paint, paintState, table } from "../format.js";
 import { submitJson } from "../json.js";
 import { planLocalRepos } from "../local-repos.js";
 import { run } from "../run.js";
-import { FAILED, TERMINAL } from "../watching.js";
+import { FAILED, TERMINAL, unschedulableError, unschedulableWarning } from "../watching.js";
 import { readInput } from "./submit.js";
 
 const isObject = (x: unknown): x is Record<string, unknown> =>
   typeof x === "object" && x !== null && !Array.isArray(x);
 
-/** The plan document as an object, `defaults` folded into each task (shipping needs each task's repo). */
-function planObject(text: string, source: string): Record<string, unknown> {
+/** Keys only a plan document has at its top (a task spec has none of them but `title`). */
+const PLAN_KEYS = ["plan", "defaults", "tasks"];
+
+/**
+ * The plan document as an object, `defaults` folded into each task (shipping needs each task's
+ * repo), after the daemon's own check of `defaults` (folded, `owns` or `plan` there would pass
+ * for each task's own). A bare task list, or one task, is a plan of those tasks.
+ */
+function planObject(
+  text: string,
+  source: string,
+  checkDefaults: (d: unknown) => Record<string, unknown>,
+): Record<string, unknown> {
   const docs = judged(source, () => parseTaskDocument(text, source));
+  const first = docs[0];
   const obj: Record<string, unknown> =
-    docs.length === 1 && isObject(docs[0]) && "tasks" in docs[0] ? { ...docs[0] } : { tasks: docs };
-  const defaults = obj.defaults;
-  if (isObject(defaults) && Array.isArray(obj.tasks)) {
-    for (const k of ["id", "needs"]) {
-      if (k in defaults)
-        throw usage(`defaults.${k}: "${k}" is per task; it cannot be a default`, `defaults.${k}`);
+    docs.length === 1 && isObject(first) && PLAN_KEYS.some((k) => k in first)
+      ? { ...first }
+      : { tasks: docs };
+  if ("defaults" in obj) {
+    const defaults = judged(source, () => checkDefaults(obj.defaults));
+    if (Array.isArray(obj.tasks)) {
+      obj.tasks = obj.tasks.map((t) => (isObject(t) ? { ...defaults, ...t } : t));
+      delete obj.defaults;
     }
-    obj.tasks = obj.tasks.map((t) => (isObject(t) ? { ...defaults, ...t } : t));
-    delete obj.defaults;
   }
   return obj;
-}
-
-function usage(message: string, field?: string): CliError {
-  return new CliError(EXIT.USAGE, `invalid plan: ${message}; nothing was submitted`, "INVALID_ARGUMENT", {
-    ...(field ? { field } : {}),
-  });
 }
 
 function judged<T>(source: string, fn: () => T): T {
@@ -67,13 +73,15 @@ interface SubmitOpts {
   dirty?: boolean;
   wait?: boolean;
   waitTimeout: string;
+  unschedulableTimeout: string;
 }
 
 async function submit(ctx: Ctx, file: string, opts: SubmitOpts): Promise<void> {
   const waitMs = parseDurationFlag(opts.waitTimeout, "--wait-timeout");
+  const unschedulableMs = parseDurationFlag(opts.unschedulableTimeout, "--unschedulable-timeout", true);
   const { text, source } = await readInput(file);
-  const { newPlanId, validatePlanSubmit } = await import("../../daemon/index.js");
-  const doc = planObject(text, source);
+  const { checkPlanDefaults, newPlanId, validatePlanSubmit } = await import("../../daemon/index.js");
+  const doc = planObject(text, source, checkPlanDefaults);
   // The id is fixed here, so that the local check and the daemon's are of the same plan.
   doc.plan ??= newPlanId();
   const tasks = Array.isArray(doc.tasks) ? doc.tasks : [];
@@ -97,7 +105,7 @@ async function submit(ctx: Ctx, file: string, opts: SubmitOpts): Promise<void> {
     return;
   }
   ctx.note(`plan ${res.planId} submitted; waiting for its tasks (Ctrl-C stops waiting, not the plan)`);
-  const final = await waitForPlan(ctx, res.planId, waitMs);
+  const final = await waitForPlan(ctx, res.planId, waitMs, unschedulableMs);
   const view = statusRows(final);
   if (ctx.json) {
     ctx.printJson({ plan: res.planId, created: res.created, tasks: view });
@@ -113,10 +121,20 @@ async function submit(ctx: Ctx, file: string, opts: SubmitOpts): Promise<void> {
   }
 }
 
-/** Polls the plan until every task is terminal (or waits on a need that failed, policy wait). */
-async function waitForPlan(ctx: Ctx, id: string, deadlineMs: number): Promise<GetPlanResponse> {
+/**
+ * Polls the plan until every task is terminal (or waits on a need that failed, policy wait).
+ * A task no live worker serves is said on stderr, like `submit --wait`, and the wait gives up
+ * (exit 6) once one stayed so for `unschedulableMs` (0: never).
+ */
+async function waitForPlan(
+  ctx: Ctx,
+  id: string,
+  deadlineMs: number,
+  unschedulableMs: number,
+): Promise<GetPlanResponse> {
   const until = Date.now() + deadlineMs;
   const seen = new Map<string, string>();
+  const stuckSince = new Map<string, number>();
   for (;;) {
     const res = await ctx.client().getPlan(id);
     const rows = statusRows(res);
@@ -125,8 +143,22 @@ async function waitForPlan(ctx: Ctx, id: string, deadlineMs: number): Promise<Ge
         ctx.print(`${t.id}  ${paintState(ctx.style, t.state)}${t.reason ? `  ${t.reason}` : ""}`);
       }
       seen.set(t.id, t.state);
+      if (!t.unschedulable) stuckSince.delete(t.id);
+      else if (!stuckSince.has(t.id)) {
+        stuckSince.set(t.id, Date.now());
+        ctx.warn(unschedulableWarning(t.id, t.unschedulable, unschedulableMs));
+      }
     }
     if (rows.every((t) => TERMINAL.has(t.state) || t.blockedBy)) return res;
+    const gaveUp = rows.filter(
+      (t) => t.unschedulable && unschedulableMs > 0 && Date.now() - stuckSince.get(t.id)! >= unschedulableMs,
+    );
+    if (gaveUp.length > 0) {
+      throw unschedulableError(
+        gaveUp.map((t) => ({ ...t, attempt: 0, unschedulable: t.unschedulable })),
+        unschedulableMs,
+      );
+    }
     if (ctx.signal.aborted) {
       throw new CliError(
         EXIT.INTERRUPTED,
@@ -142,15 +174,14 @@ async function waitForPlan(ctx: Ctx, id: string, deadlineMs: number): Promise<Ge
       );
     }
     await new Promise<void>((r) => {
-      const t = setTimeout(r, 500);
-      ctx.signal.addEventListener(
-        "abort",
-        () => {
-          clearTimeout(t);
-          r();
-        },
-        { once: true },
-      );
+      // One listener per pause, removed when it ends: polling must not pile them up on the signal.
+      const done = () => {
+        clearTimeout(t);
+        ctx.signal.removeEventListener("abort", done);
+        r();
+      };
+      const t = setTimeout(done, 500);
+      ctx.signal.addEventListener("abort", done, { once: true });
     });
   }
 }
@@ -169,6 +200,8 @@ interface StatusRow {
   /** The task that added this one to the plan (delegation), and how deep it is (0: submitted). */
   parent: string | null;
   depth: number;
+  /** Why no live worker can run it now (queued or retrying only). */
+  unschedulable: string | null;
 }
 
 function recordOf(t: Task): {
@@ -205,6 +238,7 @@ function statusRows(res: GetPlanResponse): StatusRow[] {
       reason: t?.reason || null,
       parent: r.spec?.parent ?? null,
       depth: r.spec?.depth ?? 0,
+      unschedulable: t?.unschedulableReason || null,
     };
   });
 }
@@ -224,6 +258,14 @@ const conflictRow = (c: PlanConflict): ConflictRow => ({
   foundAt: c.foundAt,
   foundBy: c.foundBy,
 });
+
+/** A list of task names that stays one short line for a fan-in of hundreds. */
+function fewNames(names: string[], max = 8): string {
+  return (names.length > max ? [...names.slice(0, max), `and ${names.length - max} more`] : names).join(", ");
+}
+
+/** The needs a task has besides the one it is drawn under. */
+const alsoNeeds = (more: string[]): string => `(also needs ${fewNames(more)})`;
 
 /**
  * The plan as a tree: each task under the last of its needs in the plan's order (the others
@@ -274,10 +316,11 @@ function printStatus(ctx: Ctx, res: GetPlanResponse): void {
     const bits = [`${short(id)}  ${paintState(ctx.style, r.state)}`];
     if (r.host) bits.push(`on ${r.host}`);
     if (r.parent) bits.push(`added by ${short(r.parent)}, depth ${r.depth}`);
-    if (more.length) bits.push(`(also needs ${more.join(", ")})`);
+    if (more.length) bits.push(alsoNeeds(more));
     if (r.blockedBy) bits.push(paint(ctx.style, "red", `blocked: ${r.blockedBy.reason}`));
-    else if (r.waitingOn.length) bits.push(`waits on ${r.waitingOn.map(short).join(", ")}`);
+    else if (r.waitingOn.length) bits.push(`waits on ${fewNames(r.waitingOn.map(short))}`);
     if (r.reason && r.state !== "waiting") bits.push(`- ${r.reason}`);
+    if (r.unschedulable) bits.push(paint(ctx.style, "yellow", `unschedulable: ${r.unschedulable}`));
     return bits.join("  ");
   }))
     ctx.print(line);
@@ -327,7 +370,7 @@ async function graph(ctx: Ctx, id: string, opts: { mermaid?: boolean }): Promise
     return;
   }
   for (const line of treeLines(plan, (t, more) =>
-    more.length ? `${short(t)}  (also needs ${more.join(", ")})` : short(t),
+    more.length ? `${short(t)}  ${alsoNeeds(more)}` : short(t),
   ))
     ctx.print(line);
 }
@@ -363,7 +406,8 @@ async function list(ctx: Ctx): Promise<void> {
 
 const STATUS_JSON = `{"plan":{"id","title","createdAt","submitter"},"tasks":[{"id","state","needs","host","workerId",
    "waitingOn","blockedBy":{"dependency","reason"} or null,"cancelCause":{"dependency"} or null,"reason",
-   "parent" (the task that added it, or null),"depth"}],
+   "parent" (the task that added it, or null),"depth",
+   "unschedulable": why no live worker can run it now, or null}],
    "missing":[task ids without a record],
    "conflicts":[{"tasks":[a,b],"heads":[head of a,head of b],"files","foundAt","foundBy"}]}`;
 
@@ -378,6 +422,11 @@ export function planCommand(): Command {
     .option("--dirty", "for repo: . tasks: ship uncommitted changes too, as a commit on top of HEAD")
     .option("--wait", "wait until every task is terminal; exit 1 if any did not succeed")
     .option("--wait-timeout <duration>", "give up waiting after this long (exit 5)", "24h")
+    .option(
+      "--unschedulable-timeout <duration>",
+      "with --wait: give up (exit 6) once a task no live worker serves stayed so this long; 0 waits forever",
+      "60s",
+    )
     .addHelpText(
       "after",
       `\n--json output:\n  {"plan","created","tasks":[{"id","created","state"}]}\n  with --wait: {"plan","created","tasks":[STATUS TASK as in \`mesh plan status --help\`]}`,

@@ -119,6 +119,10 @@ export function printTask(ctx: Ctx, t: TaskJson, p?: TaskPlanJson): void {
     if (r.sessionId) lines.push(["session", r.sessionId]);
     if (r.branch) lines.push(["branch", r.branch]);
     if (r.headCommit) lines.push(["head", r.headCommit]);
+    if (r.ownsViolations) {
+      const more = r.ownsViolationsOmitted > 0 ? ` and ${r.ownsViolationsOmitted} more` : "";
+      lines.push(["outside owns", `${r.ownsViolations.join(", ")}${more} (ownsViolation: report)`]);
+    }
     if (r.durationMs !== null) lines.push(["duration", `${(r.durationMs / 1000).toFixed(1)}s`]);
   }
   const width = Math.max(...lines.map(([k]) => k.length)) + 1;
@@ -169,7 +173,7 @@ const TASK_FIELDS = `{"id","title","state","pool","labels","runner","attempt","m
    "unschedulable","parked","revision",
    "attempts":[{"attempt","workerId","host","claimedAt","startedAt","endedAt","outcome","reason","exitCode","signal"}],
    "result":{"summary","costUsd","tokens":{"input","output","cacheRead","cacheCreation"},"turns","sessionId",
-             "branch","headCommit","durationMs","model"} or null}
+             "branch","headCommit","durationMs","model","ownsViolations","ownsViolationsOmitted"} or null}
   absent values are null; states: ${STATE_NAMES.join(", ")}`;
 
 export function tasksCommand(): Command {

@@ -27,6 +27,7 @@ export {
 export { globsOverlap, type OwnsOverlap, ownsOverlap } from "./overlap.js";
 export { compileOwns, MAX_GLOB_LENGTH, MAX_OWNS, normaliseGlob, type OwnsMatcher } from "./owns.js";
 export {
+  checkPlanDefaults,
   type DependencyFailure,
   MAX_PLAN_TASKS,
   type PlanSpec as CheckedPlan,

@@ -87,6 +87,21 @@ export function newPlanId(): string {
   return `p-${Date.now().toString(36)}-${rand}`;
 }
 
+/**
+ * A plan's `defaults`: a mapping without the fields each task sets itself (`id`, `needs`,
+ * `owns`) or the mesh sets (`plan`, `parent`, `depth`). The CLI checks it before it folds the
+ * defaults into the tasks to ship their repos, so both sides refuse the same documents.
+ */
+export function checkPlanDefaults(value: unknown): Record<string, unknown> {
+  const defaults = value ?? {};
+  if (!isObject(defaults))
+    throw invalid("defaults", "must be a mapping of task fields, e.g. { repo: ., pool: default }");
+  for (const [k, why] of Object.entries(NOT_A_DEFAULT)) {
+    if (k in defaults) throw invalid(`defaults.${k}`, `cannot be a default: ${why}`);
+  }
+  return defaults;
+}
+
 /** Parses and validates a plan document. */
 export function parsePlan(text: string, source?: string): PlanSpec {
   return validatePlan(parsePlanDocument(text, source));
@@ -126,12 +141,7 @@ export function validatePlan(input: unknown): PlanSpec {
   ) {
     throw invalid("title", `must be one line of text, 1-${MAX_TITLE} characters`);
   }
-  const defaults = input.defaults ?? {};
-  if (!isObject(defaults))
-    throw invalid("defaults", "must be a mapping of task fields, e.g. { repo: ., pool: default }");
-  for (const [k, why] of Object.entries(NOT_A_DEFAULT)) {
-    if (k in defaults) throw invalid(`defaults.${k}`, `cannot be a default: ${why}`);
-  }
+  const defaults = checkPlanDefaults(input.defaults);
   const tasks = input.tasks;
   if (!Array.isArray(tasks) || tasks.length === 0)
     throw invalid("tasks", "must be a non-empty list of tasks");
