@@ -21,7 +21,7 @@ import { DEFAULT_SUBMIT_MAX_BYTES } from "../limits.js";
 import { bearerTokenInterceptor } from "./grpc/auth.js";
 import { meshServiceHandlers } from "./grpc/handlers.js";
 import { requestReadTimeoutInterceptor } from "./grpc/read-timeout.js";
-import { reflectionService } from "./grpc/reflection.js";
+import { addReflection } from "./grpc/reflection.js";
 import { prepareSocketPath, removeSocket } from "./grpc/socket.js";
 import { SpecParser } from "./grpc/spec-parser.js";
 
@@ -153,7 +153,7 @@ export class GrpcServer {
       }),
     );
     this.health.addToServer(server);
-    reflectionService().addToServer(server);
+    addReflection(server);
     this.servers.push(server);
     return server;
   }
