@@ -8,10 +8,11 @@
  *
  * - `current`: this tree's build, with the node flags of its bin's shebang (as users run it);
  * - `current-no-flags`: the same build under a plain `node` (what the flags alone change);
- * - `base` (with `--base <ref>`): that commit built into bench/.cache/ (once per commit).
+ * - `base` (with `--base <ref>`): that commit, exported with `git archive` and built into
+ *   bench/.cache/ (once per commit).
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { existsSync, symlinkSync } from "node:fs";
+import { existsSync, mkdirSync, symlinkSync } from "node:fs";
 import { loadavg } from "node:os";
 import { join } from "node:path";
 import { makeTempDir, NatsServer, removeTempDir, waitFor } from "../test/harness/index.js";
@@ -40,7 +41,7 @@ interface Watched {
   stateDir: string;
 }
 
-/** Builds `ref` once into bench/.cache/footprint-<sha>/ (a detached worktree) and returns its root. */
+/** Builds `ref` once into bench/.cache/footprint-<sha>/ and returns its root. */
 function buildBase(ref: string): { root: string; commit: string } {
   const commit = execFileSync("git", ["-C", REPO_ROOT, "rev-parse", "--verify", `${ref}^{commit}`], {
     encoding: "utf8",
@@ -49,7 +50,9 @@ function buildBase(ref: string): { root: string; commit: string } {
   if (!existsSync(join(root, "dist", "daemon", "main.js"))) {
     process.stderr.write(`footprint: building ${commit.slice(0, 12)} into ${root}...\n`);
     if (!existsSync(root)) {
-      execFileSync("git", ["-C", REPO_ROOT, "worktree", "add", "--detach", root, commit], { stdio: "ignore" });
+      // A plain export of the commit's files (no worktree registered in the repository).
+      mkdirSync(root, { recursive: true });
+      execFileSync("sh", ["-c", 'git -C "$1" archive "$2" | tar -x -C "$3"', "sh", REPO_ROOT, commit, root]);
       symlinkSync(join(REPO_ROOT, "node_modules"), join(root, "node_modules"));
     }
     // Type errors in test files (a missing dev dependency) must not stop the build of the bins.
