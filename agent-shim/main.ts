@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=1
 /**
  * `mesh-shim <job.json> [--parent-watch stdin|ipc|none]`: runs one Claude Code session for the
  * daemon. stdout carries the line protocol (protocol.ts), stderr the logs. SIGTERM/SIGINT, or

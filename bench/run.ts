@@ -1,6 +1,6 @@
 /**
  * `npm run bench [-- <scenario...>] [--count N] [--rounds R] [--warmup W] [--kills K] [--lease-ms L]
- * [--size-mb M]`: runs benchmark scenarios, prints a table and writes
+ * [--size-mb M] [--seconds S] [--daemons D] [--base <ref>]`: runs benchmark scenarios, prints a table and writes
  * bench/results/<scenario>-<time>.json. Numbers are measured, never asserted. A scenario that
  * cannot run here (e.g. `transfer` without network namespaces) says why and writes nothing.
  */
@@ -9,12 +9,23 @@ import { fileURLToPath } from "node:url";
 import { chunksScenario } from "./chunks.js";
 import { claimsScenario } from "./claims.js";
 import { failoverScenario } from "./failover.js";
+import { footprintScenario } from "./footprint.js";
 import { shimScenario } from "./shim.js";
 import { table } from "./stats.js";
 import { transferScenario } from "./transfer.js";
 
 const args = process.argv.slice(2);
-const VALUE_FLAGS = ["--count", "--rounds", "--warmup", "--kills", "--lease-ms", "--size-mb"];
+const VALUE_FLAGS = [
+  "--count",
+  "--rounds",
+  "--warmup",
+  "--kills",
+  "--lease-ms",
+  "--size-mb",
+  "--seconds",
+  "--daemons",
+  "--base",
+];
 const flag = (name: string, dflt: number): number => {
   const i = args.indexOf(name);
   if (i < 0) return dflt;
@@ -31,6 +42,14 @@ const warmup = flag("--warmup", 6000);
 const kills = Math.max(1, flag("--kills", 10));
 const leaseMs = Math.max(1000, flag("--lease-ms", 4000));
 const sizeMb = Math.max(1, flag("--size-mb", 50));
+const seconds = Math.max(1, flag("--seconds", 30));
+const daemons = Math.max(1, flag("--daemons", 3));
+const baseAt = args.indexOf("--base");
+const base = baseAt >= 0 ? args[baseAt + 1] : undefined;
+if (baseAt >= 0 && (!base || base.startsWith("--"))) {
+  process.stderr.write("--base: give a commit or branch to compare against, e.g. --base main\n");
+  process.exit(2);
+}
 const roundsGiven = args.includes("--rounds");
 const wanted = args.filter((a, i) => !a.startsWith("--") && !VALUE_FLAGS.includes(args[i - 1] ?? ""));
 const scenarios = wanted.length > 0 ? wanted : ["claims", "shim", "failover"];
@@ -43,9 +62,10 @@ for (const name of scenarios) {
   else if (name === "failover") result = await failoverScenario({ kills, leaseMs });
   else if (name === "transfer")
     result = await transferScenario({ sizeMb, rounds: roundsGiven ? rounds : 20, syncRounds: 3 });
+  else if (name === "footprint") result = await footprintScenario({ daemons, seconds, ...(base ? { base } : {}) });
   else if (name === "chunks") result = await chunksScenario({ rounds: Math.max(3, rounds) });
   else {
-    process.stderr.write(`unknown scenario "${name}"; known: claims, shim, failover, transfer, chunks\n`);
+    process.stderr.write(`unknown scenario "${name}"; known: claims, shim, failover, transfer, chunks, footprint\n`);
     process.exit(2);
   }
   if (typeof result.skipped === "string") {

@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=1
 /**
  * mesh: the agent-mesh CLI. A thin gRPC client of the local meshd, which answers for the
  * whole mesh. Every failure ends as one line on stderr and a documented exit code.

@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=1
 /**
  * meshd: the agent-mesh daemon. Flags override the config file; everything is validated at
  * start. Signals are handled here only (lib/signals.ts): SIGTERM/SIGINT stop gracefully, a second

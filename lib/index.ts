@@ -28,3 +28,4 @@ export {
   pathNames,
   segmentMatches,
 } from "./owns.js";
+export { LEAN_NODE_FLAGS } from "./node-flags.js";

@@ -19,7 +19,7 @@ import {
   type ShimJobInput,
   type ShimOutcome,
 } from "../../agent-shim/index.js";
-import { type Child, spawnChild } from "../../lib/index.js";
+import { type Child, LEAN_NODE_FLAGS, spawnChild } from "../../lib/index.js";
 import type { RunContext, Runner, RunOutcome } from "../claim/index.js";
 import { isMeshError, MeshError } from "../errors.js";
 import type { RunnerEvent, TaskResultInfo } from "../tasks/index.js";
@@ -143,9 +143,9 @@ export function defaultShimCommand(): string[] {
   const root = resolve(dirname(here), "..", "..");
   if (here.endsWith(".ts")) {
     const tsx = pathToFileURL(createRequire(import.meta.url).resolve("tsx")).href;
-    return [process.execPath, "--import", tsx, join(root, "agent-shim", "main.ts")];
+    return [process.execPath, ...LEAN_NODE_FLAGS, "--import", tsx, join(root, "agent-shim", "main.ts")];
   }
-  return [process.execPath, join(root, "agent-shim", "main.js")];
+  return [process.execPath, ...LEAN_NODE_FLAGS, join(root, "agent-shim", "main.js")];
 }
 
 type ShimProcess = Child;

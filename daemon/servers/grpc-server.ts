@@ -9,7 +9,6 @@
  */
 import { chmod, readFile } from "node:fs/promises";
 import { type ChannelOptions, Server, ServerCredentials, type ServerInterceptor } from "@grpc/grpc-js";
-import { HealthImplementation } from "grpc-health-check";
 import { Lifecycle, type LifeState } from "../../lib/index.js";
 import pino, { type Logger } from "pino";
 import { MESH_SERVICE_NAME, MeshServiceService } from "../../proto/index.js";
@@ -20,8 +19,9 @@ import { errorMessage, isMeshError, MeshError } from "../errors.js";
 import { DEFAULT_SUBMIT_MAX_BYTES } from "../limits.js";
 import { bearerTokenInterceptor } from "./grpc/auth.js";
 import { meshServiceHandlers } from "./grpc/handlers.js";
+import { HealthService } from "./grpc/health.js";
 import { requestReadTimeoutInterceptor } from "./grpc/read-timeout.js";
-import { reflectionService } from "./grpc/reflection.js";
+import { addReflection } from "./grpc/reflection.js";
 import { prepareSocketPath, removeSocket } from "./grpc/socket.js";
 import { SpecParser } from "./grpc/spec-parser.js";
 
@@ -104,7 +104,7 @@ export class GrpcServer {
   private readonly log: Logger;
   private readonly servers: Server[] = [];
   private readonly streams = new Set<() => void>();
-  private readonly health = new HealthImplementation({
+  private readonly health = new HealthService({
     "": "NOT_SERVING",
     [MESH_SERVICE_NAME]: "NOT_SERVING",
   });
@@ -153,7 +153,7 @@ export class GrpcServer {
       }),
     );
     this.health.addToServer(server);
-    reflectionService().addToServer(server);
+    addReflection(server);
     this.servers.push(server);
     return server;
   }

@@ -8,7 +8,7 @@ import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { makeTempDir, waitFor } from "../harness/index.js";
 import type { Host, HostProcess, Outcome } from "./hosts.js";
-import { MESH_BIN, REPO_ROOT } from "./mesh.js";
+import { MESH_BIN, REPO_ROOT, shebangNodeFlags } from "./mesh.js";
 
 export const mesh = (host: Host, args: string[], input?: string): Promise<Outcome> =>
   host.run([process.execPath, MESH_BIN, ...args], input === undefined ? {} : { input });
@@ -134,7 +134,8 @@ export async function meshUp(
     ...(o.leaf ? ["--leaf"] : []),
     ...(o.extra ?? []),
   ];
-  const up = host.spawn([process.execPath, MESH_BIN, ...args]);
+  // `mesh up` runs the daemon in the CLI process: with the node flags of the installed bin.
+  const up = host.spawn([process.execPath, ...shebangNodeFlags(MESH_BIN), MESH_BIN, ...args]);
   const info = await waitFor(
     () => {
       if (up.child.exitCode !== null) return { error: up.stderr() };

@@ -3,7 +3,7 @@
  * and a submit-only client. All talk to a real nats-server from the harness.
  */
 import type { ChildProcess } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import {
@@ -31,6 +31,16 @@ const HERE_ROOT = fileURLToPath(new URL("../../", import.meta.url));
 export const REPO_ROOT = HERE_ROOT.endsWith("/dist/") ? HERE_ROOT.slice(0, -"dist/".length) : HERE_ROOT;
 export const MESHD_BIN = `${REPO_ROOT}dist/daemon/main.js`;
 export const MESH_BIN = `${REPO_ROOT}dist/cli/main.js`;
+
+/**
+ * The node flags a bin's shebang line gives (`#!/usr/bin/env -S node --flag ...`): a child started
+ * as `process.execPath <bin>` gets them too, so it runs as the installed bin does.
+ */
+export function shebangNodeFlags(bin: string): string[] {
+  const first = readFileSync(bin, "utf8").split("\n", 1)[0] ?? "";
+  const m = /^#!\S*env\s+(?:-S\s+)?node((?:\s+--\S+)*)\s*$/.exec(first);
+  return m?.[1] ? m[1].trim().split(/\s+/) : [];
+}
 
 /** Fast timings for tests: short lease and presence so takeovers happen in seconds. */
 export const FAST = {
@@ -167,7 +177,7 @@ export async function spawnMeshd(args: string[], env: NodeJS.ProcessEnv = {}): P
     : await makeTempDir("meshd-");
   const fullArgs = args.includes("--state-dir") ? args : [...args, "--state-dir", stateDir];
   // Dies with the test process (a vitest worker stopped mid-test leaves no meshd behind).
-  const meshd = spawnChild([process.execPath, MESHD_BIN, ...fullArgs], {
+  const meshd = spawnChild([process.execPath, ...shebangNodeFlags(MESHD_BIN), MESHD_BIN, ...fullArgs], {
     env: { ...process.env, MESH_STATE_DIR: stateDir, ...env },
     stdout: "ignore",
     parentDeath: "signal",
