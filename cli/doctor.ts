@@ -45,6 +45,8 @@ export const realDoctorEnv = (): DoctorEnv => ({
 export interface NatsProbe {
   url: string;
   credsFile?: string;
+  /** A local `mesh up`'s nkey seed file, used on loopback when no creds file is given. */
+  nkeyFile?: string;
 }
 
 const result = (
@@ -58,26 +60,38 @@ const result = (
 
 /** nats-server reachable (its version), and JetStream enabled on it: two results. */
 export async function checkNats(p: NatsProbe): Promise<CheckResult[]> {
-  const { connect, credsAuthenticator } = await import("@nats-io/transport-node");
+  const { AuthorizationError, connect, credsAuthenticator, nkeyAuthenticator } = await import(
+    "@nats-io/transport-node"
+  );
   const { jetstreamManager } = await import("@nats-io/jetstream");
   const { readFile } = await import("node:fs/promises");
   let nc: Awaited<ReturnType<typeof connect>> | undefined;
   try {
     const creds = p.credsFile ? await readFile(p.credsFile) : undefined;
+    const seed = !creds && p.nkeyFile ? (await readFile(p.nkeyFile, "utf8")).trim() : undefined;
     nc = await connect({
       servers: [p.url],
       timeout: 3000,
       maxReconnectAttempts: 0,
-      ...(creds ? { authenticator: credsAuthenticator(creds) } : {}),
+      ...(creds
+        ? { authenticator: credsAuthenticator(creds) }
+        : seed
+          ? { authenticator: nkeyAuthenticator(new TextEncoder().encode(seed)) }
+          : {}),
     });
   } catch (err) {
+    const e = err as Error;
+    // A server that answered but refused us is there: the fix is credentials, not starting one.
+    const refused = e instanceof AuthorizationError;
     return [
       result(
         "nats",
         true,
         false,
-        `cannot reach NATS at ${p.url} (${(err as Error).message})`,
-        "start one with `mesh up` (it runs a local nats-server), or give the mesh's URL with --nats <url> (and --nats-creds)",
+        `cannot ${refused ? "log in to" : "reach"} NATS at ${p.url} (${e.message})`,
+        refused
+          ? "give the mesh's credentials with --nats-creds <file> (a local `mesh up`: run doctor with the same MESH_STATE_DIR, its nats-daemon.nk is used)"
+          : "start one with `mesh up` (it runs a local nats-server), or give the mesh's URL with --nats <url> (and --nats-creds)",
       ),
       result("jetstream", true, false, "not checked: NATS is not reachable", "fix nats first"),
     ];

@@ -35,6 +35,13 @@ process.emitWarning = ((warning: unknown, ...rest: unknown[]) => {
   emitWarning(warning, ...rest);
 }) as typeof process.emitWarning;
 
+// A reader that stops early (`mesh logs x | head -3`) closes the pipe: stop quietly with exit 0,
+// as Unix tools do, instead of an unhandled EPIPE and a stack trace on stderr.
+process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+  if (err.code === "EPIPE") process.exit(EXIT.OK);
+  throw err;
+});
+
 /** Which (sub)command's parse failed last: its --help is the one to point at. */
 let failedIn = "";
 

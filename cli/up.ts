@@ -364,7 +364,10 @@ function banner(b: {
     `  socket   ${config.socketPath}`,
     `  log      ${b.logFile} (warnings and errors also show here)`,
     ...(b.metricsUrl
-      ? [`  metrics  ${b.metricsUrl}/metrics  (Prometheus service discovery: ${b.metricsUrl}/sd)`]
+      ? [
+          `  web      ${b.metricsUrl}/ui  (the live dashboard)`,
+          `  metrics  ${b.metricsUrl}/metrics  (Prometheus service discovery: ${b.metricsUrl}/sd)`,
+        ]
       : []),
     "",
     "Try, in another terminal in this repository:",

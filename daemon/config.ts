@@ -332,6 +332,10 @@ function issueToError(err: z.ZodError, source: string): MeshError {
   if (issue.code === "unrecognized_keys") {
     path = [...path, issue.keys[0]!];
     msg = `unknown option "${issue.keys[0]}"`;
+  } else if (issue.code === "invalid_key") {
+    // zod says only "Invalid key in record"; say what is wrong with the name.
+    const inner = issue.issues[0]?.message;
+    msg = `the name "${path.at(-1)}" is not allowed${inner ? `: ${inner}` : ""}`;
   }
   const field = path.join(".") || "(root)";
   return new MeshError("INVALID_ARGUMENT", `${source}: ${field}: ${msg}`, { field, cause: err });

@@ -35,6 +35,7 @@ export {
   type TaskSpec,
   validateTaskBatch,
 } from "./tasks/spec.js";
+export { localNkeyFor } from "./nats/local-creds.js";
 export { formatBytes } from "./util/bytes.js";
 export { parseDuration } from "./util/duration.js";
 export { parseLabels, parseList, parseWholeNumber } from "./util/flags.js";

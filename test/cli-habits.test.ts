@@ -5,6 +5,7 @@
 // current and accepting what the daemon accepts, and `mesh up`'s readable log lines.
 import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { createUser } from "@nats-io/nkeys";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { humanLine, logFormat } from "../cli/up-log.js";
@@ -15,6 +16,7 @@ import { type Meshd, startMeshdProcess, stopMeshdProcess } from "./support/meshd
 
 let nats: NatsServer;
 let plain: NatsServer | undefined;
+let locked: NatsServer | undefined;
 let d: Meshd;
 let dir: string;
 
@@ -28,6 +30,7 @@ afterAll(async () => {
   if (d) await stopMeshdProcess(d);
   await nats?.cleanup();
   await plain?.cleanup();
+  await locked?.cleanup();
   await removeTempDirs();
 }, 60_000);
 
@@ -215,6 +218,27 @@ describe("mesh doctor", () => {
     expect(none.stdout).toMatch(/^nats +FAIL +cannot reach NATS at nats:\/\/127\.0\.0\.1:1/m);
     expect(none.stdout).toMatch(/^fix nats: start one with `mesh up`/m);
     expect(none.stderr.trim().split("\n")).toHaveLength(1);
+  });
+
+  it("checks a local `mesh up` NATS with its state dir's nkey; a refusal says credentials, not 'start one'", async () => {
+    // Like `mesh up`'s nats-server: only the nkey in <state dir>/nats-daemon.nk may connect.
+    const user = createUser();
+    locked = await NatsServer.start({
+      extraConfig: `authorization { users: [ { nkey: ${user.getPublicKey()} } ] }`,
+    });
+    const state = await makeTempDir("doctor-state-");
+    await writeFile(join(state, "nats-daemon.nk"), new TextDecoder().decode(user.getSeed()), { mode: 0o600 });
+    const ok = await mesh(["doctor", "--nats", locked.url, "--json"], { MESH_STATE_DIR: state });
+    const nats = ok.json().checks.find((c: any) => c.name === "nats");
+    expect(nats, ok.stdout).toMatchObject({ status: "ok" });
+    expect(ok.json().checks.find((c: any) => c.name === "jetstream").status).toBe("ok");
+
+    const other = await mesh(["doctor", "--nats", locked.url], {
+      MESH_STATE_DIR: await makeTempDir("doctor-none-"),
+    });
+    expect(other.code).toBe(5);
+    expect(other.stdout).toMatch(/^nats +FAIL +cannot log in to NATS at /m);
+    expect(other.stdout).toMatch(/^fix nats: give the mesh's credentials with --nats-creds/m);
   });
 });
 

@@ -136,6 +136,26 @@ describe("mesh logs", () => {
     expect(String(r.stdout)).toMatch(/stdout {2}done\n.*state {3}succeeded/s);
   });
 
+  it("a reader that stops early (`| head`) ends it quietly, exit 0, nothing on stderr", async () => {
+    // More output than a pipe holds, so the CLI is still writing when its reader goes away.
+    await submit("many-1", "for (let i = 0; i < 2000; i++) console.log('line ' + i + ' ' + 'x'.repeat(60))");
+    await waitFor(async () => (await mesh(["task", "many-1", "--json"])).stdout.includes('"succeeded"'), {
+      name: "many-1 succeeded",
+      timeoutMs: 60_000,
+      intervalMs: 200,
+    });
+    for (const args of [
+      ["logs", "many-1"],
+      ["--json", "logs", "many-1"],
+    ]) {
+      const child = start(args);
+      child.stdout?.once("data", () => child.stdout?.destroy());
+      const r = await child;
+      expect(String(r.stderr), args.join(" ")).toBe("");
+      expect(r.exitCode, args.join(" ")).toBe(0);
+    }
+  });
+
   it("an unknown task is exit 4, with one line naming it", async () => {
     const r = await mesh(["logs", "no-such-task"]);
     expect(r.code).toBe(4);

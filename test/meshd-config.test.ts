@@ -80,6 +80,11 @@ describe("meshd configuration", () => {
         /taskEnv\.allow\.0: "A B" is not a NAME, a PREFIX\* or \*/,
       ],
       [["-c", await config("claude: { maxPermissionMode: yolo }\n")], /claude\.maxPermissionMode/],
+      // A bad name as a record key says what names may be, not zod's "Invalid key in record".
+      [
+        ["-c", await config('quota: { resources: { "lab api": { capacity: 2 } } }\n')],
+        /quota\.resources\.lab api: the name "lab api" is not allowed: resource names are 1-64 of/,
+      ],
     ];
     for (const [args, re] of cases) {
       const res = await meshdFails(["--nats", "nats://127.0.0.1:1", ...args]);

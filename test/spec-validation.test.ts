@@ -137,6 +137,38 @@ describe("no spec value can become a command-line option", () => {
   });
 });
 
+describe("a bad name as a record key", () => {
+  it.each<[string, Record<string, unknown>, string, string]>([
+    [
+      "resource",
+      { uses: { "staging db": 1 } },
+      'uses.staging db: the name "staging db" is not allowed: resource names are',
+      "uses.staging db",
+    ],
+    [
+      "label",
+      { labels: { "zone!": "a" } },
+      'labels.zone!: the name "zone!" is not allowed: bad label key',
+      "labels.zone!",
+    ],
+    [
+      "env",
+      { env: { "APP-X": "1" } },
+      'env.APP-X: the name "APP-X" is not allowed: env names are',
+      "env.APP-X",
+    ],
+  ])("%s: names the field and the rule, not zod's 'Invalid key in record'", (_name, input, text, field) => {
+    let err: unknown;
+    try {
+      validateTaskSpec({ ...base, ...input });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toMatchObject({ name: "MeshError", code: "INVALID_ARGUMENT", field });
+    expect((err as Error).message).toContain(text);
+  });
+});
+
 describe("the operator's ceilings", () => {
   it("orders permission modes plan < dontAsk < default < acceptEdits < bypassPermissions", () => {
     const p = policy({ maxPermissionMode: "default" });

@@ -122,6 +122,16 @@ describe("taskStatus", () => {
         unschedulable: "no gpu",
       }),
     ).toMatchObject({ kind: "attention", detail: "no live worker serves it: no gpu" });
+    // The scheduler's own reason already says "no live worker serves ...": not said twice.
+    const reason =
+      'no live worker serves pool "default" and runner "claude": w1 does not offer runner "claude"';
+    expect(
+      taskStatus({
+        ...base,
+        record: { state: "queued", attempt: 0, updatedAt: at(0) },
+        unschedulable: reason,
+      }),
+    ).toMatchObject({ kind: "attention", detail: reason });
     expect(taskStatus({ ...base, record: { state: "waiting", attempt: 0, updatedAt: at(0) } }).kind).toBe(
       "waiting",
     );

@@ -266,6 +266,10 @@ describe("npm start", () => {
       out += b.toString();
     });
     await waitFor(() => out.includes("Ctrl-C stops it"), { name: "banner", timeoutMs: 60_000 });
+    // The banner names the dashboard's address, and it answers there.
+    const ui = /^ {2}web {6}(http:\/\/127\.0\.0\.1:\d+\/ui) /m.exec(out)?.[1];
+    expect(ui, out).toBeDefined();
+    expect((await fetch(ui!)).status).toBe(200);
     process.kill(-s.child.pid!, "SIGINT");
     await s.exited;
     const lines = `${out}\n${s.stderr()}`.split("\n").filter(Boolean);

@@ -9,6 +9,7 @@ import { existsSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { splitKeys } from "../cli/views/keys.js";
 import { makeTempDir, NatsServer, removeTempDirs, waitFor } from "./harness/index.js";
 import { MESH_BIN } from "./support/mesh.js";
 import { type Box, mesh, startBox, statusIn, submit, Tmux, untilFileTask } from "./support/views.js";
@@ -36,6 +37,18 @@ afterAll(async () => {
   await Promise.allSettled(boxes.map((b) => b.proc.stop(2000)));
   await nats?.cleanup();
   await removeTempDirs();
+});
+
+describe("mesh top's keys", () => {
+  it("one raw read is split into keys: characters, CSI and SS3 sequences, a lone ESC", () => {
+    expect(splitKeys("jjk")).toEqual(["j", "j", "k"]);
+    expect(splitKeys("\x1b[A\x1b[B")).toEqual(["\x1b[A", "\x1b[B"]);
+    expect(splitKeys("\x1bOAq")).toEqual(["\x1bOA", "q"]);
+    expect(splitKeys("\x1b")).toEqual(["\x1b"]);
+    expect(splitKeys("\x1b[1;5Ac")).toEqual(["\x1b[1;5A", "c"]);
+    expect(splitKeys("cy\r")).toEqual(["c", "y", "\r"]);
+    expect(splitKeys("é😀")).toEqual(["é", "😀"]);
+  });
 });
 
 describe("mesh top under tmux", () => {
@@ -132,14 +145,28 @@ describe("mesh top under tmux", () => {
     const task = await mesh(a.socket, ["task", "top-hang", "--json"]);
     expect(JSON.parse(task.stdout).task.state).toBe("cancelled");
 
+    // Several keys in one read (typing fast, a held key, a paste) are each a key: ten k's
+    // written at once take the marker to the first task, the attention one.
+    await tmux.run(["send-keys", "-t", "top", "-l", "kkkkkkkkkk"]);
+    await waitFor(
+      async () =>
+        (await screen())
+          .split("\n")
+          .find((l) => l.startsWith(">"))
+          ?.includes("top-nobody"),
+      {
+        name: "one read of ten k's moved the marker to the top",
+      },
+    );
+
     // r retries the failed task (it succeeds on its second run).
     await select("top-flaky");
     await tmux.keys("top", "r");
-    await waitFor(async () => statusIn(await screen(), "top-flaky") === "succeeded", { name: "retried" }).catch(
-      async (e) => {
-        throw new Error(`${e.message}; screen:\n${await screen()}`);
-      },
-    );
+    await waitFor(async () => statusIn(await screen(), "top-flaky") === "succeeded", {
+      name: "retried",
+    }).catch(async (e) => {
+      throw new Error(`${e.message}; screen:\n${await screen()}`);
+    });
 
     s = await screen();
     await tmux.keys("top", "q");

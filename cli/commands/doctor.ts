@@ -1,5 +1,6 @@
 /** `mesh doctor [--json]`: is this machine ready for the mesh? Each check with its fix. */
 import { Command, Option } from "commander";
+import { localNkeyFor } from "../../daemon/lite.js";
 import type { Ctx } from "../context.js";
 import { type CheckResult, realDoctorEnv, runDoctor } from "../doctor.js";
 import { CliError, EXIT } from "../errors.js";
@@ -15,9 +16,11 @@ const MARK = { ok: "ok", warn: "warn", fail: "FAIL" } as const;
 const COLOR = { ok: "green", warn: "yellow", fail: "red" } as const;
 
 async function doctor(ctx: Ctx, o: Opts): Promise<void> {
+  const nkeyFile = o.natsCreds ? undefined : localNkeyFor(o.nats);
   const checks: CheckResult[] = await runDoctor(realDoctorEnv(), {
     url: o.nats,
     ...(o.natsCreds ? { credsFile: o.natsCreds } : {}),
+    ...(nkeyFile ? { nkeyFile } : {}),
   });
   const failed = checks.filter((c) => c.required && c.status === "fail");
   if (ctx.json) {
@@ -52,7 +55,12 @@ export function doctorCommand(): Command {
     .addOption(
       new Option("--nats <url>", "the NATS to check").env("MESH_NATS_URL").default("nats://127.0.0.1:4222"),
     )
-    .addOption(new Option("--nats-creds <file>", "a NATS .creds file to connect with").env("NATS_CREDS"))
+    .addOption(
+      new Option(
+        "--nats-creds <file>",
+        "a NATS .creds file to connect with (default on loopback: the nkey of a local `mesh up`)",
+      ).env("NATS_CREDS"),
+    )
     .addHelpText(
       "after",
       `

@@ -11,6 +11,7 @@ import { CliError, EXIT } from "../errors.js";
 import { taskEventLine } from "../events.js";
 import { paint, terminalSafe } from "../format.js";
 import { run } from "../run.js";
+import { splitKeys } from "../views/keys.js";
 import { Screen } from "../views/screen.js";
 import { fetchOverview } from "../views/snapshot.js";
 import { TmuxPanes } from "../views/tmux.js";
@@ -176,8 +177,11 @@ async function top(ctx: Ctx, opts: Opts): Promise<void> {
     frame();
   };
 
-  const onKey = (buf: Buffer) => {
-    const k = buf.toString("utf8");
+  const onData = (buf: Buffer) => {
+    for (const k of splitKeys(buf.toString("utf8"))) onKey(k);
+  };
+
+  const onKey = (k: string) => {
     if (k === "\x03") return quit(); // Ctrl-C (raw mode: no SIGINT)
     if (log) {
       if (k === "q" || k === "\x1b" || k === "\x7f") {
@@ -203,9 +207,11 @@ async function top(ctx: Ctx, opts: Opts): Promise<void> {
         return quit();
       case "j":
       case "\x1b[B":
+      case "\x1bOB":
         return move(1);
       case "k":
       case "\x1b[A":
+      case "\x1bOA":
         return move(-1);
       case "\r":
       case "\n":
@@ -230,7 +236,7 @@ async function top(ctx: Ctx, opts: Opts): Promise<void> {
   screen.enter();
   stdin.setRawMode(true);
   stdin.resume();
-  stdin.on("data", onKey);
+  stdin.on("data", onData);
   stdout.on("resize", onResize);
   ctx.signal.addEventListener("abort", () => quit(), { once: true });
   const interval = setInterval(() => void refresh(), intervalMs);
@@ -240,7 +246,7 @@ async function top(ctx: Ctx, opts: Opts): Promise<void> {
   } finally {
     clearInterval(interval);
     log?.stop.abort();
-    stdin.off("data", onKey);
+    stdin.off("data", onData);
     stdout.off("resize", onResize);
     stdin.setRawMode(false);
     stdin.pause();

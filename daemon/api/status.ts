@@ -117,7 +117,11 @@ export function taskStatus(i: StatusInput): TaskStatus {
   if (conflict) return out("attention", conflict);
   if (r.parked) return out("attention", parkedDetail(r.parked));
   if (r.state === "queued") {
-    if (i.unschedulable) return out("attention", `no live worker serves it: ${i.unschedulable}`);
+    if (i.unschedulable) {
+      // The scheduler's reason usually says it already ("no live worker serves pool ..."): once.
+      const u = i.unschedulable;
+      return out("attention", u.startsWith("no live worker serves") ? u : `no live worker serves it: ${u}`);
+    }
     return out("queued");
   }
   // claimed or running: it has an owner whose liveness we can judge.

@@ -26,3 +26,8 @@ export function useLocalMeshCredentials(config: { nats: NatsSettings; stateDir: 
   const seed = findLocalNkey([config.stateDir, defaultStateDir()]);
   if (seed) n.nkeySeedFile = seed;
 }
+
+/** The local `mesh up` nkey for a URL on loopback (own state dir first, then the default one). */
+export function localNkeyFor(url: string, stateDirs: string[] = [defaultStateDir()]): string | undefined {
+  return isLoopbackHost(urlHost(url)) ? findLocalNkey(stateDirs) : undefined;
+}

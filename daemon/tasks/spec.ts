@@ -280,6 +280,10 @@ function describeIssue(issue: z.core.$ZodIssue, prefix: string): { field: string
     const key = issue.keys[0]!;
     path = [...issue.path, key];
     msg = `unknown field "${key}"; check the spelling (see the task spec in README)`;
+  } else if (issue.code === "invalid_key") {
+    // zod reports a bad record key as "Invalid key in record"; say what is wrong with the name.
+    const inner = issue.issues[0]?.message;
+    msg = `the name "${String(issue.path.at(-1))}" is not allowed${inner ? `: ${inner}` : ""}`;
   } else if (issue.code === "invalid_type" && /received undefined$/.test(msg)) {
     msg = "is required";
   } else if (issue.code === "invalid_type" && msg.startsWith("Invalid input: expected")) {
