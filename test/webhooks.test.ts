@@ -14,7 +14,13 @@ import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { compileConfig, type Daemon } from "../daemon/index.js";
-import { verifySignature, webhookSecrets } from "../daemon/notify/index.js";
+import {
+  planNotice,
+  stateNotice,
+  verifySignature,
+  webhookSecrets,
+  webhookSources,
+} from "../daemon/notify/index.js";
 import { validateTaskSpec } from "../daemon/tasks/spec.js";
 import { makeTempDir, NatsServer, removeTempDirs, waitFor } from "./harness/index.js";
 import {
@@ -257,6 +263,41 @@ describe("webhooks", () => {
     await new Promise((res) => setTimeout(res, 2000));
     expect(denials().map((d) => [JSON.parse(d.body).type, d.status])).toEqual([["task.tool_denied", 200]]);
   }, 120_000);
+
+  it("a parked task and a plan conflict are needs-attention, each under its own stable key", () => {
+    const at = "2026-01-01T00:00:00.000Z";
+    const parked = { account: "team", until: "2026-01-01T05:00:00.000Z" };
+    const q = { type: "state" as const, taskId: "t1", at, state: "queued" as const, attempt: 2 };
+    expect(stateNotice(q, ["terminal", "attention"])).toBeUndefined();
+    const n = stateNotice({ ...q, parked }, ["terminal", "attention"]);
+    expect(n).toMatchObject({
+      delivery: "t1-parked-2",
+      kind: "attention",
+      body: { state: "queued", parked },
+    });
+    expect(stateNotice({ ...q, parked }, ["terminal"])).toBeUndefined();
+    const conflict = {
+      type: "conflict" as const,
+      at,
+      workerId: "w1",
+      plan: "p1",
+      tasks: ["a", "b"] as [string, string],
+      heads: ["1".repeat(40), "2".repeat(40)] as [string, string],
+      files: ["x.txt"],
+    };
+    // The same conflict found by two daemons (two stream messages) is one key.
+    expect(planNotice(conflict, 7, ["attention"])?.delivery).toBe(
+      planNotice(conflict, 9, ["attention"])?.delivery,
+    );
+    expect(planNotice(conflict, 7, ["attention"])).toMatchObject({
+      delivery: `p1-conflict-a-b-${"1".repeat(12)}-${"2".repeat(12)}`,
+      body: { type: "plan.conflict", tasks: ["a", "b"], files: ["x.txt"] },
+    });
+    expect(planNotice(conflict, 7, ["terminal"])).toBeUndefined();
+    // A terminal-only webhook reads the state events alone.
+    expect(webhookSources({ events: ["terminal"] })).toHaveLength(1);
+    expect(webhookSources({ events: ["attention"] })).toHaveLength(3);
+  });
 
   it("bad webhook config is refused naming the field; a missing secret fails the start", () => {
     const url = `${baseUrl}/json`;
