@@ -3,18 +3,37 @@
 // on loopback. Signed JSON (the receiver checks the HMAC), the ntfy form, retries with back-off
 // while the receiver fails, a daemon SIGKILLed between failure and recovery still delivers
 // after its restart, and two daemons sharing the durable consumer deliver each event once.
+// Needs-attention beyond failed/dead: the real Claude Code CLI (through mesh-shim, against the
+// mock Messages API) denied a tool: one signed delivery, once, though two daemons share the hook.
 import { once } from "node:events";
+import { writeFileSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
+import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { compileConfig } from "../daemon/index.js";
-import { verifySignature, webhookSecrets } from "../daemon/notify/index.js";
+import { compileConfig, type Daemon } from "../daemon/index.js";
+import {
+  planNotice,
+  stateNotice,
+  verifySignature,
+  webhookSecrets,
+  webhookSources,
+} from "../daemon/notify/index.js";
+import { validateTaskSpec } from "../daemon/tasks/spec.js";
 import { makeTempDir, NatsServer, removeTempDirs, waitFor } from "./harness/index.js";
-import { type MeshClient, openClient } from "./support/mesh.js";
+import {
+  answer,
+  CLAUDE_BIN,
+  FAKE_API_KEY,
+  type MockAnthropic,
+  startMockAnthropic,
+  writeFile as writeFileReply,
+} from "./mock-anthropic/index.js";
+import { type MeshClient, openClient, startDaemon } from "./support/mesh.js";
 import { type Meshd, startMeshdProcess, stopMeshdProcess } from "./support/meshd-proc.js";
-import { nodeTask } from "./support/tasks.js";
+import { nodeTask, uniqueId } from "./support/tasks.js";
 
 interface Received {
   path: string;
@@ -35,6 +54,8 @@ const received: Received[] = [];
 /** The JSON receiver answers 500 while false. */
 let healthy = false;
 const daemons: Meshd[] = [];
+const inProcess: Daemon[] = [];
+let mock: MockAnthropic | undefined;
 
 beforeAll(async () => {
   nats = await NatsServer.start();
@@ -73,6 +94,8 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await Promise.allSettled(daemons.map((d) => stopMeshdProcess(d)));
+  await Promise.allSettled(inProcess.map((d) => d.stop(2000)));
+  await mock?.close();
   await client?.close();
   server?.close();
   await nats?.cleanup();
@@ -171,6 +194,109 @@ describe("webhooks", () => {
       received.filter((r) => r.status === 200).map((r) => `${r.path} ${r.headers["x-mesh-delivery"]}`),
     );
     expect(all.size).toBe(received.filter((r) => r.status === 200).length);
+  });
+
+  it("a tool Claude Code denied is needs-attention: one signed delivery, though two daemons share the hook", async () => {
+    mock = await startMockAnthropic({
+      // Permission mode `default` with nothing pre-approved: in -p mode a write is denied.
+      script: ({ turn }) => (turn === 0 ? writeFileReply("notes.txt", "hi\n") : answer("I was not allowed.")),
+    });
+    const keyFile = join(dir, "anthropic-key");
+    writeFileSync(keyFile, `${FAKE_API_KEY}\n`, { mode: 0o600 });
+    const webhooks = [
+      {
+        name: "agent-hook",
+        url: `${baseUrl}/agent`,
+        secretFile: join(dir, "secret"),
+        events: ["attention" as const],
+        backoff: "200ms",
+      },
+    ];
+    const pool = "webhook-agent";
+    const worker = await startDaemon(nats.url, {
+      name: "hooks-agent",
+      pools: [pool],
+      runners: ["claude"],
+      slots: 1,
+      webhooks,
+      claude: {
+        command: [CLAUDE_BIN],
+        env: { ANTHROPIC_BASE_URL: mock.url },
+        apiKeyFile: keyFile,
+        permissionMode: "default",
+      },
+    });
+    inProcess.push(worker);
+    inProcess.push(await startDaemon(nats.url, { name: "hooks-other", pools: ["webhook-none"], webhooks }));
+    const repo = await makeTempDir("mesh-webhooks-repo-");
+    const g = (...a: string[]) =>
+      execa("git", ["-c", "user.name=T", "-c", "user.email=t@example.com", ...a], { cwd: repo });
+    await g("init", "--quiet", "-b", "main");
+    await writeFile(join(repo, "README.md"), "a repo\n");
+    await g("add", "README.md");
+    await g("commit", "--quiet", "-m", "first");
+    const spec = validateTaskSpec({ id: uniqueId("denied"), prompt: "run a command", repo, pool });
+    await worker.api.submit([spec]);
+
+    const denials = () =>
+      received.filter((r) => r.path === "/agent" && JSON.parse(r.body).taskId === spec.id);
+    await waitFor(() => denials().length > 0, { name: "the denial delivered", timeoutMs: 60_000 });
+    const r = denials()[0]!;
+    expect(verifySignature(SECRET, r.body, r.headers["x-mesh-signature"] as string)).toBe(true);
+    const body = JSON.parse(r.body);
+    expect(body).toMatchObject({
+      type: "task.tool_denied",
+      event: "attention",
+      taskId: spec.id,
+      attempt: 1,
+      tool: "Write",
+      workerId: worker.workerId,
+    });
+    expect(r.headers["x-mesh-delivery"]).toBe(`${spec.id}-denied-1-${body.toolUseId}`);
+    expect(body.delivery).toBe(r.headers["x-mesh-delivery"]);
+    await waitFor(async () => (await worker.api.getTask(spec.id)).record.state === "succeeded", {
+      name: "the task ends",
+      timeoutMs: 60_000,
+    });
+    // A sleep only to prove nothing more arrives: the hook wants attention only (not the end),
+    // and the two daemons sharing its consumers deliver the denial once.
+    await new Promise((res) => setTimeout(res, 2000));
+    expect(denials().map((d) => [JSON.parse(d.body).type, d.status])).toEqual([["task.tool_denied", 200]]);
+  }, 120_000);
+
+  it("a parked task and a plan conflict are needs-attention, each under its own stable key", () => {
+    const at = "2026-01-01T00:00:00.000Z";
+    const parked = { account: "team", until: "2026-01-01T05:00:00.000Z" };
+    const q = { type: "state" as const, taskId: "t1", at, state: "queued" as const, attempt: 2 };
+    expect(stateNotice(q, ["terminal", "attention"])).toBeUndefined();
+    const n = stateNotice({ ...q, parked }, ["terminal", "attention"]);
+    expect(n).toMatchObject({
+      delivery: "t1-parked-2",
+      kind: "attention",
+      body: { state: "queued", parked },
+    });
+    expect(stateNotice({ ...q, parked }, ["terminal"])).toBeUndefined();
+    const conflict = {
+      type: "conflict" as const,
+      at,
+      workerId: "w1",
+      plan: "p1",
+      tasks: ["a", "b"] as [string, string],
+      heads: ["1".repeat(40), "2".repeat(40)] as [string, string],
+      files: ["x.txt"],
+    };
+    // The same conflict found by two daemons (two stream messages) is one key.
+    expect(planNotice(conflict, 7, ["attention"])?.delivery).toBe(
+      planNotice(conflict, 9, ["attention"])?.delivery,
+    );
+    expect(planNotice(conflict, 7, ["attention"])).toMatchObject({
+      delivery: `p1-conflict-a-b-${"1".repeat(12)}-${"2".repeat(12)}`,
+      body: { type: "plan.conflict", tasks: ["a", "b"], files: ["x.txt"] },
+    });
+    expect(planNotice(conflict, 7, ["terminal"])).toBeUndefined();
+    // A terminal-only webhook reads the state events alone.
+    expect(webhookSources({ events: ["terminal"] })).toHaveLength(1);
+    expect(webhookSources({ events: ["attention"] })).toHaveLength(3);
   });
 
   it("bad webhook config is refused naming the field; a missing secret fails the start", () => {

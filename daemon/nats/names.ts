@@ -22,6 +22,8 @@ export const EVENTS_SUBJECTS = "mesh.events.>";
 export const taskEventSubject = (taskId: string): string => `mesh.events.task.${taskId}`;
 /** The state-change events of every task. */
 export const STATE_EVENTS_FILTER = `${taskEventSubject("*")}.state`;
+/** The runner and agent events of every task (their output lines too). */
+export const RUN_EVENTS_FILTER = `${taskEventSubject("*")}.run`;
 export const workerEventSubject = (workerId: string): string => `mesh.events.worker.${workerId}`;
 
 /** KV bucket of task records, the source of truth (key = task id). */
@@ -57,6 +59,8 @@ export const BUNDLE_INDEX_BUCKET = "mesh-bundle-index";
  * conflict), in MESH_EVENTS: `mesh.events.plan.<plan id>`.
  */
 export const planEventSubject = (planId: string): string => `mesh.events.plan.${planId}`;
+/** The events of every plan. */
+export const PLAN_EVENTS_FILTER = planEventSubject("*");
 /**
  * KV: each plan's finished branches and the conflicts found between them:
  * `<plan id>.branch.<task id>` and `<plan id>.conflict.<task a>.<task b>` (a < b).

@@ -41,7 +41,7 @@ export const webhookSchema = z
       .string()
       .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "env names are letters, digits and _")
       .optional(),
-    /** terminal: succeeded, failed, dead, cancelled; attention: failed, dead. */
+    /** terminal: succeeded, failed, dead, cancelled; attention: failed, dead, parked at a usage limit, a tool denied, a plan conflict. */
     events: z.array(z.enum(WEBHOOK_EVENTS)).min(1).default(["terminal", "attention"]),
     format: z.enum(["json", "ntfy"]).default("json"),
     /** A request not answered in this long counts as failed. */

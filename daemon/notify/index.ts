@@ -1,4 +1,4 @@
-/** Public surface of notify/: webhooks on task state events (signed JSON, or the ntfy form). */
+/** Public surface of notify/: webhooks on task state, tool-denial and plan-conflict events (signed JSON, or the ntfy form). */
 export {
   WEBHOOK_EVENTS,
   type WebhookConfig,
@@ -6,7 +6,20 @@ export {
   type WebhookOptions,
   webhookSchema,
 } from "./config.js";
-export { backoffMs, deliveryKey, type WebhookBody, webhookEventOf, webhookRequest } from "./payload.js";
+export {
+  agentNotice,
+  backoffMs,
+  deliveryKey,
+  planNotice,
+  stateNotice,
+  type WebhookBody,
+  type WebhookConflictBody,
+  type WebhookDeniedBody,
+  type WebhookNotice,
+  type WebhookStateBody,
+  webhookEventOf,
+  webhookRequest,
+} from "./payload.js";
 export {
   DELIVERY_HEADER,
   SIGNATURE_HEADER,
@@ -14,4 +27,4 @@ export {
   TIMESTAMP_HEADER,
   verifySignature,
 } from "./signature.js";
-export { WebhookDeliverer, webhookConsumerName, webhookSecrets } from "./webhooks.js";
+export { WebhookDeliverer, webhookConsumerName, webhookSecrets, webhookSources } from "./webhooks.js";

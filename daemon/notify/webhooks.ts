@@ -1,7 +1,8 @@
 /**
- * Webhook delivery, driven from a durable JetStream consumer on the task state events: one
- * durable per webhook, shared by every daemon configured with it, so one of them delivers each
- * event. A message is acked only after a 2xx; a failure is nak'ed with an exponential back-off
+ * Webhook delivery, driven from durable JetStream consumers on MESH_EVENTS: per webhook one on
+ * the task state events and, when it wants needs-attention, one on the tasks' runner events
+ * (tool denials) and one on the plan events (conflicts); each shared by every daemon configured
+ * with the webhook, so one of them delivers each event (NATS 2.9 has one filter per consumer). A message is acked only after a 2xx; a failure is nak'ed with an exponential back-off
  * delay, so a retry survives this daemon's restart (the message stays in the consumer) and may
  * be made by another daemon. At least once; `X-Mesh-Delivery` lets a receiver drop repeats.
  */
@@ -15,18 +16,58 @@ import {
   type JsMsg,
 } from "@nats-io/jetstream";
 import { Part } from "../../lib/index.js";
+import type { PlanEvent } from "../claim/index.js";
 import { errorMessage, MeshError } from "../errors.js";
 import type { Logger } from "../log.js";
-import { EVENTS_STREAM, STATE_EVENTS_FILTER } from "../nats/index.js";
+import { EVENTS_STREAM, PLAN_EVENTS_FILTER, RUN_EVENTS_FILTER, STATE_EVENTS_FILTER } from "../nats/index.js";
 import type { TaskEvent } from "../tasks/index.js";
 import { pause } from "../util/index.js";
 import type { WebhookConfig } from "./config.js";
-import { backoffMs, webhookEventOf, webhookRequest } from "./payload.js";
+import {
+  agentNotice,
+  backoffMs,
+  planNotice,
+  stateNotice,
+  type WebhookNotice,
+  webhookRequest,
+} from "./payload.js";
 
-/** The durable consumer a webhook's deliveries come from (the same on every daemon). */
+/** The durable consumer a webhook's state deliveries come from (the same on every daemon). */
 export function webhookConsumerName(w: Pick<WebhookConfig, "name" | "url">): string {
   return `webhook-${w.name ?? createHash("sha256").update(w.url).digest("hex").slice(0, 16)}`;
 }
+
+/** Where a webhook's events come from: a consumer (name suffix, filter) and what it makes of a message. */
+interface WebhookSource {
+  suffix: string;
+  filter: string;
+  notice(m: JsMsg, w: WebhookConfig): WebhookNotice | undefined;
+}
+
+const SOURCES: readonly WebhookSource[] = [
+  {
+    suffix: "",
+    filter: STATE_EVENTS_FILTER,
+    notice: (m, w) => {
+      const e = m.json<TaskEvent>();
+      return e.type === "state" ? stateNotice(e, w.events) : undefined;
+    },
+  },
+  {
+    suffix: "-agent",
+    filter: RUN_EVENTS_FILTER,
+    notice: (m, w) => agentNotice(m.json<TaskEvent>(), m.seq, w.events),
+  },
+  {
+    suffix: "-plan",
+    filter: PLAN_EVENTS_FILTER,
+    notice: (m, w) => planNotice(m.json<PlanEvent>(), m.seq, w.events),
+  },
+];
+
+/** The sources a webhook reads: runner and plan events only carry needs-attention. */
+export const webhookSources = (w: Pick<WebhookConfig, "events">): readonly WebhookSource[] =>
+  w.events.includes("attention") ? SOURCES : SOURCES.filter((s) => s.filter === STATE_EVENTS_FILTER);
 
 /** Reads each webhook's secret (file or env): a missing one fails the start, naming the field. */
 export function webhookSecrets(hooks: readonly WebhookConfig[], env = process.env): (string | undefined)[] {
@@ -85,15 +126,17 @@ export class WebhookDeliverer extends Part {
   protected async onStart(): Promise<void> {
     this.secrets = webhookSecrets(this.o.hooks, this.o.env);
     for (const [i, w] of this.o.hooks.entries()) {
-      const name = webhookConsumerName(w);
-      await this.ensureConsumer(name, w);
-      void this.life.track(this.deliverLoop(w, this.secrets[i], name));
+      for (const source of webhookSources(w)) {
+        const name = `${webhookConsumerName(w)}${source.suffix}`;
+        await this.ensureConsumer(name, w, source.filter);
+        void this.life.track(this.deliverLoop(w, this.secrets[i], name, source));
+      }
     }
   }
 
   protected onStop(): void {}
 
-  private async ensureConsumer(name: string, w: WebhookConfig): Promise<void> {
+  private async ensureConsumer(name: string, w: WebhookConfig, filter: string): Promise<void> {
     // Long enough for one request; a daemon that dies mid-request hands the event on after it.
     const ack_wait = (w.timeout + 30_000) * 1_000_000;
     const info = await this.o.jsm.consumers.info(EVENTS_STREAM, name).catch(() => undefined);
@@ -108,7 +151,7 @@ export class WebhookDeliverer extends Part {
     await this.o.jsm.consumers
       .add(EVENTS_STREAM, {
         durable_name: name,
-        filter_subject: STATE_EVENTS_FILTER,
+        filter_subject: filter,
         ack_policy: AckPolicy.Explicit,
         // From now on: a webhook added today is not sent last week's events.
         deliver_policy: DeliverPolicy.New,
@@ -121,7 +164,12 @@ export class WebhookDeliverer extends Part {
       });
   }
 
-  private async deliverLoop(w: WebhookConfig, secret: string | undefined, name: string): Promise<void> {
+  private async deliverLoop(
+    w: WebhookConfig,
+    secret: string | undefined,
+    name: string,
+    source: WebhookSource,
+  ): Promise<void> {
     const signal = this.life.stopSignal;
     while (!signal.aborted) {
       try {
@@ -132,7 +180,7 @@ export class WebhookDeliverer extends Part {
         try {
           for await (const m of msgs) {
             if (signal.aborted) break;
-            await this.deliver(w, secret, name, m, signal);
+            await this.deliver(w, secret, name, source, m, signal);
           }
         } finally {
           signal.removeEventListener("abort", stop);
@@ -150,22 +198,22 @@ export class WebhookDeliverer extends Part {
     w: WebhookConfig,
     secret: string | undefined,
     name: string,
+    source: WebhookSource,
     m: JsMsg,
     signal: AbortSignal,
   ): Promise<void> {
-    let e: TaskEvent;
+    let notice: WebhookNotice | undefined;
     try {
-      e = m.json<TaskEvent>();
+      notice = source.notice(m, w);
     } catch {
       m.term();
       return;
     }
-    const kind = e.type === "state" ? webhookEventOf(e, w.events) : undefined;
-    if (e.type !== "state" || !kind) {
+    if (!notice) {
       m.ack();
       return;
     }
-    const req = webhookRequest(w, secret, e, kind, new Date(), this.o.userAgent);
+    const req = webhookRequest(w, secret, notice, new Date(), this.o.userAgent);
     const delivery = req.headers["x-mesh-delivery"];
     let failure: string;
     try {
