@@ -17,6 +17,8 @@ import { type TaskEvent, TaskState } from "../proto/index.js";
 import { makeTempDir, NatsServer, removeTempDirs, waitFor } from "./harness/index.js";
 import { MESH_BIN } from "./support/mesh.js";
 import { type Meshd, startMeshdProcess, stopMeshdProcess } from "./support/meshd-proc.js";
+import type { Overview } from "../daemon/lite.js";
+import { TopNotices } from "../cli/views/top-notify.js";
 
 const ESC = "\x1b";
 const BEL = "\x07";
@@ -200,3 +202,31 @@ describe("notifications from the built CLI", () => {
 function shellQuote(s: string): string {
   return `'${s.replaceAll("'", "'\\''")}'`;
 }
+
+describe("mesh top's notices", () => {
+  const task = (id: string, state: string, attention: boolean, kind = state, detail = "") => ({
+    id,
+    state,
+    attempt: 1,
+    status: { kind, attention, detail },
+  });
+  const ov = (...tasks: ReturnType<typeof task>[]) => ({ tasks }) as unknown as Pick<Overview, "tasks">;
+
+  it("the first snapshot is history; then an end and a new need for attention, each once", () => {
+    const n = new TopNotices();
+    expect(n.next(ov(task("a", "succeeded", false), task("b", "running", true, "attention")))).toEqual([]);
+    const second = n.next(
+      ov(
+        task("a", "succeeded", false),
+        task("b", "running", true, "attention"),
+        task("c", "running", true, "attention", "permission denied for Write"),
+        task("d", "failed", true, "failed", "exit code 3"),
+      ),
+    );
+    expect(second.map((x) => x.n)).toEqual([
+      { title: "mesh: c needs attention", body: "permission denied for Write" },
+      { title: "mesh: d failed (needs attention)", body: "attempt 1: exit code 3" },
+    ]);
+    expect(n.next(ov(task("c", "running", true, "attention"), task("d", "failed", true)))).toEqual([]);
+  });
+});

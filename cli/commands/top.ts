@@ -8,6 +8,7 @@ import { Command, Option } from "commander";
 import type { Overview } from "../../daemon/lite.js";
 import type { Ctx } from "../context.js";
 import { CliError, EXIT } from "../errors.js";
+import { terminalNotifier } from "../notify-osc.js";
 import { taskEventLine } from "../events.js";
 import { paint, terminalSafe } from "../format.js";
 import { run } from "../run.js";
@@ -15,12 +16,15 @@ import { splitKeys } from "../views/keys.js";
 import { Screen } from "../views/screen.js";
 import { fetchOverview } from "../views/snapshot.js";
 import { TmuxPanes } from "../views/tmux.js";
+import { TopNotices } from "../views/top-notify.js";
 import { fitWidth, renderTop, type TopState, visibleTasks } from "../views/top-view.js";
 
 interface Opts {
   compact?: boolean;
   plan?: string;
   interval: string;
+  /** false with --no-notify: no terminal notifications. */
+  notify?: boolean;
   /** Keep this tmux window's panes in step with the running tasks (the status pane of `mesh tmux`). */
   tmuxWindow?: string;
 }
@@ -112,10 +116,14 @@ async function top(ctx: Ctx, opts: Opts): Promise<void> {
     }
   };
 
+  // Terminal notifications (OSC 9/777) as tasks end or come to need attention.
+  const notifier = terminalNotifier(opts.notify !== false && !opts.tmuxWindow);
+  const notices = new TopNotices();
   const refresh = async () => {
     try {
       ov = await fetchOverview(client);
       error = undefined;
+      if (notifier) for (const { key, n } of notices.next(ov)) notifier.notify(n, key);
       await syncPanes(ov);
       const tasks = visibleTasks(ov, state);
       if (!tasks.some((t) => t.id === state.selected)) {
@@ -262,6 +270,7 @@ export function topCommand(): Command {
     .option("--compact", "tasks only (the status pane of `mesh tmux`)")
     .option("--plan <id>", "only the tasks of this plan")
     .option("--interval <ms>", "how often to ask the daemon, in ms", String(REFRESH_MS))
+    .option("--no-notify", "no terminal notifications (OSC 9/777) when tasks end or need attention")
     .addOption(
       new Option(
         "--tmux-window <target>",
