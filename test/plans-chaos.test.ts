@@ -1,13 +1,17 @@
 /**
  * Plans across machines, with real nats-server and meshd processes: a diamond and a wide
- * fan-out/fan-in (1 -> 12 -> 1) over two daemons, one SIGKILLed mid-plan. The checkers are
- * independent of the daemon: the tasks' side-effect log and the raw KV records.
+ * fan-out/fan-in (1 -> 12 -> 1) over two daemons, one SIGKILLed mid-plan, on one repository.
+ * The checkers are independent of the daemon: the tasks' side-effect log, the raw KV records, and
+ * what each task found in its worktree (its needs' files: it starts from their branches).
  */
+import { execFile } from "node:child_process";
+import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import { afterEach, describe, expect, it } from "vitest";
 import { validatePlanSubmit } from "../daemon/plans/index.js";
 import { makeTempDir, NatsServer, waitFor } from "./harness/index.js";
-import { checkChaos, writeChaosScript } from "./support/chaos.js";
+import { checkChaos, readRecords, writeChaosScript } from "./support/chaos.js";
 import { openClient } from "./support/mesh.js";
 import { loggedRuns, orderProblems, PLAN_POOL, PlanFleet, untilAllTerminal } from "./support/plans.js";
 
@@ -18,12 +22,37 @@ afterEach(async () => {
 });
 
 describe("plans across two daemons", () => {
-  it("a diamond and a 1 -> 12 -> 1 fan run every task once, each only after all its needs, through a SIGKILL", async () => {
+  it("a diamond and a 1 -> 12 -> 1 fan run every task once, each only after all its needs and from their branches, through a SIGKILL", async () => {
     const nats = await NatsServer.start();
     cleanup.push(() => nats.cleanup());
     const dir = await makeTempDir("plans-chaos-");
     const script = await writeChaosScript(dir);
     const logFile = join(dir, "side-effects.log");
+    // Every task works on one repository: it checks that its worktree holds what each of its needs
+    // wrote (it starts from their branches: one need's head, or the merge of several), writes its
+    // own file, then runs the chaos script (the side-effect log the checker reads).
+    const origin = join(dir, "origin");
+    const sh = promisify(execFile);
+    await sh("git", ["init", "-q", "-b", "main", origin]);
+    await writeFile(join(origin, "README.md"), "plan chaos\n");
+    await sh("git", ["-C", origin, "add", "."]);
+    await sh("git", ["-C", origin, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base"]);
+    const branchLog = join(dir, "branches.log");
+    const wrapper = join(dir, "plan-task.cjs");
+    await writeFile(
+      wrapper,
+      `const fs = require("node:fs");
+const { spawnSync } = require("node:child_process");
+const id = process.env.MESH_TASK_ID;
+const needs = (process.env.TASK_PLAN_NEEDS || "").split(",").filter(Boolean);
+const missing = needs.filter((n) => !fs.existsSync(n + ".out"));
+fs.appendFileSync(process.env.TASK_PLAN_BRANCH_LOG, (missing.length ? "missing " + id + " " + missing.join(",") : "ok " + id) + "\\n");
+if (missing.length) process.exit(7);
+fs.writeFileSync(id + ".out", id + "\\n");
+const r = spawnSync(process.execPath, [process.env.TASK_PLAN_CHAOS_SCRIPT], { stdio: "inherit" });
+process.exit(r.status === null ? 1 : r.status);
+`,
+    );
     const client = await openClient(nats.url);
     cleanup.push(() => client.close());
     const fleet = new PlanFleet(nats.url, client, 4);
@@ -31,25 +60,44 @@ describe("plans across two daemons", () => {
     await fleet.startOne();
     await fleet.startOne();
 
-    const task = (id: string, needs: string[] = [], ms = 400) => ({
+    const task = (plan: string, id: string, needs: string[] = [], ms = 400) => ({
       id,
       ...(needs.length ? { needs } : {}),
-      command: [process.execPath, script],
-      env: { TASK_CHAOS_LOG: logFile, TASK_CHAOS_MS: String(ms) },
+      command: [process.execPath, wrapper],
+      env: {
+        TASK_CHAOS_LOG: logFile,
+        TASK_CHAOS_MS: String(ms),
+        TASK_PLAN_CHAOS_SCRIPT: script,
+        TASK_PLAN_BRANCH_LOG: branchLog,
+        TASK_PLAN_NEEDS: needs.map((n) => `${plan}-${n}`).join(","),
+      },
     });
-    const defaults = { prompt: "plan task", runner: "command", pool: PLAN_POOL, maxAttempts: 10 };
+    const defaults = {
+      prompt: "plan task",
+      runner: "command",
+      pool: PLAN_POOL,
+      maxAttempts: 10,
+      repo: origin,
+    };
+    const diamond = `diamond-${process.pid}`;
+    const fan = `fan-${process.pid}`;
     const wide = Array.from({ length: 12 }, (_, i) => `w${i}`);
     const plans = [
       validatePlanSubmit({
-        plan: `diamond-${process.pid}`,
+        plan: diamond,
         defaults,
-        tasks: [task("a"), task("b", ["a"]), task("c", ["a"]), task("d", ["b", "c"])],
+        tasks: [
+          task(diamond, "a"),
+          task(diamond, "b", ["a"]),
+          task(diamond, "c", ["a"]),
+          task(diamond, "d", ["b", "c"]),
+        ],
       }),
       validatePlanSubmit({
-        plan: `fan-${process.pid}`,
+        plan: fan,
         defaults,
         // The wide tasks run long enough for the kill to land while several of them run.
-        tasks: [task("root"), ...wide.map((w) => task(w, ["root"], 1500)), task("sink", wide)],
+        tasks: [task(fan, "root"), ...wide.map((w) => task(fan, w, ["root"], 1500)), task(fan, "sink", wide)],
       }),
     ];
     for (const p of plans) {
@@ -69,7 +117,11 @@ describe("plans across two daemons", () => {
         return running.length >= 3 ? running[0]!.worker : undefined;
       },
       { name: "wide tasks running", timeoutMs: 60_000, intervalMs: 50 },
-    );
+    ).catch(async (err: unknown) => {
+      const recs = await readRecords([nats.url], ids).catch(() => new Map());
+      const states = [...recs].map(([id, r]) => `${id}: ${r?.state} ${r?.reason ?? ""}`);
+      throw new Error(`${String(err)}\n${states.join("\n")}`);
+    });
     await fleet.killAndReplace(victim);
 
     const records = await untilAllTerminal(nats.url, ids, 180_000);
@@ -82,6 +134,12 @@ describe("plans across two daemons", () => {
     // The kill interrupted work that then ran again elsewhere.
     expect(report.interrupted + report.completedUnrecorded).toBeGreaterThan(0);
     expect(orderProblems(await loggedRuns(logFile), needs, records)).toEqual([]);
+    // Every task started from its needs' branches: no run missed a need's file, and every task
+    // (the sink merging twelve branches, d merging two) succeeded.
+    const checks = (await readFile(branchLog, "utf8")).trim().split("\n");
+    expect(checks.filter((l) => l.startsWith("missing"))).toEqual([]);
+    for (const id of ids) expect(checks, id).toContain(`ok ${id}`);
+    for (const [id, v] of records) expect(v?.state, id).toBe("succeeded");
     // Each waiting task went to the queue exactly once (one release, however many settled needs).
     for (const id of ids) {
       const queued = await queuedEvents(client, id);
