@@ -356,7 +356,7 @@ describe("status accuracy", () => {
           const t = await client.api.getTask(p.id);
           return t.record.parked && t.record.state === "queued" ? t.record : undefined;
         },
-        { name: `${p.id} parked`, timeoutMs: 60_000 },
+        { name: `${p.id} parked`, timeoutMs: 120_000 },
       );
       log(p.id, ["attention"], Date.parse(r.updatedAt));
     }
@@ -446,5 +446,5 @@ describe("status accuracy", () => {
       `status accuracy (20 agents, 10 of them Claude Code, 2 daemons, one SIGKILLed):\n  ${report.join("\n  ")}\n  denied agents sampled as attention ${deniedSeen} times (the denial shows from the session's result until the task ends)`,
     );
     await page.close();
-  }, 150_000);
+  }, 240_000);
 });
