@@ -150,6 +150,10 @@ describe("mesh completion", () => {
     );
     // Global options after a subcommand too; an option's value completes files.
     expect(await complete(file, ["mesh", "watch", "--deb"])).toEqual(["--debug"]);
+    // The version is the root's alone; each command offers its own --help once.
+    expect(await complete(file, ["mesh", "--ver"])).toEqual(["--version"]);
+    expect(await complete(file, ["mesh", "watch", "--ver"])).toEqual([]);
+    expect(await complete(file, ["mesh", "watch", "--he"])).toEqual(["--help"]);
     expect(await complete(file, ["mesh", "submit", join(dir, "mesh.ba")])).toContain(file);
   });
 
@@ -162,6 +166,7 @@ describe("mesh completion", () => {
       expect(fish.stdout).toContain(`-a '${c}'`);
     }
     expect(fish.stdout).toContain("complete -c mesh -n '__fish_seen_subcommand_from logs' -l follow -s f");
+    expect(fish.stdout).toContain("complete -c mesh -n '__fish_use_subcommand' -l version");
     expect((await mesh(["completion", "tcsh"])).code).toBe(2);
   });
 });

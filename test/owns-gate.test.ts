@@ -148,7 +148,7 @@ describe("the gate on a real daemon", () => {
     const done = await waitForState(mesh.client.api, spec.id, ["succeeded", "failed", "dead"]);
     expect(done.record.state).toBe("succeeded");
     expect(done.record.result?.ownsViolations).toEqual(["docs/x.md", "old.txt"]);
-    expect(done.record.result?.headCommit).toBeTruthy();
+    expect(done.record.result?.headCommit).toMatch(/^[0-9a-f]{40}$/);
     const [ev] = violationEvents(await runnerEvents(spec.id));
     expect(ev).toMatchObject({ data: { policy: "report", paths: ["docs/x.md", "old.txt"] } });
   });

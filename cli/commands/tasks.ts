@@ -67,7 +67,7 @@ async function list(ctx: Ctx, o: ListOpts): Promise<void> {
         t.id,
         paintState(ctx.style, t.state),
         t.pool,
-        `${t.attempt}/${t.maxAttempts}`,
+        attemptCell(t),
         dash(t.workerId),
         ago(t.updatedAt),
         note(t),
@@ -75,6 +75,15 @@ async function list(ctx: Ctx, o: ListOpts): Promise<void> {
       ctx.style,
     ),
   );
+}
+
+/**
+ * `2/3`: the attempt and the budget. Attempts that do not count against it (handed back at a
+ * stop, parked on a quota) can take the number past the budget: then the counted failures show.
+ */
+function attemptCell(t: TaskJson): string {
+  if (t.attempt <= t.maxAttempts) return `${t.attempt}/${t.maxAttempts}`;
+  return `${t.attempt} (${t.countedFailures}/${t.maxAttempts} counted)`;
 }
 
 /** The human detail view, shared with cancel/retry (`mesh task` adds where it stands in its plan). */
