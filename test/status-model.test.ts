@@ -149,6 +149,14 @@ describe("taskStatus", () => {
       });
       expect(s).toMatchObject({ kind, attention: false, workerId: "w9" });
     }
+    // Queued again after a retry (or handed back): it waits for a worker, it is not on its last one.
+    const again = taskStatus({
+      liveWorkers: new Set(["w9"]),
+      now: NOW,
+      record: { state: "queued", attempt: 1, updatedAt: at(0), attempts: [{ workerId: "w9" }] },
+    });
+    expect(again.kind).toBe("queued");
+    expect(again.workerId).toBeUndefined();
   });
 
   it("a remote task reads exactly like a local one: the model has no notion of 'this machine'", () => {

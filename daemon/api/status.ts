@@ -95,7 +95,10 @@ const DEFAULT_LEASE_MS = 30_000;
 /** The status of one task. */
 export function taskStatus(i: StatusInput): TaskStatus {
   const r = i.record;
-  const workerId = r.owner?.workerId ?? r.attempts?.at(-1)?.workerId;
+  // The worker it runs on, or ran on last once it ended; none while it waits for one (a task
+  // queued again after a retry or a hand-back is not on the worker of its last attempt).
+  const waitsForWorker = r.state === "queued" || r.state === "waiting";
+  const workerId = waitsForWorker ? undefined : (r.owner?.workerId ?? r.attempts?.at(-1)?.workerId);
   const out = (kind: StatusKind, detail?: string): TaskStatus => ({
     kind,
     attention: kind === "attention" || kind === "lost",
