@@ -242,7 +242,10 @@ export class Sweeper extends Part {
         }
         if (isTerminal(r.state)) {
           const keep = this.opts.retentionMs ?? 0;
-          if (keep > 0 && r.finishedAt && now - Date.parse(r.finishedAt) > keep) {
+          // A finished record without its finishedAt (written by hand, or by an old version) goes
+          // by its last change instead: nothing finished stays forever.
+          const ended = Date.parse(r.finishedAt ?? r.updatedAt);
+          if (keep > 0 && Number.isFinite(ended) && now - ended > keep) {
             await this.store.purge(v);
             res.purged = (res.purged ?? 0) + 1;
             this.log.debug({ taskId: r.id, state: r.state }, "finished task past its retention: deleted");
