@@ -22,24 +22,26 @@ import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import type { TaskFilter } from "../daemon/api/index.js";
-import { validateTaskSpec } from "../daemon/index.js";
-import { createLogger } from "../daemon/log.js";
-import { kvSubject, TASKS_BUCKET } from "../daemon/nats/names.js";
-import { ringDoorbell } from "../daemon/queue/doorbell.js";
-import { Sweeper } from "../daemon/queue/sweeper.js";
-import { ensureTopology, type Topology } from "../daemon/queue/topology.js";
 import {
   cancel,
   claim,
+  createLogger,
+  ensureTopology,
   expectState,
+  kvSubject,
+  ringDoorbell,
+  Sweeper,
   settle,
   start,
   submit,
-  TRANSITIONS,
+  TASKS_BUCKET,
+  type TaskFilter,
   type TaskRecord,
-} from "../daemon/tasks/index.js";
-import { TaskStore } from "../daemon/tasks/store.js";
+  TaskStore,
+  TRANSITIONS,
+  type Topology,
+  validateTaskSpec,
+} from "../daemon/index.js";
 import { makeTempDir, NatsServer, removeTempDir, waitFor } from "../test/harness/index.js";
 import { MESH_BIN, openClient, shebangNodeFlags, spawnMeshd } from "../test/support/mesh.js";
 import { percentile, round } from "./stats.js";
