@@ -239,6 +239,13 @@ export async function recordsScenario(opts: RecordsOptions) {
         scan.ms,
       );
       row("listTasks limit=50", "tail", await call({ limit: 50 }), scan.ms);
+      row("listTasks state=dead limit=50", "tail", await call({ state: ["dead"], limit: 50 }), scan.ms);
+      row(
+        "listTasks plan=none limit=50 (nothing matches: tail budget, then scan)",
+        "tail+scan",
+        await call({ plan: "no-such-plan", limit: 50 }),
+        scan.ms,
+      );
       row("getTask <queued id>", "get", await measure(reps, () => api.getTask(aQueued), client.nc), scan.ms);
       // Through the CLI and meshd (wall time with the CLI's start).
       const cliScan = await measure(reps, () => cli(["tasks", "--state", "queued"]));

@@ -39,7 +39,7 @@ export interface Listing {
 
 /** Sequences read from the bucket's tail before a scan is cheaper: at least this many... */
 const TAIL_MIN_BUDGET = 2_000;
-/** ...or this many per record asked for. */
+/** ...or this many per record asked for, up to a quarter of the stream. */
 const TAIL_PER_RECORD = 40;
 /** Doorbell candidates read by key before a scan is cheaper: at least this many, or 1/8 of the bucket. */
 const DOORBELLS_MIN_BUDGET = 2_000;
@@ -75,7 +75,10 @@ export async function findTasks(d: ListingDeps, filter: TaskFilter = {}): Promis
       return { records: picked.slice(0, limit), unreadable, path: "doorbells" };
     }
   } else {
-    const budget = d.budgets?.tail ?? Math.max(TAIL_MIN_BUDGET, limit * TAIL_PER_RECORD);
+    // Past a quarter of the stream a scan costs less (each tail read is a request of its own).
+    const budget =
+      d.budgets?.tail ??
+      ((span: number) => Math.max(TAIL_MIN_BUDGET, Math.min(limit * TAIL_PER_RECORD, Math.ceil(span / 4))));
     const tail = await d.store.newest(limit, match, budget);
     if (tail) return { ...tail, path: "tail" };
   }

@@ -18,8 +18,11 @@ export interface KvTailEntry {
 }
 
 export interface KvTailOptions {
-  /** Stop after looking at this many sequences (the tail is then `exhausted: false`). */
-  maxSequences: number;
+  /**
+   * Stop after looking at this many sequences (the tail is then `exhausted: false`); a function
+   * gets the stream's span (last - first sequence + 1) first.
+   */
+  maxSequences: number | ((span: number) => number);
   /** Gets in flight at once (default 64). */
   window?: number;
 }
@@ -49,12 +52,14 @@ export async function readKvTail(
   const first = Math.max(1, info.state.first_seq);
   let seq = info.state.last_seq;
   const window = opts.window ?? 64;
+  const max =
+    typeof opts.maxSequences === "function" ? opts.maxSequences(seq - first + 1) : opts.maxSequences;
   const seen = new Set<string>();
   let looked = 0;
   if (info.state.messages === 0) return { looked, exhausted: true };
   while (seq >= first) {
-    if (looked >= opts.maxSequences) return { looked, exhausted: false };
-    const n = Math.min(window, seq - first + 1, opts.maxSequences - looked);
+    if (looked >= max) return { looked, exhausted: false };
+    const n = Math.min(window, seq - first + 1, max - looked);
     const seqs = Array.from({ length: n }, (_, i) => seq - i);
     const got = await Promise.all(seqs.map((s) => jsm.streams.getMessage(stream, { seq: s })));
     looked += n;

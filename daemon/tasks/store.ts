@@ -205,7 +205,7 @@ export class TaskStore {
   async newest(
     limit: number,
     match: (r: TaskRecord) => boolean,
-    maxSequences: number,
+    maxSequences: number | ((span: number) => number),
   ): Promise<{ records: VersionedRecord[]; unreadable: UnreadableRecord[] } | undefined> {
     const records: VersionedRecord[] = [];
     const unreadable: UnreadableRecord[] = [];
