@@ -133,10 +133,14 @@ describe("limited listings without the whole bucket", () => {
     const done = await ended(await submitted(pool), "succeeded");
     for (let i = 0; i < 6; i++) await submitted(pool);
     const late = await ended(await submitted(pool), "succeeded");
+    // Deleted with a marker (the newest write of its key, then): never listed.
+    const gone = await ended(await submitted(pool), "succeeded");
+    await topo.tasks.delete(gone.record.id);
     const newest = await findTasks(deps, { limit: 3 });
     expect(newest.path).toBe("tail");
     expect(ids(newest)).toEqual(await scanned({ limit: 3 }));
     expect(ids(newest)[0]).toBe(late.record.id);
+    expect(ids(newest)).not.toContain(gone.record.id);
     const succeeded: TaskFilter = { state: ["succeeded"], pool, limit: 2 };
     const tail = await findTasks(deps, succeeded);
     expect(tail.path).toBe("tail");
