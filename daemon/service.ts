@@ -40,8 +40,8 @@ import {
   type PlanStore,
 } from "./plans/index.js";
 import { ringDoorbell } from "./queue/index.js";
-import { findTasks } from "./task-listing.js";
 import { listWorkers, unschedulableReason, type WorkerInfo } from "./registry/index.js";
+import { findTasks } from "./task-listing.js";
 import {
   cancel,
   checkBatchPolicy,
