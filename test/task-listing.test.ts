@@ -24,6 +24,7 @@ import {
 } from "../daemon/tasks/index.js";
 import { TaskStore } from "../daemon/tasks/store.js";
 import { NatsServer } from "./harness/index.js";
+import { openClient } from "./support/mesh.js";
 import { uniqueId } from "./support/tasks.js";
 
 let nats: NatsServer;
@@ -115,6 +116,13 @@ describe("limited listings without the whole bucket", () => {
     // The retry in back-off was written last, then f, then e.
     expect(ids(got)).toEqual([c!.record.id, f!.record.id, e!.record.id]);
     expect(ids(got)).toEqual(await scanned(filter));
+    // The daemon's listTasks answers the same (newest change first, not newest submission).
+    const client = await openClient(nats.url);
+    try {
+      expect((await client.api.listTasks(filter)).tasks.map((t) => t.record.id)).toEqual(ids(got));
+    } finally {
+      await client.close();
+    }
     const two = await findTasks(deps, { ...filter, limit: 2 });
     expect(ids(two)).toEqual([c!.record.id, f!.record.id]);
     // Every pool: the other pool's queued task too, in the same order as a scan gives.
