@@ -90,3 +90,16 @@ export { formatBytes, parseBytes } from "./util/index.js";
 export { VERSION } from "./version.js";
 export { BundleStore, DEFAULT_CHUNK_BYTES, ensureCommit, indexKey, shipRepo } from "./transfer/index.js";
 export { Git } from "./workspace/index.js";
+// For bench/records.ts: the task bucket filled with records as the state machine writes them,
+// their doorbells as submit rings them, and a sweeper pass over them.
+export { ensureTopology, ringDoorbell, Sweeper, type Topology } from "./queue/index.js";
+export {
+  cancel,
+  claim,
+  expectState,
+  settle,
+  start,
+  submit,
+  TaskStore,
+  TRANSITIONS,
+} from "./tasks/index.js";

@@ -178,13 +178,9 @@ export async function getPlan(
 
 /** The needs (task ids) that have not succeeded, in their order; a need without a record counts. */
 export async function unmetNeeds(store: TaskStore, needs: readonly string[]): Promise<string[]> {
+  // Read by key (never the whole bucket: `mesh task <id>` stays a few gets however big it is).
   const states = new Map<string, TaskState>();
-  if (needs.length > 100) {
-    for (const v of await store.list()) states.set(v.record.id, v.record.state);
-  } else {
-    const read = await Promise.all(needs.map((n) => store.get(n)));
-    for (const v of read) if (v) states.set(v.record.id, v.record.state);
-  }
+  for (const v of (await store.getMany(needs)).records) states.set(v.record.id, v.record.state);
   return needs.filter((n) => states.get(n) !== "succeeded");
 }
 

@@ -41,6 +41,7 @@ import {
 } from "./plans/index.js";
 import { ringDoorbell } from "./queue/index.js";
 import { listWorkers, unschedulableReason, type WorkerInfo } from "./registry/index.js";
+import { findTasks } from "./task-listing.js";
 import {
   cancel,
   checkBatchPolicy,
@@ -279,27 +280,11 @@ export class MeshService implements MeshApi {
   }
 
   async listTasks(filter: TaskFilter = {}): Promise<TaskList> {
-    const [{ records: all, unreadable }, workers] = await Promise.all([
-      this.d.store.scan(),
+    const [{ records, unreadable }, workers] = await Promise.all([
+      findTasks({ store: this.d.store, jsm: this.d.jsm }, filter),
       this.listWorkers(),
     ]);
-    const states = filter.state && filter.state.length > 0 ? new Set(filter.state) : undefined;
-    const picked = all
-      .filter(({ record: r }) => {
-        if (states && !states.has(r.state)) return false;
-        if (filter.pool && r.spec.pool !== filter.pool) return false;
-        if (filter.plan && r.spec.plan !== filter.plan) return false;
-        // A worker id, or a worker name (ids are `<name>-<random>`).
-        const w = filter.workerId;
-        if (w && !r.attempts.some((a) => a.workerId === w || a.workerId.startsWith(`${w}-`))) return false;
-        return true;
-      })
-      .sort(
-        (a, b) =>
-          b.record.submittedAt.localeCompare(a.record.submittedAt) || a.record.id.localeCompare(b.record.id),
-      );
-    const limited = filter.limit && filter.limit > 0 ? picked.slice(0, filter.limit) : picked;
-    return { tasks: limited.map((v) => this.view(v, workers)), unreadable };
+    return { tasks: records.map((v) => this.view(v, workers)), unreadable };
   }
 
   async cancel(id: string): Promise<TaskView> {

@@ -187,7 +187,7 @@ const TASK_FIELDS = `{"id","title","state","pool","labels","runner","attempt","m
 
 export function tasksCommand(): Command {
   return new Command("tasks")
-    .description("list tasks across the mesh, newest first")
+    .description("list tasks across the mesh, newest submission first (with --limit: newest change first)")
     .option(
       "--state <states>",
       `only these states, comma-separated or repeated (${STATE_NAMES.join(", ")})`,
@@ -196,7 +196,11 @@ export function tasksCommand(): Command {
     .option("--pool <pool>", "only this pool")
     .option("--plan <plan>", "only the tasks of this plan (see `mesh plan status` for its tree)")
     .option("--worker <id|name>", "only tasks run (in any attempt) by this worker id or worker name")
-    .option("--limit <n>", "at most n tasks", positiveInt)
+    .option(
+      "--limit <n>",
+      "the n most recently changed tasks, newest change first, read without the whole task bucket (with --state queued: the queue's tasks, leaving out ones parked because no live worker serves them)",
+      positiveInt,
+    )
     .addHelpText(
       "after",
       `\n--json output:\n  {"tasks":[TASK],"unreadable":[{"key","revision","reason"}]} where TASK is\n  ${TASK_FIELDS}\n  "unreadable": records in the tasks bucket that could not be read (left out of "tasks"; also\n  reported on stderr without --json)`,

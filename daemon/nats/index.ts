@@ -13,6 +13,7 @@ export {
 export { type JsPublish, JsPublisher } from "./js-publisher.js";
 export { kvKeys } from "./kv-keys.js";
 export { scanKv } from "./kv-scan.js";
+export { type KvTailRead, readKvTail } from "./kv-tail.js";
 export { LOCAL_NKEY_FILE, useLocalMeshCredentials } from "./local-creds.js";
 export {
   ACCOUNTS_BUCKET,

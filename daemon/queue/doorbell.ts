@@ -11,7 +11,9 @@ import {
   isNoMessageFound,
   isStreamNotFound,
   type JsPublish,
+  poolFilter,
   TASKS_STREAM,
+  TASKS_SUBJECTS,
   taskSubject,
 } from "../nats/index.js";
 import { ID_RE, recordProblem, type TaskRecord, type VersionedRecord } from "../tasks/index.js";
@@ -104,6 +106,31 @@ export async function hasDoorbell(jsm: JetStreamManager, pool: string, id: strin
     if (isNoMessageFound(err) || isStreamNotFound(err)) return false;
     throw err;
   }
+}
+
+/**
+ * The ids of the tasks that have a doorbell in the queue (of `pool`, or of every pool), from one
+ * stream-info request: its cost grows with the doorbells waiting, not with the task records.
+ * Every queued task a live worker serves has one (submit, requeue and retry ring it, a back-off
+ * keeps it, the sweeper rings a lost one again); a task parked because no live worker serves it
+ * has none (its doorbell was acked, see claim/claim.ts).
+ */
+export async function doorbellIds(jsm: JetStreamManager, pool?: string): Promise<string[]> {
+  let info: Awaited<ReturnType<JetStreamManager["streams"]["info"]>>;
+  try {
+    info = await jsm.streams.info(TASKS_STREAM, {
+      subjects_filter: pool ? poolFilter(pool) : TASKS_SUBJECTS,
+    });
+  } catch (err) {
+    if (isStreamNotFound(err)) return [];
+    throw err;
+  }
+  const ids = new Set<string>();
+  for (const s of Object.keys(info.state.subjects ?? {})) {
+    const id = doorbellTaskId(s);
+    if (ID_RE.test(id)) ids.add(id);
+  }
+  return [...ids];
 }
 
 export function doorbellTaskId(subject: string): string {

@@ -1,6 +1,6 @@
 /** Public surface of the queue folder: topology, doorbells, the puller and its deliveries, the sweeper. */
 export type { Delivery } from "./delivery.js";
-export { doorbellSnapshot, doorbellTaskId, readDoorbell, ringDoorbell } from "./doorbell.js";
+export { doorbellIds, doorbellSnapshot, doorbellTaskId, readDoorbell, ringDoorbell } from "./doorbell.js";
 export { Puller } from "./puller.js";
 export { Sweeper } from "./sweeper.js";
 export { ensureTopology, type Topology } from "./topology.js";

@@ -72,6 +72,8 @@ export interface SweepResult {
   cancelled: number;
   /** Waiting tasks released or settled by a dependency's failure. */
   released?: number;
+  /** Finished tasks' records deleted, past the retention. */
+  purged?: number;
 }
 
 export class Sweeper extends Part {
@@ -204,8 +206,11 @@ export class Sweeper extends Part {
     );
     this.last = res;
     this.lastPassAt = new Date();
-    if (res.rung > 0 || res.cancelled > 0 || (res.released ?? 0) > 0)
-      this.log.info({ joined: joinedAfter !== undefined, ...res }, "sweep rang doorbells or cancelled tasks");
+    if (res.rung > 0 || res.cancelled > 0 || (res.released ?? 0) > 0 || (res.purged ?? 0) > 0)
+      this.log.info(
+        { joined: joinedAfter !== undefined, ...res },
+        "sweep rang doorbells, cancelled tasks or deleted finished ones",
+      );
     return res;
   }
 
@@ -237,8 +242,12 @@ export class Sweeper extends Part {
         }
         if (isTerminal(r.state)) {
           const keep = this.opts.retentionMs ?? 0;
-          if (keep > 0 && r.finishedAt && now - Date.parse(r.finishedAt) > keep) {
+          // A finished record without its finishedAt (written by hand, or by an old version) goes
+          // by its last change instead: nothing finished stays forever.
+          const ended = Date.parse(r.finishedAt ?? r.updatedAt);
+          if (keep > 0 && Number.isFinite(ended) && now - ended > keep) {
             await this.store.purge(v);
+            res.purged = (res.purged ?? 0) + 1;
             this.log.debug({ taskId: r.id, state: r.state }, "finished task past its retention: deleted");
           }
           continue;

@@ -10,6 +10,7 @@ import {
   isWrongLastSequence,
   type JsPublisher,
   kvSubject,
+  readKvTail,
   scanKv,
   TASKS_BUCKET,
   TASKS_BUCKET_STREAM,
@@ -170,6 +171,62 @@ export class TaskStore {
       filter: kvSubject(TASKS_BUCKET, v.record.id),
       seq: v.revision + 1,
     });
+  }
+
+  /**
+   * The records by id, read by key (64 at a time): ids without a record (or an unreadable one,
+   * reported as `get` reports it) are left out.
+   */
+  async getMany(
+    ids: readonly string[],
+  ): Promise<{ records: VersionedRecord[]; unreadable: UnreadableRecord[] }> {
+    const records: VersionedRecord[] = [];
+    const unreadable: UnreadableRecord[] = [];
+    for (let i = 0; i < ids.length; i += 64) {
+      const got = await Promise.all(
+        ids.slice(i, i + 64).map((id) =>
+          this.get(id).catch((err: unknown) => {
+            if (!isMeshError(err, "DATA_LOSS")) throw err;
+            unreadable.push({ key: id, revision: 0, reason: err.message });
+            return undefined;
+          }),
+        ),
+      );
+      for (const v of got) if (v) records.push(v);
+    }
+    return { records, unreadable };
+  }
+
+  /**
+   * The `limit` most recently written records that `match`, newest write first, read from the
+   * bucket's tail (see kv-tail.ts) without reading the rest; undefined when that takes more than
+   * `maxSequences` reads (the caller scans instead). Unreadable records are returned apart.
+   */
+  async newest(
+    limit: number,
+    match: (r: TaskRecord) => boolean,
+    maxSequences: number | ((span: number) => number),
+  ): Promise<{ records: VersionedRecord[]; unreadable: UnreadableRecord[] } | undefined> {
+    const records: VersionedRecord[] = [];
+    const unreadable: UnreadableRecord[] = [];
+    const read = await readKvTail(this.jsm, TASKS_BUCKET, { maxSequences }, (e) => {
+      let record: TaskRecord;
+      try {
+        record = this.parse(e.value, e.key, e.revision);
+      } catch (err) {
+        if (!isMeshError(err, "DATA_LOSS")) throw err;
+        unreadable.push({ key: e.key, revision: e.revision, reason: err.message });
+        return false;
+      }
+      if (match(record)) records.push({ record, revision: e.revision });
+      return records.length >= limit;
+    });
+    return records.length >= limit || read.exhausted ? { records, unreadable } : undefined;
+  }
+
+  /** How many records the bucket holds (one stream-info request). */
+  async count(): Promise<number> {
+    return (await this.jsm.streams.info(TASKS_BUCKET_STREAM)).state.messages;
   }
 
   /** All readable records, read in one pass over the bucket (see kv-scan.ts). */
