@@ -359,6 +359,7 @@ export class Daemon extends Part {
     const events = this.events;
     parts.add("events", { stop: () => events.flush() });
     const planStore = await PlanStore.open(topo.js, topo.jsm, cfg.nats.replicas);
+    this.wiring.plans = planStore;
     const plans = new PlanScheduler({
       store,
       plans: planStore,

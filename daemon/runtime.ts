@@ -9,14 +9,17 @@ import {
   CommandRunner,
   FileLeasePorts,
   NoopRunner,
-  planOwnersFromStore,
+  planOwners,
 } from "./runner/index.js";
+import type { PlanStore } from "./plans/index.js";
 import type { TaskStore } from "./tasks/index.js";
 
 /** What runners need from a started daemon (set once it is connected; runners exist before). */
 export interface RunnerWiring {
   store?: TaskStore;
   fileLeases?: FileLeases;
+  /** The plan records (the ownership hook names the owners among a plan's tasks). */
+  plans?: Pick<PlanStore, "get">;
   /** Delegation: a running task adds a task to its plan (set once the daemon's service exists). */
   addTask?: AddTaskFn;
 }
@@ -61,7 +64,10 @@ export function defaultRunners(
         maxEventBytesPerAttempt: config.limits.agentEventBytesPerAttempt,
         onEventDropped: (e) => observer.agentEventDropped?.(e),
         // The ownership hook: owners of a plan's other tasks, and file leases for tasks without owns.
-        planOwners: async (spec) => (wiring.store ? planOwnersFromStore(wiring.store)(spec) : {}),
+        planOwners: async (spec) => {
+          const { store, plans } = wiring;
+          return store && plans ? planOwners({ store, plan: (id) => plans.get(id) })(spec) : {};
+        },
         taskPorts: new FileLeasePorts({
           leases: () => wiring.fileLeases,
           addTask: () => (config.plans.maxDepth > 0 ? wiring.addTask : undefined),

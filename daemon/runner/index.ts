@@ -9,5 +9,5 @@ export {
   type PortUses,
 } from "./lease-port.js";
 export { delegationPrompt } from "./delegation-prompt.js";
-export { type PlanOwners, planOwnersFromStore } from "./plan-owners.js";
+export { type PlanOwners, type PlanOwnersDeps, planOwners } from "./plan-owners.js";
 export { type OpenTaskPort, serveTaskPort, type TaskPortHandlers, type TaskPortOpener } from "./task-port.js";
