@@ -9,7 +9,9 @@
  * - `current`: this tree's build, with the node flags of its bin's shebang (as users run it);
  * - `current-no-flags`: the same build under a plain `node` (what the flags alone change);
  * - `base` (with `--base <ref>`): that commit, exported with `git archive` and built into
- *   bench/.cache/ (once per commit).
+ *   bench/.cache/ (once per commit);
+ * - `current-try` (with `--flags "<node flags>"`): this build under those node flags instead of
+ *   its shebang's, to weigh a candidate flag beside the others in the same run.
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdirSync, symlinkSync } from "node:fs";
@@ -26,6 +28,8 @@ export interface FootprintOptions {
   seconds: number;
   /** A commit to compare against (built into bench/.cache/footprint-<sha>/). */
   base?: string;
+  /** Node flags to try on this build (variant `current-try`). */
+  tryFlags?: string[];
 }
 
 interface Variant {
@@ -90,6 +94,7 @@ export async function footprintScenario(opts: FootprintOptions) {
     { name: "current", root: REPO_ROOT, flags: shebangNodeFlags(meshd) },
     { name: "current-no-flags", root: REPO_ROOT, flags: [] },
   ];
+  if (opts.tryFlags) variants.push({ name: "current-try", root: REPO_ROOT, flags: opts.tryFlags });
   let baseCommit: string | undefined;
   if (opts.base) {
     const b = buildBase(opts.base);

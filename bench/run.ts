@@ -27,6 +27,7 @@ const VALUE_FLAGS = [
   "--daemons",
   "--base",
   "--records",
+  "--flags",
 ];
 const flag = (name: string, dflt: number): number => {
   const i = args.indexOf(name);
@@ -53,6 +54,14 @@ if (baseAt >= 0 && (!base || base.startsWith("--"))) {
   process.stderr.write("--base: give a commit or branch to compare against, e.g. --base main\n");
   process.exit(2);
 }
+const flagsAt = args.indexOf("--flags");
+const tryFlags = flagsAt >= 0 ? (args[flagsAt + 1] ?? "").split(/\s+/).filter(Boolean) : undefined;
+if (tryFlags && (tryFlags.length === 0 || !tryFlags.every((f) => f.startsWith("--")))) {
+  process.stderr.write(
+    '--flags: give node flags to try, quoted, e.g. --flags "--max-semi-space-size=1 --no-expose-wasm"\n',
+  );
+  process.exit(2);
+}
 const roundsGiven = args.includes("--rounds");
 const wanted = args.filter((a, i) => !a.startsWith("--") && !VALUE_FLAGS.includes(args[i - 1] ?? ""));
 const scenarios = wanted.length > 0 ? wanted : ["claims", "shim", "failover"];
@@ -65,11 +74,19 @@ for (const name of scenarios) {
   else if (name === "failover") result = await failoverScenario({ kills, leaseMs });
   else if (name === "transfer")
     result = await transferScenario({ sizeMb, rounds: roundsGiven ? rounds : 20, syncRounds: 3 });
-  else if (name === "footprint") result = await footprintScenario({ daemons, seconds, ...(base ? { base } : {}) });
+  else if (name === "footprint")
+    result = await footprintScenario({
+      daemons,
+      seconds,
+      ...(base ? { base } : {}),
+      ...(tryFlags ? { tryFlags } : {}),
+    });
   else if (name === "chunks") result = await chunksScenario({ rounds: Math.max(3, rounds) });
   else if (name === "records") result = await recordsScenario({ records, reps: roundsGiven ? rounds : 3 });
   else {
-    process.stderr.write(`unknown scenario "${name}"; known: claims, shim, failover, transfer, chunks, footprint, records\n`);
+    process.stderr.write(
+      `unknown scenario "${name}"; known: claims, shim, failover, transfer, chunks, footprint, records\n`,
+    );
     process.exit(2);
   }
   if (typeof result.skipped === "string") {

@@ -6,7 +6,6 @@
 import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { join, resolve } from "node:path";
-import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { MeshError } from "./errors.js";
 import { DEFAULT_SUBMIT_MAX_BYTES } from "./limits.js";
@@ -23,7 +22,7 @@ import {
   PERMISSION_ORDER,
   type TaskPolicy,
 } from "./tasks/index.js";
-import { formatBytes, parseBytes, parseDuration } from "./util/index.js";
+import { formatBytes, parseBytes, parseDuration, yaml } from "./util/index.js";
 
 /** A duration a timer can hold: at most 2^31-1 ms (about 24.8 days). */
 const durationMs = z.union([z.number().int().positive(), z.string()]).transform((v, ctx) => {
@@ -439,7 +438,7 @@ export function readConfigFile(path: string): Record<string, unknown> {
   }
   let value: unknown;
   try {
-    value = parseYaml(text);
+    value = yaml().parse(text);
   } catch (err) {
     throw new MeshError(
       "INVALID_ARGUMENT",

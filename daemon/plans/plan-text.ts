@@ -1,7 +1,7 @@
 /** The text of a plan document: YAML or JSON, one document; see plan-doc.ts for what it holds. */
-import { parseAllDocuments } from "yaml";
 import { MeshError } from "../errors.js";
 import { describePosition } from "../tasks/index.js";
+import { yaml } from "../util/index.js";
 
 const invalid = (field: string, message: string): MeshError =>
   new MeshError("INVALID_ARGUMENT", `${field}: ${message}`, { field });
@@ -30,7 +30,7 @@ export function parsePlanDocument(text: string, source = "input"): unknown {
       return value;
     }
   }
-  const docs = parseAllDocuments(text, { prettyErrors: false, uniqueKeys: true });
+  const docs = yaml().parseAllDocuments(text, { prettyErrors: false, uniqueKeys: true });
   const list = (Array.isArray(docs) ? docs : [docs]).filter(
     (d) => d.contents !== null || d.errors.length > 0,
   );

@@ -95,5 +95,9 @@ export async function listWorkers(
       }
     }),
   );
-  return out.sort((a, b) => a.name.localeCompare(b.name) || a.workerId.localeCompare(b.workerId));
+  // By code unit, not localeCompare: an idle daemon lists workers every few seconds, and the
+  // first localeCompare loads ICU's collator (a few MB of RSS) for an order no one reads as prose.
+  return out.sort((a, b) => byCodeUnit(a.name, b.name) || byCodeUnit(a.workerId, b.workerId));
 }
+
+const byCodeUnit = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);

@@ -2,15 +2,17 @@
  * The daemon's HTTP side: Prometheus metrics, health and readiness probes, and service
  * discovery for the whole mesh. Binds loopback by default; port 0 picks a free port (see the
  * address `start()` returns). start() refuses a second start; stop() is memoized (lib/lifecycle.ts).
+ * The routes (hono and its node adapter, http/handler.ts) load at the first request: an idle
+ * daemon nobody scrapes does without them (issue 17, footprint).
  */
-import type { Server } from "node:http";
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
-import { createAdaptorServer } from "@hono/node-server";
 import { Lifecycle, type LifeState } from "../../lib/index.js";
 import pino, { type Logger } from "pino";
 import { errorMessage, MeshError } from "../errors.js";
-import { buildApp, type HttpRoutes } from "./http/routes.js";
+import type { RequestHandler } from "./http/handler.js";
+import type { HttpRoutes } from "./http/routes.js";
 
 export interface HttpServerOptions {
   host: string;
@@ -55,21 +57,9 @@ export class HttpServer {
   }
 
   private async listen(): Promise<void> {
-    const app = buildApp(this.opts.routes, {
-      log: this.log,
-      ...(this.opts.token ? { token: this.opts.token } : {}),
-    });
-    // overrideGlobalObjects: false leaves the process' global Request/Response alone.
-    const server = (
-      this.opts.tls
-        ? createAdaptorServer({
-            fetch: app.fetch,
-            overrideGlobalObjects: false,
-            createServer: createHttpsServer,
-            serverOptions: { cert: this.opts.tls.cert, key: this.opts.tls.key },
-          })
-        : createAdaptorServer({ fetch: app.fetch, overrideGlobalObjects: false })
-    ) as Server;
+    const server = this.opts.tls
+      ? createHttpsServer({ cert: this.opts.tls.cert, key: this.opts.tls.key }, this.onRequest)
+      : createHttpServer(this.onRequest);
     this.server = server;
     try {
       await new Promise<void>((resolve, reject) => {
@@ -88,6 +78,25 @@ export class HttpServer {
     }
     server.on("error", (err) => this.log.warn({ err: errorMessage(err) }, "http server error"));
   }
+
+  private handler: Promise<RequestHandler> | undefined;
+
+  /** Hands the request to the routes, loading them at the first one. */
+  private readonly onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    this.handler ??= import("./http/handler.js").then((m) =>
+      m.requestHandler(this.opts.routes, {
+        log: this.log,
+        ...(this.opts.token ? { token: this.opts.token } : {}),
+      }),
+    );
+    this.handler
+      .then((handle) => handle(req, res))
+      .catch((err: unknown) => {
+        this.log.warn({ err: errorMessage(err), path: req.url }, "HTTP request failed");
+        if (!res.headersSent) res.writeHead(500, { "content-type": "application/json" });
+        res.end(JSON.stringify({ error: errorMessage(err) }));
+      });
+  };
 
   address(): HttpAddress {
     const a = this.server?.address() as AddressInfo | null | undefined;

@@ -2,10 +2,9 @@
  * The task spec: what a user submits (YAML or JSON). Validated with zod; unknown fields are
  * rejected with their path so a typo never silently drops an option.
  */
-import { parseAllDocuments } from "yaml";
 import { z } from "zod";
 import { isMeshError, MeshError } from "../errors.js";
-import { parseDuration } from "../util/index.js";
+import { parseDuration, yaml } from "../util/index.js";
 import { MAX_OWNS, normaliseGlob } from "./glob.js";
 import { COMMIT_ID_RE, hasControlChars, MESH_REPO_RE, parseRepo, validateRef } from "./repo-syntax.js";
 import { deniedEnvReason } from "./task-env.js";
@@ -363,7 +362,7 @@ export function describePosition(text: string, offset: number): string {
  */
 export function parseTaskDocument(text: string, source = "input"): unknown[] {
   // prettyErrors off: the message is the problem alone; the position is added once, below.
-  const docs = parseAllDocuments(text, { prettyErrors: false, uniqueKeys: true });
+  const docs = yaml().parseAllDocuments(text, { prettyErrors: false, uniqueKeys: true });
   const list = Array.isArray(docs) ? docs : [docs];
   const out: unknown[] = [];
   for (const doc of list) {

@@ -5,3 +5,4 @@ export { Channel } from "./channel.js";
 export { parseDuration } from "./duration.js";
 export { parseLabels, parseList, parseWholeNumber } from "./flags.js";
 export { Slots } from "./slots.js";
+export { yaml } from "./yaml.js";
