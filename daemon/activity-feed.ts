@@ -6,18 +6,25 @@
  *
  * Best effort like the events themselves: a lost event leaves the status at "working" until the
  * next one; the record (state, lease, presence) is never overridden by it.
+ *
+ * Only runner and agent events are read (`.run`), never state events: the fold takes nothing from
+ * a state change (the status reads the state from the record), and every daemon reading every
+ * task's three or four state events cost each daemon, and the server delivering them, work that
+ * grew with the number of daemons on the claim path (issue 17). An activity with nothing in
+ * flight and nothing denied says nothing either, so it is not kept: what is remembered is only
+ * the tasks whose agents wait on a tool or had one denied.
  */
 import { DeliverPolicy, type JetStreamClient } from "@nats-io/jetstream";
 import { type AgentActivity, foldActivity } from "./api/index.js";
 import { errorMessage } from "./errors.js";
 import type { Logger } from "./log.js";
-import { EVENTS_STREAM, taskEventSubject } from "./nats/index.js";
-import { isTerminal, type TaskEvent, type TaskState } from "./tasks/index.js";
+import { EVENTS_STREAM, RUN_EVENTS_FILTER } from "./nats/index.js";
+import type { TaskEvent } from "./tasks/index.js";
 import { pause } from "./util/index.js";
 
 /** How far back a daemon that starts reads agent events (tasks started before it). */
 const REPLAY_MS = 30 * 60_000;
-/** Bounds on what is remembered: tasks are dropped when they end, and the oldest beyond this. */
+/** Bounds on what is remembered: the oldest beyond this are dropped. */
 const MAX_TASKS = 20_000;
 
 export class ActivityFeed {
@@ -58,16 +65,18 @@ export class ActivityFeed {
     return now;
   }
 
-  /** Folds one event (exposed for tests and for events heard elsewhere). */
+  /** Folds one event (exposed for tests and for events heard elsewhere); state events change nothing. */
   note(e: TaskEvent): void {
-    if (e.type === "state") {
-      if (isTerminal(e.state as TaskState)) {
-        this.activity.delete(e.taskId);
-        return;
-      }
-      if (e.state !== "running" && e.state !== "claimed") return;
+    if (e.type === "state") return;
+    const next = foldActivity(this.activity.get(e.taskId), e);
+    // Nothing in flight and nothing denied: the same status as no activity at all.
+    if (!next.denied && Object.keys(next.inFlight).length === 0) {
+      this.activity.delete(e.taskId);
+      return;
     }
-    this.activity.set(e.taskId, foldActivity(this.activity.get(e.taskId), e));
+    // Re-inserted: the map's order is the order of the latest events, the oldest dropped first.
+    this.activity.delete(e.taskId);
+    this.activity.set(e.taskId, next);
     bound(this.activity);
   }
 
@@ -77,7 +86,7 @@ export class ActivityFeed {
     while (!signal.aborted) {
       try {
         const c = await this.js.consumers.get(EVENTS_STREAM, {
-          filter_subjects: `${taskEventSubject("*")}.>`,
+          filter_subjects: RUN_EVENTS_FILTER,
           ...(lastSeq > 0
             ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: lastSeq + 1 }
             : {

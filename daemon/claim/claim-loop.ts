@@ -3,11 +3,17 @@
  * let the claimer decide (claim.ts), settle the doorbell as the decision says, publish the
  * decision's state events, and run won claims as Executions. Pulling one at a time matters: a
  * prefetched doorbell would time out while the worker is busy.
+ *
+ * Each pool has several lanes (its share of the slots), each pulling one doorbell at a time
+ * for a slot it holds: under load the round trips of one doorbell's pull and claim overlap those
+ * of the others, instead of the whole daemon waiting on one doorbell at a time (issue 17). An
+ * idle pool pulls on one lane only: the others park after an empty pull and wake when a doorbell
+ * arrives, so an idle daemon sends no more pull requests than with a single lane.
  */
 import { Part } from "../../lib/index.js";
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
-import type { Delivery, Puller } from "../queue/index.js";
+import { type Delivery, doorbellTaskId, type Puller } from "../queue/index.js";
 import type { EventPublisher, TaskRecord, TaskState } from "../tasks/index.js";
 import { pause, type Slots } from "../util/index.js";
 import type { Claimer, Decision } from "./claim.js";
@@ -48,7 +54,14 @@ export class ClaimLoop extends Part {
   }
 
   protected onStart(): void {
-    this.loops = this.deps.pools.map((pool) => this.life.track(this.poolLoop(pool)));
+    const { pools, slots } = this.deps;
+    // The slots are shared by the pools' lanes: a pending pull holds one, so each pool pulls
+    // on at most its share and no pool's lanes can hold every slot while another has work.
+    const lanes = Math.max(1, Math.floor(slots.total / pools.length));
+    this.loops = pools.flatMap((pool) => {
+      const wake = new Wake();
+      return Array.from({ length: lanes }, (_, lane) => this.life.track(this.poolLoop(pool, lane, wake)));
+    });
   }
 
   /** Stops, giving running executions `graceMs` (the first call's) to finish. */
@@ -100,20 +113,29 @@ export class ClaimLoop extends Part {
     return r !== undefined;
   }
 
-  private async poolLoop(pool: string): Promise<void> {
+  /** Lane 0 always pulls; another lane parks after an empty pull until a doorbell arrives. */
+  private async poolLoop(pool: string, lane: number, wake: Wake): Promise<void> {
     const { slots, log } = this.deps;
     const signal = this.intake.signal;
     // With several pools a pending pull holds a slot, so keep pulls short.
     const expires = this.deps.pools.length > 1 ? 1000 : 5000;
     let backoff = 100;
+    let parked = lane > 0;
     while (!signal.aborted) {
+      if (parked && !(await wake.wait(signal))) break;
+      parked = false;
       if (!(await slots.acquire(signal))) break;
       let handedOff = false;
       try {
         const puller = await this.deps.puller(pool);
         const msg = await puller.pull(expires, signal);
-        if (msg && !signal.aborted) handedOff = await this.handle(pool, msg);
-        else if (msg) msg.nak(0); // stopping: give it straight back
+        if (!msg) parked = lane > 0;
+        // Stopping: give it straight back.
+        else if (signal.aborted) msg.nak(0);
+        else {
+          wake.wakeAll();
+          handedOff = await this.handleInTurn(pool, msg);
+        }
         backoff = 100;
       } catch (err) {
         if (signal.aborted) break;
@@ -123,6 +145,27 @@ export class ClaimLoop extends Part {
       } finally {
         if (!handedOff) slots.release();
       }
+    }
+  }
+
+  /** Doorbells being handled, by task id: two doorbells of one task are decided one after the other. */
+  private readonly handling = new Map<string, Promise<boolean>>();
+
+  /**
+   * handle(), after any other lane's handling of a doorbell of the same task (a duplicate
+   * doorbell): the second then sees the first's claim as ours and running here.
+   */
+  private async handleInTurn(pool: string, msg: Delivery): Promise<boolean> {
+    const id = doorbellTaskId(msg.subject);
+    const before = this.handling.get(id);
+    const mine = (before ? before.then(undefined, () => false) : Promise.resolve(false)).then(() =>
+      this.handle(pool, msg),
+    );
+    this.handling.set(id, mine);
+    try {
+      return await mine;
+    } finally {
+      if (this.handling.get(id) === mine) this.handling.delete(id);
     }
   }
 
@@ -184,4 +227,29 @@ function queuedSince(r: {
   const prev = r.attempts.length > 1 ? r.attempts[r.attempts.length - 2]?.endedAt : undefined;
   const since = prev ?? r.submittedAt;
   return r.notBefore && r.notBefore > since ? r.notBefore : since;
+}
+
+/** Wakes a pool's parked lanes when a doorbell arrives. */
+class Wake {
+  private waiters: Array<() => void> = [];
+
+  /** Resolves true when woken, false when `signal` aborts. */
+  wait(signal: AbortSignal): Promise<boolean> {
+    if (signal.aborted) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const onAbort = () => resolve(false);
+      signal.addEventListener("abort", onAbort, { once: true });
+      this.waiters.push(() => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(true);
+      });
+    });
+  }
+
+  wakeAll(): void {
+    const w = this.waiters;
+    if (w.length === 0) return;
+    this.waiters = [];
+    for (const f of w) f();
+  }
 }
