@@ -18,6 +18,9 @@ export class Slots {
       await new Promise<void>((resolve) => {
         const done = () => {
           signal.removeEventListener("abort", done);
+          // An aborted waiter leaves the queue: a later release wakes a live one instead.
+          const i = this.waiters.indexOf(done);
+          if (i >= 0) this.waiters.splice(i, 1);
           resolve();
         };
         this.waiters.push(done);
