@@ -8,8 +8,10 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
+import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
+import { credentials, Metadata } from "@grpc/grpc-js";
 import { AckPolicy, jetstream, jetstreamManager, RetentionPolicy } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { connect } from "@nats-io/transport-node";
@@ -21,6 +23,7 @@ import {
   validateTaskSpec,
 } from "../daemon/index.js";
 import { freePort, makeTempDir, NatsServer, removeTempDir, waitFor } from "../test/harness/index.js";
+import { MeshServiceClient } from "../proto/index.js";
 import { openClient, spawnMeshd } from "../test/support/mesh.js";
 import { type LightOptions, type LightResult, type LightSide, measureLight } from "./light.js";
 import { type CpuPerTask, cpuMeter, percentile, round, rssMb } from "./stats.js";
@@ -491,15 +494,18 @@ function summarize(
 }
 
 /**
- * The mesh for the latency rows (light.ts): one noop daemon with SLOTS slots; the bench submits
- * through the mesh API in this process (as BullMQ's Queue.add runs in the caller's) and learns
- * that a task ended from its state events, then reads its attempt's startedAt from the record.
- * Also measures the daemon's idle RSS, after start-up and before any work.
+ * The mesh for the latency rows (light.ts): one noop daemon with SLOTS slots, and two ways to
+ * submit to it: `library`, the mesh API in this process (as BullMQ's Queue.add runs in the
+ * caller's), and `grpc`, the daemon's SubmitTasks on its Unix socket (what `mesh submit` and
+ * other clients use; it adds a hop and the daemon's own submit checks). Either learns that a
+ * task ended from its state events, then reads its attempt's startedAt from the record. Also
+ * measures the daemon's idle RSS, after start-up and before any work.
  */
-async function meshLightSide(url: string): Promise<LightSide & { idleRssMb: number }> {
+async function meshLightSides(url: string) {
   const { daemons, client } = await startFleet(url, 1, "light");
   const d = daemons[0]!;
   const idleRssMb = rssMb(d.child.pid!);
+  const grpc = new MeshServiceClient(`unix:${join(d.stateDir, "meshd.sock")}`, credentials.createInsecure());
   const t0 = new Map<string, number>();
   const ended = new Set<string>();
   const sub = client.nc.subscribe(STATE_EVENTS_FILTER, {
@@ -509,11 +515,10 @@ async function meshLightSide(url: string): Promise<LightSide & { idleRssMb: numb
     },
   });
   await client.nc.flush();
-  return {
-    idleRssMb,
+  const side = (submit: (id: string) => Promise<unknown>): LightSide => ({
     async submit(id, t) {
       t0.set(id, t);
-      await client.api.submit([validateTaskSpec({ id, prompt: "noop", runner: "noop", pool: "light" })]);
+      await submit(id);
     },
     async finished(ids) {
       await waitFor(() => ids.every((id) => ended.has(id)), {
@@ -524,8 +529,26 @@ async function meshLightSide(url: string): Promise<LightSide & { idleRssMb: numb
       const timings = await readTimings(client, ids);
       return ids.map((id) => timings.get(id)!.running - t0.get(id)!);
     },
+    async stop() {},
+  });
+  const task = (id: string) => ({ id, prompt: "noop", runner: "noop", pool: "light" });
+  return {
+    idleRssMb,
+    library: side((id) => client.api.submit([validateTaskSpec(task(id))])),
+    grpc: side(
+      (id) =>
+        new Promise((resolve, reject) =>
+          grpc.submitTasks(
+            { document: JSON.stringify(task(id)), source: "bench" },
+            new Metadata(),
+            { deadline: Date.now() + 30_000 },
+            (err, res) => (err ? reject(err) : resolve(res)),
+          ),
+        ),
+    ),
     async stop() {
       sub.unsubscribe();
+      grpc.close();
       await client.close();
       d.kill("SIGTERM");
       await d.exited;
@@ -535,53 +558,57 @@ async function meshLightSide(url: string): Promise<LightSide & { idleRssMb: numb
 
 const TERMINAL = new Set(["succeeded", "failed", "dead", "cancelled"]);
 
-/** Idle pickup and light load (light.ts) of the mesh, then of BullMQ when Redis is here. */
+/** Idle pickup and light load (light.ts) of the mesh and, when Redis is here, of BullMQ. */
 async function latencyRows(
   url: string,
   redis: Awaited<ReturnType<typeof startRedis>> | undefined,
   opts: LightOptions,
 ) {
-  const mesh = await meshLightSide(url);
-  let meshLight: LightResult;
+  const mesh = await meshLightSides(url);
+  const peer = redis ? await bullmqLightSide(redis).catch(async (err) => {
+    await mesh.stop();
+    throw err;
+  }) : undefined;
+  let res: Record<string, LightResult>;
   try {
-    meshLight = await measureLight(mesh, "mesh", opts);
+    res = await measureLight(
+      [
+        ["mesh", mesh.library],
+        ["mesh-grpc", mesh.grpc],
+        ...(peer ? [["bullmq-redis", peer] as [string, LightSide]] : []),
+      ],
+      opts,
+    );
   } finally {
     await mesh.stop();
+    await peer?.stop();
   }
-  let peer: LightResult | undefined;
-  if (redis) {
-    const side = await bullmqLightSide(redis);
-    try {
-      peer = await measureLight(side, "bullmq", opts);
-    } finally {
-      await side.stop();
-    }
-  }
-  const over = (k: "idlePickupP50Ms" | "lightLoadP99Ms") => (peer ? round(meshLight[k] / peer[k], 2) : null);
+  const m = res.mesh!;
+  const b = res["bullmq-redis"];
+  const over = (k: "idlePickupP50Ms" | "lightLoadP99Ms") => (b ? round(m[k] / b[k], 2) : null);
   return {
     idleDaemonRssMb: mesh.idleRssMb,
     latency: {
       concurrency: SLOTS,
-      mesh: meshLight,
-      ...(peer ? { bullmq: peer } : {}),
-      // Below 1: the mesh is faster.
-      ratios: { idlePickupP50MeshOverBullmq: over("idlePickupP50Ms"), lightLoadP99MeshOverBullmq: over("lightLoadP99Ms") },
+      systems: res,
+      // Below 1: the mesh (submitting as a library, as BullMQ's Queue.add does) is faster.
+      ratios: {
+        idlePickupP50MeshOverBullmq: over("idlePickupP50Ms"),
+        lightLoadP99MeshOverBullmq: over("lightLoadP99Ms"),
+      },
     },
-    targets: peer
+    targets: b
       ? {
-          idlePickupP50AtOrBelowBullmq: meshLight.idlePickupP50Ms <= peer.idlePickupP50Ms,
-          lightP99AtOrBelowBullmq: meshLight.lightLoadP99Ms <= peer.lightLoadP99Ms,
+          idlePickupP50AtOrBelowBullmq: m.idlePickupP50Ms <= b.idlePickupP50Ms,
+          lightP99AtOrBelowBullmq: m.lightLoadP99Ms <= b.lightLoadP99Ms,
         }
       : {},
   };
 }
 
 /** A table row per system for the latency rows. */
-function latencyTableRows(latency: { mesh: LightResult; bullmq?: LightResult }) {
-  return [
-    { system: "mesh", processes: 1, ...latency.mesh },
-    ...(latency.bullmq ? [{ system: "bullmq-redis", processes: 1, ...latency.bullmq }] : []),
-  ];
+function latencyTableRows(latency: { systems: Record<string, LightResult> }) {
+  return Object.entries(latency.systems).map(([system, r]) => ({ system, processes: 1, ...r }));
 }
 
 export interface ClaimsOptions {

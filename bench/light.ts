@@ -11,6 +11,8 @@
  *   a pending pull's expiry); p50 is the target.
  * - light load: tasks arrive at a fixed rate of a few per second whether or not the earlier
  *   ones have finished; p99 is the target.
+ * The systems are up at the same time and measured side by side (turn by turn when idle, on
+ * offset schedules under light load).
  */
 import { percentile, round } from "./stats.js";
 
@@ -51,48 +53,69 @@ export interface LightResult {
 let serial = 0;
 const nextId = (tag: string) => `${tag}-${Date.now().toString(36)}-${serial++}`;
 
-/** Idle pickup: one task at a time, each after the previous finished and a pause of 0-50 ms. */
-async function idlePickup(side: LightSide, tag: string, count: number): Promise<number[]> {
-  const out: number[] = [];
+/**
+ * Idle pickup: one task at a time per system, each after the previous finished and a pause of
+ * 0-50 ms; the systems take turns task by task, so a machine that gets busier mid-run slows
+ * them alike.
+ */
+async function idlePickup(sides: Array<[string, LightSide]>, tag: string, count: number) {
+  const out = sides.map((): number[] => []);
   for (let i = 0; i < count; i++) {
-    const id = nextId(tag);
-    await side.submit(id, now());
-    out.push(...(await side.finished([id])));
-    // Not a wait for a condition: an idle gap of random length before the next submit.
-    await new Promise((r) => setTimeout(r, Math.random() * 50));
+    for (const [j, [name, side]] of sides.entries()) {
+      const id = nextId(`${name}-${tag}`);
+      await side.submit(id, now());
+      out[j]!.push(...(await side.finished([id])));
+      // Not a wait for a condition: an idle gap of random length before the next submit.
+      await new Promise((r) => setTimeout(r, Math.random() * 50));
+    }
   }
   return out;
 }
 
-/** Light load: `count` tasks submitted on a fixed schedule of `ratePerSec`. */
-async function lightLoad(side: LightSide, tag: string, count: number, ratePerSec: number): Promise<number[]> {
-  const ids: string[] = [];
-  const submits: Promise<void>[] = [];
+/**
+ * Light load: each system gets `count` tasks on a fixed schedule of `ratePerSec`, all at the
+ * same time, their schedules offset evenly.
+ */
+async function lightLoad(sides: Array<[string, LightSide]>, count: number, ratePerSec: number) {
+  const gap = 1000 / ratePerSec;
   const start = Date.now();
-  for (let i = 0; i < count; i++) {
-    const due = start + (i * 1000) / ratePerSec;
-    const wait = due - Date.now();
-    // The schedule, not a wait for a condition.
-    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-    const id = nextId(tag);
-    ids.push(id);
-    submits.push(side.submit(id, now()));
-  }
-  await Promise.all(submits);
-  return side.finished(ids);
+  return Promise.all(
+    sides.map(async ([name, side], j) => {
+      const ids: string[] = [];
+      const submits: Promise<void>[] = [];
+      for (let i = 0; i < count; i++) {
+        const wait = start + (j * gap) / sides.length + i * gap - Date.now();
+        // The schedule, not a wait for a condition.
+        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+        const id = nextId(`${name}-light`);
+        ids.push(id);
+        submits.push(side.submit(id, now()));
+      }
+      await Promise.all(submits);
+      return side.finished(ids);
+    }),
+  );
 }
 
-export async function measureLight(side: LightSide, tag: string, opts: LightOptions): Promise<LightResult> {
-  await idlePickup(side, `${tag}-warm`, opts.warmup);
-  const idle = await idlePickup(side, `${tag}-idle`, opts.count);
-  const light = await lightLoad(side, `${tag}-light`, opts.count, opts.ratePerSec);
-  return {
-    tasks: opts.count,
-    idlePickupP50Ms: round(percentile(idle, 50)),
-    idlePickupP99Ms: round(percentile(idle, 99)),
-    lightLoadRatePerSec: opts.ratePerSec,
-    lightLoadP50Ms: round(percentile(light, 50)),
-    lightLoadP99Ms: round(percentile(light, 99)),
-    lightLoadMaxMs: round(Math.max(...light)),
-  };
+/** Both measurements for every system in `sides` (name -> side), side by side. */
+export async function measureLight(
+  sides: Array<[string, LightSide]>,
+  opts: LightOptions,
+): Promise<Record<string, LightResult>> {
+  await idlePickup(sides, "warm", opts.warmup);
+  const idle = await idlePickup(sides, "idle", opts.count);
+  const light = await lightLoad(sides, opts.count, opts.ratePerSec);
+  const out: Record<string, LightResult> = {};
+  for (const [j, [name]] of sides.entries()) {
+    out[name] = {
+      tasks: opts.count,
+      idlePickupP50Ms: round(percentile(idle[j]!, 50)),
+      idlePickupP99Ms: round(percentile(idle[j]!, 99)),
+      lightLoadRatePerSec: opts.ratePerSec,
+      lightLoadP50Ms: round(percentile(light[j]!, 50)),
+      lightLoadP99Ms: round(percentile(light[j]!, 99)),
+      lightLoadMaxMs: round(Math.max(...light[j]!)),
+    };
+  }
+  return out;
 }
