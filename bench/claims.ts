@@ -8,14 +8,24 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
+import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
+import { credentials, Metadata } from "@grpc/grpc-js";
 import { AckPolicy, jetstream, jetstreamManager, RetentionPolicy } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { connect } from "@nats-io/transport-node";
-import { kvSubject, poolConsumerName, TASKS_STREAM, validateTaskSpec } from "../daemon/index.js";
+import {
+  kvSubject,
+  poolConsumerName,
+  STATE_EVENTS_FILTER,
+  TASKS_STREAM,
+  validateTaskSpec,
+} from "../daemon/index.js";
 import { freePort, makeTempDir, NatsServer, removeTempDir, waitFor } from "../test/harness/index.js";
+import { MeshServiceClient } from "../proto/index.js";
 import { openClient, spawnMeshd } from "../test/support/mesh.js";
+import { type LightOptions, type LightResult, type LightSide, measureLight } from "./light.js";
 import { type CpuPerTask, cpuMeter, percentile, round, rssMb } from "./stats.js";
 
 const SLOTS = 4;
@@ -292,17 +302,43 @@ async function bullmqFleet(redis: Awaited<ReturnType<typeof startRedis>>, proces
   );
 }
 
-/** Light load through the peer: one job at a time, each finished before the next. */
-async function bullmqLightLoad(redis: Awaited<ReturnType<typeof startRedis>>, count: number) {
-  const fleet = await bullmqFleet(redis, 1);
-  try {
-    await fleet.run(20); // connections and JIT, as the mesh's light load starts warm
-    const lat: number[] = [];
-    for (let i = 0; i < count; i++) lat.push(...(await fleet.run(1)).latencies);
-    return { p50: round(percentile(lat, 50)), p99: round(percentile(lat, 99)) };
-  } finally {
-    await fleet.stop();
-  }
+/** The peer for the latency rows (light.ts): one BullMQ worker process with SLOTS concurrency. */
+async function bullmqLightSide(redis: Awaited<ReturnType<typeof startRedis>>): Promise<LightSide> {
+  const { Queue } = await import("bullmq");
+  const name = `light-${Date.now().toString(36)}`;
+  const queue = new Queue(name, {
+    connection: { host: "127.0.0.1", port: redis.port, password: redis.password, maxRetriesPerRequest: null },
+    defaultJobOptions: { removeOnComplete: { age: 3600 }, removeOnFail: { age: 86_400 } },
+  });
+  await queue.waitUntilReady();
+  const { state, kids } = spawnWorkers(
+    "./bullmq-worker.js",
+    [String(redis.port), redis.password, name, String(SLOTS)],
+    1,
+  );
+  let taken = 0;
+  return {
+    async submit(id, t) {
+      await queue.add("t", { t }, { jobId: id });
+    },
+    async finished(ids) {
+      await waitFor(() => state.failure || state.latencies.length >= taken + ids.length, {
+        name: "bullmq jobs finished",
+        timeoutMs: 60_000,
+        intervalMs: 2,
+      });
+      if (state.failure) throw new Error(`bullmq peer: ${state.failure}`);
+      const out = state.latencies.slice(taken, taken + ids.length);
+      taken += ids.length;
+      return out;
+    },
+    async stop() {
+      state.stopping = true;
+      for (const k of kids) k.kill("SIGTERM");
+      await queue.obliterate({ force: true }).catch(() => undefined);
+      await queue.close();
+    },
+  };
 }
 
 /** Waits until the pool's doorbells are all acked: every task has reached a terminal state. */
@@ -457,32 +493,122 @@ function summarize(
   };
 }
 
-/** Light load: one task at a time, each finished before the next; submit -> running. */
-async function lightLoad(
-  url: string,
-  count: number,
-): Promise<{ p50: number; p99: number; idleRssMb: number }> {
+/**
+ * The mesh for the latency rows (light.ts): one noop daemon with SLOTS slots, and two ways to
+ * submit to it: `library`, the mesh API in this process (as BullMQ's Queue.add runs in the
+ * caller's), and `grpc`, the daemon's SubmitTasks on its Unix socket (what `mesh submit` and
+ * other clients use; it adds a hop and the daemon's own submit checks). Either learns that a
+ * task ended from its state events, then reads its attempt's startedAt from the record. Also
+ * measures the daemon's idle RSS, after start-up and before any work.
+ */
+async function meshLightSides(url: string) {
   const { daemons, client } = await startFleet(url, 1, "light");
   const d = daemons[0]!;
-  // Idle RSS: after start-up, before any work.
   const idleRssMb = rssMb(d.child.pid!);
-  const lat: number[] = [];
-  for (let i = 0; i < count; i++) {
-    const s = validateTaskSpec({
-      id: `light-${Date.now().toString(36)}-${i}`,
-      prompt: "noop",
-      runner: "noop",
-      pool: "light",
-    });
-    await client.api.submit([s]);
-    await drained(client, "light", 30_000);
-    const t = (await readTimings(client, [s.id])).get(s.id)!;
-    lat.push(t.running - t.submitted);
+  const grpc = new MeshServiceClient(`unix:${join(d.stateDir, "meshd.sock")}`, credentials.createInsecure());
+  const t0 = new Map<string, number>();
+  const ended = new Set<string>();
+  const sub = client.nc.subscribe(STATE_EVENTS_FILTER, {
+    callback: (_err, m) => {
+      const e = m.json<{ taskId: string; state: string }>();
+      if (TERMINAL.has(e.state)) ended.add(e.taskId);
+    },
+  });
+  await client.nc.flush();
+  const side = (submit: (id: string) => Promise<unknown>): LightSide => ({
+    async submit(id, t) {
+      t0.set(id, t);
+      await submit(id);
+    },
+    async finished(ids) {
+      await waitFor(() => ids.every((id) => ended.has(id)), {
+        name: "mesh tasks finished",
+        timeoutMs: 60_000,
+        intervalMs: 2,
+      });
+      const timings = await readTimings(client, ids);
+      return ids.map((id) => timings.get(id)!.running - t0.get(id)!);
+    },
+    async stop() {},
+  });
+  const task = (id: string) => ({ id, prompt: "noop", runner: "noop", pool: "light" });
+  return {
+    idleRssMb,
+    library: side((id) => client.api.submit([validateTaskSpec(task(id))])),
+    grpc: side(
+      (id) =>
+        new Promise((resolve, reject) =>
+          grpc.submitTasks(
+            { document: JSON.stringify(task(id)), source: "bench" },
+            new Metadata(),
+            { deadline: Date.now() + 30_000 },
+            (err, res) => (err ? reject(err) : resolve(res)),
+          ),
+        ),
+    ),
+    async stop() {
+      sub.unsubscribe();
+      grpc.close();
+      await client.close();
+      d.kill("SIGTERM");
+      await d.exited;
+    },
+  };
+}
+
+const TERMINAL = new Set(["succeeded", "failed", "dead", "cancelled"]);
+
+/** Idle pickup and light load (light.ts) of the mesh and, when Redis is here, of BullMQ. */
+async function latencyRows(
+  url: string,
+  redis: Awaited<ReturnType<typeof startRedis>> | undefined,
+  opts: LightOptions,
+) {
+  const mesh = await meshLightSides(url);
+  const peer = redis ? await bullmqLightSide(redis).catch(async (err) => {
+    await mesh.stop();
+    throw err;
+  }) : undefined;
+  let res: Record<string, LightResult>;
+  try {
+    res = await measureLight(
+      [
+        ["mesh", mesh.library],
+        ["mesh-grpc", mesh.grpc],
+        ...(peer ? [["bullmq-redis", peer] as [string, LightSide]] : []),
+      ],
+      opts,
+    );
+  } finally {
+    await mesh.stop();
+    await peer?.stop();
   }
-  await client.close();
-  d.kill("SIGTERM");
-  await d.exited;
-  return { p50: round(percentile(lat, 50)), p99: round(percentile(lat, 99)), idleRssMb };
+  const m = res.mesh!;
+  const b = res["bullmq-redis"];
+  const over = (k: "idlePickupP50Ms" | "lightLoadP99Ms") => (b ? round(m[k] / b[k], 2) : null);
+  return {
+    idleDaemonRssMb: mesh.idleRssMb,
+    latency: {
+      concurrency: SLOTS,
+      systems: res,
+      // Below 1: the mesh (submitting as a library, as BullMQ's Queue.add does) is faster.
+      ratios: {
+        idlePickupP50MeshOverBullmq: over("idlePickupP50Ms"),
+        lightLoadP99MeshOverBullmq: over("lightLoadP99Ms"),
+      },
+    },
+    targets: b
+      ? {
+          idlePickupP50AtOrBelowBullmq: m.idlePickupP50Ms <= b.idlePickupP50Ms,
+          lightP99AtOrBelowBullmq: m.lightLoadP99Ms <= b.lightLoadP99Ms,
+        }
+      : {},
+  };
+}
+
+/** A table row per system for the latency rows. */
+function latencyTableRows(latency: { systems: Record<string, LightResult> }) {
+  return Object.entries(latency.systems).map(([system, r]) => ({ system, processes: 1, ...r }));
 }
 
 export interface ClaimsOptions {
@@ -492,7 +618,10 @@ export interface ClaimsOptions {
   rounds: number;
   /** Unmeasured tasks first, through the same processes (JIT, connections, caches). */
   warmup: number;
-  lightCount: number;
+  /** The latency rows (light.ts): tasks in each, and the light load's rate. */
+  light: LightOptions;
+  /** Only the latency rows (idle pickup, light load), not the throughput rounds. */
+  lightOnly?: boolean;
 }
 
 export async function claimsScenario(opts: ClaimsOptions) {
@@ -508,7 +637,7 @@ export async function claimsScenario(opts: ClaimsOptions) {
     const natsVersion = nc.info?.version ?? "unknown";
     await nc.close();
     const rows: ClaimsRow[] = [];
-    for (const n of [1, 4]) {
+    for (const n of opts.lightOnly ? [] : [1, 4]) {
       process.stderr.write(
         `claims: ${n} process(es): starting raw workers, floor workers and meshd daemons...\n`,
       );
@@ -536,9 +665,10 @@ export async function claimsScenario(opts: ClaimsOptions) {
         for (const [, f] of fleets) await f.stop();
       }
     }
-    process.stderr.write("claims: light-load latency and idle memory...\n");
-    const light = await lightLoad(nats.url, opts.lightCount);
-    const peerLight = redis ? await bullmqLightLoad(redis, opts.lightCount) : undefined;
+    process.stderr.write(
+      `claims: idle pickup and light load (${opts.light.count} tasks each, ${opts.light.ratePerSec}/s), idle memory...\n`,
+    );
+    const lat = await latencyRows(nats.url, redis, opts.light);
     const ratio = (n: number, a: ClaimsRow["system"] = "mesh", b: ClaimsRow["system"] = "raw-jetstream") => {
       const x = rows.find((r) => r.system === a && r.processes === n);
       const y = rows.find((r) => r.system === b && r.processes === n);
@@ -548,38 +678,31 @@ export async function claimsScenario(opts: ClaimsOptions) {
       scenario: "claims",
       natsVersion,
       slotsPerProcess: SLOTS,
-      rounds: opts.rounds,
-      warmupTasks: opts.warmup,
-      rows,
-      ratios: {
-        throughputMeshOverRaw1: ratio(1),
-        throughputMeshOverRaw4: ratio(4),
-        // What the prescribed protocol allows at best, and how close the mesh gets to that.
-        throughputFloorOverRaw4: ratio(4, "protocol-floor"),
-        throughputMeshOverFloor4: ratio(4, "mesh", "protocol-floor"),
-        throughputMeshOverBullmq1: ratio(1, "mesh", "bullmq-redis"),
-        throughputMeshOverBullmq4: ratio(4, "mesh", "bullmq-redis"),
-      },
-      lightLoad: { tasks: opts.lightCount, submitToRunningP50Ms: light.p50, submitToRunningP99Ms: light.p99 },
-      ...(peerLight
-        ? {
-            bullmqLightLoad: {
-              tasks: opts.lightCount,
-              submitToRunningP50Ms: peerLight.p50,
-              submitToRunningP99Ms: peerLight.p99,
+      ...(opts.lightOnly
+        ? { lightOnly: true, rows: latencyTableRows(lat.latency) }
+        : {
+            rounds: opts.rounds,
+            warmupTasks: opts.warmup,
+            rows,
+            ratios: {
+              throughputMeshOverRaw1: ratio(1),
+              throughputMeshOverRaw4: ratio(4),
+              // What the prescribed protocol allows at best, and how close the mesh gets to that.
+              throughputFloorOverRaw4: ratio(4, "protocol-floor"),
+              throughputMeshOverFloor4: ratio(4, "mesh", "protocol-floor"),
+              throughputMeshOverBullmq1: ratio(1, "mesh", "bullmq-redis"),
+              throughputMeshOverBullmq4: ratio(4, "mesh", "bullmq-redis"),
             },
-          }
-        : { bullmqSkipped }),
-      idleDaemonRssMb: light.idleRssMb,
+          }),
+      latency: lat.latency,
+      ...(bullmqSkipped ? { bullmqSkipped } : {}),
+      idleDaemonRssMb: lat.idleDaemonRssMb,
       targets: {
-        meshAtLeast085OfFloorAt4: (ratio(4, "mesh", "protocol-floor") ?? 0) >= 0.85,
-        ...(peerLight
-          ? {
-              idlePickupP50AtOrBelowBullmq: light.p50 <= peerLight.p50,
-              lightP99AtOrBelowBullmq: light.p99 <= peerLight.p99,
-            }
-          : {}),
-        idleRssUnder70Mb: light.idleRssMb < 70,
+        ...(opts.lightOnly
+          ? {}
+          : { meshAtLeast085OfFloorAt4: (ratio(4, "mesh", "protocol-floor") ?? 0) >= 0.85 }),
+        ...lat.targets,
+        idleRssUnder70Mb: lat.idleDaemonRssMb < 70,
       },
     };
   } finally {

@@ -99,6 +99,9 @@ export async function failoverScenario(opts: FailoverOptions) {
         timeoutMs: 30_000,
       });
       await startWorker();
+      process.stderr.write(
+        `failover: kill ${k + 1}/${opts.kills}: running elsewhere ${killToRunning[k]} ms after SIGKILL (bound ${opts.leaseMs + 2000} ms)\n`,
+      );
     }
   } finally {
     for (const w of workers.values()) w.kill("SIGKILL");
@@ -117,9 +120,21 @@ export async function failoverScenario(opts: FailoverOptions) {
     boundMs,
     withinBound: xs.filter((x) => x <= boundMs).length,
   });
+  const killP99 = round(percentile(killToRunning, 99), 0);
+  const beatP99 = round(percentile(heartbeatToRunning, 99), 0);
   return {
     leaseMs: opts.leaseMs,
     boundMs,
+    // Issue 17's target: SIGKILL of a worker -> its task running elsewhere, p99 over the kills,
+    // at most lease + 2 s. The documented bound counts from the owner's last heartbeat (the
+    // kill falls up to a third of a lease after it), so that p99 is shown against it too.
+    targets: {
+      kills: killToRunning.length,
+      killToRunningP99Ms: killP99,
+      killToRunningP99WithinBound: killP99 <= boundMs,
+      heartbeatToRunningP99Ms: beatP99,
+      heartbeatToRunningP99WithinBound: beatP99 <= boundMs,
+    },
     rows: [
       row("SIGKILL -> running elsewhere", killToRunning),
       row("last heartbeat -> claimed elsewhere", heartbeatToClaimed),

@@ -1,6 +1,7 @@
 /**
  * `npm run bench [-- <scenario...>] [--count N] [--rounds R] [--warmup W] [--kills K] [--lease-ms L]
- * [--size-mb M] [--seconds S] [--daemons D] [--base <ref>] [--records N]`: runs benchmark scenarios, prints a table and writes
+ * [--size-mb M] [--seconds S] [--daemons D] [--base <ref>] [--records N] [--flags "<node flags>"]
+ * [--light-only] [--light-count N] [--light-rate R]`: runs benchmark scenarios, prints a table and writes
  * bench/results/<scenario>-<time>.json. Numbers are measured, never asserted. A scenario that
  * cannot run here (e.g. `transfer` without network namespaces) says why and writes nothing.
  */
@@ -28,6 +29,8 @@ const VALUE_FLAGS = [
   "--base",
   "--records",
   "--flags",
+  "--light-count",
+  "--light-rate",
 ];
 const flag = (name: string, dflt: number): number => {
   const i = args.indexOf(name);
@@ -48,6 +51,10 @@ const sizeMb = Math.max(1, flag("--size-mb", 50));
 const seconds = Math.max(1, flag("--seconds", 30));
 const daemons = Math.max(1, flag("--daemons", 3));
 const records = Math.max(1000, flag("--records", 100_000));
+// claims: only its latency rows (idle pickup, light load), to repeat them quickly.
+const lightOnly = args.includes("--light-only");
+const lightCount = Math.max(1, flag("--light-count", 200));
+const lightRate = Math.max(1, flag("--light-rate", 5));
 const baseAt = args.indexOf("--base");
 const base = baseAt >= 0 ? args[baseAt + 1] : undefined;
 if (baseAt >= 0 && (!base || base.startsWith("--"))) {
@@ -69,7 +76,14 @@ const resultsDir = fileURLToPath(new URL("../../bench/results/", import.meta.url
 
 for (const name of scenarios) {
   let result: { rows?: object[] } & Record<string, unknown>;
-  if (name === "claims") result = await claimsScenario({ count, rounds, warmup, lightCount: 200 });
+  if (name === "claims")
+    result = await claimsScenario({
+      count,
+      rounds,
+      warmup,
+      light: { count: lightCount, ratePerSec: lightRate, warmup: 20 },
+      lightOnly,
+    });
   else if (name === "shim") result = await shimScenario({ runs: Math.min(count, 20) });
   else if (name === "failover") result = await failoverScenario({ kills, leaseMs });
   else if (name === "transfer")

@@ -13,6 +13,14 @@ import { formatBytes } from "../util/index.js";
 export const SOFT_RATIO = 0.9;
 /** Stream info is read again after this long; submits in between are counted locally. */
 const REFRESH_MS = 1000;
+/**
+ * A reading up to this old that leaves room (below CLOSE_RATIO of the soft limit) admits at
+ * once and is read again behind the submit; an older one, or one near the limit, is waited for.
+ * Without this every submit after a quiet second waited a stream info round trip before its
+ * record was even written (the idle pickup: issue 17).
+ */
+export const MAX_STALE_MS = 10_000;
+const CLOSE_RATIO = 0.8;
 
 export class BucketCapacity {
   private seen: { bytes: number; maxBytes: number; at: number } | undefined;
@@ -29,7 +37,8 @@ export class BucketCapacity {
   /** Throws RESOURCE_EXHAUSTED when `bytes` more would pass the soft limit; else counts them. */
   async admit(bytes: number): Promise<void> {
     const t = this.now();
-    if (!this.seen || t - this.seen.at > REFRESH_MS) {
+    const last = this.seen;
+    if (!last || t - last.at > REFRESH_MS) {
       this.reading ??= this.jsm.streams
         .info(this.stream)
         .then((si) => {
@@ -38,7 +47,13 @@ export class BucketCapacity {
         .finally(() => {
           this.reading = undefined;
         });
-      await this.reading;
+      const roomy =
+        last !== undefined &&
+        t - last.at <= MAX_STALE_MS &&
+        (last.maxBytes <= 0 || last.bytes + bytes <= last.maxBytes * SOFT_RATIO * CLOSE_RATIO);
+      // A failed read behind the submit is simply tried again by the next one.
+      if (roomy) this.reading.catch(() => undefined);
+      else await this.reading;
     }
     if (!this.seen) return;
     const { maxBytes } = this.seen;
