@@ -275,6 +275,8 @@ describe("the hook program", () => {
       new Promise<number | null>((resolve) => {
         const c = execFile("/bin/sh", ["-c", command], () => undefined);
         c.on("exit", (code) => resolve(code));
+        // A hook that exits before reading its input (a missing program) closes the pipe: EPIPE.
+        c.stdin?.on("error", () => undefined);
         c.stdin?.end(stdin);
       });
     const hook = join(REPO_ROOT, "dist/agent-shim/owns-hook.js");
