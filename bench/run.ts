@@ -1,6 +1,6 @@
 /**
  * `npm run bench [-- <scenario...>] [--count N] [--rounds R] [--warmup W] [--kills K] [--lease-ms L]
- * [--size-mb M] [--seconds S] [--daemons D] [--base <ref>]`: runs benchmark scenarios, prints a table and writes
+ * [--size-mb M] [--seconds S] [--daemons D] [--base <ref>] [--workers N]`: runs benchmark scenarios, prints a table and writes
  * bench/results/<scenario>-<time>.json. Numbers are measured, never asserted. A scenario that
  * cannot run here (e.g. `transfer` without network namespaces) says why and writes nothing.
  */
@@ -10,6 +10,7 @@ import { chunksScenario } from "./chunks.js";
 import { claimsScenario } from "./claims.js";
 import { failoverScenario } from "./failover.js";
 import { footprintScenario } from "./footprint.js";
+import { presenceScenario } from "./presence.js";
 import { shimScenario } from "./shim.js";
 import { table } from "./stats.js";
 import { transferScenario } from "./transfer.js";
@@ -25,6 +26,7 @@ const VALUE_FLAGS = [
   "--seconds",
   "--daemons",
   "--base",
+  "--workers",
 ];
 const flag = (name: string, dflt: number): number => {
   const i = args.indexOf(name);
@@ -44,6 +46,7 @@ const leaseMs = Math.max(1000, flag("--lease-ms", 4000));
 const sizeMb = Math.max(1, flag("--size-mb", 50));
 const seconds = Math.max(1, flag("--seconds", 30));
 const daemons = Math.max(1, flag("--daemons", 3));
+const workers = Math.max(1, flag("--workers", 200));
 const baseAt = args.indexOf("--base");
 const base = baseAt >= 0 ? args[baseAt + 1] : undefined;
 if (baseAt >= 0 && (!base || base.startsWith("--"))) {
@@ -63,9 +66,13 @@ for (const name of scenarios) {
   else if (name === "transfer")
     result = await transferScenario({ sizeMb, rounds: roundsGiven ? rounds : 20, syncRounds: 3 });
   else if (name === "footprint") result = await footprintScenario({ daemons, seconds, ...(base ? { base } : {}) });
+  else if (name === "presence")
+    result = await presenceScenario({ workers, seconds: args.includes("--seconds") ? seconds : 20 });
   else if (name === "chunks") result = await chunksScenario({ rounds: Math.max(3, rounds) });
   else {
-    process.stderr.write(`unknown scenario "${name}"; known: claims, shim, failover, transfer, chunks, footprint\n`);
+    process.stderr.write(
+      `unknown scenario "${name}"; known: claims, shim, failover, transfer, chunks, footprint, presence\n`,
+    );
     process.exit(2);
   }
   if (typeof result.skipped === "string") {

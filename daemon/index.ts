@@ -65,7 +65,7 @@ export {
   validatePlanSubmit,
 } from "./plans/index.js";
 export type { DaemonPlugin, PluginContext } from "./plugin.js";
-export type { WorkerInfo } from "./registry/index.js";
+export { listWorkers, Presence, type WorkerInfo } from "./registry/index.js";
 export { ClaudeRunner, CommandRunner } from "./runner/index.js";
 export { startDaemon } from "./start.js";
 export type { RunnerEvent, TaskEvent } from "./tasks/index.js";
