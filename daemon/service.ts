@@ -75,6 +75,8 @@ export interface MeshServiceDeps {
   events: EventPublisher;
   log: Logger;
   presenceTtlMs: number;
+  /** The daemon's worker directory (kept current by a watch), for pollers; undefined: read the bucket. */
+  cachedWorkers?: () => readonly WorkerInfo[] | undefined;
   /** How often watchers re-check records and presence (2.9 has no expiry events). */
   pollMs?: number;
   observer?: MeshObserver;
@@ -524,13 +526,14 @@ export class MeshService implements MeshApi {
         if (e.type === "state") ch.push({ type: "task", event: e });
       }
     })().catch((err) => ch.close(err));
-    const known = new Map((await this.listWorkers()).map((w) => [w.workerId, w]));
+    const workersNow = async () => this.d.cachedWorkers?.() ?? (await this.listWorkers());
+    const known = new Map((await workersNow()).map((w) => [w.workerId, w]));
     const scan = (async () => {
       while (!inner.signal.aborted) {
         await pause(this.pollMs, inner.signal);
         if (inner.signal.aborted) break;
         try {
-          const now = new Map((await this.listWorkers()).map((w) => [w.workerId, w]));
+          const now = new Map((await workersNow()).map((w) => [w.workerId, w]));
           for (const [wid, w] of now) if (!known.has(wid)) ch.push({ type: "worker_joined", worker: w });
           for (const wid of known.keys()) {
             if (!now.has(wid)) ch.push({ type: "worker_left", workerId: wid, at: new Date().toISOString() });
