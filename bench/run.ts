@@ -1,6 +1,6 @@
 /**
  * `npm run bench [-- <scenario...>] [--count N] [--rounds R] [--warmup W] [--kills K] [--lease-ms L]
- * [--size-mb M] [--seconds S] [--daemons D] [--base <ref>] [--workers N]`: runs benchmark scenarios, prints a table and writes
+ * [--size-mb M] [--seconds S] [--daemons D] [--base <ref>] [--workers N] [--tasks N]`: runs benchmark scenarios, prints a table and writes
  * bench/results/<scenario>-<time>.json. Numbers are measured, never asserted. A scenario that
  * cannot run here (e.g. `transfer` without network namespaces) says why and writes nothing.
  */
@@ -10,6 +10,7 @@ import { chunksScenario } from "./chunks.js";
 import { claimsScenario } from "./claims.js";
 import { failoverScenario } from "./failover.js";
 import { footprintScenario } from "./footprint.js";
+import { plansScenario } from "./plans.js";
 import { presenceScenario } from "./presence.js";
 import { shimScenario } from "./shim.js";
 import { table } from "./stats.js";
@@ -27,6 +28,7 @@ const VALUE_FLAGS = [
   "--daemons",
   "--base",
   "--workers",
+  "--tasks",
 ];
 const flag = (name: string, dflt: number): number => {
   const i = args.indexOf(name);
@@ -47,6 +49,7 @@ const sizeMb = Math.max(1, flag("--size-mb", 50));
 const seconds = Math.max(1, flag("--seconds", 30));
 const daemons = Math.max(1, flag("--daemons", 3));
 const workers = Math.max(1, flag("--workers", 200));
+const planTasks = Math.max(10, flag("--tasks", 5000));
 const baseAt = args.indexOf("--base");
 const base = baseAt >= 0 ? args[baseAt + 1] : undefined;
 if (baseAt >= 0 && (!base || base.startsWith("--"))) {
@@ -68,10 +71,11 @@ for (const name of scenarios) {
   else if (name === "footprint") result = await footprintScenario({ daemons, seconds, ...(base ? { base } : {}) });
   else if (name === "presence")
     result = await presenceScenario({ workers, seconds: args.includes("--seconds") ? seconds : 20 });
+  else if (name === "plans") result = await plansScenario({ tasks: planTasks });
   else if (name === "chunks") result = await chunksScenario({ rounds: Math.max(3, rounds) });
   else {
     process.stderr.write(
-      `unknown scenario "${name}"; known: claims, shim, failover, transfer, chunks, footprint, presence\n`,
+      `unknown scenario "${name}"; known: claims, shim, failover, transfer, chunks, footprint, presence, plans\n`,
     );
     process.exit(2);
   }
