@@ -61,6 +61,7 @@ export {
   checkPlanDefaults,
   newPlanId,
   type PlanSpec,
+  parsePlanDocument,
   parsePlanSubmitDocument,
   validatePlanSubmit,
 } from "./plans/index.js";
