@@ -69,6 +69,7 @@ function widePlan(id: string, n: number): PlanDoc {
 class ApiCounter {
   readonly gets = new Map<string, number>();
   readonly consumers = new Map<string, number>();
+  readonly infos = new Map<string, number>();
   private bump(m: Map<string, number>, k: string) {
     m.set(k, (m.get(k) ?? 0) + 1);
   }
@@ -76,10 +77,12 @@ class ApiCounter {
     let m = /^\$JS\.API\.(?:DIRECT\.GET|STREAM\.MSG\.GET)\.KV_([^.]+)/.exec(subject);
     if (m) return this.bump(this.gets, m[1]!);
     m = /^\$JS\.API\.CONSUMER\.CREATE\.KV_([^.]+)/.exec(subject);
-    if (m) this.bump(this.consumers, m[1]!);
+    if (m) return this.bump(this.consumers, m[1]!);
+    m = /^\$JS\.API\.STREAM\.INFO\.KV_([^.]+)$/.exec(subject);
+    if (m) this.bump(this.infos, m[1]!);
   }
   snapshot() {
-    return { gets: new Map(this.gets), consumers: new Map(this.consumers) };
+    return { gets: new Map(this.gets), consumers: new Map(this.consumers), infos: new Map(this.infos) };
   }
 }
 
@@ -190,6 +193,7 @@ export async function plansScenario(opts: PlansOptions) {
         submitTaskGets: delta(s0.gets, s1.gets, "mesh-tasks"),
         taskGetsPerSettle: round(delta(s1.gets, s2.gets, "mesh-tasks") / settled, 2),
         planGetsPerSettle: round(delta(s1.gets, s2.gets, "mesh-plans") / settled, 2),
+        planInfosPerSettle: round(delta(s1.infos, s2.infos, "mesh-plans") / settled, 2),
         taskScans: delta(s1.consumers, s2.consumers, "mesh-tasks"),
         planScans: delta(s1.consumers, s2.consumers, "mesh-plans"),
       });
