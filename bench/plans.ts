@@ -74,12 +74,12 @@ class ApiCounter {
     m.set(k, (m.get(k) ?? 0) + 1);
   }
   see(subject: string): void {
-    let m = /^\$JS\.API\.(?:DIRECT\.GET|STREAM\.MSG\.GET)\.KV_([^.]+)/.exec(subject);
-    if (m) return this.bump(this.gets, m[1]!);
-    m = /^\$JS\.API\.CONSUMER\.CREATE\.KV_([^.]+)/.exec(subject);
-    if (m) return this.bump(this.consumers, m[1]!);
-    m = /^\$JS\.API\.STREAM\.INFO\.KV_([^.]+)$/.exec(subject);
-    if (m) this.bump(this.infos, m[1]!);
+    const get = /^\$JS\.API\.(?:DIRECT\.GET|STREAM\.MSG\.GET)\.KV_([^.]+)/.exec(subject);
+    const consumer = /^\$JS\.API\.CONSUMER\.CREATE\.KV_([^.]+)/.exec(subject);
+    const info = /^\$JS\.API\.STREAM\.INFO\.KV_([^.]+)$/.exec(subject);
+    if (get) this.bump(this.gets, get[1]!);
+    else if (consumer) this.bump(this.consumers, consumer[1]!);
+    else if (info) this.bump(this.infos, info[1]!);
   }
   snapshot() {
     return { gets: new Map(this.gets), consumers: new Map(this.consumers), infos: new Map(this.infos) };
