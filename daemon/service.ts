@@ -75,7 +75,7 @@ export interface MeshServiceDeps {
   events: EventPublisher;
   log: Logger;
   presenceTtlMs: number;
-  /** The daemon's worker directory (kept current by a watch), for pollers; undefined: read the bucket. */
+  /** The daemon's worker directory (kept current by a watch); undefined: read the bucket. */
   cachedWorkers?: () => readonly WorkerInfo[] | undefined;
   /** How often watchers re-check records and presence (2.9 has no expiry events). */
   pollMs?: number;
@@ -246,8 +246,10 @@ export class MeshService implements MeshApi {
     return listPlans(this.planDeps());
   }
 
-  listWorkers(): Promise<WorkerInfo[]> {
-    return listWorkers(this.d.workersKv, this.d.jsm, this.d.presenceTtlMs);
+  /** The daemon's directory when it has one (kept current by its watch), else one pass over the bucket. */
+  async listWorkers(): Promise<WorkerInfo[]> {
+    const cached = this.d.cachedWorkers?.();
+    return cached ? [...cached] : listWorkers(this.d.workersKv, this.d.jsm, this.d.presenceTtlMs);
   }
 
   private view(v: VersionedRecord, workers: WorkerInfo[]): TaskView {
@@ -526,14 +528,13 @@ export class MeshService implements MeshApi {
         if (e.type === "state") ch.push({ type: "task", event: e });
       }
     })().catch((err) => ch.close(err));
-    const workersNow = async () => this.d.cachedWorkers?.() ?? (await this.listWorkers());
-    const known = new Map((await workersNow()).map((w) => [w.workerId, w]));
+    const known = new Map((await this.listWorkers()).map((w) => [w.workerId, w]));
     const scan = (async () => {
       while (!inner.signal.aborted) {
         await pause(this.pollMs, inner.signal);
         if (inner.signal.aborted) break;
         try {
-          const now = new Map((await workersNow()).map((w) => [w.workerId, w]));
+          const now = new Map((await this.listWorkers()).map((w) => [w.workerId, w]));
           for (const [wid, w] of now) if (!known.has(wid)) ch.push({ type: "worker_joined", worker: w });
           for (const wid of known.keys()) {
             if (!now.has(wid)) ch.push({ type: "worker_left", workerId: wid, at: new Date().toISOString() });
