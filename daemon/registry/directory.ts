@@ -7,7 +7,8 @@
  * start, rather than re-reading every key every interval (N requests and replies each time).
  * NATS 2.9 says nothing when a key expires, so a worker whose last update is older than its
  * `staleAfterMs` is dropped when the view is read; a stopping daemon deletes its key (a DEL
- * arrives). If the watch ends, the view is read again and the watch restarted.
+ * arrives). If the watch ends, the view is read again and the watch restarted; the bucket is
+ * also read whole once a minute (at the default 5 s interval) in case a watch stalls.
  */
 import type { JetStreamManager } from "@nats-io/jetstream";
 import type { KV, KvWatchEntry } from "@nats-io/kv";
@@ -16,6 +17,9 @@ import { errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
 import { isFresh, parseWorker, readWorkers, sortWorkers, staleAt } from "./presence.js";
 import { type WorkerInfo, workerServes } from "./worker-info.js";
+
+/** The bucket is read whole every this many refresh intervals, besides the watch. */
+const REREAD_EVERY = 12;
 
 interface Seen {
   /** Undefined: deleted at this revision. */
@@ -32,6 +36,7 @@ export class WorkerDirectory extends Part {
   private refreshing: Promise<void> | undefined;
   private watching: { stop(): void } | undefined;
   private retry: NodeJS.Timeout | undefined;
+  private timer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly kv: KV,
@@ -43,10 +48,16 @@ export class WorkerDirectory extends Part {
 
   protected async onStart(): Promise<void> {
     await this.watch();
+    // A safety net under the watch (one pass every REREAD_EVERY intervals): a watch that stalled
+    // without ending would otherwise miss joins until it did.
+    this.timer = setInterval(() => void this.refresh(), this.opts.refreshMs * REREAD_EVERY);
+    this.timer.unref();
   }
 
   /** Stops watching; a read in flight is waited for. */
   protected onStop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
     if (this.retry) clearTimeout(this.retry);
     this.retry = undefined;
     this.watching?.stop();
