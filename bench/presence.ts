@@ -1,11 +1,12 @@
 /**
  * Scenario `presence`: what N idle workers' presence costs a mesh. One real meshd (the defaults
  * a user gets, its HTTP side on a random port) on a nats-server started with a monitoring port,
- * and N simulated workers. Each simulated worker is what a daemon is to the bus: its own NATS
- * connection and the daemon's own `Presence` part (daemon/registry/presence.ts) putting a
- * daemon-shaped WorkerInfo into `mesh-workers` every presence interval (5 s, the default). One
+ * and N simulated workers. Each simulated worker is what a daemon's presence is to the bus: its
+ * own NATS connection and the daemon's own `Presence` part (daemon/registry/presence.ts) putting
+ * a daemon-shaped WorkerInfo into `mesh-workers` every presence interval (5 s, the default). One
  * connection per worker is what a real mesh has (every daemon connects on its own); it costs the
- * server a connection each, which a few shared connections would hide.
+ * server a connection each, which a few shared connections would hide. A simulated worker has no
+ * directory of its own: what a real daemon's directory receives is the meshd's row.
  *
  * Two windows of `seconds` in the same run, first with 0 simulated workers (the baseline), then
  * with N: the meshd's CPU over the window (its worker directory refreshes every presence
