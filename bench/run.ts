@@ -1,7 +1,7 @@
 /**
  * `npm run bench [-- <scenario...>] [--count N] [--rounds R] [--warmup W] [--kills K] [--lease-ms L]
  * [--size-mb M] [--seconds S] [--daemons D] [--base <ref>] [--records N] [--flags "<node flags>"]
- * [--light-only] [--light-count N] [--light-rate R]`: runs benchmark scenarios, prints a table and writes
+ * [--light-only] [--light-count N] [--light-rate R] [--workers N] [--tasks N]`: runs benchmark scenarios, prints a table and writes
  * bench/results/<scenario>-<time>.json. Numbers are measured, never asserted. A scenario that
  * cannot run here (e.g. `transfer` without network namespaces) says why and writes nothing.
  */
@@ -12,6 +12,8 @@ import { claimsScenario } from "./claims.js";
 import { failoverScenario } from "./failover.js";
 import { footprintScenario } from "./footprint.js";
 import { recordsScenario } from "./records.js";
+import { plansScenario } from "./plans.js";
+import { presenceScenario } from "./presence.js";
 import { shimScenario } from "./shim.js";
 import { table } from "./stats.js";
 import { transferScenario } from "./transfer.js";
@@ -31,6 +33,8 @@ const VALUE_FLAGS = [
   "--flags",
   "--light-count",
   "--light-rate",
+  "--workers",
+  "--tasks",
 ];
 const flag = (name: string, dflt: number): number => {
   const i = args.indexOf(name);
@@ -55,6 +59,8 @@ const records = Math.max(1000, flag("--records", 100_000));
 const lightOnly = args.includes("--light-only");
 const lightCount = Math.max(1, flag("--light-count", 200));
 const lightRate = Math.max(1, flag("--light-rate", 5));
+const workers = Math.max(1, flag("--workers", 200));
+const planTasks = Math.max(10, flag("--tasks", 5000));
 const baseAt = args.indexOf("--base");
 const base = baseAt >= 0 ? args[baseAt + 1] : undefined;
 if (baseAt >= 0 && (!base || base.startsWith("--"))) {
@@ -95,11 +101,14 @@ for (const name of scenarios) {
       ...(base ? { base } : {}),
       ...(tryFlags ? { tryFlags } : {}),
     });
+  else if (name === "presence")
+    result = await presenceScenario({ workers, seconds: args.includes("--seconds") ? seconds : 20 });
+  else if (name === "plans") result = await plansScenario({ tasks: planTasks });
   else if (name === "chunks") result = await chunksScenario({ rounds: Math.max(3, rounds) });
   else if (name === "records") result = await recordsScenario({ records, reps: roundsGiven ? rounds : 3 });
   else {
     process.stderr.write(
-      `unknown scenario "${name}"; known: claims, shim, failover, transfer, chunks, footprint, records\n`,
+      `unknown scenario "${name}"; known: claims, shim, failover, transfer, chunks, footprint, records, presence, plans\n`,
     );
     process.exit(2);
   }

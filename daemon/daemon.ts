@@ -388,6 +388,7 @@ export class Daemon extends Part {
       events,
       log: this.log,
       presenceTtlMs: cfg.presenceTtlMs,
+      cachedWorkers: () => (this.directory?.state === "running" ? this.directory.list() : undefined),
       observer: this.observer,
       policy: cfg.taskPolicy,
       capacity: topo.tasksCapacity,
@@ -575,7 +576,10 @@ export class Daemon extends Part {
       minAgeMs: Math.max(cfg.leaseMs, 5_000),
       retentionMs: cfg.taskRetentionMs,
       elected: () => this.sweeping,
-      liveWorkers: () => listWorkers(topo.workers, topo.jsm, cfg.presenceTtlMs),
+      liveWorkers: async () =>
+        this.directory?.state === "running"
+          ? [...this.directory.list()]
+          : listWorkers(topo.workers, topo.jsm, cfg.presenceTtlMs),
       watchMs: cfg.presenceIntervalMs,
       onSettled: (r, notices) => {
         events.announce(r, notices, {

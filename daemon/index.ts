@@ -61,11 +61,12 @@ export {
   checkPlanDefaults,
   newPlanId,
   type PlanSpec,
+  parsePlanDocument,
   parsePlanSubmitDocument,
   validatePlanSubmit,
 } from "./plans/index.js";
 export type { DaemonPlugin, PluginContext } from "./plugin.js";
-export type { WorkerInfo } from "./registry/index.js";
+export { listWorkers, Presence, type WorkerInfo } from "./registry/index.js";
 export { ClaudeRunner, CommandRunner } from "./runner/index.js";
 export { startDaemon } from "./start.js";
 export type { RunnerEvent, TaskEvent } from "./tasks/index.js";

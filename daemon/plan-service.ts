@@ -84,13 +84,23 @@ export async function submitPlan(
   const made: Array<VersionedRecord | undefined> = new Array(steps.length);
   const existing = new Map<number, VersionedRecord>();
   try {
-    for (let i = 0; i < steps.length; i += CREATE_CONCURRENCY) {
-      await Promise.all(
-        steps.slice(i, i + CREATE_CONCURRENCY).map(async (s, j) => {
-          made[i + j] = await d.store.create(s.record);
-        }),
-      );
-    }
+    // CREATE_CONCURRENCY creates in flight all the time (not batches that wait for their
+    // slowest); the first failure stops the rest, and every create started has ended before
+    // the undo below.
+    let next = 0;
+    let failure: { err: unknown } | undefined;
+    const creator = async () => {
+      while (!failure && next < steps.length) {
+        const i = next++;
+        try {
+          made[i] = await d.store.create(steps[i]!.record);
+        } catch (err) {
+          failure ??= { err };
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(CREATE_CONCURRENCY, steps.length) }, creator));
+    if (failure) throw failure.err;
     for (const [i, spec] of specs.entries()) {
       if (made[i]) continue;
       const e = await d.store.get(spec.id);

@@ -76,6 +76,8 @@ export interface MeshServiceDeps {
   events: EventPublisher;
   log: Logger;
   presenceTtlMs: number;
+  /** The daemon's worker directory (kept current by a watch); undefined: read the bucket. */
+  cachedWorkers?: () => readonly WorkerInfo[] | undefined;
   /** How often watchers re-check records and presence (2.9 has no expiry events). */
   pollMs?: number;
   observer?: MeshObserver;
@@ -245,8 +247,10 @@ export class MeshService implements MeshApi {
     return listPlans(this.planDeps());
   }
 
-  listWorkers(): Promise<WorkerInfo[]> {
-    return listWorkers(this.d.workersKv, this.d.jsm, this.d.presenceTtlMs);
+  /** The daemon's directory when it has one (kept current by its watch), else one pass over the bucket. */
+  async listWorkers(): Promise<WorkerInfo[]> {
+    const cached = this.d.cachedWorkers?.();
+    return cached ? [...cached] : listWorkers(this.d.workersKv, this.d.jsm, this.d.presenceTtlMs);
   }
 
   private view(v: VersionedRecord, workers: WorkerInfo[]): TaskView {

@@ -29,7 +29,7 @@ import {
   type TaskStore,
   type VersionedRecord,
 } from "../tasks/index.js";
-import { type PlanRecord, planDependents } from "./plan-record.js";
+import { type PlanRecord, planDependents, planNeeds } from "./plan-record.js";
 import type { PlanStore } from "./plan-store.js";
 
 export interface PlanSchedulerDeps {
@@ -55,13 +55,21 @@ export type Lookup = (id: string) => TaskRecord | undefined;
 const FAILED: ReadonlySet<TaskState> = new Set(["failed", "dead", "cancelled"]);
 const KNOWN_MAX = 50_000;
 /** Dependents settled at once after one need (a wide fan-out is thousands). */
-const CONCURRENCY = 16;
+const CONCURRENCY = 32;
 
 export class PlanScheduler {
   /** Tasks seen succeeded: `succeeded` is final (no edge leaves it), so never read again. */
   private readonly succeeded = new Set<string>();
-  /** Each plan record's dependents map, made once (the store caches the records themselves). */
-  private readonly dependents = new WeakMap<PlanRecord, Map<string, string[]>>();
+  /** Each plan record's graph, made once (the store caches the records themselves). */
+  private readonly graphs = new WeakMap<
+    PlanRecord,
+    { dependents: Map<string, string[]>; needs: Map<string, string[]> }
+  >();
+  /**
+   * Per waiting task, how many of its needs (in order) are known succeeded: final, so a wide
+   * fan-in looks at each of its needs once over all of their settles, not all of them each time.
+   */
+  private readonly knownPrefix = new Map<string, number>();
   private readonly now: () => Date;
 
   constructor(private readonly d: PlanSchedulerDeps) {
@@ -70,20 +78,56 @@ export class PlanScheduler {
 
   /** The ids of the tasks that need `r` (none when its plan record cannot be read). */
   async dependentsOf(r: TaskRecord): Promise<string[]> {
-    if (!r.spec.plan) return [];
+    return (await this.graphOf(r))?.dependents.get(r.id) ?? [];
+  }
+
+  /** The graph of `r`'s plan, from its record read fresh (undefined when it cannot be read). */
+  private async graphOf(
+    r: TaskRecord,
+  ): Promise<{ dependents: Map<string, string[]>; needs: Map<string, string[]> } | undefined> {
+    if (!r.spec.plan) return undefined;
     // Fresh: a task added by delegation since this daemon cached the record is a dependent too
-    // (one read; the cached record and its dependents map while the revision is the same).
+    // (one request; the cached record and its graph while the bucket is unchanged).
     const plan = await this.d.plans.get(r.spec.plan, { fresh: true }).catch((err: unknown) => {
       this.d.log.warn({ plan: r.spec.plan, err: errorMessage(err) }, "plan record not readable");
       return undefined;
     });
-    if (!plan) return [];
-    let map = this.dependents.get(plan);
-    if (!map) {
-      map = planDependents(plan);
-      this.dependents.set(plan, map);
+    if (!plan) return undefined;
+    let g = this.graphs.get(plan);
+    if (!g) {
+      g = { dependents: planDependents(plan), needs: planNeeds(plan) };
+      this.graphs.set(plan, g);
     }
-    return map.get(r.id) ?? [];
+    return g;
+  }
+
+  /**
+   * Whether waiting task `dep` certainly still waits: a need of it (from the plan's graph) is
+   * neither succeeded nor failed, as read now. Then its record (a wide fan-in's holds thousands
+   * of needs) is not read at all: whoever settles that need later looks again. False when every
+   * need succeeded, one failed or has no record: the caller reads the task and decides.
+   */
+  private async stillWaits(
+    dep: string,
+    needs: readonly string[] | undefined,
+    look: Lookup,
+  ): Promise<boolean> {
+    if (!needs) return false;
+    let i = this.knownPrefix.get(dep) ?? 0;
+    for (; i < needs.length; i++) {
+      const n = needs[i]!;
+      if (this.succeeded.has(n)) continue;
+      const nr = look(n) ?? (await this.d.store.get(n))?.record;
+      if (nr?.state === "succeeded") {
+        this.remember(n);
+        continue;
+      }
+      if (this.knownPrefix.size >= KNOWN_MAX) this.knownPrefix.clear();
+      this.knownPrefix.set(dep, i);
+      return nr !== undefined && !FAILED.has(nr.state);
+    }
+    this.knownPrefix.delete(dep);
+    return false;
   }
 
   /**
@@ -96,10 +140,15 @@ export class PlanScheduler {
     for (let next = pending.shift(); next; next = pending.shift()) {
       if (next.state === "succeeded") this.remember(next.id);
       const settled = next;
-      const deps = await this.dependentsOf(settled);
+      const graph = await this.graphOf(settled);
+      const deps = graph?.dependents.get(settled.id) ?? [];
+      const look: Lookup = (id) => (id === settled.id ? settled : undefined);
       const one = async (dep: string) => {
         try {
-          const res = await this.reconcileId(dep, (id) => (id === settled.id ? settled : undefined));
+          // Succeeded: a dependent with another need not done yet stays waiting (no read of it).
+          if (settled.state === "succeeded" && (await this.stillWaits(dep, graph?.needs.get(dep), look)))
+            return;
+          const res = await this.reconcileId(dep, look);
           if (res.kind === "blocked" && isTerminal(res.written.record.state))
             pending.push(res.written.record);
         } catch (err) {
@@ -107,9 +156,13 @@ export class PlanScheduler {
           this.d.log.warn({ taskId: dep, err: errorMessage(err) }, "could not settle a dependent");
         }
       };
-      for (let i = 0; i < deps.length; i += CONCURRENCY) {
-        await Promise.all(deps.slice(i, i + CONCURRENCY).map(one));
-      }
+      // CONCURRENCY in flight all the time: a wide fan-out is not released in batches that
+      // each wait for their slowest.
+      let cursor = 0;
+      const settler = async () => {
+        while (cursor < deps.length) await one(deps[cursor++]!);
+      };
+      await Promise.all(Array.from({ length: Math.min(CONCURRENCY, deps.length) }, settler));
     }
   }
 

@@ -1,20 +1,42 @@
 /**
- * A cached view of the live workers, refreshed in the background. The claim loop asks it
- * whether some other worker can serve a task it cannot, to decide how soon to hand it back.
+ * A cached view of the live workers. The claim loop asks it whether some other worker can serve
+ * a task it cannot, to decide how soon to hand it back; the sweeper asks it who is live.
+ *
+ * It watches the presence bucket (one push consumer: every presence update arrives as it is
+ * written, about N/interval messages a second for N workers) after one pass over the bucket at
+ * start, rather than re-reading every key every interval (N requests and replies each time).
+ * NATS 2.9 says nothing when a key expires, so a worker whose last update is older than its
+ * `staleAfterMs` is dropped when the view is read; a stopping daemon deletes its key (a DEL
+ * arrives). If the watch ends, the view is read again and the watch restarted; the bucket is
+ * also read whole once a minute (at the default 5 s interval) in case a watch stalls.
  */
 import type { JetStreamManager } from "@nats-io/jetstream";
-import type { KV } from "@nats-io/kv";
+import type { KV, KvWatchEntry } from "@nats-io/kv";
 import { Part } from "../../lib/index.js";
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
-import { listWorkers } from "./presence.js";
+import { isFresh, parseWorker, readWorkers, sortWorkers, staleAt } from "./presence.js";
 import { type WorkerInfo, workerServes } from "./worker-info.js";
 
+/** The bucket is read whole every this many refresh intervals, besides the watch. */
+const REREAD_EVERY = 12;
+
+interface Seen {
+  /** Undefined: deleted at this revision. */
+  info: WorkerInfo | undefined;
+  revision: number;
+}
+
 export class WorkerDirectory extends Part {
-  private workers: WorkerInfo[] = [];
-  private timer: NodeJS.Timeout | undefined;
+  private readonly seen = new Map<string, Seen>();
+  /** The live list as last computed, and until when it holds (the next worker going stale). */
+  private cached: WorkerInfo[] = [];
+  private validUntil = 0;
+  private dirty = true;
   private refreshing: Promise<void> | undefined;
-  private lastRefresh = 0;
+  private watching: { stop(): void } | undefined;
+  private retry: NodeJS.Timeout | undefined;
+  private timer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly kv: KV,
@@ -25,23 +47,80 @@ export class WorkerDirectory extends Part {
   }
 
   protected async onStart(): Promise<void> {
-    await this.refresh();
-    this.timer = setInterval(() => void this.refresh(), this.opts.refreshMs);
+    await this.watch();
+    // A safety net under the watch (one pass every REREAD_EVERY intervals): a watch that stalled
+    // without ending would otherwise miss joins until it did.
+    this.timer = setInterval(() => void this.refresh(), this.opts.refreshMs * REREAD_EVERY);
     this.timer.unref();
   }
 
-  /** Stops refreshing; a refresh in flight is waited for. */
+  /** Stops watching; a read in flight is waited for. */
   protected onStop(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
+    if (this.retry) clearTimeout(this.retry);
+    this.retry = undefined;
+    this.watching?.stop();
+    this.watching = undefined;
   }
 
+  /** Starts the watch, then reads the bucket once (what the watch delivers later wins by revision). */
+  private async watch(): Promise<void> {
+    try {
+      const it = await this.kv.watch();
+      this.watching = it;
+      void this.life.track(
+        (async () => {
+          for await (const e of it) this.apply(e);
+        })().then(
+          () => this.rewatch("ended"),
+          (err: unknown) => this.rewatch(errorMessage(err)),
+        ),
+      );
+    } catch (err) {
+      this.rewatch(errorMessage(err));
+    }
+    await this.refresh();
+  }
+
+  private rewatch(why: string): void {
+    this.watching = undefined;
+    if (this.state !== "running" && this.state !== "starting") return;
+    this.opts.log.debug({ why }, "worker directory watch stopped: watching again");
+    this.retry = setTimeout(() => {
+      this.retry = undefined;
+      if (this.state === "running") void this.watch();
+    }, this.opts.refreshMs);
+    this.retry.unref();
+  }
+
+  private apply(e: KvWatchEntry): void {
+    const info = e.operation === "PUT" ? parseWorker(e.value) : undefined;
+    this.remember(e.key, info, e.revision);
+  }
+
+  private remember(key: string, info: WorkerInfo | undefined, revision: number): void {
+    const had = this.seen.get(key);
+    if (had && had.revision >= revision) return;
+    this.seen.set(key, { info, revision });
+    this.dirty = true;
+  }
+
+  /** Reads the whole bucket once (one pass) into the view. */
   refresh(): Promise<void> {
     this.refreshing ??= this.life.track(
       (async () => {
         try {
-          this.workers = await listWorkers(this.kv, this.jsm, this.opts.staleMs);
-          this.lastRefresh = Date.now();
+          const read = new Set<string>();
+          for (const { key, info, revision } of await readWorkers(this.kv, this.jsm)) {
+            read.add(key);
+            this.remember(key, info, revision);
+          }
+          // Without a watch, a key the pass did not find is gone (deleted, or expired).
+          if (!this.watching) {
+            for (const k of this.seen.keys()) if (!read.has(k)) this.seen.delete(k);
+          }
+          this.dirty = true;
         } catch (err) {
           this.opts.log.debug({ err: errorMessage(err) }, "worker directory refresh failed");
         } finally {
@@ -52,6 +131,28 @@ export class WorkerDirectory extends Part {
     return this.refreshing;
   }
 
+  /** The live workers now, sorted; recomputed only when an update came or someone went stale. */
+  private live(): WorkerInfo[] {
+    const now = Date.now();
+    if (!this.dirty && now < this.validUntil) return this.cached;
+    const out: WorkerInfo[] = [];
+    let next = Number.POSITIVE_INFINITY;
+    for (const [k, s] of this.seen) {
+      if (!s.info) continue;
+      if (!isFresh(s.info, this.opts.staleMs, now)) {
+        // Gone (its key expired): a new put brings it back.
+        this.seen.delete(k);
+        continue;
+      }
+      out.push(s.info);
+      next = Math.min(next, staleAt(s.info, this.opts.staleMs) + 1);
+    }
+    this.cached = sortWorkers(out);
+    this.validUntil = next;
+    this.dirty = false;
+    return this.cached;
+  }
+
   /**
    * Whether `self` should do a mesh-wide chore such as sweeping (as last seen): it comes first
    * among the live workers that are not draining (lowest id), or every worker before it has
@@ -60,7 +161,7 @@ export class WorkerDirectory extends Part {
    */
   isChoreHolder(self: string, doneAt: (w: WorkerInfo) => string | undefined, staleMs: number): boolean {
     const now = Date.now();
-    return this.workers
+    return this.live()
       .filter((w) => w.workerId < self && !w.draining)
       .every((w) => {
         const last = Date.parse(doneAt(w) ?? w.startedAt);
@@ -70,21 +171,18 @@ export class WorkerDirectory extends Part {
 
   /** The live workers, as last seen. */
   list(): readonly WorkerInfo[] {
-    return this.workers;
+    return this.live();
   }
 
   /** Whether worker `id` is live (as last seen). */
   isLive(id: string): boolean {
-    return this.workers.some((w) => w.workerId === id);
+    return this.live().some((w) => w.workerId === id);
   }
 
   /** Whether a live worker other than `self` serves this kind of task (as last seen). */
   servedByAnother(self: string, pool: string, labels: Record<string, string>, runner: string): boolean {
-    const found = this.workers.some(
+    return this.live().some(
       (w) => w.workerId !== self && !w.draining && workerServes(w, pool, labels, runner),
     );
-    // A worker that just joined may not be cached yet: look again soon (at most every 250 ms).
-    if (!found && Date.now() - this.lastRefresh > 250) void this.refresh();
-    return found;
   }
 }

@@ -1,14 +1,14 @@
 /**
  * Presence: each daemon re-puts its WorkerInfo into the `mesh-workers` bucket every interval;
  * the bucket's TTL (3 intervals) drops a dead daemon's key. NATS 2.9 emits no event when a key
- * expires, so discovery rescans instead of watching.
+ * expires, so readers also drop a worker whose last update is older than its `staleAfterMs`.
  */
 import type { JetStreamManager } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import { Part } from "../../lib/index.js";
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
-import { kvKeys, WORKERS_BUCKET } from "../nats/index.js";
+import { scanKv, WORKERS_BUCKET } from "../nats/index.js";
 import type { WorkerInfo } from "./worker-info.js";
 
 const dec = new TextDecoder();
@@ -72,7 +72,8 @@ export class Presence extends Part {
 /**
  * Live workers: the bucket's current keys, each older than its own `staleAfterMs` (else
  * `staleMs`, the reader's) filtered out: a worker that beats every 5 s is not gone to a reader
- * that beats every 500 ms.
+ * that beats every 500 ms. One pass over the bucket (a consumer streaming the last value of
+ * every key), never a request per worker.
  */
 export async function listWorkers(
   kv: KV,
@@ -80,24 +81,46 @@ export async function listWorkers(
   staleMs: number,
   now = Date.now(),
 ): Promise<WorkerInfo[]> {
-  const keys = await kvKeys(jsm, WORKERS_BUCKET);
   const out: WorkerInfo[] = [];
-  await Promise.all(
-    keys.map(async (k) => {
-      const e = await kv.get(k);
-      if (e?.operation !== "PUT" || e.value.length === 0) return;
-      try {
-        const w = JSON.parse(dec.decode(e.value)) as WorkerInfo;
-        const stale = typeof w.staleAfterMs === "number" && w.staleAfterMs > 0 ? w.staleAfterMs : staleMs;
-        if (now - Date.parse(w.updatedAt) <= stale) out.push(w);
-      } catch {
-        // a malformed key is not a worker
-      }
-    }),
-  );
-  // By code unit, not localeCompare: an idle daemon lists workers every few seconds, and the
-  // first localeCompare loads ICU's collator (a few MB of RSS) for an order no one reads as prose.
-  return out.sort((a, b) => byCodeUnit(a.name, b.name) || byCodeUnit(a.workerId, b.workerId));
+  for (const { info } of await readWorkers(kv, jsm)) if (isFresh(info, staleMs, now)) out.push(info);
+  return sortWorkers(out);
 }
+
+/** Every well-formed presence value in the bucket (stale ones too), with its revision: one pass. */
+export async function readWorkers(
+  kv: KV,
+  jsm: JetStreamManager,
+): Promise<Array<{ key: string; info: WorkerInfo; revision: number }>> {
+  const out: Array<{ key: string; info: WorkerInfo; revision: number }> = [];
+  for (const e of await scanKv({ js: jsm.jetstream(), jsm }, kv, WORKERS_BUCKET)) {
+    const info = parseWorker(e.value);
+    if (info) out.push({ key: e.key, info, revision: e.revision });
+  }
+  return out;
+}
+
+/** A presence value as a WorkerInfo; undefined when it is empty or malformed (not a worker). */
+export function parseWorker(value: Uint8Array): WorkerInfo | undefined {
+  if (value.length === 0) return undefined;
+  try {
+    const w = JSON.parse(dec.decode(value)) as WorkerInfo;
+    return typeof w?.workerId === "string" && typeof w.updatedAt === "string" ? w : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** When `w` counts as gone (ms since the epoch): its own `staleAfterMs` after its update, else `staleMs`. */
+export function staleAt(w: WorkerInfo, staleMs: number): number {
+  const stale = typeof w.staleAfterMs === "number" && w.staleAfterMs > 0 ? w.staleAfterMs : staleMs;
+  return Date.parse(w.updatedAt) + stale;
+}
+
+export const isFresh = (w: WorkerInfo, staleMs: number, now: number): boolean => now <= staleAt(w, staleMs);
+
+// By code unit, not localeCompare: an idle daemon lists workers every few seconds, and the
+// first localeCompare loads ICU's collator (a few MB of RSS) for an order no one reads as prose.
+export const sortWorkers = (ws: WorkerInfo[]): WorkerInfo[] =>
+  ws.sort((a, b) => byCodeUnit(a.name, b.name) || byCodeUnit(a.workerId, b.workerId));
 
 const byCodeUnit = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
