@@ -77,7 +77,8 @@ if (tryFlags && (tryFlags.length === 0 || !tryFlags.every((f) => f.startsWith("-
 }
 const roundsGiven = args.includes("--rounds");
 const wanted = args.filter((a, i) => !a.startsWith("--") && !VALUE_FLAGS.includes(args[i - 1] ?? ""));
-const scenarios = wanted.length > 0 ? wanted : ["claims", "shim", "failover"];
+const scenarios =
+  wanted.length > 0 ? wanted : ["claims", "shim", "failover", "footprint", "records", "presence", "plans"];
 const resultsDir = fileURLToPath(new URL("../../bench/results/", import.meta.url));
 
 for (const name of scenarios) {
