@@ -60,9 +60,9 @@ describe("plan release", () => {
       );
       expect(states.every((s) => s === "succeeded")).toBe(true);
       await spy.flush();
-      // Its release, its claim and run, the reads above: a handful, where a read per settled
-      // need would be 200.
-      expect(readsOf.get(`${id}-sink`) ?? 0).toBeLessThan(20);
+      // Its release, its claim and run, the reads above: a handful (more when the last needs
+      // settle together on a loaded machine: 21 seen), where a read per settled need is 200+.
+      expect(readsOf.get(`${id}-sink`) ?? 0).toBeLessThan(50);
     } finally {
       await d.stop();
     }
