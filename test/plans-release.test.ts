@@ -63,6 +63,11 @@ describe("plan release", () => {
       // Its release, its claim and run, the reads above: a handful (more when the last needs
       // settle together on a loaded machine: 21 seen), where a read per settled need is 200+.
       expect(readsOf.get(`${id}-sink`) ?? 0).toBeLessThan(50);
+      // The plan's view (over 100 tasks): every task, none missing, all succeeded.
+      const view = await client.api.getPlan(id);
+      expect(view.missing).toEqual([]);
+      expect(view.tasks.map((t) => t.record.id).sort()).toEqual([...plan.order].sort());
+      expect(view.tasks.every((t) => t.record.state === "succeeded")).toBe(true);
     } finally {
       await d.stop();
     }
