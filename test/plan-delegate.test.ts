@@ -349,7 +349,7 @@ describe("an agent delegating through mesh-task", () => {
     expect(deeper?.isError).toBe(true);
     expect(deeper?.text).toContain("delegation down to depth 1 (plans.maxDepth)");
     const apiDone = await mesh.client.store.get(api);
-    expect(apiDone?.record.result?.headCommit).toBeTruthy();
+    expect(apiDone?.record.result?.headCommit).toMatch(/^[0-9a-f]{40}$/);
 
     // `mesh plan status` shows the tree with who added what; nothing refused got in.
     const r = await execa(process.execPath, [MESH_BIN, "--json", "plan", "status", planId], {

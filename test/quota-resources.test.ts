@@ -1,16 +1,8 @@
-/**
- * Issue 15 §2/§4: a named shared resource (a "staging database" of 5 connections) used by
- * command tasks on three meshd processes, `uses: {stagingdb: 2|3}`, with one daemon SIGKILLed
- * mid-run. The tasks' own log (read without the daemon's code) shows the units in use never
- * passed the capacity, every task succeeded exactly once and the killed daemon's units came
- * back. `mesh submit` refuses a use above the capacity and a resource nobody declared.
- */
-import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { execa } from "execa";
 import { afterEach, describe, expect, it } from "vitest";
 import { makeTempDir, NatsServer, waitFor } from "./harness/index.js";
-import { checkChaos, readRecords, writeChaosScript } from "./support/chaos.js";
+import { checkChaos, openRunOn, waitAllTerminal, writeChaosScript } from "./support/chaos.js";
 import { MESH_BIN, openClient } from "./support/mesh.js";
 import { peakUse, rawHolders, runSpans, startQuotaFleet } from "./support/quota.js";
 import { nodeTask } from "./support/tasks.js";
@@ -54,30 +46,15 @@ describe("quota: a shared resource across daemons", () => {
     const ids = specs.map((s) => s.id);
     await client.api.submit(specs);
 
-    const victim = await waitFor(
-      async () => {
-        const text = await readFile(logFile, "utf8").catch(() => "");
-        const started = text
-          .split("\n")
-          .filter((l) => l.startsWith("start ") && l.split(" ")[3]?.startsWith("qb-"));
-        return started.map((l) => l.split(" ")[1]!).find((id) => !text.includes(`end ${id} `));
-      },
-      { name: "a run going on qb", timeoutMs: 60_000, intervalMs: 20 },
-    );
+    const victim = await waitFor(() => openRunOn(logFile, (w) => w.startsWith("qb-")), {
+      name: "a run going on qb",
+      timeoutMs: 60_000,
+      intervalMs: 20,
+    });
     fleet.get("qb")!.kill("SIGKILL");
     await fleet.get("qb")!.exited;
 
-    const records = await waitFor(
-      async () => {
-        const recs = await readRecords([nats.url], ids);
-        return (
-          ids.every((id) =>
-            ["succeeded", "failed", "dead", "cancelled"].includes(recs.get(id)?.state ?? ""),
-          ) && recs
-        );
-      },
-      { name: "every task terminal", timeoutMs: 120_000, intervalMs: 250 },
-    );
+    const records = await waitAllTerminal([nats.url], ids, 120_000);
     const report = await checkChaos(logFile, ids, records, (w) => w.startsWith("qb-"));
     expect(report.problems).toEqual([]);
     expect(

@@ -9,7 +9,7 @@
  * the mock API notes each conversation, and a daemon is SIGKILLed while a session of it runs.
  */
 import { existsSync } from "node:fs";
-import { readFile, writeFile } from "node:fs/promises";
+import { writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { execa } from "execa";
 import { afterEach, describe, expect, it } from "vitest";
@@ -17,7 +17,7 @@ import { validateTaskSpec } from "../daemon/tasks/spec.js";
 import { pause } from "../daemon/util/abort.js";
 import { makeTempDir, NatsServer, waitFor } from "./harness/index.js";
 import { answer, bash, FAKE_API_KEY, startMockAnthropic } from "./mock-anthropic/index.js";
-import { checkChaos, readRecords, writeChaosScript } from "./support/chaos.js";
+import { checkChaos, openRunOn, waitAllTerminal, writeChaosScript } from "./support/chaos.js";
 import { MESH_BIN, openClient } from "./support/mesh.js";
 import { peakUse, rawHolders, runSpans, startClaudeFleet, startQuotaFleet } from "./support/quota.js";
 import { nodeTask, uniqueId } from "./support/tasks.js";
@@ -65,31 +65,15 @@ describe("quota slots across daemons", () => {
     await client.api.submit(specs);
 
     // Kill the daemon `qb` while a run of it is going (it holds a slot then).
-    const victim = await waitFor(
-      async () => {
-        const text = await readFile(logFile, "utf8").catch(() => "");
-        const started = text
-          .split("\n")
-          .filter((l) => l.startsWith("start ") && l.split(" ")[3]?.startsWith("qb-"));
-        const open = started.map((l) => l.split(" ")[1]!).find((id) => !text.includes(`end ${id} `));
-        return open;
-      },
-      { name: "a run going on qb", timeoutMs: 60_000, intervalMs: 20 },
-    );
+    const victim = await waitFor(() => openRunOn(logFile, (w) => w.startsWith("qb-")), {
+      name: "a run going on qb",
+      timeoutMs: 60_000,
+      intervalMs: 20,
+    });
     fleet.get("qb")!.kill("SIGKILL");
     await fleet.get("qb")!.exited;
 
-    const records = await waitFor(
-      async () => {
-        const recs = await readRecords([nats.url], ids);
-        return (
-          ids.every((id) =>
-            ["succeeded", "failed", "dead", "cancelled"].includes(recs.get(id)?.state ?? ""),
-          ) && recs
-        );
-      },
-      { name: "every task terminal", timeoutMs: 120_000, intervalMs: 250 },
-    );
+    const records = await waitAllTerminal([nats.url], ids, 120_000);
     const report = await checkChaos(logFile, ids, records, (w) => w.startsWith("qb-"));
     expect(report.problems).toEqual([]);
     // The killed daemon's task finished elsewhere, after a takeover.
@@ -240,30 +224,15 @@ describe("quota: one Claude account across daemons (the real Claude Code, mock A
     await client.api.submit(specs);
 
     // Kill the daemon `cb` while one of its sessions runs its tool (it holds a slot then).
-    const victim = await waitFor(
-      async () => {
-        const text = await readFile(logFile, "utf8").catch(() => "");
-        const started = text
-          .split("\n")
-          .filter((l) => l.startsWith("start ") && l.split(" ")[3] === victimId);
-        return started.map((l) => l.split(" ")[1]!).find((id) => !text.includes(`end ${id} `));
-      },
-      { name: "a session going on cb", timeoutMs: 120_000, intervalMs: 20 },
-    );
+    const victim = await waitFor(() => openRunOn(logFile, (w) => w === victimId), {
+      name: "a session going on cb",
+      timeoutMs: 120_000,
+      intervalMs: 20,
+    });
     fleet.get("cb")!.kill("SIGKILL");
     await fleet.get("cb")!.exited;
 
-    const records = await waitFor(
-      async () => {
-        const recs = await readRecords([nats.url], ids);
-        return (
-          ids.every((id) =>
-            ["succeeded", "failed", "dead", "cancelled"].includes(recs.get(id)?.state ?? ""),
-          ) && recs
-        );
-      },
-      { name: "every task terminal", timeoutMs: 180_000, intervalMs: 250 },
-    );
+    const records = await waitAllTerminal([nats.url], ids, 180_000);
     // Every task succeeded exactly once (a completed run of its winning attempt in the log).
     const report = await checkChaos(logFile, ids, records, (w) => w === victimId);
     expect(report.problems).toEqual([]);

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { Kvm } from "@nats-io/kv";
 import { connect } from "@nats-io/transport-node";
 import { TASKS_BUCKET } from "../../daemon/nats/names.js";
+import { waitFor } from "../harness/index.js";
 
 /** Each run appends `start`, a `tick` every 20 ms, then `end` lines: task attempt worker ms. */
 export const CHAOS_TASK_SCRIPT = `
@@ -74,6 +75,36 @@ export async function readRecords(servers: string[], ids: string[]): Promise<Map
   } finally {
     await nc.close();
   }
+}
+
+const TERMINAL = ["succeeded", "failed", "dead", "cancelled"];
+
+/** The records of `ids` once every one of them is terminal (read straight from the bucket). */
+export function waitAllTerminal(
+  servers: string[],
+  ids: string[],
+  timeoutMs: number,
+): Promise<Map<string, RawRecord>> {
+  return waitFor(
+    async () => {
+      const recs = await readRecords(servers, ids);
+      return ids.every((id) => TERMINAL.includes(recs.get(id)?.state ?? "")) && recs;
+    },
+    { name: "every task terminal", timeoutMs, intervalMs: 250 },
+  );
+}
+
+/** The task of a run that the chaos log shows started, and not ended, on a worker `onWorker` names. */
+export async function openRunOn(
+  logFile: string,
+  onWorker: (worker: string) => boolean,
+): Promise<string | undefined> {
+  const text = await readFile(logFile, "utf8").catch(() => "");
+  return text
+    .split("\n")
+    .filter((l) => l.startsWith("start ") && onWorker(l.split(" ")[3] ?? ""))
+    .map((l) => l.split(" ")[1]!)
+    .find((id) => !text.includes(`end ${id} `));
 }
 
 /**
