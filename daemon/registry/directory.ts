@@ -8,7 +8,11 @@
  * NATS 2.9 says nothing when a key expires, so a worker whose last update is older than its
  * `staleAfterMs` is dropped when the view is read; a stopping daemon deletes its key (a DEL
  * arrives). If the watch ends, the view is read again and the watch restarted; the bucket is
- * also read whole once a minute (at the default 5 s interval) in case a watch stalls.
+ * also read whole once a minute (at the default 5 s interval) in case a watch stalls, and at
+ * once when a worker goes stale: that is what a stalled watch looks like (e.g. after the loss
+ * of the NATS node its consumer was on), so the view is read again and, when the watch has
+ * brought nothing for two intervals (every daemon's own presence comes through it), the watch
+ * is restarted.
  */
 import type { JetStreamManager } from "@nats-io/jetstream";
 import type { KV, KvWatchEntry } from "@nats-io/kv";
@@ -37,6 +41,8 @@ export class WorkerDirectory extends Part {
   private watching: { stop(): void } | undefined;
   private retry: NodeJS.Timeout | undefined;
   private timer: NodeJS.Timeout | undefined;
+  /** When the watch last delivered an update. */
+  private lastWatchAt = Date.now();
 
   constructor(
     private readonly kv: KV,
@@ -69,6 +75,7 @@ export class WorkerDirectory extends Part {
     try {
       const it = await this.kv.watch();
       this.watching = it;
+      this.lastWatchAt = Date.now();
       void this.life.track(
         (async () => {
           for await (const e of it) this.apply(e);
@@ -95,6 +102,7 @@ export class WorkerDirectory extends Part {
   }
 
   private apply(e: KvWatchEntry): void {
+    this.lastWatchAt = Date.now();
     const info = e.operation === "PUT" ? parseWorker(e.value) : undefined;
     this.remember(e.key, info, e.revision);
   }
@@ -137,11 +145,13 @@ export class WorkerDirectory extends Part {
     if (!this.dirty && now < this.validUntil) return this.cached;
     const out: WorkerInfo[] = [];
     let next = Number.POSITIVE_INFINITY;
+    let wentStale = false;
     for (const [k, s] of this.seen) {
       if (!s.info) continue;
       if (!isFresh(s.info, this.opts.staleMs, now)) {
         // Gone (its key expired): a new put brings it back.
         this.seen.delete(k);
+        wentStale = true;
         continue;
       }
       out.push(s.info);
@@ -150,7 +160,18 @@ export class WorkerDirectory extends Part {
     this.cached = sortWorkers(out);
     this.validUntil = next;
     this.dirty = false;
+    if (wentStale) this.checkWatch(now);
     return this.cached;
+  }
+
+  /** A worker went stale: read the bucket again, and restart a watch that went quiet. */
+  private checkWatch(now: number): void {
+    if (this.state !== "running") return;
+    if (this.watching && now - this.lastWatchAt > 2 * this.opts.refreshMs) {
+      this.opts.log.debug({ quietMs: now - this.lastWatchAt }, "worker directory watch quiet: watching again");
+      this.watching.stop();
+    }
+    void this.refresh();
   }
 
   /**
