@@ -16,6 +16,7 @@ import { AckPolicy, jetstream, jetstreamManager, RetentionPolicy } from "@nats-i
 import { Kvm } from "@nats-io/kv";
 import { connect } from "@nats-io/transport-node";
 import {
+  JsPublisher,
   kvSubject,
   poolConsumerName,
   STATE_EVENTS_FILTER,
@@ -215,6 +216,75 @@ async function floorFleet(url: string, processes: number, serverPid?: number): P
       await nc.close();
     },
   );
+}
+
+/**
+ * The protocol's own pickup latency, for the latency rows (light.ts): pickup-floor-worker.ts with the
+ * same lanes, and nothing of the mesh around it. `shape` is what the submit stores before a
+ * worker can claim: "record-then-doorbell", the mesh's (create the queued record, then a doorbell
+ * carrying its revision: two stored messages, one after the other), or "doorbell-only" (one
+ * stored message, the claim creating the record: the least any design waking its workers through
+ * a JetStream message can store). The worker stamps when it decides to claim, as a daemon stamps
+ * `startedAt`.
+ */
+async function floorLightSide(
+  url: string,
+  shape: "record-then-doorbell" | "doorbell-only",
+): Promise<LightSide> {
+  const nc = await connect({ servers: url });
+  const jsm = await jetstreamManager(nc);
+  const tag = shape === "doorbell-only" ? "pickup1" : "pickup2";
+  const stream = tag.toUpperCase();
+  await jsm.streams.add({ name: stream, subjects: [`${tag}.>`], retention: RetentionPolicy.Workqueue });
+  await jsm.consumers.add(stream, {
+    durable_name: "w",
+    ack_policy: AckPolicy.Explicit,
+    max_deliver: -1,
+    filter_subject: `${tag}.*`,
+  });
+  const kv = await new Kvm(nc).create(tag, { history: 1 });
+  // The mesh's own thin publisher (publish, await the PubAck on one shared reply subscription):
+  // the least client code a JetStream publish can cost.
+  const js = new JsPublisher(nc);
+  const { state, kids } = spawnWorkers("./pickup-floor-worker.js", [url, stream, "w", tag, String(SLOTS)], 1);
+  let taken = 0;
+  return {
+    async submit(id, t) {
+      const record = { id, state: "queued", attempt: 0, submittedAt: new Date(t).toISOString() };
+      const key = id.replace(/[^-\w]/g, "_");
+      if (shape === "doorbell-only") {
+        await js.publish(`${tag}.${key}`, JSON.stringify({ id: key, record, t }), { msgID: `${key}#submit` });
+        return;
+      }
+      const created = await js.publish(kvSubject(tag, key), JSON.stringify(record), {
+        expectLastSubjectSequence: 0,
+      });
+      const bell = JSON.stringify({ id: key, revision: created.seq, record, t });
+      await js.publish(`${tag}.${key}`, bell, { msgID: `${key}#submit` });
+    },
+    async finished(ids) {
+      await waitFor(() => state.failure || state.latencies.length >= taken + ids.length, {
+        name: `${shape} floor finished`,
+        timeoutMs: 60_000,
+        intervalMs: 2,
+      });
+      if (state.failure) throw new Error(`${shape} floor: ${state.failure}`);
+      const out = state.latencies.slice(taken, taken + ids.length);
+      taken += ids.length;
+      return out;
+    },
+    async stop() {
+      state.stopping = true;
+      for (const k of kids) k.kill("SIGTERM");
+      await Promise.all(
+        kids.map((k) => (k.exitCode === null ? new Promise((r) => k.once("exit", r)) : null)),
+      );
+      js.close();
+      await jsm.streams.delete(stream).catch(() => undefined);
+      await kv.destroy().catch(() => undefined);
+      await nc.close();
+    },
+  };
 }
 
 /** Where Debian's redis-server is, or undefined (the BullMQ rows are then skipped with a message). */
@@ -565,36 +635,55 @@ async function latencyRows(
   opts: LightOptions,
 ) {
   const mesh = await meshLightSides(url);
-  const peer = redis ? await bullmqLightSide(redis).catch(async (err) => {
+  const floors: Array<[string, LightSide]> = [];
+  let peer: LightSide | undefined;
+  try {
+    floors.push(["floor-record-then-doorbell", await floorLightSide(url, "record-then-doorbell")]);
+    floors.push(["floor-doorbell-only", await floorLightSide(url, "doorbell-only")]);
+    peer = redis ? await bullmqLightSide(redis) : undefined;
+  } catch (err) {
     await mesh.stop();
+    for (const [, f] of floors) await f.stop();
     throw err;
-  }) : undefined;
+  }
   let res: Record<string, LightResult>;
   try {
     res = await measureLight(
       [
         ["mesh", mesh.library],
         ["mesh-grpc", mesh.grpc],
+        ...floors,
         ...(peer ? [["bullmq-redis", peer] as [string, LightSide]] : []),
       ],
       opts,
     );
   } finally {
     await mesh.stop();
+    for (const [, f] of floors) await f.stop();
     await peer?.stop();
   }
   const m = res.mesh!;
   const b = res["bullmq-redis"];
-  const over = (k: "idlePickupP50Ms" | "lightLoadP99Ms") => (b ? round(m[k] / b[k], 2) : null);
+  type Key = "idlePickupP50Ms" | "lightLoadP99Ms";
+  const over = (x: LightResult | undefined, y: LightResult | undefined, k: Key) =>
+    x && y && y[k] > 0 ? round(x[k] / y[k], 2) : null;
+  const floor = res["floor-record-then-doorbell"];
+  const oneMessage = res["floor-doorbell-only"];
   return {
     idleDaemonRssMb: mesh.idleRssMb,
     latency: {
       concurrency: SLOTS,
       systems: res,
-      // Below 1: the mesh (submitting as a library, as BullMQ's Queue.add does) is faster.
+      // Below 1: the first is faster. The floors show what the protocol's stored messages cost
+      // with nothing around them: the mesh's shape (record, then doorbell) and one stored message.
       ratios: {
-        idlePickupP50MeshOverBullmq: over("idlePickupP50Ms"),
-        lightLoadP99MeshOverBullmq: over("lightLoadP99Ms"),
+        idlePickupP50MeshOverBullmq: over(m, b, "idlePickupP50Ms"),
+        lightLoadP99MeshOverBullmq: over(m, b, "lightLoadP99Ms"),
+        idlePickupP50MeshOverFloor: over(m, floor, "idlePickupP50Ms"),
+        lightLoadP99MeshOverFloor: over(m, floor, "lightLoadP99Ms"),
+        idlePickupP50FloorOverBullmq: over(floor, b, "idlePickupP50Ms"),
+        idlePickupP50DoorbellOnlyFloorOverBullmq: over(oneMessage, b, "idlePickupP50Ms"),
+        lightLoadP99DoorbellOnlyFloorOverBullmq: over(oneMessage, b, "lightLoadP99Ms"),
       },
     },
     targets: b

@@ -33,6 +33,7 @@ export {
   joinDir,
   joinedHubSchema,
   joinedNatsOptions,
+  JsPublisher,
   readJoinedHub,
 } from "./nats/index.js";
 export {
