@@ -50,14 +50,7 @@ export interface AddedTask {
 const CAS_TRIES = 8;
 
 async function planSpecs(store: TaskStore, plan: PlanRecord): Promise<Map<string, TaskSpec>> {
-  const ids = planTaskIds(plan);
-  const read =
-    ids.length > 100
-      ? await store.list().then((all) => {
-          const want = new Set(ids);
-          return all.filter((v) => want.has(v.record.id));
-        })
-      : (await Promise.all(ids.map((id) => store.get(id)))).filter((v) => v !== undefined);
+  const read = await store.readSome(planTaskIds(plan));
   return new Map(read.map((v) => [v.record.id, v.record.spec]));
 }
 

@@ -171,11 +171,7 @@ export async function getPlan(
   const plan = await d.plans.get(id);
   if (!plan) throw new MeshError("NOT_FOUND", `no plan with id "${id}"; list them with \`mesh plan list\``);
   const ids = planTaskIds(plan);
-  // Read by key, unless the plan is a big share of the bucket: then one pass over it is cheaper
-  // than a read per task (a 5,000-task plan among 100,000 records is read by key).
-  const byKey = ids.length <= 100 || ids.length * 4 < (await d.store.count());
-  const found = byKey ? (await d.store.getMany(ids)).records : await d.store.list();
-  const all = new Map(found.map((v) => [v.record.id, v]));
+  const all = new Map((await d.store.readSome(ids)).map((v) => [v.record.id, v]));
   const read = ids.map((t) => all.get(t));
   const tasks: TaskView[] = [];
   const missing: string[] = [];
@@ -194,8 +190,10 @@ export async function unmetNeeds(store: TaskStore, needs: readonly string[]): Pr
   return needs.filter((n) => states.get(n) !== "succeeded");
 }
 
+/** Every plan with its tasks' states: their records read by key, or in one pass when they are most of the bucket. */
 export async function listPlans(d: Pick<PlanServiceDeps, "store" | "plans">): Promise<PlanSummary[]> {
-  const [plans, records] = await Promise.all([d.plans.list(), d.store.list()]);
+  const plans = await d.plans.list();
+  const records = await d.store.readSome(plans.flatMap((p) => planTaskIds(p)));
   const states = new Map<string, Partial<Record<TaskState, number>>>();
   for (const { record: r } of records) {
     if (!r.spec.plan) continue;
