@@ -84,6 +84,25 @@ function spawnWorkers(script: string, args: string[], processes: number) {
   return { state, kids };
 }
 
+/**
+ * The latencies the workers of `spawnWorkers` report, taken in order for each `finished(ids)` of a
+ * latency side (light.ts): resolves once as many more have come as `ids` names.
+ */
+function reportedLatencies(state: ReturnType<typeof spawnWorkers>["state"], name: string) {
+  let taken = 0;
+  return async (ids: string[]): Promise<number[]> => {
+    await waitFor(() => state.failure || state.latencies.length >= taken + ids.length, {
+      name: `${name} finished`,
+      timeoutMs: 60_000,
+      intervalMs: 2,
+    });
+    if (state.failure) throw new Error(`${name}: ${state.failure}`);
+    const out = state.latencies.slice(taken, taken + ids.length);
+    taken += ids.length;
+    return out;
+  };
+}
+
 /** Publishes `count` messages with at most 64 awaiting their acks, as both baselines do. */
 async function publishAll(count: number, one: () => Promise<unknown>): Promise<void> {
   const inflight: Promise<unknown>[] = [];
@@ -247,7 +266,6 @@ async function floorLightSide(
   // the least client code a JetStream publish can cost.
   const js = new JsPublisher(nc);
   const { state, kids } = spawnWorkers("./pickup-floor-worker.js", [url, stream, "w", tag, String(SLOTS)], 1);
-  let taken = 0;
   return {
     async submit(id, t) {
       const record = { id, state: "queued", attempt: 0, submittedAt: new Date(t).toISOString() };
@@ -262,17 +280,7 @@ async function floorLightSide(
       const bell = JSON.stringify({ id: key, revision: created.seq, record, t });
       await js.publish(`${tag}.${key}`, bell, { msgID: `${key}#submit` });
     },
-    async finished(ids) {
-      await waitFor(() => state.failure || state.latencies.length >= taken + ids.length, {
-        name: `${shape} floor finished`,
-        timeoutMs: 60_000,
-        intervalMs: 2,
-      });
-      if (state.failure) throw new Error(`${shape} floor: ${state.failure}`);
-      const out = state.latencies.slice(taken, taken + ids.length);
-      taken += ids.length;
-      return out;
-    },
+    finished: reportedLatencies(state, `${shape} floor`),
     async stop() {
       state.stopping = true;
       for (const k of kids) k.kill("SIGTERM");
@@ -386,22 +394,11 @@ async function bullmqLightSide(redis: Awaited<ReturnType<typeof startRedis>>): P
     [String(redis.port), redis.password, name, String(SLOTS)],
     1,
   );
-  let taken = 0;
   return {
     async submit(id, t) {
       await queue.add("t", { t }, { jobId: id });
     },
-    async finished(ids) {
-      await waitFor(() => state.failure || state.latencies.length >= taken + ids.length, {
-        name: "bullmq jobs finished",
-        timeoutMs: 60_000,
-        intervalMs: 2,
-      });
-      if (state.failure) throw new Error(`bullmq peer: ${state.failure}`);
-      const out = state.latencies.slice(taken, taken + ids.length);
-      taken += ids.length;
-      return out;
-    },
+    finished: reportedLatencies(state, "bullmq peer"),
     async stop() {
       state.stopping = true;
       for (const k of kids) k.kill("SIGTERM");
