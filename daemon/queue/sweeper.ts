@@ -295,7 +295,10 @@ export class Sweeper extends Part {
         }
         // It has a doorbell now: no longer parked (after the ring, so it is never in neither).
         const pool = index?.pools.get(r.id);
-        if (index && pool !== undefined) await unmarkParked(this.jsm, pool, r.id, index.lastSeq);
+        if (index && pool !== undefined) {
+          await unmarkParked(this.jsm, pool, r.id, index.lastSeq);
+          index.pools.delete(r.id); // done: not pruned again
+        }
       } catch (err) {
         this.log.warn({ err: errorMessage(err), taskId: r.id }, "sweep could not re-ring a task");
       }
