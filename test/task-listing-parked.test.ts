@@ -9,7 +9,9 @@
  *   that serves them joins and runs them, they leave the listing and the index;
  * - the sweeper keeps the index in step: it indexes a parked task that has no entry, removes the
  *   entries of tasks no longer queued (a deleted record is never listed again) and of tasks it
- *   rings, and a removal never takes an entry written after the pass read the index.
+ *   rings, and a removal never takes an entry written after the pass read the index;
+ * - a claimer acks a parked doorbell only once the task is indexed: while the index cannot be
+ *   written, the doorbell comes back instead.
  * Needs `npm run build` first.
  */
 import { existsSync } from "node:fs";
@@ -20,6 +22,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { TaskFilter } from "../daemon/api/index.js";
 import { validateTaskSpec } from "../daemon/index.js";
 import { createLogger } from "../daemon/log.js";
+import { PARKED_STREAM, poolConsumerName, TASKS_STREAM } from "../daemon/nats/names.js";
 import { doorbellIds, ringDoorbell } from "../daemon/queue/doorbell.js";
 import { markParked, readParked, unmarkParked } from "../daemon/queue/parked.js";
 import { Sweeper } from "../daemon/queue/sweeper.js";
@@ -28,7 +31,14 @@ import { findTasks, type ListingDeps, taskMatcher } from "../daemon/task-listing
 import { newTaskRecord, type TaskRecord, type VersionedRecord } from "../daemon/tasks/record.js";
 import type { TaskSpec } from "../daemon/tasks/spec.js";
 import { makeTempDir, NatsServer, removeTempDirs, waitFor } from "./harness/index.js";
-import { MESH_BIN, type MeshClient, type MeshdProcess, openClient, spawnMeshd } from "./support/mesh.js";
+import {
+  MESH_BIN,
+  type MeshClient,
+  type MeshdProcess,
+  openClient,
+  spawnMeshd,
+  startDaemon,
+} from "./support/mesh.js";
 import { uniqueId } from "./support/tasks.js";
 
 let nats: NatsServer;
@@ -234,4 +244,35 @@ describe("the sweeper keeps the index of parked tasks in step", () => {
     await unmarkParked(topo.jsm, pool, v.record.id, (await readParked(topo.jsm, pool)).lastSeq);
     expect((await readParked(topo.jsm, pool)).pools.has(v.record.id)).toBe(false);
   });
+});
+
+describe("a claimer parks a task only once it is indexed", () => {
+  it("while the index cannot be written, the parked doorbell comes back instead of being acked", async () => {
+    const pool = uniqueId("pki");
+    const d = await startDaemon(nats.url, { pools: [pool], sweepInterval: "10m" });
+    try {
+      // The index is gone: every write to it fails.
+      await topo.jsm.streams.delete(PARKED_STREAM);
+      const s = gpuTask(pool);
+      await client.api.submit([s]);
+      await waitFor(
+        async () =>
+          (await topo.jsm.consumers.info(TASKS_STREAM, poolConsumerName(pool))).delivered.consumer_seq >= 2,
+        { name: "the doorbell delivered again", timeoutMs: 30_000 },
+      );
+      expect(await doorbellIds(topo.jsm, pool)).toEqual([s.id]);
+      // The index is back: the next delivery indexes the task, then acks its doorbell.
+      await ensureTopology(client.nc, { replicas: 1, leaseMs: 2000, presenceTtlMs: 1500 });
+      await waitFor(
+        async () =>
+          (await readParked(topo.jsm, pool)).pools.has(s.id) &&
+          (await doorbellIds(topo.jsm, pool)).length === 0,
+        { name: "the task indexed and its doorbell acked", timeoutMs: 30_000 },
+      );
+      expect(ids(await findTasks(deps, { state: ["queued"], pool, limit: 50 }))).toEqual([s.id]);
+    } finally {
+      await ensureTopology(client.nc, { replicas: 1, leaseMs: 2000, presenceTtlMs: 1500 });
+      await d.stop(1000);
+    }
+  }, 90_000);
 });
