@@ -2,8 +2,9 @@
  * Scenario `records`: a task bucket of `records` records (default 100,000), and what reading it
  * costs. The bucket is filled fast, straight into KV, with the records the state machine writes
  * (daemon/tasks/machine: submit, claim, start, settle, cancel): mostly finished, 1% queued with
- * their doorbells rung as submit rings them, 0.2% running, and 1% of the finished ones past the
- * retention (7 days). Each record that is not queued is written twice (its submit, then its
+ * their doorbells rung as submit rings them, 0.1% queued and parked (no doorbell, an entry in the
+ * index of parked tasks, as a claimer leaves a task no live worker serves), 0.2% running, and 1%
+ * of the finished ones past the retention (7 days). Each record that is not queued is written twice (its submit, then its
  * state now), so the stream has the gaps a real one has. At a tenth, half and all of the
  * records it measures:
  *
@@ -29,6 +30,7 @@ import {
   ensureTopology,
   expectState,
   kvSubject,
+  markParked,
   ringDoorbell,
   Sweeper,
   settle,
@@ -102,8 +104,12 @@ function templates(): Record<"succeeded" | "dead" | "cancelled" | "expired" | "r
   };
 }
 
-/** The kind of record number i: 1% queued, 0.2% running, 1% past the retention, the rest finished. */
-function kindOf(i: number): keyof ReturnType<typeof templates> {
+/**
+ * The kind of record number i: 1% queued, 0.1% queued and parked, 0.2% running, 1% past the
+ * retention, the rest finished.
+ */
+function kindOf(i: number): keyof ReturnType<typeof templates> | "parked" {
+  if (i % 1000 === 57) return "parked";
   if (i % 100 === 7) return "queued";
   if (i % 500 === 3) return "running";
   if (i % 100 === 41) return "expired";
@@ -114,7 +120,7 @@ function kindOf(i: number): keyof ReturnType<typeof templates> {
 
 const idOf = (i: number) => `rec-${i.toString(36).padStart(7, "0")}`;
 
-/** Writes records [from, to) straight into the bucket (and the queued ones' doorbells). */
+/** Writes records [from, to) straight into the bucket (and the queued ones' doorbells, the parked ones' entries). */
 async function fill(
   topo: Topology,
   t: ReturnType<typeof templates>,
@@ -129,12 +135,14 @@ async function fill(
       batch.map(async (n) => {
         const id = idOf(n);
         const kind = kindOf(n);
-        const text = t[kind].split(TEMPLATE_ID).join(id);
+        const text = t[kind === "parked" ? "queued" : kind].split(TEMPLATE_ID).join(id);
         const subject = kvSubject(TASKS_BUCKET, id);
         // Its submit first, as in a real bucket, where every later write leaves a gap behind.
-        if (kind !== "queued")
+        if (kind !== "queued" && kind !== "parked")
           await topo.js.publish(subject, enc.encode(t.queued.split(TEMPLATE_ID).join(id)));
         const ack = await topo.js.publish(subject, enc.encode(text));
+        // Parked: its doorbell was acked by a claimer, which indexed it first.
+        if (kind === "parked") await markParked(topo.publisher, POOL, id);
         if (kind === "queued") {
           const record = JSON.parse(text) as TaskRecord;
           await ringDoorbell(topo.publisher, POOL, id, `${id}#submit`, { record, revision: ack.seq });
@@ -301,7 +309,7 @@ export async function recordsScenario(opts: RecordsOptions) {
   return {
     records: total,
     reps,
-    mix: "1% queued (with doorbells), 0.2% running, 1% finished past the 7-day retention, the rest finished",
+    mix: "1% queued (with doorbells), 0.1% queued and parked (no doorbell, indexed), 0.2% running, 1% finished past the 7-day retention, the rest finished",
     fills,
     note: "vsScan: the row's time over the same size's no-limit scan (same run); sweeper rows: time per record. readKB/readMsgs: bytes and messages the measuring connection received (in-process rows), the last of the runs",
     rows,

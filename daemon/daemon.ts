@@ -39,6 +39,7 @@ import type { DaemonPlugin } from "./plugin.js";
 import {
   type Delivery,
   ensureTopology,
+  markParked,
   Puller,
   ringDoorbell,
   Sweeper,
@@ -513,6 +514,7 @@ export class Daemon extends Part {
       log: this.log,
       observer: this.observer,
       graceMs: cfg.shutdownGraceMs,
+      park: (pool, taskId) => markParked(topo.publisher, pool, taskId),
       execution: (pool, d, msg: Delivery) => {
         const runner = this.runners.get(d.claimed.record.spec.runner);
         if (!runner) throw new Error(`no runner ${d.claimed.record.spec.runner}`); // claimer checked

@@ -94,7 +94,7 @@ export { BundleStore, DEFAULT_CHUNK_BYTES, ensureCommit, indexKey, shipRepo } fr
 export { Git } from "./workspace/index.js";
 // For bench/records.ts: the task bucket filled with records as the state machine writes them,
 // their doorbells as submit rings them, and a sweeper pass over them.
-export { ensureTopology, ringDoorbell, Sweeper, type Topology } from "./queue/index.js";
+export { ensureTopology, markParked, ringDoorbell, Sweeper, type Topology } from "./queue/index.js";
 export {
   cancel,
   claim,

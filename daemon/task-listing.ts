@@ -5,20 +5,20 @@
  *   submission first (ties by id).
  * - A limit: the `limit` most recently changed records that match, newest change first (by
  *   record revision, the bucket's write order). How they are found:
- *   - `--state queued` alone (any pool, plan or worker filter): the queue's doorbells name the
- *     candidates (one stream-info request), their records are read by key and the ones still
- *     queued kept (a doorbell outlives a claim or a cancel until it is acked; a retry in
- *     back-off keeps its doorbell). When the doorbells are many next to the records (a
- *     backlog), the bucket is scanned instead. The one queued task this path can leave out is
- *     one parked because no live worker serves it (its doorbell was acked; it shows as
- *     unschedulable): `mesh tasks --state queued` without a limit lists those too.
+ *   - `--state queued` alone (any pool, plan or worker filter): the queue's doorbells and the
+ *     index of parked tasks name the candidates (one stream-info request each), their records
+ *     are read by key and the ones still queued kept (a doorbell outlives a claim or a cancel
+ *     until it is acked; a retry in back-off keeps its doorbell; a task parked because no live
+ *     worker serves it has no doorbell but an index entry, written before its doorbell was
+ *     acked, see queue/parked.ts). When the candidates are many next to the records (a
+ *     backlog), the bucket is scanned instead.
  *   - any other filter: the bucket is read from its newest write backwards (nats/kv-tail.ts)
  *     until `limit` records match; when that takes more than the tail budget (few records
  *     match), the bucket is scanned instead. Either way the answer is the scan's.
  */
 import type { JetStreamManager } from "@nats-io/jetstream";
 import type { TaskFilter } from "./api/index.js";
-import { doorbellIds } from "./queue/index.js";
+import { doorbellIds, parkedIds } from "./queue/index.js";
 import type { TaskRecord, TaskStore, UnreadableRecord, VersionedRecord } from "./tasks/index.js";
 
 export interface ListingDeps {
@@ -28,7 +28,10 @@ export interface ListingDeps {
   budgets?: { tail?: number; doorbells?: number };
 }
 
-/** How the records were found: the doorbells, the bucket's tail, or a scan of the bucket. */
+/**
+ * How the records were found: the doorbells (with the index of parked tasks), the bucket's
+ * tail, or a scan of the bucket.
+ */
 export type ListingPath = "doorbells" | "tail" | "scan";
 
 export interface Listing {
@@ -41,7 +44,7 @@ export interface Listing {
 const TAIL_MIN_BUDGET = 2_000;
 /** ...or this many per record asked for, up to a quarter of the stream. */
 const TAIL_PER_RECORD = 40;
-/** Doorbell candidates read by key before a scan is cheaper: at least this many, or 1/8 of the bucket. */
+/** Candidates (doorbells, parked) read by key before a scan is cheaper: at least this many, or 1/8 of the bucket. */
 const DOORBELLS_MIN_BUDGET = 2_000;
 
 /** Whether a record passes the filter's state, pool, plan and worker conditions. */
@@ -68,7 +71,13 @@ export async function findTasks(d: ListingDeps, filter: TaskFilter = {}): Promis
   }
   const queuedOnly = filter.state?.length === 1 && filter.state[0] === "queued";
   if (queuedOnly) {
-    const [ids, total] = await Promise.all([doorbellIds(d.jsm, filter.pool), d.store.count()]);
+    const [rung, parked, total] = await Promise.all([
+      doorbellIds(d.jsm, filter.pool),
+      parkedIds(d.jsm, filter.pool),
+      d.store.count(),
+    ]);
+    // A task can be in both (the sweeper rang it again before removing its entry): read once.
+    const ids = [...new Set([...rung, ...parked])];
     if (ids.length <= (d.budgets?.doorbells ?? Math.max(DOORBELLS_MIN_BUDGET, total / 8))) {
       const { records, unreadable } = await d.store.getMany(ids);
       const picked = records.filter((v) => match(v.record)).sort(byRevision);

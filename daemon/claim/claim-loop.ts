@@ -14,7 +14,7 @@ import { Part } from "../../lib/index.js";
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
 import { type Delivery, doorbellTaskId, type Puller } from "../queue/index.js";
-import type { EventPublisher, TaskRecord, TaskState } from "../tasks/index.js";
+import type { DoorbellAction, EventPublisher, TaskRecord, TaskState } from "../tasks/index.js";
 import { pause, type Slots } from "../util/index.js";
 import type { Claimer, Decision } from "./claim.js";
 import type { Execution } from "./execution.js";
@@ -36,7 +36,15 @@ export interface ClaimLoopDeps {
   observer: MeshObserver;
   /** How long stop() lets running executions finish before aborting them (default 0). */
   graceMs?: number;
+  /**
+   * Records a parked task in the index of parked tasks (queue/parked.ts); called before its
+   * doorbell is acked. None: parked doorbells are just acked.
+   */
+  park?(pool: string, taskId: string): Promise<void>;
 }
+
+/** When a parked task's index entry cannot be written, its doorbell comes back this much later. */
+const PARK_RETRY_MS = 1_000;
 
 /**
  * stop(): no new pulls, running executions get the grace period, the rest are aborted
@@ -169,11 +177,30 @@ export class ClaimLoop extends Part {
     }
   }
 
+  /**
+   * The decision's doorbell action, once a parked task is in the index of parked tasks: a
+   * parked doorbell is acked only after that, so a parked task always has a doorbell or an
+   * entry. When the entry cannot be written the doorbell is given back instead.
+   */
+  private async parking(pool: string, d: Decision): Promise<DoorbellAction> {
+    if (d.doorbell.kind !== "park" || d.kind !== "skip" || !this.deps.park) return d.doorbell;
+    try {
+      await this.deps.park(pool, d.taskId);
+      return d.doorbell;
+    } catch (err) {
+      this.deps.log.warn(
+        { pool, taskId: d.taskId, err: errorMessage(err) },
+        "could not index a parked task; its doorbell comes back",
+      );
+      return { kind: "nak", delayMs: PARK_RETRY_MS };
+    }
+  }
+
   /** Returns true when an execution took the slot. */
   private async handle(pool: string, msg: Delivery): Promise<boolean> {
     if (msg.deliveryCount > 1) this.deps.observer.redelivered({ pool });
     const d = await this.deps.claimer.judge(msg, (id) => this.running.has(id));
-    await settleDoorbell(msg, d.doorbell);
+    await settleDoorbell(msg, await this.parking(pool, d));
     if (d.kind === "skip" && d.unreadable === "doorbell") {
       this.deps.observer.unreadable({ kind: "doorbell" });
       this.deps.log.warn(

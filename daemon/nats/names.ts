@@ -15,6 +15,18 @@ export const poolFilter = (pool: string): string => `${TASK_SUBJECT_PREFIX}${poo
 /** The durable pull consumer of one pool. */
 export const poolConsumerName = (pool: string): string => `pool-${pool}`;
 
+/**
+ * Limits stream indexing the queued tasks parked because no live worker serves them (their
+ * doorbell was acked, see queue/parked.ts): one message per task, `mesh.parked.<pool>.<id>`.
+ */
+export const PARKED_STREAM = "MESH_PARKED";
+export const PARKED_SUBJECT_PREFIX = "mesh.parked.";
+export const PARKED_SUBJECTS = `${PARKED_SUBJECT_PREFIX}>`;
+/** The index entry of parked task `id` in `pool`. */
+export const parkedSubject = (pool: string, id: string): string => `${PARKED_SUBJECT_PREFIX}${pool}.${id}`;
+/** Every index entry of one pool. */
+export const parkedPoolFilter = (pool: string): string => `${PARKED_SUBJECT_PREFIX}${pool}.*`;
+
 /** Limits-retention stream of task state changes and agent events, replayable. */
 export const EVENTS_STREAM = "MESH_EVENTS";
 export const EVENTS_SUBJECTS = "mesh.events.>";

@@ -12,6 +12,11 @@
  * view of the workers has caught up), and rings what the newcomers serve and the workers live
  * before them did not (everything else waits for the regular pass).
  *
+ * The pass keeps the index of parked tasks (parked.ts) in step: it removes the entry of a task
+ * it rang or found with a doorbell, and of one no longer queued (claimed, finished, deleted),
+ * and gives one to a queued task nobody serves that has none. It reads the index before the
+ * records, and removes only what the index held then.
+ *
  * One daemon of the mesh sweeps (`elected`: the live worker with the lowest id, as the caller
  * sees it, unless that one stops reporting finished passes). Two sweeping at once while their
  * views differ is harmless: a doorbell too many is recognised by its record, and a purge only
@@ -36,6 +41,7 @@ import {
   type VersionedRecord,
 } from "../tasks/index.js";
 import { hasDoorbell, ringDoorbell } from "./doorbell.js";
+import { markParked, type ParkedIndex, readParked, unmarkParked } from "./parked.js";
 
 export type ServingWorker = Pick<WorkerInfo, "workerId" | "pools" | "labels" | "runners" | "draining">;
 
@@ -176,9 +182,17 @@ export class Sweeper extends Part {
 
   private async run(joinedAfter: ServingWorker[] | undefined): Promise<SweepResult> {
     this.passes++;
+    // Read before the records: an entry written after this read is never removed by this pass.
+    const index = await readParked(this.jsm).catch((err: unknown) => {
+      this.log.debug({ err: errorMessage(err) }, "sweeper could not read the index of parked tasks");
+      return undefined;
+    });
     let records: VersionedRecord[];
+    let unreadable: Set<string>;
     try {
-      records = await this.store.list();
+      const scan = await this.store.scan();
+      records = scan.records;
+      unreadable = new Set(scan.unreadable.map((u) => u.key));
     } catch (err) {
       this.log.warn({ err: errorMessage(err) }, "sweep failed: cannot list the tasks");
       return { rung: 0, parked: 0, cancelled: 0 };
@@ -203,7 +217,9 @@ export class Sweeper extends Part {
       Date.now(),
       served,
       joinedAfter ? (newlyServed ?? (() => false)) : undefined,
+      index,
     );
+    if (index) await this.pruneIndex(index, records, unreadable);
     this.last = res;
     this.lastPassAt = new Date();
     if (res.rung > 0 || res.cancelled > 0 || (res.released ?? 0) > 0 || (res.purged ?? 0) > 0)
@@ -220,6 +236,8 @@ export class Sweeper extends Part {
     served: ((spec: TaskSpec) => boolean) | undefined,
     /** A pass after a join: only these tasks, however young. */
     newlyServed: ((spec: TaskSpec) => boolean) | undefined,
+    /** The index of parked tasks, read before the records (undefined: it could not be read). */
+    index: ParkedIndex | undefined,
   ): Promise<SweepResult> {
     const res: SweepResult = { rung: 0, parked: 0, cancelled: 0 };
     let byId: Map<string, TaskRecord> | undefined;
@@ -265,17 +283,45 @@ export class Sweeper extends Part {
         // A dead owner's task with a cancel pending needs a doorbell: any worker can settle it.
         if (served && !r.cancelRequested && !served(r.spec)) {
           res.parked++;
+          // Parked before the index existed, or its entry lost in a race: listed from now on.
+          if (index && r.state === "queued" && !index.pools.has(r.id))
+            await markParked(this.js, r.spec.pool, r.id);
           continue;
         }
-        if (await hasDoorbell(this.jsm, r.spec.pool, r.id)) continue;
-        await ringDoorbell(this.js, r.spec.pool, r.id, `${r.id}#sweep-${r.attempt}-${now}`, v);
-        this.log.debug({ taskId: r.id, state: r.state }, "task had no doorbell; rang it again");
-        res.rung++;
+        if (!(await hasDoorbell(this.jsm, r.spec.pool, r.id))) {
+          await ringDoorbell(this.js, r.spec.pool, r.id, `${r.id}#sweep-${r.attempt}-${now}`, v);
+          this.log.debug({ taskId: r.id, state: r.state }, "task had no doorbell; rang it again");
+          res.rung++;
+        }
+        // It has a doorbell now: no longer parked (after the ring, so it is never in neither).
+        const pool = index?.pools.get(r.id);
+        if (index && pool !== undefined) {
+          await unmarkParked(this.jsm, pool, r.id, index.lastSeq);
+          index.pools.delete(r.id); // done: not pruned again
+        }
       } catch (err) {
         this.log.warn({ err: errorMessage(err), taskId: r.id }, "sweep could not re-ring a task");
       }
     }
     return res;
+  }
+
+  /**
+   * Removes the index entries of tasks whose record this pass read as not queued, or did not
+   * find (deleted), as the index held them when the pass read it: a claimer that parks one of
+   * them again since wrote a newer entry, which stays.
+   */
+  private async pruneIndex(index: ParkedIndex, records: VersionedRecord[], unreadable: Set<string>) {
+    const states = new Map(records.map((v) => [v.record.id, v.record.state] as const));
+    for (const [id, pool] of index.pools) {
+      const state = states.get(id);
+      if (state === "queued" || (state === undefined && unreadable.has(id))) continue;
+      try {
+        await unmarkParked(this.jsm, pool, id, index.lastSeq);
+      } catch (err) {
+        this.log.debug({ err: errorMessage(err), taskId: id }, "sweep could not unindex a parked task");
+      }
+    }
   }
 
   private async cancelQueued(v: { record: From<"applyCancel">; revision: number }): Promise<boolean> {

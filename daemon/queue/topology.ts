@@ -2,6 +2,7 @@
  * The JetStream objects agent-mesh uses, created idempotently:
  * - stream MESH_TASKS (work queue, subjects mesh.task.<pool>): doorbells, one per enqueue;
  * - one durable pull consumer per pool with a disjoint filter;
+ * - stream MESH_PARKED (limits, one message per subject): the index of parked tasks (parked.ts);
  * - stream MESH_EVENTS (limits): task state changes and agent events, replayable;
  * - KV mesh-tasks (task records, the source of truth) and mesh-workers (presence, TTL).
  *
@@ -37,6 +38,8 @@ import {
   isStreamNotFound,
   JsPublisher,
   kvSubjectPrefix,
+  PARKED_STREAM,
+  PARKED_SUBJECTS,
   poolConsumerName,
   poolFilter,
   TASKS_BUCKET,
@@ -101,6 +104,16 @@ export async function ensureTopology(nc: NatsConnection, opts: TopologyOptions):
     storage: StorageType.File,
     num_replicas: opts.replicas,
     duplicate_window: (opts.duplicateWindowMs ?? 120_000) * 1_000_000,
+  });
+  // One message per parked task (a new one replaces the old): bounded by the queued tasks.
+  await ensureStream(jsm, {
+    name: PARKED_STREAM,
+    subjects: [PARKED_SUBJECTS],
+    retention: RetentionPolicy.Limits,
+    storage: StorageType.File,
+    num_replicas: opts.replicas,
+    max_msgs_per_subject: 1,
+    discard: DiscardPolicy.Old,
   });
   await ensureStream(jsm, {
     name: EVENTS_STREAM,
