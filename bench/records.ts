@@ -126,6 +126,7 @@ async function fill(
   t: ReturnType<typeof templates>,
   from: number,
   to: number,
+  backlog?: { pool: string; idOf: (i: number) => string },
 ): Promise<void> {
   const enc = new TextEncoder();
   const WINDOW = 1000;
@@ -133,19 +134,24 @@ async function fill(
     const batch = Array.from({ length: Math.min(WINDOW, to - i) }, (_, k) => i + k);
     await Promise.all(
       batch.map(async (n) => {
-        const id = idOf(n);
-        const kind = kindOf(n);
-        const text = t[kind === "parked" ? "queued" : kind].split(TEMPLATE_ID).join(id);
+        const id = (backlog?.idOf ?? idOf)(n);
+        const kind = backlog ? "queued" : kindOf(n);
+        const pool = backlog?.pool ?? POOL;
+        let text = t[kind === "parked" ? "queued" : kind].split(TEMPLATE_ID).join(id);
+        if (backlog) {
+          const r = JSON.parse(text) as TaskRecord;
+          text = JSON.stringify({ ...r, spec: { ...r.spec, pool } });
+        }
         const subject = kvSubject(TASKS_BUCKET, id);
         // Its submit first, as in a real bucket, where every later write leaves a gap behind.
         if (kind !== "queued" && kind !== "parked")
           await topo.js.publish(subject, enc.encode(t.queued.split(TEMPLATE_ID).join(id)));
         const ack = await topo.js.publish(subject, enc.encode(text));
         // Parked: its doorbell was acked by a claimer, which indexed it first.
-        if (kind === "parked") await markParked(topo.publisher, POOL, id);
+        if (kind === "parked") await markParked(topo.publisher, pool, id);
         if (kind === "queued") {
           const record = JSON.parse(text) as TaskRecord;
-          await ringDoorbell(topo.publisher, POOL, id, `${id}#submit`, { record, revision: ack.seq });
+          await ringDoorbell(topo.publisher, pool, id, `${id}#submit`, { record, revision: ack.seq });
         }
       }),
     );
@@ -298,6 +304,51 @@ export async function recordsScenario(opts: RecordsOptions) {
         vsScan: `${round((pass.ms * 1000) / size, 1)} us/record`,
       });
     }
+    // A backlog: half as many again, all queued with their doorbells, in a pool nobody serves
+    // (submits while no worker runs). The doorbells are then too many to read each: the limited
+    // queued listing reads the bucket's newest writes.
+    const backlog = Math.round(total / 2);
+    const bt0 = performance.now();
+    await fill(topo, t, 0, backlog, {
+      pool: "bench-backlog",
+      idOf: (i) => `bkl-${i.toString(36).padStart(7, "0")}`,
+    });
+    const bSeconds = (performance.now() - bt0) / 1000;
+    fills.push({ records: backlog, seconds: round(bSeconds, 1), perSec: round(backlog / bSeconds, 0) });
+    const size = total + backlog;
+    const brow = (what: string, path: string, m: Awaited<ReturnType<typeof measure>>, vs?: number) =>
+      rows.push({
+        records: size,
+        measure: what,
+        path,
+        ms: m.ms,
+        readKB: m.kB,
+        readMsgs: m.msgs,
+        vsScan: vs === undefined ? "" : round(m.ms / vs, 3),
+      });
+    const bcall = (f: TaskFilter) => measure(reps, () => client.api.listTasks(f), client.nc);
+    const bscan = await bcall({ state: ["queued"] });
+    brow(`backlog of ${backlog} queued: listTasks state=queued (no limit: scan, baseline)`, "scan", bscan);
+    brow(
+      "backlog: listTasks state=queued limit=50",
+      "tail",
+      await bcall({ state: ["queued"], limit: 50 }),
+      bscan.ms,
+    );
+    brow(
+      "backlog: listTasks state=queued pool=bench-backlog limit=50",
+      "tail",
+      await bcall({ state: ["queued"], pool: "bench-backlog", limit: 50 }),
+      bscan.ms,
+    );
+    const bcli = await measure(reps, () => cli(["tasks", "--state", "queued"]));
+    brow("backlog: mesh tasks --state queued (no limit: scan, baseline)", "cli scan", bcli);
+    brow(
+      "backlog: mesh tasks --state queued --limit 50",
+      "cli tail",
+      await measure(reps, () => cli(["tasks", "--state", "queued", "--limit", "50"])),
+      bcli.ms,
+    );
   } finally {
     await meshd?.stop(5000);
     await client.close();
@@ -309,7 +360,7 @@ export async function recordsScenario(opts: RecordsOptions) {
   return {
     records: total,
     reps,
-    mix: "1% queued (with doorbells), 0.1% queued and parked (no doorbell, indexed), 0.2% running, 1% finished past the 7-day retention, the rest finished",
+    mix: "1% queued (with doorbells), 0.1% queued and parked (no doorbell, indexed), 0.2% running, 1% finished past the 7-day retention, the rest finished; then a backlog of records/2 queued tasks with doorbells in another pool",
     fills,
     note: "vsScan: the row's time over the same size's no-limit scan (same run); sweeper rows: time per record. readKB/readMsgs: bytes and messages the measuring connection received (in-process rows), the last of the runs",
     rows,

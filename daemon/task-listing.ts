@@ -11,13 +11,14 @@
  *     until it is acked; a retry in back-off keeps its doorbell; a task parked because no live
  *     worker serves it has no doorbell but an index entry, written before its doorbell was
  *     acked, see queue/parked.ts). When the candidates are many next to the records (a
- *     backlog), the bucket is scanned instead.
+ *     backlog), the bucket is read from its newest write backwards instead, as below.
  *   - any other filter: the bucket is read from its newest write backwards (nats/kv-tail.ts)
  *     until `limit` records match; when that takes more than the tail budget (few records
  *     match), the bucket is scanned instead. Either way the answer is the scan's.
  */
 import type { JetStreamManager } from "@nats-io/jetstream";
 import type { TaskFilter } from "./api/index.js";
+import { isStreamNotFound, PARKED_STREAM, TASKS_STREAM } from "./nats/index.js";
 import { doorbellIds, parkedIds } from "./queue/index.js";
 import type { TaskRecord, TaskStore, UnreadableRecord, VersionedRecord } from "./tasks/index.js";
 
@@ -71,29 +72,55 @@ export async function findTasks(d: ListingDeps, filter: TaskFilter = {}): Promis
   }
   const queuedOnly = filter.state?.length === 1 && filter.state[0] === "queued";
   if (queuedOnly) {
-    const [rung, parked, total] = await Promise.all([
-      doorbellIds(d.jsm, filter.pool),
-      parkedIds(d.jsm, filter.pool),
-      d.store.count(),
-    ]);
-    // A task can be in both (the sweeper rang it again before removing its entry): read once.
-    const ids = [...new Set([...rung, ...parked])];
-    if (ids.length <= (d.budgets?.doorbells ?? Math.max(DOORBELLS_MIN_BUDGET, total / 8))) {
+    const ids = await queuedCandidates(d, filter.pool);
+    if (ids) {
       const { records, unreadable } = await d.store.getMany(ids);
       const picked = records.filter((v) => match(v.record)).sort(byRevision);
       return { records: picked.slice(0, limit), unreadable, path: "doorbells" };
     }
-  } else {
-    // Past a quarter of the stream a scan costs less (each tail read is a request of its own).
-    const budget =
-      d.budgets?.tail ??
-      ((span: number) => Math.max(TAIL_MIN_BUDGET, Math.min(limit * TAIL_PER_RECORD, Math.ceil(span / 4))));
-    const tail = await d.store.newest(limit, match, budget);
-    if (tail) return { ...tail, path: "tail" };
+    // A backlog: queued tasks are many, so the bucket's newest writes are mostly theirs.
   }
+  // Past a quarter of the stream a scan costs less (each tail read is a request of its own).
+  const budget =
+    d.budgets?.tail ??
+    ((span: number) => Math.max(TAIL_MIN_BUDGET, Math.min(limit * TAIL_PER_RECORD, Math.ceil(span / 4))));
+  const tail = await d.store.newest(limit, match, budget);
+  if (tail) return { ...tail, path: "tail" };
   const { records, unreadable } = await d.store.scan();
   const picked = records.filter((v) => match(v.record)).sort(byRevision);
   return { records: picked.slice(0, limit), unreadable, path: "scan" };
+}
+
+/**
+ * The ids that may be queued tasks (of `pool`, or of every pool): the doorbells' and the parked
+ * index's, read by key next. Undefined when they are more than the budget next to the records
+ * (1/8 of the bucket, at least DOORBELLS_MIN_BUDGET): reading each would cost more than the
+ * bucket's tail or a scan. Without a pool the streams' message counts tell that before their
+ * subjects are asked for (a backlog of 100,000 doorbells is a large answer).
+ */
+async function queuedCandidates(d: ListingDeps, pool: string | undefined): Promise<string[] | undefined> {
+  const budget = async () => d.budgets?.doorbells ?? Math.max(DOORBELLS_MIN_BUDGET, (await d.store.count()) / 8);
+  const [limit, counted] = await Promise.all([
+    budget(),
+    pool
+      ? undefined
+      : Promise.all([streamMessages(d.jsm, TASKS_STREAM), streamMessages(d.jsm, PARKED_STREAM)]),
+  ]);
+  if (counted && counted[0] + counted[1] > limit) return undefined;
+  const [rung, parked] = await Promise.all([doorbellIds(d.jsm, pool), parkedIds(d.jsm, pool)]);
+  // A task can be in both (the sweeper rang it again before removing its entry): read once.
+  const ids = [...new Set([...rung, ...parked])];
+  return ids.length <= limit ? ids : undefined;
+}
+
+/** How many messages `stream` holds (0 when it does not exist). */
+async function streamMessages(jsm: JetStreamManager, stream: string): Promise<number> {
+  try {
+    return (await jsm.streams.info(stream)).state.messages;
+  } catch (err) {
+    if (isStreamNotFound(err)) return 0;
+    throw err;
+  }
 }
 
 /** Newest submission first, ties by id (the order of a listing without a limit). */

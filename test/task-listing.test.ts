@@ -130,8 +130,15 @@ describe("limited listings without the whole bucket", () => {
     expect(all.path).toBe("doorbells");
     expect(ids(all)).toEqual(await scanned({ state: ["queued"], limit: 50 }));
     expect(ids(all)).toHaveLength(4);
-    // Past its budget of doorbells, a scan answers the same.
-    const scan = await findTasks({ ...deps, budgets: { doorbells: 1 } }, filter);
+    // Past its budget of doorbells (a backlog), the bucket's newest writes answer the same, with
+    // a pool and without; past the tail's budget too, a scan.
+    const tail = await findTasks({ ...deps, budgets: { doorbells: 1 } }, filter);
+    expect(tail.path).toBe("tail");
+    expect(ids(tail)).toEqual(ids(got));
+    const tailAll = await findTasks({ ...deps, budgets: { doorbells: 1 } }, { state: ["queued"], limit: 50 });
+    expect(tailAll.path).toBe("tail");
+    expect(ids(tailAll)).toEqual(ids(all));
+    const scan = await findTasks({ ...deps, budgets: { doorbells: 1, tail: 1 } }, filter);
     expect(scan.path).toBe("scan");
     expect(ids(scan)).toEqual(ids(got));
   });
