@@ -19,7 +19,9 @@ export async function waitFor<T>(
 ): Promise<T> {
   const timeoutMs = opts.timeoutMs ?? 10_000;
   const intervalMs = opts.intervalMs ?? 25;
-  const deadline = Date.now() + timeoutMs;
+  // The monotonic clock: the VM's wall clock can jump (seen in CI: a 20 s wait timed out while
+  // the test ran 5 s).
+  const deadline = performance.now() + timeoutMs;
   let lastError: unknown;
   for (;;) {
     try {
@@ -28,7 +30,7 @@ export async function waitFor<T>(
     } catch (err) {
       lastError = err;
     }
-    if (Date.now() >= deadline) {
+    if (performance.now() >= deadline) {
       const why = lastError === undefined ? "" : `; last error: ${describe(lastError)}`;
       throw new Error(`waitFor "${opts.name}" timed out after ${timeoutMs}ms${why}`, { cause: lastError });
     }
