@@ -193,6 +193,18 @@ export async function recordsScenario(opts: RecordsOptions) {
   const client = await openClient(nats.url);
   const rows: Array<Record<string, string | number>> = [];
   const fills: Array<{ records: number; seconds: number; perSec: number }> = [];
+  /** Adds a row of the table at `size` records; `vs` is the same size's scan (ms). */
+  const rowAt =
+    (size: number) => (what: string, path: string, m: Awaited<ReturnType<typeof measure>>, vs?: number) =>
+      rows.push({
+        records: size,
+        measure: what,
+        path,
+        ms: m.ms,
+        readKB: m.kB,
+        readMsgs: m.msgs,
+        vsScan: vs === undefined ? "" : round(m.ms / vs, 3),
+      });
   let meshd: Awaited<ReturnType<typeof spawnMeshd>> | undefined;
   try {
     const topo = await ensureTopology(fillNc, { replicas: 1, leaseMs: 15_000, presenceTtlMs: 15_000 });
@@ -231,16 +243,7 @@ export async function recordsScenario(opts: RecordsOptions) {
       });
       filled = size;
       const aQueued = idOf(7 + 100 * Math.floor(size / 200));
-      const row = (what: string, path: string, m: Awaited<ReturnType<typeof measure>>, vs?: number) =>
-        rows.push({
-          records: size,
-          measure: what,
-          path,
-          ms: m.ms,
-          readKB: m.kB,
-          readMsgs: m.msgs,
-          vsScan: vs === undefined ? "" : round(m.ms / vs, 3),
-        });
+      const row = rowAt(size);
       // In process: the listing paths, each next to the full scan.
       const api = client.api;
       const call = (f: TaskFilter) => measure(reps, () => api.listTasks(f), client.nc);
@@ -316,16 +319,7 @@ export async function recordsScenario(opts: RecordsOptions) {
     const bSeconds = (performance.now() - bt0) / 1000;
     fills.push({ records: backlog, seconds: round(bSeconds, 1), perSec: round(backlog / bSeconds, 0) });
     const size = total + backlog;
-    const brow = (what: string, path: string, m: Awaited<ReturnType<typeof measure>>, vs?: number) =>
-      rows.push({
-        records: size,
-        measure: what,
-        path,
-        ms: m.ms,
-        readKB: m.kB,
-        readMsgs: m.msgs,
-        vsScan: vs === undefined ? "" : round(m.ms / vs, 3),
-      });
+    const brow = rowAt(size);
     const bcall = (f: TaskFilter) => measure(reps, () => client.api.listTasks(f), client.nc);
     const bscan = await bcall({ state: ["queued"] });
     brow(`backlog of ${backlog} queued: listTasks state=queued (no limit: scan, baseline)`, "scan", bscan);
