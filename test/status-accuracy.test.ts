@@ -162,12 +162,15 @@ describe("status accuracy", () => {
       allowedTools: ["Bash"],
     });
     const common = { ...TIMING, slots: 10, runners: ["command", "claude"] };
-    const a = await startBox(nats, work, "acc-a", {
-      ...common,
-      claude: claude("acc-a"),
-      http: { enabled: true, port: 0 },
-    });
-    const b = await startBox(nats, work, "acc-b", { ...common, claude: claude("acc-b") });
+    // At info: a failed run's diagnostics quote what the daemons logged of the task (parking...).
+    const a = await startBox(
+      nats,
+      work,
+      "acc-a",
+      { ...common, claude: claude("acc-a"), http: { enabled: true, port: 0 } },
+      "info",
+    );
+    const b = await startBox(nats, work, "acc-b", { ...common, claude: claude("acc-b") }, "info");
     boxes.push(a, b);
     // The API view: the daemon's gRPC MeshService (what `mesh tasks --json` prints).
     const grpc = new GrpcClient({ target: parseDaemonTarget(a.socket), timeoutMs: 5000 });
@@ -358,7 +361,17 @@ describe("status accuracy", () => {
           // Says where it is if it never parks: its state, attempts, and what the mock was asked.
           const asked = mock.requests.filter((q) => q.conversation?.includes(`/${p.id}/`)).length;
           const tries = t.record.attempts.map((x) => `${x.outcome ?? "now"} ${x.reason ?? ""}`).join("; ");
-          throw new Error(`${p.id} is ${t.record.state} (${tries}); the mock had ${asked} requests from it`);
+          const logged = [a, b].flatMap((x) =>
+            x.proc
+              .stderr()
+              .split("\n")
+              .filter((l) => l.includes(p.id))
+              .slice(-5)
+              .map((l) => `${x.name}: ${l}`),
+          );
+          throw new Error(
+            `${p.id} is ${t.record.state} (${tries}); the mock had ${asked} requests from it; the daemons logged of it: ${logged.join(" | ") || "nothing"}`,
+          );
         },
         { name: `${p.id} parked`, timeoutMs: 120_000 },
       );

@@ -201,6 +201,11 @@ export class ClaimLoop extends Part {
     if (msg.deliveryCount > 1) this.deps.observer.redelivered({ pool });
     const d = await this.deps.claimer.judge(msg, (id) => this.running.has(id));
     await settleDoorbell(msg, await this.parking(pool, d));
+    if (d.kind === "skip" && d.parked)
+      this.deps.log.info(
+        { pool, taskId: d.taskId, why: d.why },
+        "task parked: no live worker serves it (rung again once one does)",
+      );
     if (d.kind === "skip" && d.unreadable === "doorbell") {
       this.deps.observer.unreadable({ kind: "doorbell" });
       this.deps.log.warn(

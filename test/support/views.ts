@@ -22,6 +22,7 @@ export async function startBox(
   work: string,
   name: string,
   extra: Record<string, unknown> = {},
+  logLevel = "warn",
 ): Promise<Box> {
   const cfg = join(work, `${name}.json`);
   await writeFile(
@@ -37,7 +38,7 @@ export async function startBox(
       ...extra,
     }),
   );
-  const proc = await spawnMeshd(["-c", cfg, "--nats", nats.url, "--log-level", "warn"]);
+  const proc = await spawnMeshd(["-c", cfg, "--nats", nats.url, "--log-level", logLevel]);
   const socket = join(proc.stateDir, "meshd.sock");
   await waitFor(() => existsSync(socket), { name: `meshd ${name} socket`, timeoutMs: 60_000 });
   return { name, proc, socket };
