@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TASKS_BUCKET_STREAM } from "../daemon/nats/names.js";
 import { BucketCapacity, MAX_STALE_MS, SOFT_RATIO } from "../daemon/queue/capacity.js";
 import { ensureTopology, type Topology } from "../daemon/queue/topology.js";
-import { NatsServer } from "./harness/index.js";
+import { NatsServer, settledWithin, waitFor } from "./harness/index.js";
 
 const MAX = 1024 * 1024;
 let nats: NatsServer;
@@ -55,22 +55,6 @@ function gatedInfo() {
   };
 }
 
-/** Whether `p` has settled once every callback queued so far has run. */
-async function settled(p: Promise<unknown>): Promise<boolean> {
-  let done = false;
-  void p.then(
-    () => {
-      done = true;
-    },
-    () => {
-      done = true;
-    },
-  );
-  // Not a wait for a condition: lets the stream read go out and come back if it could.
-  await new Promise((r) => setTimeout(r, 200));
-  return done;
-}
-
 describe("tasks bucket admission", () => {
   it("a submit after a quiet second does not wait for the stream read: it is read behind it", async () => {
     let clock = 0;
@@ -80,9 +64,9 @@ describe("tasks bucket admission", () => {
     expect(g.state.calls).toBe(1);
     clock = 2_000;
     g.hold();
-    const p = cap.admit(100);
-    expect(await settled(p)).toBe(true);
-    expect(g.state.calls).toBe(2); // the read behind it went out
+    // With the read held back, this resolves only if the submit did not wait for it.
+    await cap.admit(100);
+    await waitFor(() => g.state.calls === 2, { name: "the read behind it went out" });
     g.open();
   });
 
@@ -95,7 +79,7 @@ describe("tasks bucket admission", () => {
     clock = MAX_STALE_MS + 1;
     g.hold();
     const old = cap.admit(100);
-    expect(await settled(old)).toBe(false);
+    expect(await settledWithin(old, 200)).toBe(false);
     g.open();
     await old;
     // Near the limit (by this check's own count of what it admitted since): waits too.
@@ -103,7 +87,7 @@ describe("tasks bucket admission", () => {
     clock += 2_000;
     g.hold();
     const near = cap.admit(Math.floor(MAX * 0.1));
-    expect(await settled(near)).toBe(false);
+    expect(await settledWithin(near, 200)).toBe(false);
     g.open();
     await near;
     expect(g.state.calls).toBe(3);

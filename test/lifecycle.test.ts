@@ -6,24 +6,9 @@
 import pino from "pino";
 import { describe, expect, it } from "vitest";
 import { Lifecycle, LifecycleError, Part, PartGroup } from "../lib/lifecycle.js";
-import { Deferred } from "./harness/index.js";
+import { Deferred, settledWithin } from "./harness/index.js";
 
 const silent = pino({ level: "silent" });
-
-/** Whether `p` has settled by now (after pending callbacks ran): proves it has NOT, when false. */
-async function settled(p: Promise<unknown>): Promise<boolean> {
-  let done = false;
-  void p.then(
-    () => {
-      done = true;
-    },
-    () => {
-      done = true;
-    },
-  );
-  await new Promise((r) => setImmediate(r));
-  return done;
-}
 
 class Counter extends Part {
   starts = 0;
@@ -65,7 +50,7 @@ describe("the lifecycle contract", () => {
     const job = new Deferred<void>();
     void c.work(job.promise);
     const stopped = c.stop();
-    expect(await settled(stopped)).toBe(false);
+    expect(await settledWithin(stopped)).toBe(false);
     expect(c.state).toBe("stopping");
     job.resolve();
     await stopped;

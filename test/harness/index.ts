@@ -15,4 +15,4 @@ export {
 } from "./nats-server.js";
 export { isAlive } from "./process.js";
 export { makeTempDir, removeTempDir, removeTempDirs } from "./tmp.js";
-export { Deferred, type WaitForOptions, waitFor, withTimeout } from "./wait.js";
+export { Deferred, settledWithin, type WaitForOptions, waitFor, withTimeout } from "./wait.js";

@@ -77,3 +77,18 @@ export function withTimeout<T>(p: Promise<T>, ms: number, name: string): Promise
 function describe(err: unknown): string {
   return err instanceof Error ? `${err.name}: ${err.message}` : String(err);
 }
+
+/**
+ * Whether `p` has settled `ms` after now (0: once the callbacks already queued have run). Only
+ * to prove that something has NOT happened (false): a test that waits for something to happen
+ * awaits it, or uses waitFor.
+ */
+export async function settledWithin(p: Promise<unknown>, ms = 0): Promise<boolean> {
+  let done = false;
+  const mark = () => {
+    done = true;
+  };
+  void p.then(mark, mark);
+  await new Promise((r) => (ms > 0 ? setTimeout(r, ms) : setImmediate(r)));
+  return done;
+}
