@@ -99,14 +99,16 @@ export async function findTasks(d: ListingDeps, filter: TaskFilter = {}): Promis
  * subjects are asked for (a backlog of 100,000 doorbells is a large answer).
  */
 async function queuedCandidates(d: ListingDeps, pool: string | undefined): Promise<string[] | undefined> {
-  const budget = async () => d.budgets?.doorbells ?? Math.max(DOORBELLS_MIN_BUDGET, (await d.store.count()) / 8);
-  const [limit, counted] = await Promise.all([
-    budget(),
+  const [limit, waiting] = await Promise.all([
+    d.budgets?.doorbells ?? d.store.count().then((n) => Math.max(DOORBELLS_MIN_BUDGET, n / 8)),
+    // Without a pool, every doorbell counts: known from the streams' sizes, before their names.
     pool
-      ? undefined
-      : Promise.all([streamMessages(d.jsm, TASKS_STREAM), streamMessages(d.jsm, PARKED_STREAM)]),
+      ? 0
+      : Promise.all([streamMessages(d.jsm, TASKS_STREAM), streamMessages(d.jsm, PARKED_STREAM)]).then(
+          ([rung, parked]) => rung + parked,
+        ),
   ]);
-  if (counted && counted[0] + counted[1] > limit) return undefined;
+  if (waiting > limit) return undefined;
   const [rung, parked] = await Promise.all([doorbellIds(d.jsm, pool), parkedIds(d.jsm, pool)]);
   // A task can be in both (the sweeper rang it again before removing its entry): read once.
   const ids = [...new Set([...rung, ...parked])];
