@@ -198,7 +198,7 @@ export function tasksCommand(): Command {
     .option("--worker <id|name>", "only tasks run (in any attempt) by this worker id or worker name")
     .option(
       "--limit <n>",
-      "the n most recently changed tasks, newest change first, read without the whole task bucket (with --state queued: from the queue's doorbells and the index of parked tasks, so tasks no live worker serves are listed too)",
+      "the n most recently changed tasks, newest change first, read without the whole task bucket (with --state queued: from the queue's doorbells and the index of parked tasks, so tasks no live worker serves are listed too; over a backlog, from the bucket's newest writes)",
       positiveInt,
     )
     .addHelpText(
