@@ -263,7 +263,16 @@ async function ensureStream(jsm: JetStreamManager, cfg: Parameters<JetStreamMana
   try {
     await jsm.streams.add(cfg);
   } catch (err) {
-    if (!isAlreadyExists(err)) throw err;
+    if (isAlreadyExists(err)) return;
+    // Two daemons creating it at once: in a cluster the loser may be told "subjects overlap with
+    // an existing stream" instead. A stream of this name there now is the one both asked for.
+    if (
+      !(await jsm.streams.info(cfg.name!).then(
+        () => true,
+        () => false,
+      ))
+    )
+      throw err;
   }
 }
 
