@@ -17,7 +17,7 @@ import { validateTaskSpec } from "../daemon/tasks/spec.js";
 import { pause } from "../daemon/util/abort.js";
 import { makeTempDir, NatsServer, waitFor } from "./harness/index.js";
 import { answer, bash, FAKE_API_KEY, startMockAnthropic } from "./mock-anthropic/index.js";
-import { checkChaos, openRunOn, waitAllTerminal, writeChaosScript } from "./support/chaos.js";
+import { checkChaos, openRun, waitAllTerminal, writeChaosScript } from "./support/chaos.js";
 import { MESH_BIN, openClient } from "./support/mesh.js";
 import { peakUse, rawHolders, runSpans, startClaudeFleet, startQuotaFleet } from "./support/quota.js";
 import { nodeTask, uniqueId } from "./support/tasks.js";
@@ -64,23 +64,28 @@ describe("quota slots across daemons", () => {
     const ids = specs.map((s) => s.id);
     await client.api.submit(specs);
 
-    // Kill the daemon `qb` while a run of it is going (it holds a slot then).
-    const victim = await waitFor(() => openRunOn(logFile, (w) => w.startsWith("qb-")), {
-      name: "a run going on qb",
+    // Kill the daemon of the first run seen going (it holds a slot then): which daemon wins the
+    // first slots is up to the claims.
+    const open = await waitFor(() => openRun(logFile), {
+      name: "a run going",
       timeoutMs: 60_000,
       intervalMs: 20,
     });
-    fleet.get("qb")!.kill("SIGKILL");
-    await fleet.get("qb")!.exited;
+    const victim = open.taskId;
+    const victimName = open.workerId.split("-")[0]!;
+    const onVictim = (w: string) => w.startsWith(`${victimName}-`);
+    expect(fleet.has(victimName), `the log's worker ${open.workerId} is one of the fleet's`).toBe(true);
+    fleet.get(victimName)!.kill("SIGKILL");
+    await fleet.get(victimName)!.exited;
 
     const records = await waitAllTerminal([nats.url], ids, 120_000);
-    const report = await checkChaos(logFile, ids, records, (w) => w.startsWith("qb-"));
+    const report = await checkChaos(logFile, ids, records, onVictim);
     expect(report.problems).toEqual([]);
     // The killed daemon's task finished elsewhere, after a takeover.
     const taken = records.get(victim)!;
     expect(taken.state).toBe("succeeded");
-    expect(taken.attempts.some((a) => a.outcome === "lost" && a.workerId.startsWith("qb-"))).toBe(true);
-    expect(taken.attempts.at(-1)?.workerId.startsWith("qb-")).toBe(false);
+    expect(taken.attempts.some((a) => a.outcome === "lost" && onVictim(a.workerId))).toBe(true);
+    expect(onVictim(taken.attempts.at(-1)?.workerId ?? "")).toBe(false);
 
     const spans = await runSpans(logFile);
     const peak = peakUse(spans);
@@ -214,8 +219,6 @@ describe("quota: one Claude account across daemons (the real Claude Code, mock A
       const w = workers.find((x) => x.name === name)!;
       workerOf.set(basename(p.stateDir), w.workerId);
     }
-    const victimId = workerOf.get(basename(fleet.get("cb")!.stateDir))!;
-
     // Three times the cap: 3 daemons x 2 slots would run all 6 at once without it.
     const specs = Array.from({ length: 6 }, (_, i) =>
       validateTaskSpec({ id: uniqueId("qc"), prompt: `session ${i}`, pool: "qc", maxAttempts: 3 }),
@@ -223,14 +226,20 @@ describe("quota: one Claude account across daemons (the real Claude Code, mock A
     const ids = specs.map((s) => s.id);
     await client.api.submit(specs);
 
-    // Kill the daemon `cb` while one of its sessions runs its tool (it holds a slot then).
-    const victim = await waitFor(() => openRunOn(logFile, (w) => w === victimId), {
-      name: "a session going on cb",
+    // Kill the daemon of the first session seen running its tool (it holds a slot then). Which
+    // daemon wins the first slots is up to the claims, so the victim is whichever runs one first.
+    const open = await waitFor(() => openRun(logFile), {
+      name: "a session running its tool",
       timeoutMs: 120_000,
       intervalMs: 20,
     });
-    fleet.get("cb")!.kill("SIGKILL");
-    await fleet.get("cb")!.exited;
+    const victim = open.taskId;
+    const victimId = open.workerId;
+    const victimName = workers.find((w) => w.workerId === victimId)?.name;
+    expect(victimName, `the log's worker ${victimId} is one of the fleet's`).toBeDefined();
+    const victimProc = fleet.get(victimName!)!;
+    victimProc.kill("SIGKILL");
+    await victimProc.exited;
 
     const records = await waitAllTerminal([nats.url], ids, 180_000);
     // Every task succeeded exactly once (a completed run of its winning attempt in the log).

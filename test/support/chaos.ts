@@ -94,17 +94,17 @@ export function waitAllTerminal(
   );
 }
 
-/** The task of a run that the chaos log shows started, and not ended, on a worker `onWorker` names. */
-export async function openRunOn(
+/** The first run in the log that has started and not ended, with the worker running it. */
+export async function openRun(
   logFile: string,
-  onWorker: (worker: string) => boolean,
-): Promise<string | undefined> {
+  onWorker: (worker: string) => boolean = () => true,
+): Promise<{ taskId: string; workerId: string } | undefined> {
   const text = await readFile(logFile, "utf8").catch(() => "");
   return text
     .split("\n")
     .filter((l) => l.startsWith("start ") && onWorker(l.split(" ")[3] ?? ""))
-    .map((l) => l.split(" ")[1]!)
-    .find((id) => !text.includes(`end ${id} `));
+    .map((l) => ({ taskId: l.split(" ")[1]!, workerId: l.split(" ")[3]! }))
+    .find((r) => !text.includes(`end ${r.taskId} `));
 }
 
 /**
