@@ -20,7 +20,7 @@ import { errorMessage } from "./errors.js";
 import type { Logger } from "./log.js";
 import { EVENTS_STREAM, RUN_EVENTS_FILTER } from "./nats/index.js";
 import type { TaskEvent } from "./tasks/index.js";
-import { pause } from "./util/index.js";
+import { monotonicNow, pause } from "./util/index.js";
 
 /** How far back a daemon that starts reads agent events (tasks started before it). */
 const REPLAY_MS = 30 * 60_000;
@@ -56,13 +56,14 @@ export class ActivityFeed {
     return this.activity.get(taskId);
   }
 
-  /** When this daemon first saw the task at `revision` (its own clock, ms). */
-  revisionSeen(taskId: string, revision: number, now = Date.now()): number {
+  /** How long ago this daemon first saw the task at `revision` (ms on its monotonic clock; 0: now). */
+  revisionSeenFor(taskId: string, revision: number): number {
+    const now = monotonicNow();
     const s = this.seen.get(taskId);
-    if (s && s.revision === revision) return s.at;
+    if (s && s.revision === revision) return Math.round(now - s.at);
     this.seen.set(taskId, { revision, at: now });
     bound(this.seen);
-    return now;
+    return 0;
   }
 
   /** Folds one event (exposed for tests and for events heard elsewhere); state events change nothing. */

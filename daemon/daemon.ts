@@ -67,7 +67,7 @@ import { MeshService } from "./service.js";
 import { ActivityFeed } from "./activity-feed.js";
 import { guardRunner, guardWorkspaces } from "./task-guard.js";
 import { EventPublisher, type TaskRecord, TaskStore } from "./tasks/index.js";
-import { pause, Slots } from "./util/index.js";
+import { monotonicNow, pause, Slots } from "./util/index.js";
 import { VERSION } from "./version.js";
 import { BundleStore, MeshTransfer } from "./transfer/index.js";
 import { Git, keepBranchWhileTaskLives, MeshWorkspaces, type WorkspaceProvider } from "./workspace/index.js";
@@ -297,13 +297,13 @@ export class Daemon extends Part {
     };
     // A JetStream that is not there yet (a server or cluster still starting, a leaf whose hub
     // link is coming up) is waited for, up to JETSTREAM_WAIT_MS; then its error is the start's.
-    const waitUntil = Date.now() + JETSTREAM_WAIT_MS;
+    const waitUntil = monotonicNow() + JETSTREAM_WAIT_MS;
     for (let attempt = 0; ; attempt++) {
       try {
         this.topo = await ensureTopology(nc, topoOpts);
         break;
       } catch (err) {
-        if (!isJetStreamUnavailable(err) || Date.now() >= waitUntil) throw err;
+        if (!isJetStreamUnavailable(err) || monotonicNow() >= waitUntil) throw err;
         if (attempt === 0) this.log.warn({ err: errorMessage(err) }, "waiting for JetStream");
         await pause(Math.min(250 * 2 ** attempt, 2_000));
       }

@@ -265,7 +265,7 @@ export class MeshService implements MeshApi {
       record: r,
       liveWorkers: new Set(workers.map((w) => w.workerId)),
       now,
-      ...(feed ? { revisionSeenAt: feed.revisionSeen(r.id, v.revision, now) } : {}),
+      ...(feed ? { revisionSeenForMs: feed.revisionSeenFor(r.id, v.revision) } : {}),
       ...(activity ? { activity } : {}),
       ...(unschedulable ? { unschedulable } : {}),
       ...(this.d.leaseMs ? { defaultLeaseMs: this.d.leaseMs } : {}),

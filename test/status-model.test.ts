@@ -61,10 +61,10 @@ describe("taskStatus", () => {
 
   it("a skewed owner clock does not make a live task lost: the reader's own sighting counts", () => {
     const skewed = running({ heartbeatAt: at(60_000) });
-    expect(taskStatus({ record: skewed, liveWorkers: live, now: NOW, revisionSeenAt: NOW - 200 }).kind).toBe(
+    expect(taskStatus({ record: skewed, liveWorkers: live, now: NOW, revisionSeenForMs: 200 }).kind).toBe(
       "working",
     );
-    expect(taskStatus({ record: skewed, liveWorkers: live, now: NOW, revisionSeenAt: NOW - 5000 }).kind).toBe(
+    expect(taskStatus({ record: skewed, liveWorkers: live, now: NOW, revisionSeenForMs: 5000 }).kind).toBe(
       "lost",
     );
   });

@@ -78,11 +78,11 @@ export interface StatusInput {
   /** Reader's clock, ms. */
   now: number;
   /**
-   * When the reader first saw the record's current revision (its own clock); the lease's silence
-   * is the shorter of this and the owner's `heartbeatAt`, so a skewed clock never shows a live
-   * task lost early.
+   * How long ago the reader first saw the record's current revision (timed on its own monotonic
+   * clock); the lease's silence is the shorter of this and `now` less the owner's `heartbeatAt`,
+   * so neither an owner's skewed clock nor a jump of the reader's shows a live task lost.
    */
-  revisionSeenAt?: number;
+  revisionSeenForMs?: number;
   activity?: AgentActivity;
   /** Set while queued and no live worker serves it. */
   unschedulable?: string;
@@ -135,7 +135,7 @@ export function taskStatus(i: StatusInput): TaskStatus {
   const beat = Date.parse(r.heartbeatAt ?? r.updatedAt);
   const silentMs = Math.min(
     Number.isNaN(beat) ? Number.POSITIVE_INFINITY : i.now - beat,
-    i.revisionSeenAt === undefined ? Number.POSITIVE_INFINITY : i.now - i.revisionSeenAt,
+    i.revisionSeenForMs ?? Number.POSITIVE_INFINITY,
   );
   if (silentMs > leaseMs) return out("lost", `lease silent for ${Math.round(silentMs / 1000)}s`);
   const act = i.activity && i.activity.attempt === r.attempt ? i.activity : undefined;

@@ -27,6 +27,7 @@ import {
   takeOver,
   type VersionedRecord,
 } from "../tasks/index.js";
+import { monotonicNow } from "../util/index.js";
 import { settleDoorbell } from "./settle-doorbell.js";
 
 export interface ClaimerIdentity {
@@ -65,6 +66,7 @@ export type Decision =
 
 export interface ClaimerOptions {
   leaseMs: number;
+  /** The wall clock for the record's stamps (a holder's silence is timed on the monotonic clock). */
   now?: () => number;
   /**
    * Whether an attempt of this task has nothing to prepare (no repo to check out), so that its
@@ -97,7 +99,7 @@ const PARKED_HANDBACK_MS = 50;
 export const HANDBACK_TO_ANOTHER_MS = 200;
 
 export class Claimer {
-  /** task id -> (revision, when we first saw it) for staleness judged on our own clock. */
+  /** task id -> (revision, when we first saw it) for staleness judged on our own monotonic clock. */
   private seen = new Map<string, { revision: number; since: number }>();
   private readonly now: () => number;
   private prunedAt = 0;
@@ -116,7 +118,7 @@ export class Claimer {
    * dropped (a later doorbell then starts the clock afresh, which is only slower).
    */
   observed(id: string, revision: number): void {
-    const t = this.now();
+    const t = monotonicNow();
     const obs = this.seen.get(id);
     if (!obs || obs.revision < revision) this.seen.set(id, { revision, since: t });
     if (t - this.prunedAt > this.opts.leaseMs) {
@@ -245,12 +247,12 @@ export class Claimer {
       return this.takeover({ ...cur, record: held }, { kind: "abandoned" });
     }
     const obs = this.seen.get(id);
-    const t = this.now();
+    const t = monotonicNow();
     if (!obs || obs.revision !== cur.revision) {
       this.seen.set(id, { revision: cur.revision, since: t });
       return skip("held by a live owner", { kind: "nak", delayMs: this.opts.leaseMs });
     }
-    const silent = t - obs.since;
+    const silent = Math.round(t - obs.since);
     // The owner self-fences after ITS lease: never take over sooner, whatever ours is.
     const leaseMs = Math.max(this.opts.leaseMs, r.owner?.leaseMs ?? 0);
     if (silent < leaseMs) {

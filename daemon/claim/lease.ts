@@ -20,6 +20,7 @@ import {
   type TaskStore,
   type VersionedRecord,
 } from "../tasks/index.js";
+import { monotonicNow } from "../util/index.js";
 
 export interface LeaseOptions {
   workerId: string;
@@ -32,6 +33,7 @@ export interface LeaseOptions {
   onCancelRequested(): void;
   /** The record is ours at `revision` (after the claim and each successful write). */
   onHeld?(revision: number): void;
+  /** The wall clock for the record's stamps (the silence that fences is timed on the monotonic clock). */
   now?: () => number;
 }
 
@@ -51,6 +53,7 @@ export class Lease {
   private timer: NodeJS.Timeout | undefined;
   private watchdog: NodeJS.Timeout | undefined;
   private announce: NodeJS.Timeout | undefined;
+  /** When a lease write last succeeded (monotonic ms). */
   private lastOkAt: number;
   private lost = false;
   private lostBy: LostBy | undefined;
@@ -67,7 +70,7 @@ export class Lease {
     this.msg = msg;
     this.attempt = initial.record.attempt;
     this.now = opts.now ?? Date.now;
-    this.lastOkAt = this.now();
+    this.lastOkAt = monotonicNow();
   }
 
   get record(): TaskRecord {
@@ -107,7 +110,7 @@ export class Lease {
     // Independent of pending writes (a hung request must not delay self-fencing).
     this.watchdog = setInterval(
       () => {
-        const silentFor = this.now() - this.lastOkAt;
+        const silentFor = Math.round(monotonicNow() - this.lastOkAt);
         if (silentFor > this.opts.leaseMs * 0.6) {
           this.markLost(`self-fenced: no successful heartbeat for ${silentFor} ms`, "self");
         }
@@ -143,7 +146,7 @@ export class Lease {
           const step = next(this.rec.record);
           if (!step.write) return this.rec;
           this.rec = await this.store.update(this.rec, step.record);
-          this.lastOkAt = this.now();
+          this.lastOkAt = monotonicNow();
           if (this.timer) this.opts.onHeld?.(this.rec.revision);
           return this.rec;
         } catch (err) {
@@ -194,7 +197,7 @@ export class Lease {
           // for the publisher's whole timeout, while the lease runs out. If it lands after all,
           // the next try's compare-and-set fails and the read below finds our outcome.
           this.rec = await bounded(this.store.update(this.rec, next(this.rec.record).record), tryMs);
-          this.lastOkAt = this.now();
+          this.lastOkAt = monotonicNow();
           return this.rec;
         } catch (err) {
           // A refusal of the record itself (an illegal transition) is a bug: never retried.
@@ -252,7 +255,7 @@ export class Lease {
       if (r.record.cancelRequested) this.opts.onCancelRequested();
     } catch (err) {
       if (isMeshError(err, "FENCED")) return;
-      const silentFor = this.now() - this.lastOkAt;
+      const silentFor = Math.round(monotonicNow() - this.lastOkAt);
       this.opts.log.warn({ err, taskId: this.rec.record.id, silentFor }, "heartbeat failed");
     }
   }

@@ -15,6 +15,7 @@ import {
   type Subscription,
 } from "@nats-io/transport-node";
 import { MeshError } from "../errors.js";
+import { monotonicNow } from "../util/index.js";
 
 export interface PubAck {
   stream: string;
@@ -74,7 +75,7 @@ export class JsPublisher implements JsPublish {
       this.pending.set(token, {
         resolve,
         reject,
-        deadline: Date.now() + (opts.timeoutMs ?? this.defaultTimeoutMs),
+        deadline: monotonicNow() + (opts.timeoutMs ?? this.defaultTimeoutMs),
       });
       try {
         this.nc.publish(subject, data, { reply: `${this.prefix}.${token}`, ...(h ? { headers: h } : {}) });
@@ -125,7 +126,7 @@ export class JsPublisher implements JsPublish {
       this.sweeper = undefined;
       return;
     }
-    const now = Date.now();
+    const now = monotonicNow();
     for (const [token, p] of this.pending) {
       if (p.deadline <= now) {
         this.pending.delete(token);

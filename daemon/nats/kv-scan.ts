@@ -12,6 +12,7 @@
  */
 import { DeliverPolicy, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
+import { monotonicNow } from "../util/index.js";
 import { kvStream, kvSubjectPrefix } from "./names.js";
 
 export interface KvScanEntry {
@@ -58,15 +59,15 @@ export async function scanKv(
   const messages = await consumer.consume({ max_messages: 512 });
   const timer = setTimeout(() => void messages.close(), opts.timeoutMs ?? 60_000);
   const idleMs = opts.idleCheckMs ?? 1000;
-  let lastAt = Date.now();
+  let lastAt = monotonicNow();
   const idle = setInterval(async () => {
-    if (Date.now() - lastAt < idleMs) return;
+    if (monotonicNow() - lastAt < idleMs) return;
     const ci = await consumer.info().catch(() => undefined);
-    if (ci?.num_pending === 0 && Date.now() - lastAt >= idleMs) void messages.close();
+    if (ci?.num_pending === 0 && monotonicNow() - lastAt >= idleMs) void messages.close();
   }, idleMs / 2);
   try {
     for await (const m of messages) {
-      lastAt = Date.now();
+      lastAt = monotonicNow();
       const key = m.subject.slice(prefix.length);
       const op = m.headers?.get(OPERATION_HEADER);
       // A key rewritten during the pass shows up again, later: the newest wins.

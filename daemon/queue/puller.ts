@@ -17,6 +17,7 @@ import { createInbox, type Msg, type NatsConnection, type Subscription } from "@
 import { Part } from "../../lib/index.js";
 import { MeshError } from "../errors.js";
 import type { Logger } from "../log.js";
+import { monotonicNow } from "../util/index.js";
 import { type Delivery, NatsDelivery, parseAckSubject } from "./delivery.js";
 
 interface Waiter {
@@ -94,7 +95,7 @@ export class Puller extends Part {
         },
         timer: setTimeout(() => giveUp(), expiresMs + (this.opts.graceMs ?? 2000)),
       };
-      const now = Date.now();
+      const now = monotonicNow();
       const grace = this.opts.graceMs ?? 2000;
       for (const [t, r] of this.requests)
         if (!r.waiter && r.expiresAt + grace <= now) this.requests.delete(t);
@@ -127,7 +128,7 @@ export class Puller extends Part {
       const giveUp = () => {
         // The request stays (an orphan) until the server answers it or its expiry passes.
         if (held.waiter === w) w.resolve(null);
-        if (held.expiresAt + grace <= Date.now()) this.requests.delete(held.token);
+        if (held.expiresAt + grace <= monotonicNow()) this.requests.delete(held.token);
       };
       signal?.addEventListener("abort", onAbort, { once: true });
     });

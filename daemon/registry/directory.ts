@@ -5,9 +5,14 @@
  * It watches the presence bucket (one push consumer: every presence update arrives as it is
  * written, about N/interval messages a second for N workers) after one pass over the bucket at
  * start, rather than re-reading every key every interval (N requests and replies each time).
- * NATS 2.9 says nothing when a key expires, so a worker whose last update is older than its
- * `staleAfterMs` is dropped when the view is read; a stopping daemon deletes its key (a DEL
- * arrives). If the watch ends, the view is read again and the watch restarted; the bucket is
+ * NATS 2.9 says nothing when a key expires, so a worker not heard from for its `staleAfterMs`
+ * is dropped when the view is read; a stopping daemon deletes its key (a DEL arrives). That
+ * silence is timed on this daemon's monotonic clock, from when each new revision of a worker's
+ * presence reached it, not by comparing the worker's `updatedAt` with this machine's wall clock:
+ * machines' clocks differ and a wall clock can jump, and either would hide a live worker or keep
+ * a dead one. Only the first value seen of a key (at start, or a worker just joined) is dated by
+ * its `updatedAt`, its age capped at its staleness, so an old key from a dead worker is not taken
+ * for a live one; a worker whose clock runs behind is then listed from its next update on. If the watch ends, the view is read again and the watch restarted; the bucket is
  * also read whole once a minute (at the default 5 s interval) in case a watch stalls, and at
  * once when a worker goes stale: that is what a stalled watch looks like (e.g. after the loss
  * of the NATS node its consumer was on), so the view is read again and, when the watch has
@@ -19,21 +24,29 @@ import type { KV, KvWatchEntry } from "@nats-io/kv";
 import { Part } from "../../lib/index.js";
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
-import { isFresh, parseWorker, readWorkers, sortWorkers, staleAt } from "./presence.js";
+import { monotonicNow } from "../util/index.js";
+import { parseWorker, readWorkers, sortWorkers, staleAfter } from "./presence.js";
 import { type WorkerInfo, workerServes } from "./worker-info.js";
 
 /** The bucket is read whole every this many refresh intervals, besides the watch. */
 const REREAD_EVERY = 12;
 
+/** A key stale for this many of its stale periods is forgotten (a later value of it counts as new). */
+const FORGET_AFTER = 10;
+
 interface Seen {
   /** Undefined: deleted at this revision. */
   info: WorkerInfo | undefined;
   revision: number;
+  /** When this revision reached us (monotonic ms); for a key's first value, less its age (capped). */
+  heardAt: number;
+  /** Already found stale (so going stale is noticed once). */
+  stale?: boolean;
 }
 
 export class WorkerDirectory extends Part {
   private readonly seen = new Map<string, Seen>();
-  /** The live list as last computed, and until when it holds (the next worker going stale). */
+  /** The live list as last computed, and until when it holds (monotonic ms: the next worker going stale). */
   private cached: WorkerInfo[] = [];
   private validUntil = 0;
   private dirty = true;
@@ -41,8 +54,8 @@ export class WorkerDirectory extends Part {
   private watching: { stop(): void } | undefined;
   private retry: NodeJS.Timeout | undefined;
   private timer: NodeJS.Timeout | undefined;
-  /** When the watch last delivered an update. */
-  private lastWatchAt = Date.now();
+  /** When the watch last delivered an update (monotonic ms). */
+  private lastWatchAt = monotonicNow();
 
   constructor(
     private readonly kv: KV,
@@ -75,7 +88,7 @@ export class WorkerDirectory extends Part {
     try {
       const it = await this.kv.watch();
       this.watching = it;
-      this.lastWatchAt = Date.now();
+      this.lastWatchAt = monotonicNow();
       void this.life.track(
         (async () => {
           for await (const e of it) this.apply(e);
@@ -102,7 +115,7 @@ export class WorkerDirectory extends Part {
   }
 
   private apply(e: KvWatchEntry): void {
-    this.lastWatchAt = Date.now();
+    this.lastWatchAt = monotonicNow();
     const info = e.operation === "PUT" ? parseWorker(e.value) : undefined;
     this.remember(e.key, info, e.revision);
   }
@@ -110,7 +123,16 @@ export class WorkerDirectory extends Part {
   private remember(key: string, info: WorkerInfo | undefined, revision: number): void {
     const had = this.seen.get(key);
     if (had && had.revision >= revision) return;
-    this.seen.set(key, { info, revision });
+    const now = monotonicNow();
+    let heardAt = now;
+    if (!had && info) {
+      // A key's first value: dated by its writer's stamp, but never older than stale, so the next
+      // value of a live worker whose clock is behind makes it live.
+      const limit = staleAfter(info, this.opts.staleMs) + 1;
+      const age = Date.now() - Date.parse(info.updatedAt);
+      heardAt = now - (Number.isFinite(age) ? Math.min(Math.max(age, 0), limit) : limit);
+    }
+    this.seen.set(key, { info, revision, heardAt });
     this.dirty = true;
   }
 
@@ -141,21 +163,24 @@ export class WorkerDirectory extends Part {
 
   /** The live workers now, sorted; recomputed only when an update came or someone went stale. */
   private live(): WorkerInfo[] {
-    const now = Date.now();
+    const now = monotonicNow();
     if (!this.dirty && now < this.validUntil) return this.cached;
     const out: WorkerInfo[] = [];
     let next = Number.POSITIVE_INFINITY;
     let wentStale = false;
     for (const [k, s] of this.seen) {
       if (!s.info) continue;
-      if (!isFresh(s.info, this.opts.staleMs, now)) {
-        // Gone (its key expired): a new put brings it back.
-        this.seen.delete(k);
-        wentStale = true;
+      const after = staleAfter(s.info, this.opts.staleMs);
+      if (now > s.heardAt + after) {
+        // Gone (its key expired): a new put brings it back. Kept a while so that put counts
+        // as heard now, not dated by its writer's clock.
+        if (!s.stale) wentStale = true;
+        s.stale = true;
+        if (now > s.heardAt + FORGET_AFTER * after) this.seen.delete(k);
         continue;
       }
       out.push(s.info);
-      next = Math.min(next, staleAt(s.info, this.opts.staleMs) + 1);
+      next = Math.min(next, s.heardAt + after + 1);
     }
     this.cached = sortWorkers(out);
     this.validUntil = next;

@@ -110,12 +110,19 @@ export function parseWorker(value: Uint8Array): WorkerInfo | undefined {
   }
 }
 
-/** When `w` counts as gone (ms since the epoch): its own `staleAfterMs` after its update, else `staleMs`. */
-export function staleAt(w: WorkerInfo, staleMs: number): number {
-  const stale = typeof w.staleAfterMs === "number" && w.staleAfterMs > 0 ? w.staleAfterMs : staleMs;
-  return Date.parse(w.updatedAt) + stale;
-}
+/** How long after an update of its presence `w` counts as gone: its own `staleAfterMs`, else `staleMs`. */
+export const staleAfter = (w: WorkerInfo, staleMs: number): number =>
+  typeof w.staleAfterMs === "number" && w.staleAfterMs > 0 ? w.staleAfterMs : staleMs;
 
+/** When `w` counts as gone by the writer's wall clock (ms since the epoch). */
+export const staleAt = (w: WorkerInfo, staleMs: number): number => Date.parse(w.updatedAt) + staleAfter(w, staleMs);
+
+/**
+ * Whether `w` is fresh by the wall clocks: its writer's stamp against the reader's `now`. Used by
+ * one-shot reads, which cannot time anything themselves; a reader that watches the bucket (the
+ * WorkerDirectory) times each worker's silence on its own monotonic clock instead, so neither
+ * clocks set apart between machines nor a jump of its own wall clock make a live worker look gone.
+ */
 export const isFresh = (w: WorkerInfo, staleMs: number, now: number): boolean => now <= staleAt(w, staleMs);
 
 // By code unit, not localeCompare: an idle daemon lists workers every few seconds, and the

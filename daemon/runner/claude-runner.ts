@@ -23,6 +23,7 @@ import { type Child, LEAN_NODE_FLAGS, spawnChild } from "../../lib/index.js";
 import type { RunContext, Runner, RunOutcome } from "../claim/index.js";
 import { isMeshError, MeshError } from "../errors.js";
 import type { RunnerEvent, TaskResultInfo } from "../tasks/index.js";
+import { monotonicNow } from "../util/index.js";
 import { delegationPrompt } from "./delegation-prompt.js";
 import { EventCap } from "./event-cap.js";
 import type { PlanOwners } from "./plan-owners.js";
@@ -431,7 +432,7 @@ export class ClaudeRunner implements Runner {
     if (this.cfg.prewarm) this.prewarmSoon();
 
     let outcome: ShimOutcome | undefined;
-    let lastLineAt = Date.now();
+    let lastLineAt = monotonicNow();
     const cap = new EventCap({
       maxEvents: this.cfg.maxEventsPerAttempt,
       maxBytes: this.cfg.maxEventBytesPerAttempt,
@@ -445,7 +446,7 @@ export class ClaudeRunner implements Runner {
     };
 
     const onStdout = (line: string): void => {
-      lastLineAt = Date.now();
+      lastLineAt = monotonicNow();
       this.onShimLine?.("stdout", line);
       const msg = parseShimLine(line);
       if (!msg) {
@@ -516,7 +517,7 @@ export class ClaudeRunner implements Runner {
     ctx.signal.addEventListener("abort", onAbort, { once: true });
     const watchdog = setInterval(
       () => {
-        if (Date.now() - lastLineAt > this.cfg.shimSilenceMs) forceKill("stopped responding");
+        if (monotonicNow() - lastLineAt > this.cfg.shimSilenceMs) forceKill("stopped responding");
       },
       Math.min(this.cfg.heartbeatMs, 5_000),
     );

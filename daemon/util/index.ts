@@ -2,6 +2,7 @@
 export { pause } from "./abort.js";
 export { formatBytes, parseBytes } from "./bytes.js";
 export { Channel } from "./channel.js";
+export { monotonicNow } from "./clock.js";
 export { parseDuration } from "./duration.js";
 export { parseLabels, parseList, parseWholeNumber } from "./flags.js";
 export { Slots } from "./slots.js";
