@@ -411,6 +411,61 @@ describe("retention of finished tasks", () => {
   });
 });
 
+describe("sweeps between full passes", () => {
+  it("read the unfinished tasks and what was written since, by key; every fullEvery-th reads all", async () => {
+    // A server of its own, so that the records read are only this test's.
+    const own = await NatsServer.start();
+    const onc = await connect({ servers: own.url });
+    try {
+      const t = await ensureTopology(onc, { replicas: 1, leaseMs: 3000, presenceTtlMs: 1500 });
+      const s = new TaskStore(t);
+      const pool = "incr";
+      const make = async (state: "queued" | "succeeded", finishedDaysAgo = 0) => {
+        const spec = validateTaskSpec({ id: uniqueId("inc"), prompt: "p", runner: "noop", pool });
+        const r = newTaskRecord(spec, new Date());
+        r.state = state;
+        if (state !== "queued") r.finishedAt = new Date(Date.now() - finishedDaysAgo * 86_400_000).toISOString();
+        return (await s.create(r))!;
+      };
+      const finished: VersionedRecord[] = [];
+      for (let i = 0; i < 150; i++) finished.push(await make("succeeded"));
+      const q1 = await make("queued"); // no doorbell: lost
+      const sweeper = new Sweeper(s, t.js, t.jsm, log, {
+        intervalMs: 60_000,
+        minAgeMs: 0,
+        retentionMs: 86_400_000,
+        fullEvery: 4,
+      });
+      // 1: full (the first).
+      expect(await sweeper.pass()).toMatchObject({ full: true, read: 151, rung: 1 });
+      // 2: what was queued (q1) and what was written since: a new lost task, a finished one
+      // rewritten, and one written as finished ten days ago (past the retention: deleted).
+      const q2 = await make("queued");
+      const touched = await s.update(finished[0]!, { ...structuredClone(finished[0]!.record), reason: "note" });
+      const old = await make("succeeded", 10);
+      expect(await sweeper.pass()).toMatchObject({ full: false, read: 4, rung: 1, purged: 1 });
+      expect(await s.get(old.record.id)).toBeUndefined();
+      expect(await s.get(touched.record.id)).toEqual(touched);
+      // 3: nothing written since; the queued tasks are read again, and one whose doorbell was
+      // lost meanwhile is rung again.
+      await t.jsm.streams.purge(TASKS_STREAM, { filter: taskSubject(pool, q1.record.id) });
+      expect(await sweeper.pass()).toMatchObject({ full: false, read: 2, rung: 1 });
+      // 4: a deleted task drops out...
+      await s.purge((await s.get(q2.record.id))!);
+      expect(await sweeper.pass()).toMatchObject({ full: false, read: 1, rung: 0 });
+      // 5: ...and the fourth pass after the first reads the whole bucket again.
+      expect(await sweeper.pass()).toMatchObject({ full: true, read: 151, rung: 0 });
+      // fullEvery 1: every pass reads everything.
+      const always = new Sweeper(s, t.js, t.jsm, log, { intervalMs: 60_000, minAgeMs: 0, fullEvery: 1 });
+      await always.pass();
+      expect(await always.pass()).toMatchObject({ full: true, read: 151 });
+    } finally {
+      await onc.close();
+      await own.cleanup();
+    }
+  });
+});
+
 describe("one sweeper per mesh", () => {
   it("the live worker with the lowest id sweeps; when it leaves, the next one takes over", async () => {
     // A server of its own: workers of other tests must not take part in the election.

@@ -11,6 +11,7 @@ export {
   isWrongLastSequence,
 } from "./js-errors.js";
 export { type JsPublish, JsPublisher } from "./js-publisher.js";
+export { type KvChanges, kvChangedKeys, kvLastSeq } from "./kv-changes.js";
 export { kvKeys } from "./kv-keys.js";
 export { scanKv } from "./kv-scan.js";
 export { type KvTailRead, readKvTail } from "./kv-tail.js";

@@ -54,6 +54,8 @@ export class WorkerDirectory extends Part {
   private watching: { stop(): void } | undefined;
   private retry: NodeJS.Timeout | undefined;
   private timer: NodeJS.Timeout | undefined;
+  /** Per worker: the chore stamp last seen in its presence and when it was new (monotonic ms). */
+  private readonly choreSeen = new Map<string, { value: string; at: number }>();
   /** When the watch last delivered an update (monotonic ms). */
   private lastWatchAt = monotonicNow();
 
@@ -203,15 +205,30 @@ export class WorkerDirectory extends Part {
    * Whether `self` should do a mesh-wide chore such as sweeping (as last seen): it comes first
    * among the live workers that are not draining (lowest id), or every worker before it has
    * failed to report the chore done (`doneAt`) within `staleMs` since it started, so a first
-   * worker that is alive but cannot do it does not stop the mesh from having it done.
+   * worker that is alive but cannot do it does not stop the mesh from having it done. A stamp's
+   * age is read off the wall clocks once, when it is new, and timed here from then on.
    */
   isChoreHolder(self: string, doneAt: (w: WorkerInfo) => string | undefined, staleMs: number): boolean {
-    const now = Date.now();
-    return this.live()
+    const now = monotonicNow();
+    const live = this.live();
+    if (this.choreSeen.size > 2 * live.length + 16) {
+      const ids = new Set(live.map((w) => w.workerId));
+      for (const id of this.choreSeen.keys()) if (!ids.has(id)) this.choreSeen.delete(id);
+    }
+    return live
       .filter((w) => w.workerId < self && !w.draining)
       .every((w) => {
-        const last = Date.parse(doneAt(w) ?? w.startedAt);
-        return Number.isFinite(last) && now - last > staleMs;
+        const value = doneAt(w) ?? w.startedAt;
+        let seen = this.choreSeen.get(w.workerId);
+        if (seen?.value !== value) {
+          // A new stamp: its age by the wall clocks, at least 0 (a clock ahead of ours) and at
+          // most past staleMs; from then on the time since is timed here, on the monotonic clock.
+          const age = Date.now() - Date.parse(value);
+          if (!Number.isFinite(age)) return false;
+          seen = { value, at: now - Math.min(Math.max(age, 0), staleMs + 1) };
+          this.choreSeen.set(w.workerId, seen);
+        }
+        return now - seen.at > staleMs;
       });
   }
 

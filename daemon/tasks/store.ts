@@ -9,6 +9,8 @@ import {
   isStoreFull,
   isWrongLastSequence,
   type JsPublisher,
+  kvChangedKeys,
+  kvLastSeq,
   kvSubject,
   readKvTail,
   scanKv,
@@ -248,6 +250,22 @@ export class TaskStore {
     if (ids.length <= 100 || ids.length * 4 < (await this.count())) return (await this.getMany(ids)).records;
     const want = new Set(ids);
     return (await this.list()).filter((v) => want.has(v.record.id));
+  }
+
+  /** The bucket's last sequence now: a later `changedSince` of it names what was written after. */
+  lastSeq(): Promise<number> {
+    return kvLastSeq(this.jsm, TASKS_BUCKET);
+  }
+
+  /**
+   * The ids of the records written (or deleted) after the bucket's sequence `afterSeq`, and the
+   * sequence they reach (see kv-changes.ts); undefined when a whole pass costs less.
+   */
+  async changedSince(
+    afterSeq: number,
+  ): Promise<{ ids: Set<string>; lastSeq: number; records: number } | undefined> {
+    const c = await kvChangedKeys({ js: this.js, jsm: this.jsm }, TASKS_BUCKET, afterSeq);
+    return c && { ids: c.keys, lastSeq: c.lastSeq, records: c.messages };
   }
 
   /** How many records the bucket holds (one stream-info request). */

@@ -1,0 +1,88 @@
+/**
+ * The keys of a KV bucket written (put, deleted or purged with a marker) after a stream
+ * sequence: one pass of a headers-only ordered consumer from that sequence to the stream's last
+ * message, so a reader that knew the bucket at that sequence reads only what changed since,
+ * not every key again. A key rewritten meanwhile shows up through its newest message (the
+ * older ones are gone from a history-1 bucket); its value is read by key afterwards.
+ *
+ * Undefined when reading the changes would cost about as much as reading the whole bucket (more
+ * messages since than the bucket holds), or when the pass takes longer than `timeoutMs`: the
+ * caller then reads the whole bucket instead. (A purge without a marker, as `TaskStore.purge`
+ * does, leaves no message: a reader learns of it by reading the key.)
+ */
+import { DeliverPolicy, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import { monotonicNow } from "../util/index.js";
+import { kvStream, kvSubjectPrefix } from "./names.js";
+
+export interface KvChanges {
+  /** Keys with a message after the given sequence (each once). */
+  keys: Set<string>;
+  /** The stream's last sequence when the pass began: the next pass starts after it. */
+  lastSeq: number;
+  /** How many messages (keys, for history 1) the bucket held then. */
+  messages: number;
+}
+
+/** The stream's last sequence now (one stream-info request). */
+export async function kvLastSeq(jsm: JetStreamManager, bucket: string): Promise<number> {
+  return (await jsm.streams.info(kvStream(bucket))).state.last_seq;
+}
+
+export async function kvChangedKeys(
+  nats: { js: JetStreamClient; jsm: JetStreamManager },
+  bucket: string,
+  afterSeq: number,
+  opts: { timeoutMs?: number; idleCheckMs?: number } = {},
+): Promise<KvChanges | undefined> {
+  const stream = kvStream(bucket);
+  const prefix = kvSubjectPrefix(bucket);
+  const { state } = await nats.jsm.streams.info(stream);
+  const until = state.last_seq;
+  const keys = new Set<string>();
+  if (until <= afterSeq) return { keys, lastSeq: until, messages: state.messages };
+  if (until - afterSeq > Math.max(state.messages, 1024)) return undefined;
+  const consumer = await nats.js.consumers.get(stream, {
+    filter_subjects: `${prefix}>`,
+    deliver_policy: DeliverPolicy.StartSequence,
+    opt_start_seq: afterSeq + 1,
+    headers_only: true,
+  });
+  const messages = await consumer.consume({ max_messages: 1024 });
+  let complete = false;
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    void messages.close();
+  }, opts.timeoutMs ?? 30_000);
+  // Every message in the range may have been rewritten away: then nothing comes at all.
+  const idleMs = opts.idleCheckMs ?? 500;
+  let lastAt = monotonicNow();
+  const idle = setInterval(async () => {
+    if (monotonicNow() - lastAt < idleMs) return;
+    const ci = await consumer.info().catch(() => undefined);
+    if (ci?.num_pending === 0 && monotonicNow() - lastAt >= idleMs) {
+      complete = true;
+      void messages.close();
+    }
+  }, idleMs / 2);
+  try {
+    for await (const m of messages) {
+      lastAt = monotonicNow();
+      if (m.seq > until) {
+        complete = true;
+        break;
+      }
+      keys.add(m.subject.slice(prefix.length));
+      if (m.seq >= until || m.info.pending === 0) {
+        complete = true;
+        break;
+      }
+    }
+  } finally {
+    clearTimeout(timer);
+    clearInterval(idle);
+    await messages.close();
+    await consumer.delete().catch(() => undefined);
+  }
+  return complete && !timedOut ? { keys, lastSeq: until, messages: state.messages } : undefined;
+}
