@@ -94,15 +94,33 @@ describe("presence with many workers", () => {
       await Promise.all(Array.from({ length: 10 }, (_, i) => kv.delete(worker(tag, i).workerId)));
       await waitFor(() => ids(directory.list(), tag).length === 70, { name: "10 left", timeoutMs: 10_000 });
       expect(directory.isLive(`${tag}-000`)).toBe(false);
-      // Stale: a last update older than its staleAfterMs (a key NATS 2.9 expires silently).
-      const old = new Date(Date.now() - 120_000).toISOString();
+      // Stale: not heard from for longer than its staleAfterMs (a key NATS 2.9 expires silently).
       await Promise.all(
-        Array.from({ length: 5 }, (_, i) => put(worker(tag, 10 + i, { updatedAt: old, staleAfterMs: 1000 }))),
+        Array.from({ length: 5 }, (_, i) => put(worker(tag, 10 + i, { staleAfterMs: 1000 }))),
       );
       await waitFor(() => ids(directory.list(), tag).length === 65, {
         name: "5 went stale",
         timeoutMs: 10_000,
       });
+      // Going stale makes the directory read the bucket once (a stalled watch looks like that):
+      // let that pass end before the next write, which it would otherwise read by key.
+      await directory.refresh();
+      // A key first seen with a stamp older than its staleness (a dead worker's, or one whose
+      // clock is far behind) is not live; its next update, heard now, makes it live whatever
+      // its stamp says (silence is timed here, not read off the writer's clock).
+      const old = new Date(Date.now() - 120_000).toISOString();
+      await put(worker(tag, 90, { updatedAt: old }));
+      await put(worker(tag, 91));
+      await waitFor(() => directory.isLive(`${tag}-091`), { name: "a later join seen", timeoutMs: 10_000 });
+      expect(directory.isLive(`${tag}-090`)).toBe(false);
+      await directory.refresh();
+      await put(worker(tag, 90, { updatedAt: old }));
+      await waitFor(() => directory.isLive(`${tag}-090`), {
+        name: "its next update heard",
+        timeoutMs: 10_000,
+      });
+      await Promise.all([90, 91].map((i) => kv.delete(worker(tag, i).workerId)));
+      await waitFor(() => ids(directory.list(), tag).length === 65, { name: "both left", timeoutMs: 10_000 });
       // An update of a live worker replaces what was seen.
       await put(worker(tag, 20, { draining: true }));
       await waitFor(() => directory.list().find((w) => w.workerId === `${tag}-020`)?.draining === true, {
