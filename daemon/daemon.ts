@@ -60,7 +60,7 @@ import {
   SlotStore,
   stateAt,
 } from "./quota/index.js";
-import { listWorkers, Presence, WorkerDirectory, type WorkerInfo } from "./registry/index.js";
+import { listWorkers, Presence, sortWorkers, WorkerDirectory, type WorkerInfo } from "./registry/index.js";
 import { defaultRunners, defaultWorkspaces, type RunnerWiring } from "./runtime.js";
 import { daemonSecrets } from "./secrets.js";
 import { MeshService } from "./service.js";
@@ -226,6 +226,19 @@ export class Daemon extends Part {
     return this;
   }
 
+  /**
+   * The live workers as this daemon's directory sees them, with this daemon always among them
+   * while it runs: its own liveness does not wait on its presence's round trip through NATS (a
+   * busy moment that delays one would show its own tasks lost in its own views). Undefined
+   * without a running directory.
+   */
+  private liveWorkers(): readonly WorkerInfo[] | undefined {
+    if (this.directory?.state !== "running") return undefined;
+    const list = this.directory.list();
+    if (this.state !== "running" || list.some((w) => w.workerId === this.workerId)) return list;
+    return sortWorkers([...list, this.snapshot()]);
+  }
+
   snapshot(): WorkerInfo {
     const running = this.runningTaskIds;
     return {
@@ -389,7 +402,7 @@ export class Daemon extends Part {
       events,
       log: this.log,
       presenceTtlMs: cfg.presenceTtlMs,
-      cachedWorkers: () => (this.directory?.state === "running" ? this.directory.list() : undefined),
+      cachedWorkers: () => this.liveWorkers(),
       observer: this.observer,
       policy: cfg.taskPolicy,
       capacity: topo.tasksCapacity,
@@ -580,7 +593,7 @@ export class Daemon extends Part {
       elected: () => this.sweeping,
       liveWorkers: async () =>
         this.directory?.state === "running"
-          ? [...this.directory.list()]
+          ? [...(this.liveWorkers() ?? [])]
           : listWorkers(topo.workers, topo.jsm, cfg.presenceTtlMs),
       watchMs: cfg.presenceIntervalMs,
       onSettled: (r, notices) => {

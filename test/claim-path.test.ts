@@ -536,10 +536,21 @@ describe("one sweeper per mesh", () => {
     expect(directory.isChoreHolder(`${tag}-a`, sweptAt, 30_000)).toBe(true);
     expect(directory.isChoreHolder(`${tag}-b`, sweptAt, 30_000)).toBe(false);
     expect(directory.isChoreHolder(`${tag}-c`, sweptAt, 30_000)).toBe(false);
-    // The first one is alive but has not finished a pass for longer than staleMs: the next takes over.
+    // The first one is alive but has not finished a pass for longer than staleMs: the next takes
+    // over. A directory that first sees it so dates it by its stamp...
     await put(worker(`${tag}-a`, { sweptAt: ago(60_000) }));
+    const fresh = new WorkerDirectory(topo.workers, topo.jsm, { refreshMs: 60_000, staleMs: 60_000, log });
+    await fresh.refresh();
+    expect(fresh.isChoreHolder(`${tag}-b`, sweptAt, 30_000)).toBe(true);
+    // ...while to one that saw an earlier stamp a changed one is news heard now, whatever the
+    // wall clocks say (the first may run behind ours), and it is passed over once it stays the
+    // same for staleMs, timed here.
     await directory.refresh();
-    expect(directory.isChoreHolder(`${tag}-b`, sweptAt, 30_000)).toBe(true);
+    expect(directory.isChoreHolder(`${tag}-b`, sweptAt, 30_000)).toBe(false);
+    await waitFor(() => directory.isChoreHolder(`${tag}-b`, sweptAt, 300), {
+      name: "passed over after 300 ms without a new stamp",
+      timeoutMs: 10_000,
+    });
     // A first one that just started has not had time to sweep: nobody passes it over yet.
     await put(worker(`${tag}-a`, { startedAt: ago(1_000) }));
     await directory.refresh();

@@ -37,6 +37,7 @@ import {
   TRANSITIONS,
   type VersionedRecord,
 } from "../tasks/index.js";
+import { monotonicNow } from "../util/index.js";
 import {
   type NeedResult,
   NeedsConflictError,
@@ -307,7 +308,7 @@ export class Execution {
 
   private async execute(): Promise<ExecutionResult> {
     const { deps } = this;
-    const started = Date.now();
+    const started = monotonicNow();
     const spec = this.lease.record.spec;
     // Bindings per call rather than a child logger per attempt: a child costs on every task.
     const log = bound(deps.log, { taskId: this.taskId, attempt: this.attempt });
@@ -462,7 +463,7 @@ export class Execution {
     this.deps.observer.attemptFinished({
       pool: this.deps.pool,
       outcome: "fenced",
-      durationMs: Date.now() - started,
+      durationMs: Math.round(monotonicNow() - started),
     });
     this.deps.onFinished?.();
     return "fenced";
@@ -579,7 +580,11 @@ export class Execution {
           log.warn({ err: errorMessage(err) }, "could not release or settle the task's dependents"),
         );
     }
-    deps.observer.attemptFinished({ pool: deps.pool, outcome: att, durationMs: Date.now() - started });
+    deps.observer.attemptFinished({
+      pool: deps.pool,
+      outcome: att,
+      durationMs: Math.round(monotonicNow() - started),
+    });
     deps.onFinished?.();
     return result;
   }

@@ -14,9 +14,15 @@ import { DeliverPolicy, type JetStreamClient, type JetStreamManager } from "@nat
 import { monotonicNow } from "../util/index.js";
 import { kvStream, kvSubjectPrefix } from "./names.js";
 
+const OPERATION_HEADER = "KV-Operation";
+
 export interface KvChanges {
-  /** Keys with a message after the given sequence (each once). */
-  keys: Set<string>;
+  /**
+   * Keys with a message after the given sequence: the sequence of the last one seen, and whether
+   * it was a put (else a delete or purge marker). A read of the key that finds an older revision
+   * than a put's sequence came from a replica that is behind (direct gets).
+   */
+  keys: Map<string, { seq: number; put: boolean }>;
   /** The stream's last sequence when the pass began: the next pass starts after it. */
   lastSeq: number;
   /** How many messages (keys, for history 1) the bucket held then. */
@@ -38,7 +44,7 @@ export async function kvChangedKeys(
   const prefix = kvSubjectPrefix(bucket);
   const { state } = await nats.jsm.streams.info(stream);
   const until = state.last_seq;
-  const keys = new Set<string>();
+  const keys = new Map<string, { seq: number; put: boolean }>();
   if (until <= afterSeq) return { keys, lastSeq: until, messages: state.messages };
   if (until - afterSeq > Math.max(state.messages, 1024)) return undefined;
   const consumer = await nats.js.consumers.get(stream, {
@@ -72,7 +78,8 @@ export async function kvChangedKeys(
         complete = true;
         break;
       }
-      keys.add(m.subject.slice(prefix.length));
+      const op = m.headers?.get(OPERATION_HEADER);
+      keys.set(m.subject.slice(prefix.length), { seq: m.seq, put: op !== "DEL" && op !== "PURGE" });
       if (m.seq >= until || m.info.pending === 0) {
         complete = true;
         break;

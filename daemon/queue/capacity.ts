@@ -7,7 +7,7 @@
  */
 import type { JetStreamManager } from "@nats-io/jetstream";
 import { MeshError } from "../errors.js";
-import { formatBytes } from "../util/index.js";
+import { formatBytes, monotonicNow } from "../util/index.js";
 
 /** New submits stop when the bucket would pass this share of its byte limit. */
 export const SOFT_RATIO = 0.9;
@@ -31,7 +31,7 @@ export class BucketCapacity {
     private readonly jsm: JetStreamManager,
     private readonly stream: string,
     private readonly field: string,
-    private readonly now: () => number = Date.now,
+    private readonly now: () => number = monotonicNow,
   ) {}
 
   /** Throws RESOURCE_EXHAUSTED when `bytes` more would pass the soft limit; else counts them. */

@@ -30,8 +30,8 @@
  * removes the revision it read.
  */
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
-import { errorMessage, isMeshError } from "../errors.js";
 import { Part } from "../../lib/index.js";
+import { errorMessage, isMeshError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { PlanScheduler } from "../plans/index.js";
 import { type WorkerInfo, workerServes } from "../registry/index.js";
@@ -41,10 +41,10 @@ import {
   inState,
   isTerminal,
   type Notice,
-  TRANSITIONS,
   type TaskRecord,
   type TaskSpec,
   type TaskStore,
+  TRANSITIONS,
   type VersionedRecord,
 } from "../tasks/index.js";
 import { hasDoorbell, ringDoorbell } from "./doorbell.js";
@@ -103,6 +103,8 @@ interface PassRead {
   unreadable: Set<string>;
   seq: number;
   full: boolean;
+  /** Written since the last pass, but read older than that write (a replica behind): read again next time. */
+  unsure?: string[];
 }
 
 export class Sweeper extends Part {
@@ -245,6 +247,7 @@ export class Sweeper extends Part {
     );
     if (index) await this.pruneIndex(index, records, unreadable);
     this.open = new Set(records.filter((v) => !isTerminal(v.record.state)).map((v) => v.record.id));
+    for (const id of read.unsure ?? []) this.open.add(id);
     this.seenSeq = read.seq;
     res.read = records.length;
     res.full = read.full;
@@ -269,11 +272,17 @@ export class Sweeper extends Part {
       try {
         const changes = await this.store.changedSince(this.seenSeq);
         if (changes) {
-          const ids = new Set([...this.open, ...changes.ids, ...(index ? index.pools.keys() : [])]);
+          const ids = new Set([...this.open, ...changes.ids.keys(), ...(index ? index.pools.keys() : [])]);
           if (ids.size <= 100 || ids.size * 4 < changes.records) {
             const got = await this.store.getMany([...ids]);
             const unreadable = new Set(got.unreadable.map((u) => u.key));
-            return { records: got.records, unreadable, seq: changes.lastSeq, full: false };
+            // A read by key may be answered by a replica that is behind (direct get): a record
+            // older than the write the changes showed is looked at again by the next pass.
+            const revision = new Map(got.records.map((v) => [v.record.id, v.revision] as const));
+            const unsure = [...changes.ids]
+              .filter(([id, c]) => c.put && (revision.get(id) ?? 0) < c.seq)
+              .map(([id]) => id);
+            return { records: got.records, unreadable, seq: changes.lastSeq, full: false, unsure };
           }
         }
       } catch (err) {

@@ -12,12 +12,12 @@
  * machines' clocks differ and a wall clock can jump, and either would hide a live worker or keep
  * a dead one. Only the first value seen of a key (at start, or a worker just joined) is dated by
  * its `updatedAt`, its age capped at its staleness, so an old key from a dead worker is not taken
- * for a live one; a worker whose clock runs behind is then listed from its next update on. If the watch ends, the view is read again and the watch restarted; the bucket is
- * also read whole once a minute (at the default 5 s interval) in case a watch stalls, and at
- * once when a worker goes stale: that is what a stalled watch looks like (e.g. after the loss
- * of the NATS node its consumer was on), so the view is read again and, when the watch has
- * brought nothing for two intervals (every daemon's own presence comes through it), the watch
- * is restarted.
+ * for a live one; a worker whose clock runs behind is then listed from its next update on.
+ * If the watch ends, the view is read again and the watch restarted; the bucket is also read
+ * whole once a minute (at the default 5 s interval) in case a watch stalls, and at once when a
+ * worker goes stale: that is what a stalled watch looks like (e.g. after the loss of the NATS
+ * node its consumer was on), so the view is read again and, when the watch has brought nothing
+ * for two intervals (every daemon's own presence comes through it), the watch is restarted.
  */
 import type { JetStreamManager } from "@nats-io/jetstream";
 import type { KV, KvWatchEntry } from "@nats-io/kv";
@@ -205,8 +205,9 @@ export class WorkerDirectory extends Part {
    * Whether `self` should do a mesh-wide chore such as sweeping (as last seen): it comes first
    * among the live workers that are not draining (lowest id), or every worker before it has
    * failed to report the chore done (`doneAt`) within `staleMs` since it started, so a first
-   * worker that is alive but cannot do it does not stop the mesh from having it done. A stamp's
-   * age is read off the wall clocks once, when it is new, and timed here from then on.
+   * worker that is alive but cannot do it does not stop the mesh from having it done. Only the
+   * first stamp seen of a worker is dated by the wall clocks; a changed one counts as heard now,
+   * and the time since is timed here.
    */
   isChoreHolder(self: string, doneAt: (w: WorkerInfo) => string | undefined, staleMs: number): boolean {
     const now = monotonicNow();
@@ -221,10 +222,14 @@ export class WorkerDirectory extends Part {
         const value = doneAt(w) ?? w.startedAt;
         let seen = this.choreSeen.get(w.workerId);
         if (seen?.value !== value) {
-          // A new stamp: its age by the wall clocks, at least 0 (a clock ahead of ours) and at
-          // most past staleMs; from then on the time since is timed here, on the monotonic clock.
-          const age = Date.now() - Date.parse(value);
-          if (!Number.isFinite(age)) return false;
+          // The first stamp seen of a worker is dated by the wall clocks (its age at least 0, a
+          // clock ahead of ours, and at most past staleMs); a later, changed one is news heard
+          // now. From then on the time since is timed here, on the monotonic clock.
+          let age = 0;
+          if (!seen) {
+            age = Date.now() - Date.parse(value);
+            if (!Number.isFinite(age)) return false;
+          }
           seen = { value, at: now - Math.min(Math.max(age, 0), staleMs + 1) };
           this.choreSeen.set(w.workerId, seen);
         }

@@ -115,7 +115,9 @@ export class TaskStore {
         // The key has messages: a live record (it exists), or a delete marker to write over.
         const e = await this.kv.get(record.id);
         if (e?.operation !== "DEL" && e?.operation !== "PURGE") return undefined;
-        const { seq } = await this.publisher.publish(subject, data, { expectLastSubjectSequence: e.revision });
+        const { seq } = await this.publisher.publish(subject, data, {
+          expectLastSubjectSequence: e.revision,
+        });
         return { record, revision: seq };
       }
     } catch (err) {
@@ -263,7 +265,9 @@ export class TaskStore {
    */
   async changedSince(
     afterSeq: number,
-  ): Promise<{ ids: Set<string>; lastSeq: number; records: number } | undefined> {
+  ): Promise<
+    { ids: Map<string, { seq: number; put: boolean }>; lastSeq: number; records: number } | undefined
+  > {
     const c = await kvChangedKeys({ js: this.js, jsm: this.jsm }, TASKS_BUCKET, afterSeq);
     return c && { ids: c.keys, lastSeq: c.lastSeq, records: c.messages };
   }
