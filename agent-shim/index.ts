@@ -12,6 +12,7 @@ export {
 export { epochMs, type LimitReport, type LimitSource, usageLimitText } from "./limits.js";
 export { classifyEnd } from "./outcome.js";
 export {
+  CANCEL_LINE,
   parseShimLine,
   SHIM_EXIT,
   SHIM_PROTOCOL_VERSION,
@@ -29,7 +30,6 @@ export {
   SECRET_NAME_RE,
   secretEnvValues,
 } from "./redact.js";
-export { projectSlug } from "./transcript.js";
 export {
   type AddTaskRequest,
   addTaskRequestSchema,
@@ -46,3 +46,4 @@ export {
   TASK_PORT_PROTOCOL_VERSION,
   TASK_PORT_TOKEN_ENV,
 } from "./task-port-protocol.js";
+export { projectSlug } from "./transcript.js";

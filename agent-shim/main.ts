@@ -1,14 +1,15 @@
 #!/usr/bin/env -S node --max-semi-space-size=1
 /**
  * `mesh-shim <job.json> [--parent-watch stdin|ipc|none]`: runs one Claude Code session for the
- * daemon. stdout carries the line protocol (protocol.ts), stderr the logs. SIGTERM/SIGINT, or
- * the parent going away, cancel gracefully. Exit code: 0 succeeded, 1 failed, 2 bad job,
+ * daemon. stdout carries the line protocol (protocol.ts), stderr the logs. A `cancel` line on
+ * stdin (with `--parent-watch stdin`: how the daemon asks), SIGTERM/SIGINT, or the parent going
+ * away, cancel gracefully. Exit code: 0 succeeded, 1 failed, 2 bad job,
  * 75 rate limited, 130 cancelled.
  */
 import { parseArgs } from "node:util";
 import pino from "pino";
 import { readShimJob, type ShimJob, ShimJobError } from "./job.js";
-import { SHIM_EXIT, type ShimLine, type ShimOutcome } from "./protocol.js";
+import { CANCEL_LINE, SHIM_EXIT, type ShimLine, type ShimOutcome } from "./protocol.js";
 import { makeRedactor, secretEnvValues } from "./redact.js";
 import { runShim } from "./run-shim.js";
 
@@ -99,7 +100,19 @@ async function main(argv: string[]): Promise<number> {
     }, PARENT_GONE_KILL_MS).unref();
   };
   if (watch === "stdin") {
-    process.stdin.on("data", () => {});
+    // A line `cancel` asks for the graceful stop (interrupt, then stdin EOF, TERM, KILL). The
+    // parent asks this way, not with SIGTERM: a signal to our process group would reach Claude
+    // Code too, which then dies without its result line (the session's cost and id).
+    let pending = "";
+    process.stdin.on("data", (chunk: Buffer) => {
+      pending += chunk.toString("utf8");
+      for (let nl = pending.indexOf("\n"); nl >= 0; nl = pending.indexOf("\n")) {
+        const line = pending.slice(0, nl).trim();
+        pending = pending.slice(nl + 1);
+        if (line === CANCEL_LINE) cancel("cancelled (requested)");
+      }
+      if (pending.length > 4096) pending = "";
+    });
     process.stdin.on("end", parentGone);
     process.stdin.on("error", parentGone);
     process.stdin.resume();

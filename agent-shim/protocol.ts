@@ -58,6 +58,9 @@ export type ShimLine =
   | { type: "heartbeat"; at: string; idleMs: number; pid: number | null }
   | { type: "outcome"; outcome: ShimOutcome };
 
+/** What the parent writes on the shim's stdin (after the job path) to ask for a graceful stop. */
+export const CANCEL_LINE = "cancel";
+
 /** Exit codes of the shim process; the outcome line is authoritative, these are a fallback. */
 export const SHIM_EXIT = {
   succeeded: 0,

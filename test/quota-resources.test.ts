@@ -2,9 +2,9 @@ import { join } from "node:path";
 import { execa } from "execa";
 import { afterEach, describe, expect, it } from "vitest";
 import { makeTempDir, NatsServer, waitFor } from "./harness/index.js";
-import { checkChaos, openRun, waitAllTerminal, writeChaosScript } from "./support/chaos.js";
+import { checkChaos, waitAllTerminal, writeChaosScript } from "./support/chaos.js";
 import { MESH_BIN, openClient } from "./support/mesh.js";
-import { peakUse, rawHolders, runSpans, startQuotaFleet } from "./support/quota.js";
+import { killFirstRunning, peakUse, rawHolders, runSpans, startQuotaFleet } from "./support/quota.js";
 import { nodeTask } from "./support/tasks.js";
 
 const CAPACITY = 5;
@@ -46,19 +46,7 @@ describe("quota: a shared resource across daemons", () => {
     const ids = specs.map((s) => s.id);
     await client.api.submit(specs);
 
-    // Kill the daemon of the first run seen going (it holds a slot then): which daemon wins the
-    // first slots is up to the claims.
-    const open = await waitFor(() => openRun(logFile), {
-      name: "a run going",
-      timeoutMs: 60_000,
-      intervalMs: 20,
-    });
-    const victim = open.taskId;
-    const victimName = open.workerId.split("-")[0]!;
-    const onVictim = (w: string) => w.startsWith(`${victimName}-`);
-    expect(fleet.has(victimName), `the log's worker ${open.workerId} is one of the fleet's`).toBe(true);
-    fleet.get(victimName)!.kill("SIGKILL");
-    await fleet.get(victimName)!.exited;
+    const { taskId: victim, name: victimName, onVictim } = await killFirstRunning(logFile, fleet);
     const survivor = [...fleet.keys()].find((n) => n !== victimName)!;
 
     const records = await waitAllTerminal([nats.url], ids, 120_000);

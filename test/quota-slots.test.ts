@@ -19,7 +19,14 @@ import { makeTempDir, NatsServer, waitFor } from "./harness/index.js";
 import { answer, bash, FAKE_API_KEY, startMockAnthropic } from "./mock-anthropic/index.js";
 import { checkChaos, openRun, waitAllTerminal, writeChaosScript } from "./support/chaos.js";
 import { MESH_BIN, openClient } from "./support/mesh.js";
-import { peakUse, rawHolders, runSpans, startClaudeFleet, startQuotaFleet } from "./support/quota.js";
+import {
+  killFirstRunning,
+  peakUse,
+  rawHolders,
+  runSpans,
+  startClaudeFleet,
+  startQuotaFleet,
+} from "./support/quota.js";
 import { nodeTask, uniqueId } from "./support/tasks.js";
 
 const CAP = 3;
@@ -64,19 +71,7 @@ describe("quota slots across daemons", () => {
     const ids = specs.map((s) => s.id);
     await client.api.submit(specs);
 
-    // Kill the daemon of the first run seen going (it holds a slot then): which daemon wins the
-    // first slots is up to the claims.
-    const open = await waitFor(() => openRun(logFile), {
-      name: "a run going",
-      timeoutMs: 60_000,
-      intervalMs: 20,
-    });
-    const victim = open.taskId;
-    const victimName = open.workerId.split("-")[0]!;
-    const onVictim = (w: string) => w.startsWith(`${victimName}-`);
-    expect(fleet.has(victimName), `the log's worker ${open.workerId} is one of the fleet's`).toBe(true);
-    fleet.get(victimName)!.kill("SIGKILL");
-    await fleet.get(victimName)!.exited;
+    const { taskId: victim, onVictim } = await killFirstRunning(logFile, fleet);
 
     const records = await waitAllTerminal([nats.url], ids, 120_000);
     const report = await checkChaos(logFile, ids, records, onVictim);

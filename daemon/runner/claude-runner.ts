@@ -13,6 +13,7 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import pino, { type Logger } from "pino";
 import { z } from "zod";
 import {
+  CANCEL_LINE,
   CREDENTIAL_ENV,
   PERMISSION_MODES,
   parseShimLine,
@@ -202,12 +203,15 @@ export class ClaudeRunner implements Runner {
     // Under a guardian where possible: Claude Code's tool processes die with the run, even those
     // that left its process group, and all of it dies at once with the daemon. Its own process
     // group, so a forced stop also reaches Claude Code and its tool processes.
-    return spawnChild([cmd!, ...prefix, jobPath, "--parent-watch", "stdin"], {
+    const child = spawnChild([cmd!, ...prefix, jobPath, "--parent-watch", "stdin"], {
       cwd,
       env,
       stdin: "pipe",
       maxLineChars: MAX_SHIM_LINE,
     });
+    // A write to a shim that has just exited (EPIPE) is no error of ours: its exit says the rest.
+    child.stdin?.on("error", () => undefined);
+    return child;
   }
 
   private takeWarmShim(): ShimProcess | undefined {
@@ -510,8 +514,13 @@ export class ClaudeRunner implements Runner {
         forceKill("its attempt was fenced");
         return;
       }
-      log.info({ reason: String(ctx.signal.reason) }, "aborting: SIGTERM to mesh-shim");
-      proc.signal("SIGTERM");
+      // Asked on its stdin: SIGTERM to its process group would reach Claude Code too, which then
+      // dies without the result line that carries the session's cost and id.
+      const stdin = proc.stdin;
+      const asked = stdin?.writable === true;
+      if (asked) stdin.write(`${CANCEL_LINE}\n`);
+      log.info({ reason: String(ctx.signal.reason), how: asked ? "stdin" : "SIGTERM" }, "aborting mesh-shim");
+      if (!asked) proc.signal("SIGTERM");
       killTimer = setTimeout(() => forceKill("did not stop after SIGTERM"), this.cfg.killAfterMs);
     };
     ctx.signal.addEventListener("abort", onAbort, { once: true });

@@ -8,8 +8,9 @@ import { join } from "node:path";
 import { Kvm } from "@nats-io/kv";
 import { connect } from "@nats-io/transport-node";
 import { SLOTS_BUCKET } from "../../daemon/nats/names.js";
-import { makeTempDir } from "../harness/index.js";
+import { makeTempDir, waitFor } from "../harness/index.js";
 import { CLAUDE_BIN } from "../mock-anthropic/index.js";
+import { openRun } from "./chaos.js";
 import { type MeshdProcess, spawnMeshd } from "./mesh.js";
 
 interface Span {
@@ -147,4 +148,25 @@ export async function startClaudeFleet(
   const fleet = new Map<string, MeshdProcess>();
   for (const name of names) fleet.set(name, await spawnMeshd(["-c", cfg, "--nats", url, "--name", name]));
   return fleet;
+}
+
+/**
+ * SIGKILLs the daemon of the first run the chaos log shows going (it holds a slot then): which
+ * daemon wins the first slots is up to the claims. Its fleet name is its worker id's prefix.
+ */
+export async function killFirstRunning(
+  logFile: string,
+  fleet: Map<string, MeshdProcess>,
+): Promise<{ taskId: string; name: string; onVictim: (workerId: string) => boolean }> {
+  const open = await waitFor(() => openRun(logFile), {
+    name: "a run going",
+    timeoutMs: 60_000,
+    intervalMs: 20,
+  });
+  const name = open.workerId.split("-")[0]!;
+  const proc = fleet.get(name);
+  if (!proc) throw new Error(`the log's worker ${open.workerId} is none of the fleet's`);
+  proc.kill("SIGKILL");
+  await proc.exited;
+  return { taskId: open.taskId, name, onVictim: (w) => w.startsWith(`${name}-`) };
 }
