@@ -1,6 +1,18 @@
 /** Public surface of the nats folder: the connection, every NATS name, JetStream errors and publisher, KV reads, permissions. */
 export { connectNats } from "./connect.js";
 export {
+  JOIN_CA_FILE,
+  JOIN_FILE,
+  JOIN_LEAF_PASSWORD_FILE,
+  JOIN_NKEY_FILE,
+  type JoinedFiles,
+  type JoinedHub,
+  joinDir,
+  joinedHubSchema,
+  joinedNatsOptions,
+  readJoinedHub,
+} from "./joined.js";
+export {
   isAlreadyExists,
   isConsumerNotFound,
   isInsufficientResources,
@@ -24,20 +36,20 @@ export {
   beaconSubject,
   cancelSubject,
   EVENTS_STREAM,
-  FILE_LEASES_BUCKET,
   EVENTS_SUBJECTS,
+  FILE_LEASES_BUCKET,
   kvStream,
   kvSubject,
   kvSubjectPrefix,
   PARKED_STREAM,
   PARKED_SUBJECT_PREFIX,
   PARKED_SUBJECTS,
-  parkedPoolFilter,
-  parkedSubject,
   PLAN_BRANCHES_BUCKET,
   PLAN_EVENTS_FILTER,
-  planEventSubject,
   PLANS_BUCKET,
+  parkedPoolFilter,
+  parkedSubject,
+  planEventSubject,
   poolConsumerName,
   poolFilter,
   RUN_EVENTS_FILTER,
@@ -55,15 +67,3 @@ export {
 } from "./names.js";
 export { DAEMON_PERMISSIONS, MONITOR_PERMISSIONS, renderPermissions } from "./permissions.js";
 export { natsOptionsSchema } from "./settings.js";
-export {
-  JOIN_CA_FILE,
-  JOIN_FILE,
-  JOIN_LEAF_PASSWORD_FILE,
-  JOIN_NKEY_FILE,
-  type JoinedFiles,
-  type JoinedHub,
-  joinDir,
-  joinedHubSchema,
-  joinedNatsOptions,
-  readJoinedHub,
-} from "./joined.js";

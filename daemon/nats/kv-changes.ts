@@ -11,8 +11,8 @@
  * does, leaves no message: a reader learns of it by reading the key.)
  */
 import { DeliverPolicy, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
-import { monotonicNow } from "../util/index.js";
 import { kvStream, kvSubjectPrefix } from "./names.js";
+import { readOrdered } from "./ordered-read.js";
 
 const OPERATION_HEADER = "KV-Operation";
 
@@ -53,43 +53,16 @@ export async function kvChangedKeys(
     opt_start_seq: afterSeq + 1,
     headers_only: true,
   });
-  const messages = await consumer.consume({ max_messages: 1024 });
-  let complete = false;
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    void messages.close();
-  }, opts.timeoutMs ?? 30_000);
-  // Every message in the range may have been rewritten away: then nothing comes at all.
-  const idleMs = opts.idleCheckMs ?? 500;
-  let lastAt = monotonicNow();
-  const idle = setInterval(async () => {
-    if (monotonicNow() - lastAt < idleMs) return;
-    const ci = await consumer.info().catch(() => undefined);
-    if (ci?.num_pending === 0 && monotonicNow() - lastAt >= idleMs) {
-      complete = true;
-      void messages.close();
-    }
-  }, idleMs / 2);
-  try {
-    for await (const m of messages) {
-      lastAt = monotonicNow();
-      if (m.seq > until) {
-        complete = true;
-        break;
-      }
+  // Every message in the range may have been rewritten away: then nothing comes ("idle").
+  const end = await readOrdered(
+    consumer,
+    until,
+    (m) => {
+      if (m.seq > until) return; // the next pass reads it
       const op = m.headers?.get(OPERATION_HEADER);
       keys.set(m.subject.slice(prefix.length), { seq: m.seq, put: op !== "DEL" && op !== "PURGE" });
-      if (m.seq >= until || m.info.pending === 0) {
-        complete = true;
-        break;
-      }
-    }
-  } finally {
-    clearTimeout(timer);
-    clearInterval(idle);
-    await messages.close();
-    await consumer.delete().catch(() => undefined);
-  }
-  return complete && !timedOut ? { keys, lastSeq: until, messages: state.messages } : undefined;
+    },
+    { maxMessages: 1024, timeoutMs: opts.timeoutMs ?? 30_000, idleMs: opts.idleCheckMs ?? 500 },
+  );
+  return end === "reached" || end === "idle" ? { keys, lastSeq: until, messages: state.messages } : undefined;
 }

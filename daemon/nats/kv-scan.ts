@@ -12,8 +12,8 @@
  */
 import { DeliverPolicy, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
-import { monotonicNow } from "../util/index.js";
 import { kvStream, kvSubjectPrefix } from "./names.js";
+import { readOrdered } from "./ordered-read.js";
 
 export interface KvScanEntry {
   key: string;
@@ -56,30 +56,18 @@ export async function scanKv(
     filter_subjects: `${prefix}>`,
     deliver_policy: DeliverPolicy.LastPerSubject,
   });
-  const messages = await consumer.consume({ max_messages: 512 });
-  const timer = setTimeout(() => void messages.close(), opts.timeoutMs ?? 60_000);
-  const idleMs = opts.idleCheckMs ?? 1000;
-  let lastAt = monotonicNow();
-  const idle = setInterval(async () => {
-    if (monotonicNow() - lastAt < idleMs) return;
-    const ci = await consumer.info().catch(() => undefined);
-    if (ci?.num_pending === 0 && monotonicNow() - lastAt >= idleMs) void messages.close();
-  }, idleMs / 2);
-  try {
-    for await (const m of messages) {
-      lastAt = monotonicNow();
+  // However the pass ends, the keys it did not reach are read by key below.
+  await readOrdered(
+    consumer,
+    until,
+    (m) => {
       const key = m.subject.slice(prefix.length);
       const op = m.headers?.get(OPERATION_HEADER);
       // A key rewritten during the pass shows up again, later: the newest wins.
       seen.set(key, op === "DEL" || op === "PURGE" ? undefined : { key, value: m.data, revision: m.seq });
-      if (m.seq >= until || m.info.pending === 0) break;
-    }
-  } finally {
-    clearTimeout(timer);
-    clearInterval(idle);
-    await messages.close();
-    await consumer.delete().catch(() => undefined);
-  }
+    },
+    { maxMessages: 512, timeoutMs: opts.timeoutMs ?? 60_000, idleMs: opts.idleCheckMs ?? 1000 },
+  );
   // Keys whose message was replaced or removed before the pass reached it.
   const missing = keys.filter((k) => !seen.has(k));
   for (let i = 0; i < missing.length; i += 64) {
