@@ -196,7 +196,8 @@ export class ClaudeRunner implements Runner {
 
   /**
    * Starts mesh-shim. With `jobPath` "-" it loads and then waits for the path on stdin. stdin
-   * stays open otherwise unused: its EOF tells the shim the daemon is gone.
+   * stays open: a `cancel` line on it asks for the graceful stop, and its EOF tells the shim the
+   * daemon is gone.
    */
   private spawnShim(env: Record<string, string>, cwd: string, jobPath: string): ShimProcess {
     const [cmd, ...prefix] = this.cfg.shimCommand;
